@@ -1,0 +1,43 @@
+# ami-chain-bridge: `make demo` and `make test` each set everything up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+BIN := $(VENV)/bin
+# Filesystem mirror for Terraform providers that cannot come from the registry here.
+TF_MIRROR := $(CURDIR)/.state/terraform-mirror
+
+.PHONY: setup demo test lint fmt bench clean
+
+setup: $(VENV)/.installed packer-check
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+packer-check:
+	@command -v packer >/dev/null 2>&1 || { \
+	  echo "packer not on PATH: installing Debian's packer package"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq packer; }
+	@packer version
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check bridge tests examples
+	$(BIN)/ruff format --check bridge tests examples
+	$(BIN)/mypy
+
+fmt: setup
+	$(BIN)/ruff format bridge tests examples
+	$(BIN)/ruff check --fix bridge tests examples
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,132 @@
+"""AWS clients, their retry policy, and the translation of AWS failures into BridgeErrors.
+
+Endpoints come from botocore's own configuration (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2`,
+`AWS_ENDPOINT_URL_S3`, profiles), so the sandbox and real AWS are reached the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_s3 import S3Client
+
+# Throttling, 5xx and dropped connections are retried with botocore's own backoff; everything
+# else fails at once with a message (see aws_call).
+RETRY_MODE = "standard"
+MAX_ATTEMPTS = 8
+
+_PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
+_CREDENTIAL_CODES = {"AuthFailure", "InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch"}
+
+
+class AwsClients:
+    """Creates each AWS client once, all with the same retry policy."""
+
+    def __init__(
+        self,
+        *,
+        retry_mode: str = RETRY_MODE,
+        max_attempts: int = MAX_ATTEMPTS,
+        session: Any | None = None,
+    ) -> None:
+        self._retry_mode = retry_mode
+        self._max_attempts = max_attempts
+        self._session = session
+        self._clients: dict[tuple[str, str | None], Any] = {}
+
+    def _client(self, service: str, region: str | None) -> Any:
+        key = (service, region)
+        if key not in self._clients:
+            import botocore.session
+            from botocore.config import Config
+
+            if self._session is None:
+                self._session = botocore.session.get_session()
+            config = Config(
+                retries={"mode": self._retry_mode, "max_attempts": self._max_attempts},
+                connect_timeout=10,
+                read_timeout=60,
+            )
+            try:
+                self._clients[key] = self._session.create_client(
+                    service, region_name=region, config=config
+                )
+            except Exception as exc:
+                raise AwsError(
+                    f"Cannot create the AWS {service} client for region {region}: {exc}. Check "
+                    "the region name and the AWS configuration (profile, endpoint variables)."
+                ) from None
+        return self._clients[key]
+
+    def ec2(self, region: str) -> EC2Client:
+        """The EC2 client for `region`."""
+        client: EC2Client = self._client("ec2", region)
+        return client
+
+    def s3(self, region: str | None = None) -> S3Client:
+        """The S3 client (bucket names are global; the region only picks the endpoint)."""
+        client: S3Client = self._client("s3", region)
+        return client
+
+
+@contextmanager
+def aws_call(action: str, permission: str) -> Iterator[None]:
+    """Turn botocore failures inside the block into an AwsError that says what to do.
+
+    `action` says what we were doing ("looking up images in us-east-1"), `permission` which IAM
+    action it needs ("ec2:DescribeImages").
+    """
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+    )
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")).rstrip(".")
+        if code in _PERMISSION_CODES:
+            raise AwsError(
+                f"AWS denied {action}: the caller lacks {permission} ({code}: {message}). Grant "
+                f"{permission} to the role or user the bridge runs as, or run it with credentials "
+                "that have it."
+            ) from None
+        if code in _CREDENTIAL_CODES:
+            raise AwsError(
+                f"AWS rejected the credentials while {action} ({code}: {message}). Refresh the "
+                "credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO login)."
+            ) from None
+        raise AwsError(
+            f"AWS refused {action} ({code}: {message}). Check the value it names; this is not "
+            "retried because retrying cannot fix it."
+        ) from None
+    except NoCredentialsError:
+        raise AwsError(
+            f"No AWS credentials were found for {action}. Set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance role is available."
+        ) from None
+    except NoRegionError:
+        raise AwsError(
+            f"No AWS region is set for {action}. Pass `region` or set AWS_REGION."
+        ) from None
+    except EndpointConnectionError as exc:
+        raise AwsError(
+            f"Cannot reach AWS while {action}: {exc}. Check the network and any endpoint "
+            "override (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_S3)."
+        ) from None
+    except BotoCoreError as exc:
+        raise AwsError(
+            f"AWS call failed while {action} after {MAX_ATTEMPTS} attempts: {exc}. Try again; "
+            "if it keeps failing, check the endpoint and the network."
+        ) from None

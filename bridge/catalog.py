@@ -1,0 +1,235 @@
+"""The catalog: which Packer definitions a repository has and how their images chain."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from bridge.errors import CatalogError
+
+DEFAULT_CATALOG = "ami-chain.json"
+DEFAULT_TAG_KEY = "SHA"
+DEFAULT_OWNERS = ("self",)
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Load one of the JSON Schemas shipped in bridge/schemas (once per process)."""
+    text = resources.files("bridge").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One Packer definition: a template, its inputs and its place in the chain."""
+
+    name: str
+    template: str
+    template_format: str  # "json" or "hcl2"
+    directory: str
+    inputs: tuple[str, ...]
+    parent: str | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+    regions: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A validated catalog. Definitions are kept in file order."""
+
+    path: str
+    definitions: Mapping[str, Definition]
+    tag_key: str | None = None
+    owners: tuple[str, ...] | None = None
+    regions: tuple[str, ...] | None = None
+    manifest_bucket: str | None = None
+    manifest_prefix: str | None = None
+    _order: tuple[str, ...] = field(default=(), repr=False)
+
+    def get(self, name: str) -> Definition:
+        """The definition called `name`, or a CatalogError listing the known ones."""
+        try:
+            return self.definitions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.definitions)) or "none"
+            raise CatalogError(
+                f"Unknown definition {name!r}: the catalog {self.path} defines {known}. "
+                "Use one of those names, or add the definition to the catalog."
+            ) from None
+
+    def closure(self, names: Iterable[str]) -> list[Definition]:
+        """The named definitions and all their ancestors, parents before children."""
+        wanted: set[str] = set()
+        for name in names:
+            current: str | None = self.get(name).name
+            while current is not None and current not in wanted:
+                wanted.add(current)
+                current = self.definitions[current].parent
+        return [self.definitions[n] for n in self._order if n in wanted]
+
+    def all(self) -> list[Definition]:
+        """Every definition, parents before children."""
+        return [self.definitions[n] for n in self._order]
+
+    def depth(self, name: str) -> int:
+        """Number of ancestors of `name`."""
+        parent = self.get(name).parent
+        return 0 if parent is None else 1 + self.depth(parent)
+
+
+def load_catalog(repo_root: Path, catalog_path: str | None = None) -> Catalog:
+    """Read, validate and check the catalog of the repository at `repo_root`."""
+    from jsonschema import Draft202012Validator
+
+    rel = catalog_path or DEFAULT_CATALOG
+    path = resolve_inside(repo_root, rel, what="catalog")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(
+            f"No catalog at {rel} in {repo_root}. Create {DEFAULT_CATALOG} at the repository "
+            "root (see the README's catalog section) or pass the path of yours as `catalog`."
+        ) from None
+    except OSError as exc:
+        raise CatalogError(f"Cannot read the catalog {path}: {exc.strerror}.") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CatalogError(
+            f"The catalog {rel} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}. Fix the syntax and run again."
+        ) from None
+
+    validator = Draft202012Validator(load_schema("catalog.schema.json"))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
+        raise CatalogError(
+            f"The catalog {rel} is invalid at {first.json_path}: {first.message}{more}. "
+            "See the catalog format in the README."
+        )
+
+    definitions: dict[str, Definition] = {}
+    for name, spec in data["definitions"].items():
+        definitions[name] = _definition(repo_root, rel, name, spec)
+
+    for d in definitions.values():
+        if d.parent is not None and d.parent not in definitions:
+            raise CatalogError(
+                f"Definition {d.name!r} in {rel} names the parent {d.parent!r}, which the catalog "
+                f"does not define. Add {d.parent!r} or correct the parent's name."
+            )
+    order = _topological_order(rel, definitions)
+    manifest = data.get("manifest", {})
+    return Catalog(
+        path=rel,
+        definitions=definitions,
+        tag_key=data.get("tag_key"),
+        owners=tuple(data["owners"]) if "owners" in data else None,
+        regions=tuple(data["regions"]) if "regions" in data else None,
+        manifest_bucket=manifest.get("bucket"),
+        manifest_prefix=manifest.get("prefix"),
+        _order=tuple(order),
+    )
+
+
+def resolve_inside(repo_root: Path, rel: str, *, what: str) -> Path:
+    """Turn a repo-relative path from input into a real path that stays inside the repo root.
+
+    Symlinks are followed before the check, so a link that points out of the repository is refused.
+    """
+    pure = PurePosixPath(rel)
+    root = Path(os.path.realpath(repo_root))
+    if pure.is_absolute() or "\\" in rel or "\x00" in rel:
+        raise CatalogError(
+            f"The {what} path {rel!r} must be relative to the repository root ({root}) and use "
+            "forward slashes."
+        )
+    real = Path(os.path.realpath(root / pure))
+    if real != root and root not in real.parents:
+        raise CatalogError(
+            f"The {what} path {rel!r} leaves the repository root {root} (it resolves to {real}). "
+            "Keep templates, inputs and the catalog inside the repository."
+        )
+    return real
+
+
+def normalize(rel: str) -> str:
+    """A repo-relative path in git's spelling: no './', no trailing '/', '.' for the root."""
+    parts = [p for p in PurePosixPath(rel).parts if p != "."]
+    return "/".join(parts) if parts else "."
+
+
+def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -> Definition:
+    template = normalize(spec["template"])
+    real = resolve_inside(repo_root, spec["template"], what=f"template of {name!r}")
+    if real.is_dir():
+        fmt, directory = "hcl2", template
+        if not any(real.glob("*.pkr.hcl")):
+            raise CatalogError(
+                f"The template directory {template!r} of definition {name!r} holds no *.pkr.hcl "
+                "file. Point `template` at a Packer JSON template, an HCL2 file or a directory of "
+                "HCL2 files."
+            )
+    elif real.is_file():
+        if template.endswith(".pkr.hcl"):
+            fmt = "hcl2"
+        elif template.endswith(".json"):
+            fmt = "json"
+        else:
+            raise CatalogError(
+                f"The template {template!r} of definition {name!r} is neither a .json nor a "
+                ".pkr.hcl file. Rename it or point `template` at the right file."
+            )
+        directory = normalize(str(PurePosixPath(template).parent))
+    else:
+        raise CatalogError(
+            f"The template {template!r} of definition {name!r} does not exist in {repo_root}. "
+            f"Fix the `template` path in {rel} (it is relative to the repository root)."
+        )
+    inputs = []
+    for item in spec.get("inputs", []):
+        resolve_inside(repo_root, item, what=f"input of {name!r}")
+        inputs.append(normalize(item))
+    return Definition(
+        name=name,
+        template=template,
+        template_format=fmt,
+        directory=directory,
+        inputs=tuple(inputs),
+        parent=spec.get("parent"),
+        variables=tuple(sorted(spec.get("variables", {}).items())),
+        regions=tuple(spec.get("regions", ())),
+        tags=tuple(sorted(spec.get("tags", {}).items())),
+    )
+
+
+def _topological_order(rel: str, definitions: Mapping[str, Definition]) -> list[str]:
+    order: list[str] = []
+    state: dict[str, str] = {}
+    for start in definitions:
+        path: list[str] = []
+        current: str | None = start
+        while current is not None and state.get(current) != "done":
+            if state.get(current) == "visiting":
+                cycle = " -> ".join([*path[path.index(current) :], current])
+                raise CatalogError(
+                    f"The catalog {rel} has a parent cycle: {cycle}. A definition cannot be "
+                    "built on itself; remove one of these `parent` links."
+                )
+            state[current] = "visiting"
+            path.append(current)
+            current = definitions[current].parent
+        for name in reversed(path):
+            state[name] = "done"
+            order.append(name)
+    return order

@@ -1,0 +1,381 @@
+"""The chain planner: resolve definitions to AMIs, building what is missing, parents first."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import git
+
+from bridge import manifests, registry
+from bridge.aws import AwsClients
+from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, Catalog, Definition
+from bridge.errors import BuildError, NotFoundError, QueryError
+from bridge.fingerprint import Fingerprint, Snapshot, fingerprint_all
+from bridge.packer import PackerRunner, manifest_artifacts
+from bridge.registry import Image
+
+log = logging.getLogger(__name__)
+
+ON_MISSING = ("build", "fail", "report")
+ENDPOINT_VARIABLE = "ec2_endpoint"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to resolve: where to look, what counts, what to do on a miss."""
+
+    region: str
+    tag_key: str = DEFAULT_TAG_KEY
+    owners: tuple[str, ...] = DEFAULT_OWNERS
+    manifest_bucket: str | None = None
+    manifest_prefix: str | None = None
+    commit: str | None = None
+    allow_dirty: bool = False
+    ec2_endpoint: str | None = None
+    build_url: str = ""
+    wait_timeout: float = 1800.0
+    log_dir: Path = Path(".")
+    # Seed-style Packer manifests (manifest-<definition>.json) from builds in the same workflow.
+    packer_manifest_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedAmi:
+    """The outcome for one definition."""
+
+    definition: str
+    fingerprint: str
+    region: str
+    ami_id: str
+    amis: tuple[tuple[str, str], ...]
+    parent_definition: str | None
+    parent_ami_id: str
+    parent_fingerprint: str | None
+    state: str  # found | built | missing | outdated
+    manifest_uri: str
+    git_commit: str
+    creation_date: str
+
+    @property
+    def found(self) -> bool:
+        """An image is there to use."""
+        return self.state in ("found", "built")
+
+    @property
+    def built(self) -> bool:
+        """This run built the image."""
+        return self.state == "built"
+
+
+@dataclass
+class Plan:
+    """Fingerprints and what EC2 already has, before anything is built."""
+
+    definitions: list[Definition]
+    snapshot: Snapshot
+    images: dict[str, dict[str, list[Image]]] = field(default_factory=dict)  # region -> fp -> images
+
+
+class Chain:
+    """Resolves and builds the images of one catalog in one repository."""
+
+    def __init__(
+        self,
+        *,
+        repo: git.Repo,
+        catalog: Catalog,
+        clients: AwsClients,
+        settings: Settings,
+        packer: Callable[[], PackerRunner],
+    ) -> None:
+        self.repo = repo
+        self.root = Path(str(repo.working_tree_dir))
+        self.catalog = catalog
+        self.clients = clients
+        self.settings = settings
+        self._packer_factory = packer
+        self._packer: PackerRunner | None = None
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def regions(self, d: Definition) -> tuple[str, ...]:
+        """Regions the image of `d` must exist in; the first is where it is built."""
+        regions = d.regions or self.catalog.regions or (self.settings.region,)
+        if self.settings.region in regions:
+            return (self.settings.region, *[r for r in regions if r != self.settings.region])
+        return tuple(regions)
+
+    def plan(self, names: Iterable[str]) -> Plan:
+        """Fingerprint `names` and their ancestors, and look their images up (one call/region)."""
+        definitions = self.catalog.closure(names)
+        snapshot = fingerprint_all(
+            self.repo,
+            definitions,
+            commit=self.settings.commit,
+            allow_dirty=self.settings.allow_dirty,
+        )
+        by_region: dict[str, set[str]] = {}
+        for d in definitions:
+            for region in self.regions(d):
+                by_region.setdefault(region, set()).add(snapshot.fingerprints[d.name].value)
+        images = {
+            region: registry.find_images(
+                self.clients.ec2(region),
+                region,
+                fps,
+                tag_key=self.settings.tag_key,
+                owners=self.settings.owners,
+            )
+            for region, fps in sorted(by_region.items())
+        }
+        return Plan(definitions, snapshot, images)
+
+    # -- resolving ------------------------------------------------------------------------------
+
+    def resolve(
+        self,
+        names: Sequence[str],
+        *,
+        on_missing: str = "build",
+        force: Iterable[str] = (),
+    ) -> dict[str, ResolvedAmi]:
+        """Resolve `names` (and their ancestors), acting on misses as `on_missing` says."""
+        if on_missing not in ON_MISSING:
+            raise QueryError(
+                f"on_missing must be one of {', '.join(ON_MISSING)}, not {on_missing!r}."
+            )
+        forced = set(force)
+        plan = self.plan(names)
+        results: dict[str, ResolvedAmi] = {}
+        for d in plan.definitions:
+            fp = plan.snapshot.fingerprints[d.name]
+            parent = results.get(d.parent) if d.parent else None
+            current = self._current(plan, d, fp, parent)
+            if current.found and d.name not in forced:
+                results[d.name] = current
+                continue
+            if parent is not None and not parent.found:
+                results[d.name] = current
+                continue
+            if on_missing == "build" or d.name in forced:
+                results[d.name] = self._build(d, fp, parent, plan.snapshot.commit)
+            elif on_missing == "fail":
+                raise NotFoundError(self._not_found(d, fp, current))
+            else:
+                results[d.name] = current
+        return results
+
+    def _current(
+        self, plan: Plan, d: Definition, fp: Fingerprint, parent: ResolvedAmi | None
+    ) -> ResolvedAmi:
+        """What EC2 has for `d` now: found, missing, or outdated (built on another parent AMI)."""
+        regions = self.regions(d)
+        amis: dict[str, str] = {}
+        chosen: Image | None = None
+        outdated = False
+        for region in regions:
+            candidates = plan.images.get(region, {}).get(fp.value, [])
+            if parent is not None:
+                # Every regional copy records the parent AMI it was built on (in the build region).
+                matching = [
+                    i for i in candidates if i.tag(registry.TAG_PARENT_AMI) == parent.ami_id
+                ]
+                outdated = outdated or (bool(candidates) and not matching)
+                candidates = matching
+            if not candidates:
+                continue
+            if len(candidates) > 1:
+                log.warning(
+                    "%s: %d images in %s carry %s=%s (%s); using the newest, %s",
+                    d.name,
+                    len(candidates),
+                    region,
+                    self.settings.tag_key,
+                    fp.value,
+                    ", ".join(i.ami_id for i in candidates),
+                    candidates[0].ami_id,
+                )
+            image = candidates[0]
+            if image.state == "pending":
+                image = registry.wait_available(
+                    self.clients.ec2(region), region, image.ami_id, timeout=self.settings.wait_timeout
+                )
+            amis[region] = image.ami_id
+            if region == regions[0]:
+                chosen = image
+        complete = chosen is not None and all(r in amis for r in regions)
+        state = "found" if complete else ("outdated" if outdated else "missing")
+        return self._result(
+            d,
+            fp,
+            parent,
+            state=state,
+            amis=amis if complete else {},
+            git_commit=(chosen.tag(registry.TAG_COMMIT) if chosen else None) or plan.snapshot.commit,
+            creation_date=chosen.creation_date if chosen and complete else "",
+        )
+
+    def _result(
+        self,
+        d: Definition,
+        fp: Fingerprint,
+        parent: ResolvedAmi | None,
+        *,
+        state: str,
+        amis: Mapping[str, str],
+        git_commit: str,
+        creation_date: str,
+        manifest_uri: str | None = None,
+    ) -> ResolvedAmi:
+        primary = self.regions(d)[0]
+        if manifest_uri is None:
+            manifest_uri = (
+                manifests.manifest_uri(
+                    self.settings.manifest_bucket, self.settings.manifest_prefix, d.name, fp.value
+                )
+                if self.settings.manifest_bucket and state in ("found", "built")
+                else ""
+            )
+        return ResolvedAmi(
+            definition=d.name,
+            fingerprint=fp.value,
+            region=primary,
+            ami_id=amis.get(primary, ""),
+            amis=tuple(sorted(amis.items())),
+            parent_definition=d.parent,
+            parent_ami_id=parent.ami_id if parent else "",
+            parent_fingerprint=parent.fingerprint if parent else None,
+            state=state,
+            manifest_uri=manifest_uri,
+            git_commit=git_commit,
+            creation_date=creation_date,
+        )
+
+    def _not_found(self, d: Definition, fp: Fingerprint, current: ResolvedAmi) -> str:
+        regions = self.regions(d)
+        owners = ",".join(self.settings.owners)
+        why = (
+            "images with that fingerprint exist but were built on another parent AMI, so they "
+            "are outdated"
+            if current.state == "outdated"
+            else "no image carries that fingerprint"
+        )
+        return (
+            f"No usable image for definition {d.name!r} (fingerprint {fp.value}) in "
+            f"{', '.join(regions)}, owners {owners}, tag {self.settings.tag_key}: {why}. Build it "
+            f"with `ami-bridge build {d.name} --repo {self.root}` or resolve with "
+            "on_missing=build."
+        )
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _runner(self) -> PackerRunner:
+        if self._packer is None:
+            self._packer = self._packer_factory()
+        return self._packer
+
+    def _build(
+        self, d: Definition, fp: Fingerprint, parent: ResolvedAmi | None, commit: str
+    ) -> ResolvedAmi:
+        if self.repo.head.commit.hexsha != commit:
+            raise BuildError(
+                f"Cannot build {d.name!r} at commit {commit[:12]}: the checkout is at "
+                f"{self.repo.head.commit.hexsha[:12]} and Packer builds from the checkout. "
+                "Check that commit out first, or resolve with on_missing=fail/report."
+            )
+        regions = self.regions(d)
+        runner = self._runner()
+        declared = runner.declared_variables(d.template, self.root)
+        variables = dict(d.variables)
+        seed_vars = {
+            "ami_sha": fp.value,
+            "ami_name": f"{d.name}-{fp.value[:12]}",
+            "ami_base": parent.ami_id if parent else "",
+            "region": regions[0],
+            ENDPOINT_VARIABLE: self.settings.ec2_endpoint or "",
+        }
+        for name, value in seed_vars.items():
+            if name in declared and name not in variables and (value or name != ENDPOINT_VARIABLE):
+                variables[name] = value
+        if parent is not None and "ami_base" not in declared:
+            log.warning(
+                "%s: the template declares no `ami_base` variable, so it cannot be told to build "
+                "on %s (%s)",
+                d.name,
+                parent.definition,
+                parent.ami_id,
+            )
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        log_path = self.settings.log_dir / f"{d.name}-{fp.value[:12]}-{stamp}.log"
+        log.info("building %s (%s) with Packer; log: %s", d.name, fp.value[:12], log_path)
+        result = runner.build(d.template, variables, self.root, log_path)
+        amis = result.amis or self._packer_manifest(d)
+        missing = [r for r in regions if r not in amis]
+        if missing:
+            raise BuildError(
+                f"Packer built {d.name!r} but reported no AMI for {', '.join(missing)} (it "
+                f"reported {amis or 'none'}). Make the template build in {regions[0]} and copy "
+                f"to the other catalog regions (ami_regions). Log: {log_path}."
+            )
+        packer_version = runner.version(self.root)
+        tags = {
+            **dict(d.tags),
+            registry.TAG_DEFINITION: d.name,
+            registry.TAG_COMMIT: commit,
+            registry.TAG_PACKER_VERSION: packer_version,
+        }
+        if self.settings.build_url:
+            tags[registry.TAG_BUILD_URL] = self.settings.build_url
+        if parent is not None:
+            tags[registry.TAG_PARENT_AMI] = parent.ami_id
+            tags[registry.TAG_PARENT_FINGERPRINT] = parent.fingerprint
+        # The fingerprint tag goes on in the same call as the provenance tags, so an image is
+        # never findable without them.
+        tags[self.settings.tag_key] = fp.value
+        images = {
+            region: registry.describe_image(self.clients.ec2(region), region, amis[region])
+            for region in regions
+        }
+        for image in images.values():
+            registry.tag_image(self.clients.ec2(image.region), image, tags)
+        primary = images[regions[0]]
+        uri = ""
+        if self.settings.manifest_bucket:
+            manifest = manifests.Manifest(
+                definition=d.name,
+                fingerprint=fp.value,
+                amis=tuple(sorted((r, amis[r]) for r in regions)),
+                parent=None
+                if parent is None
+                else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
+                git_commit=commit,
+                packer_version=packer_version,
+                build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                build_url=self.settings.build_url,
+            )
+            uri = manifests.publish(
+                self.clients.s3(regions[0]),
+                self.settings.manifest_bucket,
+                self.settings.manifest_prefix,
+                manifest,
+            )
+        log.info("built %s: %s", d.name, ", ".join(f"{r}:{a}" for r, a in sorted(amis.items())))
+        return self._result(
+            d,
+            fp,
+            parent,
+            state="built",
+            amis={r: amis[r] for r in regions},
+            git_commit=commit,
+            creation_date=primary.creation_date,
+            manifest_uri=uri,
+        )
+
+    def _packer_manifest(self, d: Definition) -> dict[str, str]:
+        directory = self.settings.packer_manifest_dir or self.root
+        path = directory / f"manifest-{d.name}.json"
+        return manifest_artifacts(path) if path.is_file() else {}

@@ -1,0 +1,39 @@
+"""The error hierarchy. Every error the bridge expects ends up as one of these."""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Root of every expected failure; its message is shown to the user as is."""
+
+
+class QueryError(BridgeError):
+    """The external-protocol query (or CLI arguments) is malformed."""
+
+
+class CatalogError(BridgeError):
+    """The catalog file is missing, invalid, or inconsistent."""
+
+
+class FingerprintError(BridgeError):
+    """An input of a definition cannot be fingerprinted from git."""
+
+
+class AwsError(BridgeError):
+    """An AWS call failed in a way retries cannot fix."""
+
+
+class NotFoundError(BridgeError):
+    """No usable image exists and the caller asked not to build one."""
+
+
+class BuildError(BridgeError):
+    """Packer failed, or its output could not be understood."""
+
+
+class ManifestError(BridgeError):
+    """A manifest could not be written, read, or validated."""
+
+
+class LeaseError(BridgeError):
+    """Another process holds the build of an image and did not finish in time."""

@@ -1,0 +1,328 @@
+"""Content fingerprints of definitions, computed from git objects at one commit.
+
+A fingerprint names the content an image is built from, never the history that led to it:
+
+* A definition with a single input (its directory), no parent and no variables gets the git tree
+  SHA of that directory. That is what the seed pipeline tags with (`git ls-tree HEAD <dir>`), so
+  images it built are found as they are.
+* Every other definition gets the SHA-1 of the encoding below (version 1), UTF-8, each line ending
+  in a newline, paths and values written as JSON strings:
+
+      ami-chain-bridge/fingerprint/v1
+      template "<template path>"
+      input "<path>" <mode> <blob|tree> <git object SHA>     (one line per input, sorted by path)
+      parent <parent fingerprint>                            (only when there is a parent)
+      variable "<name>" "<value>"                            (one line per variable, sorted by name)
+
+Inputs are the definition's directory, its declared `inputs`, and, for JSON templates, the files
+its provisioners reference (`script`, `scripts`, a file provisioner's `source`/`sources`). An input
+inside another input's directory is dropped, since the directory's tree SHA already covers it.
+
+Git cost: one repository open, one `git status` (dirty check) and one long-lived
+`git cat-file --batch` for all object reads, however many definitions and commits there are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import git
+from git.objects import Blob, Tree
+
+from bridge.catalog import Definition, normalize
+from bridge.errors import FingerprintError
+
+log = logging.getLogger(__name__)
+
+ENCODING_VERSION = "ami-chain-bridge/fingerprint/v1"
+_TEMPLATE_DIR = re.compile(r"\{\{\s*template_dir\s*\}\}")
+
+
+@dataclass(frozen=True)
+class InputEntry:
+    """One git object that goes into a fingerprint."""
+
+    path: str
+    mode: str
+    kind: str  # "blob" or "tree"
+    sha: str
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The identity of one definition's image at one commit."""
+
+    definition: str
+    value: str
+    inputs: tuple[InputEntry, ...]
+    parent: str | None
+    seed_compatible: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The fingerprints of a set of definitions at one commit."""
+
+    commit: str
+    dirty: bool
+    fingerprints: dict[str, Fingerprint]
+
+
+def open_repo(path: Path) -> git.Repo:
+    """Open the git repository whose root is `path`."""
+    try:
+        repo = git.Repo(path)
+    except git.NoSuchPathError:
+        raise FingerprintError(
+            f"The repository directory {path} does not exist. Pass the root of the Packer "
+            "repository as `repo`."
+        ) from None
+    except git.InvalidGitRepositoryError:
+        raise FingerprintError(
+            f"{path} is not a git repository. Fingerprints come from git content: pass the root "
+            "of the Packer repository as `repo`, or run `git init` and commit the definitions."
+        ) from None
+    if repo.bare or repo.working_tree_dir is None:
+        raise FingerprintError(f"{path} is a bare repository; pass a checkout instead.")
+    if Path(os.path.realpath(repo.working_tree_dir)) != Path(os.path.realpath(path)):
+        raise FingerprintError(
+            f"{path} is inside the repository {repo.working_tree_dir} but is not its root. "
+            "Pass the repository root as `repo`; catalog paths are relative to it."
+        )
+    return repo
+
+
+def fingerprint_all(
+    repo: git.Repo,
+    definitions: Sequence[Definition],
+    *,
+    commit: str | None = None,
+    allow_dirty: bool = False,
+) -> Snapshot:
+    """Fingerprint `definitions` (parents before children) at `commit` (default HEAD).
+
+    Uncommitted changes to an input are an error unless `allow_dirty`, in which case the working
+    tree content is hashed with git's own object hashing instead.
+    """
+    commit_obj = _commit(repo, commit)
+    root = commit_obj.tree
+    inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+    checks_worktree = commit is None or _is_head(repo, commit_obj.hexsha)
+    dirty = False
+    if checks_worktree:
+        paths = sorted({p for items in inputs.values() for p in items})
+        changed = _changed_files(repo, paths)
+        if changed and not allow_dirty:
+            owners = sorted(
+                {
+                    name
+                    for name, items in inputs.items()
+                    for f in changed
+                    for p in items
+                    if p == "." or f == p or f.startswith(p + "/")
+                }
+            )
+            shown = ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else "")
+            raise FingerprintError(
+                f"Uncommitted changes to inputs of {', '.join(owners)}: {shown}. An image is "
+                "named by committed content: commit (or stash) these changes, or set "
+                "allow_dirty=true to fingerprint the working tree as it is."
+            )
+        if changed:
+            dirty = True
+            root = _worktree_tree(repo, commit_obj, paths)
+            inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+    result: dict[str, Fingerprint] = {}
+    for d in definitions:
+        parent_fp = result[d.parent].value if d.parent is not None else None
+        result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
+    return Snapshot(commit=commit_obj.hexsha, dirty=dirty, fingerprints=result)
+
+
+def encode(
+    definition: Definition, entries: Iterable[InputEntry], parent_fingerprint: str | None
+) -> bytes:
+    """The canonical v1 encoding hashed into a composite fingerprint."""
+    lines = [ENCODING_VERSION, f"template {json.dumps(definition.template)}"]
+    for e in sorted(entries, key=lambda e: e.path):
+        lines.append(f"input {json.dumps(e.path)} {e.mode} {e.kind} {e.sha}")
+    if parent_fingerprint is not None:
+        lines.append(f"parent {parent_fingerprint}")
+    for name, value in definition.variables:
+        lines.append(f"variable {json.dumps(name)} {json.dumps(value)}")
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def _fingerprint(
+    root: Tree, d: Definition, paths: Sequence[str], parent_fp: str | None
+) -> Fingerprint:
+    entries = tuple(_entry(root, d, p) for p in paths)
+    seed = parent_fp is None and not d.variables and list(paths) == [d.directory]
+    if seed and entries[0].kind == "tree":
+        value = entries[0].sha
+    else:
+        seed = False
+        value = hashlib.sha1(encode(d, entries, parent_fp), usedforsecurity=False).hexdigest()
+    return Fingerprint(d.name, value, entries, parent_fp, seed)
+
+
+def _commit(repo: git.Repo, commit: str | None) -> git.Commit:
+    rev = commit or "HEAD"
+    try:
+        return repo.commit(rev)
+    except (git.BadName, ValueError, git.GitCommandError):
+        hint = (
+            "Commit the Packer definitions first (git add, git commit)."
+            if commit is None
+            else "Pass a commit, branch or tag that exists in the repository."
+        )
+        raise FingerprintError(f"Cannot find commit {rev!r} in {repo.working_tree_dir}. {hint}") from None
+
+
+def _is_head(repo: git.Repo, sha: str) -> bool:
+    try:
+        return repo.head.commit.hexsha == sha
+    except ValueError:
+        return False
+
+
+def _inputs(root: Tree, d: Definition, commit: str) -> list[str]:
+    candidates = [d.directory, *d.inputs]
+    if d.template_format == "json":
+        candidates += _provisioner_paths(root, d, commit)
+    unique = sorted(set(candidates))
+    dirs = [p for p in unique if _is_tree(root, p)]
+    return [
+        p
+        for p in unique
+        if not any(o != p and (o == "." or p.startswith(o + "/")) for o in dirs)
+    ]
+
+
+def _exists(root: Tree, path: str) -> bool:
+    try:
+        root / path
+    except KeyError:
+        return False
+    return True
+
+
+def _is_tree(root: Tree, path: str) -> bool:
+    if path == ".":
+        return True
+    try:
+        return isinstance(root / path, Tree)
+    except KeyError:
+        return False
+
+
+def _provisioner_paths(root: Tree, d: Definition, commit: str) -> list[str]:
+    try:
+        blob = root / d.template
+    except KeyError:
+        raise FingerprintError(
+            f"The template {d.template} of definition {d.name!r} is not in commit {commit[:12]}. "
+            "Commit it (git add, git commit) or fix the `template` path in the catalog."
+        ) from None
+    try:
+        template = json.loads(blob.data_stream.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FingerprintError(
+            f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: {exc}. "
+            "Check it with `packer validate`."
+        ) from None
+    provisioners = template.get("provisioners", []) if isinstance(template, dict) else []
+    found: list[str] = []
+    for index, prov in enumerate(provisioners if isinstance(provisioners, list) else []):
+        if not isinstance(prov, dict):
+            continue
+        refs: list[Any] = [prov.get("script")]
+        refs += prov.get("scripts") or []
+        if prov.get("type") == "file" and prov.get("direction", "upload") == "upload":
+            refs += [prov.get("source"), *(prov.get("sources") or [])]
+        for ref in refs:
+            if isinstance(ref, str) and ref:
+                path = _provisioner_path(d, index, ref)
+                if path is not None:
+                    found.append(path)
+    return found
+
+
+def _provisioner_path(d: Definition, index: int, ref: str) -> str | None:
+    resolved = _TEMPLATE_DIR.sub(d.directory, ref)
+    if "{{" in resolved:
+        log.warning(
+            "%s: provisioner %d references %r, which depends on template variables; "
+            "declare the file in the catalog's `inputs` so changes to it rebuild the image",
+            d.name,
+            index,
+            ref,
+        )
+        return None
+    pure = PurePosixPath(resolved)
+    path = normalize(resolved)
+    if pure.is_absolute() or path == ".." or path.startswith("../") or "/../" in path:
+        raise FingerprintError(
+            f"Provisioner {index} of definition {d.name!r} uploads or runs {ref!r}, which is "
+            "outside the repository, so its content cannot be part of the fingerprint. Move the "
+            "file into the repository and reference it relative to the repository root."
+        )
+    return path
+
+
+def _entry(root: Tree, d: Definition, path: str) -> InputEntry:
+    if path == ".":
+        return InputEntry(".", "040000", "tree", root.hexsha)
+    try:
+        obj = root / path
+    except KeyError:
+        raise FingerprintError(
+            f"Input {path!r} of definition {d.name!r} is not in the fingerprinted commit. Commit "
+            "it (git add, git commit), or fix the path in the catalog or the template."
+        ) from None
+    kind = "tree" if isinstance(obj, Tree) else "blob"
+    if isinstance(obj, Blob) and obj.mode == Blob.link_mode:
+        log.debug("%s: input %s is a symlink; its target path is fingerprinted", d.name, path)
+    return InputEntry(path, f"{obj.mode:06o}", kind, obj.hexsha)
+
+
+def _changed_files(repo: git.Repo, paths: Sequence[str]) -> list[str]:
+    if not paths:
+        return []
+    out = repo.git.status("--porcelain=v1", "-z", "--untracked-files=all", "--", *paths)
+    changed: list[str] = []
+    records = iter(out.split("\0"))
+    for record in records:
+        if len(record) < 4:
+            continue
+        changed.append(record[3:])
+        if record[0] in "RC":
+            next(records, None)  # the rename source follows as its own record
+    return sorted(changed)
+
+
+def _worktree_tree(repo: git.Repo, commit: git.Commit, paths: Sequence[str]) -> Tree:
+    """The tree of `commit` with `paths` replaced by their working-tree content."""
+    root = repo.working_tree_dir
+    assert root is not None
+    existing = [
+        p
+        for p in paths
+        if os.path.lexists(os.path.join(root, p)) or _exists(commit.tree, p)
+    ]
+    with tempfile.TemporaryDirectory(prefix="ami-bridge-index-") as tmp:
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        repo.git.read_tree(commit.hexsha, env=env)
+        if existing:
+            repo.git.add("-A", "--", *existing, env=env)
+        sha = repo.git.write_tree(env=env)
+    return repo.tree(sha)

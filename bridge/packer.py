@@ -1,0 +1,215 @@
+"""Running Packer and reading its machine-readable output.
+
+Packer's `-machine-readable` lines are `timestamp,target,type,data...`, with commas inside data
+written as `%!(PACKER_COMMA)` and newlines as a literal `\\n`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bridge.errors import BuildError
+
+log = logging.getLogger(__name__)
+
+_ARTIFACT = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d):(ami-[0-9a-f]+)$")
+_HCL_VAR = re.compile(r"^var\.([A-Za-z_][A-Za-z0-9_-]*):", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One machine-readable output line."""
+
+    target: str
+    type: str
+    data: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a Packer build produced."""
+
+    amis: dict[str, str]  # region -> AMI ID
+    errors: tuple[str, ...] = field(default=())
+
+
+def parse_line(raw: str) -> Line | None:
+    """Parse one machine-readable line; None for anything else."""
+    fields = raw.rstrip("\r\n").split(",")
+    if len(fields) < 3 or not fields[0].isdigit():
+        return None
+    data = tuple(
+        f.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r")
+        for f in fields[3:]
+    )
+    return Line(fields[1], fields[2], data)
+
+
+def artifacts(lines: Iterable[Line]) -> dict[str, str]:
+    """Region -> AMI from the `artifact ... id` lines (`us-east-1:ami-1,eu-west-1:ami-2`)."""
+    amis: dict[str, str] = {}
+    for line in lines:
+        if line.type == "artifact" and len(line.data) >= 3 and line.data[1] == "id":
+            for part in line.data[2].split(","):
+                match = _ARTIFACT.match(part.strip())
+                if match:
+                    amis[match.group(1)] = match.group(2)
+    return amis
+
+
+def manifest_artifacts(path: Path) -> dict[str, str]:
+    """Region -> AMI of the last build in a Packer manifest post-processor file.
+
+    This is how the seed pipeline handed a just-built parent to the next job.
+    """
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        builds = data["builds"]
+        last_run = data.get("last_run_uuid")
+        chosen = [b for b in builds if b.get("packer_run_uuid") == last_run] or builds
+        ids = chosen[-1]["artifact_id"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BuildError(
+            f"The Packer manifest {path} cannot be read ({exc}). It must be the JSON written by "
+            "Packer's manifest post-processor, with builds[].artifact_id."
+        ) from None
+    amis: dict[str, str] = {}
+    for part in str(ids).split(","):
+        match = _ARTIFACT.match(part.strip())
+        if match:
+            amis[match.group(1)] = match.group(2)
+    return amis
+
+
+class PackerRunner:
+    """Runs the `packer` program with argv lists, never a shell."""
+
+    def __init__(
+        self, executable: str = "packer", *, env: Mapping[str, str], echo: TextIO | None = None
+    ) -> None:
+        self._executable = executable
+        # Packer's update check would reach out to the internet on every run.
+        self._env = {**env, "CHECKPOINT_DISABLE": "1"}
+        self._echo = echo
+        self._version: str | None = None
+
+    def _argv(self, *args: str) -> list[str]:
+        found = shutil.which(self._executable, path=self._env.get("PATH"))
+        if found is None:
+            raise BuildError(
+                f"Packer ({self._executable!r}) is not on PATH, so the missing image cannot be "
+                "built. Install Packer (Debian: apt-get install packer; or `make setup`), or set "
+                "on_missing=fail/report to resolve without building."
+            )
+        return [found, *args]
+
+    def _run(self, args: Sequence[str], cwd: Path) -> list[Line]:
+        proc = subprocess.run(
+            self._argv(*args),
+            cwd=cwd,
+            env=self._env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [ln for ln in map(parse_line, proc.stdout.splitlines()) if ln is not None]
+        if proc.returncode != 0:
+            errors = _errors(lines) or [proc.stderr.strip() or f"exit status {proc.returncode}"]
+            raise BuildError(
+                f"`packer {' '.join(args)}` failed: {' | '.join(errors)}. Fix the template and "
+                "run again."
+            )
+        return lines
+
+    def version(self, cwd: Path) -> str:
+        """Packer's version, e.g. "1.6.6"."""
+        if self._version is None:
+            lines = self._run(["version", "-machine-readable"], cwd)
+            found = [ln.data[0] for ln in lines if ln.type == "version" and ln.data]
+            self._version = found[0] if found else "unknown"
+        return self._version
+
+    def declared_variables(self, template: str, cwd: Path) -> set[str]:
+        """Names of the variables a template declares (`packer inspect`)."""
+        lines = self._run(["inspect", "-machine-readable", template], cwd)
+        names = {ln.data[0] for ln in lines if ln.type == "template-variable" and ln.data}
+        for ln in lines:
+            if ln.type == "ui" and len(ln.data) >= 2 and "input-variables:" in ln.data[1]:
+                names.update(_HCL_VAR.findall(ln.data[1]))
+        return names
+
+    def build(
+        self, template: str, variables: Mapping[str, str], cwd: Path, log_path: Path
+    ) -> BuildResult:
+        """Run `packer build`, streaming its output to `log_path` (and progress to echo)."""
+        args = ["build", "-machine-readable", "-color=false"]
+        for name, value in sorted(variables.items()):
+            args += ["-var", f"{name}={value}"]
+        args.append(template)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        lines: list[Line] = []
+        with log_path.open("w", encoding="utf-8") as logfile:
+            proc = subprocess.Popen(
+                self._argv(*args),
+                cwd=cwd,
+                env=self._env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            assert proc.stdout is not None
+            try:
+                for raw in proc.stdout:
+                    logfile.write(raw)
+                    logfile.flush()
+                    line = parse_line(raw)
+                    if line is None:
+                        continue
+                    lines.append(line)
+                    self._progress(line)
+            finally:
+                code = proc.wait()
+        errors = tuple(_errors(lines))
+        if code != 0:
+            quoted = " | ".join(errors) or f"exit status {code}"
+            raise BuildError(
+                f"Packer failed to build {template}: {quoted}. The full output is in {log_path}. "
+                "Fix the template or its provisioners and run again; nothing was tagged or "
+                "published."
+            )
+        return BuildResult(amis=artifacts(lines), errors=errors)
+
+    def _progress(self, line: Line) -> None:
+        if self._echo is None or line.type != "ui" or len(line.data) < 2:
+            return
+        kind, text = line.data[0], line.data[1].strip()
+        if kind == "error" or text.startswith("==>"):
+            print(f"  packer: {text.splitlines()[0] if text else text}", file=self._echo)
+            self._echo.flush()
+
+
+def _errors(lines: Iterable[Line]) -> list[str]:
+    seen: list[str] = []
+    for line in lines:
+        if line.type == "error" and line.data:
+            text = " ".join(line.data[0].split())
+            if text not in seen:
+                seen.append(text)
+    if not seen:
+        for line in lines:
+            if line.type == "ui" and len(line.data) >= 2 and line.data[0] == "error":
+                text = " ".join(line.data[1].split())
+                if text and text not in seen:
+                    seen.append(text)
+    return seen
+

@@ -1,0 +1,156 @@
+"""Terraform's external data-source protocol: the query on stdin, the result on stdout.
+
+The query is one JSON object of strings (schemas/query.schema.json). The result is one JSON object
+whose values are all strings; anything else on stdout breaks Terraform's parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bridge.catalog import load_schema
+from bridge.errors import QueryError
+
+if TYPE_CHECKING:
+    from bridge.chain import ResolvedAmi
+
+SCHEMA = "query.schema.json"
+MAX_QUERY_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated query. Unset keys are None."""
+
+    definition: str
+    repo: str = "."
+    catalog: str | None = None
+    commit: str | None = None
+    region: str | None = None
+    on_missing: str = "build"
+    tag_key: str | None = None
+    owners: tuple[str, ...] | None = None
+    manifest_bucket: str | None = None
+    manifest_prefix: str | None = None
+    allow_dirty: bool = False
+
+
+def parse_query(text: str) -> Query:
+    """Parse and validate the stdin text of an external data source."""
+    from jsonschema import Draft202012Validator
+
+    if len(text) > MAX_QUERY_BYTES:
+        raise QueryError(
+            f"The query is {len(text)} bytes; a query is a small JSON object of strings. "
+            "Check what is piped to `ami-bridge external`."
+        )
+    if not text.strip():
+        raise QueryError(
+            "The query on stdin is empty. `ami-bridge external` expects the JSON object that "
+            'Terraform\'s external data source writes, e.g. {"definition": "base"}.'
+        )
+    try:
+        data: Any = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise QueryError(
+            f"The query on stdin is not valid JSON{where}. Pass a JSON object of strings, e.g. "
+            '{"definition": "base"}.'
+        ) from None
+    if not isinstance(data, dict):
+        raise QueryError(
+            f"The query must be a JSON object of strings, not a JSON {_json_type(data)}. Pass "
+            'e.g. {"definition": "base"}.'
+        )
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise QueryError(
+                f"Query key {key!r} is a JSON {_json_type(value)}; every query value must be a "
+                "string (Terraform's external data source only sends strings). Quote it, or "
+                "jsonencode() structured values."
+            )
+    errors = list(Draft202012Validator(load_schema(SCHEMA)).iter_errors(data))
+    if errors:
+        raise QueryError(_message(errors[0], data))
+
+    def opt(key: str) -> str | None:
+        value = data.get(key, "")
+        return value or None
+
+    owners = opt("owners")
+    return Query(
+        definition=data["definition"],
+        repo=opt("repo") or ".",
+        catalog=opt("catalog"),
+        commit=opt("commit"),
+        region=opt("region"),
+        on_missing=opt("on_missing") or "build",
+        tag_key=opt("tag_key"),
+        owners=tuple(owners.split(",")) if owners else None,
+        manifest_bucket=opt("manifest_bucket"),
+        manifest_prefix=opt("manifest_prefix"),
+        allow_dirty=data.get("allow_dirty") == "true",
+    )
+
+
+def result(resolved: ResolvedAmi) -> dict[str, str]:
+    """The result object for a resolved definition; every value a string."""
+    return {
+        "ami_id": resolved.ami_id,
+        "fingerprint": resolved.fingerprint,
+        "definition": resolved.definition,
+        "region": resolved.region,
+        "parent_ami_id": resolved.parent_ami_id,
+        "built": "true" if resolved.built else "false",
+        "found": "true" if resolved.found else "false",
+        "state": resolved.state,
+        "manifest_uri": resolved.manifest_uri,
+        "amis_json": json.dumps(dict(resolved.amis), sort_keys=True, separators=(",", ":")),
+        "git_commit": resolved.git_commit,
+        "creation_date": resolved.creation_date,
+    }
+
+
+def encode_result(values: dict[str, str]) -> str:
+    """The exact stdout text: one JSON object and a newline."""
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise TypeError("external results must map strings to strings")
+    return json.dumps(values, sort_keys=True) + "\n"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
+def _message(error: Any, data: dict[str, Any]) -> str:
+    allowed = ", ".join(load_schema(SCHEMA)["properties"])
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(data) - set(load_schema(SCHEMA)["properties"]))
+        return (
+            f"Unknown query key(s): {', '.join(unknown)}. The bridge accepts {allowed}. Remove "
+            "or rename the key."
+        )
+    if error.validator == "required":
+        return (
+            'The query has no "definition" key. Name the catalog definition to resolve, e.g. '
+            '{"definition": "base"}.'
+        )
+    key = error.path[0] if error.path else "?"
+    value = data.get(key, "")
+    described = load_schema(SCHEMA)["properties"].get(key, {}).get("description", "")
+    return (
+        f"Query key {key!r} has the invalid value {value[:80]!r}. {described} "
+        f"Correct the value of {key!r}."
+    )

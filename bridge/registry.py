@@ -1,0 +1,145 @@
+"""The AMI registry: finding images by fingerprint tag in EC2, waiting for them, tagging them."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bridge.aws import aws_call
+from bridge.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+log = logging.getLogger(__name__)
+
+# DescribeImages accepts at most 200 values in one filter.
+FILTER_BATCH = 200
+TAG_PREFIX = "ami-chain:"
+TAG_DEFINITION = TAG_PREFIX + "definition"
+TAG_COMMIT = TAG_PREFIX + "git-commit"
+TAG_PARENT_AMI = TAG_PREFIX + "parent-ami"
+TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
+TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
+TAG_BUILD_URL = TAG_PREFIX + "build-url"
+TAG_VALUE_MAX = 255
+
+
+@dataclass(frozen=True)
+class Image:
+    """One AMI as DescribeImages reports it."""
+
+    ami_id: str
+    region: str
+    state: str
+    creation_date: str
+    owner_id: str
+    tags: tuple[tuple[str, str], ...]
+    snapshot_ids: tuple[str, ...]
+
+    def tag(self, key: str) -> str | None:
+        """The value of tag `key`, or None."""
+        for k, v in self.tags:
+            if k == key:
+                return v
+        return None
+
+
+def find_images(
+    ec2: EC2Client,
+    region: str,
+    fingerprints: Iterable[str],
+    *,
+    tag_key: str,
+    owners: Sequence[str],
+) -> dict[str, list[Image]]:
+    """Images tagged `tag_key` = one of `fingerprints`, newest first, by fingerprint.
+
+    Failed, deregistered and other unusable images are filtered out by EC2; one DescribeImages
+    call is made per 200 fingerprints.
+    """
+    wanted = sorted(set(fingerprints))
+    found: dict[str, list[Image]] = defaultdict(list)
+    for start in range(0, len(wanted), FILTER_BATCH):
+        batch = wanted[start : start + FILTER_BATCH]
+        with aws_call(f"looking up images in {region}", "ec2:DescribeImages"):
+            response = ec2.describe_images(
+                Owners=list(owners),
+                Filters=[
+                    {"Name": f"tag:{tag_key}", "Values": batch},
+                    {"Name": "state", "Values": ["available", "pending"]},
+                ],
+            )
+        for raw in response.get("Images", []):
+            image = _image(raw, region)
+            value = image.tag(tag_key)
+            # The filter matches by value; check the owner too, since a filter typo on the server
+            # side must never hand us somebody else's image.
+            if value in batch and _owned(image, owners):
+                found[value].append(image)
+    for images in found.values():
+        images.sort(key=lambda i: (i.creation_date, i.ami_id), reverse=True)
+    return dict(found)
+
+
+def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:
+    """One image by ID."""
+    with aws_call(f"describing {ami_id} in {region}", "ec2:DescribeImages"):
+        response = ec2.describe_images(ImageIds=[ami_id])
+    images = response.get("Images", [])
+    if not images:
+        raise AwsError(f"The image {ami_id} does not exist in {region}.")
+    return _image(images[0], region)
+
+
+def wait_available(ec2: EC2Client, region: str, ami_id: str, *, timeout: float) -> Image:
+    """Wait (bounded) until a pending image is available; a failed image is an error."""
+    from botocore.exceptions import WaiterError
+
+    delay = 15
+    attempts = max(1, int(timeout // delay))
+    log.info("waiting for %s in %s to become available (up to %ds)", ami_id, region, timeout)
+    try:
+        with aws_call(f"waiting for {ami_id} in {region}", "ec2:DescribeImages"):
+            ec2.get_waiter("image_available").wait(
+                ImageIds=[ami_id], WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
+            )
+    except WaiterError as exc:
+        raise AwsError(
+            f"The image {ami_id} in {region} did not become available within {timeout:.0f}s "
+            f"({exc.last_response.get('Images', [{}])[0].get('State', 'unknown state')}). "
+            "Check its state in the EC2 console; a failed image is rebuilt once deregistered."
+        ) from None
+    return describe_image(ec2, region, ami_id)
+
+
+def tag_image(ec2: EC2Client, image: Image, tags: Mapping[str, str]) -> None:
+    """Put `tags` on an image and its snapshots in one call (all or nothing)."""
+    pairs = [{"Key": k, "Value": v[:TAG_VALUE_MAX]} for k, v in sorted(tags.items())]
+    with aws_call(f"tagging {image.ami_id} in {image.region}", "ec2:CreateTags"):
+        ec2.create_tags(Resources=[image.ami_id, *image.snapshot_ids], Tags=pairs)  # type: ignore[typeddict-item]
+
+
+def _owned(image: Image, owners: Sequence[str]) -> bool:
+    accounts = {o for o in owners if o != "self"}
+    return "self" in owners or image.owner_id in accounts
+
+
+def _image(raw: Mapping[str, Any], region: str) -> Image:
+    snapshots = tuple(
+        m["Ebs"]["SnapshotId"]
+        for m in raw.get("BlockDeviceMappings", [])
+        if m.get("Ebs", {}).get("SnapshotId")
+    )
+    return Image(
+        ami_id=raw["ImageId"],
+        region=region,
+        state=raw.get("State", "unknown"),
+        creation_date=raw.get("CreationDate", ""),
+        owner_id=raw.get("OwnerId", ""),
+        tags=tuple((t["Key"], t["Value"]) for t in raw.get("Tags", [])),
+        snapshot_ids=snapshots,
+    )

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "cleanup: apt caches, machine-id, ssh host keys"

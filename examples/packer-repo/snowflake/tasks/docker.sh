@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "docker: engine and compose plugin"
