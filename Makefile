@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 # Filesystem mirror for Terraform providers that cannot come from the registry here.
 TF_MIRROR := $(CURDIR)/.state/terraform-mirror
 
-.PHONY: setup demo test lint fmt bench clean
+.PHONY: setup packer-check demo test lint fmt bench clean
 
 setup: $(VENV)/.installed packer-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
 packer-check:
@@ -27,7 +27,7 @@ packer-check:
 demo: setup
 	$(PY) examples/demo.py
 
-test: setup
+test: setup lint
 	$(BIN)/pytest
 
 lint: setup

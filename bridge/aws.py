@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bridge.errors import AwsError
 
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 # Throttling, 5xx and dropped connections are retried with botocore's own backoff; everything
 # else fails at once with a message (see aws_call).
-RETRY_MODE = "standard"
+RetryMode = Literal["legacy", "standard", "adaptive"]
+RETRY_MODE: RetryMode = "standard"
 MAX_ATTEMPTS = 8
 
 _PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
@@ -31,7 +32,7 @@ class AwsClients:
     def __init__(
         self,
         *,
-        retry_mode: str = RETRY_MODE,
+        retry_mode: RetryMode = RETRY_MODE,
         max_attempts: int = MAX_ATTEMPTS,
         session: Any | None = None,
     ) -> None:
@@ -88,6 +89,7 @@ def aws_call(action: str, permission: str) -> Iterator[None]:
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
+        ParamValidationError,
     )
 
     try:
@@ -124,6 +126,11 @@ def aws_call(action: str, permission: str) -> Iterator[None]:
         raise AwsError(
             f"Cannot reach AWS while {action}: {exc}. Check the network and any endpoint "
             "override (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_S3)."
+        ) from None
+    except ParamValidationError as exc:
+        raise AwsError(
+            f"A value is invalid for {action}: {exc}. Correct the value it names (in the query, "
+            "the catalog or the options)."
         ) from None
     except BotoCoreError as exc:
         raise AwsError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -164,9 +165,8 @@ def resolve_inside(repo_root: Path, rel: str, *, what: str) -> Path:
 
 
 def normalize(rel: str) -> str:
-    """A repo-relative path in git's spelling: no './', no trailing '/', '.' for the root."""
-    parts = [p for p in PurePosixPath(rel).parts if p != "."]
-    return "/".join(parts) if parts else "."
+    """A repo-relative path in git's spelling: no './', no 'x/..', no trailing '/', '.' for root."""
+    return posixpath.normpath(rel)
 
 
 def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -> Definition:

@@ -77,7 +77,9 @@ class Plan:
 
     definitions: list[Definition]
     snapshot: Snapshot
-    images: dict[str, dict[str, list[Image]]] = field(default_factory=dict)  # region -> fp -> images
+    images: dict[str, dict[str, list[Image]]] = field(
+        default_factory=dict
+    )  # region -> fp -> images
 
 
 class Chain:
@@ -202,7 +204,10 @@ class Chain:
             image = candidates[0]
             if image.state == "pending":
                 image = registry.wait_available(
-                    self.clients.ec2(region), region, image.ami_id, timeout=self.settings.wait_timeout
+                    self.clients.ec2(region),
+                    region,
+                    image.ami_id,
+                    timeout=self.settings.wait_timeout,
                 )
             amis[region] = image.ami_id
             if region == regions[0]:
@@ -215,7 +220,8 @@ class Chain:
             parent,
             state=state,
             amis=amis if complete else {},
-            git_commit=(chosen.tag(registry.TAG_COMMIT) if chosen else None) or plan.snapshot.commit,
+            git_commit=(chosen.tag(registry.TAG_COMMIT) if chosen else None)
+            or plan.snapshot.commit,
             creation_date=chosen.creation_date if chosen and complete else "",
         )
 

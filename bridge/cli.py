@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bridge import __version__
 from bridge.errors import BridgeError, QueryError
@@ -94,7 +94,7 @@ def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.format == "mermaid":
         lines.append("graph TD")
         for d in catalog.all():
-            lines.append(f"    {_node(d.name)}[\"{d.name}<br/>{d.template}\"]")
+            lines.append(f'    {_node(d.name)}["{d.name}<br/>{d.template}"]')
         for d in catalog.all():
             if d.parent:
                 lines.append(f"    {_node(d.parent)} --> {_node(d.name)}")
@@ -156,7 +156,9 @@ def _chain_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Chain:
     try:
         parsed = parse_query(json.dumps(query))
     except QueryError as exc:
-        raise QueryError(str(exc).replace("Query key", "Option").replace("query", "option")) from None
+        raise QueryError(
+            str(exc).replace("Query key", "Option").replace("query", "option")
+        ) from None
     return _chain_for_query(parsed, env, echo=sys.stderr)
 
 
@@ -256,11 +258,15 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
     else:
         rows = [("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT")]
         for r in results.values():
-            parent = f"{r.parent_definition} ({r.parent_ami_id or '-'})" if r.parent_definition else "-"
+            parent = (
+                f"{r.parent_definition} ({r.parent_ami_id or '-'})" if r.parent_definition else "-"
+            )
             rows.append((r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
-            out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+            out.write(
+                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+            )
     return 0 if all(r.found for r in results.values()) else 1
 
 
@@ -271,7 +277,9 @@ def _node(name: str) -> str:
 def _state_dir(env: Mapping[str, str]) -> Path:
     if env.get("AMI_BRIDGE_STATE_DIR"):
         return Path(env["AMI_BRIDGE_STATE_DIR"])
-    base = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME") or tempfile.gettempdir(), ".local", "state")
+    base = env.get("XDG_STATE_HOME") or os.path.join(
+        env.get("HOME") or tempfile.gettempdir(), ".local", "state"
+    )
     return Path(base) / "ami-bridge"
 
 
@@ -295,8 +303,16 @@ def _logging(*, debug: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad usage exits 1 like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"ami-bridge: error: {message}. See `{self.prog} --help`.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ami-bridge",
         description="Resolve or build fingerprinted Packer AMI chains (Terraform external "
         "data source and CLI).",
@@ -304,22 +320,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ami-bridge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--repo", default=".", help="root of the Packer git repository (default .)")
-    common.add_argument("--catalog", help="catalog path relative to the repo (default ami-chain.json)")
+    common.add_argument(
+        "--catalog", help="catalog path relative to the repo (default ami-chain.json)"
+    )
     common.add_argument("--commit", help="commit to fingerprint (default HEAD)")
     common.add_argument("--region", help="AWS region (default AWS_REGION, then the catalog)")
     common.add_argument("--tag-key", help="tag carrying the fingerprint (default SHA)")
     common.add_argument("--owners", help="comma-separated image owners (default self)")
     common.add_argument("--manifest-bucket", help="S3 bucket for build manifests")
     common.add_argument("--manifest-prefix", help="S3 key prefix for build manifests")
-    common.add_argument("--allow-dirty", action="store_true", help="fingerprint uncommitted changes")
-    output = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--allow-dirty", action="store_true", help="fingerprint uncommitted changes"
+    )
+    output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser("external", help="Terraform external data source: query on stdin, result on stdout")
+    p = sub.add_parser(
+        "external", help="Terraform external data source: query on stdin, result on stdout"
+    )
     p.set_defaults(func=_external)
 
     p = sub.add_parser("resolve", parents=[common, output], help="find the AMIs of definitions")
@@ -331,7 +355,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", parents=[common, output], help="build missing AMIs, parents first")
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
-    p.add_argument("--force", action="store_true", help="rebuild the named definitions even if present")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild the named definitions even if present"
+    )
     p.set_defaults(func=_build)
 
     p = sub.add_parser("status", parents=[common, output], help="table of every definition's image")

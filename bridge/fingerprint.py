@@ -178,14 +178,18 @@ def _fingerprint(
 def _commit(repo: git.Repo, commit: str | None) -> git.Commit:
     rev = commit or "HEAD"
     try:
-        return repo.commit(rev)
+        found = repo.commit(rev)
+        found.tree  # noqa: B018 - reads the object, so a missing commit fails here
+        return found
     except (git.BadName, ValueError, git.GitCommandError):
         hint = (
             "Commit the Packer definitions first (git add, git commit)."
             if commit is None
             else "Pass a commit, branch or tag that exists in the repository."
         )
-        raise FingerprintError(f"Cannot find commit {rev!r} in {repo.working_tree_dir}. {hint}") from None
+        raise FingerprintError(
+            f"Cannot find commit {rev!r} in {repo.working_tree_dir}. {hint}"
+        ) from None
 
 
 def _is_head(repo: git.Repo, sha: str) -> bool:
@@ -202,9 +206,7 @@ def _inputs(root: Tree, d: Definition, commit: str) -> list[str]:
     unique = sorted(set(candidates))
     dirs = [p for p in unique if _is_tree(root, p)]
     return [
-        p
-        for p in unique
-        if not any(o != p and (o == "." or p.startswith(o + "/")) for o in dirs)
+        p for p in unique if not any(o != p and (o == "." or p.startswith(o + "/")) for o in dirs)
     ]
 
 
@@ -270,7 +272,7 @@ def _provisioner_path(d: Definition, index: int, ref: str) -> str | None:
         return None
     pure = PurePosixPath(resolved)
     path = normalize(resolved)
-    if pure.is_absolute() or path == ".." or path.startswith("../") or "/../" in path:
+    if pure.is_absolute() or path == ".." or path.startswith("../"):
         raise FingerprintError(
             f"Provisioner {index} of definition {d.name!r} uploads or runs {ref!r}, which is "
             "outside the repository, so its content cannot be part of the fingerprint. Move the "
@@ -315,9 +317,7 @@ def _worktree_tree(repo: git.Repo, commit: git.Commit, paths: Sequence[str]) -> 
     root = repo.working_tree_dir
     assert root is not None
     existing = [
-        p
-        for p in paths
-        if os.path.lexists(os.path.join(root, p)) or _exists(commit.tree, p)
+        p for p in paths if os.path.lexists(os.path.join(root, p)) or _exists(commit.tree, p)
     ]
     with tempfile.TemporaryDirectory(prefix="ami-bridge-index-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
@@ -325,4 +325,4 @@ def _worktree_tree(repo: git.Repo, commit: git.Commit, paths: Sequence[str]) -> 
         if existing:
             repo.git.add("-A", "--", *existing, env=env)
         sha = repo.git.write_tree(env=env)
-    return repo.tree(sha)
+    return Tree(repo, bytes.fromhex(sha), Tree.tree_id << 12, "")

@@ -116,7 +116,9 @@ def publish(s3: S3Client, bucket: str, prefix: str | None, manifest: Manifest) -
     return uri
 
 
-def fetch(s3: S3Client, bucket: str, prefix: str | None, definition: str, fingerprint: str) -> Manifest | None:
+def fetch(
+    s3: S3Client, bucket: str, prefix: str | None, definition: str, fingerprint: str
+) -> Manifest | None:
     """Read and validate a manifest; None when there is none."""
     uri = manifest_uri(bucket, prefix, definition, fingerprint)
     from botocore.exceptions import ClientError

@@ -212,4 +212,3 @@ def _errors(lines: Iterable[Line]) -> list[str]:
                 if text and text not in seen:
                     seen.append(text)
     return seen
-

@@ -54,7 +54,11 @@ def parse_query(text: str) -> Query:
     try:
         data: Any = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        where = (
+            f" at line {exc.lineno}, column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         raise QueryError(
             f"The query on stdin is not valid JSON{where}. Pass a JSON object of strings, e.g. "
             '{"definition": "base"}.'

@@ -13,6 +13,7 @@ from bridge.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import TagTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,11 @@ def wait_available(ec2: EC2Client, region: str, ami_id: str, *, timeout: float) 
                 ImageIds=[ami_id], WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
             )
     except WaiterError as exc:
+        last: Any = exc.last_response
+        states = [i.get("State", "?") for i in (last or {}).get("Images", [])]
         raise AwsError(
             f"The image {ami_id} in {region} did not become available within {timeout:.0f}s "
-            f"({exc.last_response.get('Images', [{}])[0].get('State', 'unknown state')}). "
+            f"(state: {', '.join(states) or 'unknown'}). "
             "Check its state in the EC2 console; a failed image is rebuilt once deregistered."
         ) from None
     return describe_image(ec2, region, ami_id)
@@ -118,9 +121,11 @@ def wait_available(ec2: EC2Client, region: str, ami_id: str, *, timeout: float) 
 
 def tag_image(ec2: EC2Client, image: Image, tags: Mapping[str, str]) -> None:
     """Put `tags` on an image and its snapshots in one call (all or nothing)."""
-    pairs = [{"Key": k, "Value": v[:TAG_VALUE_MAX]} for k, v in sorted(tags.items())]
+    pairs: list[TagTypeDef] = [
+        {"Key": k, "Value": v[:TAG_VALUE_MAX]} for k, v in sorted(tags.items())
+    ]
     with aws_call(f"tagging {image.ami_id} in {image.region}", "ec2:CreateTags"):
-        ec2.create_tags(Resources=[image.ami_id, *image.snapshot_ids], Tags=pairs)  # type: ignore[typeddict-item]
+        ec2.create_tags(Resources=[image.ami_id, *image.snapshot_ids], Tags=pairs)
 
 
 def _owned(image: Image, owners: Sequence[str]) -> bool:

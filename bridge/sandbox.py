@@ -47,8 +47,8 @@ def _patch_moto() -> None:
         image.root_device_type = "ebs"
         return image
 
-    AmiBackend.create_image = create_ebs_image
-    AmiBackend.copy_image = copy_ebs_image
+    AmiBackend.create_image = create_ebs_image  # type: ignore[method-assign]
+    AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
 
 
 def serve(host: str, port: int, *, announce: TextIO) -> None:
@@ -71,9 +71,7 @@ def serve(host: str, port: int, *, announce: TextIO) -> None:
         _patch_moto()
         app = DomainDispatcherApplication(create_backend_app)
         try:
-            server = make_server(
-                host, port, app, threaded=True, request_handler=MotoRequestHandler
-            )
+            server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         except OSError as exc:
             raise BridgeError(
                 f"The sandbox cannot listen on {host}:{port}: {exc.strerror}. Pick another port "
@@ -109,8 +107,9 @@ class Sandbox:
 
     def reset(self) -> None:
         """Forget every resource (moto's reset API)."""
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        # The endpoint is always the http:// loopback URL this module started.
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()
 
     def stop(self) -> None:
@@ -153,4 +152,3 @@ def running(**kwargs: Any) -> Iterator[Sandbox]:
         yield box
     finally:
         box.stop()
-

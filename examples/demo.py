@@ -1,0 +1,125 @@
+"""`make demo`: the bridge on the embedded sandbox, end to end, with real Packer and git.
+
+1. Start the sandbox (a local AWS) and make a git repository from examples/packer-repo.
+2. Resolve `snowflake` the way Terraform does: base, then snowflake, are built with Packer.
+3. Resolve again: nothing is built.
+4. Commit a change to the base's baseline task: base and snowflake are rebuilt.
+5. Show the status table and the manifests in S3, then stop the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+
+from bridge import sandbox
+
+HERE = Path(__file__).resolve().parent
+BUCKET = "ami-chain-manifests"
+
+
+def step(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=demo", "-c", "user.email=demo@example.invalid", *args],
+        cwd=repo,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def external(repo: Path, env: dict[str, str], definition: str) -> dict[str, str]:
+    """Run `ami-bridge external` exactly as Terraform's external data source would."""
+    query = json.dumps({"definition": definition, "repo": str(repo)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "external"],
+        input=query,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"ami-bridge external failed:\n{proc.stderr}")
+    result: dict[str, str] = json.loads(proc.stdout)
+    print(f"   query : {query}")
+    print(
+        f"   result: ami_id={result['ami_id']} built={result['built']} "
+        f"parent_ami_id={result['parent_ami_id'] or '-'} fingerprint={result['fingerprint'][:12]}"
+    )
+    return result
+
+
+def builds(env: dict[str, str]) -> list[tuple[str, str]]:
+    ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    images = ec2.describe_images(Owners=["self"])["Images"]
+    rows = []
+    for image in sorted(images, key=lambda i: i["CreationDate"]):
+        tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+        rows.append((tags.get("ami-chain:definition", "?"), image["ImageId"]))
+    return rows
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="ami-bridge-demo-"))
+    repo = work / "packer-repo"
+    shutil.copytree(HERE / "packer-repo", repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Base and snowflake images")
+
+    step("Starting the sandbox (local AWS)")
+    with sandbox.running() as box:
+        env = {**os.environ, **box.env(), "AMI_BRIDGE_STATE_DIR": str(work / "state")}
+        os.environ.update(box.env())
+        print(f"   endpoint {box.endpoint}; Packer repository {repo}")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+
+        step("Run 1: nothing exists yet, so base then snowflake are built with Packer")
+        first = external(repo, env, "snowflake")
+        print(f"   images now: {builds(env)}")
+
+        step("Run 2: same commit, so nothing is built")
+        second = external(repo, env, "snowflake")
+        assert second["ami_id"] == first["ami_id"] and second["built"] == "false"
+        print(f"   images now: {builds(env)}")
+
+        step("Run 3: commit a change to base/tasks/baseline.sh, which both images run")
+        baseline = repo / "base" / "tasks" / "baseline.sh"
+        baseline.write_text(baseline.read_text() + 'echo "baseline: audit logging"\n')
+        git(repo, "commit", "-q", "-am", "Baseline: audit logging")
+        third = external(repo, env, "snowflake")
+        assert third["built"] == "true" and third["parent_ami_id"] != first["parent_ami_id"]
+        print(f"   images now: {builds(env)}")
+
+        step("ami-bridge status")
+        subprocess.run(
+            [sys.executable, "-m", "bridge", "status", "--repo", str(repo)], env=env, check=True
+        )
+
+        step(f"Manifests in s3://{BUCKET}")
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+            print(f"   s3://{BUCKET}/{obj['Key']}")
+        latest = third["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
+        body = s3.get_object(Bucket=BUCKET, Key=latest)["Body"].read().decode()
+        print(f"\n   {third['manifest_uri']}:")
+        print("   " + body.strip().replace("\n", "\n   "))
+
+        step("Stopping the sandbox")
+    print(f"   done; build logs are under {work / 'state' / 'logs'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

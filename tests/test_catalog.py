@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bridge.catalog import load_catalog, normalize
+from bridge.errors import CatalogError
+
+
+def test_example_catalog_loads_in_chain_order(repo):
+    catalog = load_catalog(repo.path)
+    assert [d.name for d in catalog.all()] == ["base", "snowflake"]
+    snowflake = catalog.get("snowflake")
+    assert snowflake.parent == "base"
+    assert snowflake.template_format == "json"
+    assert snowflake.directory == "snowflake"
+    assert dict(snowflake.tags) == {"Team": "platform"}
+    assert catalog.manifest_bucket == "ami-chain-manifests"
+    assert catalog.closure(["snowflake"]) == [catalog.get("base"), snowflake]
+    assert catalog.depth("snowflake") == 1
+
+
+def test_parents_come_first_whatever_the_file_order(repo):
+    data = repo.catalog()
+    data["definitions"] = {
+        "leaf": {"template": "snowflake/snowflake.json", "parent": "mid"},
+        "mid": {"template": "snowflake/snowflake.json", "parent": "base"},
+        "base": {"template": "base/base.json"},
+    }
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    assert [d.name for d in catalog.all()] == ["base", "mid", "leaf"]
+    assert [d.name for d in catalog.closure(["leaf"])] == ["base", "mid", "leaf"]
+
+
+def test_hcl2_file_and_directory(repo):
+    repo.write("hcl/main.pkr.hcl", "# hcl\n")
+    data = repo.catalog()
+    data["definitions"]["hfile"] = {"template": "hcl/main.pkr.hcl"}
+    data["definitions"]["hdir"] = {"template": "hcl/"}
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    assert catalog.get("hfile").template_format == "hcl2"
+    assert catalog.get("hfile").directory == "hcl"
+    assert catalog.get("hdir").template_format == "hcl2"
+    assert catalog.get("hdir").directory == "hcl"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["definitions"]["snowflake"].update(parent="ghost"), "parent 'ghost'"),
+        (lambda d: d["definitions"]["base"].update(parent="snowflake"), "parent cycle"),
+        (lambda d: d["definitions"]["base"].update(parent="base"), "base -> base"),
+        (
+            lambda d: d["definitions"]["base"].update(template="../outside.json"),
+            "leaves the repository",
+        ),
+        (
+            lambda d: d["definitions"]["base"].update(template="/etc/passwd"),
+            "at $.definitions.base.template",
+        ),
+        (lambda d: d["definitions"]["base"].update(template="base/missing.json"), "does not exist"),
+        (lambda d: d["definitions"]["base"].update(inputs=["../../x"]), "leaves the repository"),
+        (lambda d: d["definitions"]["base"].update(colour="blue"), "$.definitions.base"),
+        (
+            lambda d: d["definitions"].update({"Bad Name": {"template": "base/base.json"}}),
+            "$.definitions",
+        ),
+        (lambda d: d.update(definitions={}), "$.definitions"),
+        (lambda d: d.update(owners=["someone"]), "$.owners[0]"),
+        (
+            lambda d: d["definitions"]["base"].update(variables={"x": 1}),
+            "$.definitions.base.variables.x",
+        ),
+    ],
+)
+def test_invalid_catalogs_are_named(repo, mutate, message):
+    data = repo.catalog()
+    mutate(data)
+    repo.set_catalog(data)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(repo.path)
+    assert message in str(err.value)
+
+
+def test_cycle_is_spelled_out(repo):
+    data = repo.catalog()
+    data["definitions"]["base"]["parent"] = "snowflake"
+    repo.set_catalog(data)
+    with pytest.raises(
+        CatalogError, match="base -> snowflake -> base|snowflake -> base -> snowflake"
+    ):
+        load_catalog(repo.path)
+
+
+def test_malformed_json_says_where(repo):
+    repo.write("ami-chain.json", '{"definitions": {,}}')
+    with pytest.raises(CatalogError, match="not valid JSON.*line 1, column 18"):
+        load_catalog(repo.path)
+
+
+def test_missing_catalog(tmp_path):
+    with pytest.raises(CatalogError, match="No catalog at ami-chain.json"):
+        load_catalog(tmp_path)
+
+
+def test_symlinked_template_leaving_repo_is_refused(repo, tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}")
+    os.symlink(outside, repo.path / "base" / "link.json")
+    data = repo.catalog()
+    data["definitions"]["base"]["template"] = "base/link.json"
+    repo.set_catalog(data)
+    with pytest.raises(CatalogError, match="leaves the repository"):
+        load_catalog(repo.path)
+
+
+def test_unknown_definition_lists_known(repo):
+    with pytest.raises(CatalogError, match="defines base, snowflake"):
+        load_catalog(repo.path).get("nope")
+
+
+def test_normalize():
+    assert normalize("./base/") == "base"
+    assert normalize(".") == "."
+    assert normalize("a/../b/c") == "b/c"

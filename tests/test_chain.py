@@ -1,0 +1,242 @@
+"""Resolving and building chains against the sandbox with real Packer and git."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from bridge import registry
+from tests.conftest import BUCKET, external, manifest_keys, own_images, tags_of
+
+HCL_TEMPLATE = """
+variable "ami_sha" {
+  type    = string
+  default = ""
+}
+variable "ami_base" {
+  type    = string
+  default = ""
+}
+variable "ec2_endpoint" {
+  type    = string
+  default = ""
+}
+source "amazon-ebs" "tools" {
+  region                 = "us-east-1"
+  source_ami             = var.ami_base
+  instance_type          = "t3.micro"
+  ami_name               = "tools-${var.ami_sha}"
+  communicator           = "none"
+  custom_endpoint_ec2    = var.ec2_endpoint
+  skip_region_validation = true
+}
+build {
+  sources = ["source.amazon-ebs.tools"]
+  provisioner "shell-local" {
+    inline = ["echo tools"]
+  }
+}
+"""
+
+
+def resolve(env, repo, definition="snowflake", **extra):
+    proc = external(env, {"definition": definition, "repo": str(repo.path), **extra})
+    assert proc.code == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_build_on_miss_tags_image_with_provenance(aws, repo, packer):
+    result = resolve(aws, repo)
+    images = {i["ImageId"]: i for i in own_images()}
+    base = tags_of(images[result["parent_ami_id"]])
+    snow = tags_of(images[result["ami_id"]])
+    assert base["SHA"] == repo.tree_sha("base")  # the seed's own identity for a root
+    assert base[registry.TAG_DEFINITION] == "base"
+    assert registry.TAG_PARENT_AMI not in base
+    assert snow["SHA"] == result["fingerprint"]
+    assert snow[registry.TAG_DEFINITION] == "snowflake"
+    assert snow[registry.TAG_PARENT_AMI] == result["parent_ami_id"]
+    assert snow[registry.TAG_PARENT_FINGERPRINT] == base["SHA"]
+    assert snow[registry.TAG_COMMIT] == repo.git("rev-parse", "HEAD")
+    assert snow[registry.TAG_PACKER_VERSION] == "1.6.6"
+    assert snow["Team"] == "platform"
+    # Snapshots carry the same tags.
+    snap_id = images[result["ami_id"]]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snap = boto3.client("ec2").describe_snapshots(SnapshotIds=[snap_id])["Snapshots"][0]
+    assert tags_of(snap)["SHA"] == result["fingerprint"]
+
+
+def test_second_resolve_builds_nothing(aws, repo, packer):
+    first = resolve(aws, repo)
+    second = resolve(aws, repo)
+    assert second["built"] == "false"
+    assert second["ami_id"] == first["ami_id"]
+    assert second["parent_ami_id"] == first["parent_ami_id"]
+    assert len(own_images()) == 2
+
+
+def test_base_change_rebuilds_both(aws, repo, packer):
+    first = resolve(aws, repo)
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho v2\n")
+    repo.commit("baseline v2")
+    second = resolve(aws, repo)
+    assert second["built"] == "true"
+    assert second["parent_ami_id"] != first["parent_ami_id"]
+    assert second["ami_id"] != first["ami_id"]
+    assert len(own_images()) == 4
+    assert len(manifest_keys()) == 4
+
+
+def test_child_change_rebuilds_only_child(aws, repo, packer):
+    first = resolve(aws, repo)
+    repo.write("snowflake/tasks/docker.sh", "#!/bin/sh\necho docker v2\n")
+    repo.commit("docker v2")
+    second = resolve(aws, repo)
+    assert second["parent_ami_id"] == first["parent_ami_id"]
+    assert second["ami_id"] != first["ami_id"]
+    assert len(own_images()) == 3
+
+
+def test_child_on_outdated_parent_ami_is_rebuilt(aws, repo, packer):
+    first = resolve(aws, repo)
+    ec2 = boto3.client("ec2")
+    # The base is rebuilt (same fingerprint, new AMI) and the old one deregistered.
+    ec2.deregister_image(ImageId=first["parent_ami_id"])
+    report = resolve(aws, repo, on_missing="report")
+    assert report["found"] == "false" and report["ami_id"] == ""
+    rebuilt = resolve(aws, repo)
+    assert rebuilt["built"] == "true"
+    assert rebuilt["parent_ami_id"] != first["parent_ami_id"]
+    assert rebuilt["fingerprint"] == first["fingerprint"]
+    assert rebuilt["ami_id"] != first["ami_id"]
+
+
+def test_outdated_state_is_reported(aws, repo, packer):
+    first = resolve(aws, repo)
+    from tests.conftest import run_bridge
+
+    build = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], aws)
+    assert build.code == 0, build.stderr
+    status = run_bridge(["status", "--json", "--repo", str(repo.path)], aws)
+    states = {k: v["state"] for k, v in json.loads(status.stdout).items()}
+    assert states == {"base": "found", "snowflake": "outdated"}
+    fail = external(aws, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"})
+    assert fail.code == 1 and fail.stdout == ""
+    assert "outdated" in fail.stderr
+    again = resolve(aws, repo)
+    assert again["built"] == "true" and again["ami_id"] != first["ami_id"]
+
+
+def test_on_missing_fail_names_everything(aws, repo):
+    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"})
+    assert proc.code == 1 and proc.stdout == ""
+    msg = proc.stderr
+    for part in (
+        "'base'",
+        repo.tree_sha("base"),
+        "us-east-1",
+        "owners self",
+        "tag SHA",
+        "ami-bridge build base",
+    ):
+        assert part in msg
+    assert own_images() == []
+
+
+def test_on_missing_report_gives_fingerprint_without_building(aws, repo):
+    result = resolve(aws, repo, on_missing="report")
+    assert result["found"] == "false" and result["built"] == "false" and result["ami_id"] == ""
+    assert len(result["fingerprint"]) == 40
+    assert own_images() == []
+
+
+def test_seed_built_image_is_found(aws, repo):
+    """An image tagged the seed's way (SHA = git ls-tree tree hash) is used as is."""
+    ec2 = boto3.client("ec2")
+    reservation = ec2.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
+    ami = ec2.create_image(InstanceId=reservation["Instances"][0]["InstanceId"], Name="seed-base")
+    ec2.create_tags(
+        Resources=[ami["ImageId"]], Tags=[{"Key": "SHA", "Value": repo.tree_sha("base")}]
+    )
+    result = resolve(aws, repo, definition="base", on_missing="fail")
+    assert result["ami_id"] == ami["ImageId"] and result["built"] == "false"
+
+
+def test_failed_build_leaves_nothing(aws, repo, packer):
+    template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
+    template["provisioners"].insert(
+        0, {"type": "shell-local", "inline": ["echo boom >&2", "exit 3"]}
+    )
+    repo.write("snowflake/snowflake.json", json.dumps(template))
+    repo.commit("broken provisioner")
+    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+    assert proc.code == 1 and proc.stdout == ""
+    assert "Packer failed to build snowflake/snowflake.json" in proc.stderr
+    assert "exit status" in proc.stderr or "non-zero" in proc.stderr
+    assert ".log" in proc.stderr
+    # The base was built and published; the snowflake left no image, tag or manifest.
+    images = own_images()
+    assert [tags_of(i)[registry.TAG_DEFINITION] for i in images] == ["base"]
+    assert [k.split("/")[1] for k in manifest_keys()] == ["base"]
+
+
+def test_hcl2_template_child(aws, repo, packer):
+    repo.write("tools/tools.pkr.hcl", HCL_TEMPLATE)
+    data = repo.catalog()
+    data["definitions"]["tools"] = {"template": "tools", "parent": "base"}
+    repo.set_catalog(data)
+    repo.commit("tools")
+    result = resolve(aws, repo, definition="tools")
+    assert result["built"] == "true"
+    images = {i["ImageId"]: i for i in own_images()}
+    assert images[result["ami_id"]]["Name"] == f"tools-{result['fingerprint']}"
+    assert tags_of(images[result["ami_id"]])[registry.TAG_PARENT_AMI] == result["parent_ami_id"]
+
+
+def test_manifest_matches_schema_and_images(aws, repo, packer):
+    from bridge.manifests import validate
+
+    result = resolve(aws, repo)
+    key = result["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
+    body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    validate(body, key)
+    assert body["definition"] == "snowflake"
+    assert body["fingerprint"] == result["fingerprint"]
+    assert body["amis"] == {"us-east-1": result["ami_id"]}
+    assert body["parent"]["ami"] == result["parent_ami_id"]
+    assert body["parent"]["definition"] == "base"
+    assert body["git_commit"] == result["git_commit"]
+    assert body["packer_version"] == "1.6.6"
+
+
+def test_build_url_from_ci_variables(aws, repo, packer):
+    env = {
+        **aws,
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "org/images",
+        "GITHUB_RUN_ID": "42",
+    }
+    result = resolve(env, repo, definition="base")
+    image = next(i for i in own_images() if i["ImageId"] == result["ami_id"])
+    assert (
+        tags_of(image)[registry.TAG_BUILD_URL]
+        == "https://github.example/org/images/actions/runs/42"
+    )
+
+
+def test_no_bucket_means_no_manifest(aws, repo, packer):
+    data = repo.catalog()
+    del data["manifest"]
+    repo.set_catalog(data)
+    repo.commit("no manifests")
+    result = resolve(aws, repo, definition="base")
+    assert result["manifest_uri"] == "" and result["built"] == "true"
+    assert manifest_keys() == []
+
+
+def test_image_owned_by_another_account_is_ignored(aws, repo, packer):
+    built = resolve(aws, repo, definition="base")
+    assert built["found"] == "true"
+    other = resolve(aws, repo, definition="base", on_missing="report", owners="210987654321")
+    assert other["found"] == "false" and other["ami_id"] == ""

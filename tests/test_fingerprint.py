@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+
+import git
+import pytest
+
+from bridge.catalog import load_catalog
+from bridge.errors import FingerprintError
+from bridge.fingerprint import encode, fingerprint_all, open_repo
+
+
+def fingerprints(repo, names=("base", "snowflake"), **kwargs):
+    catalog = load_catalog(repo.path)
+    snap = fingerprint_all(open_repo(repo.path), catalog.closure(names), **kwargs)
+    return {n: f.value for n, f in snap.fingerprints.items()}, snap
+
+
+def test_root_definition_matches_seed_tree_sha(repo):
+    fps, snap = fingerprints(repo, ["base"])
+    assert fps["base"] == repo.tree_sha("base")
+    assert snap.fingerprints["base"].seed_compatible
+    assert snap.commit == repo.git("rev-parse", "HEAD")
+
+
+def test_child_fingerprint_is_documented_encoding(repo):
+    fps, snap = fingerprints(repo)
+    child = snap.fingerprints["snowflake"]
+    assert not child.seed_compatible
+    assert child.parent == fps["base"]
+    inputs = {e.path for e in child.inputs}
+    # The snowflake runs the base's cleanup and debug tasks, so they are its inputs too.
+    assert inputs == {"snowflake", "base/tasks/cleanup.sh", "base/tasks/debug.sh"}
+    expected_lines = [
+        "ami-chain-bridge/fingerprint/v1",
+        'template "snowflake/snowflake.json"',
+        f'input "base/tasks/cleanup.sh" 100755 blob {repo.git("rev-parse", "HEAD:base/tasks/cleanup.sh")}',
+        f'input "base/tasks/debug.sh" 100755 blob {repo.git("rev-parse", "HEAD:base/tasks/debug.sh")}',
+        f'input "snowflake" 040000 tree {repo.tree_sha("snowflake")}',
+        f"parent {fps['base']}",
+    ]
+    text = "".join(line + "\n" for line in expected_lines)
+    assert fps["snowflake"] == hashlib.sha1(text.encode()).hexdigest()
+    catalog = load_catalog(repo.path)
+    assert encode(catalog.get("snowflake"), child.inputs, child.parent) == text.encode()
+
+
+def test_shared_script_change_rebuilds_child_not_seed_defect(repo):
+    before, _ = fingerprints(repo)
+    repo.write("base/tasks/cleanup.sh", "#!/bin/sh\necho changed\n")
+    repo.commit("cleanup changed")
+    after, _ = fingerprints(repo)
+    assert after["base"] != before["base"]
+    assert after["snowflake"] != before["snowflake"]
+
+
+def test_parent_change_propagates_to_child(repo):
+    before, _ = fingerprints(repo)
+    repo.write("base/base.json", repo.path.joinpath("base/base.json").read_text() + "\n")
+    repo.commit("base template whitespace")
+    after, _ = fingerprints(repo)
+    assert after["base"] != before["base"]
+    assert after["snowflake"] != before["snowflake"]
+
+
+def test_unrelated_change_changes_nothing(repo):
+    before, _ = fingerprints(repo)
+    repo.write("README.md", "docs\n")
+    repo.write("base/tasks/../../other/notes.txt", "x\n")
+    repo.commit("docs")
+    after, _ = fingerprints(repo)
+    assert after == before
+
+
+def test_child_change_leaves_parent(repo):
+    before, _ = fingerprints(repo)
+    repo.write("snowflake/tasks/docker.sh", "#!/bin/sh\necho docker 2\n")
+    repo.commit("docker")
+    after, _ = fingerprints(repo)
+    assert after["base"] == before["base"]
+    assert after["snowflake"] != before["snowflake"]
+
+
+def test_variables_are_fingerprinted(repo):
+    before, _ = fingerprints(repo)
+    data = repo.catalog()
+    data["definitions"]["base"]["variables"] = {"ami_name": "base-x"}
+    repo.set_catalog(data)
+    repo.commit("variables")
+    after, snap = fingerprints(repo)
+    assert after["base"] != before["base"]
+    assert not snap.fingerprints["base"].seed_compatible
+    assert after["snowflake"] != before["snowflake"]
+
+
+def test_declared_extra_inputs_are_fingerprinted(repo):
+    data = repo.catalog()
+    data["definitions"]["base"]["inputs"] = ["shared/motd"]
+    repo.write("shared/motd", "hello\n")
+    repo.set_catalog(data)
+    repo.commit("motd")
+    first, _ = fingerprints(repo)
+    repo.write("shared/motd", "hello again\n")
+    repo.commit("motd 2")
+    second, _ = fingerprints(repo)
+    assert first["base"] != second["base"]
+
+
+def test_dirty_input_is_an_error_naming_the_file(repo):
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho dirty\n")
+    with pytest.raises(FingerprintError) as err:
+        fingerprints(repo)
+    assert "base/tasks/baseline.sh" in str(err.value)
+    assert "allow_dirty" in str(err.value)
+
+
+def test_untracked_file_in_input_is_dirty(repo):
+    repo.write("snowflake/tasks/new.sh", "echo new\n")
+    with pytest.raises(FingerprintError, match="snowflake/tasks/new.sh"):
+        fingerprints(repo)
+
+
+def test_dirty_outside_inputs_is_fine(repo):
+    clean, _ = fingerprints(repo)
+    repo.write("notes.txt", "scratch\n")
+    again, snap = fingerprints(repo)
+    assert again == clean and not snap.dirty
+
+
+def test_allow_dirty_hashes_working_tree_like_git(repo):
+    clean, _ = fingerprints(repo)
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho dirty\n")
+    dirty, snap = fingerprints(repo, allow_dirty=True)
+    assert snap.dirty
+    assert dirty["base"] != clean["base"]
+    # Committing the same content gives the same fingerprint: git's own object hashing.
+    repo.commit("now committed")
+    committed, _ = fingerprints(repo)
+    assert committed == dirty
+
+
+def test_explicit_commit_fingerprints_that_commit(repo):
+    old_head = repo.git("rev-parse", "HEAD")
+    old, _ = fingerprints(repo)
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho v2\n")
+    repo.commit("v2")
+    at_old, snap = fingerprints(repo, commit=old_head)
+    assert at_old == old and snap.commit == old_head
+
+
+def test_unknown_commit_is_clear(repo):
+    with pytest.raises(FingerprintError, match="Cannot find commit 'nope'"):
+        fingerprints(repo, commit="nope")
+
+
+def test_uncommitted_template_is_clear(repo):
+    data = repo.catalog()
+    data["definitions"]["extra"] = {"template": "extra/extra.json"}
+    repo.set_catalog(data)
+    repo.write("extra/extra.json", json.dumps({"builders": []}))
+    with pytest.raises(FingerprintError, match="extra/extra.json"):
+        fingerprints(repo, ["extra"], allow_dirty=False, commit=repo.git("rev-parse", "HEAD"))
+
+
+def test_provisioner_outside_repo_is_refused(repo):
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].append({"type": "shell-local", "script": "../../etc/passwd"})
+    repo.write("base/base.json", json.dumps(template))
+    repo.commit("escape")
+    with pytest.raises(FingerprintError, match="outside the repository"):
+        fingerprints(repo, ["base"])
+
+
+def test_template_dir_expression_is_resolved(repo):
+    template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
+    template["provisioners"].append({"type": "file", "source": "{{template_dir}}/../shared/f.txt"})
+    repo.write("shared/f.txt", "one\n")
+    repo.write("snowflake/snowflake.json", json.dumps(template))
+    repo.commit("file provisioner")
+    _, snap = fingerprints(repo)
+    assert "shared/f.txt" in {e.path for e in snap.fingerprints["snowflake"].inputs}
+
+
+def test_not_a_git_repo(tmp_path):
+    (tmp_path / "ami-chain.json").write_text("{}")
+    with pytest.raises(FingerprintError, match="not a git repository"):
+        open_repo(tmp_path)
+
+
+def test_git_invocations_do_not_grow_with_history(repo, monkeypatch):
+    """Fingerprinting reads objects at one commit; history length must not matter."""
+    calls: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def counting(argv, *args, **kwargs):
+        if argv and "git" in str(argv[0]):
+            calls.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    def count_once() -> tuple[int, dict]:
+        calls.clear()
+        monkeypatch.setattr(subprocess, "Popen", counting)
+        monkeypatch.setattr(git.cmd, "safer_popen", counting)
+        try:
+            fps, _ = fingerprints(repo)
+        finally:
+            monkeypatch.setattr(subprocess, "Popen", real_popen)
+            monkeypatch.setattr(git.cmd, "safer_popen", real_popen)
+        return len(calls), fps
+
+    short_count, short_fps = count_once()
+    for i in range(150):
+        repo.write("history.txt", f"{i}\n")
+        repo.git("add", "history.txt")
+        repo.git("commit", "-q", "-m", f"history {i}")
+    long_count, long_fps = count_once()
+    assert long_fps == short_fps
+    assert long_count == short_count
+    # One `git status` and one long-lived `git cat-file --batch`, whatever the history.
+    assert 1 <= short_count <= 3, calls

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.errors import BuildError
+from bridge.packer import PackerRunner, artifacts, manifest_artifacts, parse_line
+
+OUTPUT = """\
+1795775700,,ui,say,==> amazon-ebs: Creating AMI base-1 from instance i-1
+1795775700,amazon-ebs,artifact-count,1
+1795775700,amazon-ebs,artifact,0,builder-id,mitchellh.amazonebs
+1795775700,amazon-ebs,artifact,0,id,us-east-1:ami-0123456789abcdef0%!(PACKER_COMMA)eu-west-1:ami-0fedcba9876543210
+1795775700,amazon-ebs,artifact,0,string,AMIs were created:\\nus-east-1: ami-0123456789abcdef0\\n
+not a machine-readable line
+"""
+
+
+def test_parse_line_unescapes_commas_and_newlines():
+    line = parse_line("1,amazon-ebs,artifact,0,string,a%!(PACKER_COMMA)b\\nc")
+    assert line is not None
+    assert line.target == "amazon-ebs" and line.type == "artifact"
+    assert line.data == ("0", "string", "a,b\nc")
+    assert parse_line("garbage") is None
+
+
+def test_artifacts_in_every_region_not_just_us_east_1():
+    lines = [ln for ln in map(parse_line, OUTPUT.splitlines()) if ln]
+    assert artifacts(lines) == {
+        "us-east-1": "ami-0123456789abcdef0",
+        "eu-west-1": "ami-0fedcba9876543210",
+    }
+
+
+def test_seed_packer_manifest_is_understood(tmp_path):
+    path = tmp_path / "manifest-base.json"
+    path.write_text(
+        json.dumps(
+            {
+                "builds": [
+                    {"artifact_id": "us-east-1:ami-0aaaaaaaaaaaaaaaa", "packer_run_uuid": "old"},
+                    {"artifact_id": "eu-central-1:ami-0bbbbbbbbbbbbbbbb", "packer_run_uuid": "new"},
+                ],
+                "last_run_uuid": "new",
+            }
+        )
+    )
+    assert manifest_artifacts(path) == {"eu-central-1": "ami-0bbbbbbbbbbbbbbbb"}
+    path.write_text("")
+    with pytest.raises(BuildError, match="cannot be read"):
+        manifest_artifacts(path)
+
+
+def test_declared_variables_json_and_hcl2(tmp_path, packer):
+    import os
+
+    runner = PackerRunner(env=dict(os.environ))
+    (tmp_path / "t.json").write_text(
+        json.dumps(
+            {
+                "variables": {"ami_sha": "", "ami_base": "x"},
+                "builders": [{"type": "null", "communicator": "none"}],
+            }
+        )
+    )
+    assert runner.declared_variables("t.json", tmp_path) == {"ami_sha", "ami_base"}
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "m.pkr.hcl").write_text(
+        'variable "ami_sha" {\n  type = string\n  default = ""\n}\n'
+        'source "null" "x" {\n  communicator = "none"\n}\nbuild {\n  sources = ["source.null.x"]\n}\n'
+    )
+    assert runner.declared_variables("h", tmp_path) == {"ami_sha"}
+    assert runner.version(tmp_path) == "1.6.6"
+
+
+def test_missing_packer_is_a_clear_error(tmp_path):
+    runner = PackerRunner("packer-that-does-not-exist", env={"PATH": "/nonexistent"})
+    with pytest.raises(BuildError, match="not on PATH"):
+        runner.version(tmp_path)
+
+
+def test_build_failure_quotes_packer_errors(tmp_path, packer):
+    import os
+
+    (tmp_path / "bad.json").write_text(
+        json.dumps(
+            {
+                "builders": [{"type": "null", "communicator": "none"}],
+                "provisioners": [{"type": "shell-local", "inline": ["exit 7"]}],
+            }
+        )
+    )
+    runner = PackerRunner(env=dict(os.environ))
+    log = tmp_path / "logs" / "bad.log"
+    with pytest.raises(BuildError) as err:
+        runner.build("bad.json", {}, tmp_path, log)
+    assert "exit status" in str(err.value) and str(log) in str(err.value)
+    assert log.read_text().count(",ui,") > 0

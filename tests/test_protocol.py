@@ -1,0 +1,129 @@
+"""The external data-source contract, through the real `ami-bridge external` process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.errors import QueryError
+from bridge.protocol import encode_result, parse_query
+from tests.conftest import external, manifest_keys, own_images
+
+RESULT_KEYS = {
+    "ami_id",
+    "amis_json",
+    "built",
+    "creation_date",
+    "definition",
+    "fingerprint",
+    "found",
+    "git_commit",
+    "manifest_uri",
+    "parent_ami_id",
+    "region",
+    "state",
+}
+
+
+def test_parse_query_defaults_and_empty_strings():
+    q = parse_query(json.dumps({"definition": "base", "region": "", "owners": "self,123456789012"}))
+    assert q.definition == "base"
+    assert q.repo == "."
+    assert q.region is None
+    assert q.on_missing == "build"
+    assert q.owners == ("self", "123456789012")
+    assert q.allow_dirty is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a JSON array"),
+        ('"base"', "not a JSON string"),
+        ('{"definition": 5}', "'definition' is a JSON number"),
+        ('{"definition": "base", "region": null}', "'region' is a JSON null"),
+        ('{"definition": "base", "tags": {"a": "b"}}', "'tags' is a JSON object"),
+        ('{"definition": "base", "colour": "blue"}', "Unknown query key(s): colour"),
+        ('{"repo": "."}', 'no "definition" key'),
+        ('{"definition": "base", "on_missing": "maybe"}', "'on_missing' has the invalid value"),
+        ('{"definition": "base", "owners": "me"}', "'owners'"),
+        ('{"definition": "Base!"}', "'definition'"),
+        ('{"definition": "base", "allow_dirty": "yes"}', "'allow_dirty'"),
+        ('{"definition": "base", "commit": "--output=/tmp/x"}', "'commit'"),
+        ("[" * 100000, "not valid JSON"),
+    ],
+)
+def test_bad_queries_are_named(text, message):
+    with pytest.raises(QueryError) as err:
+        parse_query(text)
+    assert message in str(err.value)
+
+
+def test_encode_result_is_one_object_of_strings():
+    assert encode_result({"b": "2", "a": "1"}) == '{"a": "1", "b": "2"}\n'
+    with pytest.raises(TypeError):
+        encode_result({"a": 1})  # type: ignore[dict-item]
+
+
+def test_external_builds_chain_and_prints_exactly_one_object(aws, repo, packer):
+    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+    assert proc.code == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    # Byte-exact: one JSON object of strings, a newline, nothing else.
+    assert proc.stdout == json.dumps(result, sort_keys=True) + "\n"
+    assert set(result) == RESULT_KEYS
+    assert all(isinstance(v, str) for v in result.values())
+    assert result["built"] == "true" and result["found"] == "true"
+    assert result["definition"] == "snowflake" and result["region"] == "us-east-1"
+    assert result["git_commit"] == repo.git("rev-parse", "HEAD")
+    assert json.loads(result["amis_json"]) == {"us-east-1": result["ami_id"]}
+    images = {i["ImageId"]: i for i in own_images()}
+    assert set(images) == {result["ami_id"], result["parent_ami_id"]}
+    assert result["manifest_uri"].startswith("s3://ami-chain-manifests/images/snowflake/")
+    assert len(manifest_keys()) == 2
+
+
+def test_external_with_no_query_keys_reads_empty_object(aws):
+    proc = external(aws, "{}")
+    assert proc.code == 1 and proc.stdout == ""
+    assert 'no "definition" key' in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "{oops",
+        "[]",
+        '{"definition": 1}',
+        '{"definition": "base", "extra": "x"}',
+        '{"definition": "ghost"}',
+        '{"definition": "base", "repo": "/nonexistent/repo"}',
+        '{"definition": "base", "catalog": "../../etc/passwd"}',
+        '{"definition": "base", "catalog": "missing.json"}',
+        '{"definition": "base", "on_missing": "explode"}',
+        '{"definition": "base", "commit": "0000000000000000000000000000000000000000"}',
+    ],
+)
+def test_every_error_exits_1_with_empty_stdout_and_builds_nothing(aws, repo, query):
+    if query.startswith('{"definition"') and '"repo"' not in query:
+        query = query[:-1] + f', "repo": {json.dumps(str(repo.path))}}}'
+    proc = external(aws, query)
+    assert proc.code == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("ami-bridge: error: ")
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1  # one paragraph
+    assert own_images() == []
+    assert manifest_keys() == []
+
+
+def test_non_utf8_stdin_is_a_clear_error(aws):
+    from tests.conftest import run_bridge
+
+    proc = run_bridge(["external"], aws, stdin=b'{"definition": "\xff"}')
+    assert proc.code == 1 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr

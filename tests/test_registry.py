@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from bridge.aws import AwsClients
+from bridge.errors import AwsError
+from bridge.registry import describe_image, find_images, tag_image
+from bridge.sandbox import BASE_IMAGE
+
+
+def make_image(ec2, name: str, fingerprint: str | None) -> str:
+    instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
+    ami = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+    if fingerprint:
+        ec2.create_tags(Resources=[ami], Tags=[{"Key": "SHA", "Value": fingerprint}])
+    return ami
+
+
+def counted_client():
+    clients = AwsClients()
+    ec2 = clients.ec2("us-east-1")
+    calls: list[str] = []
+    ec2.meta.events.register("before-call.ec2.*", lambda model, **kw: calls.append(model.name))
+    return ec2, calls
+
+
+def test_one_call_per_200_fingerprints(aws):
+    raw = boto3.client("ec2")
+    wanted = [f"{i:040x}" for i in range(450)]
+    ami = make_image(raw, "one", wanted[321])
+    ec2, calls = counted_client()
+    found = find_images(ec2, "us-east-1", wanted, tag_key="SHA", owners=["self"])
+    assert calls == ["DescribeImages"] * 3
+    assert [i.ami_id for i in found[wanted[321]]] == [ami]
+    assert set(found) == {wanted[321]}
+
+
+def test_several_matches_newest_first(aws):
+    raw = boto3.client("ec2")
+    first = make_image(raw, "first", "f" * 40)
+    second = make_image(raw, "second", "f" * 40)
+    ec2, _ = counted_client()
+    images = find_images(ec2, "us-east-1", ["f" * 40], tag_key="SHA", owners=["self"])["f" * 40]
+    assert {i.ami_id for i in images} == {first, second}
+    assert images[0].creation_date >= images[1].creation_date
+
+
+def test_other_tag_key(aws):
+    raw = boto3.client("ec2")
+    ami = make_image(raw, "keyed", None)
+    raw.create_tags(Resources=[ami], Tags=[{"Key": "ImageFingerprint", "Value": "1" * 40}])
+    ec2, _ = counted_client()
+    assert find_images(ec2, "us-east-1", ["1" * 40], tag_key="SHA", owners=["self"]) == {}
+    found = find_images(ec2, "us-east-1", ["1" * 40], tag_key="ImageFingerprint", owners=["self"])
+    assert found["1" * 40][0].ami_id == ami
+
+
+def test_tag_image_tags_snapshots_too(aws):
+    raw = boto3.client("ec2")
+    ami = make_image(raw, "tagged", None)
+    ec2, _ = counted_client()
+    image = describe_image(ec2, "us-east-1", ami)
+    tag_image(ec2, image, {"k": "v" * 300})
+    snap = raw.describe_snapshots(SnapshotIds=list(image.snapshot_ids))["Snapshots"][0]
+    assert {t["Key"]: t["Value"] for t in snap["Tags"]}["k"] == "v" * 255
+
+
+def test_unknown_image_is_an_aws_error(aws):
+    ec2, _ = counted_client()
+    with pytest.raises(AwsError, match="ami-0000000000000000f"):
+        describe_image(ec2, "us-east-1", "ami-0000000000000000f")
