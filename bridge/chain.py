@@ -15,6 +15,7 @@ from bridge.aws import AwsClients
 from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, Catalog, Definition
 from bridge.errors import BuildError, NotFoundError, QueryError
 from bridge.fingerprint import Fingerprint, Snapshot, fingerprint_all
+from bridge.locking import local_lock
 from bridge.packer import PackerRunner, manifest_artifacts
 from bridge.registry import Image
 
@@ -39,6 +40,7 @@ class Settings:
     build_url: str = ""
     wait_timeout: float = 1800.0
     log_dir: Path = Path(".")
+    lock_dir: Path = Path(".")
     # Seed-style Packer manifests (manifest-<definition>.json) from builds in the same workflow.
     packer_manifest_dir: Path | None = None
 
@@ -156,7 +158,7 @@ class Chain:
         for d in plan.definitions:
             fp = plan.snapshot.fingerprints[d.name]
             parent = results.get(d.parent) if d.parent else None
-            current = self._current(plan, d, fp, parent)
+            current = self._current(plan.images, d, fp, parent, plan.snapshot.commit)
             if current.found and d.name not in forced:
                 results[d.name] = current
                 continue
@@ -164,7 +166,9 @@ class Chain:
                 results[d.name] = current
                 continue
             if on_missing == "build" or d.name in forced:
-                results[d.name] = self._build(d, fp, parent, plan.snapshot.commit)
+                results[d.name] = self._locked_build(
+                    d, fp, parent, plan.snapshot.commit, recheck=d.name not in forced
+                )
             elif on_missing == "fail":
                 raise NotFoundError(self._not_found(d, fp, current))
             else:
@@ -172,7 +176,12 @@ class Chain:
         return results
 
     def _current(
-        self, plan: Plan, d: Definition, fp: Fingerprint, parent: ResolvedAmi | None
+        self,
+        images: Mapping[str, Mapping[str, list[Image]]],
+        d: Definition,
+        fp: Fingerprint,
+        parent: ResolvedAmi | None,
+        commit: str,
     ) -> ResolvedAmi:
         """What EC2 has for `d` now: found, missing, or outdated (built on another parent AMI)."""
         regions = self.regions(d)
@@ -180,7 +189,7 @@ class Chain:
         chosen: Image | None = None
         outdated = False
         for region in regions:
-            candidates = plan.images.get(region, {}).get(fp.value, [])
+            candidates = list(images.get(region, {}).get(fp.value, []))
             if parent is not None:
                 # Every regional copy records the parent AMI it was built on (in the build region).
                 matching = [
@@ -220,8 +229,7 @@ class Chain:
             parent,
             state=state,
             amis=amis if complete else {},
-            git_commit=(chosen.tag(registry.TAG_COMMIT) if chosen else None)
-            or plan.snapshot.commit,
+            git_commit=(chosen.tag(registry.TAG_COMMIT) if chosen else None) or commit,
             creation_date=chosen.creation_date if chosen and complete else "",
         )
 
@@ -283,6 +291,35 @@ class Chain:
         if self._packer is None:
             self._packer = self._packer_factory()
         return self._packer
+
+    def _locked_build(
+        self,
+        d: Definition,
+        fp: Fingerprint,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        recheck: bool,
+    ) -> ResolvedAmi:
+        """Build under the image's lock; whoever got the lock first may have built it already."""
+        lock = self.settings.lock_dir / f"{d.name}-{fp.value}.lock"
+        with local_lock(lock, timeout=self.settings.wait_timeout):
+            if recheck:
+                fresh = {
+                    region: registry.find_images(
+                        self.clients.ec2(region),
+                        region,
+                        [fp.value],
+                        tag_key=self.settings.tag_key,
+                        owners=self.settings.owners,
+                    )
+                    for region in self.regions(d)
+                }
+                current = self._current(fresh, d, fp, parent, commit)
+                if current.found:
+                    log.info("%s was built by another process meanwhile: %s", d.name, current.ami_id)
+                    return current
+            return self._build(d, fp, parent, commit)
 
     def _build(
         self, d: Definition, fp: Fingerprint, parent: ResolvedAmi | None, commit: str

@@ -209,6 +209,7 @@ def _make_chain(
         ec2_endpoint=env.get("AWS_ENDPOINT_URL_EC2") or env.get("AWS_ENDPOINT_URL"),
         build_url=build_url(env),
         log_dir=_state_dir(env) / "logs",
+        lock_dir=_state_dir(env) / "locks",
         packer_manifest_dir=Path(env["AMI_BRIDGE_PACKER_MANIFESTS"])
         if env.get("AMI_BRIDGE_PACKER_MANIFESTS")
         else None,

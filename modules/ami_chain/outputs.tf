@@ -1,0 +1,44 @@
+output "ami_id" {
+  description = "The AMI of the definition in the resolved region (\"\" only when on_missing = \"report\" and it is missing)."
+  value       = local.resolved.ami_id
+}
+
+output "fingerprint" {
+  description = "The definition's content fingerprint (the value of the fingerprint tag)."
+  value       = local.planned.fingerprint
+}
+
+output "parent_ami_id" {
+  description = "The parent definition's AMI, or \"\" for a root definition."
+  value       = local.resolved.parent_ami_id
+}
+
+output "amis" {
+  description = "The definition's AMI by region."
+  value       = tomap(jsondecode(local.resolved.amis_json))
+}
+
+output "manifest_uri" {
+  description = "s3:// URI of the build manifest, or \"\" when no manifest bucket is configured."
+  value       = local.resolved.manifest_uri
+}
+
+output "built" {
+  description = "Whether this run built (or, with build_phase = \"apply\", is building) the image."
+  value       = local.resolved.built == "true" || (var.build_phase == "apply" && local.planned.found == "false")
+}
+
+output "found" {
+  description = "Whether a usable image exists (false only with on_missing = \"report\")."
+  value       = local.resolved.found == "true"
+}
+
+output "definition" {
+  description = "The resolved definition."
+  value       = local.resolved.definition
+}
+
+output "git_commit" {
+  description = "The git commit the image was built from."
+  value       = local.resolved.git_commit
+}

@@ -1,0 +1,24 @@
+output "base_ami_id" {
+  description = "The base image."
+  value       = module.base.ami_id
+}
+
+output "snowflake_ami_id" {
+  description = "The snowflake image."
+  value       = module.snowflake.ami_id
+}
+
+output "launch_template_id" {
+  description = "The snowflake launch template."
+  value       = module.launch_template.id
+}
+
+output "launch_template_version" {
+  description = "Its newest version."
+  value       = module.launch_template.latest_version
+}
+
+output "deployment_manifest" {
+  description = "s3:// URI of the deployment manifest."
+  value       = "s3://${module.deployment_manifest.bucket}/${module.deployment_manifest.key}"
+}

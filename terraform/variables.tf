@@ -1,0 +1,45 @@
+variable "repo_dir" {
+  description = "Root of the Packer git repository holding ami-chain.json."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region of the images, the launch template and the manifest."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "build_phase" {
+  description = "When missing images are built: plan, apply (the plan shows rebuilds) or never."
+  type        = string
+  default     = "apply"
+}
+
+variable "bridge_command" {
+  description = "argv that runs ami-bridge."
+  type        = list(string)
+  default     = ["ami-bridge"]
+}
+
+variable "manifest_bucket" {
+  description = "S3 bucket for the deployment manifest (and the build manifests)."
+  type        = string
+}
+
+variable "deployment" {
+  description = "Name of this deployment; the manifest goes to deployments/<deployment>/amis.json."
+  type        = string
+  default     = "main"
+}
+
+variable "instance_type" {
+  description = "Instance type of the snowflake launch template."
+  type        = string
+  default     = "t3.micro"
+}
+
+variable "s3_use_path_style" {
+  description = "Use path-style S3 addressing (S3-compatible endpoints)."
+  type        = bool
+  default     = false
+}
