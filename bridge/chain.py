@@ -317,7 +317,9 @@ class Chain:
                 }
                 current = self._current(fresh, d, fp, parent, commit)
                 if current.found:
-                    log.info("%s was built by another process meanwhile: %s", d.name, current.ami_id)
+                    log.info(
+                        "%s was built by another process meanwhile: %s", d.name, current.ami_id
+                    )
                     return current
             return self._build(d, fp, parent, commit)
 

@@ -48,11 +48,11 @@ module "deployment_manifest" {
   deployment = var.deployment
   images = {
     for name, image in { base = module.base, snowflake = module.snowflake } : name => {
-      ami_id        = image.ami_id
-      fingerprint   = image.fingerprint
-      parent_ami_id = image.parent_ami_id
-      manifest_uri  = image.manifest_uri
-      git_commit    = image.git_commit
+      ami_id                  = image.ami_id
+      fingerprint             = image.fingerprint
+      parent_ami_id           = image.parent_ami_id
+      manifest_uri            = image.manifest_uri
+      git_commit              = image.git_commit
     }
   }
 }

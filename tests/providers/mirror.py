@@ -48,7 +48,7 @@ def build(root: Path, *, real_providers: bool = False) -> dict[str, str]:
             executable.write_text(
                 "#!/bin/sh\n"
                 f"# STAND-IN for hashicorp/{name}: {script.name}\n"
-                f"exec {shlex.quote(sys.executable)} {shlex.quote(str(script))} \"$@\"\n"
+                f'exec {shlex.quote(sys.executable)} {shlex.quote(str(script))} "$@"\n'
             )
             executable.chmod(0o755)
             included.append(f"registry.terraform.io/hashicorp/{name}")

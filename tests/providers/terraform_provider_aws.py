@@ -176,7 +176,10 @@ class LaunchTemplate(p.Resource):
         name = planned.get("name")
         if name in (None, Unknown):
             name = (planned.get("name_prefix") or "terraform-") + uuid.uuid4().hex[:26]
-        kwargs: dict[str, Any] = {"LaunchTemplateName": name, "LaunchTemplateData": self._data(planned)}
+        kwargs: dict[str, Any] = {
+            "LaunchTemplateName": name,
+            "LaunchTemplateData": self._data(planned),
+        }
         if planned.get("description"):
             kwargs["VersionDescription"] = planned["description"]
         if planned.get("tags"):
@@ -236,9 +239,9 @@ class LaunchTemplate(p.Resource):
         ec2 = self.provider.client("ec2")
         state = copy.deepcopy(planned)
         try:
-            if self._data(current) != self._data(planned) or current.get("description") != planned.get(
+            if self._data(current) != self._data(planned) or current.get(
                 "description"
-            ):
+            ) != planned.get("description"):
                 version = ec2.create_launch_template_version(
                     LaunchTemplateId=current["id"],
                     LaunchTemplateData=self._data(planned),
@@ -304,7 +307,11 @@ class S3Object(p.Resource):
         self.provider = provider
 
     def plan(self, ctx: PlanContext, current: State | None, planned: State) -> State:
-        if current is not None and ctx.changed_fields & {"content", "content_type", "server_side_encryption"}:
+        if current is not None and ctx.changed_fields & {
+            "content",
+            "content_type",
+            "server_side_encryption",
+        }:
             planned["etag"] = Unknown
             planned["version_id"] = Unknown
         if current is not None and "tags" in ctx.changed_fields:
