@@ -4,8 +4,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
-# Filesystem mirror for Terraform providers that cannot come from the registry here.
-TF_MIRROR := $(CURDIR)/.state/terraform-mirror
 
 .PHONY: setup packer-check demo test lint fmt bench clean
 
@@ -38,6 +36,7 @@ lint: setup
 fmt: setup
 	$(BIN)/ruff format bridge tests examples
 	$(BIN)/ruff check --fix bridge tests examples
+	$(BIN)/terraform fmt -recursive modules terraform tests/terraform
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache *.egg-info
