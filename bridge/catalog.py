@@ -53,6 +53,9 @@ class Catalog:
     regions: tuple[str, ...] | None = None
     manifest_bucket: str | None = None
     manifest_prefix: str | None = None
+    lease_bucket: str | None = None
+    lease_prefix: str | None = None
+    lease_ttl: float = 300.0
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -131,6 +134,7 @@ def load_catalog(repo_root: Path, catalog_path: str | None = None) -> Catalog:
             )
     order = _topological_order(rel, definitions)
     manifest = data.get("manifest", {})
+    lease = data.get("lease", {})
     return Catalog(
         path=rel,
         definitions=definitions,
@@ -139,6 +143,9 @@ def load_catalog(repo_root: Path, catalog_path: str | None = None) -> Catalog:
         regions=tuple(data["regions"]) if "regions" in data else None,
         manifest_bucket=manifest.get("bucket"),
         manifest_prefix=manifest.get("prefix"),
+        lease_bucket=lease.get("bucket"),
+        lease_prefix=lease.get("prefix"),
+        lease_ttl=float(lease.get("ttl_seconds", 300)),
         _order=tuple(order),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,8 +13,9 @@ import git
 from bridge import manifests, registry
 from bridge.aws import AwsClients
 from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, Catalog, Definition
-from bridge.errors import BuildError, NotFoundError, QueryError
+from bridge.errors import BuildError, LeaseError, NotFoundError, QueryError
 from bridge.fingerprint import Fingerprint, Snapshot, fingerprint_all
+from bridge.lease import Lease, LeaseConfig, LeaseManager, lease_key
 from bridge.locking import local_lock
 from bridge.packer import PackerRunner, manifest_artifacts
 from bridge.registry import Image
@@ -41,6 +42,10 @@ class Settings:
     wait_timeout: float = 1800.0
     log_dir: Path = Path(".")
     lock_dir: Path = Path(".")
+    # S3 build leases (cross-machine exactly-once); no bucket means the local lock alone.
+    lease_bucket: str | None = None
+    lease_prefix: str = ""
+    lease_ttl: float = 300.0
     # Seed-style Packer manifests (manifest-<definition>.json) from builds in the same workflow.
     packer_manifest_dir: Path | None = None
 
@@ -103,6 +108,8 @@ class Chain:
         self.settings = settings
         self._packer_factory = packer
         self._packer: PackerRunner | None = None
+        self._leases: LeaseManager | None = None
+        self._warned_no_lease = False
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -292,6 +299,50 @@ class Chain:
             self._packer = self._packer_factory()
         return self._packer
 
+    def _leases_or_none(self) -> LeaseManager | None:
+        if self.settings.lease_bucket is None:
+            if not self._warned_no_lease:
+                log.warning(
+                    "no lease bucket is configured: duplicate builds are prevented on this "
+                    "machine only (set a manifest or lease bucket in the catalog to protect "
+                    "every machine)"
+                )
+                self._warned_no_lease = True
+            return None
+        if self._leases is None:
+            self._leases = LeaseManager(
+                self.clients.s3(self.settings.region),
+                LeaseConfig(
+                    bucket=self.settings.lease_bucket,
+                    prefix=self.settings.lease_prefix,
+                    ttl=self.settings.lease_ttl,
+                    wait_timeout=self.settings.wait_timeout,
+                ),
+            )
+        return self._leases
+
+    def _recheck(
+        self, d: Definition, fp: Fingerprint, parent: ResolvedAmi | None, commit: str
+    ) -> ResolvedAmi | None:
+        """The image, if another process built it since we planned."""
+        fresh = {
+            region: registry.find_images(
+                self.clients.ec2(region),
+                region,
+                [fp.value],
+                tag_key=self.settings.tag_key,
+                owners=self.settings.owners,
+            )
+            for region in self.regions(d)
+        }
+        current = self._current(fresh, d, fp, parent, commit)
+        if current.found:
+            log.info("%s was built by another process meanwhile: %s", d.name, current.ami_id)
+            # Built during this resolve, by the build it waited for: the same answer as the
+            # builder's, so concurrent resolves agree.
+            return replace(current, state="built")
+        return None
+
     def _locked_build(
         self,
         d: Definition,
@@ -301,30 +352,37 @@ class Chain:
         *,
         recheck: bool,
     ) -> ResolvedAmi:
-        """Build under the image's lock; whoever got the lock first may have built it already."""
+        """Build exactly once: under this machine's lock, then the image's S3 lease.
+
+        Whoever held either first may have built the image meanwhile; then that image is used.
+        """
         lock = self.settings.lock_dir / f"{d.name}-{fp.value}.lock"
         with local_lock(lock, timeout=self.settings.wait_timeout):
-            if recheck:
-                fresh = {
-                    region: registry.find_images(
-                        self.clients.ec2(region),
-                        region,
-                        [fp.value],
-                        tag_key=self.settings.tag_key,
-                        owners=self.settings.owners,
-                    )
-                    for region in self.regions(d)
-                }
-                current = self._current(fresh, d, fp, parent, commit)
-                if current.found:
-                    log.info(
-                        "%s was built by another process meanwhile: %s", d.name, current.ami_id
-                    )
-                    return current
-            return self._build(d, fp, parent, commit)
+            if recheck and (found := self._recheck(d, fp, parent, commit)):
+                return found
+            leases = self._leases_or_none()
+            if leases is None:
+                return self._build(d, fp, parent, commit, lease=None)
+            key = lease_key(self.settings.lease_prefix, d.name, fp.value, self.regions(d))
+            done = (lambda: self._recheck(d, fp, parent, commit)) if recheck else (lambda: None)
+            found, lease = leases.wait(key, d.name, fp.value, done)
+            if found is not None:
+                return found
+            assert lease is not None
+            with leases.renewing(lease, d.name, fp.value):
+                # The holder before us may have finished just before releasing.
+                if recheck and (found := self._recheck(d, fp, parent, commit)):
+                    return found
+                return self._build(d, fp, parent, commit, lease=lease)
 
     def _build(
-        self, d: Definition, fp: Fingerprint, parent: ResolvedAmi | None, commit: str
+        self,
+        d: Definition,
+        fp: Fingerprint,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        lease: Lease | None,
     ) -> ResolvedAmi:
         if self.repo.head.commit.hexsha != commit:
             raise BuildError(
@@ -365,6 +423,12 @@ class Chain:
                 f"Packer built {d.name!r} but reported no AMI for {', '.join(missing)} (it "
                 f"reported {amis or 'none'}). Make the template build in {regions[0]} and copy "
                 f"to the other catalog regions (ami_regions). Log: {log_path}."
+            )
+        if lease is not None and lease.lost:
+            raise LeaseError(
+                f"The build lease of {d.name!r} was taken over while Packer ran (this process "
+                f"was too slow to renew it), so the AMIs it made ({', '.join(amis.values())}) "
+                "are left untagged and the other build's image counts. Run again to use it."
             )
         packer_version = runner.version(self.root)
         tags = {

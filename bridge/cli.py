@@ -196,6 +196,7 @@ def _make_chain(
             "`regions` in the catalog."
         )
     chosen_bucket = bucket or cat.manifest_bucket
+    settings_prefix = (prefix if prefix is not None else cat.manifest_prefix) or ""
     if not chosen_bucket:
         log.info("no manifest bucket is configured; manifests will not be published")
     settings = Settings(
@@ -206,10 +207,16 @@ def _make_chain(
         manifest_prefix=prefix if prefix is not None else cat.manifest_prefix,
         commit=commit,
         allow_dirty=allow_dirty,
-        ec2_endpoint=env.get("AWS_ENDPOINT_URL_EC2") or env.get("AWS_ENDPOINT_URL"),
+        # Packer 1.6 ignores AWS_ENDPOINT_URL*, so the endpoint goes to templates as a variable.
+        ec2_endpoint=env.get("AMI_BRIDGE_PACKER_EC2_ENDPOINT")
+        or env.get("AWS_ENDPOINT_URL_EC2")
+        or env.get("AWS_ENDPOINT_URL"),
         build_url=build_url(env),
         log_dir=_state_dir(env) / "logs",
         lock_dir=_state_dir(env) / "locks",
+        lease_bucket=cat.lease_bucket or chosen_bucket,
+        lease_prefix=(cat.lease_prefix if cat.lease_prefix is not None else settings_prefix),
+        lease_ttl=cat.lease_ttl,
         packer_manifest_dir=Path(env["AMI_BRIDGE_PACKER_MANIFESTS"])
         if env.get("AMI_BRIDGE_PACKER_MANIFESTS")
         else None,

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -293,7 +294,14 @@ def _entry(root: Tree, d: Definition, path: str) -> InputEntry:
         ) from None
     kind = "tree" if isinstance(obj, Tree) else "blob"
     if isinstance(obj, Blob) and obj.mode == Blob.link_mode:
-        log.debug("%s: input %s is a symlink; its target path is fingerprinted", d.name, path)
+        target = obj.data_stream.read().decode("utf-8", errors="replace")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
+            raise FingerprintError(
+                f"Input {path!r} of definition {d.name!r} is a symlink to {target!r}, outside "
+                "the repository: Packer would build from content the fingerprint cannot see. "
+                "Replace the link with the file itself."
+            )
     return InputEntry(path, f"{obj.mode:06o}", kind, obj.hexsha)
 
 

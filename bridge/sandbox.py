@@ -6,6 +6,9 @@ stock moto server:
 * Images made by CreateImage or CopyImage get root device type `ebs`, as EBS-backed images do in
   AWS. Stock moto says `standard`, and Packer's amazon-ebs builder then refuses them as a source
   AMI, so a child could never be built on a sandbox-built parent.
+* Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
+  `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
+  both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
 * Its public image catalog is a small file (sandbox_images.json) with Ubuntu base images, which
   keeps start-up fast and the example templates' `source_ami` stable.
 """
@@ -51,6 +54,18 @@ def _patch_moto() -> None:
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
 
 
+def _serialized_writes(app: Any) -> Any:
+    lock = threading.Lock()
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return app(environ, start_response)
+        with lock:
+            return list(app(environ, start_response))
+
+    return wrapped
+
+
 def serve(host: str, port: int, *, announce: TextIO) -> None:
     """Serve the sandbox until SIGTERM/SIGINT; prints `endpoint <url>` once it listens."""
     images = resources.files("bridge").joinpath("sandbox_images.json")
@@ -69,7 +84,7 @@ def serve(host: str, port: int, *, announce: TextIO) -> None:
                 "`pip install 'ami-chain-bridge[sandbox]'` (or run `make setup`)."
             ) from None
         _patch_moto()
-        app = DomainDispatcherApplication(create_backend_app)
+        app = _serialized_writes(DomainDispatcherApplication(create_backend_app))
         try:
             server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         except OSError as exc:

@@ -1,0 +1,118 @@
+"""A fault-injecting HTTP proxy on loopback, in front of the sandbox.
+
+At a configurable rate it answers a request itself instead of forwarding it: EC2 throttling
+(RequestLimitExceeded, 503), S3 SlowDown (503), 500 InternalError, 503 ServiceUnavailable, or a
+dropped connection. Faults are injected before forwarding, so a faulted request has no effect.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+EC2_ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+    "<Message>injected fault</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+)
+S3_ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+    "<Message>injected fault</Message><RequestId>fault</RequestId></Error>"
+)
+FAULTS = [
+    ("throttle", 503, "RequestLimitExceeded", "SlowDown"),
+    ("internal", 500, "InternalError", "InternalError"),
+    ("unavailable", 503, "Unavailable", "ServiceUnavailable"),
+    ("drop", 0, "", ""),
+]
+
+
+@dataclass
+class Counters:
+    forwarded: int = 0
+    injected: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str) -> None:
+        with self.lock:
+            if kind == "forwarded":
+                self.forwarded += 1
+            else:
+                self.injected[kind] = self.injected.get(kind, 0) + 1
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, rate: float, seed: int = 7) -> None:
+        self.upstream = urlsplit(upstream)
+        self.rate = rate
+        self.random = random.Random(seed)
+        self.counters = Counters()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy.counters.lock:
+                    roll = proxy.random.random()
+                    fault = proxy.random.choice(FAULTS)
+                if roll < proxy.rate:
+                    proxy.counters.add(fault[0])
+                    if fault[0] == "drop":
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    is_s3 = b"Action=" not in body  # EC2 speaks form-encoded Query API
+                    text = (S3_ERROR if is_s3 else EC2_ERROR).format(
+                        code=fault[3] if is_s3 else fault[2]
+                    )
+                    payload = text.encode()
+                    self.send_response(fault[1])
+                    self.send_header("Content-Type", "text/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                proxy.counters.add("forwarded")
+                conn = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
+                )
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

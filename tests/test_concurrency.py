@@ -1,0 +1,150 @@
+"""Exactly-once builds: concurrent resolves, a killed builder, a failed build."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+from bridge import registry
+from tests.conftest import BUCKET, external, manifest_keys, own_images, tags_of
+
+PROCESSES = 16
+
+
+def builds_per_definition() -> Counter:
+    """Every AMI Packer made, tagged or not, by the definition in its name."""
+    return Counter(image["Name"].rsplit("-", 2)[0] for image in own_images())
+
+
+def run_many(env_for, query, count=PROCESSES):
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda i: external(env_for(i), query), range(count)))
+
+
+@pytest.mark.parametrize(
+    ("trials", "machines"),
+    [(2, "one machine (local lock)"), (3, "separate machines (S3 lease)")],
+)
+def test_sixteen_concurrent_resolves_build_each_image_once(
+    aws, repo, packer, sandbox_server, tmp_path, trials, machines
+):
+    separate = machines.startswith("separate")
+    for trial in range(trials):
+        sandbox_server.reset()
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+
+        def env_for(i, trial=trial):
+            # Separate state directories: no shared local lock, only the S3 lease coordinates.
+            state = tmp_path / f"t{trial}" / (f"p{i}" if separate else "shared")
+            return {**aws, "AMI_BRIDGE_STATE_DIR": str(state)}
+
+        procs = run_many(env_for, {"definition": "snowflake", "repo": str(repo.path)})
+        assert [p.code for p in procs] == [0] * PROCESSES, [p.stderr for p in procs if p.code]
+        results = {p.stdout for p in procs}
+        assert len(results) == 1, results  # all sixteen results identical
+        result = json.loads(results.pop())
+        # Exactly one Packer build per definition.
+        assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})
+        tagged = {tags_of(i)[registry.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
+        assert tagged == {"base": result["parent_ami_id"], "snowflake": result["ami_id"]}
+        assert [k for k in manifest_keys() if "/leases/" in k] == []
+        print(
+            f"{machines}: trial {trial + 1}: {PROCESSES} processes, builds {dict(builds_per_definition())}"
+        )
+
+
+def slow_base(repo, seconds: int, ttl: int) -> None:
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].insert(0, {"type": "shell-local", "inline": [f"sleep {seconds}"]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["lease"] = {"ttl_seconds": ttl}
+    repo.set_catalog(data)
+    repo.commit("slow base, short lease")
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+def leases() -> list[str]:
+    return [k for k in manifest_keys() if "/leases/" in k]
+
+
+def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_path):
+    slow_base(repo, seconds=5, ttl=3)
+    query = json.dumps({"definition": "base", "repo": str(repo.path)})
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "external"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**aws, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "victim")},
+        start_new_session=True,
+    )
+    victim.stdin.write(query.encode())
+    victim.stdin.close()
+    try:
+        wait_for(lambda: leases() != [])
+        time.sleep(1)  # Packer is running
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        assert victim.returncode == -signal.SIGKILL
+        # Another machine picks it up: it waits for the lease to expire, then builds.
+        started = time.monotonic()
+        survivor = external({**aws, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "survivor")}, query)
+        assert survivor.code == 0, survivor.stderr
+        assert time.monotonic() - started >= 2  # it did wait for the expiry
+        result = json.loads(survivor.stdout)
+        assert result["built"] == "true"
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL) if victim.poll() is None else None
+        try:
+            os.killpg(victim.pid, signal.SIGKILL)  # the victim's orphaned Packer
+        except ProcessLookupError:
+            pass
+    # No orphan tag or manifest: the one tagged image is the survivor's, and every manifest
+    # points at an image that exists and carries the fingerprint.
+    tagged = [i for i in own_images() if tags_of(i).get("SHA")]
+    assert [i["ImageId"] for i in tagged] == [result["ami_id"]]
+    s3 = boto3.client("s3")
+    manifests = [k for k in manifest_keys() if "/leases/" not in k]
+    assert len(manifests) == 1
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[0])["Body"].read())
+    assert body["amis"]["us-east-1"] == result["ami_id"]
+    assert leases() == []
+
+
+def test_failed_build_releases_lease_at_once(aws, repo, packer, tmp_path):
+    marker = tmp_path / "let-it-build"
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].insert(0, {"type": "shell-local", "inline": [f"test -f {marker}"]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["lease"] = {"ttl_seconds": 600}
+    repo.set_catalog(data)
+    repo.commit("base that needs a marker")
+    query = {"definition": "base", "repo": str(repo.path)}
+    failed = external(aws, query)
+    assert failed.code == 1 and failed.stdout == ""
+    assert "Packer failed" in failed.stderr
+    assert leases() == []  # released at once, not left to expire
+    assert [tags_of(i).get("SHA") for i in own_images()] in ([], [None])
+    marker.write_text("ok")
+    retried = external(aws, query)
+    assert retried.code == 0, retried.stderr
+    assert json.loads(retried.stdout)["built"] == "true"

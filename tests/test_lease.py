@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from bridge.errors import LeaseError
+from bridge.lease import LeaseConfig, LeaseManager, lease_key
+from tests.conftest import BUCKET
+
+FP = "f" * 40
+
+
+def manager(clock=None, **config) -> LeaseManager:
+    settings = LeaseConfig(bucket=BUCKET, prefix="images", ttl=30, **config)
+    return LeaseManager(boto3.client("s3"), settings, **({"clock": clock} if clock else {}))
+
+
+def test_key_depends_on_region_set_not_order():
+    a = lease_key("images", "base", FP, ["us-east-1", "eu-west-1"])
+    assert a == lease_key("images/", "base", FP, ["eu-west-1", "us-east-1"])
+    assert a != lease_key("images", "base", FP, ["us-east-1"])
+    assert a.startswith("images/leases/base/" + FP)
+
+
+def test_only_one_creator_wins(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    first, second = manager(), manager()
+    lease = first.try_acquire(key, "base", FP)
+    assert lease is not None
+    assert second.try_acquire(key, "base", FP) is None
+    data, etag = first.read(key)
+    assert data["owner"] == lease.token and etag == lease.etag
+    assert "pid" in first.holder(key)
+
+
+def test_expired_lease_is_taken_over_by_exactly_one(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    dead = manager().try_acquire(key, "base", FP)
+    assert dead is not None
+    future = lambda: 10**10  # noqa: E731 - every lease has expired by then
+    a, b = manager(clock=future), manager(clock=future)
+    # Both takers read the same expired lease; the conditional write lets one win.
+    stale_etag = a.read(key)[1]
+    won = a._put(key, b"{}", IfMatch=stale_etag)
+    lost = b._put(key, b"{}", IfMatch=stale_etag)
+    assert won is not None and lost is None
+    # Through the public path: a taker of a really expired lease gets it, the next one does not.
+    key2 = lease_key("images", "snowflake", FP, ["us-east-1"])
+    assert manager().try_acquire(key2, "snowflake", FP) is not None
+    taker = manager(clock=future).try_acquire(key2, "snowflake", FP)
+    assert taker is not None
+    assert manager(clock=lambda: 10**10 - 10).try_acquire(key2, "snowflake", FP) is None
+
+
+def test_renew_and_release(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    leases = manager()
+    lease = leases.try_acquire(key, "base", FP)
+    before = lease.etag
+    leases.renew(lease, "base", FP)
+    assert not lease.lost and lease.etag != before
+    leases.release(lease)
+    assert leases.read(key) is None
+
+
+def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    slow = manager()
+    lease = slow.try_acquire(key, "base", FP)
+    taker = manager(clock=lambda: 10**10).try_acquire(key, "base", FP)
+    assert taker is not None
+    slow.renew(lease, "base", FP)
+    assert lease.lost
+    slow.release(lease)
+    assert slow.read(key)[0]["owner"] == taker.token
+
+
+def test_corrupt_lease_counts_as_expired(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"{garbage")
+    assert manager().try_acquire(key, "base", FP) is not None
+
+
+def test_wait_returns_holders_result_or_names_holder(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    assert manager().try_acquire(key, "base", FP) is not None
+    waiting = manager(wait_timeout=0.5, poll_min=0.1, poll_max=0.1)
+    results = iter([None, None, "ami-0123456789abcdef0"])
+    found, lease = waiting.wait(key, "base", FP, lambda: next(results))
+    assert found == "ami-0123456789abcdef0" and lease is None
+    with pytest.raises(LeaseError) as err:
+        waiting.wait(key, "base", FP, lambda: None)
+    assert "still being built by pid" in str(err.value)
+    body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert body["definition"] == "base" and body["fingerprint"] == FP
