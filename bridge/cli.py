@@ -57,7 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge import protocol
 
-    query = protocol.parse_query(sys.stdin.read())
+    raw = sys.stdin.buffer.read(protocol.MAX_QUERY_BYTES + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise QueryError(
+            f"The query on stdin is not UTF-8 text (byte {exc.start}). Pass a JSON object of "
+            'strings, e.g. {"definition": "base"}.'
+        ) from None
+    query = protocol.parse_query(text)
     chain = _chain_for_query(query, env, echo=None)
     resolved = chain.resolve([query.definition], on_missing=query.on_missing)[query.definition]
     sys.stdout.write(protocol.encode_result(protocol.result(resolved)))

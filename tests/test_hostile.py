@@ -1,0 +1,130 @@
+"""Tampering and hostile input: safe handling or a clear error, never a build from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import boto3
+
+from tests.conftest import BUCKET, external, own_images, run_bridge, tags_of
+
+
+def test_tag_values_with_shell_characters_are_plain_data(aws, repo, packer, tmp_path):
+    canary = tmp_path / "pwned"
+    data = repo.catalog()
+    evil = f"$(touch {canary}); `touch {canary}` | touch {canary} && echo '\""
+    data["definitions"]["base"]["tags"] = {"Owner": evil}
+    repo.set_catalog(data)
+    repo.commit("evil tag")
+    proc = external(aws, {"definition": "base", "repo": str(repo.path)})
+    assert proc.code == 0, proc.stderr
+    image = own_images()[0]
+    assert tags_of(image)["Owner"] == evil
+    assert not canary.exists()
+
+
+def test_injection_in_query_values_is_refused(aws, repo):
+    for key, value in [
+        ("tag_key", "SHA; rm -rf /"),
+        ("owners", "self,$(id)"),
+        ("commit", "--upload-pack=touch x"),
+    ]:
+        proc = external(aws, {"definition": "base", "repo": str(repo.path), key: value})
+        assert proc.code == 1 and proc.stdout == ""
+        assert f"'{key}'" in proc.stderr
+    assert own_images() == []
+
+
+def test_provisioner_symlink_leaving_repo_is_refused(aws, repo, tmp_path):
+    outside = tmp_path / "outside.sh"
+    outside.write_text("#!/bin/sh\necho outside\n")
+    os.remove(repo.path / "base/tasks/cleanup.sh")
+    os.symlink(outside, repo.path / "base/tasks/cleanup.sh")
+    repo.commit("cleanup is now a link out of the repo")
+    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+    assert proc.code == 1 and proc.stdout == ""
+    assert "symlink" in proc.stderr and "outside the repository" in proc.stderr
+    assert own_images() == []
+
+
+def test_image_with_our_fingerprint_from_another_account_is_not_used(aws, repo):
+    """Someone else's public image carrying our tag must never be picked up."""
+    fingerprint = repo.tree_sha("base")
+    creds = boto3.client("sts").assume_role(
+        RoleArn="arn:aws:iam::111111111111:role/other", RoleSessionName="other"
+    )["Credentials"]
+    other = boto3.client(
+        "ec2",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    instance = other.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
+    image = other.create_image(InstanceId=instance["Instances"][0]["InstanceId"], Name="imposter")
+    other.create_tags(Resources=[image["ImageId"]], Tags=[{"Key": "SHA", "Value": fingerprint}])
+    other.modify_image_attribute(
+        ImageId=image["ImageId"], LaunchPermission={"Add": [{"Group": "all"}]}
+    )
+    assert (
+        tags_of(other.describe_images(ImageIds=[image["ImageId"]])["Images"][0])["SHA"]
+        == fingerprint
+    )
+    proc = external(aws, {"definition": "base", "repo": str(repo.path), "on_missing": "report"})
+    assert proc.code == 0, proc.stderr
+    assert json.loads(proc.stdout)["found"] == "false"
+
+
+def test_tampered_manifest_does_not_change_what_resolves(aws, repo, packer):
+    first = json.loads(external(aws, {"definition": "base", "repo": str(repo.path)}).stdout)
+    key = first["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"amis": {"us-east-1": "ami-0badbadbadbadbad0"}')
+    again = external(aws, {"definition": "base", "repo": str(repo.path)})
+    assert again.code == 0
+    assert json.loads(again.stdout)["ami_id"] == first["ami_id"]  # identity comes from EC2 tags
+    rebuilt = run_bridge(["build", "base", "--force", "--json", "--repo", str(repo.path)], aws)
+    assert rebuilt.code == 0, rebuilt.stderr
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert body["amis"]["us-east-1"] == json.loads(rebuilt.stdout)["base"]["ami_id"]
+
+
+def test_no_secrets_in_results_logs_tags_or_manifests(aws, repo, packer, tmp_path):
+    secret, token = "SECRETzz" + "9" * 32, "TOKENzz" + "8" * 40
+    env = {**aws, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
+    proc = external(env, {"definition": "snowflake", "repo": str(repo.path)})
+    assert proc.code == 0, proc.stderr
+    seen = [proc.stdout, proc.stderr]
+    state = tmp_path / "state"
+    seen += [p.read_text(errors="replace") for p in state.rglob("*") if p.is_file()]
+    s3 = boto3.client("s3")
+    for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        seen.append(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read().decode())
+    seen += [json.dumps(i) for i in own_images()]
+    assert len(seen) > 4
+    for text in seen:
+        assert secret not in text and token not in text
+
+
+def test_owner_is_checked_even_if_the_filter_lets_an_image_through():
+    """Defence in depth: an image EC2 returns for our tag but owned by a stranger is dropped."""
+    from botocore.stub import Stubber
+
+    from bridge.aws import AwsClients
+    from bridge.registry import find_images
+
+    ec2 = AwsClients().ec2("us-east-1")
+    fp = "a" * 40
+    image = {
+        "ImageId": "ami-0123456789abcdef0",
+        "OwnerId": "999999999999",
+        "State": "available",
+        "CreationDate": "2026-01-01T00:00:00.000Z",
+        "Tags": [{"Key": "SHA", "Value": fp}],
+    }
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_images", {"Images": [image]})
+        assert find_images(ec2, "us-east-1", [fp], tag_key="SHA", owners=["123456789012"]) == {}
+        stub.add_response("describe_images", {"Images": [image]})
+        found = find_images(ec2, "us-east-1", [fp], tag_key="SHA", owners=["999999999999"])
+        assert [i.ami_id for i in found[fp]] == ["ami-0123456789abcdef0"]
