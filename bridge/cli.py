@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args, os.environ)
         return code
     except BridgeError as exc:
-        print(f"ami-bridge: error: {exc}", file=sys.stderr)
+        print(f"ami-bridge: error: {_one_paragraph(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ami-bridge: interrupted", file=sys.stderr)
@@ -284,6 +285,11 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
                 "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
             )
     return 0 if all(r.found for r in results.values()) else 1
+
+
+def _one_paragraph(text: str) -> str:
+    """Control characters from input (a path with a newline) are shown escaped, not acted on."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
 def _node(name: str) -> str:

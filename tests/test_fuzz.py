@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import sys
 from types import SimpleNamespace
@@ -40,7 +41,8 @@ STATS = SimpleNamespace(cases=0)
 
 
 @settings(
-    max_examples=400,
+    max_examples=int(os.environ.get("AMI_BRIDGE_FUZZ_EXAMPLES", "400")),
+    derandomize=os.environ.get("AMI_BRIDGE_FUZZ_EXAMPLES") is None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
