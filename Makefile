@@ -29,14 +29,18 @@ test: setup lint
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check bridge tests examples
-	$(BIN)/ruff format --check bridge tests examples
+	$(BIN)/ruff check bridge tests examples bench
+	$(BIN)/ruff format --check bridge tests examples bench
 	$(BIN)/mypy
 
 fmt: setup
-	$(BIN)/ruff format bridge tests examples
-	$(BIN)/ruff check --fix bridge tests examples
+	$(BIN)/ruff format bridge tests examples bench
+	$(BIN)/ruff check --fix bridge tests examples bench
 	$(BIN)/terraform fmt -recursive modules terraform tests/terraform
+
+bench: setup
+	$(PIP) install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache *.egg-info

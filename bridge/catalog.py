@@ -7,24 +7,16 @@ import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bridge.errors import CatalogError
+from bridge.validation import count_errors, first_error
 
 DEFAULT_CATALOG = "ami-chain.json"
+SCHEMA = "catalog.schema.json"
 DEFAULT_TAG_KEY = "SHA"
 DEFAULT_OWNERS = ("self",)
-
-
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    """Load one of the JSON Schemas shipped in bridge/schemas (once per process)."""
-    text = resources.files("bridge").joinpath("schemas", name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
 
 
 @dataclass(frozen=True)
@@ -89,14 +81,17 @@ class Catalog:
         return 0 if parent is None else 1 + self.depth(parent)
 
 
-def load_catalog(repo_root: Path, catalog_path: str | None = None) -> Catalog:
-    """Read, validate and check the catalog of the repository at `repo_root`."""
-    from jsonschema import Draft202012Validator
+def load_catalog(
+    repo_root: Path, catalog_path: str | None = None, *, cache_dir: Path | None = None
+) -> Catalog:
+    """Read, validate and check the catalog of the repository at `repo_root`.
 
+    With `cache_dir`, a catalog that validated before is not validated again.
+    """
     rel = catalog_path or DEFAULT_CATALOG
     path = resolve_inside(repo_root, rel, what="catalog")
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise CatalogError(
             f"No catalog at {rel} in {repo_root}. Create {DEFAULT_CATALOG} at the repository "
@@ -106,17 +101,18 @@ def load_catalog(repo_root: Path, catalog_path: str | None = None) -> Catalog:
         raise CatalogError(f"Cannot read the catalog {path}: {exc.strerror}.") from None
     try:
         data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise CatalogError(f"The catalog {rel} is not UTF-8 text. Save it as UTF-8.") from None
     except json.JSONDecodeError as exc:
         raise CatalogError(
             f"The catalog {rel} is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}. Fix the syntax and run again."
         ) from None
 
-    validator = Draft202012Validator(load_schema("catalog.schema.json"))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
+    first = first_error(SCHEMA, data, raw, cache_dir)
+    if first is not None:
+        total = count_errors(SCHEMA, data)
+        more = f" ({total - 1} more problem(s) after this one)" if total > 1 else ""
         raise CatalogError(
             f"The catalog {rel} is invalid at {first.json_path}: {first.message}{more}. "
             "See the catalog format in the README."

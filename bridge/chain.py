@@ -17,7 +17,7 @@ from bridge.errors import BuildError, LeaseError, NotFoundError, QueryError
 from bridge.fingerprint import Fingerprint, Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, lease_key
 from bridge.locking import local_lock
-from bridge.packer import PackerRunner, manifest_artifacts
+from bridge.packer import PackerRunner, declared_variables, manifest_artifacts
 from bridge.registry import Image
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ class Chain:
             )
         regions = self.regions(d)
         runner = self._runner()
-        declared = runner.declared_variables(d.template, self.root)
+        declared = declared_variables(self.root / d.template)
         variables = dict(d.variables)
         seed_vars = {
             "ami_sha": fp.value,

@@ -66,7 +66,7 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f"The query on stdin is not UTF-8 text (byte {exc.start}). Pass a JSON object of "
             'strings, e.g. {"definition": "base"}.'
         ) from None
-    query = protocol.parse_query(text)
+    query = protocol.parse_query(text, cache_dir=_state_dir(env))
     chain = _chain_for_query(query, env, echo=None)
     resolved = chain.resolve([query.definition], on_missing=query.on_missing)[query.definition]
     sys.stdout.write(protocol.encode_result(protocol.result(resolved)))
@@ -163,7 +163,7 @@ def _chain_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Chain:
         "allow_dirty": "true" if args.allow_dirty else "",
     }
     try:
-        parsed = parse_query(json.dumps(query))
+        parsed = parse_query(json.dumps(query), cache_dir=_state_dir(env))
     except QueryError as exc:
         raise QueryError(
             str(exc).replace("Query key", "Option").replace("query", "option")
@@ -192,7 +192,7 @@ def _make_chain(
     from bridge.packer import PackerRunner
 
     root = _repo_root(repo)
-    cat = load_catalog(root, catalog)
+    cat = load_catalog(root, catalog, cache_dir=_state_dir(env))
     chosen_region = (
         region
         or env.get("AWS_REGION")
@@ -236,7 +236,9 @@ def _make_chain(
         catalog=cat,
         clients=AwsClients(),
         settings=settings,
-        packer=lambda: PackerRunner(packer, env=dict(env), echo=echo),
+        packer=lambda: PackerRunner(
+            packer, env=dict(env), echo=echo, cache=_state_dir(env) / "packer-version.json"
+        ),
     )
 
 
@@ -346,7 +348,11 @@ def _parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
-    common = _Parser(add_help=False)
+    # --debug/-q also after the subcommand; SUPPRESS keeps a top-level value from being reset.
+    verbosity = _Parser(add_help=False)
+    verbosity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+    common = _Parser(add_help=False, parents=[verbosity])
     common.add_argument("--repo", default=".", help="root of the Packer git repository (default .)")
     common.add_argument(
         "--catalog", help="catalog path relative to the repo (default ami-chain.json)"
@@ -389,7 +395,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["dot", "mermaid"], default="dot")
     p.set_defaults(func=_graph)
 
-    p = sub.add_parser("sandbox", help="run the local AWS sandbox in the foreground")
+    p = sub.add_parser(
+        "sandbox", parents=[verbosity], help="run the local AWS sandbox in the foreground"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.set_defaults(func=_sandbox)

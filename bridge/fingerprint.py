@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import git
-from git.objects import Blob, Tree
+from git.objects.fun import tree_entries_from_data
 
 from bridge.catalog import Definition, normalize
 from bridge.errors import FingerprintError
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v1"
 _TEMPLATE_DIR = re.compile(r"\{\{\s*template_dir\s*\}\}")
+_TREE_MODE = 0o040000
+_LINK_MODE = 0o120000
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def fingerprint_all(
     tree content is hashed with git's own object hashing instead.
     """
     commit_obj = _commit(repo, commit)
-    root = commit_obj.tree
+    root = TreeIndex(repo, commit_obj.tree.hexsha)
     inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     checks_worktree = commit is None or _is_head(repo, commit_obj.hexsha)
     dirty = False
@@ -140,13 +142,58 @@ def fingerprint_all(
             )
         if changed:
             dirty = True
-            root = _worktree_tree(repo, commit_obj, paths)
+            root = TreeIndex(repo, _worktree_tree(repo, commit_obj, root, paths))
             inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
         result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
     return Snapshot(commit=commit_obj.hexsha, dirty=dirty, fingerprints=result)
+
+
+class TreeIndex:
+    """Path lookups in one git tree, reading each directory object once (git cat-file --batch)."""
+
+    def __init__(self, repo: git.Repo, tree_sha: str) -> None:
+        self._odb = repo.odb
+        self.sha = tree_sha
+        self._dirs: dict[str, dict[str, tuple[int, bytes]] | None] = {}
+
+    def _entries(self, directory: str) -> dict[str, tuple[int, bytes]] | None:
+        if directory not in self._dirs:
+            if directory == ".":
+                binsha: bytes | None = bytes.fromhex(self.sha)
+            else:
+                found = self.lookup(directory)
+                binsha = bytes.fromhex(found[1]) if found and found[0] == _TREE_MODE else None
+            self._dirs[directory] = (
+                None
+                if binsha is None
+                else {
+                    name: (mode, sha)
+                    for sha, mode, name in tree_entries_from_data(self._odb.stream(binsha).read())
+                }
+            )
+        return self._dirs[directory]
+
+    def lookup(self, path: str) -> tuple[int, str] | None:
+        """(mode, object SHA) of `path`, or None when the tree has no such path."""
+        if path == ".":
+            return _TREE_MODE, self.sha
+        parent, _, name = path.rpartition("/")
+        entries = self._entries(parent or ".")
+        if entries is None or name not in entries:
+            return None
+        mode, binsha = entries[name]
+        return mode, binsha.hex()
+
+    def read(self, path: str) -> bytes | None:
+        """The content of the blob at `path`, or None."""
+        found = self.lookup(path)
+        if found is None or found[0] == _TREE_MODE:
+            return None
+        data: bytes = self._odb.stream(bytes.fromhex(found[1])).read()
+        return data
 
 
 def encode(
@@ -164,7 +211,7 @@ def encode(
 
 
 def _fingerprint(
-    root: Tree, d: Definition, paths: Sequence[str], parent_fp: str | None
+    root: TreeIndex, d: Definition, paths: Sequence[str], parent_fp: str | None
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = parent_fp is None and not d.variables and list(paths) == [d.directory]
@@ -200,44 +247,26 @@ def _is_head(repo: git.Repo, sha: str) -> bool:
         return False
 
 
-def _inputs(root: Tree, d: Definition, commit: str) -> list[str]:
+def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     candidates = [d.directory, *d.inputs]
     if d.template_format == "json":
         candidates += _provisioner_paths(root, d, commit)
     unique = sorted(set(candidates))
-    dirs = [p for p in unique if _is_tree(root, p)]
+    # A path below another input is covered by that input's tree SHA (only a tree has children).
     return [
-        p for p in unique if not any(o != p and (o == "." or p.startswith(o + "/")) for o in dirs)
+        p for p in unique if not any(o != p and (o == "." or p.startswith(o + "/")) for o in unique)
     ]
 
 
-def _exists(root: Tree, path: str) -> bool:
-    try:
-        root / path
-    except KeyError:
-        return False
-    return True
-
-
-def _is_tree(root: Tree, path: str) -> bool:
-    if path == ".":
-        return True
-    try:
-        return isinstance(root / path, Tree)
-    except KeyError:
-        return False
-
-
-def _provisioner_paths(root: Tree, d: Definition, commit: str) -> list[str]:
-    try:
-        blob = root / d.template
-    except KeyError:
+def _provisioner_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
+    data = root.read(d.template)
+    if data is None:
         raise FingerprintError(
             f"The template {d.template} of definition {d.name!r} is not in commit {commit[:12]}. "
             "Commit it (git add, git commit) or fix the `template` path in the catalog."
-        ) from None
+        )
     try:
-        template = json.loads(blob.data_stream.read())
+        template = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FingerprintError(
             f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: {exc}. "
@@ -282,19 +311,16 @@ def _provisioner_path(d: Definition, index: int, ref: str) -> str | None:
     return path
 
 
-def _entry(root: Tree, d: Definition, path: str) -> InputEntry:
-    if path == ".":
-        return InputEntry(".", "040000", "tree", root.hexsha)
-    try:
-        obj = root / path
-    except KeyError:
+def _entry(root: TreeIndex, d: Definition, path: str) -> InputEntry:
+    found = root.lookup(path)
+    if found is None:
         raise FingerprintError(
             f"Input {path!r} of definition {d.name!r} is not in the fingerprinted commit. Commit "
             "it (git add, git commit), or fix the path in the catalog or the template."
-        ) from None
-    kind = "tree" if isinstance(obj, Tree) else "blob"
-    if isinstance(obj, Blob) and obj.mode == Blob.link_mode:
-        target = obj.data_stream.read().decode("utf-8", errors="replace")
+        )
+    mode, sha = found
+    if mode == _LINK_MODE:
+        target = (root.read(path) or b"").decode("utf-8", errors="replace")
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
         if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
             raise FingerprintError(
@@ -302,7 +328,8 @@ def _entry(root: Tree, d: Definition, path: str) -> InputEntry:
                 "the repository: Packer would build from content the fingerprint cannot see. "
                 "Replace the link with the file itself."
             )
-    return InputEntry(path, f"{obj.mode:06o}", kind, obj.hexsha)
+    kind = "tree" if mode == _TREE_MODE else "blob"
+    return InputEntry(path, f"{mode:06o}", kind, sha)
 
 
 def _changed_files(repo: git.Repo, paths: Sequence[str]) -> list[str]:
@@ -320,17 +347,21 @@ def _changed_files(repo: git.Repo, paths: Sequence[str]) -> list[str]:
     return sorted(changed)
 
 
-def _worktree_tree(repo: git.Repo, commit: git.Commit, paths: Sequence[str]) -> Tree:
-    """The tree of `commit` with `paths` replaced by their working-tree content."""
+def _worktree_tree(
+    repo: git.Repo, commit: git.Commit, committed: TreeIndex, paths: Sequence[str]
+) -> str:
+    """The tree SHA of `commit` with `paths` replaced by their working-tree content."""
     root = repo.working_tree_dir
     assert root is not None
     existing = [
-        p for p in paths if os.path.lexists(os.path.join(root, p)) or _exists(commit.tree, p)
+        p
+        for p in paths
+        if os.path.lexists(os.path.join(root, p)) or committed.lookup(p) is not None
     ]
     with tempfile.TemporaryDirectory(prefix="ami-bridge-index-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
         repo.git.read_tree(commit.hexsha, env=env)
         if existing:
             repo.git.add("-A", "--", *existing, env=env)
-        sha = repo.git.write_tree(env=env)
-    return Tree(repo, bytes.fromhex(sha), Tree.tree_id << 12, "")
+        sha: str = repo.git.write_tree(env=env)
+    return sha

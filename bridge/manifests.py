@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.aws import aws_call
-from bridge.catalog import load_schema
 from bridge.errors import ManifestError
+from bridge.validation import first_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -88,11 +88,8 @@ def manifest_uri(bucket: str, prefix: str | None, definition: str, fingerprint: 
 
 def validate(data: Any, where: str) -> None:
     """Check data against manifest.schema.json; ManifestError names the first problem."""
-    from jsonschema import Draft202012Validator
-
-    errors = list(Draft202012Validator(load_schema(SCHEMA)).iter_errors(data))
-    if errors:
-        first = min(errors, key=lambda e: list(e.absolute_path))
+    first = first_error(SCHEMA, data, b"")
+    if first is not None:
         raise ManifestError(
             f"The manifest {where} does not match the manifest schema at {first.json_path}: "
             f"{first.message}. It was not written by this tool or was altered; delete it and "

@@ -6,7 +6,9 @@ written as `%!(PACKER_COMMA)` and newlines as a literal `\\n`.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -20,7 +22,7 @@ from bridge.errors import BuildError
 log = logging.getLogger(__name__)
 
 _ARTIFACT = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d):(ami-[0-9a-f]+)$")
-_HCL_VAR = re.compile(r"^var\.([A-Za-z_][A-Za-z0-9_-]*):", re.MULTILINE)
+_HCL_VARIABLE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,34 @@ def artifacts(lines: Iterable[Line]) -> dict[str, str]:
     return amis
 
 
+def declared_variables(template: Path) -> set[str]:
+    """Names of the variables a template declares: a JSON template's `variables`, or the
+    `variable "name"` blocks of an HCL2 file or directory. Read directly: no Packer process."""
+    if template.is_dir():
+        files = sorted(template.glob("*.pkr.hcl"))
+    elif template.name.endswith(".pkr.hcl"):
+        files = [template]
+    else:
+        try:
+            data = json.loads(template.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BuildError(
+                f"The template {template} cannot be read as JSON ({exc}). Check it with "
+                "`packer validate`."
+            ) from None
+        variables = data.get("variables") if isinstance(data, dict) else None
+        return set(variables) if isinstance(variables, dict) else set()
+    names: set[str] = set()
+    for path in files:
+        names.update(_HCL_VARIABLE.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
 def manifest_artifacts(path: Path) -> dict[str, str]:
     """Region -> AMI of the last build in a Packer manifest post-processor file.
 
     This is how the seed pipeline handed a just-built parent to the next job.
     """
-    import json
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         builds = data["builds"]
@@ -94,9 +117,15 @@ class PackerRunner:
     """Runs the `packer` program with argv lists, never a shell."""
 
     def __init__(
-        self, executable: str = "packer", *, env: Mapping[str, str], echo: TextIO | None = None
+        self,
+        executable: str = "packer",
+        *,
+        env: Mapping[str, str],
+        echo: TextIO | None = None,
+        cache: Path | None = None,
     ) -> None:
         self._executable = executable
+        self._cache = cache
         # Packer's update check would reach out to the internet on every run.
         self._env = {**env, "CHECKPOINT_DISABLE": "1"}
         self._echo = echo
@@ -131,21 +160,43 @@ class PackerRunner:
         return lines
 
     def version(self, cwd: Path) -> str:
-        """Packer's version, e.g. "1.6.6"."""
+        """Packer's version, e.g. "1.6.6", cached per binary in `cache_dir` when given."""
         if self._version is None:
-            lines = self._run(["version", "-machine-readable"], cwd)
-            found = [ln.data[0] for ln in lines if ln.type == "version" and ln.data]
-            self._version = found[0] if found else "unknown"
+            key = self._binary_key()
+            cached = self._read_cache(key)
+            if cached is None:
+                lines = self._run(["version", "-machine-readable"], cwd)
+                found = [ln.data[0] for ln in lines if ln.type == "version" and ln.data]
+                cached = found[0] if found else "unknown"
+                self._write_cache(key, cached)
+            self._version = cached
         return self._version
 
-    def declared_variables(self, template: str, cwd: Path) -> set[str]:
-        """Names of the variables a template declares (`packer inspect`)."""
-        lines = self._run(["inspect", "-machine-readable", template], cwd)
-        names = {ln.data[0] for ln in lines if ln.type == "template-variable" and ln.data}
-        for ln in lines:
-            if ln.type == "ui" and len(ln.data) >= 2 and "input-variables:" in ln.data[1]:
-                names.update(_HCL_VAR.findall(ln.data[1]))
-        return names
+    def _binary_key(self) -> str:
+        path = self._argv()[0]
+        stat = os.stat(path)
+        return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def _read_cache(self, key: str) -> str | None:
+        if self._cache is None:
+            return None
+        try:
+            data = json.loads(self._cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        value = data.get(key) if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None
+
+    def _write_cache(self, key: str, version: str) -> None:
+        if self._cache is None:
+            return
+        try:
+            self._cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({key: version}), encoding="utf-8")
+            os.replace(tmp, self._cache)
+        except OSError as exc:
+            log.debug("cannot cache the Packer version: %s", exc)
 
     def build(
         self, template: str, variables: Mapping[str, str], cwd: Path, log_path: Path

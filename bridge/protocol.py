@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.catalog import load_schema
 from bridge.errors import QueryError
+from bridge.validation import first_error, load_schema
 
 if TYPE_CHECKING:
     from bridge.chain import ResolvedAmi
@@ -37,10 +38,8 @@ class Query:
     allow_dirty: bool = False
 
 
-def parse_query(text: str) -> Query:
+def parse_query(text: str, *, cache_dir: Path | None = None) -> Query:
     """Parse and validate the stdin text of an external data source."""
-    from jsonschema import Draft202012Validator
-
     if len(text) > MAX_QUERY_BYTES:
         raise QueryError(
             f"The query is {len(text)} bytes; a query is a small JSON object of strings. "
@@ -75,9 +74,9 @@ def parse_query(text: str) -> Query:
                 "string (Terraform's external data source only sends strings). Quote it, or "
                 "jsonencode() structured values."
             )
-    errors = list(Draft202012Validator(load_schema(SCHEMA)).iter_errors(data))
-    if errors:
-        raise QueryError(_message(errors[0], data))
+    error = first_error(SCHEMA, data, text.encode("utf-8", "surrogatepass"), cache_dir)
+    if error is not None:
+        raise QueryError(_message(error, data))
 
     def opt(key: str) -> str | None:
         value = data.get(key, "")

@@ -5,7 +5,13 @@ import json
 import pytest
 
 from bridge.errors import BuildError
-from bridge.packer import PackerRunner, artifacts, manifest_artifacts, parse_line
+from bridge.packer import (
+    PackerRunner,
+    artifacts,
+    declared_variables,
+    manifest_artifacts,
+    parse_line,
+)
 
 OUTPUT = """\
 1795775700,,ui,say,==> amazon-ebs: Creating AMI base-1 from instance i-1
@@ -52,26 +58,32 @@ def test_seed_packer_manifest_is_understood(tmp_path):
         manifest_artifacts(path)
 
 
-def test_declared_variables_json_and_hcl2(tmp_path, packer):
+def test_declared_variables_json_and_hcl2(tmp_path):
+    (tmp_path / "t.json").write_text(
+        json.dumps({"variables": {"ami_sha": "", "ami_base": "x"}, "builders": []})
+    )
+    assert declared_variables(tmp_path / "t.json") == {"ami_sha", "ami_base"}
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "a.pkr.hcl").write_text('variable "ami_sha" {\n  type = string\n}\n')
+    (tmp_path / "h" / "b.pkr.hcl").write_text(
+        '  variable "ec2_endpoint" {}\nsource "null" "x" {}\n'
+    )
+    assert declared_variables(tmp_path / "h") == {"ami_sha", "ec2_endpoint"}
+    assert declared_variables(tmp_path / "h" / "a.pkr.hcl") == {"ami_sha"}
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(BuildError, match="cannot be read as JSON"):
+        declared_variables(tmp_path / "bad.json")
+
+
+def test_version_is_read_once_then_cached(tmp_path, packer):
     import os
 
-    runner = PackerRunner(env=dict(os.environ))
-    (tmp_path / "t.json").write_text(
-        json.dumps(
-            {
-                "variables": {"ami_sha": "", "ami_base": "x"},
-                "builders": [{"type": "null", "communicator": "none"}],
-            }
-        )
-    )
-    assert runner.declared_variables("t.json", tmp_path) == {"ami_sha", "ami_base"}
-    (tmp_path / "h").mkdir()
-    (tmp_path / "h" / "m.pkr.hcl").write_text(
-        'variable "ami_sha" {\n  type = string\n  default = ""\n}\n'
-        'source "null" "x" {\n  communicator = "none"\n}\nbuild {\n  sources = ["source.null.x"]\n}\n'
-    )
-    assert runner.declared_variables("h", tmp_path) == {"ami_sha"}
-    assert runner.version(tmp_path) == "1.6.6"
+    cache = tmp_path / "state" / "packer-version.json"
+    assert PackerRunner(env=dict(os.environ), cache=cache).version(tmp_path) == "1.6.6"
+    key, value = next(iter(json.loads(cache.read_text()).items()))
+    assert value == "1.6.6" and key.startswith(packer)
+    cache.write_text(json.dumps({key: "9.9.9"}))  # proves the second runner reads the cache
+    assert PackerRunner(env=dict(os.environ), cache=cache).version(tmp_path) == "9.9.9"
 
 
 def test_missing_packer_is_a_clear_error(tmp_path):
