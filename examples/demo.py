@@ -4,7 +4,12 @@
 2. Resolve `snowflake` the way Terraform does: base, then snowflake, are built with Packer.
 3. Resolve again: nothing is built.
 4. Commit a change to the base's baseline task: base and snowflake are rebuilt.
-5. Show the status table and the manifests in S3, then stop the sandbox.
+5. Show the status table and the manifests in S3.
+6. Run the CI job's Terraform (terraform/, build_phase = apply): a launch template for the
+   snowflake and a deployment manifest; a second plan has nothing to do. Terraform 1.0.3 gets
+   hashicorp/null from PyPI and the test stand-ins for hashicorp/external and hashicorp/aws
+   (tests/providers/), since the registry is out of reach here.
+7. Stop the sandbox.
 """
 
 from __future__ import annotations
@@ -70,6 +75,49 @@ def builds(env: dict[str, str]) -> list[tuple[str, str]]:
     return rows
 
 
+def terraform(work: Path, env: dict[str, str], repo: Path) -> None:
+    sys.path.insert(0, str(HERE.parent))
+    from tests.providers import mirror
+
+    binary = str(Path(sys.executable).parent / "terraform")
+    tf_env = {**env, **mirror.build(work / "terraform-mirror")}
+    tree = work / "tf"
+    shutil.copytree(
+        HERE.parent / "terraform", tree / "terraform", ignore=shutil.ignore_patterns(".terraform*")
+    )
+    shutil.copytree(
+        HERE.parent / "modules", tree / "modules", ignore=shutil.ignore_patterns(".terraform*")
+    )
+    bridge = json.dumps([str(Path(sys.executable).parent / "ami-bridge")])
+    variables = [
+        "-var", f"repo_dir={repo}", "-var", f"manifest_bucket={BUCKET}",
+        "-var", "s3_use_path_style=true", "-var", f"bridge_command={bridge}",
+    ]  # fmt: skip
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [binary, *args, "-no-color"],
+            cwd=tree / "terraform",
+            env=tf_env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode not in (0, 2):
+            sys.exit(f"terraform {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    step("Terraform, as the CI job runs it: terraform apply of terraform/")
+    run("init", "-input=false")
+    out = run("apply", "-input=false", "-auto-approve", *variables)
+    summary = out[out.index("Apply complete!") :].splitlines()
+    print("   " + "\n   ".join(line for line in summary if line.strip() and line != "Outputs:"))
+    step("terraform plan again: nothing to do")
+    plan = run("plan", "-input=false", "-detailed-exitcode", *variables)
+    print(
+        "   " + next(line for line in plan.splitlines() if line.startswith(("No changes", "Plan:")))
+    )
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ami-bridge-demo-"))
     repo = work / "packer-repo"
@@ -115,6 +163,8 @@ def main() -> int:
         body = s3.get_object(Bucket=BUCKET, Key=latest)["Body"].read().decode()
         print(f"\n   {third['manifest_uri']}:")
         print("   " + body.strip().replace("\n", "\n   "))
+
+        terraform(work, env, repo)
 
         step("Stopping the sandbox")
     print(f"   done; build logs are under {work / 'state' / 'logs'}")

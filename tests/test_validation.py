@@ -25,7 +25,11 @@ def test_repeated_resolve_does_not_import_jsonschema(aws, repo, packer, tmp_path
 
     def imports() -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "bridge", "external"], input=query, env=env, capture_output=True, text=True
+            [sys.executable, "-m", "bridge", "external"],
+            input=query,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         assert proc.returncode == 0, proc.stderr
         return proc.stderr
