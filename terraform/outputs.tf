@@ -1,11 +1,11 @@
 output "base_ami_id" {
   description = "The base image."
-  value       = module.base.ami_id
+  value       = module.images["base"].ami_id
 }
 
 output "snowflake_ami_id" {
   description = "The snowflake image."
-  value       = module.snowflake.ami_id
+  value       = module.images["snowflake"].ami_id
 }
 
 output "launch_template_id" {

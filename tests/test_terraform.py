@@ -87,8 +87,8 @@ def test_apply_builds_chain_then_plans_nothing_then_rebuilds_on_change(root_tf, 
         if c["change"]["actions"] != ["no-op"]
     }
     # Replacements (the order depends on create_before_destroy downstream).
-    assert actions["module.base.null_resource.build[0]"] == ["create", "delete"]
-    assert actions["module.snowflake.null_resource.build[0]"] == ["create", "delete"]
+    assert actions['module.images["base"].null_resource.build[0]'] == ["create", "delete"]
+    assert actions['module.images["snowflake"].null_resource.build[0]'] == ["create", "delete"]
     assert actions["module.launch_template.aws_launch_template.this"] == ["update"]
     assert images_by_definition() == built  # planning built nothing
 
