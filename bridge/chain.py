@@ -61,7 +61,6 @@ class ResolvedAmi:
     amis: tuple[tuple[str, str], ...]
     parent_definition: str | None
     parent_ami_id: str
-    parent_fingerprint: str | None
     state: str  # found | built | missing | outdated
     manifest_uri: str
     git_commit: str
@@ -119,6 +118,16 @@ class Chain:
         if self.settings.region in regions:
             return (self.settings.region, *[r for r in regions if r != self.settings.region])
         return tuple(regions)
+
+    def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
+        """The fingerprints of `names` and their ancestors, without asking AWS."""
+        snapshot = fingerprint_all(
+            self.repo,
+            self.catalog.closure(names),
+            commit=self.settings.commit,
+            allow_dirty=self.settings.allow_dirty,
+        )
+        return {name: fp.value for name, fp in snapshot.fingerprints.items()}
 
     def plan(self, names: Iterable[str]) -> Plan:
         """Fingerprint `names` and their ancestors, and look their images up (one call/region)."""
@@ -269,7 +278,6 @@ class Chain:
             amis=tuple(sorted(amis.items())),
             parent_definition=d.parent,
             parent_ami_id=parent.ami_id if parent else "",
-            parent_fingerprint=parent.fingerprint if parent else None,
             state=state,
             manifest_uri=manifest_uri,
             git_commit=git_commit,

@@ -95,6 +95,37 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge import manifests
+
+    chain = _chain_for_args(args, env)
+    chain.catalog.get(args.definition)
+    bucket = chain.settings.manifest_bucket
+    if not bucket:
+        raise QueryError(
+            "No manifest bucket is configured. Pass --manifest-bucket or set `manifest.bucket` "
+            "in the catalog."
+        )
+    fp = chain.fingerprints([args.definition])[args.definition]
+    found = manifests.fetch(
+        chain.clients.s3(chain.settings.region),
+        bucket,
+        chain.settings.manifest_prefix,
+        args.definition,
+        fp,
+    )
+    if found is None:
+        uri = manifests.manifest_uri(bucket, chain.settings.manifest_prefix, args.definition, fp)
+        raise BridgeError(
+            f"No manifest at {uri}: {args.definition!r} has not been built at this commit (or "
+            f"was built without a manifest bucket). Build it with `ami-bridge build "
+            f"{args.definition}`."
+        )
+    json.dump(found.to_dict(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge.catalog import load_catalog
 
@@ -390,6 +421,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[common, output], help="table of every definition's image")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser(
+        "manifest", parents=[common], help="print the build manifest of a definition's image"
+    )
+    p.add_argument("definition", metavar="DEF")
+    p.set_defaults(func=_manifest)
 
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
     p.add_argument("--format", choices=["dot", "mermaid"], default="dot")

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -39,7 +39,6 @@ class BuildResult:
     """What a Packer build produced."""
 
     amis: dict[str, str]  # region -> AMI ID
-    errors: tuple[str, ...] = field(default=())
 
 
 def parse_line(raw: str) -> Line | None:
@@ -230,15 +229,14 @@ class PackerRunner:
                     self._progress(line)
             finally:
                 code = proc.wait()
-        errors = tuple(_errors(lines))
         if code != 0:
-            quoted = " | ".join(errors) or f"exit status {code}"
+            quoted = " | ".join(_errors(lines)) or f"exit status {code}"
             raise BuildError(
                 f"Packer failed to build {template}: {quoted}. The full output is in {log_path}. "
                 "Fix the template or its provisioners and run again; nothing was tagged or "
                 "published."
             )
-        return BuildResult(amis=artifacts(lines), errors=errors)
+        return BuildResult(amis=artifacts(lines))
 
     def _progress(self, line: Line) -> None:
         if self._echo is None or line.type != "ui" or len(line.data) < 2:

@@ -100,3 +100,24 @@ def test_build_url():
         == "https://github.com/o/r/actions/runs/9"
     )
     assert build_url({}) == ""
+
+
+def test_manifest_command_prints_and_checks_the_manifest(aws, repo, packer):
+    import boto3
+
+    from tests.conftest import BUCKET
+
+    missing = run_bridge(["manifest", "base", "--repo", str(repo.path)], aws)
+    assert missing.code == 1 and "has not been built at this commit" in missing.stderr
+    built = json.loads(
+        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], aws).stdout
+    )
+    shown = run_bridge(["manifest", "base", "--repo", str(repo.path)], aws)
+    assert shown.code == 0, shown.stderr
+    manifest = json.loads(shown.stdout)
+    assert manifest["amis"] == {"us-east-1": built["base"]["ami_id"]}
+    key = built["base"]["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"schema_version": 1}')
+    tampered = run_bridge(["manifest", "base", "--repo", str(repo.path)], aws)
+    assert tampered.code == 1 and tampered.stdout == ""
+    assert "does not match the manifest schema" in tampered.stderr
