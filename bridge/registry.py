@@ -96,26 +96,27 @@ def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:
     return _image(images[0], region)
 
 
-def wait_available(ec2: EC2Client, region: str, ami_id: str, *, timeout: float) -> Image:
+def wait_available(
+    ec2: EC2Client, region: str, ami_id: str, *, timeout: float, delay: int = 15
+) -> Image:
     """Wait (bounded) until a pending image is available; a failed image is an error."""
     from botocore.exceptions import WaiterError
 
-    delay = 15
-    attempts = max(1, int(timeout // delay))
+    attempts = max(1, int(timeout // max(delay, 1)))
     log.info("waiting for %s in %s to become available (up to %ds)", ami_id, region, timeout)
-    try:
-        with aws_call(f"waiting for {ami_id} in {region}", "ec2:DescribeImages"):
+    with aws_call(f"waiting for {ami_id} in {region}", "ec2:DescribeImages"):
+        try:
             ec2.get_waiter("image_available").wait(
                 ImageIds=[ami_id], WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
             )
-    except WaiterError as exc:
-        last: Any = exc.last_response
-        states = [i.get("State", "?") for i in (last or {}).get("Images", [])]
-        raise AwsError(
-            f"The image {ami_id} in {region} did not become available within {timeout:.0f}s "
-            f"(state: {', '.join(states) or 'unknown'}). "
-            "Check its state in the EC2 console; a failed image is rebuilt once deregistered."
-        ) from None
+        except WaiterError as exc:
+            last: Any = exc.last_response
+            states = [i.get("State", "?") for i in (last or {}).get("Images", [])]
+            raise AwsError(
+                f"The image {ami_id} in {region} did not become available within "
+                f"{timeout:.0f}s (state: {', '.join(states) or 'unknown'}). Check it in the EC2 "
+                "console; a failed image is ignored by later resolves and rebuilt."
+            ) from None
     return describe_image(ec2, region, ami_id)
 
 

@@ -240,3 +240,25 @@ def test_image_owned_by_another_account_is_ignored(aws, repo, packer):
     assert built["found"] == "true"
     other = resolve(aws, repo, definition="base", on_missing="report", owners="210987654321")
     assert other["found"] == "false" and other["ami_id"] == ""
+
+
+def test_multi_region_image_is_tagged_and_found_in_every_region(aws, repo, packer):
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["builders"][0]["ami_regions"] = ["us-west-2"]
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = ["us-east-1", "us-west-2"]
+    repo.set_catalog(data)
+    repo.commit("base in two regions")
+    result = resolve(aws, repo, definition="base")
+    amis = json.loads(result["amis_json"])
+    assert set(amis) == {"us-east-1", "us-west-2"} and amis["us-east-1"] == result["ami_id"]
+    west = own_images("us-west-2")
+    assert [i["ImageId"] for i in west] == [amis["us-west-2"]]
+    assert tags_of(west[0])["SHA"] == result["fingerprint"]
+    again = resolve(aws, repo, definition="base")
+    assert again["built"] == "false" and json.loads(again["amis_json"]) == amis
+    # Losing the copy in one region makes the image incomplete: it is rebuilt.
+    boto3.client("ec2", region_name="us-west-2").deregister_image(ImageId=amis["us-west-2"])
+    report = resolve(aws, repo, definition="base", on_missing="report")
+    assert report["found"] == "false"

@@ -105,16 +105,14 @@ def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_
         victim.wait()
         assert victim.returncode == -signal.SIGKILL
         # Another machine picks it up: it waits for the lease to expire, then builds.
-        started = time.monotonic()
         survivor = external({**aws, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "survivor")}, query)
         assert survivor.code == 0, survivor.stderr
-        assert time.monotonic() - started >= 2  # it did wait for the expiry
+        assert "taking over the expired build lease" in survivor.stderr
         result = json.loads(survivor.stdout)
         assert result["built"] == "true"
     finally:
-        os.killpg(victim.pid, signal.SIGKILL) if victim.poll() is None else None
         try:
-            os.killpg(victim.pid, signal.SIGKILL)  # the victim's orphaned Packer
+            os.killpg(victim.pid, signal.SIGKILL)  # the victim and its orphaned Packer
         except ProcessLookupError:
             pass
     # No orphan tag or manifest: the one tagged image is the survivor's, and every manifest

@@ -70,3 +70,40 @@ def test_unknown_image_is_an_aws_error(aws):
     ec2, _ = counted_client()
     with pytest.raises(AwsError, match="ami-0000000000000000f"):
         describe_image(ec2, "us-east-1", "ami-0000000000000000f")
+
+
+def _stub_image(state: str) -> dict:
+    return {
+        "ImageId": "ami-0123456789abcdef0",
+        "State": state,
+        "OwnerId": "123456789012",
+        "CreationDate": "2026-01-01T00:00:00.000Z",
+        "Tags": [{"Key": "SHA", "Value": "a" * 40}],
+    }
+
+
+def test_pending_image_is_waited_for():
+    """EC2's image_available waiter, against stubbed EC2 answers (the sandbox has no pending state)."""
+    from botocore.stub import Stubber
+
+    from bridge.registry import wait_available
+
+    ec2 = AwsClients().ec2("us-east-1")
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_images", {"Images": [_stub_image("pending")]})
+        stub.add_response("describe_images", {"Images": [_stub_image("available")]})
+        stub.add_response("describe_images", {"Images": [_stub_image("available")]})
+        image = wait_available(ec2, "us-east-1", "ami-0123456789abcdef0", timeout=5, delay=0)
+    assert image.state == "available"
+
+
+def test_image_that_fails_while_waited_for_is_an_error():
+    from botocore.stub import Stubber
+
+    from bridge.registry import wait_available
+
+    ec2 = AwsClients().ec2("us-east-1")
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_images", {"Images": [_stub_image("failed")]})
+        with pytest.raises(AwsError, match="did not become available"):
+            wait_available(ec2, "us-east-1", "ami-0123456789abcdef0", timeout=5, delay=0)
