@@ -432,7 +432,7 @@ class Chain:
                 f"reported {amis or 'none'}). Make the template build in {regions[0]} and copy "
                 f"to the other catalog regions (ami_regions). Log: {log_path}."
             )
-        if lease is not None and lease.lost:
+        if lease is not None and self._leases is not None and not self._leases.confirm(lease):
             raise LeaseError(
                 f"The build lease of {d.name!r} was taken over while Packer ran (this process "
                 f"was too slow to renew it), so the AMIs it made ({', '.join(amis.values())}) "

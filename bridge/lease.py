@@ -174,6 +174,13 @@ class LeaseManager:
         else:
             lease.etag = etag
 
+    def confirm(self, lease: Lease) -> bool:
+        """Whether the lease is still ours (read back, so missed renewals are noticed too)."""
+        if not lease.lost:
+            current = self.read(lease.key)
+            lease.lost = current is None or current[0].get("owner") != lease.token
+        return not lease.lost
+
     def release(self, lease: Lease) -> None:
         """Delete the lease (only if it is still ours)."""
         from botocore.exceptions import ClientError

@@ -146,6 +146,7 @@ class PackerRunner:
             cwd=cwd,
             env=self._env,
             capture_output=True,
+            stdin=subprocess.DEVNULL,
             text=True,
             check=False,
         )

@@ -95,3 +95,12 @@ def test_wait_returns_holders_result_or_names_holder(aws):
     assert "still being built by pid" in str(err.value)
     body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert body["definition"] == "base" and body["fingerprint"] == FP
+
+
+def test_confirm_notices_a_takeover_without_a_failed_renewal(aws):
+    key = lease_key("images", "base", FP, ["us-east-1"])
+    holder = manager()
+    lease = holder.try_acquire(key, "base", FP)
+    assert holder.confirm(lease)
+    manager(clock=lambda: 10**10).try_acquire(key, "base", FP)
+    assert not holder.confirm(lease) and lease.lost
