@@ -13,7 +13,7 @@ import git
 from bridge import manifests, registry
 from bridge.aws import AwsClients
 from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, Catalog, Definition
-from bridge.errors import BuildError, LeaseError, NotFoundError, QueryError
+from bridge.errors import AwsError, BuildError, LeaseError, NotFoundError, QueryError
 from bridge.fingerprint import Fingerprint, Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, lease_key
 from bridge.locking import local_lock
@@ -238,6 +238,12 @@ class Chain:
             if region == regions[0]:
                 chosen = image
         complete = chosen is not None and all(r in amis for r in regions)
+        if not complete and parent is None and (seeded := self._seed_manifest_image(d)):
+            chosen, amis, complete = (
+                seeded[regions[0]],
+                {r: i.ami_id for r, i in seeded.items()},
+                True,
+            )
         state = "found" if complete else ("outdated" if outdated else "missing")
         return self._result(
             d,
@@ -491,6 +497,38 @@ class Chain:
             creation_date=primary.creation_date,
             manifest_uri=uri,
         )
+
+    def _seed_manifest_image(self, d: Definition) -> dict[str, Image] | None:
+        """A root image the seed pipeline just built, from its manifest-<name>.json.
+
+        Only with AMI_BRIDGE_PACKER_MANIFESTS set (the workflow's workspace), and only when every
+        region's AMI exists and is available: the seed tagged its images with a literal
+        placeholder, so they cannot be found by fingerprint.
+        """
+        if self.settings.packer_manifest_dir is None:
+            return None
+        path = self.settings.packer_manifest_dir / f"manifest-{d.name}.json"
+        if not path.is_file():
+            return None
+        amis = manifest_artifacts(path)
+        if not all(r in amis for r in self.regions(d)):
+            return None
+        try:
+            images = {
+                r: registry.describe_image(self.clients.ec2(r), r, amis[r]) for r in self.regions(d)
+            }
+        except AwsError as exc:
+            log.warning("%s: ignoring %s: %s", d.name, path, exc)
+            return None
+        if any(i.state != "available" for i in images.values()):
+            return None
+        log.warning(
+            "%s: using %s from %s (a seed pipeline build, not verified by fingerprint)",
+            d.name,
+            ", ".join(i.ami_id for i in images.values()),
+            path,
+        )
+        return images
 
     def _packer_manifest(self, d: Definition) -> dict[str, str]:
         directory = self.settings.packer_manifest_dir or self.root

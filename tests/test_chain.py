@@ -262,3 +262,32 @@ def test_multi_region_image_is_tagged_and_found_in_every_region(aws, repo, packe
     boto3.client("ec2", region_name="us-west-2").deregister_image(ImageId=amis["us-west-2"])
     report = resolve(aws, repo, definition="base", on_missing="report")
     assert report["found"] == "false"
+
+
+def test_seed_manifest_gives_a_just_built_parent(aws, repo, packer, tmp_path):
+    """The seed pipeline's manifest-base.json (Packer manifest format) from the same workflow."""
+    ec2 = boto3.client("ec2")
+    instance = ec2.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
+    seed_base = ec2.create_image(
+        InstanceId=instance["Instances"][0]["InstanceId"], Name="seed-base"
+    )["ImageId"]
+    ec2.create_tags(
+        Resources=[seed_base], Tags=[{"Key": "SHA", "Value": "!!sha!!"}]
+    )  # the seed's bug
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "manifest-base.json").write_text(
+        json.dumps(
+            {
+                "builds": [{"artifact_id": f"us-east-1:{seed_base}", "packer_run_uuid": "r1"}],
+                "last_run_uuid": "r1",
+            }
+        )
+    )
+    env = {**aws, "AMI_BRIDGE_PACKER_MANIFESTS": str(workspace)}
+    result = resolve(env, repo)
+    assert result["parent_ami_id"] == seed_base and result["built"] == "true"
+    assert len(own_images()) == 2  # the seed's base and the new snowflake; no base rebuilt
+    ec2.deregister_image(ImageId=seed_base)
+    rebuilt = resolve(env, repo, on_missing="report")
+    assert rebuilt["found"] == "false"  # a manifest pointing at a gone image is not trusted
