@@ -13,7 +13,14 @@ import git
 from bridge import manifests, registry
 from bridge.aws import AwsClients
 from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, Catalog, Definition
-from bridge.errors import AwsError, BuildError, LeaseError, NotFoundError, QueryError
+from bridge.errors import (
+    AwsError,
+    BuildError,
+    LeaseError,
+    ManifestError,
+    NotFoundError,
+    QueryError,
+)
 from bridge.fingerprint import Fingerprint, Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, lease_key
 from bridge.locking import local_lock
@@ -73,7 +80,7 @@ class ResolvedAmi:
 
     @property
     def built(self) -> bool:
-        """This run built the image."""
+        """The image was built during this resolve (here, or by a build it waited for)."""
         return self.state == "built"
 
 
@@ -83,9 +90,8 @@ class Plan:
 
     definitions: list[Definition]
     snapshot: Snapshot
-    images: dict[str, dict[str, list[Image]]] = field(
-        default_factory=dict
-    )  # region -> fp -> images
+    # region -> fingerprint -> images, newest first
+    images: dict[str, dict[str, list[Image]]] = field(default_factory=dict)
 
 
 class Chain:
@@ -119,25 +125,41 @@ class Chain:
             return (self.settings.region, *[r for r in regions if r != self.settings.region])
         return tuple(regions)
 
-    def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
-        """The fingerprints of `names` and their ancestors, without asking AWS."""
-        snapshot = fingerprint_all(
-            self.repo,
-            self.catalog.closure(names),
-            commit=self.settings.commit,
-            allow_dirty=self.settings.allow_dirty,
-        )
-        return {name: fp.value for name, fp in snapshot.fingerprints.items()}
-
-    def plan(self, names: Iterable[str]) -> Plan:
-        """Fingerprint `names` and their ancestors, and look their images up (one call/region)."""
-        definitions = self.catalog.closure(names)
-        snapshot = fingerprint_all(
+    def _snapshot(self, definitions: Sequence[Definition]) -> Snapshot:
+        return fingerprint_all(
             self.repo,
             definitions,
             commit=self.settings.commit,
             allow_dirty=self.settings.allow_dirty,
         )
+
+    def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
+        """The fingerprints of `names` and their ancestors, without asking AWS."""
+        snapshot = self._snapshot(self.catalog.closure(names))
+        return {name: fp.value for name, fp in snapshot.fingerprints.items()}
+
+    def manifest(self, name: str) -> manifests.Manifest:
+        """The build manifest of `name`'s image at this commit, read from S3 and checked."""
+        bucket, prefix = self.settings.manifest_bucket, self.settings.manifest_prefix
+        if not bucket:
+            raise QueryError(
+                "No manifest bucket is configured. Pass --manifest-bucket or set "
+                "`manifest.bucket` in the catalog."
+            )
+        fp = self.fingerprints([name])[name]
+        found = manifests.fetch(self.clients.s3(self.settings.region), bucket, prefix, name, fp)
+        if found is None:
+            raise ManifestError(
+                f"No manifest at {manifests.manifest_uri(bucket, prefix, name, fp)}: {name!r} "
+                "has not been built at this commit (or was built without a manifest bucket). "
+                f"Build it with `ami-bridge build {name}`."
+            )
+        return found
+
+    def plan(self, names: Iterable[str]) -> Plan:
+        """Fingerprint `names` and their ancestors, and look their images up (one call/region)."""
+        definitions = self.catalog.closure(names)
+        snapshot = self._snapshot(definitions)
         by_region: dict[str, set[str]] = {}
         for d in definitions:
             for region in self.regions(d):
@@ -238,12 +260,11 @@ class Chain:
             if region == regions[0]:
                 chosen = image
         complete = chosen is not None and all(r in amis for r in regions)
-        if not complete and parent is None and (seeded := self._seed_manifest_image(d)):
-            chosen, amis, complete = (
-                seeded[regions[0]],
-                {r: i.ami_id for r, i in seeded.items()},
-                True,
-            )
+        seeded = self._seed_manifest_image(d) if not complete and parent is None else None
+        if seeded:
+            chosen = seeded[regions[0]]
+            amis = {r: i.ami_id for r, i in seeded.items()}
+            complete = True
         state = "found" if complete else ("outdated" if outdated else "missing")
         return self._result(
             d,

@@ -96,58 +96,18 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from bridge import manifests
-
     chain = _chain_for_args(args, env)
-    chain.catalog.get(args.definition)
-    bucket = chain.settings.manifest_bucket
-    if not bucket:
-        raise QueryError(
-            "No manifest bucket is configured. Pass --manifest-bucket or set `manifest.bucket` "
-            "in the catalog."
-        )
-    fp = chain.fingerprints([args.definition])[args.definition]
-    found = manifests.fetch(
-        chain.clients.s3(chain.settings.region),
-        bucket,
-        chain.settings.manifest_prefix,
-        args.definition,
-        fp,
-    )
-    if found is None:
-        uri = manifests.manifest_uri(bucket, chain.settings.manifest_prefix, args.definition, fp)
-        raise BridgeError(
-            f"No manifest at {uri}: {args.definition!r} has not been built at this commit (or "
-            f"was built without a manifest bucket). Build it with `ami-bridge build "
-            f"{args.definition}`."
-        )
-    json.dump(found.to_dict(), sys.stdout, indent=2, sort_keys=True)
+    manifest = chain.manifest(args.definition)
+    json.dump(manifest.to_dict(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0
 
 
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge.catalog import load_catalog
+    from bridge.graph import render
 
-    catalog = load_catalog(_repo_root(args.repo), args.catalog)
-    lines: list[str] = []
-    if args.format == "mermaid":
-        lines.append("graph TD")
-        for d in catalog.all():
-            lines.append(f'    {_node(d.name)}["{d.name}<br/>{d.template}"]')
-        for d in catalog.all():
-            if d.parent:
-                lines.append(f"    {_node(d.parent)} --> {_node(d.name)}")
-    else:
-        lines.append("digraph ami_chain {")
-        lines.append("    rankdir=LR;")
-        for d in catalog.all():
-            lines.append(f'    "{d.name}" [label="{d.name}\\n{d.template}"];')
-        for d in catalog.all():
-            if d.parent:
-                lines.append(f'    "{d.parent}" -> "{d.name}";')
-        lines.append("}")
-    print("\n".join(lines))
+    print(render(load_catalog(_repo_root(args.repo), args.catalog), args.format))
     return 0
 
 
@@ -323,10 +283,6 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
 def _one_paragraph(text: str) -> str:
     """Control characters from input (a path with a newline) are shown escaped, not acted on."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
-
-
-def _node(name: str) -> str:
-    return name.replace("-", "_")
 
 
 def _state_dir(env: Mapping[str, str]) -> Path:
