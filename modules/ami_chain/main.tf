@@ -33,8 +33,10 @@ locals {
     } : value == "" ? [] : [flag, value]
   ])
 
-  planned  = data.external.plan.result
-  resolved = var.build_phase == "apply" ? data.external.resolved[0].result : local.planned
+  planned = data.external.plan.result
+  # A second read is needed only when the apply-phase build has something to do.
+  reread   = var.build_phase == "apply" && local.planned.found != "true"
+  resolved = local.reread ? data.external.resolved[0].result : local.planned
 }
 
 data "external" "plan" {
@@ -59,9 +61,10 @@ resource "null_resource" "build" {
   }
 }
 
-# Read after the build: during apply when the build is pending, at plan time otherwise.
+# Read after the build, during apply. When the image already exists, the plan-time read is the
+# answer and this one is not made, so an unchanged plan runs the bridge once per module.
 data "external" "resolved" {
-  count = var.build_phase == "apply" ? 1 : 0
+  count = local.reread ? 1 : 0
 
   program = concat(var.bridge_command, ["external"])
   query   = merge(local.query, { on_missing = "build" })
