@@ -159,7 +159,7 @@ def _chain_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Chain:
         raise QueryError(
             str(exc).replace("Query key", "Option").replace("query", "option")
         ) from None
-    return _chain_for_query(parsed, env, echo=sys.stderr)
+    return _chain_for_query(parsed, env, echo=None if args.quiet else sys.stderr)
 
 
 def _make_chain(
