@@ -90,13 +90,24 @@ def _tags(tags: dict[str, str] | None) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
 
 
-class LaunchTemplate(p.Resource):
-    def upgrade(self, ctx: UpgradeContext, version: int, old: State) -> State:
-        return old  # schema version 0 only
+class _Resource(p.Resource):
+    """What both resources share: the provider, the type name, schema version 0."""
+
+    name = ""
+
+    def __init__(self, provider: AwsProvider) -> None:
+        self.provider = provider
 
     @classmethod
     def get_name(cls) -> str:
-        return "launch_template"
+        return cls.name
+
+    def upgrade(self, ctx: UpgradeContext, version: int, old: State) -> State:
+        return old
+
+
+class LaunchTemplate(_Resource):
+    name = "launch_template"
 
     @classmethod
     def get_schema(cls) -> schema.Schema:
@@ -134,9 +145,6 @@ class LaunchTemplate(p.Resource):
                 blocks.SetNestedBlock("tag_specifications", tag_spec),
             ],
         )
-
-    def __init__(self, provider: AwsProvider) -> None:
-        self.provider = provider
 
     def _data(self, state: State) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -278,13 +286,8 @@ class LaunchTemplate(p.Resource):
                 _error(ctx, "deleting EC2 Launch Template", exc)
 
 
-class S3Object(p.Resource):
-    def upgrade(self, ctx: UpgradeContext, version: int, old: State) -> State:
-        return old  # schema version 0 only
-
-    @classmethod
-    def get_name(cls) -> str:
-        return "s3_object"
+class S3Object(_Resource):
+    name = "s3_object"
 
     @classmethod
     def get_schema(cls) -> schema.Schema:
@@ -302,9 +305,6 @@ class S3Object(p.Resource):
                 _attr("tags_all", types.Map(types.String()), computed=True),
             ]
         )
-
-    def __init__(self, provider: AwsProvider) -> None:
-        self.provider = provider
 
     def plan(self, ctx: PlanContext, current: State | None, planned: State) -> State:
         if current is not None and ctx.changed_fields & {
