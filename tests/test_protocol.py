@@ -127,3 +127,24 @@ def test_non_utf8_stdin_is_a_clear_error(aws):
     proc = run_bridge(["external"], aws, stdin=b'{"definition": "\xff"}')
     assert proc.code == 1 and proc.stdout == ""
     assert "Traceback" not in proc.stderr
+
+
+def test_broken_catalogs_fail_through_the_protocol(aws, repo):
+    cases = {
+        "parent cycle": lambda d: d["definitions"]["base"].update(parent="snowflake"),
+        "does not exist": lambda d: d["definitions"]["base"].update(template="base/gone.json"),
+        "leaves the repository": lambda d: d["definitions"]["base"].update(template="../x.json"),
+        "not valid JSON": None,
+    }
+    original = repo.catalog()
+    for message, mutate in cases.items():
+        if mutate is None:
+            repo.write("ami-chain.json", "{broken")
+        else:
+            data = json.loads(json.dumps(original))
+            mutate(data)
+            repo.set_catalog(data)
+        proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+        assert proc.code == 1 and proc.stdout == "", message
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert own_images() == [] and manifest_keys() == []
