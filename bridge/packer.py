@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -217,6 +218,9 @@ class PackerRunner:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 text=True,
+                # Its own session: a Ctrl-C reaches Packer once, forwarded below, so it cancels
+                # and cleans up (instance, key pair, security group) instead of being killed twice.
+                start_new_session=True,
             )
             assert proc.stdout is not None
             try:
@@ -228,6 +232,13 @@ class PackerRunner:
                         continue
                     lines.append(line)
                     self._progress(line)
+            except KeyboardInterrupt:
+                log.warning("interrupted: asking Packer to cancel and clean up (log: %s)", log_path)
+                # The whole group: Packer re-executes itself under a wrapper process.
+                os.killpg(proc.pid, signal.SIGINT)
+                for raw in proc.stdout:  # Packer's cancellation and clean-up, for the log
+                    logfile.write(raw)
+                raise
             finally:
                 code = proc.wait()
         if code != 0:

@@ -146,3 +146,30 @@ def test_failed_build_releases_lease_at_once(aws, repo, packer, tmp_path):
     retried = external(aws, query)
     assert retried.code == 0, retried.stderr
     assert json.loads(retried.stdout)["built"] == "true"
+
+
+def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(aws, repo, packer, tmp_path):
+    slow_base(repo, seconds=30, ttl=600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "build", "base", "--repo", str(repo.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=aws,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: leases() != [])
+        time.sleep(1)  # Packer is in its provisioning step
+        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends the bridge
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert b"interrupted" in stderr and b"Traceback" not in stderr
+        # Packer got the interrupt, cancelled the build and cleaned up after itself.
+        (log,) = (tmp_path / "state" / "logs").glob("base-*.log")
+        assert "Cleanly cancelled builds after being interrupted" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert leases() == []
+    assert [tags_of(i).get("SHA") for i in own_images()] in ([], [None])
+    assert [k for k in manifest_keys()] == []
