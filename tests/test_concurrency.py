@@ -81,6 +81,13 @@ def wait_for(predicate, timeout=60.0):
     raise AssertionError("condition not reached")
 
 
+def packer_is_provisioning(state_dir) -> bool:
+    """The build's log shows Packer in its first (sleeping) provisioner."""
+    return any(
+        "Running local shell script" in log.read_text() for log in state_dir.glob("logs/*.log")
+    )
+
+
 def leases() -> list[str]:
     return [k for k in manifest_keys() if "/leases/" in k]
 
@@ -99,8 +106,7 @@ def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_
     victim.stdin.write(query.encode())
     victim.stdin.close()
     try:
-        wait_for(lambda: leases() != [])
-        time.sleep(1)  # Packer is running
+        wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "victim"))
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         assert victim.returncode == -signal.SIGKILL
@@ -158,8 +164,7 @@ def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(aws, repo, pa
         start_new_session=True,
     )
     try:
-        wait_for(lambda: leases() != [])
-        time.sleep(1)  # Packer is in its provisioning step
+        wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "state"))
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends the bridge
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
