@@ -98,7 +98,9 @@ def load_catalog(
             "root (see the README's catalog section) or pass the path of yours as `catalog`."
         ) from None
     except OSError as exc:
-        raise CatalogError(f"Cannot read the catalog {path}: {exc.strerror}.") from None
+        raise CatalogError(
+            f"Cannot read the catalog {path}: {exc.strerror}. Check that it is a readable file."
+        ) from None
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:

@@ -188,7 +188,8 @@ class Chain:
         """Resolve `names` (and their ancestors), acting on misses as `on_missing` says."""
         if on_missing not in ON_MISSING:
             raise QueryError(
-                f"on_missing must be one of {', '.join(ON_MISSING)}, not {on_missing!r}."
+                f"on_missing must be one of {', '.join(ON_MISSING)}, not {on_missing!r}. Pick "
+                "one of those."
             )
         forced = set(force)
         plan = self.plan(names)

@@ -245,7 +245,7 @@ def build_url(env: Mapping[str, str]) -> str:
 
 def _repo_root(repo: str) -> Path:
     if "\x00" in repo:
-        raise QueryError("The repository path contains a NUL byte.")
+        raise QueryError("The repository path contains a NUL byte; pass a plain directory path.")
     return Path(os.path.abspath(repo))
 
 

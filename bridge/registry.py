@@ -92,7 +92,10 @@ def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:
         response = ec2.describe_images(ImageIds=[ami_id])
     images = response.get("Images", [])
     if not images:
-        raise AwsError(f"The image {ami_id} does not exist in {region}.")
+        raise AwsError(
+            f"The image {ami_id} does not exist in {region} (or is not visible to these "
+            "credentials). Check the region and the account, then run again."
+        )
     return _image(images[0], region)
 
 
