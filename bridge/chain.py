@@ -394,10 +394,10 @@ class Chain:
         """
         lock = self.settings.lock_dir / f"{d.name}-{fp.value}.lock"
         with local_lock(lock, timeout=self.settings.wait_timeout):
-            if recheck and (found := self._recheck(d, fp, parent, commit)):
-                return found
             leases = self._leases_or_none()
             if leases is None:
+                if recheck and (found := self._recheck(d, fp, parent, commit)):
+                    return found
                 return self._build(d, fp, parent, commit, lease=None)
             key = lease_key(self.settings.lease_prefix, d.name, fp.value, self.regions(d))
             done = (lambda: self._recheck(d, fp, parent, commit)) if recheck else (lambda: None)

@@ -121,22 +121,6 @@ def _sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 # -- wiring ---------------------------------------------------------------------------------------
 
 
-def _chain_for_query(query: Query, env: Mapping[str, str], echo: TextIO | None) -> Chain:
-    return _make_chain(
-        env,
-        echo=echo,
-        repo=query.repo,
-        catalog=query.catalog,
-        commit=query.commit,
-        region=query.region,
-        tag_key=query.tag_key,
-        owners=query.owners,
-        bucket=query.manifest_bucket,
-        prefix=query.manifest_prefix,
-        allow_dirty=query.allow_dirty,
-    )
-
-
 def _chain_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Chain:
     from bridge.protocol import parse_query
 
@@ -162,60 +146,48 @@ def _chain_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Chain:
     return _chain_for_query(parsed, env, echo=None if args.quiet else sys.stderr)
 
 
-def _make_chain(
-    env: Mapping[str, str],
-    *,
-    echo: TextIO | None,
-    repo: str,
-    catalog: str | None,
-    commit: str | None,
-    region: str | None,
-    tag_key: str | None,
-    owners: tuple[str, ...] | None,
-    bucket: str | None,
-    prefix: str | None,
-    allow_dirty: bool,
-) -> Chain:
+def _chain_for_query(query: Query, env: Mapping[str, str], echo: TextIO | None) -> Chain:
     from bridge.aws import AwsClients
     from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, load_catalog
     from bridge.chain import Chain, Settings
     from bridge.fingerprint import open_repo
     from bridge.packer import PackerRunner
 
-    root = _repo_root(repo)
-    cat = load_catalog(root, catalog, cache_dir=_state_dir(env))
-    chosen_region = (
-        region
+    state = _state_dir(env)
+    root = _repo_root(query.repo)
+    cat = load_catalog(root, query.catalog, cache_dir=state)
+    region = (
+        query.region
         or env.get("AWS_REGION")
         or env.get("AWS_DEFAULT_REGION")
         or (cat.regions[0] if cat.regions else None)
     )
-    if not chosen_region:
+    if not region:
         raise QueryError(
             "No AWS region is set. Pass `region` (query) or --region, set AWS_REGION, or list "
             "`regions` in the catalog."
         )
-    chosen_bucket = bucket or cat.manifest_bucket
-    settings_prefix = (prefix if prefix is not None else cat.manifest_prefix) or ""
-    if not chosen_bucket:
+    bucket = query.manifest_bucket or cat.manifest_bucket
+    prefix = query.manifest_prefix if query.manifest_prefix is not None else cat.manifest_prefix
+    if not bucket:
         log.info("no manifest bucket is configured; manifests will not be published")
     settings = Settings(
-        region=chosen_region,
-        tag_key=tag_key or cat.tag_key or DEFAULT_TAG_KEY,
-        owners=owners or cat.owners or DEFAULT_OWNERS,
-        manifest_bucket=chosen_bucket,
-        manifest_prefix=prefix if prefix is not None else cat.manifest_prefix,
-        commit=commit,
-        allow_dirty=allow_dirty,
+        region=region,
+        tag_key=query.tag_key or cat.tag_key or DEFAULT_TAG_KEY,
+        owners=query.owners or cat.owners or DEFAULT_OWNERS,
+        manifest_bucket=bucket,
+        manifest_prefix=prefix,
+        commit=query.commit,
+        allow_dirty=query.allow_dirty,
         # Packer 1.6 ignores AWS_ENDPOINT_URL*, so the endpoint goes to templates as a variable.
         ec2_endpoint=env.get("AMI_BRIDGE_PACKER_EC2_ENDPOINT")
         or env.get("AWS_ENDPOINT_URL_EC2")
         or env.get("AWS_ENDPOINT_URL"),
         build_url=build_url(env),
-        log_dir=_state_dir(env) / "logs",
-        lock_dir=_state_dir(env) / "locks",
-        lease_bucket=cat.lease_bucket or chosen_bucket,
-        lease_prefix=(cat.lease_prefix if cat.lease_prefix is not None else settings_prefix),
+        log_dir=state / "logs",
+        lock_dir=state / "locks",
+        lease_bucket=cat.lease_bucket or bucket,
+        lease_prefix=cat.lease_prefix if cat.lease_prefix is not None else (prefix or ""),
         lease_ttl=cat.lease_ttl,
         packer_manifest_dir=Path(env["AMI_BRIDGE_PACKER_MANIFESTS"])
         if env.get("AMI_BRIDGE_PACKER_MANIFESTS")
@@ -228,7 +200,7 @@ def _make_chain(
         clients=AwsClients(),
         settings=settings,
         packer=lambda: PackerRunner(
-            packer, env=dict(env), echo=echo, cache=_state_dir(env) / "packer-version.json"
+            packer, env=dict(env), echo=echo, cache=state / "packer-version.json"
         ),
     )
 

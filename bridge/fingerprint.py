@@ -18,8 +18,9 @@ Inputs are the definition's directory, its declared `inputs`, and, for JSON temp
 its provisioners reference (`script`, `scripts`, a file provisioner's `source`/`sources`). An input
 inside another input's directory is dropped, since the directory's tree SHA already covers it.
 
-Git cost: one repository open, one `git status` (dirty check) and one long-lived
-`git cat-file --batch` for all object reads, however many definitions and commits there are.
+Git cost: one `git status` (dirty check) and one long-lived `git cat-file --batch` for all object
+reads (GitPython adds its `git version` checks and a `cat-file --batch-check`), however many
+definitions and commits there are.
 """
 
 from __future__ import annotations

@@ -230,21 +230,22 @@ class LeaseManager:
         fingerprint: str,
         done: Callable[[], T | None],
     ) -> tuple[T | None, Lease | None]:
-        """Wait until `done()` gives a result (the holder's image) or the lease can be taken.
+        """Take the lease, or wait until `done()` gives a result (the holder's image).
 
-        Returns (result, None) or (None, lease). Polls with exponential backoff; a bounded wait
-        ends with a LeaseError naming the holder.
+        Returns (None, lease) or (result, None). `done()` is asked only while someone else holds
+        the lease: a caller that gets it must still check whether the previous holder finished.
+        Polls with exponential backoff; a bounded wait ends with a LeaseError naming the holder.
         """
         deadline = time.monotonic() + self.config.wait_timeout
         delay = self.config.poll_min
         announced = False
         while True:
-            result = done()
-            if result is not None:
-                return result, None
             lease = self.try_acquire(key, definition, fingerprint)
             if lease is not None:
                 return None, lease
+            result = done()
+            if result is not None:
+                return result, None
             if not announced:
                 log.info("%s is being built by %s; waiting for it", definition, self.holder(key))
                 announced = True
