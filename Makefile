@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check demo test lint fmt bench clean
+.PHONY: setup packer-check demo test lint fmt docs bench clean
 
 setup: $(VENV)/.installed packer-check
 
@@ -23,24 +23,27 @@ packer-check:
 	@packer version
 
 demo: setup
-	$(PY) examples/demo.py
+	PYTHONPATH=$(CURDIR) $(PY) examples/demo.py
 
 test: setup lint
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check bridge tests examples bench
-	$(BIN)/ruff format --check bridge tests examples bench
+	$(BIN)/ruff check bridge testing tests examples bench
+	$(BIN)/ruff format --check bridge testing tests examples bench
 	$(BIN)/mypy
 
 fmt: setup
-	$(BIN)/ruff format bridge tests examples bench
-	$(BIN)/ruff check --fix bridge tests examples bench
+	$(BIN)/ruff format bridge testing tests examples bench
+	$(BIN)/ruff check --fix bridge testing tests examples bench
 	$(BIN)/terraform fmt -recursive modules terraform tests/terraform
+
+docs: setup
+	PYTHONPATH=$(CURDIR) $(PY) -m testing.tfdocs modules/ami_chain modules/launch_template modules/ami_manifest terraform
 
 bench: setup
 	$(PIP) install --quiet --disable-pip-version-check -e '.[test,bench]'
-	$(PY) bench/run.py
+	PYTHONPATH=$(CURDIR) $(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import boto3
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bridge import registry, sandbox
+from bridge.catalog import load_catalog
+from bridge.fingerprint import fingerprint_all, open_repo
+from testing.faultproxy import FaultProxy
 
-from bridge import registry, sandbox  # noqa: E402
-from bridge.catalog import load_catalog  # noqa: E402
-from bridge.fingerprint import fingerprint_all, open_repo  # noqa: E402
-from tests.faultproxy import FaultProxy  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -397,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def terraform_plan(work: Path, env: dict[str, str], rows: list, repeat: int) -> dict[str, float]:
-    from tests.providers import mirror
+    from testing.providers import mirror
 
     terraform = str(BIN / "terraform")
     tf_env = {**env, **mirror.build(work / "tf-mirror")}

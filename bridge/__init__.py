@@ -1,3 +1,4 @@
-"""ami-chain-bridge: fingerprinted Packer AMI chains for Terraform."""
+"""ami-chain-bridge: fingerprinted Packer AMI chains for Terraform.
 
-__version__ = "0.1.0"
+The version has one source, the package metadata (`ami-bridge --version`).
+"""

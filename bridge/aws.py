@@ -50,7 +50,7 @@ class AwsClients:
             if self._session is None:
                 self._session = botocore.session.get_session()
             config = Config(
-                retries={"mode": self._retry_mode, "max_attempts": self._max_attempts},
+                retries={"mode": self._retry_mode, "total_max_attempts": self._max_attempts},
                 connect_timeout=10,
                 read_timeout=60,
             )

@@ -8,15 +8,15 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from bridge.errors import CatalogError
 from bridge.validation import count_errors, first_error
 
 DEFAULT_CATALOG = "ami-chain.json"
 SCHEMA = "catalog.schema.json"
-DEFAULT_TAG_KEY = "SHA"
-DEFAULT_OWNERS = ("self",)
+TemplateFormat = Literal["json", "hcl2"]
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,13 @@ class Definition:
 
     name: str
     template: str
-    template_format: str  # "json" or "hcl2"
+    template_format: TemplateFormat
     directory: str
     inputs: tuple[str, ...]
     parent: str | None = None
-    variables: tuple[tuple[str, str], ...] = ()
+    variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
-    tags: tuple[tuple[str, str], ...] = ()
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Catalog:
     manifest_prefix: str | None = None
     lease_bucket: str | None = None
     lease_prefix: str | None = None
-    lease_ttl: float = 300.0
+    lease_ttl: float | None = None
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -74,11 +74,6 @@ class Catalog:
     def all(self) -> list[Definition]:
         """Every definition, parents before children."""
         return [self.definitions[n] for n in self._order]
-
-    def depth(self, name: str) -> int:
-        """Number of ancestors of `name`."""
-        parent = self.get(name).parent
-        return 0 if parent is None else 1 + self.depth(parent)
 
 
 def load_catalog(
@@ -143,7 +138,7 @@ def load_catalog(
         manifest_prefix=manifest.get("prefix"),
         lease_bucket=lease.get("bucket"),
         lease_prefix=lease.get("prefix"),
-        lease_ttl=float(lease.get("ttl_seconds", 300)),
+        lease_ttl=float(lease["ttl_seconds"]) if "ttl_seconds" in lease else None,
         _order=tuple(order),
     )
 
@@ -177,6 +172,7 @@ def normalize(rel: str) -> str:
 def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -> Definition:
     template = normalize(spec["template"])
     real = resolve_inside(repo_root, spec["template"], what=f"template of {name!r}")
+    fmt: TemplateFormat
     if real.is_dir():
         fmt, directory = "hcl2", template
         if not any(real.glob("*.pkr.hcl")):
@@ -212,9 +208,9 @@ def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -
         directory=directory,
         inputs=tuple(inputs),
         parent=spec.get("parent"),
-        variables=tuple(sorted(spec.get("variables", {}).items())),
+        variables=MappingProxyType(dict(sorted(spec.get("variables", {}).items()))),
         regions=tuple(spec.get("regions", ())),
-        tags=tuple(sorted(spec.get("tags", {}).items())),
+        tags=MappingProxyType(dict(sorted(spec.get("tags", {}).items()))),
     )
 
 

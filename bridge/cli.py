@@ -8,21 +8,33 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import traceback
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from bridge import __version__
-from bridge.errors import BridgeError, QueryError
+from bridge.errors import BridgeError, NotFoundError, QueryError
+from bridge.graph import GRAPH_FORMATS
+from bridge.settings import ON_MISSING, OnMissing, Options, parse_options, state_dir
 
 if TYPE_CHECKING:
-    from bridge.chain import Chain, ResolvedAmi
-    from bridge.protocol import Query
+    from bridge.catalog import Catalog
+    from bridge.resolve import ResolvedAmi, Resolver
 
 log = logging.getLogger("bridge")
+
+
+# Exit statuses (README "Exit status").
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input (usage, query, catalog) or a failed operation; one paragraph on stderr
+EXIT_MISSING = 3  # a definition has no usable image and the caller asked not to build it
+EXIT_INTERNAL = 70  # a bug in ami-bridge (EX_SOFTWARE); the traceback is in a crash log
+EXIT_INTERRUPTED = 130
+
+# Commands' own on_missing defaults: Terraform's data source builds, a person's `resolve` asks.
+EXTERNAL_ON_MISSING: OnMissing = "build"
+RESOLVE_ON_MISSING: OnMissing = "fail"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,12 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args, os.environ)
         return code
+    except NotFoundError as exc:
+        print(f"ami-bridge: error: {_one_paragraph(str(exc))}", file=sys.stderr)
+        return EXIT_MISSING
     except BridgeError as exc:
         print(f"ami-bridge: error: {_one_paragraph(str(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("ami-bridge: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -49,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ami-bridge; the details are in {crash}. Run again with --debug to see them here.",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_INTERNAL
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -66,168 +81,124 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f"The query on stdin is not UTF-8 text (byte {exc.start}). Pass a JSON object of "
             'strings, e.g. {"definition": "base"}.'
         ) from None
-    query = protocol.parse_query(text, cache_dir=_state_dir(env))
-    chain = _chain_for_query(query, env, echo=None)
-    resolved = chain.resolve([query.definition], on_missing=query.on_missing)[query.definition]
+    query = protocol.parse_query(text, cache_dir=state_dir(env))
+    resolver = _resolver(query.options, env, echo=None)
+    on_missing = query.options.on_missing or EXTERNAL_ON_MISSING
+    resolved = resolver.resolve([query.definition], on_missing=on_missing)[query.definition]
     sys.stdout.write(protocol.encode_result(protocol.result(resolved)))
-    return 0
+    return EXIT_OK
 
 
 def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    chain = _chain_for_args(args, env)
-    names = _names(args, chain)
-    results = chain.resolve(names, on_missing=args.on_missing)
+    resolver = _resolver_for_args(args, env)
+    names = _names(args, resolver.catalog)
+    results = resolver.resolve(names, on_missing=args.on_missing)
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
 
 
 def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    chain = _chain_for_args(args, env)
-    names = _names(args, chain)
-    results = chain.resolve(names, on_missing="build", force=names if args.force else ())
+    resolver = _resolver_for_args(args, env)
+    names = _names(args, resolver.catalog)
+    if args.dry_run:
+        planned = resolver.status(names)
+        _report(args, planned, sys.stdout)
+        return EXIT_OK
+    results = resolver.resolve(names, on_missing="build", force=names if args.force else ())
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
 
 
 def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    chain = _chain_for_args(args, env)
-    names = [d.name for d in chain.catalog.all()]
-    results = chain.resolve(names, on_missing="report")
-    _report(args, results, sys.stdout)
-    return 0
+    resolver = _resolver_for_args(args, env)
+    _report(args, resolver.status([d.name for d in resolver.catalog.all()]), sys.stdout)
+    return EXIT_OK
 
 
 def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    chain = _chain_for_args(args, env)
-    manifest = chain.manifest(args.definition)
+    resolver = _resolver_for_args(args, env)
+    manifest = resolver.manifest(args.definition)
     json.dump(manifest.to_dict(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
-    return 0
+    return EXIT_OK
 
 
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge.catalog import load_catalog
     from bridge.graph import render
 
-    print(render(load_catalog(_repo_root(args.repo), args.catalog), args.format))
-    return 0
+    options = _options(args, env)
+    print(render(load_catalog(options.repo_root, options.catalog), args.format))
+    return EXIT_OK
 
 
 def _sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge import sandbox
 
     sandbox.serve(args.host, args.port, announce=sys.stdout)
-    return 0
+    return EXIT_OK
 
 
 # -- wiring ---------------------------------------------------------------------------------------
 
-
-def _chain_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Chain:
-    from bridge.protocol import parse_query
-
-    # Flags go through the same validation as an external query, so both fail alike.
-    query = {
-        "definition": "x",
-        "repo": args.repo,
-        "catalog": args.catalog or "",
-        "commit": args.commit or "",
-        "region": args.region or "",
-        "tag_key": args.tag_key or "",
-        "owners": args.owners or "",
-        "manifest_bucket": args.manifest_bucket or "",
-        "manifest_prefix": args.manifest_prefix or "",
-        "allow_dirty": "true" if args.allow_dirty else "",
-    }
-    try:
-        parsed = parse_query(json.dumps(query), cache_dir=_state_dir(env))
-    except QueryError as exc:
-        raise QueryError(
-            str(exc).replace("Query key", "Option").replace("query", "option")
-        ) from None
-    return _chain_for_query(parsed, env, echo=None if args.quiet else sys.stderr)
+# Options every command that reads the repository takes: flag -> key of the query schema.
+_OPTION_FLAGS = (
+    "repo",
+    "catalog",
+    "commit",
+    "region",
+    "tag_key",
+    "owners",
+    "manifest_bucket",
+    "manifest_prefix",
+)
 
 
-def _chain_for_query(query: Query, env: Mapping[str, str], echo: TextIO | None) -> Chain:
+def _options(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
+    """The flags, checked by the same per-key validators as an external query."""
+    values = {key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key, None)}
+    if getattr(args, "allow_dirty", False):
+        values["allow_dirty"] = "true"
+    return parse_options(
+        values,
+        spell=lambda key: f"Option --{key.replace('_', '-')}",
+        cache_dir=state_dir(env),
+    )
+
+
+def _resolver_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Resolver:
+    return _resolver(_options(args, env), env, echo=None if args.quiet else sys.stderr)
+
+
+def _resolver(options: Options, env: Mapping[str, str], echo: TextIO | None) -> Resolver:
     from bridge.aws import AwsClients
-    from bridge.catalog import DEFAULT_OWNERS, DEFAULT_TAG_KEY, load_catalog
-    from bridge.chain import Chain, Settings
+    from bridge.catalog import load_catalog
     from bridge.fingerprint import open_repo
     from bridge.packer import PackerRunner
+    from bridge.resolve import Resolver
+    from bridge.settings import Settings
 
-    state = _state_dir(env)
-    root = _repo_root(query.repo)
-    cat = load_catalog(root, query.catalog, cache_dir=state)
-    region = (
-        query.region
-        or env.get("AWS_REGION")
-        or env.get("AWS_DEFAULT_REGION")
-        or (cat.regions[0] if cat.regions else None)
-    )
-    if not region:
-        raise QueryError(
-            "No AWS region is set. Pass `region` (query) or --region, set AWS_REGION, or list "
-            "`regions` in the catalog."
-        )
-    bucket = query.manifest_bucket or cat.manifest_bucket
-    prefix = query.manifest_prefix if query.manifest_prefix is not None else cat.manifest_prefix
-    if not bucket:
+    state = state_dir(env)
+    catalog = load_catalog(options.repo_root, options.catalog, cache_dir=state)
+    settings = Settings.from_sources(options, catalog, env)
+    if not settings.manifest_bucket:
         log.info("no manifest bucket is configured; manifests will not be published")
-    settings = Settings(
-        region=region,
-        tag_key=query.tag_key or cat.tag_key or DEFAULT_TAG_KEY,
-        owners=query.owners or cat.owners or DEFAULT_OWNERS,
-        manifest_bucket=bucket,
-        manifest_prefix=prefix,
-        commit=query.commit,
-        allow_dirty=query.allow_dirty,
-        # Packer 1.6 ignores AWS_ENDPOINT_URL*, so the endpoint goes to templates as a variable.
-        ec2_endpoint=env.get("AMI_BRIDGE_PACKER_EC2_ENDPOINT")
-        or env.get("AWS_ENDPOINT_URL_EC2")
-        or env.get("AWS_ENDPOINT_URL"),
-        build_url=build_url(env),
-        log_dir=state / "logs",
-        lock_dir=state / "locks",
-        lease_bucket=cat.lease_bucket or bucket,
-        lease_prefix=cat.lease_prefix if cat.lease_prefix is not None else (prefix or ""),
-        lease_ttl=cat.lease_ttl,
-        packer_manifest_dir=Path(env["AMI_BRIDGE_PACKER_MANIFESTS"])
-        if env.get("AMI_BRIDGE_PACKER_MANIFESTS")
-        else None,
-    )
-    packer = env.get("AMI_BRIDGE_PACKER", "packer")
-    return Chain(
-        repo=open_repo(root),
-        catalog=cat,
+    return Resolver(
+        repo=open_repo(settings.repo_root),
+        catalog=catalog,
         clients=AwsClients(),
         settings=settings,
         packer=lambda: PackerRunner(
-            packer, env=dict(env), echo=echo, cache=state / "packer-version.json"
+            settings.packer, env=dict(env), echo=echo, cache=state / "packer-version.json"
         ),
     )
 
 
-def build_url(env: Mapping[str, str]) -> str:
-    """The URL of the CI job running us (CircleCI, GitHub Actions, GitLab), or ""."""
-    if env.get("CIRCLE_BUILD_URL"):
-        return env["CIRCLE_BUILD_URL"]
-    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
-        server = env.get("GITHUB_SERVER_URL", "https://github.com")
-        return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-    return env.get("CI_JOB_URL", "")
-
-
-def _repo_root(repo: str) -> Path:
-    if "\x00" in repo:
-        raise QueryError("The repository path contains a NUL byte; pass a plain directory path.")
-    return Path(os.path.abspath(repo))
-
-
-def _names(args: argparse.Namespace, chain: Chain) -> list[str]:
+def _names(args: argparse.Namespace, catalog: Catalog) -> list[str]:
     if args.all:
-        return [d.name for d in chain.catalog.all()]
+        return [d.name for d in catalog.all()]
     if not args.definitions:
         raise QueryError("Name at least one definition, or pass --all.")
     for name in args.definitions:
-        chain.catalog.get(name)
+        catalog.get(name)
     return list(dict.fromkeys(args.definitions))
 
 
@@ -249,7 +220,7 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
             out.write(
                 "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
             )
-    return 0 if all(r.found for r in results.values()) else 1
+    return EXIT_OK if all(r.found for r in results.values()) else EXIT_MISSING
 
 
 def _one_paragraph(text: str) -> str:
@@ -257,17 +228,8 @@ def _one_paragraph(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
-def _state_dir(env: Mapping[str, str]) -> Path:
-    if env.get("AMI_BRIDGE_STATE_DIR"):
-        return Path(env["AMI_BRIDGE_STATE_DIR"])
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or tempfile.gettempdir(), ".local", "state"
-    )
-    return Path(base) / "ami-bridge"
-
-
 def _crash_log(exc: BaseException, env: Mapping[str, str]) -> Path:
-    directory = _state_dir(env) / "crashes"
+    directory = state_dir(env) / "crashes"
     try:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"crash-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}.log"
@@ -286,6 +248,19 @@ def _logging(*, debug: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+class _Version(argparse.Action):
+    """--version, read from the installed package's metadata only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        from importlib.metadata import version
+
+        print(f"ami-bridge {version('ami-chain-bridge')}")
+        parser.exit(0)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but bad usage exits 1 like every other bad input."""
 
@@ -300,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Resolve or build fingerprinted Packer AMI chains (Terraform external "
         "data source and CLI).",
     )
-    parser.add_argument("--version", action="version", version=f"ami-bridge {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(
@@ -336,7 +311,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resolve", parents=[common, output], help="find the AMIs of definitions")
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
-    p.add_argument("--on-missing", choices=["fail", "report", "build"], default="fail")
+    p.add_argument(
+        "--on-missing",
+        choices=ON_MISSING,
+        default=RESOLVE_ON_MISSING,
+        help=f"what a missing image does (default {RESOLVE_ON_MISSING}; exit status 3)",
+    )
     p.set_defaults(func=_resolve)
 
     p = sub.add_parser("build", parents=[common, output], help="build missing AMIs, parents first")
@@ -344,6 +324,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
     p.add_argument(
         "--force", action="store_true", help="rebuild the named definitions even if present"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what each definition needs (found, missing, outdated, pending); build nothing",
     )
     p.set_defaults(func=_build)
 
@@ -357,7 +342,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_manifest)
 
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
-    p.add_argument("--format", choices=["dot", "mermaid"], default="dot")
+    p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")
     p.set_defaults(func=_graph)
 
     p = sub.add_parser(

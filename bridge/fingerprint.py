@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import git
 from git.objects.fun import tree_entries_from_data
@@ -57,7 +57,7 @@ class InputEntry:
 
     path: str
     mode: str
-    kind: str  # "blob" or "tree"
+    kind: Literal["blob", "tree"]
     sha: str
 
 
@@ -206,7 +206,7 @@ def encode(
         lines.append(f"input {json.dumps(e.path)} {e.mode} {e.kind} {e.sha}")
     if parent_fingerprint is not None:
         lines.append(f"parent {parent_fingerprint}")
-    for name, value in definition.variables:
+    for name, value in sorted(definition.variables.items()):
         lines.append(f"variable {json.dumps(name)} {json.dumps(value)}")
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
@@ -329,8 +329,7 @@ def _entry(root: TreeIndex, d: Definition, path: str) -> InputEntry:
                 "the repository: Packer would build from content the fingerprint cannot see. "
                 "Replace the link with the file itself."
             )
-    kind = "tree" if mode == _TREE_MODE else "blob"
-    return InputEntry(path, f"{mode:06o}", kind, sha)
+    return InputEntry(path, f"{mode:06o}", "tree" if mode == _TREE_MODE else "blob", sha)
 
 
 def _changed_files(repo: git.Repo, paths: Sequence[str]) -> list[str]:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from bridge.catalog import Catalog
+
+GraphFormat = Literal["dot", "mermaid"]
+GRAPH_FORMATS: tuple[GraphFormat, ...] = get_args(GraphFormat)
 
 
 def _mermaid_id(name: str) -> str:
     return name.replace("-", "_")  # Mermaid node ids take no dashes
 
 
-def render(catalog: Catalog, fmt: str = "dot") -> str:
+def render(catalog: Catalog, fmt: GraphFormat = "dot") -> str:
     """The parent -> child graph of every definition, labelled with its template."""
     definitions = catalog.all()
     edges = [(d.parent, d.name) for d in definitions if d.parent]

@@ -32,7 +32,7 @@ class Manifest:
 
     definition: str
     fingerprint: str
-    amis: tuple[tuple[str, str], ...]
+    amis: Mapping[str, str]  # region -> AMI ID
     parent: ParentRef | None
     git_commit: str
     packer_version: str
@@ -66,7 +66,7 @@ class Manifest:
         return cls(
             definition=data["definition"],
             fingerprint=data["fingerprint"],
-            amis=tuple(sorted(data["amis"].items())),
+            amis=dict(sorted(data["amis"].items())),
             parent=None if parent is None else ParentRef(**parent),
             git_commit=data["git_commit"],
             packer_version=data["packer_version"],

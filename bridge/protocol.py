@@ -1,6 +1,7 @@
 """Terraform's external data-source protocol: the query on stdin, the result on stdout.
 
-The query is one JSON object of strings (schemas/query.schema.json). The result is one JSON object
+The query is one JSON object of strings (schemas/query.schema.json): a definition and the options
+that CLI flags also set (settings.py checks both alike). The result is one JSON object
 whose values are all strings; anything else on stdout breaks Terraform's parsing.
 """
 
@@ -12,30 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import QueryError
-from bridge.validation import first_error, load_schema
+from bridge.settings import OPTIONS_SCHEMA, Options, parse_options
+from bridge.validation import load_schema
 
 if TYPE_CHECKING:
-    from bridge.chain import ResolvedAmi
+    from bridge.resolve import ResolvedAmi
 
-SCHEMA = "query.schema.json"
 MAX_QUERY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class Query:
-    """A validated query. Unset keys are None."""
+    """A validated query: the definition to resolve and the options that go with it."""
 
     definition: str
-    repo: str = "."
-    catalog: str | None = None
-    commit: str | None = None
-    region: str | None = None
-    on_missing: str = "build"
-    tag_key: str | None = None
-    owners: tuple[str, ...] | None = None
-    manifest_bucket: str | None = None
-    manifest_prefix: str | None = None
-    allow_dirty: bool = False
+    options: Options
 
 
 def parse_query(text: str, *, cache_dir: Path | None = None) -> Query:
@@ -74,28 +66,20 @@ def parse_query(text: str, *, cache_dir: Path | None = None) -> Query:
                 "string (Terraform's external data source only sends strings). Quote it, or "
                 "jsonencode() structured values."
             )
-    error = first_error(SCHEMA, data, text.encode("utf-8", "surrogatepass"), cache_dir)
-    if error is not None:
-        raise QueryError(_message(error, data))
-
-    def opt(key: str) -> str | None:
-        value = data.get(key, "")
-        return value or None
-
-    owners = opt("owners")
-    return Query(
-        definition=data["definition"],
-        repo=opt("repo") or ".",
-        catalog=opt("catalog"),
-        commit=opt("commit"),
-        region=opt("region"),
-        on_missing=opt("on_missing") or "build",
-        tag_key=opt("tag_key"),
-        owners=tuple(owners.split(",")) if owners else None,
-        manifest_bucket=opt("manifest_bucket"),
-        manifest_prefix=opt("manifest_prefix"),
-        allow_dirty=data.get("allow_dirty") == "true",
-    )
+    known = load_schema(OPTIONS_SCHEMA)["properties"]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise QueryError(
+            f"Unknown query key(s): {', '.join(unknown)}. The bridge accepts "
+            f"{', '.join(known)}. Remove or rename the key."
+        )
+    if not data.get("definition"):
+        raise QueryError(
+            'The query has no "definition" key. Name the catalog definition to resolve, e.g. '
+            '{"definition": "base"}.'
+        )
+    options = parse_options(data, spell=lambda key: f"Query key {key!r}", cache_dir=cache_dir)
+    return Query(definition=data["definition"], options=options)
 
 
 def result(resolved: ResolvedAmi) -> dict[str, str]:
@@ -135,25 +119,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return "string"
-
-
-def _message(error: Any, data: dict[str, Any]) -> str:
-    allowed = ", ".join(load_schema(SCHEMA)["properties"])
-    if error.validator == "additionalProperties":
-        unknown = sorted(set(data) - set(load_schema(SCHEMA)["properties"]))
-        return (
-            f"Unknown query key(s): {', '.join(unknown)}. The bridge accepts {allowed}. Remove "
-            "or rename the key."
-        )
-    if error.validator == "required":
-        return (
-            'The query has no "definition" key. Name the catalog definition to resolve, e.g. '
-            '{"definition": "base"}.'
-        )
-    key = error.path[0] if error.path else "?"
-    value = data.get(key, "")
-    described = load_schema(SCHEMA)["properties"].get(key, {}).get("description", "")
-    return (
-        f"Query key {key!r} has the invalid value {value[:80]!r}. {described} "
-        f"Correct the value of {key!r}."
-    )

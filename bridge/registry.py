@@ -6,7 +6,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 from bridge.aws import aws_call
 from bridge.errors import AwsError
@@ -29,24 +30,27 @@ TAG_BUILD_URL = TAG_PREFIX + "build-url"
 TAG_VALUE_MAX = 255
 
 
+# DescribeImages' ImageState values.
+ImageState = Literal[
+    "available", "pending", "invalid", "deregistered", "transient", "failed", "error", "disabled"
+]
+
+
 @dataclass(frozen=True)
 class Image:
     """One AMI as DescribeImages reports it."""
 
     ami_id: str
     region: str
-    state: str
+    state: ImageState
     creation_date: str
     owner_id: str
-    tags: tuple[tuple[str, str], ...]
+    tags: Mapping[str, str]
     snapshot_ids: tuple[str, ...]
 
     def tag(self, key: str) -> str | None:
         """The value of tag `key`, or None."""
-        for k, v in self.tags:
-            if k == key:
-                return v
-        return None
+        return self.tags.get(key)
 
 
 def find_images(
@@ -146,9 +150,9 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
     return Image(
         ami_id=raw["ImageId"],
         region=region,
-        state=raw.get("State", "unknown"),
+        state=raw.get("State", "error"),
         creation_date=raw.get("CreationDate", ""),
         owner_id=raw.get("OwnerId", ""),
-        tags=tuple((t["Key"], t["Value"]) for t in raw.get("Tags", [])),
+        tags=MappingProxyType({t["Key"]: t["Value"] for t in raw.get("Tags", [])}),
         snapshot_ids=snapshots,
     )

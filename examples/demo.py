@@ -8,7 +8,7 @@
 6. Run the CI job's Terraform (terraform/, build_phase = apply): a launch template for the
    snowflake and a deployment manifest; a second plan has nothing to do. Terraform 1.0.3 gets
    hashicorp/null from PyPI and the test stand-ins for hashicorp/external and hashicorp/aws
-   (tests/providers/), since the registry is out of reach here.
+   (testing/providers/), since the registry is out of reach here.
 7. Stop the sandbox.
 """
 
@@ -76,8 +76,7 @@ def builds(env: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def terraform(work: Path, env: dict[str, str], repo: Path) -> None:
-    sys.path.insert(0, str(HERE.parent))
-    from tests.providers import mirror
+    from testing.providers import mirror
 
     binary = str(Path(sys.executable).parent / "terraform")
     tf_env = {**env, **mirror.build(work / "terraform-mirror")}

@@ -18,7 +18,6 @@ def test_example_catalog_loads_in_chain_order(repo):
     assert dict(snowflake.tags) == {"Team": "platform"}
     assert catalog.manifest_bucket == "ami-chain-manifests"
     assert catalog.closure(["snowflake"]) == [catalog.get("base"), snowflake]
-    assert catalog.depth("snowflake") == 1
 
 
 def test_parents_come_first_whatever_the_file_order(repo):

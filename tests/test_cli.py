@@ -2,49 +2,59 @@ from __future__ import annotations
 
 import json
 
-from bridge.cli import build_url, main
-from tests.conftest import own_images, run_bridge
+import pytest
+
+from bridge.cli import main
+from bridge.settings import build_url
+from testing.bridge import run_bridge
+from testing.sandbox import own_images
 
 
-def test_status_table_and_json(aws, repo, packer):
-    before = run_bridge(["status", "--repo", str(repo.path)], aws)
+def test_status_table_and_json(sandbox_env, repo, packer):
+    before = run_bridge(["status", "--repo", str(repo.path)], sandbox_env)
     assert before.code == 0, before.stderr
     lines = before.stdout.splitlines()
     assert lines[0].split() == ["DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT"]
     assert lines[1].split()[:3] == ["base", "missing", "-"]
     assert lines[2].split()[:2] == ["snowflake", "missing"]
-    build = run_bridge(["build", "--all", "--repo", str(repo.path), "--json"], aws)
+    build = run_bridge(["build", "--all", "--repo", str(repo.path), "--json"], sandbox_env)
     assert build.code == 0, build.stderr
     built = json.loads(build.stdout)
     assert {k: v["built"] for k, v in built.items()} == {"base": "true", "snowflake": "true"}
-    after = json.loads(run_bridge(["status", "--json", "--repo", str(repo.path)], aws).stdout)
+    after = json.loads(
+        run_bridge(["status", "--json", "--repo", str(repo.path)], sandbox_env).stdout
+    )
     assert after["snowflake"]["ami_id"] == built["snowflake"]["ami_id"]
     assert after["snowflake"]["state"] == "found"
 
 
-def test_resolve_missing_exits_1_and_names_the_build_command(aws, repo):
-    proc = run_bridge(["resolve", "snowflake", "--repo", str(repo.path)], aws)
-    assert proc.code == 1
+def test_resolve_missing_exits_3_and_names_the_build_command(sandbox_env, repo):
+    proc = run_bridge(["resolve", "snowflake", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 3
     assert "ami-bridge build base" in proc.stderr
     assert own_images() == []
 
 
-def test_resolve_report_prints_table_and_exits_1(aws, repo):
-    proc = run_bridge(["resolve", "base", "--on-missing", "report", "--repo", str(repo.path)], aws)
-    assert proc.code == 1
+def test_resolve_report_prints_table_and_exits_3(sandbox_env, repo):
+    proc = run_bridge(
+        ["resolve", "base", "--on-missing", "report", "--repo", str(repo.path)], sandbox_env
+    )
+    assert proc.code == 3
     assert proc.stdout.splitlines()[1].split()[:2] == ["base", "missing"]
 
 
-def test_build_force_rebuilds_only_the_named(aws, repo, packer):
+def test_build_force_rebuilds_only_the_named(sandbox_env, repo, packer):
     first = json.loads(
-        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], aws).stdout
+        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], sandbox_env).stdout
     )
     again = json.loads(
-        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], aws).stdout
+        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], sandbox_env).stdout
     )
     assert again["base"]["built"] == "false"
     forced = json.loads(
-        run_bridge(["build", "base", "--force", "--json", "--repo", str(repo.path)], aws).stdout
+        run_bridge(
+            ["build", "base", "--force", "--json", "--repo", str(repo.path)], sandbox_env
+        ).stdout
     )
     assert forced["base"]["built"] == "true"
     assert forced["base"]["ami_id"] != first["base"]["ami_id"]
@@ -77,7 +87,7 @@ def test_bad_owner_option_is_named(repo, capsys):
     assert (
         main(["status", "--owners", "me", "--repo", str(repo.path), "--region", "us-east-1"]) == 1
     )
-    assert "Option 'owners'" in capsys.readouterr().err
+    assert "Option --owners has the invalid value 'me'" in capsys.readouterr().err
 
 
 def test_missing_region_is_explained(repo, monkeypatch, capsys):
@@ -102,22 +112,71 @@ def test_build_url():
     assert build_url({}) == ""
 
 
-def test_manifest_command_prints_and_checks_the_manifest(aws, repo, packer):
+def test_manifest_command_prints_and_checks_the_manifest(sandbox_env, repo, packer):
     import boto3
 
-    from tests.conftest import BUCKET
+    from testing.sandbox import BUCKET
 
-    missing = run_bridge(["manifest", "base", "--repo", str(repo.path)], aws)
+    missing = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
     assert missing.code == 1 and "has not been built at this commit" in missing.stderr
     built = json.loads(
-        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], aws).stdout
+        run_bridge(["build", "base", "--json", "--repo", str(repo.path)], sandbox_env).stdout
     )
-    shown = run_bridge(["manifest", "base", "--repo", str(repo.path)], aws)
+    shown = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
     assert shown.code == 0, shown.stderr
     manifest = json.loads(shown.stdout)
     assert manifest["amis"] == {"us-east-1": built["base"]["ami_id"]}
     key = built["base"]["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"schema_version": 1}')
-    tampered = run_bridge(["manifest", "base", "--repo", str(repo.path)], aws)
+    tampered = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
     assert tampered.code == 1 and tampered.stdout == ""
     assert "does not match the manifest schema" in tampered.stderr
+
+
+def test_a_bug_exits_70_with_a_crash_log_and_no_traceback(monkeypatch, capsys, tmp_path):
+    import bridge.cli
+
+    def broken(args, env):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setenv("AMI_BRIDGE_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("AMI_BRIDGE_DEBUG", raising=False)
+    monkeypatch.setattr(bridge.cli, "_status", broken)
+    assert main(["status"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError: a bug" in err and "Traceback" not in err
+    (crash,) = (tmp_path / "crashes").iterdir()
+    assert str(crash) in err
+    assert "Traceback" in crash.read_text() and "a bug" in crash.read_text()
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"ami-bridge {version('ami-chain-bridge')}\n"
+
+
+def test_build_dry_run_prints_the_plan_and_builds_nothing(sandbox_env, repo, packer):
+    dry = run_bridge(
+        ["build", "--all", "--dry-run", "--json", "--repo", str(repo.path)], sandbox_env
+    )
+    assert dry.code == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert {k: v["state"] for k, v in planned.items()} == {
+        "base": "missing",
+        "snowflake": "missing",
+    }
+    assert planned["base"]["fingerprint"] == repo.tree_sha("base")
+    assert own_images() == []
+    built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    assert built.code == 0, built.stderr
+    again = json.loads(
+        run_bridge(
+            ["build", "--all", "--dry-run", "--json", "--repo", str(repo.path)], sandbox_env
+        ).stdout
+    )
+    assert {k: v["state"] for k, v in again.items()} == {"base": "found", "snowflake": "missing"}
+    assert len(own_images()) == 1

@@ -15,7 +15,8 @@ import boto3
 import pytest
 
 from bridge import registry
-from tests.conftest import BUCKET, external, manifest_keys, own_images, tags_of
+from testing.bridge import external
+from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
 
 PROCESSES = 16
 
@@ -35,7 +36,7 @@ def run_many(env_for, query, count=PROCESSES):
     [(2, "one machine (local lock)"), (3, "separate machines (S3 lease)")],
 )
 def test_sixteen_concurrent_resolves_build_each_image_once(
-    aws, repo, packer, sandbox_server, tmp_path, trials, machines
+    sandbox_env, repo, packer, sandbox_server, tmp_path, trials, machines
 ):
     separate = machines.startswith("separate")
     for trial in range(trials):
@@ -45,7 +46,7 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
         def env_for(i, trial=trial):
             # Separate state directories: no shared local lock, only the S3 lease coordinates.
             state = tmp_path / f"t{trial}" / (f"p{i}" if separate else "shared")
-            return {**aws, "AMI_BRIDGE_STATE_DIR": str(state)}
+            return {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(state)}
 
         procs = run_many(env_for, {"definition": "snowflake", "repo": str(repo.path)})
         assert [p.code for p in procs] == [0] * PROCESSES, [p.stderr for p in procs if p.code]
@@ -92,7 +93,7 @@ def leases() -> list[str]:
     return [k for k in manifest_keys() if "/leases/" in k]
 
 
-def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_path):
+def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, packer, tmp_path):
     slow_base(repo, seconds=5, ttl=3)
     query = json.dumps({"definition": "base", "repo": str(repo.path)})
     victim = subprocess.Popen(
@@ -100,7 +101,7 @@ def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**aws, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "victim")},
+        env={**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "victim")},
         start_new_session=True,
     )
     victim.stdin.write(query.encode())
@@ -111,7 +112,9 @@ def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_
         victim.wait()
         assert victim.returncode == -signal.SIGKILL
         # Another machine picks it up: it waits for the lease to expire, then builds.
-        survivor = external({**aws, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "survivor")}, query)
+        survivor = external(
+            {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "survivor")}, query
+        )
         assert survivor.code == 0, survivor.stderr
         assert "taking over the expired build lease" in survivor.stderr
         result = json.loads(survivor.stdout)
@@ -133,7 +136,7 @@ def test_killed_builder_is_taken_over_after_lease_expiry(aws, repo, packer, tmp_
     assert leases() == []
 
 
-def test_failed_build_releases_lease_at_once(aws, repo, packer, tmp_path):
+def test_failed_build_releases_lease_at_once(sandbox_env, repo, packer, tmp_path):
     marker = tmp_path / "let-it-build"
     template = json.loads(repo.path.joinpath("base/base.json").read_text())
     template["provisioners"].insert(0, {"type": "shell-local", "inline": [f"test -f {marker}"]})
@@ -143,24 +146,26 @@ def test_failed_build_releases_lease_at_once(aws, repo, packer, tmp_path):
     repo.set_catalog(data)
     repo.commit("base that needs a marker")
     query = {"definition": "base", "repo": str(repo.path)}
-    failed = external(aws, query)
+    failed = external(sandbox_env, query)
     assert failed.code == 1 and failed.stdout == ""
     assert "Packer failed" in failed.stderr
     assert leases() == []  # released at once, not left to expire
     assert [tags_of(i).get("SHA") for i in own_images()] in ([], [None])
     marker.write_text("ok")
-    retried = external(aws, query)
+    retried = external(sandbox_env, query)
     assert retried.code == 0, retried.stderr
     assert json.loads(retried.stdout)["built"] == "true"
 
 
-def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(aws, repo, packer, tmp_path):
+def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(
+    sandbox_env, repo, packer, tmp_path
+):
     slow_base(repo, seconds=30, ttl=600)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bridge", "build", "base", "--repo", str(repo.path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=aws,
+        env=sandbox_env,
         start_new_session=True,
     )
     try:

@@ -6,24 +6,18 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from testing import ROOT
+from testing.tfdocs import readme_block, render
 
 MODULES = [ROOT / "terraform", *sorted(p for p in (ROOT / "modules").iterdir() if p.is_dir())]
 
 
-def names(path, kind: str) -> list[str]:
-    return re.findall(rf'^{kind} "([^"]+)"', path.read_text(), re.M)
-
-
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.name)
-def test_readme_tables_match_code(module):
+def test_readme_tables_are_generated_from_code(module):
     readme = module.joinpath("README.md").read_text()
-    docs = readme.split("<!-- BEGIN_TF_DOCS -->", 1)[1].split("<!-- END_TF_DOCS -->", 1)[0]
-    inputs, outputs = docs.split("## Outputs", 1)
-    documented_inputs = re.findall(r"^\| `([^`]+)` \|", inputs, re.M)
-    documented_outputs = re.findall(r"^\| `([^`]+)` \|", outputs, re.M)
-    assert documented_inputs == names(module / "variables.tf", "variable")
-    assert documented_outputs == names(module / "outputs.tf", "output")
+    assert readme_block(readme) == render(module), (
+        f"{module.name}/README.md Inputs/Outputs tables differ from the .tf files: run `make docs`"
+    )
 
 
 @pytest.mark.parametrize("module", MODULES[1:], ids=lambda p: p.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.conftest import Terraform
+from testing.terraform import Terraform
 
 PROGRAMS = {
     # Empty program elements are dropped, so python sees no extra argument.

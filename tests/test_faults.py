@@ -7,18 +7,18 @@ import json
 import pytest
 
 from bridge.aws import AwsClients, aws_call
-from bridge.errors import AwsError
-from tests.conftest import external, own_images
-from tests.faultproxy import FaultProxy
+from testing.bridge import external
+from testing.faultproxy import FaultProxy
+from testing.sandbox import own_images
 
 
 @pytest.fixture
-def faulty(aws, sandbox_server):
+def faulty(sandbox_env, sandbox_server):
     with FaultProxy(sandbox_server.endpoint, rate=0.3) as proxy:
         # The bridge's own AWS calls go through the proxy; Packer keeps its own retry policy and
         # talks to the sandbox directly.
         env = {
-            **aws,
+            **sandbox_env,
             "AWS_ENDPOINT_URL": proxy.endpoint,
             "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
         }
@@ -53,27 +53,3 @@ def test_faults_are_retried_by_the_shared_retry_policy(faulty, monkeypatch):
             ec2.describe_images(Owners=["self"])
     assert len(sent) > 20  # some attempts failed and were retried
     assert len(sent) == 20 + sum(proxy.counters.injected.values())
-
-
-def test_validation_errors_are_not_retried_and_say_what(aws):
-    ec2 = AwsClients().ec2("us-east-1")
-    calls: list[str] = []
-    ec2.meta.events.register("before-send.ec2.*", lambda **kw: calls.append("sent"))
-    with pytest.raises(AwsError) as err:
-        with aws_call("describing an image", "ec2:DescribeImages"):
-            ec2.describe_images(ImageIds=["not-an-ami"])
-    assert len(calls) == 1
-    assert "not retried" in str(err.value) and "not-an-ami" in str(err.value)
-
-
-def test_access_denied_names_the_permission():
-    from botocore.exceptions import ClientError
-
-    with pytest.raises(AwsError) as err:
-        with aws_call("tagging ami-1 in us-east-1", "ec2:CreateTags"):
-            raise ClientError(
-                {"Error": {"Code": "UnauthorizedOperation", "Message": "You are not authorized"}},
-                "CreateTags",
-            )
-    assert "lacks ec2:CreateTags" in str(err.value)
-    assert "Grant ec2:CreateTags" in str(err.value)

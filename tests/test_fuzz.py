@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.cli import main
-from tests.conftest import external, own_images
+from testing.bridge import external
+from testing.sandbox import own_images
 
 KEYS = [
     "definition", "repo", "catalog", "commit", "region", "on_missing", "tag_key", "owners",
@@ -47,7 +48,7 @@ STATS = SimpleNamespace(cases=0)
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=queries)
-def test_fuzzed_queries_fail_cleanly(data, tmp_path, monkeypatch, capsys, aws):
+def test_fuzzed_queries_fail_cleanly(data, tmp_path, monkeypatch, capsys, sandbox_env):
     # Not a Packer repository: any query that validates still fails before AWS or Packer.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AMI_BRIDGE_PACKER", str(tmp_path / "packer-must-not-run"))
@@ -62,7 +63,7 @@ def test_fuzzed_queries_fail_cleanly(data, tmp_path, monkeypatch, capsys, aws):
     assert "\n" not in err.strip()  # one paragraph
 
 
-def test_fuzz_built_nothing(aws):
+def test_fuzz_built_nothing(sandbox_env):
     assert own_images() == []
     print(f"fuzz cases tried: {STATS.cases}")
 
@@ -71,7 +72,9 @@ def test_fuzz_built_nothing(aws):
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=queries)
-def test_fuzzed_queries_through_the_real_process(data, aws, tmp_path):
-    proc = external({**aws, "AMI_BRIDGE_PACKER": str(tmp_path / "nope")}, data.decode("latin-1"))
+def test_fuzzed_queries_through_the_real_process(data, sandbox_env, tmp_path):
+    proc = external(
+        {**sandbox_env, "AMI_BRIDGE_PACKER": str(tmp_path / "nope")}, data.decode("latin-1")
+    )
     assert proc.code == 1 and proc.stdout == ""
     assert proc.stderr.startswith("ami-bridge: error: ") and "Traceback" not in proc.stderr

@@ -7,48 +7,49 @@ import os
 
 import boto3
 
-from tests.conftest import BUCKET, external, own_images, run_bridge, tags_of
+from testing.bridge import external, run_bridge
+from testing.sandbox import BUCKET, own_images, tags_of
 
 
-def test_tag_values_with_shell_characters_are_plain_data(aws, repo, packer, tmp_path):
+def test_tag_values_with_shell_characters_are_plain_data(sandbox_env, repo, packer, tmp_path):
     canary = tmp_path / "pwned"
     data = repo.catalog()
     evil = f"$(touch {canary}); `touch {canary}` | touch {canary} && echo '\""
     data["definitions"]["base"]["tags"] = {"Owner": evil}
     repo.set_catalog(data)
     repo.commit("evil tag")
-    proc = external(aws, {"definition": "base", "repo": str(repo.path)})
+    proc = external(sandbox_env, {"definition": "base", "repo": str(repo.path)})
     assert proc.code == 0, proc.stderr
     image = own_images()[0]
     assert tags_of(image)["Owner"] == evil
     assert not canary.exists()
 
 
-def test_injection_in_query_values_is_refused(aws, repo):
+def test_injection_in_query_values_is_refused(sandbox_env, repo):
     for key, value in [
         ("tag_key", "SHA; rm -rf /"),
         ("owners", "self,$(id)"),
         ("commit", "--upload-pack=touch x"),
     ]:
-        proc = external(aws, {"definition": "base", "repo": str(repo.path), key: value})
+        proc = external(sandbox_env, {"definition": "base", "repo": str(repo.path), key: value})
         assert proc.code == 1 and proc.stdout == ""
         assert f"'{key}'" in proc.stderr
     assert own_images() == []
 
 
-def test_provisioner_symlink_leaving_repo_is_refused(aws, repo, tmp_path):
+def test_provisioner_symlink_leaving_repo_is_refused(sandbox_env, repo, tmp_path):
     outside = tmp_path / "outside.sh"
     outside.write_text("#!/bin/sh\necho outside\n")
     os.remove(repo.path / "base/tasks/cleanup.sh")
     os.symlink(outside, repo.path / "base/tasks/cleanup.sh")
     repo.commit("cleanup is now a link out of the repo")
-    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+    proc = external(sandbox_env, {"definition": "snowflake", "repo": str(repo.path)})
     assert proc.code == 1 and proc.stdout == ""
     assert "symlink" in proc.stderr and "outside the repository" in proc.stderr
     assert own_images() == []
 
 
-def test_image_with_our_fingerprint_from_another_account_is_not_used(aws, repo):
+def test_image_with_our_fingerprint_from_another_account_is_not_used(sandbox_env, repo):
     """Someone else's public image carrying our tag must never be picked up."""
     fingerprint = repo.tree_sha("base")
     creds = boto3.client("sts").assume_role(
@@ -70,28 +71,32 @@ def test_image_with_our_fingerprint_from_another_account_is_not_used(aws, repo):
         tags_of(other.describe_images(ImageIds=[image["ImageId"]])["Images"][0])["SHA"]
         == fingerprint
     )
-    proc = external(aws, {"definition": "base", "repo": str(repo.path), "on_missing": "report"})
+    proc = external(
+        sandbox_env, {"definition": "base", "repo": str(repo.path), "on_missing": "report"}
+    )
     assert proc.code == 0, proc.stderr
     assert json.loads(proc.stdout)["found"] == "false"
 
 
-def test_tampered_manifest_does_not_change_what_resolves(aws, repo, packer):
-    first = json.loads(external(aws, {"definition": "base", "repo": str(repo.path)}).stdout)
+def test_tampered_manifest_does_not_change_what_resolves(sandbox_env, repo, packer):
+    first = json.loads(external(sandbox_env, {"definition": "base", "repo": str(repo.path)}).stdout)
     key = first["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
     s3 = boto3.client("s3")
     s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"amis": {"us-east-1": "ami-0badbadbadbadbad0"}')
-    again = external(aws, {"definition": "base", "repo": str(repo.path)})
+    again = external(sandbox_env, {"definition": "base", "repo": str(repo.path)})
     assert again.code == 0
     assert json.loads(again.stdout)["ami_id"] == first["ami_id"]  # identity comes from EC2 tags
-    rebuilt = run_bridge(["build", "base", "--force", "--json", "--repo", str(repo.path)], aws)
+    rebuilt = run_bridge(
+        ["build", "base", "--force", "--json", "--repo", str(repo.path)], sandbox_env
+    )
     assert rebuilt.code == 0, rebuilt.stderr
     body = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert body["amis"]["us-east-1"] == json.loads(rebuilt.stdout)["base"]["ami_id"]
 
 
-def test_no_secrets_in_results_logs_tags_or_manifests(aws, repo, packer, tmp_path):
+def test_no_secrets_in_results_logs_tags_or_manifests(sandbox_env, repo, packer, tmp_path):
     secret, token = "SECRETzz" + "9" * 32, "TOKENzz" + "8" * 40
-    env = {**aws, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
+    env = {**sandbox_env, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
     proc = external(env, {"definition": "snowflake", "repo": str(repo.path)})
     assert proc.code == 0, proc.stderr
     seen = [proc.stdout, proc.stderr]

@@ -7,7 +7,7 @@ import pytest
 
 from bridge.errors import LeaseError
 from bridge.lease import LeaseConfig, LeaseManager, lease_key
-from tests.conftest import BUCKET
+from testing.sandbox import BUCKET
 
 FP = "f" * 40
 
@@ -24,7 +24,7 @@ def test_key_depends_on_region_set_not_order():
     assert a.startswith("images/leases/base/" + FP)
 
 
-def test_only_one_creator_wins(aws):
+def test_only_one_creator_wins(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     first, second = manager(), manager()
     lease = first.try_acquire(key, "base", FP)
@@ -35,7 +35,7 @@ def test_only_one_creator_wins(aws):
     assert "pid" in first.holder(key)
 
 
-def test_expired_lease_is_taken_over_by_exactly_one(aws):
+def test_expired_lease_is_taken_over_by_exactly_one(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     dead = manager().try_acquire(key, "base", FP)
     assert dead is not None
@@ -54,7 +54,7 @@ def test_expired_lease_is_taken_over_by_exactly_one(aws):
     assert manager(clock=lambda: 10**10 - 10).try_acquire(key2, "snowflake", FP) is None
 
 
-def test_renew_and_release(aws):
+def test_renew_and_release(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     leases = manager()
     lease = leases.try_acquire(key, "base", FP)
@@ -65,7 +65,7 @@ def test_renew_and_release(aws):
     assert leases.read(key) is None
 
 
-def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(aws):
+def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     slow = manager()
     lease = slow.try_acquire(key, "base", FP)
@@ -77,13 +77,13 @@ def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(aws):
     assert slow.read(key)[0]["owner"] == taker.token
 
 
-def test_corrupt_lease_counts_as_expired(aws):
+def test_corrupt_lease_counts_as_expired(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"{garbage")
     assert manager().try_acquire(key, "base", FP) is not None
 
 
-def test_wait_returns_holders_result_or_names_holder(aws):
+def test_wait_returns_holders_result_or_names_holder(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     assert manager().try_acquire(key, "base", FP) is not None
     waiting = manager(wait_timeout=0.5, poll_min=0.1, poll_max=0.1)
@@ -97,7 +97,7 @@ def test_wait_returns_holders_result_or_names_holder(aws):
     assert body["definition"] == "base" and body["fingerprint"] == FP
 
 
-def test_confirm_notices_a_takeover_without_a_failed_renewal(aws):
+def test_confirm_notices_a_takeover_without_a_failed_renewal(sandbox_env):
     key = lease_key("images", "base", FP, ["us-east-1"])
     holder = manager()
     lease = holder.try_acquire(key, "base", FP)

@@ -5,7 +5,7 @@ import pytest
 
 from bridge.errors import ManifestError
 from bridge.manifests import Manifest, ParentRef, fetch, manifest_key, manifest_uri, publish
-from tests.conftest import BUCKET
+from testing.sandbox import BUCKET
 
 FP = "a" * 40
 
@@ -14,7 +14,7 @@ def sample(parent: ParentRef | None = None) -> Manifest:
     return Manifest(
         definition="snowflake",
         fingerprint=FP,
-        amis=(("us-east-1", "ami-0123456789abcdef0"),),
+        amis={"us-east-1": "ami-0123456789abcdef0"},
         parent=parent,
         git_commit="b" * 40,
         packer_version="1.6.6",
@@ -29,7 +29,7 @@ def test_keys_and_uris():
     assert manifest_uri("b", "p", "base", FP) == f"s3://b/p/base/{FP}.json"
 
 
-def test_publish_and_fetch_round_trip(aws):
+def test_publish_and_fetch_round_trip(sandbox_env):
     s3 = boto3.client("s3")
     manifest = sample(ParentRef("base", "c" * 40, "ami-0fedcba9876543210"))
     uri = publish(s3, BUCKET, "images", manifest)
@@ -40,9 +40,9 @@ def test_publish_and_fetch_round_trip(aws):
     assert fetch(s3, BUCKET, "images", "snowflake", "d" * 40) is None
 
 
-def test_invalid_manifest_is_not_written(aws):
+def test_invalid_manifest_is_not_written(sandbox_env):
     s3 = boto3.client("s3")
-    bad = Manifest(**{**sample().__dict__, "amis": (("us-east-1", "not-an-ami"),)})
+    bad = Manifest(**{**sample().__dict__, "amis": {"us-east-1": "not-an-ami"}})
     with pytest.raises(ManifestError, match=r"\$.amis"):
         publish(s3, BUCKET, "images", bad)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
@@ -55,14 +55,14 @@ def test_invalid_manifest_is_not_written(aws):
         (b'{"schema_version": 1}', "does not match the manifest schema"),
     ],
 )
-def test_tampered_manifest_is_refused(aws, body, message):
+def test_tampered_manifest_is_refused(sandbox_env, body, message):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=BUCKET, Key=f"images/snowflake/{FP}.json", Body=body)
     with pytest.raises(ManifestError, match=message):
         fetch(s3, BUCKET, "images", "snowflake", FP)
 
 
-def test_manifest_for_another_image_is_refused(aws):
+def test_manifest_for_another_image_is_refused(sandbox_env):
     s3 = boto3.client("s3")
     publish(s3, BUCKET, "images", sample())
     body = s3.get_object(Bucket=BUCKET, Key=f"images/snowflake/{FP}.json")["Body"].read()

@@ -10,13 +10,14 @@ import pytest
 from pytest_terraform import terraform
 
 from bridge.sandbox import BASE_IMAGE
-from tests.conftest import BUCKET, bridge_command, own_images
+from testing.bridge import bridge_command
+from testing.sandbox import BUCKET, own_images
 
 
 @pytest.fixture(autouse=True)
-def module_env(aws, terraform_env, repo, packer, monkeypatch):
+def module_env(sandbox_env, terraform_env, repo, packer, monkeypatch):
     """Runs before the terraform fixtures: the sandbox, providers and inputs for each example."""
-    for key, value in {**aws, **terraform_env}.items():
+    for key, value in {**sandbox_env, **terraform_env}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TF_VAR_image_id", BASE_IMAGE)
     monkeypatch.setenv("TF_VAR_bucket", BUCKET)

@@ -8,7 +8,8 @@ import pytest
 
 from bridge.errors import QueryError
 from bridge.protocol import encode_result, parse_query
-from tests.conftest import external, manifest_keys, own_images
+from testing.bridge import external
+from testing.sandbox import manifest_keys, own_images
 
 RESULT_KEYS = {
     "ami_id",
@@ -29,11 +30,11 @@ RESULT_KEYS = {
 def test_parse_query_defaults_and_empty_strings():
     q = parse_query(json.dumps({"definition": "base", "region": "", "owners": "self,123456789012"}))
     assert q.definition == "base"
-    assert q.repo == "."
-    assert q.region is None
-    assert q.on_missing == "build"
-    assert q.owners == ("self", "123456789012")
-    assert q.allow_dirty is False
+    assert q.options.repo == "."
+    assert q.options.region is None
+    assert q.options.on_missing is None  # the command's default applies (external: build)
+    assert q.options.owners == ("self", "123456789012")
+    assert q.options.allow_dirty is False
 
 
 @pytest.mark.parametrize(
@@ -68,8 +69,8 @@ def test_encode_result_is_one_object_of_strings():
         encode_result({"a": 1})  # type: ignore[dict-item]
 
 
-def test_external_builds_chain_and_prints_exactly_one_object(aws, repo, packer):
-    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+def test_external_builds_chain_and_prints_exactly_one_object(sandbox_env, repo, packer):
+    proc = external(sandbox_env, {"definition": "snowflake", "repo": str(repo.path)})
     assert proc.code == 0, proc.stderr
     result = json.loads(proc.stdout)
     # Byte-exact: one JSON object of strings, a newline, nothing else.
@@ -86,8 +87,8 @@ def test_external_builds_chain_and_prints_exactly_one_object(aws, repo, packer):
     assert len(manifest_keys()) == 2
 
 
-def test_external_with_no_query_keys_reads_empty_object(aws):
-    proc = external(aws, "{}")
+def test_external_with_no_query_keys_reads_empty_object(sandbox_env):
+    proc = external(sandbox_env, "{}")
     assert proc.code == 1 and proc.stdout == ""
     assert 'no "definition" key' in proc.stderr
 
@@ -108,10 +109,10 @@ def test_external_with_no_query_keys_reads_empty_object(aws):
         '{"definition": "base", "commit": "0000000000000000000000000000000000000000"}',
     ],
 )
-def test_every_error_exits_1_with_empty_stdout_and_builds_nothing(aws, repo, query):
+def test_every_error_exits_1_with_empty_stdout_and_builds_nothing(sandbox_env, repo, query):
     if query.startswith('{"definition"') and '"repo"' not in query:
         query = query[:-1] + f', "repo": {json.dumps(str(repo.path))}}}'
-    proc = external(aws, query)
+    proc = external(sandbox_env, query)
     assert proc.code == 1
     assert proc.stdout == ""
     assert proc.stderr.startswith("ami-bridge: error: ")
@@ -121,15 +122,15 @@ def test_every_error_exits_1_with_empty_stdout_and_builds_nothing(aws, repo, que
     assert manifest_keys() == []
 
 
-def test_non_utf8_stdin_is_a_clear_error(aws):
-    from tests.conftest import run_bridge
+def test_non_utf8_stdin_is_a_clear_error(sandbox_env):
+    from testing.bridge import run_bridge
 
-    proc = run_bridge(["external"], aws, stdin=b'{"definition": "\xff"}')
+    proc = run_bridge(["external"], sandbox_env, stdin=b'{"definition": "\xff"}')
     assert proc.code == 1 and proc.stdout == ""
     assert "Traceback" not in proc.stderr
 
 
-def test_broken_catalogs_fail_through_the_protocol(aws, repo):
+def test_broken_catalogs_fail_through_the_protocol(sandbox_env, repo):
     cases = {
         "parent cycle": lambda d: d["definitions"]["base"].update(parent="snowflake"),
         "does not exist": lambda d: d["definitions"]["base"].update(template="base/gone.json"),
@@ -144,7 +145,7 @@ def test_broken_catalogs_fail_through_the_protocol(aws, repo):
             data = json.loads(json.dumps(original))
             mutate(data)
             repo.set_catalog(data)
-        proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+        proc = external(sandbox_env, {"definition": "snowflake", "repo": str(repo.path)})
         assert proc.code == 1 and proc.stdout == "", message
         assert message in proc.stderr and "Traceback" not in proc.stderr
     assert own_images() == [] and manifest_keys() == []

@@ -6,15 +6,7 @@ import pytest
 from bridge.aws import AwsClients
 from bridge.errors import AwsError
 from bridge.registry import describe_image, find_images, tag_image
-from bridge.sandbox import BASE_IMAGE
-
-
-def make_image(ec2, name: str, fingerprint: str | None) -> str:
-    instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
-    ami = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
-    if fingerprint:
-        ec2.create_tags(Resources=[ami], Tags=[{"Key": "SHA", "Value": fingerprint}])
-    return ami
+from testing.sandbox import make_image
 
 
 def counted_client():
@@ -25,7 +17,7 @@ def counted_client():
     return ec2, calls
 
 
-def test_one_call_per_200_fingerprints(aws):
+def test_one_call_per_200_fingerprints(sandbox_env):
     raw = boto3.client("ec2")
     wanted = [f"{i:040x}" for i in range(450)]
     ami = make_image(raw, "one", wanted[321])
@@ -36,7 +28,7 @@ def test_one_call_per_200_fingerprints(aws):
     assert set(found) == {wanted[321]}
 
 
-def test_several_matches_newest_first(aws):
+def test_several_matches_newest_first(sandbox_env):
     raw = boto3.client("ec2")
     first = make_image(raw, "first", "f" * 40)
     second = make_image(raw, "second", "f" * 40)
@@ -46,7 +38,7 @@ def test_several_matches_newest_first(aws):
     assert images[0].creation_date >= images[1].creation_date
 
 
-def test_other_tag_key(aws):
+def test_other_tag_key(sandbox_env):
     raw = boto3.client("ec2")
     ami = make_image(raw, "keyed", None)
     raw.create_tags(Resources=[ami], Tags=[{"Key": "ImageFingerprint", "Value": "1" * 40}])
@@ -56,7 +48,7 @@ def test_other_tag_key(aws):
     assert found["1" * 40][0].ami_id == ami
 
 
-def test_tag_image_tags_snapshots_too(aws):
+def test_tag_image_tags_snapshots_too(sandbox_env):
     raw = boto3.client("ec2")
     ami = make_image(raw, "tagged", None)
     ec2, _ = counted_client()
@@ -66,7 +58,7 @@ def test_tag_image_tags_snapshots_too(aws):
     assert {t["Key"]: t["Value"] for t in snap["Tags"]}["k"] == "v" * 255
 
 
-def test_unknown_image_is_an_aws_error(aws):
+def test_unknown_image_is_an_aws_error(sandbox_env):
     ec2, _ = counted_client()
     with pytest.raises(AwsError, match="ami-0000000000000000f"):
         describe_image(ec2, "us-east-1", "ami-0000000000000000f")

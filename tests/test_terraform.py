@@ -9,15 +9,10 @@ import boto3
 import pytest
 
 from bridge import registry
-from tests.conftest import (
-    BUCKET,
-    ROOT,
-    Terraform,
-    bridge_command,
-    copy_terraform_tree,
-    own_images,
-    tags_of,
-)
+from testing import ROOT
+from testing.bridge import bridge_command
+from testing.sandbox import BUCKET, own_images, tags_of
+from testing.terraform import Terraform, copy_tree
 
 
 def root_vars(repo, build_phase: str = "apply") -> list[str]:
@@ -31,8 +26,8 @@ def root_vars(repo, build_phase: str = "apply") -> list[str]:
 
 
 @pytest.fixture
-def root_tf(tmp_path, aws, terraform_bin, terraform_env, packer) -> Terraform:
-    tf = Terraform(terraform_bin, copy_terraform_tree(tmp_path / "tf"), {**aws, **terraform_env})
+def root_tf(tmp_path, sandbox_env, terraform_bin, terraform_env, packer) -> Terraform:
+    tf = Terraform(terraform_bin, copy_tree(tmp_path / "tf"), {**sandbox_env, **terraform_env})
     tf.init()
     return tf
 
@@ -124,10 +119,12 @@ def test_never_phase_fails_plan_with_bridge_message(root_tf, repo):
     assert own_images() == []
 
 
-def test_unknown_definition_shows_bridge_stderr(tmp_path, aws, terraform_bin, terraform_env, repo):
-    copy_terraform_tree(tmp_path / "copy")
+def test_unknown_definition_shows_bridge_stderr(
+    tmp_path, sandbox_env, terraform_bin, terraform_env, repo
+):
+    copy_tree(tmp_path / "copy")
     example = tmp_path / "copy" / "modules" / "ami_chain" / "examples" / "basic"
-    tf = Terraform(terraform_bin, example, {**aws, **terraform_env})
+    tf = Terraform(terraform_bin, example, {**sandbox_env, **terraform_env})
     tf.init()
     proc = tf.run(
         "plan", "-input=false",
@@ -144,16 +141,10 @@ def test_unknown_definition_shows_bridge_stderr(tmp_path, aws, terraform_bin, te
 
 
 def test_module_validation_rejects_bad_definition(
-    tmp_path, aws, terraform_bin, terraform_env, repo
+    tmp_path, sandbox_env, terraform_bin, terraform_env, repo
 ):
-    example = (
-        copy_terraform_tree(tmp_path / "copy").parent
-        / "modules"
-        / "ami_chain"
-        / "examples"
-        / "basic"
-    )
-    tf = Terraform(terraform_bin, example, {**aws, **terraform_env})
+    example = copy_tree(tmp_path / "copy").parent / "modules" / "ami_chain" / "examples" / "basic"
+    tf = Terraform(terraform_bin, example, {**sandbox_env, **terraform_env})
     tf.init()
     proc = tf.run(
         "plan",
@@ -184,7 +175,7 @@ def test_fmt_is_clean(terraform_bin, terraform_env):
 
 @pytest.mark.parametrize("directory", terraform_dirs(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_validate(tmp_path, terraform_bin, terraform_env, directory):
-    copy = copy_terraform_tree(tmp_path).parent
+    copy = copy_tree(tmp_path).parent
     target = copy / directory.relative_to(ROOT)
     tf = Terraform(terraform_bin, target, {**terraform_env, "TF_DATA_DIR": str(tmp_path / "data")})
     tf.run("init", "-input=false", "-backend=false")

@@ -1,4 +1,4 @@
-"""Resolving and building chains against the sandbox with real Packer and git."""
+"""Resolving and building chains against the sandbox with real Packer and git (resolve.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import boto3
 
 from bridge import registry
-from tests.conftest import BUCKET, external, manifest_keys, own_images, tags_of
+from testing.bridge import external
+from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
 
 HCL_TEMPLATE = """
 variable "ami_sha" {
@@ -46,8 +47,8 @@ def resolve(env, repo, definition="snowflake", **extra):
     return json.loads(proc.stdout)
 
 
-def test_build_on_miss_tags_image_with_provenance(aws, repo, packer):
-    result = resolve(aws, repo)
+def test_build_on_miss_tags_image_with_provenance(sandbox_env, repo, packer):
+    result = resolve(sandbox_env, repo)
     images = {i["ImageId"]: i for i in own_images()}
     base = tags_of(images[result["parent_ami_id"]])
     snow = tags_of(images[result["ami_id"]])
@@ -67,20 +68,20 @@ def test_build_on_miss_tags_image_with_provenance(aws, repo, packer):
     assert tags_of(snap)["SHA"] == result["fingerprint"]
 
 
-def test_second_resolve_builds_nothing(aws, repo, packer):
-    first = resolve(aws, repo)
-    second = resolve(aws, repo)
+def test_second_resolve_builds_nothing(sandbox_env, repo, packer):
+    first = resolve(sandbox_env, repo)
+    second = resolve(sandbox_env, repo)
     assert second["built"] == "false"
     assert second["ami_id"] == first["ami_id"]
     assert second["parent_ami_id"] == first["parent_ami_id"]
     assert len(own_images()) == 2
 
 
-def test_base_change_rebuilds_both(aws, repo, packer):
-    first = resolve(aws, repo)
+def test_base_change_rebuilds_both(sandbox_env, repo, packer):
+    first = resolve(sandbox_env, repo)
     repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho v2\n")
     repo.commit("baseline v2")
-    second = resolve(aws, repo)
+    second = resolve(sandbox_env, repo)
     assert second["built"] == "true"
     assert second["parent_ami_id"] != first["parent_ami_id"]
     assert second["ami_id"] != first["ami_id"]
@@ -88,49 +89,53 @@ def test_base_change_rebuilds_both(aws, repo, packer):
     assert len(manifest_keys()) == 4
 
 
-def test_child_change_rebuilds_only_child(aws, repo, packer):
-    first = resolve(aws, repo)
+def test_child_change_rebuilds_only_child(sandbox_env, repo, packer):
+    first = resolve(sandbox_env, repo)
     repo.write("snowflake/tasks/docker.sh", "#!/bin/sh\necho docker v2\n")
     repo.commit("docker v2")
-    second = resolve(aws, repo)
+    second = resolve(sandbox_env, repo)
     assert second["parent_ami_id"] == first["parent_ami_id"]
     assert second["ami_id"] != first["ami_id"]
     assert len(own_images()) == 3
 
 
-def test_child_on_outdated_parent_ami_is_rebuilt(aws, repo, packer):
-    first = resolve(aws, repo)
+def test_child_on_outdated_parent_ami_is_rebuilt(sandbox_env, repo, packer):
+    first = resolve(sandbox_env, repo)
     ec2 = boto3.client("ec2")
     # The base is rebuilt (same fingerprint, new AMI) and the old one deregistered.
     ec2.deregister_image(ImageId=first["parent_ami_id"])
-    report = resolve(aws, repo, on_missing="report")
+    report = resolve(sandbox_env, repo, on_missing="report")
     assert report["found"] == "false" and report["ami_id"] == ""
-    rebuilt = resolve(aws, repo)
+    rebuilt = resolve(sandbox_env, repo)
     assert rebuilt["built"] == "true"
     assert rebuilt["parent_ami_id"] != first["parent_ami_id"]
     assert rebuilt["fingerprint"] == first["fingerprint"]
     assert rebuilt["ami_id"] != first["ami_id"]
 
 
-def test_outdated_state_is_reported(aws, repo, packer):
-    first = resolve(aws, repo)
-    from tests.conftest import run_bridge
+def test_outdated_state_is_reported(sandbox_env, repo, packer):
+    first = resolve(sandbox_env, repo)
+    from testing.bridge import run_bridge
 
-    build = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], aws)
+    build = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], sandbox_env)
     assert build.code == 0, build.stderr
-    status = run_bridge(["status", "--json", "--repo", str(repo.path)], aws)
+    status = run_bridge(["status", "--json", "--repo", str(repo.path)], sandbox_env)
     states = {k: v["state"] for k, v in json.loads(status.stdout).items()}
     assert states == {"base": "found", "snowflake": "outdated"}
-    fail = external(aws, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"})
-    assert fail.code == 1 and fail.stdout == ""
+    fail = external(
+        sandbox_env, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"}
+    )
+    assert fail.code == 3 and fail.stdout == ""
     assert "outdated" in fail.stderr
-    again = resolve(aws, repo)
+    again = resolve(sandbox_env, repo)
     assert again["built"] == "true" and again["ami_id"] != first["ami_id"]
 
 
-def test_on_missing_fail_names_everything(aws, repo):
-    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"})
-    assert proc.code == 1 and proc.stdout == ""
+def test_on_missing_fail_names_everything(sandbox_env, repo):
+    proc = external(
+        sandbox_env, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"}
+    )
+    assert proc.code == 3 and proc.stdout == ""
     msg = proc.stderr
     for part in (
         "'base'",
@@ -144,14 +149,14 @@ def test_on_missing_fail_names_everything(aws, repo):
     assert own_images() == []
 
 
-def test_on_missing_report_gives_fingerprint_without_building(aws, repo):
-    result = resolve(aws, repo, on_missing="report")
+def test_on_missing_report_gives_fingerprint_without_building(sandbox_env, repo):
+    result = resolve(sandbox_env, repo, on_missing="report")
     assert result["found"] == "false" and result["built"] == "false" and result["ami_id"] == ""
     assert len(result["fingerprint"]) == 40
     assert own_images() == []
 
 
-def test_seed_built_image_is_found(aws, repo):
+def test_seed_built_image_is_found(sandbox_env, repo):
     """An image tagged the seed's way (SHA = git ls-tree tree hash) is used as is."""
     ec2 = boto3.client("ec2")
     reservation = ec2.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
@@ -159,18 +164,18 @@ def test_seed_built_image_is_found(aws, repo):
     ec2.create_tags(
         Resources=[ami["ImageId"]], Tags=[{"Key": "SHA", "Value": repo.tree_sha("base")}]
     )
-    result = resolve(aws, repo, definition="base", on_missing="fail")
+    result = resolve(sandbox_env, repo, definition="base", on_missing="fail")
     assert result["ami_id"] == ami["ImageId"] and result["built"] == "false"
 
 
-def test_failed_build_leaves_nothing(aws, repo, packer):
+def test_failed_build_leaves_nothing(sandbox_env, repo, packer):
     template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
     template["provisioners"].insert(
         0, {"type": "shell-local", "inline": ["echo boom >&2", "exit 3"]}
     )
     repo.write("snowflake/snowflake.json", json.dumps(template))
     repo.commit("broken provisioner")
-    proc = external(aws, {"definition": "snowflake", "repo": str(repo.path)})
+    proc = external(sandbox_env, {"definition": "snowflake", "repo": str(repo.path)})
     assert proc.code == 1 and proc.stdout == ""
     assert "Packer failed to build snowflake/snowflake.json" in proc.stderr
     assert "exit status" in proc.stderr or "non-zero" in proc.stderr
@@ -181,23 +186,23 @@ def test_failed_build_leaves_nothing(aws, repo, packer):
     assert [k.split("/")[1] for k in manifest_keys()] == ["base"]
 
 
-def test_hcl2_template_child(aws, repo, packer):
+def test_hcl2_template_child(sandbox_env, repo, packer):
     repo.write("tools/tools.pkr.hcl", HCL_TEMPLATE)
     data = repo.catalog()
     data["definitions"]["tools"] = {"template": "tools", "parent": "base"}
     repo.set_catalog(data)
     repo.commit("tools")
-    result = resolve(aws, repo, definition="tools")
+    result = resolve(sandbox_env, repo, definition="tools")
     assert result["built"] == "true"
     images = {i["ImageId"]: i for i in own_images()}
     assert images[result["ami_id"]]["Name"] == f"tools-{result['fingerprint']}"
     assert tags_of(images[result["ami_id"]])[registry.TAG_PARENT_AMI] == result["parent_ami_id"]
 
 
-def test_manifest_matches_schema_and_images(aws, repo, packer):
+def test_manifest_matches_schema_and_images(sandbox_env, repo, packer):
     from bridge.manifests import validate
 
-    result = resolve(aws, repo)
+    result = resolve(sandbox_env, repo)
     key = result["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
     body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
     validate(body, key)
@@ -210,9 +215,9 @@ def test_manifest_matches_schema_and_images(aws, repo, packer):
     assert body["packer_version"] == "1.6.6"
 
 
-def test_build_url_from_ci_variables(aws, repo, packer):
+def test_build_url_from_ci_variables(sandbox_env, repo, packer):
     env = {
-        **aws,
+        **sandbox_env,
         "GITHUB_SERVER_URL": "https://github.example",
         "GITHUB_REPOSITORY": "org/images",
         "GITHUB_RUN_ID": "42",
@@ -225,24 +230,26 @@ def test_build_url_from_ci_variables(aws, repo, packer):
     )
 
 
-def test_no_bucket_means_no_manifest(aws, repo, packer):
+def test_no_bucket_means_no_manifest(sandbox_env, repo, packer):
     data = repo.catalog()
     del data["manifest"]
     repo.set_catalog(data)
     repo.commit("no manifests")
-    result = resolve(aws, repo, definition="base")
+    result = resolve(sandbox_env, repo, definition="base")
     assert result["manifest_uri"] == "" and result["built"] == "true"
     assert manifest_keys() == []
 
 
-def test_image_owned_by_another_account_is_ignored(aws, repo, packer):
-    built = resolve(aws, repo, definition="base")
+def test_image_owned_by_another_account_is_ignored(sandbox_env, repo, packer):
+    built = resolve(sandbox_env, repo, definition="base")
     assert built["found"] == "true"
-    other = resolve(aws, repo, definition="base", on_missing="report", owners="210987654321")
+    other = resolve(
+        sandbox_env, repo, definition="base", on_missing="report", owners="210987654321"
+    )
     assert other["found"] == "false" and other["ami_id"] == ""
 
 
-def test_multi_region_image_is_tagged_and_found_in_every_region(aws, repo, packer):
+def test_multi_region_image_is_tagged_and_found_in_every_region(sandbox_env, repo, packer):
     template = json.loads(repo.path.joinpath("base/base.json").read_text())
     template["builders"][0]["ami_regions"] = ["us-west-2"]
     repo.write("base/base.json", json.dumps(template, indent=2))
@@ -250,21 +257,21 @@ def test_multi_region_image_is_tagged_and_found_in_every_region(aws, repo, packe
     data["definitions"]["base"]["regions"] = ["us-east-1", "us-west-2"]
     repo.set_catalog(data)
     repo.commit("base in two regions")
-    result = resolve(aws, repo, definition="base")
+    result = resolve(sandbox_env, repo, definition="base")
     amis = json.loads(result["amis_json"])
     assert set(amis) == {"us-east-1", "us-west-2"} and amis["us-east-1"] == result["ami_id"]
     west = own_images("us-west-2")
     assert [i["ImageId"] for i in west] == [amis["us-west-2"]]
     assert tags_of(west[0])["SHA"] == result["fingerprint"]
-    again = resolve(aws, repo, definition="base")
+    again = resolve(sandbox_env, repo, definition="base")
     assert again["built"] == "false" and json.loads(again["amis_json"]) == amis
     # Losing the copy in one region makes the image incomplete: it is rebuilt.
     boto3.client("ec2", region_name="us-west-2").deregister_image(ImageId=amis["us-west-2"])
-    report = resolve(aws, repo, definition="base", on_missing="report")
+    report = resolve(sandbox_env, repo, definition="base", on_missing="report")
     assert report["found"] == "false"
 
 
-def test_seed_manifest_gives_a_just_built_parent(aws, repo, packer, tmp_path):
+def test_seed_manifest_gives_a_just_built_parent(sandbox_env, repo, packer, tmp_path):
     """The seed pipeline's manifest-base.json (Packer manifest format) from the same workflow."""
     ec2 = boto3.client("ec2")
     instance = ec2.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
@@ -284,7 +291,7 @@ def test_seed_manifest_gives_a_just_built_parent(aws, repo, packer, tmp_path):
             }
         )
     )
-    env = {**aws, "AMI_BRIDGE_PACKER_MANIFESTS": str(workspace)}
+    env = {**sandbox_env, "AMI_BRIDGE_PACKER_MANIFESTS": str(workspace)}
     result = resolve(env, repo)
     assert result["parent_ami_id"] == seed_base and result["built"] == "true"
     assert len(own_images()) == 2  # the seed's base and the new snowflake; no base rebuilt

@@ -1,0 +1,106 @@
+"""The build step: Packer variables for a definition, one `packer build`, its artifacts.
+
+Nothing here tags or publishes (publish.py does, after the build is known to be ours), so a
+failed or interrupted build leaves nothing that names the fingerprint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bridge import seed
+from bridge.catalog import Definition
+from bridge.errors import BuildError
+from bridge.packer import PackerRunner, declared_variables
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_VARIABLE = "ec2_endpoint"
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What one Packer build made."""
+
+    amis: Mapping[str, str]  # region -> AMI ID, for every region of the definition
+    log_path: Path
+
+
+def packer_variables(
+    d: Definition,
+    fingerprint: str,
+    *,
+    declared: set[str],
+    parent_ami: str | None,
+    region: str,
+    ec2_endpoint: str | None,
+) -> dict[str, str]:
+    """The `-var` values of a build: the catalog's variables, plus the seed pipeline's variables
+    (`ami_sha`, `ami_name`, `ami_base`, `region`) and `ec2_endpoint` where the template declares
+    them and the catalog does not set them."""
+    variables = dict(d.variables)
+    provided = {
+        "ami_sha": fingerprint,
+        "ami_name": f"{d.name}-{fingerprint[:12]}",
+        "ami_base": parent_ami or "",
+        "region": region,
+    }
+    if ec2_endpoint:
+        provided[ENDPOINT_VARIABLE] = ec2_endpoint
+    for name, value in provided.items():
+        if name in declared and name not in variables:
+            variables[name] = value
+    return variables
+
+
+def build_image(
+    runner: PackerRunner,
+    root: Path,
+    d: Definition,
+    fingerprint: str,
+    *,
+    regions: Sequence[str],
+    parent: tuple[str, str] | None,
+    ec2_endpoint: str | None,
+    log_dir: Path,
+    manifest_dir: Path | None,
+) -> Artifacts:
+    """Run Packer for `d` from `root`; the AMIs it reports for every one of `regions`.
+
+    `parent` is (definition, AMI) of the image to build on. Artifacts come from Packer's
+    machine-readable output, or from a seed-style manifest file in `manifest_dir` (default
+    `root`).
+    """
+    declared = declared_variables(root / d.template)
+    if parent is not None and "ami_base" not in declared:
+        log.warning(
+            "%s: the template declares no `ami_base` variable, so it cannot be told to build "
+            "on %s (%s)",
+            d.name,
+            *parent,
+        )
+    variables = packer_variables(
+        d,
+        fingerprint,
+        declared=declared,
+        parent_ami=parent[1] if parent else None,
+        region=regions[0],
+        ec2_endpoint=ec2_endpoint,
+    )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log_path = log_dir / f"{d.name}-{fingerprint[:12]}-{stamp}.log"
+    log.info("building %s (%s) with Packer; log: %s", d.name, fingerprint[:12], log_path)
+    result = runner.build(d.template, variables, root, log_path)
+    amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name)
+    missing = [r for r in regions if r not in amis]
+    if missing:
+        raise BuildError(
+            f"Packer built {d.name!r} but reported no AMI for {', '.join(missing)} (it "
+            f"reported {amis or 'none'}). Make the template build in {regions[0]} and copy "
+            f"to the other catalog regions (ami_regions). Log: {log_path}."
+        )
+    return Artifacts({r: amis[r] for r in regions}, log_path)

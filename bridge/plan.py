@@ -1,0 +1,150 @@
+"""The planner: from fingerprints and the images seen, a decision per definition. No I/O.
+
+Deciding is separate from looking (fingerprint.py, registry.py) and from acting (resolve.py): every
+case here is plain data in, plain data out, so `status`, dry runs and the resolve loop print and
+act on the same decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from bridge.catalog import Definition
+from bridge.registry import TAG_PARENT_AMI, Image
+from bridge.settings import OnMissing
+
+# found: every region has a usable image; pending: every region has one, some still pending;
+# outdated: images with this fingerprint exist but none was built on the parent's current AMI;
+# missing: no usable image in at least one region.
+State = Literal["found", "missing", "outdated", "pending"]
+# use the image; wait for a pending one; build; fail with "not found"; report the miss as is.
+Step = Literal["use", "wait", "build", "fail", "report"]
+Source = Literal["ec2", "seed-manifest", "none"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one definition needs, given what EC2 (or a seed pipeline's manifest) has."""
+
+    definition: str
+    fingerprint: str
+    state: State
+    regions: tuple[str, ...]
+    # region -> the image to use (every region for found/pending; otherwise what was usable)
+    images: Mapping[str, Image] = field(default_factory=lambda: MappingProxyType({}))
+    # region -> further images with the same fingerprint (older duplicates), for warnings
+    duplicates: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    source: Source = "none"
+
+    @property
+    def usable(self) -> bool:
+        """An image exists in every region (possibly still pending)."""
+        return self.state in ("found", "pending")
+
+    @property
+    def amis(self) -> dict[str, str]:
+        """Region -> AMI ID of the images to use."""
+        return {r: i.ami_id for r, i in self.images.items()} if self.usable else {}
+
+    @property
+    def primary(self) -> Image | None:
+        """The image in the build region, when there is one to use."""
+        return self.images.get(self.regions[0]) if self.usable else None
+
+
+def regions_for(d: Definition, *, catalog_regions: Sequence[str], region: str) -> tuple[str, ...]:
+    """Regions the image of `d` must exist in; the first is where it is built.
+
+    The definition's regions, else the catalog's, else `region`; `region` goes first when listed.
+    """
+    regions = tuple(d.regions or catalog_regions or (region,))
+    if region in regions:
+        return (region, *[r for r in regions if r != region])
+    return regions
+
+
+def decide(
+    d: Definition,
+    fingerprint: str,
+    regions: Sequence[str],
+    seen: Mapping[str, Sequence[Image]],
+    *,
+    parent_ami: str | None,
+    seeded: Mapping[str, Image] | None = None,
+) -> Decision:
+    """Classify `d` from the images seen with its fingerprint (region -> images, newest first).
+
+    `parent_ami` is the AMI of the parent's image to build on ("" when the parent has none yet;
+    None for a root). A child's image counts only if its parent-AMI tag names that AMI. `seeded`
+    is a root image a seed pipeline built in the same workflow (its manifest), used only when EC2
+    has no complete image by fingerprint and every region's copy is available.
+    """
+    regions = tuple(regions)
+    chosen: dict[str, Image] = {}
+    duplicates: dict[str, tuple[str, ...]] = {}
+    outdated = False
+    for region in regions:
+        candidates = list(seen.get(region, ()))
+        if parent_ami is not None:
+            matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) == parent_ami]
+            outdated = outdated or (bool(candidates) and not matching)
+            candidates = matching
+        if candidates:
+            chosen[region] = candidates[0]
+            if len(candidates) > 1:
+                duplicates[region] = tuple(i.ami_id for i in candidates[1:])
+    complete = all(r in chosen for r in regions)
+    if (
+        not complete
+        and parent_ami is None
+        and seeded is not None
+        and all(r in seeded and seeded[r].state == "available" for r in regions)
+    ):
+        return Decision(
+            d.name,
+            fingerprint,
+            "found",
+            regions,
+            MappingProxyType({r: seeded[r] for r in regions}),
+            source="seed-manifest",
+        )
+    state: State
+    if complete:
+        state = "pending" if any(i.state == "pending" for i in chosen.values()) else "found"
+    else:
+        state = "outdated" if outdated else "missing"
+    return Decision(
+        d.name,
+        fingerprint,
+        state,
+        regions,
+        MappingProxyType(chosen),
+        MappingProxyType(duplicates),
+        source="ec2" if chosen else "none",
+    )
+
+
+def next_step(
+    decision: Decision, *, on_missing: OnMissing, forced: bool, parent_ready: bool
+) -> Step:
+    """What to do about a decision.
+
+    `forced` rebuilds whatever is there; `parent_ready` says the parent (if any) has an image to
+    build on. Without one, a child can only be reported as it is.
+    """
+    if forced:
+        return "build" if parent_ready else "report"
+    if decision.state == "found":
+        return "use"
+    if decision.state == "pending":
+        return "wait"
+    if not parent_ready:
+        return "report"
+    if on_missing == "build":
+        return "build"
+    if on_missing == "fail":
+        return "fail"
+    return "report"

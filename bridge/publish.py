@@ -1,0 +1,92 @@
+"""The publish step: fingerprint and provenance tags on a built image, then its S3 manifest.
+
+The fingerprint tag goes on in the same CreateTags call as the provenance tags, so an image is
+never findable without them; the manifest is written after tagging, so no manifest points at an
+image that cannot be found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from bridge import manifests, registry
+from bridge.catalog import Definition
+from bridge.registry import Image
+
+if TYPE_CHECKING:
+    from bridge.aws import AwsClients
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a build came from, for its tags and manifest."""
+
+    commit: str
+    packer_version: str
+    build_url: str
+    parent: manifests.ParentRef | None
+
+
+@dataclass(frozen=True)
+class Published:
+    """A tagged image in every region, and its manifest's URI ("" without a bucket)."""
+
+    images: Mapping[str, Image]
+    manifest_uri: str
+
+
+def image_tags(
+    d: Definition, fingerprint: str, *, tag_key: str, provenance: Provenance
+) -> dict[str, str]:
+    """Every tag a built image and its snapshots get."""
+    tags = {
+        **d.tags,
+        registry.TAG_DEFINITION: d.name,
+        registry.TAG_COMMIT: provenance.commit,
+        registry.TAG_PACKER_VERSION: provenance.packer_version,
+    }
+    if provenance.build_url:
+        tags[registry.TAG_BUILD_URL] = provenance.build_url
+    if provenance.parent is not None:
+        tags[registry.TAG_PARENT_AMI] = provenance.parent.ami
+        tags[registry.TAG_PARENT_FINGERPRINT] = provenance.parent.fingerprint
+    tags[tag_key] = fingerprint
+    return tags
+
+
+def publish(
+    clients: AwsClients,
+    d: Definition,
+    fingerprint: str,
+    amis: Mapping[str, str],
+    *,
+    tag_key: str,
+    provenance: Provenance,
+    bucket: str | None,
+    prefix: str | None,
+) -> Published:
+    """Tag the images of a build (one CreateTags per region) and write its manifest."""
+    tags = image_tags(d, fingerprint, tag_key=tag_key, provenance=provenance)
+    images = {
+        region: registry.describe_image(clients.ec2(region), region, ami)
+        for region, ami in amis.items()
+    }
+    for image in images.values():
+        registry.tag_image(clients.ec2(image.region), image, tags)
+    uri = ""
+    if bucket:
+        manifest = manifests.Manifest(
+            definition=d.name,
+            fingerprint=fingerprint,
+            amis=dict(sorted(amis.items())),
+            parent=provenance.parent,
+            git_commit=provenance.commit,
+            packer_version=provenance.packer_version,
+            build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            build_url=provenance.build_url,
+        )
+        uri = manifests.publish(clients.s3(next(iter(amis))), bucket, prefix, manifest)
+    return Published(images, uri)

@@ -1,0 +1,452 @@
+"""Resolving: look (git, EC2), decide (plan.py), act (build.py, publish.py), parents first.
+
+`Resolver.resolve` is the loop: fingerprint the definitions and look their images up (one
+DescribeImages per region), then for each definition, parents first, let the planner decide and
+carry out its step. Builds run under this machine's lock and the image's S3 lease, so each image
+is built once however many processes ask for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Literal
+
+import git
+
+from bridge import manifests, plan, publish, registry, seed
+from bridge.aws import AwsClients
+from bridge.build import build_image
+from bridge.catalog import Catalog, Definition
+from bridge.errors import BuildError, LeaseError, ManifestError, NotFoundError, QueryError
+from bridge.fingerprint import Snapshot, fingerprint_all
+from bridge.lease import Lease, LeaseConfig, LeaseManager, lease_key
+from bridge.locking import local_lock
+from bridge.packer import PackerRunner
+from bridge.registry import Image
+from bridge.settings import OnMissing, Settings
+
+log = logging.getLogger(__name__)
+
+# What a resolve reports: a planner state, or `built` when the image was built during it.
+Outcome = Literal["found", "built", "missing", "outdated", "pending"]
+
+
+@dataclass(frozen=True)
+class ResolvedAmi:
+    """The outcome for one definition."""
+
+    definition: str
+    fingerprint: str
+    region: str
+    ami_id: str
+    amis: Mapping[str, str]
+    parent_definition: str | None
+    parent_ami_id: str
+    state: Outcome
+    manifest_uri: str
+    git_commit: str
+    creation_date: str
+
+    @property
+    def found(self) -> bool:
+        """An image is there to use."""
+        return self.state in ("found", "built")
+
+    @property
+    def built(self) -> bool:
+        """The image was built during this resolve (here, or by a build it waited for)."""
+        return self.state == "built"
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Fingerprints and the images EC2 has for them, before anything is decided."""
+
+    definitions: Sequence[Definition]
+    snapshot: Snapshot
+    # region -> fingerprint -> images, newest first
+    images: Mapping[str, Mapping[str, Sequence[Image]]]
+    # root definition -> the images of a seed pipeline's manifest (AMI_BRIDGE_PACKER_MANIFESTS)
+    seeded: Mapping[str, Mapping[str, Image]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def seen(self, fingerprint: str) -> dict[str, Sequence[Image]]:
+        """Region -> images carrying `fingerprint`."""
+        return {region: by_fp.get(fingerprint, ()) for region, by_fp in self.images.items()}
+
+
+class Resolver:
+    """Resolves and builds the images of one catalog in one repository."""
+
+    def __init__(
+        self,
+        *,
+        repo: git.Repo,
+        catalog: Catalog,
+        clients: AwsClients,
+        settings: Settings,
+        packer: Callable[[], PackerRunner],
+    ) -> None:
+        self.repo = repo
+        self.catalog = catalog
+        self.clients = clients
+        self.settings = settings
+        self._packer_factory = packer
+        self._packer: PackerRunner | None = None
+        self._leases: LeaseManager | None = None
+        self._warned_no_lease = False
+
+    # -- looking --------------------------------------------------------------------------------
+
+    def regions(self, d: Definition) -> tuple[str, ...]:
+        """Regions the image of `d` must exist in; the first is where it is built."""
+        return plan.regions_for(
+            d, catalog_regions=self.settings.regions, region=self.settings.region
+        )
+
+    def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
+        """The fingerprints of `names` and their ancestors, without asking AWS."""
+        snapshot = self._snapshot(self.catalog.closure(names))
+        return {name: fp.value for name, fp in snapshot.fingerprints.items()}
+
+    def _snapshot(self, definitions: Sequence[Definition]) -> Snapshot:
+        return fingerprint_all(
+            self.repo,
+            definitions,
+            commit=self.settings.commit,
+            allow_dirty=self.settings.allow_dirty,
+        )
+
+    def survey(self, names: Iterable[str]) -> Survey:
+        """Fingerprint `names` and their ancestors; look their images up (one call per region)."""
+        definitions = self.catalog.closure(names)
+        snapshot = self._snapshot(definitions)
+        by_region: dict[str, set[str]] = {}
+        for d in definitions:
+            for region in self.regions(d):
+                by_region.setdefault(region, set()).add(snapshot.fingerprints[d.name].value)
+        images = {region: self._find(region, fps) for region, fps in sorted(by_region.items())}
+        seeded: dict[str, Mapping[str, Image]] = {}
+        directory = self.settings.packer_manifest_dir
+        if directory is not None:
+            for d in definitions:
+                if d.parent is None:
+                    found = seed.built_images(self.clients, directory, d.name, self.regions(d))
+                    if found is not None:
+                        seeded[d.name] = found
+        return Survey(definitions, snapshot, images, seeded)
+
+    def _find(self, region: str, fingerprints: Iterable[str]) -> dict[str, list[Image]]:
+        return registry.find_images(
+            self.clients.ec2(region),
+            region,
+            fingerprints,
+            tag_key=self.settings.tag_key,
+            owners=self.settings.owners,
+        )
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def _decide(self, survey: Survey, d: Definition, parent: ResolvedAmi | None) -> plan.Decision:
+        fp = survey.snapshot.fingerprints[d.name].value
+        decision = plan.decide(
+            d,
+            fp,
+            self.regions(d),
+            survey.seen(fp),
+            parent_ami=None if parent is None else parent.ami_id,
+            seeded=survey.seeded.get(d.name),
+        )
+        for region, others in decision.duplicates.items():
+            log.warning(
+                "%s: %d images in %s carry %s=%s (%s); using the newest, %s",
+                d.name,
+                len(others) + 1,
+                region,
+                self.settings.tag_key,
+                fp,
+                ", ".join([decision.images[region].ami_id, *others]),
+                decision.images[region].ami_id,
+            )
+        if decision.source == "seed-manifest":
+            log.warning(
+                "%s: using %s from %s (a seed pipeline build, not verified by fingerprint)",
+                d.name,
+                ", ".join(decision.amis.values()),
+                self.settings.packer_manifest_dir,
+            )
+        return decision
+
+    def status(self, names: Sequence[str]) -> dict[str, ResolvedAmi]:
+        """What each of `names` (and its ancestors) would need, without waiting or building."""
+        survey = self.survey(names)
+        results: dict[str, ResolvedAmi] = {}
+        for d in survey.definitions:
+            parent = results.get(d.parent) if d.parent else None
+            decision = self._decide(survey, d, parent)
+            results[d.name] = self._outcome(decision, d, parent, survey.snapshot.commit)
+        return results
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def resolve(
+        self,
+        names: Sequence[str],
+        *,
+        on_missing: OnMissing = "build",
+        force: Iterable[str] = (),
+    ) -> dict[str, ResolvedAmi]:
+        """Resolve `names` (and their ancestors), acting on misses as `on_missing` says."""
+        forced = set(force)
+        survey = self.survey(names)
+        commit = survey.snapshot.commit
+        results: dict[str, ResolvedAmi] = {}
+        for d in survey.definitions:
+            parent = results.get(d.parent) if d.parent else None
+            decision = self._decide(survey, d, parent)
+            step = plan.next_step(
+                decision,
+                on_missing=on_missing,
+                forced=d.name in forced,
+                parent_ready=parent is None or parent.found,
+            )
+            if step == "wait":
+                decision = self._wait(decision)
+                step = "use"
+            if step == "use":
+                results[d.name] = self._outcome(decision, d, parent, commit)
+            elif step == "build":
+                results[d.name] = self._locked_build(
+                    d, decision.fingerprint, parent, commit, recheck=d.name not in forced
+                )
+            elif step == "fail":
+                raise NotFoundError(self._not_found(d, decision))
+            else:
+                results[d.name] = self._outcome(decision, d, parent, commit)
+        return results
+
+    def _wait(self, decision: plan.Decision) -> plan.Decision:
+        """The decision once its pending images are available (bounded wait)."""
+        images = {
+            region: registry.wait_available(
+                self.clients.ec2(region),
+                region,
+                image.ami_id,
+                timeout=self.settings.wait_timeout,
+            )
+            if image.state == "pending"
+            else image
+            for region, image in decision.images.items()
+        }
+        return replace(decision, state="found", images=MappingProxyType(images))
+
+    def _outcome(
+        self,
+        decision: plan.Decision,
+        d: Definition,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        built: bool = False,
+        manifest_uri: str | None = None,
+    ) -> ResolvedAmi:
+        primary = decision.primary
+        state: Outcome = "built" if built else decision.state
+        bucket, prefix = self.settings.manifest_bucket, self.settings.manifest_prefix
+        if manifest_uri is None:
+            manifest_uri = (
+                manifests.manifest_uri(bucket, prefix, d.name, decision.fingerprint)
+                if bucket and state in ("found", "built")
+                else ""
+            )
+        return ResolvedAmi(
+            definition=d.name,
+            fingerprint=decision.fingerprint,
+            region=decision.regions[0],
+            ami_id=primary.ami_id if primary else "",
+            amis=MappingProxyType(dict(sorted(decision.amis.items()))),
+            parent_definition=d.parent,
+            parent_ami_id=parent.ami_id if parent else "",
+            state=state,
+            manifest_uri=manifest_uri,
+            git_commit=(primary.tag(registry.TAG_COMMIT) if primary else None) or commit,
+            creation_date=primary.creation_date if primary else "",
+        )
+
+    def _not_found(self, d: Definition, decision: plan.Decision) -> str:
+        owners = ",".join(self.settings.owners)
+        why = (
+            "images with that fingerprint exist but were built on another parent AMI, so they "
+            "are outdated"
+            if decision.state == "outdated"
+            else "no image carries that fingerprint"
+        )
+        return (
+            f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
+            f"{', '.join(decision.regions)}, owners {owners}, tag {self.settings.tag_key}: {why}. "
+            f"Build it with `ami-bridge build {d.name} --repo {self.settings.repo_root}` or "
+            "resolve with on_missing=build."
+        )
+
+    def manifest(self, name: str) -> manifests.Manifest:
+        """The build manifest of `name`'s image at this commit, read from S3 and checked."""
+        bucket, prefix = self.settings.manifest_bucket, self.settings.manifest_prefix
+        if not bucket:
+            raise QueryError(
+                "No manifest bucket is configured. Pass --manifest-bucket or set "
+                "`manifest.bucket` in the catalog."
+            )
+        fp = self.fingerprints([name])[name]
+        found = manifests.fetch(self.clients.s3(self.settings.region), bucket, prefix, name, fp)
+        if found is None:
+            raise ManifestError(
+                f"No manifest at {manifests.manifest_uri(bucket, prefix, name, fp)}: {name!r} "
+                "has not been built at this commit (or was built without a manifest bucket). "
+                f"Build it with `ami-bridge build {name}`."
+            )
+        return found
+
+    # -- building exactly once ------------------------------------------------------------------
+
+    def _runner(self) -> PackerRunner:
+        if self._packer is None:
+            self._packer = self._packer_factory()
+        return self._packer
+
+    def _lease_manager(self) -> LeaseManager | None:
+        if self.settings.lease_bucket is None:
+            if not self._warned_no_lease:
+                log.warning(
+                    "no lease bucket is configured: duplicate builds are prevented on this "
+                    "machine only (set a manifest or lease bucket in the catalog to protect "
+                    "every machine)"
+                )
+                self._warned_no_lease = True
+            return None
+        if self._leases is None:
+            self._leases = LeaseManager(
+                self.clients.s3(self.settings.region),
+                LeaseConfig(
+                    bucket=self.settings.lease_bucket,
+                    prefix=self.settings.lease_prefix,
+                    ttl=self.settings.lease_ttl,
+                    wait_timeout=self.settings.wait_timeout,
+                ),
+            )
+        return self._leases
+
+    def _recheck(
+        self, d: Definition, fp: str, parent: ResolvedAmi | None, commit: str
+    ) -> ResolvedAmi | None:
+        """The image, if another process built it since we looked."""
+        regions = self.regions(d)
+        seen = {region: self._find(region, [fp]).get(fp, []) for region in regions}
+        decision = plan.decide(
+            d, fp, regions, seen, parent_ami=None if parent is None else parent.ami_id
+        )
+        if not decision.usable:
+            return None
+        if decision.state == "pending":
+            decision = self._wait(decision)
+        log.info("%s was built by another process meanwhile: %s", d.name, decision.amis)
+        # Built during this resolve, by the build it waited for: the same answer as the
+        # builder's, so concurrent resolves agree.
+        return self._outcome(decision, d, parent, commit, built=True)
+
+    def _locked_build(
+        self,
+        d: Definition,
+        fp: str,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        recheck: bool,
+    ) -> ResolvedAmi:
+        """Build exactly once: under this machine's lock, then the image's S3 lease.
+
+        Whoever held either first may have built the image meanwhile; then that image is used.
+        """
+        lock = self.settings.lock_dir / f"{d.name}-{fp}.lock"
+        with local_lock(lock, timeout=self.settings.wait_timeout):
+            leases = self._lease_manager()
+            if leases is None:
+                if recheck and (found := self._recheck(d, fp, parent, commit)):
+                    return found
+                return self._build(d, fp, parent, commit, lease=None)
+            key = lease_key(self.settings.lease_prefix, d.name, fp, self.regions(d))
+            done = (lambda: self._recheck(d, fp, parent, commit)) if recheck else (lambda: None)
+            found, lease = leases.wait(key, d.name, fp, done)
+            if found is not None:
+                return found
+            assert lease is not None
+            with leases.renewing(lease, d.name, fp):
+                # The holder before us may have finished just before releasing.
+                if recheck and (found := self._recheck(d, fp, parent, commit)):
+                    return found
+                return self._build(d, fp, parent, commit, lease=lease)
+
+    def _build(
+        self,
+        d: Definition,
+        fp: str,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        lease: Lease | None,
+    ) -> ResolvedAmi:
+        head = self.repo.head.commit.hexsha
+        if head != commit:
+            raise BuildError(
+                f"Cannot build {d.name!r} at commit {commit[:12]}: the checkout is at "
+                f"{head[:12]} and Packer builds from the checkout. Check that commit out "
+                "first, or resolve with on_missing=fail/report."
+            )
+        regions = self.regions(d)
+        runner = self._runner()
+        artifacts = build_image(
+            runner,
+            self.settings.repo_root,
+            d,
+            fp,
+            regions=regions,
+            parent=(parent.definition, parent.ami_id) if parent else None,
+            ec2_endpoint=self.settings.ec2_endpoint,
+            log_dir=self.settings.log_dir,
+            manifest_dir=self.settings.packer_manifest_dir,
+        )
+        if lease is not None and self._leases is not None and not self._leases.confirm(lease):
+            raise LeaseError(
+                f"The build lease of {d.name!r} was taken over while Packer ran (this process "
+                f"was too slow to renew it), so the AMIs it made "
+                f"({', '.join(artifacts.amis.values())}) are left untagged and the other "
+                "build's image counts. Run again to use it."
+            )
+        provenance = publish.Provenance(
+            commit=commit,
+            packer_version=runner.version(self.settings.repo_root),
+            build_url=self.settings.build_url,
+            parent=None
+            if parent is None
+            else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
+        )
+        published = publish.publish(
+            self.clients,
+            d,
+            fp,
+            artifacts.amis,
+            tag_key=self.settings.tag_key,
+            provenance=provenance,
+            bucket=self.settings.manifest_bucket,
+            prefix=self.settings.manifest_prefix,
+        )
+        log.info(
+            "built %s: %s", d.name, ", ".join(f"{r}:{a}" for r, a in sorted(artifacts.amis.items()))
+        )
+        decision = plan.Decision(
+            d.name, fp, "found", regions, MappingProxyType(dict(published.images)), source="ec2"
+        )
+        return self._outcome(
+            decision, d, parent, commit, built=True, manifest_uri=published.manifest_uri
+        )

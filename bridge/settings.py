@@ -1,0 +1,209 @@
+"""Settings: the one place where options, the catalog and the environment become a run's settings.
+
+Options come from CLI flags or an external query and are checked by the same per-key validators
+(the properties of schemas/query.schema.json). Precedence, highest first, is the README's table:
+
+    option (flag or query key)  >  environment  >  catalog  >  default
+
+Every default is defined here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from bridge.catalog import Catalog
+from bridge.errors import QueryError
+from bridge.validation import first_error, load_schema
+
+OnMissing = Literal["build", "fail", "report"]
+ON_MISSING: tuple[OnMissing, ...] = get_args(OnMissing)
+
+DEFAULT_TAG_KEY = "SHA"
+DEFAULT_OWNERS: tuple[str, ...] = ("self",)
+DEFAULT_LEASE_TTL = 300.0
+# A concurrent build of the same image, or a pending image, is waited for this long: a real AMI
+# build takes 5-40 minutes.
+DEFAULT_WAIT_TIMEOUT = 3600.0
+DEFAULT_PACKER = "packer"
+OPTIONS_SCHEMA = "query.schema.json"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the caller asked for, from CLI flags or an external query. None means not given."""
+
+    repo: str = "."
+    catalog: str | None = None
+    commit: str | None = None
+    region: str | None = None
+    on_missing: OnMissing | None = None
+    tag_key: str | None = None
+    owners: tuple[str, ...] | None = None
+    manifest_bucket: str | None = None
+    manifest_prefix: str | None = None
+    allow_dirty: bool = False
+
+    @property
+    def repo_root(self) -> Path:
+        """The repository root as an absolute path."""
+        if "\x00" in self.repo:
+            raise QueryError(
+                "The repository path contains a NUL byte; pass a plain directory path."
+            )
+        return Path(os.path.abspath(self.repo))
+
+
+def parse_options(
+    values: Mapping[str, str],
+    *,
+    spell: Callable[[str], str],
+    cache_dir: Path | None = None,
+) -> Options:
+    """Check option values (strings; "" means unset) and turn them into Options.
+
+    `spell` names a key in messages the way the caller wrote it ("query key 'owners'" or
+    "option --owners"). Unknown keys are the caller's to refuse first.
+    """
+    raw = json.dumps(dict(values), sort_keys=True).encode("utf-8", "surrogatepass")
+    error = first_error(OPTIONS_SCHEMA, dict(values), raw, cache_dir)
+    if error is not None:
+        key = str(error.path[0]) if error.path else "?"
+        described = load_schema(OPTIONS_SCHEMA)["properties"].get(key, {}).get("description", "")
+        value = values.get(key, "")
+        raise QueryError(
+            f"{spell(key)} has the invalid value {value[:80]!r}. {described} Correct the value "
+            f"of {spell(key)}."
+        )
+
+    def given(key: str) -> str | None:
+        return values.get(key) or None
+
+    owners = given("owners")
+    on_missing = given("on_missing")
+    return Options(
+        repo=given("repo") or ".",
+        catalog=given("catalog"),
+        commit=given("commit"),
+        region=given("region"),
+        on_missing=_on_missing(on_missing),
+        tag_key=given("tag_key"),
+        owners=tuple(owners.split(",")) if owners else None,
+        manifest_bucket=given("manifest_bucket"),
+        manifest_prefix=given("manifest_prefix"),
+        allow_dirty=values.get("allow_dirty") == "true",
+    )
+
+
+def _on_missing(value: str | None) -> OnMissing | None:
+    for known in ON_MISSING:
+        if value == known:
+            return known
+    return None  # the schema's enum allows nothing else
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """Where logs, locks, crash reports and caches go."""
+    if env.get("AMI_BRIDGE_STATE_DIR"):
+        return Path(env["AMI_BRIDGE_STATE_DIR"])
+    base = env.get("XDG_STATE_HOME") or os.path.join(
+        env.get("HOME") or tempfile.gettempdir(), ".local", "state"
+    )
+    return Path(base) / "ami-bridge"
+
+
+def build_url(env: Mapping[str, str]) -> str:
+    """The URL of the CI job running us (CircleCI, GitHub Actions, GitLab), or ""."""
+    if env.get("CIRCLE_BUILD_URL"):
+        return env["CIRCLE_BUILD_URL"]
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    return env.get("CI_JOB_URL", "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to resolve and build: where to look, what counts, where builds and leases go."""
+
+    repo_root: Path
+    region: str
+    state_dir: Path
+    tag_key: str = DEFAULT_TAG_KEY
+    owners: tuple[str, ...] = DEFAULT_OWNERS
+    regions: tuple[str, ...] = ()
+    manifest_bucket: str | None = None
+    manifest_prefix: str | None = None
+    commit: str | None = None
+    allow_dirty: bool = False
+    # Packer 1.6 ignores AWS_ENDPOINT_URL*, so the endpoint goes to templates as a variable.
+    ec2_endpoint: str | None = None
+    build_url: str = ""
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    # S3 build leases (cross-machine exactly-once); no bucket means this machine's lock alone.
+    lease_bucket: str | None = None
+    lease_prefix: str = ""
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    # Seed-style Packer manifests (manifest-<definition>.json) from builds in the same workflow.
+    packer_manifest_dir: Path | None = None
+    packer: str = DEFAULT_PACKER
+
+    @property
+    def log_dir(self) -> Path:
+        """Build logs."""
+        return self.state_dir / "logs"
+
+    @property
+    def lock_dir(self) -> Path:
+        """This machine's build locks."""
+        return self.state_dir / "locks"
+
+    @classmethod
+    def from_sources(cls, options: Options, catalog: Catalog, env: Mapping[str, str]) -> Settings:
+        """Merge options, environment and catalog, highest precedence first (README table)."""
+        region = (
+            options.region
+            or env.get("AWS_REGION")
+            or env.get("AWS_DEFAULT_REGION")
+            or (catalog.regions[0] if catalog.regions else None)
+        )
+        if not region:
+            raise QueryError(
+                "No AWS region is set. Pass `region` (query) or --region, set AWS_REGION, or "
+                "list `regions` in the catalog."
+            )
+        bucket = options.manifest_bucket or catalog.manifest_bucket
+        prefix = (
+            options.manifest_prefix
+            if options.manifest_prefix is not None
+            else catalog.manifest_prefix
+        )
+        lease_prefix = catalog.lease_prefix if catalog.lease_prefix is not None else prefix
+        manifests = env.get("AMI_BRIDGE_PACKER_MANIFESTS")
+        return cls(
+            repo_root=options.repo_root,
+            region=region,
+            state_dir=state_dir(env),
+            tag_key=options.tag_key or catalog.tag_key or DEFAULT_TAG_KEY,
+            owners=options.owners or catalog.owners or DEFAULT_OWNERS,
+            regions=catalog.regions or (),
+            manifest_bucket=bucket,
+            manifest_prefix=prefix,
+            commit=options.commit,
+            allow_dirty=options.allow_dirty,
+            ec2_endpoint=env.get("AMI_BRIDGE_PACKER_EC2_ENDPOINT")
+            or env.get("AWS_ENDPOINT_URL_EC2")
+            or env.get("AWS_ENDPOINT_URL"),
+            build_url=build_url(env),
+            lease_bucket=catalog.lease_bucket or bucket,
+            lease_prefix=lease_prefix or "",
+            lease_ttl=catalog.lease_ttl if catalog.lease_ttl is not None else DEFAULT_LEASE_TTL,
+            packer_manifest_dir=Path(manifests) if manifests else None,
+            packer=env.get("AMI_BRIDGE_PACKER") or DEFAULT_PACKER,
+        )

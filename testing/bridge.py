@@ -1,0 +1,46 @@
+"""The real `ami-bridge` program, run as Terraform or a person would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Proc:
+    """A finished `ami-bridge` process."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_bridge(
+    args: Sequence[str], env: Mapping[str, str], stdin: str | bytes = "", cwd: Path | None = None
+) -> Proc:
+    """Run `python -m bridge ARGS` with `env`, feeding `stdin`."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
+        capture_output=True,
+        env=dict(env),
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+    return Proc(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def external(env: Mapping[str, str], query: Mapping[str, str] | str) -> Proc:
+    """`ami-bridge external` with `query` on stdin, as Terraform's data source runs it."""
+    text = query if isinstance(query, str) else json.dumps(query)
+    return run_bridge(["external"], env, stdin=text)
+
+
+def bridge_command() -> list[str]:
+    """The installed `ami-bridge` entry point, as a Terraform `bridge_command` argv."""
+    return [str(Path(sys.executable).parent / "ami-bridge")]

@@ -1,0 +1,40 @@
+"""What the sandbox holds, read with plain boto3 (the environment points it at the sandbox)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+
+from bridge.sandbox import BASE_IMAGE
+
+BUCKET = "ami-chain-manifests"
+
+
+def own_images(region: str = "us-east-1") -> list[dict[str, Any]]:
+    """Every image the caller's account owns in `region`."""
+    images: list[dict[str, Any]] = boto3.client("ec2", region_name=region).describe_images(
+        Owners=["self"]
+    )["Images"]
+    return images
+
+
+def tags_of(resource: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of a described image or snapshot as a dict."""
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def manifest_keys() -> list[str]:
+    """Every key in the manifest bucket, sorted."""
+    listing = boto3.client("s3").list_objects_v2(Bucket=BUCKET)
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def make_image(ec2: Any, name: str, fingerprint: str | None = None) -> str:
+    """A new image in the sandbox (an instance of the public base, imaged); tagged SHA=fp."""
+    instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
+    ami: str = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+    if fingerprint:
+        ec2.create_tags(Resources=[ami], Tags=[{"Key": "SHA", "Value": fingerprint}])
+    return ami

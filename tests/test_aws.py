@@ -1,0 +1,72 @@
+"""AWS clients and the translation of AWS failures (aws.py)."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
+
+from bridge.aws import MAX_ATTEMPTS, RETRY_MODE, AwsClients, aws_call
+from bridge.errors import AwsError
+
+
+def test_clients_are_made_once_with_the_shared_retry_policy(sandbox_env):
+    clients = AwsClients()
+    ec2 = clients.ec2("us-east-1")
+    assert clients.ec2("us-east-1") is ec2
+    assert clients.ec2("eu-west-1") is not ec2
+    assert ec2.meta.config.retries == {"mode": RETRY_MODE, "total_max_attempts": MAX_ATTEMPTS}
+    assert clients.s3().meta.config.retries["mode"] == "standard"
+
+
+def test_an_unknown_region_is_an_aws_error(sandbox_env):
+    with pytest.raises(AwsError, match="region name"):
+        AwsClients().ec2("not a region!")
+
+
+def test_validation_errors_are_not_retried_and_say_what(sandbox_env):
+    ec2 = AwsClients().ec2("us-east-1")
+    calls: list[str] = []
+    ec2.meta.events.register("before-send.ec2.*", lambda **kw: calls.append("sent"))
+    with pytest.raises(AwsError) as err:
+        with aws_call("describing an image", "ec2:DescribeImages"):
+            ec2.describe_images(ImageIds=["not-an-ami"])
+    assert len(calls) == 1
+    assert "not retried" in str(err.value) and "not-an-ami" in str(err.value)
+
+
+def client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "said AWS."}}, "CreateTags")
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (client_error("UnauthorizedOperation"), "lacks ec2:CreateTags (UnauthorizedOperation"),
+        (client_error("AccessDenied"), "Grant ec2:CreateTags"),
+        (client_error("ExpiredToken"), "Refresh the credentials"),
+        (client_error("AuthFailure"), "rejected the credentials while tagging ami-1"),
+        (client_error("InvalidAMIID.Malformed"), "AWS refused tagging ami-1"),
+        (NoCredentialsError(), "No AWS credentials were found for tagging ami-1"),
+        (NoRegionError(), "Pass `region` or set AWS_REGION"),
+        (EndpointConnectionError(endpoint_url="http://nowhere"), "AWS_ENDPOINT_URL"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else None,
+)
+def test_failures_become_one_paragraph_that_says_what_to_do(raised, expected):
+    with pytest.raises(AwsError) as err:
+        with aws_call("tagging ami-1", "ec2:CreateTags"):
+            raise raised
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_other_exceptions_pass_through():
+    with pytest.raises(KeyError):
+        with aws_call("tagging ami-1", "ec2:CreateTags"):
+            raise KeyError("not an AWS failure")

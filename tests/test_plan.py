@@ -1,0 +1,151 @@
+"""The planner (plan.py): every state and step as a table of plain-data cases, no I/O."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+
+from bridge.catalog import Definition
+from bridge.plan import Decision, decide, next_step, regions_for
+from bridge.registry import TAG_PARENT_AMI, Image, ImageState
+
+FP = "f" * 40
+ROOT = Definition("base", "base/base.json", "json", "base", ())
+CHILD = Definition("app", "app/app.json", "json", "app", (), parent="base")
+
+
+def image(
+    ami: str,
+    region: str = "us-east-1",
+    *,
+    state: ImageState = "available",
+    parent: str | None = None,
+    created: str = "2026-01-01T00:00:00.000Z",
+) -> Image:
+    tags = {"SHA": FP, **({TAG_PARENT_AMI: parent} if parent is not None else {})}
+    return Image(ami, region, state, created, "123456789012", MappingProxyType(tags), ())
+
+
+EAST = ("us-east-1",)
+BOTH = ("us-east-1", "eu-west-1")
+
+# (case, definition, regions, images seen per region, parent AMI, seeded, state, AMIs used)
+CASES = [
+    ("root found", ROOT, EAST, {"us-east-1": [image("ami-1")]}, None, None, "found",
+     {"us-east-1": "ami-1"}),
+    ("root missing", ROOT, EAST, {}, None, None, "missing", {}),
+    ("root pending", ROOT, EAST, {"us-east-1": [image("ami-1", state="pending")]}, None, None,
+     "pending", {"us-east-1": "ami-1"}),
+    ("newest of duplicates", ROOT, EAST, {"us-east-1": [image("ami-2"), image("ami-1")]}, None,
+     None, "found", {"us-east-1": "ami-2"}),
+    ("every region found", ROOT, BOTH,
+     {"us-east-1": [image("ami-1")], "eu-west-1": [image("ami-9", "eu-west-1")]}, None, None,
+     "found", {"us-east-1": "ami-1", "eu-west-1": "ami-9"}),
+    ("one region lacks a copy", ROOT, BOTH, {"us-east-1": [image("ami-1")]}, None, None,
+     "missing", {}),
+    ("one region pending", ROOT, BOTH,
+     {"us-east-1": [image("ami-1")], "eu-west-1": [image("ami-9", "eu-west-1", state="pending")]},
+     None, None, "pending", {"us-east-1": "ami-1", "eu-west-1": "ami-9"}),
+    ("child on its parent's AMI", CHILD, EAST, {"us-east-1": [image("ami-5", parent="ami-1")]},
+     "ami-1", None, "found", {"us-east-1": "ami-5"}),
+    ("child on another parent AMI", CHILD, EAST, {"us-east-1": [image("ami-5", parent="ami-0")]},
+     "ami-1", None, "outdated", {}),
+    ("child whose parent has no image yet", CHILD, EAST,
+     {"us-east-1": [image("ami-5", parent="ami-0")]}, "", None, "outdated", {}),
+    ("child picks the copy on its parent's AMI", CHILD, EAST,
+     {"us-east-1": [image("ami-6", parent="ami-0"), image("ami-5", parent="ami-1")]}, "ami-1",
+     None, "found", {"us-east-1": "ami-5"}),
+    ("child missing", CHILD, EAST, {}, "ami-1", None, "missing", {}),
+    ("seed manifest fills a missing root", ROOT, EAST, {},
+     None, {"us-east-1": image("ami-7")}, "found", {"us-east-1": "ami-7"}),
+    ("seed manifest not used while pending", ROOT, EAST, {}, None,
+     {"us-east-1": image("ami-7", state="pending")}, "missing", {}),
+    ("seed manifest lacking a region", ROOT, BOTH, {}, None, {"us-east-1": image("ami-7")},
+     "missing", {}),
+    ("seed manifest loses to the fingerprint", ROOT, EAST, {"us-east-1": [image("ami-1")]}, None,
+     {"us-east-1": image("ami-7")}, "found", {"us-east-1": "ami-1"}),
+    ("seed manifest never used for a child", CHILD, EAST, {}, "ami-1",
+     {"us-east-1": image("ami-7")}, "missing", {}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("definition", "regions", "seen", "parent_ami", "seeded", "state", "amis"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_decide(definition, regions, seen, parent_ami, seeded, state, amis):
+    decision = decide(definition, FP, regions, seen, parent_ami=parent_ami, seeded=seeded)
+    assert decision.state == state
+    assert decision.amis == amis
+    assert decision.regions == regions
+    assert decision.fingerprint == FP
+
+
+def test_decide_lists_duplicates_for_warnings():
+    seen = {"us-east-1": [image("ami-3"), image("ami-2"), image("ami-1")]}
+    decision = decide(ROOT, FP, EAST, seen, parent_ami=None)
+    assert decision.primary is not None and decision.primary.ami_id == "ami-3"
+    assert dict(decision.duplicates) == {"us-east-1": ("ami-2", "ami-1")}
+    assert decision.source == "ec2"
+
+
+def test_decide_says_where_a_seeded_image_came_from():
+    decision = decide(ROOT, FP, EAST, {}, parent_ami=None, seeded={"us-east-1": image("ami-7")})
+    assert decision.source == "seed-manifest"
+
+
+def decision(state) -> Decision:
+    return Decision("app", FP, state, EAST)
+
+
+# (state, on_missing, forced, parent ready) -> step
+STEPS = [
+    ("found", "build", False, True, "use"),
+    ("found", "fail", False, True, "use"),
+    ("found", "report", False, True, "use"),
+    ("found", "build", True, True, "build"),
+    ("pending", "build", False, True, "wait"),
+    ("pending", "report", False, True, "wait"),
+    ("pending", "build", True, True, "build"),
+    ("missing", "build", False, True, "build"),
+    ("missing", "fail", False, True, "fail"),
+    ("missing", "report", False, True, "report"),
+    ("outdated", "build", False, True, "build"),
+    ("outdated", "fail", False, True, "fail"),
+    ("outdated", "report", False, True, "report"),
+    ("missing", "build", False, False, "report"),
+    ("outdated", "fail", False, False, "report"),
+    ("missing", "build", True, False, "report"),
+]
+
+
+@pytest.mark.parametrize(("state", "on_missing", "forced", "parent_ready", "step"), STEPS)
+def test_next_step(state, on_missing, forced, parent_ready, step):
+    assert (
+        next_step(decision(state), on_missing=on_missing, forced=forced, parent_ready=parent_ready)
+        == step
+    )
+
+
+@pytest.mark.parametrize(
+    ("own", "catalog", "region", "expected"),
+    [
+        ((), (), "us-east-1", ("us-east-1",)),
+        ((), ("eu-west-1", "us-east-1"), "us-east-1", ("us-east-1", "eu-west-1")),
+        (("eu-west-1",), ("us-east-1",), "us-east-1", ("eu-west-1",)),
+        (("eu-west-1", "ap-south-1"), (), "us-east-1", ("eu-west-1", "ap-south-1")),
+        (("eu-west-1", "ap-south-1"), (), "ap-south-1", ("ap-south-1", "eu-west-1")),
+    ],
+)
+def test_regions_for(own, catalog, region, expected):
+    d = Definition("x", "x/x.json", "json", "x", (), regions=own)
+    assert regions_for(d, catalog_regions=catalog, region=region) == expected
+
+
+def test_decisions_only_offer_images_to_use():
+    pending = decide(ROOT, FP, BOTH, {"us-east-1": [image("ami-1")]}, parent_ami=None)
+    assert pending.state == "missing"
+    assert pending.primary is None and pending.amis == {}
+    assert not pending.usable

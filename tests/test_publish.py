@@ -1,0 +1,95 @@
+"""The publish step (publish.py): tags on the image and its snapshots, then the manifest."""
+
+from __future__ import annotations
+
+import boto3
+
+from bridge import registry
+from bridge.aws import AwsClients
+from bridge.catalog import Definition
+from bridge.manifests import ParentRef, fetch
+from bridge.publish import Provenance, image_tags, publish
+from testing.sandbox import BUCKET, make_image, tags_of
+
+FP = "a" * 40
+CHILD = Definition(
+    "app", "app/app.json", "json", "app", (), parent="base", tags={"Team": "platform"}
+)
+PROVENANCE = Provenance(
+    commit="c" * 40,
+    packer_version="1.6.6",
+    build_url="https://ci.example/1",
+    parent=ParentRef("base", "b" * 40, "ami-0123456789abcdef0"),
+)
+
+
+def test_image_tags_carry_fingerprint_and_provenance():
+    assert image_tags(CHILD, FP, tag_key="ImageSHA", provenance=PROVENANCE) == {
+        "Team": "platform",
+        "ImageSHA": FP,
+        registry.TAG_DEFINITION: "app",
+        registry.TAG_COMMIT: "c" * 40,
+        registry.TAG_PACKER_VERSION: "1.6.6",
+        registry.TAG_BUILD_URL: "https://ci.example/1",
+        registry.TAG_PARENT_AMI: "ami-0123456789abcdef0",
+        registry.TAG_PARENT_FINGERPRINT: "b" * 40,
+    }
+
+
+def test_a_root_without_a_build_url_gets_no_parent_or_url_tags():
+    root = Definition("base", "base/base.json", "json", "base", ())
+    provenance = Provenance(commit="c" * 40, packer_version="1.6.6", build_url="", parent=None)
+    tags = image_tags(root, FP, tag_key="SHA", provenance=provenance)
+    assert set(tags) == {
+        "SHA",
+        registry.TAG_DEFINITION,
+        registry.TAG_COMMIT,
+        registry.TAG_PACKER_VERSION,
+    }
+
+
+def test_a_catalog_tag_cannot_fake_the_fingerprint():
+    sneaky = Definition("base", "b/b.json", "json", "b", (), tags={"SHA": "f" * 40})
+    provenance = Provenance(commit="c" * 40, packer_version="1.6.6", build_url="", parent=None)
+    assert image_tags(sneaky, FP, tag_key="SHA", provenance=provenance)["SHA"] == FP
+
+
+def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
+    east, west = boto3.client("ec2"), boto3.client("ec2", region_name="eu-west-1")
+    amis = {"us-east-1": make_image(east, "app"), "eu-west-1": make_image(west, "app")}
+    published = publish(
+        AwsClients(),
+        CHILD,
+        FP,
+        amis,
+        tag_key="SHA",
+        provenance=PROVENANCE,
+        bucket=BUCKET,
+        prefix="images",
+    )
+    assert published.manifest_uri == f"s3://{BUCKET}/images/app/{FP}.json"
+    for region, client in (("us-east-1", east), ("eu-west-1", west)):
+        image = client.describe_images(ImageIds=[amis[region]])["Images"][0]
+        assert tags_of(image)["SHA"] == FP
+        snapshot_ids = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]]
+        for snap in client.describe_snapshots(SnapshotIds=snapshot_ids)["Snapshots"]:
+            assert tags_of(snap)[registry.TAG_PARENT_AMI] == "ami-0123456789abcdef0"
+    manifest = fetch(boto3.client("s3"), BUCKET, "images", "app", FP)
+    assert manifest is not None
+    assert dict(manifest.amis) == amis and manifest.parent == PROVENANCE.parent
+
+
+def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):
+    ami = make_image(boto3.client("ec2"), "app")
+    published = publish(
+        AwsClients(),
+        CHILD,
+        FP,
+        {"us-east-1": ami},
+        tag_key="SHA",
+        provenance=PROVENANCE,
+        bucket=None,
+        prefix=None,
+    )
+    assert published.manifest_uri == ""
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET)

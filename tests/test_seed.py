@@ -1,0 +1,48 @@
+"""The seed pipeline's Packer manifests (seed.py)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from bridge.aws import AwsClients
+from bridge.seed import build_artifacts, built_images
+from testing.sandbox import make_image
+
+
+def write_manifest(directory, name, artifact_id):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"manifest-{name}.json").write_text(
+        json.dumps({"builds": [{"artifact_id": artifact_id, "packer_run_uuid": "r"}],
+                    "last_run_uuid": "r"})
+    )  # fmt: skip
+
+
+def test_built_images_are_described_in_every_region(sandbox_env, tmp_path):
+    ami = make_image(boto3.client("ec2"), "base")
+    write_manifest(tmp_path, "base", f"us-east-1:{ami}")
+    images = built_images(AwsClients(), tmp_path, "base", ["us-east-1"])
+    assert images is not None
+    assert images["us-east-1"].ami_id == ami and images["us-east-1"].state == "available"
+
+
+def test_no_manifest_a_missing_region_or_a_vanished_image_gives_none(sandbox_env, tmp_path):
+    clients = AwsClients()
+    assert built_images(clients, tmp_path, "base", ["us-east-1"]) is None
+    ami = make_image(boto3.client("ec2"), "base")
+    write_manifest(tmp_path, "base", f"us-east-1:{ami}")
+    assert built_images(clients, tmp_path, "base", ["us-east-1", "eu-west-1"]) is None
+    write_manifest(tmp_path, "base", "us-east-1:ami-0000000000000dead")
+    assert built_images(clients, tmp_path, "base", ["us-east-1"]) is None
+
+
+def test_build_artifacts(tmp_path):
+    assert build_artifacts(tmp_path, "base") == {}
+    write_manifest(
+        tmp_path, "base", "us-east-1:ami-0123456789abcdef0,eu-west-1:ami-0fedcba9876543210"
+    )
+    assert build_artifacts(tmp_path, "base") == {
+        "us-east-1": "ami-0123456789abcdef0",
+        "eu-west-1": "ami-0fedcba9876543210",
+    }

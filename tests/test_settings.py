@@ -1,0 +1,162 @@
+"""Settings (settings.py): one precedence table, per-key validators shared by flags and queries."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.catalog import Catalog
+from bridge.cli import main
+from bridge.errors import QueryError
+from bridge.settings import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_OWNERS,
+    DEFAULT_TAG_KEY,
+    Options,
+    Settings,
+    parse_options,
+    state_dir,
+)
+
+EMPTY = Catalog(path="ami-chain.json", definitions={})
+FULL = Catalog(
+    path="ami-chain.json",
+    definitions={},
+    tag_key="CatalogSHA",
+    owners=("111111111111",),
+    regions=("eu-west-1", "us-east-1"),
+    manifest_bucket="catalog-bucket",
+    manifest_prefix="catalog-prefix",
+    lease_bucket=None,
+    lease_prefix=None,
+    lease_ttl=60.0,
+)
+OPTIONS = Options(
+    region="ap-south-1",
+    tag_key="OptionSHA",
+    owners=("222222222222",),
+    manifest_bucket="option-bucket",
+    manifest_prefix="option-prefix",
+)
+ENV = {"AWS_REGION": "us-west-2", "AMI_BRIDGE_STATE_DIR": "/state"}
+
+
+def merged(options=Options(), catalog=EMPTY, env=None) -> Settings:
+    return Settings.from_sources(
+        options, catalog, {"AWS_REGION": "us-east-1"} if env is None else env
+    )
+
+
+# setting: (option wins, environment next, catalog next, default last)
+@pytest.mark.parametrize(
+    ("field", "with_option", "with_env", "with_catalog", "default"),
+    [
+        ("region", "ap-south-1", "us-west-2", "eu-west-1", None),
+        ("tag_key", "OptionSHA", None, "CatalogSHA", DEFAULT_TAG_KEY),
+        ("owners", ("222222222222",), None, ("111111111111",), DEFAULT_OWNERS),
+        ("manifest_bucket", "option-bucket", None, "catalog-bucket", None),
+        ("manifest_prefix", "option-prefix", None, "catalog-prefix", None),
+        ("lease_bucket", "option-bucket", None, "catalog-bucket", None),
+        ("lease_prefix", "option-prefix", None, "catalog-prefix", ""),
+        ("lease_ttl", None, None, 60.0, DEFAULT_LEASE_TTL),
+    ],
+)
+def test_precedence(field, with_option, with_env, with_catalog, default):
+    if with_option is not None:
+        assert getattr(Settings.from_sources(OPTIONS, FULL, ENV), field) == with_option
+    if with_env is not None:
+        assert getattr(Settings.from_sources(Options(), FULL, ENV), field) == with_env
+    no_env_region = {"AWS_REGION": "us-east-1"} if field != "region" else {}
+    assert getattr(Settings.from_sources(Options(), FULL, no_env_region), field) == with_catalog
+    if default is not None:
+        assert getattr(merged(), field) == default
+
+
+def test_lease_settings_of_the_catalog_beat_the_manifest_ones():
+    catalog = Catalog(
+        path="c",
+        definitions={},
+        manifest_bucket="manifests",
+        manifest_prefix="images",
+        lease_bucket="leases",
+        lease_prefix="locks",
+    )
+    settings = merged(catalog=catalog)
+    assert (settings.lease_bucket, settings.lease_prefix) == ("leases", "locks")
+    assert (settings.manifest_bucket, settings.manifest_prefix) == ("manifests", "images")
+
+
+def test_no_region_anywhere_is_an_error_that_says_where_to_set_one():
+    with pytest.raises(QueryError, match="AWS_REGION") as info:
+        Settings.from_sources(Options(), EMPTY, {})
+    assert "--region" in str(info.value) and "catalog" in str(info.value)
+
+
+def test_environment_settings():
+    env = {
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://all",
+        "AWS_ENDPOINT_URL_EC2": "http://ec2",
+        "AMI_BRIDGE_PACKER": "/opt/packer",
+        "AMI_BRIDGE_PACKER_MANIFESTS": "/workspace",
+        "CI_JOB_URL": "https://ci.example/1",
+    }
+    settings = merged(env=env)
+    assert settings.ec2_endpoint == "http://ec2"
+    assert merged(env={**env, "AMI_BRIDGE_PACKER_EC2_ENDPOINT": "http://p"}).ec2_endpoint == (
+        "http://p"
+    )
+    assert settings.packer == "/opt/packer"
+    assert str(settings.packer_manifest_dir) == "/workspace"
+    assert settings.build_url == "https://ci.example/1"
+    assert merged().packer == "packer" and merged().packer_manifest_dir is None
+
+
+def test_state_dir():
+    assert str(state_dir({"AMI_BRIDGE_STATE_DIR": "/s"})) == "/s"
+    assert str(state_dir({"XDG_STATE_HOME": "/x"})) == "/x/ami-bridge"
+    assert str(state_dir({"HOME": "/h"})) == "/h/.local/state/ami-bridge"
+    settings = merged(env={"AWS_REGION": "us-east-1", "AMI_BRIDGE_STATE_DIR": "/s"})
+    assert (str(settings.log_dir), str(settings.lock_dir)) == ("/s/logs", "/s/locks")
+
+
+def test_parse_options_reads_strings_and_treats_empty_as_unset():
+    options = parse_options(
+        {
+            "owners": "self,123456789012",
+            "allow_dirty": "true",
+            "on_missing": "report",
+            "region": "",
+        },
+        spell=str,
+    )
+    assert options.owners == ("self", "123456789012")
+    assert options.allow_dirty is True
+    assert options.on_missing == "report"
+    assert options.region is None
+    assert parse_options({}, spell=str) == Options()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("owners", "me"),
+        ("region", "Mars-1"),
+        ("tag_key", "aws:reserved"),
+        ("on_missing", "sometimes"),
+        ("manifest_bucket", "Not_A_Bucket"),
+        ("commit", "--upload-pack=evil"),
+    ],
+)
+def test_flags_and_queries_share_one_validator(key, value, capsys):
+    with pytest.raises(QueryError) as query_error:
+        parse_options({key: value}, spell=lambda k: f"Query key {k!r}")
+    query_message = str(query_error.value)
+    assert query_message.startswith(f"Query key {key!r} has the invalid value {value!r}.")
+    if key == "on_missing":
+        return  # a flag with choices: argparse refuses it first
+    flag = "--" + key.replace("_", "-")
+    assert main(["status", "--repo", "/nonexistent", f"{flag}={value}"]) == 1
+    flag_message = capsys.readouterr().err
+    # The same rule, in the caller's own words.
+    expected = query_message.replace(f"Query key {key!r}", f"Option {flag}")
+    assert flag_message.strip() == f"ami-bridge: error: {expected}"
