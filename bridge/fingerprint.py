@@ -69,7 +69,6 @@ class Fingerprint:
     value: str
     inputs: tuple[InputEntry, ...]
     parent: str | None
-    seed_compatible: bool
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,6 @@ class Snapshot:
     """The fingerprints of a set of definitions at one commit."""
 
     commit: str
-    dirty: bool
     fingerprints: dict[str, Fingerprint]
 
 
@@ -121,7 +119,6 @@ def fingerprint_all(
     root = TreeIndex(repo, commit_obj.tree.hexsha)
     inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     checks_worktree = commit is None or _is_head(repo, commit_obj.hexsha)
-    dirty = False
     if checks_worktree:
         paths = sorted({p for items in inputs.values() for p in items})
         changed = _changed_files(repo, paths)
@@ -142,14 +139,13 @@ def fingerprint_all(
                 "allow_dirty=true to fingerprint the working tree as it is."
             )
         if changed:
-            dirty = True
             root = TreeIndex(repo, _worktree_tree(repo, commit_obj, root, paths))
             inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
         result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
-    return Snapshot(commit=commit_obj.hexsha, dirty=dirty, fingerprints=result)
+    return Snapshot(commit=commit_obj.hexsha, fingerprints=result)
 
 
 class TreeIndex:
@@ -219,9 +215,8 @@ def _fingerprint(
     if seed and entries[0].kind == "tree":
         value = entries[0].sha
     else:
-        seed = False
         value = hashlib.sha1(encode(d, entries, parent_fp), usedforsecurity=False).hexdigest()
-    return Fingerprint(d.name, value, entries, parent_fp, seed)
+    return Fingerprint(d.name, value, entries, parent_fp)
 
 
 def _commit(repo: git.Repo, commit: str | None) -> git.Commit:

@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge.aws import aws_call
 from bridge.errors import LeaseError
+from bridge.locking import local_lock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -258,3 +260,34 @@ class LeaseManager:
                 )
             time.sleep(delay)
             delay = min(delay * 2, self.config.poll_max)
+
+
+def build_once(
+    lock: Path,
+    leases: LeaseManager | None,
+    key: str,
+    definition: str,
+    fingerprint: str,
+    *,
+    wait_timeout: float,
+    done: Callable[[], T | None],
+    build: Callable[[Lease | None], T],
+) -> T:
+    """Run `build` for one image at most once across processes and machines.
+
+    First this machine's lock (the file `lock`), then, with `leases`, the S3 lease `key`. Whoever
+    held either before may have built the image meanwhile: `done()` returns their result, and then
+    `build` is not called. `build` gets the lease it runs under (None without `leases`).
+    """
+    with local_lock(lock, timeout=wait_timeout):
+        if leases is None:
+            found = done()
+            return found if found is not None else build(None)
+        found, lease = leases.wait(key, definition, fingerprint, done)
+        if found is not None:
+            return found
+        assert lease is not None
+        with leases.renewing(lease, definition, fingerprint):
+            # The holder before us may have finished just before releasing.
+            found = done()
+            return found if found is not None else build(lease)

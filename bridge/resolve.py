@@ -22,8 +22,7 @@ from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
 from bridge.errors import BuildError, LeaseError, ManifestError, NotFoundError, QueryError
 from bridge.fingerprint import Snapshot, fingerprint_all
-from bridge.lease import Lease, LeaseConfig, LeaseManager, lease_key
-from bridge.locking import local_lock
+from bridge.lease import Lease, LeaseConfig, LeaseManager, build_once, lease_key
 from bridge.packer import PackerRunner
 from bridge.registry import Image
 from bridge.settings import OnMissing, Settings
@@ -364,28 +363,17 @@ class Resolver:
         *,
         recheck: bool,
     ) -> ResolvedAmi:
-        """Build exactly once: under this machine's lock, then the image's S3 lease.
-
-        Whoever held either first may have built the image meanwhile; then that image is used.
-        """
-        lock = self.settings.lock_dir / f"{d.name}-{fp}.lock"
-        with local_lock(lock, timeout=self.settings.wait_timeout):
-            leases = self._lease_manager()
-            if leases is None:
-                if recheck and (found := self._recheck(d, fp, parent, commit)):
-                    return found
-                return self._build(d, fp, parent, commit, lease=None)
-            key = lease_key(self.settings.lease_prefix, d.name, fp, self.regions(d))
-            done = (lambda: self._recheck(d, fp, parent, commit)) if recheck else (lambda: None)
-            found, lease = leases.wait(key, d.name, fp, done)
-            if found is not None:
-                return found
-            assert lease is not None
-            with leases.renewing(lease, d.name, fp):
-                # The holder before us may have finished just before releasing.
-                if recheck and (found := self._recheck(d, fp, parent, commit)):
-                    return found
-                return self._build(d, fp, parent, commit, lease=lease)
+        """Build exactly once; an image another process built meanwhile is used instead."""
+        return build_once(
+            self.settings.lock_dir / f"{d.name}-{fp}.lock",
+            self._lease_manager(),
+            lease_key(self.settings.lease_prefix, d.name, fp, self.regions(d)),
+            d.name,
+            fp,
+            wait_timeout=self.settings.wait_timeout,
+            done=(lambda: self._recheck(d, fp, parent, commit)) if recheck else (lambda: None),
+            build=lambda lease: self._build(d, fp, parent, commit, lease=lease),
+        )
 
     def _build(
         self,

@@ -21,14 +21,13 @@ def fingerprints(repo, names=("base", "snowflake"), **kwargs):
 def test_root_definition_matches_seed_tree_sha(repo):
     fps, snap = fingerprints(repo, ["base"])
     assert fps["base"] == repo.tree_sha("base")
-    assert snap.fingerprints["base"].seed_compatible
     assert snap.commit == repo.git("rev-parse", "HEAD")
 
 
 def test_child_fingerprint_is_documented_encoding(repo):
     fps, snap = fingerprints(repo)
     child = snap.fingerprints["snowflake"]
-    assert not child.seed_compatible
+    assert fps["snowflake"] != repo.tree_sha("snowflake")
     assert child.parent == fps["base"]
     inputs = {e.path for e in child.inputs}
     # The snowflake runs the base's cleanup and debug tasks, so they are its inputs too.
@@ -89,9 +88,9 @@ def test_variables_are_fingerprinted(repo):
     data["definitions"]["base"]["variables"] = {"ami_name": "base-x"}
     repo.set_catalog(data)
     repo.commit("variables")
-    after, snap = fingerprints(repo)
+    after, _ = fingerprints(repo)
     assert after["base"] != before["base"]
-    assert not snap.fingerprints["base"].seed_compatible
+    assert after["base"] != repo.tree_sha("base")  # variables: the composite encoding
     assert after["snowflake"] != before["snowflake"]
 
 
@@ -125,15 +124,14 @@ def test_untracked_file_in_input_is_dirty(repo):
 def test_dirty_outside_inputs_is_fine(repo):
     clean, _ = fingerprints(repo)
     repo.write("notes.txt", "scratch\n")
-    again, snap = fingerprints(repo)
-    assert again == clean and not snap.dirty
+    again, _ = fingerprints(repo)
+    assert again == clean
 
 
 def test_allow_dirty_hashes_working_tree_like_git(repo):
     clean, _ = fingerprints(repo)
     repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho dirty\n")
-    dirty, snap = fingerprints(repo, allow_dirty=True)
-    assert snap.dirty
+    dirty, _ = fingerprints(repo, allow_dirty=True)
     assert dirty["base"] != clean["base"]
     # Committing the same content gives the same fingerprint: git's own object hashing.
     repo.commit("now committed")
