@@ -26,7 +26,7 @@ demo: setup
 	PYTHONPATH=$(CURDIR) $(PY) examples/demo.py
 
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: setup
 	$(BIN)/ruff check bridge testing tests examples bench
