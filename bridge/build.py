@@ -7,6 +7,8 @@ failed or interrupted build leaves nothing that names the fingerprint.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,20 +42,20 @@ def packer_variables(
     ec2_endpoint: str | None,
 ) -> dict[str, str]:
     """The `-var` values of a build: the catalog's variables, plus the seed pipeline's variables
-    (`ami_sha`, `ami_name`, `ami_base`, `region`) and `ec2_endpoint` where the template declares
-    them and the catalog does not set them."""
+    (`ami_sha`, `ami_name`, `region`, and `ami_base` for a child) and `ec2_endpoint` where the
+    template declares them. A variable the bridge has no value for keeps the template's default
+    (catalog.py refuses catalog values for the bridge's own variables)."""
     variables = dict(d.variables)
     provided = {
         "ami_sha": fingerprint,
         "ami_name": f"{d.name}-{fingerprint[:12]}",
-        "ami_base": parent_ami or "",
         "region": region,
     }
+    if parent_ami:
+        provided["ami_base"] = parent_ami
     if ec2_endpoint:
         provided[ENDPOINT_VARIABLE] = ec2_endpoint
-    for name, value in provided.items():
-        if name in declared and name not in variables:
-            variables[name] = value
+    variables.update((k, v) for k, v in provided.items() if k in declared)
     return variables
 
 
@@ -94,8 +96,10 @@ def build_image(
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log_path = log_dir / f"{d.name}-{fingerprint[:12]}-{stamp}.log"
     log.info("building %s (%s) with Packer; log: %s", d.name, fingerprint[:12], log_path)
+    # Whole seconds: some filesystems keep coarse modification times.
+    started = math.floor(time.time())
     result = runner.build(d.template, variables, root, log_path)
-    amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name)
+    amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     missing = [r for r in regions if r not in amis]
     if missing:
         raise BuildError(

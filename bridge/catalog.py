@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Literal
@@ -17,6 +18,14 @@ from bridge.validation import count_errors, first_error
 DEFAULT_CATALOG = "ami-chain.json"
 SCHEMA = "catalog.schema.json"
 TemplateFormat = Literal["json", "hcl2"]
+# Packer variables the bridge sets on every build (build.py): a catalog value would build an image
+# that its fingerprint, name or parent tag does not describe.
+BRIDGE_VARIABLES = {
+    "ami_base": "the parent's AMI",
+    "ami_sha": "the fingerprint",
+    "ami_name": "the image name derived from the fingerprint",
+    "region": "the build region",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,12 @@ class Definition:
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Another definition of the catalog has its template in the same directory, so the
+    # directory's content alone cannot name this image (fingerprint.py).
+    shares_directory: bool = False
+    # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
+    # entry committed at the fingerprinted commit.
+    entry: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,11 @@ def load_catalog(
                 f"Definition {d.name!r} in {rel} names the parent {d.parent!r}, which the catalog "
                 f"does not define. Add {d.parent!r} or correct the parent's name."
             )
+    directories = Counter(d.directory for d in definitions.values())
+    definitions = {
+        name: replace(d, shares_directory=directories[d.directory] > 1)
+        for name, d in definitions.items()
+    }
     order = _topological_order(rel, definitions)
     manifest = data.get("manifest", {})
     lease = data.get("lease", {})
@@ -197,6 +217,13 @@ def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -
             f"The template {template!r} of definition {name!r} does not exist in {repo_root}. "
             f"Fix the `template` path in {rel} (it is relative to the repository root)."
         )
+    for variable in spec.get("variables", {}):
+        if variable in BRIDGE_VARIABLES:
+            raise CatalogError(
+                f"Definition {name!r} in {rel} sets the Packer variable {variable!r}, which the "
+                f"bridge sets itself ({BRIDGE_VARIABLES[variable]}): a catalog value would build "
+                "an image its tags do not describe. Remove it from `variables`."
+            )
     inputs = []
     for item in spec.get("inputs", []):
         resolve_inside(repo_root, item, what=f"input of {name!r}")
@@ -211,7 +238,13 @@ def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -
         variables=MappingProxyType(dict(sorted(spec.get("variables", {}).items()))),
         regions=tuple(spec.get("regions", ())),
         tags=MappingProxyType(dict(sorted(spec.get("tags", {}).items()))),
+        entry=canonical_entry(spec),
     )
+
+
+def canonical_entry(spec: Any) -> str:
+    """A catalog entry as canonical JSON, for comparing two versions of it."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _topological_order(rel: str, definitions: Mapping[str, Definition]) -> list[str]:

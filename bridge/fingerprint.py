@@ -2,9 +2,11 @@
 
 A fingerprint names the content an image is built from, never the history that led to it:
 
-* A definition with a single input (its directory), no parent and no variables gets the git tree
-  SHA of that directory. That is what the seed pipeline tags with (`git ls-tree HEAD <dir>`), so
-  images it built are found as they are.
+* A definition with a single input (its directory), no parent and no variables, whose directory
+  holds no other definition's template, gets the git tree SHA of that directory. That is what the
+  seed pipeline tags with (`git ls-tree HEAD <dir>`), so images it built are found as they are.
+  Two definitions in one directory would share that SHA, so they get the encoding below, which
+  names the template.
 * Every other definition gets the SHA-1 of the encoding below (version 1), UTF-8, each line ending
   in a newline, paths and values written as JSON strings:
 
@@ -40,7 +42,7 @@ from typing import Any, Literal
 import git
 from git.objects.fun import tree_entries_from_data
 
-from bridge.catalog import Definition, normalize
+from bridge.catalog import Definition, canonical_entry, normalize
 from bridge.errors import FingerprintError
 
 log = logging.getLogger(__name__)
@@ -109,16 +111,22 @@ def fingerprint_all(
     *,
     commit: str | None = None,
     allow_dirty: bool = False,
+    catalog_path: str | None = None,
 ) -> Snapshot:
     """Fingerprint `definitions` (parents before children) at `commit` (default HEAD).
 
     Uncommitted changes to an input are an error unless `allow_dirty`, in which case the working
-    tree content is hashed with git's own object hashing instead.
+    tree content is hashed with git's own object hashing instead. With `catalog_path`, each
+    definition's catalog entry must be the one committed there too (the same rule).
     """
     commit_obj = _commit(repo, commit)
     root = TreeIndex(repo, commit_obj.tree.hexsha)
-    inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     checks_worktree = commit is None or _is_head(repo, commit_obj.hexsha)
+    if catalog_path is not None:
+        _check_entries(
+            root, catalog_path, definitions, commit_obj.hexsha, checks_worktree and allow_dirty
+        )
+    inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     if checks_worktree:
         paths = sorted({p for items in inputs.values() for p in items})
         changed = _changed_files(repo, paths)
@@ -146,6 +154,45 @@ def fingerprint_all(
         parent_fp = result[d.parent].value if d.parent is not None else None
         result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
     return Snapshot(commit=commit_obj.hexsha, fingerprints=result)
+
+
+def _check_entries(
+    root: TreeIndex,
+    catalog_path: str,
+    definitions: Sequence[Definition],
+    commit: str,
+    allow_dirty: bool,
+) -> None:
+    """The catalog entries in use are the ones committed at `commit` (or `allow_dirty` says the
+    working tree's count). Otherwise the fingerprint would name one entry and the build use
+    another: a variable edited but not committed, or today's catalog applied to an old commit."""
+    raw = root.read(normalize(catalog_path))
+    try:
+        committed = json.loads(raw or b"null")["definitions"]
+    except (ValueError, TypeError, KeyError):
+        committed = None
+    if not isinstance(committed, dict):
+        differing = [d.name for d in definitions]
+    else:
+        differing = [
+            d.name
+            for d in definitions
+            if d.name not in committed or canonical_entry(committed[d.name]) != d.entry
+        ]
+    if not differing or allow_dirty:
+        return
+    where = "is not committed" if raw is None else "is not a catalog"
+    found = (
+        f"the catalog {catalog_path} {where} at {commit[:12]}"
+        if not isinstance(committed, dict)
+        else f"the catalog entries of {', '.join(differing)} differ from the ones committed at "
+        f"{commit[:12]}"
+    )
+    raise FingerprintError(
+        f"Cannot fingerprint {', '.join(differing)}: {found}. An image is named by the catalog "
+        "entry committed with its files: commit the catalog (or stash its changes), resolve at "
+        "the commit whose catalog you have, or set allow_dirty=true to use the working tree's."
+    )
 
 
 class TreeIndex:
@@ -211,7 +258,12 @@ def _fingerprint(
     root: TreeIndex, d: Definition, paths: Sequence[str], parent_fp: str | None
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
-    seed = parent_fp is None and not d.variables and list(paths) == [d.directory]
+    seed = (
+        parent_fp is None
+        and not d.variables
+        and not d.shares_directory
+        and list(paths) == [d.directory]
+    )
     if seed and entries[0].kind == "tree":
         value = entries[0].sha
     else:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from bridge.catalog import Definition
+from bridge.errors import QueryError
 from bridge.registry import TAG_PARENT_AMI, Image
 from bridge.settings import OnMissing
 
@@ -55,14 +56,25 @@ class Decision:
         return self.images.get(self.regions[0]) if self.usable else None
 
 
-def regions_for(d: Definition, *, catalog_regions: Sequence[str], region: str) -> tuple[str, ...]:
+def regions_for(
+    d: Definition, *, catalog_regions: Sequence[str], region: str, explicit: bool = False
+) -> tuple[str, ...]:
     """Regions the image of `d` must exist in; the first is where it is built.
 
     The definition's regions, else the catalog's, else `region`; `region` goes first when listed.
+    A region asked for (`explicit`) that the definition does not list is an error: an AMI from
+    another region would be useless there.
     """
     regions = tuple(d.regions or catalog_regions or (region,))
     if region in regions:
         return (region, *[r for r in regions if r != region])
+    if explicit:
+        raise QueryError(
+            f"Definition {d.name!r} is not distributed to {region} (its regions: "
+            f"{', '.join(regions)}), so it has no AMI there. Resolve it in one of its regions "
+            "(--region, the query's `region`, AWS_REGION), or add the region to its `regions` "
+            "in the catalog."
+        )
     return regions
 
 

@@ -7,13 +7,14 @@ image that cannot be found.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from bridge import manifests, registry
 from bridge.catalog import Definition
+from bridge.errors import BuildError
 from bridge.registry import Image
 
 if TYPE_CHECKING:
@@ -64,16 +65,29 @@ def publish(
     amis: Mapping[str, str],
     *,
     tag_key: str,
+    owners: Sequence[str],
     provenance: Provenance,
     bucket: str | None,
     prefix: str | None,
 ) -> Published:
-    """Tag the images of a build (one CreateTags per region) and write its manifest."""
+    """Tag the images of a build (one CreateTags per region) and write its manifest.
+
+    Images that `owners` would not count are refused before anything is tagged.
+    """
     tags = image_tags(d, fingerprint, tag_key=tag_key, provenance=provenance)
     images = {
         region: registry.describe_image(clients.ec2(region), region, ami)
         for region, ami in amis.items()
     }
+    for image in images.values():
+        if not registry.owned_by(image, owners):
+            raise BuildError(
+                f"The image {image.ami_id} of {d.name!r} in {image.region} belongs to account "
+                f"{image.owner_id}, which is not among the owners the bridge searches "
+                f"({', '.join(owners)}): it would never be found, and every resolve would build "
+                f"again. Add {image.owner_id} or self to `owners`, or build with credentials of "
+                "one of those accounts. The image was left untagged."
+            )
     for image in images.values():
         registry.tag_image(clients.ec2(image.region), image, tags)
     uri = ""

@@ -83,7 +83,7 @@ def find_images(
             value = image.tag(tag_key)
             # The filter matches by value; check the owner too, since a filter typo on the server
             # side must never hand us somebody else's image.
-            if value in batch and _owned(image, owners):
+            if value in batch and owned_by(image, owners):
                 found[value].append(image)
     for images in found.values():
         images.sort(key=lambda i: (i.creation_date, i.ami_id), reverse=True)
@@ -136,7 +136,8 @@ def tag_image(ec2: EC2Client, image: Image, tags: Mapping[str, str]) -> None:
         ec2.create_tags(Resources=[image.ami_id, *image.snapshot_ids], Tags=pairs)
 
 
-def _owned(image: Image, owners: Sequence[str]) -> bool:
+def owned_by(image: Image, owners: Sequence[str]) -> bool:
+    """Whether `owners` ("self" or account IDs) count `image`; "self" counts the caller's."""
     accounts = {o for o in owners if o != "self"}
     return "self" in owners or image.owner_id in accounts
 

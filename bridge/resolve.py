@@ -102,7 +102,10 @@ class Resolver:
     def regions(self, d: Definition) -> tuple[str, ...]:
         """Regions the image of `d` must exist in; the first is where it is built."""
         return plan.regions_for(
-            d, catalog_regions=self.settings.regions, region=self.settings.region
+            d,
+            catalog_regions=self.settings.regions,
+            region=self.settings.region,
+            explicit=self.settings.region_explicit,
         )
 
     def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
@@ -116,6 +119,7 @@ class Resolver:
             definitions,
             commit=self.settings.commit,
             allow_dirty=self.settings.allow_dirty,
+            catalog_path=self.catalog.path,
         )
 
     def survey(self, names: Iterable[str]) -> Survey:
@@ -132,7 +136,14 @@ class Resolver:
         if directory is not None:
             for d in definitions:
                 if d.parent is None:
-                    found = seed.built_images(self.clients, directory, d.name, self.regions(d))
+                    found = seed.built_images(
+                        self.clients,
+                        directory,
+                        d.name,
+                        self.regions(d),
+                        fingerprint=snapshot.fingerprints[d.name].value,
+                        tag_key=self.settings.tag_key,
+                    )
                     if found is not None:
                         seeded[d.name] = found
         return Survey(definitions, snapshot, images, seeded)
@@ -425,6 +436,7 @@ class Resolver:
             fp,
             artifacts.amis,
             tag_key=self.settings.tag_key,
+            owners=self.settings.owners,
             provenance=provenance,
             bucket=self.settings.manifest_bucket,
             prefix=self.settings.manifest_prefix,

@@ -135,6 +135,8 @@ class Settings:
     repo_root: Path
     region: str
     state_dir: Path
+    # The region was asked for (option or environment), not taken from the catalog.
+    region_explicit: bool = False
     tag_key: str = DEFAULT_TAG_KEY
     owners: tuple[str, ...] = DEFAULT_OWNERS
     regions: tuple[str, ...] = ()
@@ -167,12 +169,8 @@ class Settings:
     @classmethod
     def from_sources(cls, options: Options, catalog: Catalog, env: Mapping[str, str]) -> Settings:
         """Merge options, environment and catalog, highest precedence first (README table)."""
-        region = (
-            options.region
-            or env.get("AWS_REGION")
-            or env.get("AWS_DEFAULT_REGION")
-            or (catalog.regions[0] if catalog.regions else None)
-        )
+        asked = options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        region = asked or (catalog.regions[0] if catalog.regions else None)
         if not region:
             raise QueryError(
                 "No AWS region is set. Pass `region` (query) or --region, set AWS_REGION, or "
@@ -189,6 +187,7 @@ class Settings:
         return cls(
             repo_root=options.repo_root,
             region=region,
+            region_explicit=bool(asked),
             state_dir=state_dir(env),
             tag_key=options.tag_key or catalog.tag_key or DEFAULT_TAG_KEY,
             owners=options.owners or catalog.owners or DEFAULT_OWNERS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -48,17 +49,19 @@ def test_undeclared_variables_are_not_passed():
     assert variables == {"ami_sha": FP}
 
 
-def test_catalog_variables_win_and_no_endpoint_means_none():
+def test_a_root_gets_no_ami_base_and_no_endpoint_means_none():
     variables = packer_variables(
-        definition(region="us-west-2", docker="27"),
+        definition(docker="27"),
         FP,
         declared=SEED_VARIABLES,
         parent_ami=None,
         region="us-east-1",
         ec2_endpoint=None,
     )
-    assert variables["region"] == "us-west-2" and variables["docker"] == "27"
-    assert variables["ami_base"] == ""
+    assert variables["docker"] == "27"
+    assert variables["region"] == "us-east-1"  # the bridge's own (catalog.py refuses others)
+    # No parent, no ami_base: the template's own default stands.
+    assert "ami_base" not in variables
     assert "ec2_endpoint" not in variables
 
 
@@ -104,24 +107,40 @@ def test_build_image_that_misses_a_region_is_an_error(repo, runner, sandbox_env,
         )
 
 
-def test_artifacts_from_a_seed_style_manifest(repo, runner, tmp_path):
-    """A template whose Packer output names no AMI: the workspace's manifest-<name>.json counts."""
-    (repo.path / "quiet").mkdir()
+def quiet_template(repo, *commands: str) -> Definition:
+    """A template whose Packer output names no AMI (a null builder), running `commands`."""
+    (repo.path / "quiet").mkdir(exist_ok=True)
+    provisioners = [{"type": "shell-local", "inline": list(commands)}] if commands else []
     Path(repo.path / "quiet" / "quiet.json").write_text(
-        json.dumps({"builders": [{"type": "null", "communicator": "none"}]})
+        json.dumps(
+            {"builders": [{"type": "null", "communicator": "none"}], "provisioners": provisioners}
+        )
     )
+    return Definition("quiet", "quiet/quiet.json", "json", "quiet", ())
+
+
+MANIFEST = json.dumps({"builds": [{"artifact_id": "us-east-1:ami-0123456789abcdef0"}]})
+
+
+def test_artifacts_from_the_manifest_this_build_wrote(repo, runner, tmp_path):
+    """A seed-style template reports its AMI in manifest-<name>.json (post-processor)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    (workspace / "manifest-quiet.json").write_text(
-        json.dumps({"builds": [{"artifact_id": "us-east-1:ami-0123456789abcdef0"}]})
-    )
-    quiet = Definition("quiet", "quiet/quiet.json", "json", "quiet", ())
-    build = {"regions": ["us-east-1"], "parent": None, "ec2_endpoint": None}
+    target = workspace / "manifest-quiet.json"
+    quiet = quiet_template(repo, f"printf '%s' '{MANIFEST}' > {target}")
     artifacts = build_image(
-        runner, repo.path, quiet, FP, **build, log_dir=tmp_path / "logs", manifest_dir=workspace
-    )
+        runner, repo.path, quiet, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
+        log_dir=tmp_path / "logs", manifest_dir=workspace,
+    )  # fmt: skip
     assert dict(artifacts.amis) == {"us-east-1": "ami-0123456789abcdef0"}
-    with pytest.raises(BuildError, match="reported no AMI"):
+
+
+def test_an_earlier_builds_manifest_is_not_this_builds_artifact(repo, runner, tmp_path):
+    (repo.path / "manifest-quiet.json").write_text(MANIFEST)
+    os.utime(repo.path / "manifest-quiet.json", (1, 1))  # written by an earlier build
+    quiet = quiet_template(repo)
+    with pytest.raises(BuildError, match="reported no AMI for us-east-1"):
         build_image(
-            runner, repo.path, quiet, FP, **build, log_dir=tmp_path / "logs", manifest_dir=None
-        )
+            runner, repo.path, quiet, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
+            log_dir=tmp_path / "logs", manifest_dir=None,
+        )  # fmt: skip

@@ -73,6 +73,14 @@ def test_hcl2_file_and_directory(repo):
             lambda d: d["definitions"]["base"].update(variables={"x": 1}),
             "$.definitions.base.variables.x",
         ),
+        # The bridge's own variables: a catalog value would build what the tags do not say.
+        *[
+            (
+                lambda d, v=variable: d["definitions"]["snowflake"].update(variables={v: "x"}),
+                f"sets the Packer variable {variable!r}, which the bridge sets itself",
+            )
+            for variable in ("ami_base", "ami_sha", "ami_name", "region")
+        ],
     ],
 )
 def test_invalid_catalogs_are_named(repo, mutate, message):

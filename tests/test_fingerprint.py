@@ -85,7 +85,7 @@ def test_child_change_leaves_parent(repo):
 def test_variables_are_fingerprinted(repo):
     before, _ = fingerprints(repo)
     data = repo.catalog()
-    data["definitions"]["base"]["variables"] = {"ami_name": "base-x"}
+    data["definitions"]["base"]["variables"] = {"instance_type": "t3.small"}
     repo.set_catalog(data)
     repo.commit("variables")
     after, _ = fingerprints(repo)

@@ -7,6 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from bridge.catalog import Definition
+from bridge.errors import QueryError
 from bridge.plan import Decision, decide, next_step, regions_for
 from bridge.registry import TAG_PARENT_AMI, Image, ImageState
 
@@ -149,3 +150,15 @@ def test_decisions_only_offer_images_to_use():
     assert pending.state == "missing"
     assert pending.primary is None and pending.amis == {}
     assert not pending.usable
+
+
+def test_a_region_asked_for_must_be_one_of_the_definitions():
+    d = Definition("x", "x/x.json", "json", "x", (), regions=("us-east-1", "eu-west-1"))
+    assert regions_for(d, catalog_regions=(), region="eu-west-1", explicit=True) == (
+        "eu-west-1",
+        "us-east-1",
+    )
+    with pytest.raises(QueryError, match=r"not distributed to ap-south-1 \(its regions: "):
+        regions_for(d, catalog_regions=(), region="ap-south-1", explicit=True)
+    # The catalog's own first region is no request: the definition's regions stand.
+    assert regions_for(d, catalog_regions=(), region="ap-south-1") == ("us-east-1", "eu-west-1")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 
 from bridge.aws import AwsClients
 from bridge.seed import build_artifacts, built_images
 from testing.sandbox import make_image
+
+OURS = {"fingerprint": "a" * 40, "tag_key": "SHA"}
 
 
 def write_manifest(directory, name, artifact_id):
@@ -22,27 +25,44 @@ def write_manifest(directory, name, artifact_id):
 def test_built_images_are_described_in_every_region(sandbox_env, tmp_path):
     ami = make_image(boto3.client("ec2"), "base")
     write_manifest(tmp_path, "base", f"us-east-1:{ami}")
-    images = built_images(AwsClients(), tmp_path, "base", ["us-east-1"])
+    images = built_images(AwsClients(), tmp_path, "base", ["us-east-1"], **OURS)
     assert images is not None
     assert images["us-east-1"].ami_id == ami and images["us-east-1"].state == "available"
 
 
 def test_no_manifest_a_missing_region_or_a_vanished_image_gives_none(sandbox_env, tmp_path):
     clients = AwsClients()
-    assert built_images(clients, tmp_path, "base", ["us-east-1"]) is None
+    assert built_images(clients, tmp_path, "base", ["us-east-1"], **OURS) is None
     ami = make_image(boto3.client("ec2"), "base")
     write_manifest(tmp_path, "base", f"us-east-1:{ami}")
-    assert built_images(clients, tmp_path, "base", ["us-east-1", "eu-west-1"]) is None
+    assert built_images(clients, tmp_path, "base", ["us-east-1", "eu-west-1"], **OURS) is None
     write_manifest(tmp_path, "base", "us-east-1:ami-0000000000000dead")
-    assert built_images(clients, tmp_path, "base", ["us-east-1"]) is None
+    assert built_images(clients, tmp_path, "base", ["us-east-1"], **OURS) is None
 
 
-def test_build_artifacts(tmp_path):
-    assert build_artifacts(tmp_path, "base") == {}
+def test_an_image_whose_tags_name_another_image_is_not_trusted(sandbox_env, tmp_path):
+    ec2 = boto3.client("ec2")
+    placeholder = make_image(ec2, "seed", "!!sha!!")  # the seed's own tag: no contradiction
+    other_fp = make_image(ec2, "old", "b" * 40)  # built from other content
+    ec2.create_tags(
+        Resources=[placeholder], Tags=[{"Key": "ami-chain:definition", "Value": "base"}]
+    )
+    other_name = make_image(ec2, "other", None)
+    ec2.create_tags(Resources=[other_name], Tags=[{"Key": "ami-chain:definition", "Value": "web"}])
+    clients = AwsClients()
+    for ami, trusted in ((placeholder, True), (other_fp, False), (other_name, False)):
+        write_manifest(tmp_path, "base", f"us-east-1:{ami}")
+        images = built_images(clients, tmp_path, "base", ["us-east-1"], **OURS)
+        assert (images is not None) == trusted, ami
+
+
+def test_build_artifacts_only_from_a_manifest_written_since(tmp_path):
+    assert build_artifacts(tmp_path, "base", written_since=0) == {}
     write_manifest(
         tmp_path, "base", "us-east-1:ami-0123456789abcdef0,eu-west-1:ami-0fedcba9876543210"
     )
-    assert build_artifacts(tmp_path, "base") == {
+    assert build_artifacts(tmp_path, "base", written_since=time.time() + 60) == {}
+    assert build_artifacts(tmp_path, "base", written_since=time.time() - 60) == {
         "us-east-1": "ami-0123456789abcdef0",
         "eu-west-1": "ami-0fedcba9876543210",
     }

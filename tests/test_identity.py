@@ -1,0 +1,146 @@
+"""Identity: the AMI handed out is the one this commit's definition builds, or the bridge refuses.
+
+Each test is a case where a resolve once returned another image's AMI, or built something other
+than what its tags record (real git, the sandbox, and real Packer where a build matters).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.catalog import load_catalog
+from bridge.errors import FingerprintError
+from bridge.fingerprint import fingerprint_all, open_repo
+from testing.bridge import external
+from testing.sandbox import manifest_keys, own_images, tags_of
+
+
+def query(repo, definition="base", **extra):
+    return {"definition": definition, "repo": str(repo.path), **extra}
+
+
+def fingerprints(repo):
+    catalog = load_catalog(repo.path)
+    snapshot = fingerprint_all(open_repo(repo.path), catalog.all())
+    return {name: fp.value for name, fp in snapshot.fingerprints.items()}
+
+
+def add_hardened(repo):
+    """A second root whose template sits in the base's directory."""
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].append({"type": "shell-local", "inline": ["echo hardened"]})
+    repo.write("base/hardened.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["definitions"]["hardened"] = {"template": "base/hardened.json"}
+    repo.set_catalog(data)
+    repo.commit("hardened, beside base")
+
+
+def test_two_roots_in_one_directory_are_two_images(sandbox_env, repo, packer):
+    alone = fingerprints(repo)["base"]
+    assert alone == repo.tree_sha("base")  # alone in its directory: the seed's identity
+    add_hardened(repo)
+    fps = fingerprints(repo)
+    assert fps["hardened"] != fps["base"]
+    assert repo.tree_sha("base") not in (fps["base"], fps["hardened"])
+    base = external(sandbox_env, query(repo))
+    assert base.code == 0, base.stderr
+    hardened = external(sandbox_env, query(repo, "hardened"))
+    assert hardened.code == 0, hardened.stderr
+    base_ami, hardened_ami = (
+        json.loads(base.stdout)["ami_id"],
+        json.loads(hardened.stdout)["ami_id"],
+    )
+    assert hardened_ami != base_ami
+    assert json.loads(hardened.stdout)["built"] == "true"
+    by_id = {i["ImageId"]: tags_of(i) for i in own_images()}
+    assert by_id[hardened_ami]["ami-chain:definition"] == "hardened"
+
+
+def test_a_region_the_definition_is_not_in_is_refused(sandbox_env, repo):
+    asked = external(sandbox_env, query(repo, region="eu-central-1", on_missing="build"))
+    assert asked.code == 1 and asked.stdout == ""
+    assert "not distributed to eu-central-1 (its regions: us-east-1)" in asked.stderr
+    from_env = external({**sandbox_env, "AWS_REGION": "ap-south-1"}, query(repo))
+    assert from_env.code == 1 and "not distributed to ap-south-1" in from_env.stderr
+    assert own_images() == [] and own_images("eu-central-1") == []
+
+
+def test_a_root_keeps_its_templates_own_ami_base_default(sandbox_env, repo, packer):
+    """The bridge has no parent AMI for a root, so it passes none: the template's default stands."""
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    builder = template["builders"][0]
+    del builder["source_ami_filter"]
+    builder["source_ami"] = "{{user `ami_base`}}"
+    template["variables"]["ami_base"] = "ami-0c55b159cbfafe1f0"
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    repo.commit("base from a pinned source")
+    proc = external(sandbox_env, query(repo))
+    assert proc.code == 0, proc.stderr
+    assert json.loads(proc.stdout)["built"] == "true"
+
+
+def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_env, repo, packer):
+    proc = external(sandbox_env, query(repo, owners="111111111111"))
+    assert proc.code == 1 and proc.stdout == ""
+    assert "belongs to account 123456789012" in proc.stderr
+    assert "(111111111111)" in proc.stderr and "left untagged" in proc.stderr
+    (image,) = own_images()
+    assert "SHA" not in tags_of(image)
+    assert manifest_keys() == []  # no manifest, and the build lease is released
+
+
+def fingerprint_at(repo, commit=None, allow_dirty=False):
+    catalog = load_catalog(repo.path)
+    snapshot = fingerprint_all(
+        open_repo(repo.path),
+        catalog.all(),
+        commit=commit,
+        allow_dirty=allow_dirty,
+        catalog_path=catalog.path,
+    )
+    return {name: fp.value for name, fp in snapshot.fingerprints.items()}
+
+
+def set_variable(repo, value):
+    data = repo.catalog()
+    data["definitions"]["snowflake"]["variables"] = {"docker_version": value}
+    repo.set_catalog(data)
+
+
+def test_a_pinned_commit_is_not_fingerprinted_with_todays_catalog(repo):
+    set_variable(repo, "26")
+    old = repo.commit("docker 26")
+    old_fps = fingerprint_at(repo)
+    set_variable(repo, "27")
+    repo.commit("docker 27")
+    new_fps = fingerprint_at(repo)
+    assert new_fps["snowflake"] != old_fps["snowflake"]
+    # The old commit's files with today's entry would be today's fingerprint: refused.
+    with pytest.raises(FingerprintError, match=r"catalog entries of snowflake differ from the"):
+        fingerprint_at(repo, commit=old)
+    # Entries that did not change between the commits are fine.
+    assert fingerprint_at_names(repo, old, ["base"]) == {"base": old_fps["base"]}
+
+
+def fingerprint_at_names(repo, commit, names):
+    catalog = load_catalog(repo.path)
+    snapshot = fingerprint_all(
+        open_repo(repo.path), catalog.closure(names), commit=commit, catalog_path=catalog.path
+    )
+    return {name: fp.value for name, fp in snapshot.fingerprints.items()}
+
+
+def test_an_uncommitted_catalog_entry_is_dirty(sandbox_env, repo):
+    committed = fingerprint_at(repo)
+    set_variable(repo, "27")
+    proc = external(sandbox_env, query(repo, "snowflake"))
+    assert proc.code == 1 and proc.stdout == ""
+    assert "catalog entries of snowflake differ from the ones committed" in proc.stderr
+    assert own_images() == []
+    dirty = fingerprint_at(repo, allow_dirty=True)
+    assert dirty["base"] == committed["base"] and dirty["snowflake"] != committed["snowflake"]
+    # An entry nobody uses in this resolve may change freely.
+    assert external(sandbox_env, query(repo, "base", on_missing="report")).code == 0
