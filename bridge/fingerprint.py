@@ -78,6 +78,8 @@ class Snapshot:
     """The fingerprints of a set of definitions at one commit."""
 
     commit: str
+    # Working-tree content was fingerprinted (allow_dirty with uncommitted changes).
+    dirty: bool
     fingerprints: dict[str, Fingerprint]
 
 
@@ -127,6 +129,7 @@ def fingerprint_all(
             root, catalog_path, definitions, commit_obj.hexsha, checks_worktree and allow_dirty
         )
     inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+    dirty = False
     if checks_worktree:
         paths = sorted({p for items in inputs.values() for p in items})
         changed = _changed_files(repo, paths)
@@ -147,13 +150,14 @@ def fingerprint_all(
                 "allow_dirty=true to fingerprint the working tree as it is."
             )
         if changed:
+            dirty = True
             root = TreeIndex(repo, _worktree_tree(repo, commit_obj, root, paths))
             inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
         result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
-    return Snapshot(commit=commit_obj.hexsha, fingerprints=result)
+    return Snapshot(commit=commit_obj.hexsha, dirty=dirty, fingerprints=result)
 
 
 def _check_entries(

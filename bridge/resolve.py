@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
 import git
 
-from bridge import manifests, plan, publish, registry, seed
+from bridge import checkout, manifests, plan, publish, registry, seed
 from bridge.aws import AwsClients
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
-from bridge.errors import BuildError, LeaseError, ManifestError, NotFoundError, QueryError
+from bridge.errors import LeaseError, ManifestError, NotFoundError, QueryError
 from bridge.fingerprint import Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, build_once, lease_key
 from bridge.packer import PackerRunner
@@ -229,7 +231,7 @@ class Resolver:
                 results[d.name] = self._outcome(decision, d, parent, commit)
             elif step == "build":
                 results[d.name] = self._locked_build(
-                    d, decision.fingerprint, parent, commit, recheck=d.name not in forced
+                    d, decision.fingerprint, parent, survey.snapshot, recheck=d.name not in forced
                 )
             elif step == "fail":
                 raise NotFoundError(self._not_found(d, decision))
@@ -320,6 +322,19 @@ class Resolver:
 
     # -- building exactly once ------------------------------------------------------------------
 
+    def _source(self, snapshot: Snapshot) -> AbstractContextManager[Path]:
+        """The tree Packer builds from: what was fingerprinted.
+
+        The commit's content, exported; the working tree only when allow_dirty fingerprinted
+        uncommitted changes there.
+        """
+        if snapshot.dirty:
+            log.warning(
+                "building from the working tree: allow_dirty fingerprinted uncommitted changes"
+            )
+            return nullcontext(self.settings.repo_root)
+        return checkout.exported(self.repo, snapshot.commit, self.settings.state_dir / "trees")
+
     def _runner(self) -> PackerRunner:
         if self._packer is None:
             self._packer = self._packer_factory()
@@ -370,7 +385,7 @@ class Resolver:
         d: Definition,
         fp: str,
         parent: ResolvedAmi | None,
-        commit: str,
+        snapshot: Snapshot,
         *,
         recheck: bool,
     ) -> ResolvedAmi:
@@ -382,8 +397,10 @@ class Resolver:
             d.name,
             fp,
             wait_timeout=self.settings.wait_timeout,
-            done=(lambda: self._recheck(d, fp, parent, commit)) if recheck else (lambda: None),
-            build=lambda lease: self._build(d, fp, parent, commit, lease=lease),
+            done=(lambda: self._recheck(d, fp, parent, snapshot.commit))
+            if recheck
+            else (lambda: None),
+            build=lambda lease: self._build(d, fp, parent, snapshot, lease=lease),
         )
 
     def _build(
@@ -391,30 +408,25 @@ class Resolver:
         d: Definition,
         fp: str,
         parent: ResolvedAmi | None,
-        commit: str,
+        snapshot: Snapshot,
         *,
         lease: Lease | None,
     ) -> ResolvedAmi:
-        head = self.repo.head.commit.hexsha
-        if head != commit:
-            raise BuildError(
-                f"Cannot build {d.name!r} at commit {commit[:12]}: the checkout is at "
-                f"{head[:12]} and Packer builds from the checkout. Check that commit out "
-                "first, or resolve with on_missing=fail/report."
-            )
         regions = self.regions(d)
         runner = self._runner()
-        artifacts = build_image(
-            runner,
-            self.settings.repo_root,
-            d,
-            fp,
-            regions=regions,
-            parent=(parent.definition, parent.ami_id) if parent else None,
-            ec2_endpoint=self.settings.ec2_endpoint,
-            log_dir=self.settings.log_dir,
-            manifest_dir=self.settings.packer_manifest_dir,
-        )
+        commit = snapshot.commit
+        with self._source(snapshot) as source:
+            artifacts = build_image(
+                runner,
+                source,
+                d,
+                fp,
+                regions=regions,
+                parent=(parent.definition, parent.ami_id) if parent else None,
+                ec2_endpoint=self.settings.ec2_endpoint,
+                log_dir=self.settings.log_dir,
+                manifest_dir=self.settings.packer_manifest_dir,
+            )
         if lease is not None and self._leases is not None and not self._leases.confirm(lease):
             raise LeaseError(
                 f"The build lease of {d.name!r} was taken over while Packer ran (this process "

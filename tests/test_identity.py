@@ -7,13 +7,14 @@ than what its tags record (real git, the sandbox, and real Packer where a build 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
 from bridge.fingerprint import fingerprint_all, open_repo
-from testing.bridge import external
+from testing.bridge import external, run_bridge
 from testing.sandbox import manifest_keys, own_images, tags_of
 
 
@@ -144,3 +145,46 @@ def test_an_uncommitted_catalog_entry_is_dirty(sandbox_env, repo):
     assert dirty["base"] == committed["base"] and dirty["snowflake"] != committed["snowflake"]
     # An entry nobody uses in this resolve may change freely.
     assert external(sandbox_env, query(repo, "base", on_missing="report")).code == 0
+
+
+def build_logs(env):
+    return "".join(p.read_text() for p in (Path(env["AMI_BRIDGE_STATE_DIR"]) / "logs").iterdir())
+
+
+def test_a_pinned_commit_builds_that_commits_content(sandbox_env, repo, packer):
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho baseline-of-the-old-commit\n")
+    old = repo.commit("old baseline")
+    old_fp = repo.tree_sha("base")
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho baseline-of-the-new-commit\n")
+    repo.commit("new baseline")
+    proc = run_bridge(
+        ["build", "base", "--commit", old, "--json", "--repo", str(repo.path)], sandbox_env
+    )
+    assert proc.code == 0, proc.stderr
+    result = json.loads(proc.stdout)["base"]
+    assert result["fingerprint"] == old_fp and result["git_commit"] == old
+    logs = build_logs(sandbox_env)
+    assert "baseline-of-the-old-commit" in logs and "baseline-of-the-new-commit" not in logs
+    (image,) = own_images()
+    assert tags_of(image)["ami-chain:git-commit"] == old
+
+
+def test_a_committed_build_ignores_the_working_trees_drift(sandbox_env, repo, packer):
+    """An untracked file Packer would read from the working tree is not there for the build."""
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].append({"type": "shell-local", "inline": ["cat local/secret.txt"]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    repo.commit("base reads an untracked file")
+    repo.write("local/secret.txt", "only-in-the-working-tree\n")
+    proc = external(sandbox_env, query(repo))
+    assert proc.code == 1 and proc.stdout == ""
+    assert "only-in-the-working-tree" not in build_logs(sandbox_env)
+    assert own_images() == []
+
+
+def test_allow_dirty_builds_the_working_tree_it_fingerprinted(sandbox_env, repo, packer):
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho uncommitted-baseline\n")
+    proc = external(sandbox_env, query(repo, allow_dirty="true"))
+    assert proc.code == 0, proc.stderr
+    assert json.loads(proc.stdout)["fingerprint"] != repo.tree_sha("base")
+    assert "uncommitted-baseline" in build_logs(sandbox_env)
