@@ -7,18 +7,23 @@ A fingerprint names the content an image is built from, never the history that l
   seed pipeline tags with (`git ls-tree HEAD <dir>`), so images it built are found as they are.
   Two definitions in one directory would share that SHA, so they get the encoding below, which
   names the template.
-* Every other definition gets the SHA-1 of the encoding below (version 1), UTF-8, each line ending
+* Every other definition gets the SHA-1 of the encoding below (version 2), UTF-8, each line ending
   in a newline, paths and values written as JSON strings:
 
-      ami-chain-bridge/fingerprint/v1
+      ami-chain-bridge/fingerprint/v2
       template "<template path>"
       input "<path>" <mode> <blob|tree> <git object SHA>     (one line per input, sorted by path)
       parent <parent fingerprint>                            (only when there is a parent)
       variable "<name>" "<value>"                            (one line per variable, sorted by name)
 
-Inputs are the definition's directory, its declared `inputs`, and, for JSON templates, the files
-its provisioners reference (`script`, `scripts`, a file provisioner's `source`/`sources`). An input
-inside another input's directory is dropped, since the directory's tree SHA already covers it.
+Inputs are the definition's directory, its declared `inputs`, for JSON templates the files its
+provisioners reference (`script`, `scripts`, a file provisioner's `source`/`sources`), and what
+every symlink among or below those points to (a tree's SHA covers a link's text, not its target).
+An input inside another input's directory is dropped, since the directory's tree SHA covers it.
+
+Version 2 differs from version 1 in what counts as an input (link targets) and in when a root keeps
+the seed's tree SHA (alone in its directory); the line format is the same. The new header makes
+every composite fingerprint new, so images named under version 1 are rebuilt once.
 
 Git cost: one `git status` (dirty check) and one long-lived `git cat-file --batch` for all object
 reads (GitPython adds its `git version` checks and a `cat-file --batch-check`), however many
@@ -47,7 +52,7 @@ from bridge.errors import FingerprintError
 
 log = logging.getLogger(__name__)
 
-ENCODING_VERSION = "ami-chain-bridge/fingerprint/v1"
+ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 _TEMPLATE_DIR = re.compile(r"\{\{\s*template_dir\s*\}\}")
 _TREE_MODE = 0o040000
 _LINK_MODE = 0o120000
@@ -235,6 +240,10 @@ class TreeIndex:
         mode, binsha = entries[name]
         return mode, binsha.hex()
 
+    def listing(self, directory: str) -> dict[str, tuple[int, bytes]]:
+        """Name -> (mode, binary object SHA) of the entries of `directory` ({} for no tree)."""
+        return self._entries(directory) or {}
+
     def read(self, path: str) -> bytes | None:
         """The content of the blob at `path`, or None."""
         found = self.lookup(path)
@@ -247,7 +256,7 @@ class TreeIndex:
 def encode(
     definition: Definition, entries: Iterable[InputEntry], parent_fingerprint: str | None
 ) -> bytes:
-    """The canonical v1 encoding hashed into a composite fingerprint."""
+    """The canonical encoding hashed into a composite fingerprint (ENCODING_VERSION)."""
     lines = [ENCODING_VERSION, f"template {json.dumps(definition.template)}"]
     for e in sorted(entries, key=lambda e: e.path):
         lines.append(f"input {json.dumps(e.path)} {e.mode} {e.kind} {e.sha}")
@@ -303,6 +312,7 @@ def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     candidates = [d.directory, *d.inputs]
     if d.template_format == "json":
         candidates += _provisioner_paths(root, d, commit)
+    candidates += _link_targets(root, d, candidates, commit)
     unique = sorted(set(candidates))
     # A path below another input is covered by that input's tree SHA (only a tree has children).
     return [
@@ -371,16 +381,56 @@ def _entry(root: TreeIndex, d: Definition, path: str) -> InputEntry:
             "it (git add, git commit), or fix the path in the catalog or the template."
         )
     mode, sha = found
-    if mode == _LINK_MODE:
-        target = (root.read(path) or b"").decode("utf-8", errors="replace")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-        if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
-            raise FingerprintError(
-                f"Input {path!r} of definition {d.name!r} is a symlink to {target!r}, outside "
-                "the repository: Packer would build from content the fingerprint cannot see. "
-                "Replace the link with the file itself."
-            )
     return InputEntry(path, f"{mode:06o}", "tree" if mode == _TREE_MODE else "blob", sha)
+
+
+def _link_targets(root: TreeIndex, d: Definition, paths: Sequence[str], commit: str) -> list[str]:
+    """What the symlinks among `paths`, or anywhere below them, point to.
+
+    A tree's SHA covers a link's text, not the content it points to, so each target is an input
+    of its own (followed in turn). A link out of the repository, or to nothing, is refused.
+    """
+    targets: list[str] = []
+    seen: set[str] = set()
+    pending = list(paths)
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        found = root.lookup(path)
+        if found is None:
+            continue  # _entry names a missing input
+        mode = found[0]
+        if mode == _LINK_MODE:
+            target = _link_target(root, d, path, commit)
+            targets.append(target)
+            pending.append(target)
+        elif mode == _TREE_MODE:
+            prefix = "" if path == "." else path + "/"
+            pending += [
+                prefix + name
+                for name, (child_mode, _) in root.listing(path).items()
+                if child_mode in (_LINK_MODE, _TREE_MODE)
+            ]
+    return targets
+
+
+def _link_target(root: TreeIndex, d: Definition, path: str, commit: str) -> str:
+    target = (root.read(path) or b"").decode("utf-8", errors="replace")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
+        raise FingerprintError(
+            f"{path!r}, an input of definition {d.name!r}, is a symlink to {target!r}, outside "
+            "the repository: Packer would build from content the fingerprint cannot see. "
+            "Replace the link with the file itself."
+        )
+    if root.lookup(resolved) is None:
+        raise FingerprintError(
+            f"{path!r}, an input of definition {d.name!r}, is a symlink to {target!r}, which is "
+            f"not in commit {commit[:12]}. Commit the file it points to, or remove the link."
+        )
+    return resolved
 
 
 def _changed_files(repo: git.Repo, paths: Sequence[str]) -> list[str]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 
 import git
@@ -33,7 +34,7 @@ def test_child_fingerprint_is_documented_encoding(repo):
     # The snowflake runs the base's cleanup and debug tasks, so they are its inputs too.
     assert inputs == {"snowflake", "base/tasks/cleanup.sh", "base/tasks/debug.sh"}
     expected_lines = [
-        "ami-chain-bridge/fingerprint/v1",
+        "ami-chain-bridge/fingerprint/v2",
         'template "snowflake/snowflake.json"',
         f'input "base/tasks/cleanup.sh" 100755 blob {repo.git("rev-parse", "HEAD:base/tasks/cleanup.sh")}',
         f'input "base/tasks/debug.sh" 100755 blob {repo.git("rev-parse", "HEAD:base/tasks/debug.sh")}',
@@ -218,3 +219,112 @@ def test_git_invocations_do_not_grow_with_history(repo, monkeypatch):
     assert long_count == short_count
     # One `git status` and one long-lived `git cat-file --batch`, whatever the history.
     assert 1 <= short_count <= 3, calls
+
+
+def link(repo, rel: str, target: str) -> None:
+    path = repo.path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, path)
+
+
+def test_a_symlink_counts_by_what_it_points_to(repo):
+    repo.write("shared/hardening.sh", "#!/bin/sh\necho v1\n")
+    link(repo, "base/tasks/hardening.sh", "../../shared/hardening.sh")
+    repo.commit("base links a shared script")
+    before, _ = fingerprints(repo, ["base"])
+    assert before["base"] != repo.tree_sha("base")  # the tree SHA does not cover the target
+    repo.write("shared/hardening.sh", "#!/bin/sh\necho v2\n")
+    repo.commit("shared script v2")
+    after, _ = fingerprints(repo, ["base"])
+    assert after["base"] != before["base"]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("/etc/hostname", "outside the repository"), ("../../../outside", "outside the repository"),
+     ("../nowhere.sh", "not in commit")],
+)  # fmt: skip
+def test_a_symlink_out_of_the_repository_or_to_nothing_is_refused(repo, target, message):
+    link(repo, "base/tasks/linked.sh", target)
+    repo.commit("a link")
+    with pytest.raises(FingerprintError, match=message) as err:
+        fingerprints(repo, ["base"])
+    assert "base/tasks/linked.sh" in str(err.value)
+
+
+def test_links_pointing_at_each_other_end(repo):
+    link(repo, "base/a", "b")
+    link(repo, "base/b", "a")
+    repo.commit("a loop of links")
+    fps, _ = fingerprints(repo, ["base"])
+    assert fps["base"] == repo.tree_sha("base")  # both targets lie inside the base's own tree
+
+
+def edit(repo, rel: str, text: str = "changed\n") -> None:
+    repo.write(rel, text)
+
+
+def edit_catalog(repo, change) -> None:
+    data = repo.catalog()
+    change(data["definitions"])
+    repo.set_catalog(data)
+
+
+def rewrite_template(repo, rel, change) -> None:
+    template = json.loads(repo.path.joinpath(rel).read_text())
+    change(template)
+    repo.write(rel, json.dumps(template, indent=2))
+
+
+def setup_inputs(repo) -> None:
+    """Every kind of input the snowflake can have, committed."""
+    repo.write("shared/motd", "welcome\n")
+    repo.write("shared/linked.txt", "link target\n")
+    repo.write("common/files/banner.txt", "banner\n")
+    link(repo, "snowflake/files/linked.txt", "../../shared/linked.txt")
+    rewrite_template(
+        repo,
+        "snowflake/snowflake.json",
+        lambda t: t["provisioners"].append(
+            {"type": "file", "source": "{{template_dir}}/../common/files/banner.txt",
+             "destination": "/etc/banner"}
+        ),
+    )  # fmt: skip
+    edit_catalog(
+        repo,
+        lambda d: d["snowflake"].update(inputs=["shared/motd"], variables={"docker": "27"}),
+    )
+    repo.commit("every input kind")
+
+
+# (what changes, how) -> does the snowflake's fingerprint change?
+INPUT_KINDS = [
+    ("template", lambda r: rewrite_template(r, "snowflake/snowflake.json", lambda t: t.update(description="x")), True),
+    ("file in the definition's directory", lambda r: edit(r, "snowflake/tasks/docker.sh"), True),
+    ("new file in the definition's directory", lambda r: edit(r, "snowflake/new.txt"), True),
+    ("provisioner script outside the directory", lambda r: edit(r, "base/tasks/cleanup.sh"), True),
+    ("{{template_dir}}/.. path", lambda r: edit(r, "common/files/banner.txt"), True),
+    ("symlink target", lambda r: edit(r, "shared/linked.txt"), True),
+    ("declared input", lambda r: edit(r, "shared/motd"), True),
+    ("catalog variable", lambda r: edit_catalog(r, lambda d: d["snowflake"].update(variables={"docker": "28"})), True),
+    ("parent's content", lambda r: edit(r, "base/tasks/baseline.sh"), True),
+    ("unrelated file", lambda r: edit(r, "README.txt"), False),
+    ("unrelated directory", lambda r: edit(r, "other/thing.sh"), False),
+    ("catalog tags", lambda r: edit_catalog(r, lambda d: d["snowflake"].update(tags={"Team": "web"})), False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "changes_fingerprint"),
+    [case[1:] for case in INPUT_KINDS],
+    ids=[case[0] for case in INPUT_KINDS],
+)
+def test_every_input_kind_changes_the_fingerprint_and_nothing_else_does(
+    repo, change, changes_fingerprint
+):
+    setup_inputs(repo)
+    before, _ = fingerprints(repo)
+    change(repo)
+    repo.commit("change")
+    after, _ = fingerprints(repo)
+    assert (after["snowflake"] != before["snowflake"]) is changes_fingerprint
