@@ -311,7 +311,7 @@ def _is_head(repo: git.Repo, sha: str) -> bool:
 def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     candidates = [d.directory, *d.inputs]
     if d.template_format == "json":
-        candidates += _provisioner_paths(root, d, commit)
+        candidates += _template_paths(root, d, commit)
     candidates += _link_targets(root, d, candidates, commit)
     unique = sorted(set(candidates))
     # A path below another input is covered by that input's tree SHA (only a tree has children).
@@ -320,7 +320,45 @@ def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     ]
 
 
-def _provisioner_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
+# Where JSON templates name files Packer reads on the machine running it, by block type: keys
+# holding one path, and keys holding a list of paths. A provisioner type not listed here gets a
+# warning: its files must be listed under the definition's `inputs`.
+_PROVISIONER_FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "shell": (("script",), ("scripts",)),
+    "shell-local": (("script",), ("scripts",)),
+    "powershell": (("script",), ("scripts",)),
+    "windows-shell": (("script",), ("scripts",)),
+    "file": (("source",), ("sources",)),
+    "ansible": (("playbook_file", "galaxy_file", "inventory_file", "roles_path"), ()),
+    "ansible-local": (
+        ("playbook_file", "playbook_dir", "galaxy_file", "inventory_file", "group_vars",
+         "host_vars"),
+        ("playbook_paths", "role_paths"),
+    ),
+    "puppet-masterless": (
+        ("manifest_file", "manifest_dir", "hiera_config_path"),
+        ("module_paths",),
+    ),
+    "salt-masterless": (
+        ("local_state_tree", "local_pillar_roots", "minion_config", "grains_file"),
+        (),
+    ),
+    "chef-solo": (
+        ("config_template", "data_bags_path", "encrypted_data_bag_secret_path",
+         "environments_path", "roles_path"),
+        ("cookbook_paths",),
+    ),
+    "breakpoint": ((), ()),
+    "windows-restart": ((), ()),
+}  # fmt: skip
+_BUILDER_FILES: tuple[tuple[str, ...], tuple[str, ...]] = (
+    ("user_data_file", "http_directory"),
+    ("floppy_files", "floppy_dirs", "cd_files"),
+)
+
+
+def _template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
+    """The repository files a JSON template makes Packer read (README: recognised references)."""
     data = root.read(d.template)
     if data is None:
         raise FingerprintError(
@@ -334,31 +372,67 @@ def _provisioner_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]
             f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: {exc}. "
             "Check it with `packer validate`."
         ) from None
-    provisioners = template.get("provisioners", []) if isinstance(template, dict) else []
+    if not isinstance(template, dict):
+        return []
     found: list[str] = []
-    for index, prov in enumerate(provisioners if isinstance(provisioners, list) else []):
-        if not isinstance(prov, dict):
+    for index, builder in enumerate(_blocks(template.get("builders"))):
+        found += _paths(d, f"builder {index}", builder, _BUILDER_FILES)
+    for index, prov in enumerate(_blocks(template.get("provisioners"))):
+        kind = str(prov.get("type", ""))
+        if kind == "file" and prov.get("direction", "upload") != "upload":
+            continue  # a download writes to the repository; it reads nothing from it
+        keys = _PROVISIONER_FILES.get(kind)
+        if keys is None:
+            log.warning(
+                "%s: provisioner %d has type %r, whose file references the bridge does not "
+                "understand; list the files it reads under the definition's `inputs` so changes "
+                "to them rebuild the image",
+                d.name,
+                index,
+                kind,
+            )
             continue
-        refs: list[Any] = [prov.get("script")]
-        refs += prov.get("scripts") or []
-        if prov.get("type") == "file" and prov.get("direction", "upload") == "upload":
-            refs += [prov.get("source"), *(prov.get("sources") or [])]
-        for ref in refs:
-            if isinstance(ref, str) and ref:
-                path = _provisioner_path(d, index, ref)
-                if path is not None:
-                    found.append(path)
+        found += _paths(d, f"provisioner {index}", prov, keys)
+    post = template.get("post-processors")
+    for index, pp in enumerate(_blocks(post, nested=True)):
+        if pp.get("type") == "shell-local":
+            found += _paths(d, f"post-processor {index}", pp, _PROVISIONER_FILES["shell-local"])
     return found
 
 
-def _provisioner_path(d: Definition, index: int, ref: str) -> str | None:
+def _blocks(value: Any, *, nested: bool = False) -> list[dict[str, Any]]:
+    """The object blocks of a template list (post-processors may nest one level of lists)."""
+    items = value if isinstance(value, list) else []
+    if nested:
+        items = [b for item in items for b in (item if isinstance(item, list) else [item])]
+    return [b for b in items if isinstance(b, dict)]
+
+
+def _paths(
+    d: Definition, where: str, block: dict[str, Any], keys: tuple[tuple[str, ...], tuple[str, ...]]
+) -> list[str]:
+    single, lists = keys
+    refs: list[Any] = [block.get(k) for k in single]
+    for key in lists:
+        value = block.get(key)
+        refs += value if isinstance(value, list) else []
+    found = []
+    for ref in refs:
+        if isinstance(ref, str) and ref:
+            path = _template_path(d, where, ref)
+            if path is not None:
+                found.append(path)
+    return found
+
+
+def _template_path(d: Definition, where: str, ref: str) -> str | None:
     resolved = _TEMPLATE_DIR.sub(d.directory, ref)
     if "{{" in resolved:
         log.warning(
-            "%s: provisioner %d references %r, which depends on template variables; "
+            "%s: %s references %r, which depends on template variables; "
             "declare the file in the catalog's `inputs` so changes to it rebuild the image",
             d.name,
-            index,
+            where,
             ref,
         )
         return None
@@ -366,9 +440,9 @@ def _provisioner_path(d: Definition, index: int, ref: str) -> str | None:
     path = normalize(resolved)
     if pure.is_absolute() or path == ".." or path.startswith("../"):
         raise FingerprintError(
-            f"Provisioner {index} of definition {d.name!r} uploads or runs {ref!r}, which is "
-            "outside the repository, so its content cannot be part of the fingerprint. Move the "
-            "file into the repository and reference it relative to the repository root."
+            f"The {where} of definition {d.name!r} reads {ref!r}, which is outside the "
+            "repository, so its content cannot be part of the fingerprint. Move the file into "
+            "the repository and reference it relative to the repository root."
         )
     return path
 

@@ -328,3 +328,71 @@ def test_every_input_kind_changes_the_fingerprint_and_nothing_else_does(
     repo.commit("change")
     after, _ = fingerprints(repo)
     assert (after["snowflake"] != before["snowflake"]) is changes_fingerprint
+
+
+# (block, key, value form) -> a file Packer reads: editing it changes the fingerprint.
+REFERENCES = [
+    ("builders", {"type": "amazon-ebs"}, "user_data_file", "one"),
+    ("builders", {"type": "qemu"}, "http_directory", "dir"),
+    ("builders", {"type": "qemu"}, "floppy_files", "list"),
+    ("provisioners", {"type": "shell"}, "script", "one"),
+    ("provisioners", {"type": "powershell"}, "scripts", "list"),
+    ("provisioners", {"type": "file", "destination": "/tmp/x"}, "sources", "list"),
+    ("provisioners", {"type": "ansible-local"}, "playbook_file", "one"),
+    ("provisioners", {"type": "ansible-local", "playbook_file": "x.yml"}, "playbook_dir", "dir"),
+    ("provisioners", {"type": "ansible-local", "playbook_file": "x.yml"}, "role_paths", "list"),
+    ("provisioners", {"type": "ansible"}, "playbook_file", "one"),
+    ("provisioners", {"type": "puppet-masterless"}, "manifest_file", "one"),
+    ("provisioners", {"type": "salt-masterless"}, "local_state_tree", "dir"),
+    ("provisioners", {"type": "chef-solo"}, "cookbook_paths", "list"),
+    ("post-processors", {"type": "shell-local"}, "script", "one"),
+]
+
+
+@pytest.mark.parametrize(
+    ("block", "fields", "key", "form"),
+    REFERENCES,
+    ids=[f"{r[1]['type']}.{r[2]}" for r in REFERENCES],
+)
+def test_files_a_template_makes_packer_read_are_inputs(repo, block, fields, key, form):
+    target = "provisioning/thing" + ("/main.yml" if form == "dir" else ".txt")
+    repo.write(target, "v1\n")
+    repo.write("x.yml", "- hosts: all\n")  # the playbook some of the blocks name as well
+    ref = target.rsplit("/", 1)[0] if form == "dir" else target
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t.setdefault(block, []).append({**fields, key: [ref] if form == "list" else ref}),
+    )
+    repo.commit("a reference")
+    before, snap = fingerprints(repo, ["base"])
+    assert ref in {e.path for e in snap.fingerprints["base"].inputs}
+    repo.write(target, "v2\n")
+    repo.commit("the referenced file changes")
+    after, _ = fingerprints(repo, ["base"])
+    assert after["base"] != before["base"]
+
+
+def test_a_referenced_file_git_does_not_track_is_an_error(repo):
+    repo.write(".gitignore", "secrets/\n")
+    repo.write("secrets/token.sh", "echo token\n")
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t["provisioners"].append({"type": "shell-local", "script": "secrets/token.sh"}),
+    )
+    repo.commit("reads an ignored file")
+    with pytest.raises(FingerprintError, match="'secrets/token.sh' of definition 'base' is not in"):
+        fingerprints(repo, ["base"])
+
+
+def test_a_provisioner_type_whose_files_are_unknown_gets_a_warning(repo, caplog):
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t["provisioners"].append({"type": "custom-thing", "config": "x.cfg"}),
+    )
+    repo.commit("a custom provisioner")
+    with caplog.at_level("WARNING", logger="bridge"):
+        fingerprints(repo, ["base"])
+    assert "type 'custom-thing'" in caplog.text and "`inputs`" in caplog.text
