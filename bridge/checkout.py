@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,15 +28,22 @@ _GITLINK = 0o160000
 
 
 @contextmanager
-def exported(repo: git.Repo, commit: str, directory: Path) -> Iterator[Path]:
+def exported(
+    repo: git.Repo, commit: str, directory: Path, *, inputs: Sequence[str] = ()
+) -> Iterator[Path]:
     """A fresh directory under `directory` holding the tree of `commit`, removed afterwards.
 
     One per build, so nothing a build writes (a Packer manifest, say) is seen by the next.
+    Submodules are exported at their recorded commits from their checkouts; one within `inputs`
+    (repo-relative paths) that is not checked out is an error, others stay empty directories.
     """
     dest = directory / f"{commit[:12]}-{uuid.uuid4().hex[:8]}"
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_tree(repo.commit(commit).tree, dest)
+        _write_tree(repo.commit(commit).tree, dest, _Submodules(repo, inputs))
+    except BuildError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
     except OSError as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise BuildError(
@@ -50,15 +57,53 @@ def exported(repo: git.Repo, commit: str, directory: Path) -> Iterator[Path]:
         shutil.rmtree(dest, ignore_errors=True)
 
 
-def _write_tree(tree: git.Tree, target: Path) -> None:
+class _Submodules:
+    """Finds the content of submodules (gitlinks) in their checkouts."""
+
+    def __init__(self, repo: git.Repo, inputs: Sequence[str], prefix: str = "") -> None:
+        self.repo = repo
+        self.inputs = inputs
+        self.prefix = prefix  # the path of `repo` in the top repository
+
+    def tree(self, rel: str, commit: str) -> tuple[git.Tree, _Submodules] | None:
+        """The tree of the submodule at `rel` (in this repo) at `commit`, or None when absent."""
+        path = Path(str(self.repo.working_tree_dir)) / rel
+        top_rel = self.prefix + rel
+        try:
+            sub = git.Repo(path)
+            if Path(str(sub.working_tree_dir)).resolve() != path.resolve():
+                raise ValueError(rel)
+            tree = sub.commit(commit).tree
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+            if self._needed(top_rel):
+                raise BuildError(
+                    f"The submodule {top_rel} is not checked out at commit {commit[:12]} (a "
+                    "clone without --recurse-submodules?), so its content cannot be built. Run "
+                    f"`git submodule update --init --recursive {top_rel}` and build again."
+                ) from None
+            log.debug("submodule %s is not checked out; nothing of the build reads it", top_rel)
+            return None
+        return tree, _Submodules(sub, self.inputs, top_rel + "/")
+
+    def _needed(self, path: str) -> bool:
+        return any(i == "." or path == i or path.startswith(i + "/") for i in self.inputs)
+
+
+def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str = "") -> None:
     target.mkdir(parents=True)
     for item in tree:
-        path = target / item.name
+        # Submodule entries carry no `name` until configured; the path's last part is the name.
+        name = item.path.rsplit("/", 1)[-1]
+        path = target / name
         if item.type == "tree":
-            _write_tree(item, path)
+            _write_tree(item, path, submodules, f"{rel}{name}/")
         elif item.mode == _GITLINK:
-            # A submodule: its content is not in this repository's objects.
-            path.mkdir()
+            # A submodule: its content is in its own repository, at the recorded commit.
+            found = submodules.tree(rel + name, item.hexsha)
+            if found is None:
+                path.mkdir()
+            else:
+                _write_tree(found[0], path, found[1])
         elif item.mode == _LINK:
             os.symlink(os.fsdecode(item.data_stream.read()), path)
         else:

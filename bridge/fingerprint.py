@@ -12,7 +12,8 @@ A fingerprint names the content an image is built from, never the history that l
 
       ami-chain-bridge/fingerprint/v2
       template "<template path>"
-      input "<path>" <mode> <blob|tree> <git object SHA>     (one line per input, sorted by path)
+      input "<path>" <mode> <blob|tree|commit> <git SHA>     (one line per input, sorted by path;
+                                                              commit: a submodule's recorded one)
       parent <parent fingerprint>                            (only when there is a parent)
       variable "<name>" "<value>"                            (one line per variable, sorted by name)
 
@@ -22,8 +23,8 @@ every symlink among or below those points to (a tree's SHA covers a link's text,
 An input inside another input's directory is dropped, since the directory's tree SHA covers it.
 
 Version 2 differs from version 1 in what counts as an input (link targets) and in when a root keeps
-the seed's tree SHA (alone in its directory); the line format is the same. The new header makes
-every composite fingerprint new, so images named under version 1 are rebuilt once.
+the seed's tree SHA (alone in its directory), and a submodule input's kind is `commit`. The new
+header makes every composite fingerprint new, so images named under version 1 are rebuilt once.
 
 Git cost: one `git status` (dirty check) and one long-lived `git cat-file --batch` for all object
 reads (GitPython adds its `git version` checks and a `cat-file --batch-check`), however many
@@ -56,6 +57,7 @@ ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 _TEMPLATE_DIR = re.compile(r"\{\{\s*template_dir\s*\}\}")
 _TREE_MODE = 0o040000
 _LINK_MODE = 0o120000
+_GITLINK_MODE = 0o160000
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class InputEntry:
 
     path: str
     mode: str
-    kind: Literal["blob", "tree"]
+    kind: Literal["blob", "tree", "commit"]
     sha: str
 
 
@@ -455,7 +457,10 @@ def _entry(root: TreeIndex, d: Definition, path: str) -> InputEntry:
             "it (git add, git commit), or fix the path in the catalog or the template."
         )
     mode, sha = found
-    return InputEntry(path, f"{mode:06o}", "tree" if mode == _TREE_MODE else "blob", sha)
+    kind: Literal["blob", "tree", "commit"] = (
+        "tree" if mode == _TREE_MODE else "commit" if mode == _GITLINK_MODE else "blob"
+    )
+    return InputEntry(path, f"{mode:06o}", kind, sha)
 
 
 def _link_targets(root: TreeIndex, d: Definition, paths: Sequence[str], commit: str) -> list[str]:

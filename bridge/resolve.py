@@ -322,7 +322,7 @@ class Resolver:
 
     # -- building exactly once ------------------------------------------------------------------
 
-    def _source(self, snapshot: Snapshot) -> AbstractContextManager[Path]:
+    def _source(self, snapshot: Snapshot, d: Definition) -> AbstractContextManager[Path]:
         """The tree Packer builds from: what was fingerprinted.
 
         The commit's content, exported; the working tree only when allow_dirty fingerprinted
@@ -333,7 +333,12 @@ class Resolver:
                 "building from the working tree: allow_dirty fingerprinted uncommitted changes"
             )
             return nullcontext(self.settings.repo_root)
-        return checkout.exported(self.repo, snapshot.commit, self.settings.state_dir / "trees")
+        return checkout.exported(
+            self.repo,
+            snapshot.commit,
+            self.settings.state_dir / "trees",
+            inputs=[e.path for e in snapshot.fingerprints[d.name].inputs],
+        )
 
     def _runner(self) -> PackerRunner:
         if self._packer is None:
@@ -415,7 +420,7 @@ class Resolver:
         regions = self.regions(d)
         runner = self._runner()
         commit = snapshot.commit
-        with self._source(snapshot) as source:
+        with self._source(snapshot, d) as source:
             artifacts = build_image(
                 runner,
                 source,

@@ -15,6 +15,7 @@ from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
 from bridge.fingerprint import fingerprint_all, open_repo
 from testing.bridge import external, run_bridge
+from testing.git import GitRepo, make_repo
 from testing.sandbox import manifest_keys, own_images, tags_of
 
 
@@ -188,3 +189,42 @@ def test_allow_dirty_builds_the_working_tree_it_fingerprinted(sandbox_env, repo,
     assert proc.code == 0, proc.stderr
     assert json.loads(proc.stdout)["fingerprint"] != repo.tree_sha("base")
     assert "uncommitted-baseline" in build_logs(sandbox_env)
+
+
+def add_roles_submodule(repo, tmp_path):
+    """base/roles: a submodule holding a file the base's build prints."""
+    roles = make_repo(tmp_path / "roles-src", source=repo.path / "base" / "tasks")
+    roles.write("site.yml", "roles-at-the-recorded-commit\n")
+    recorded = roles.commit("roles v1")
+    repo.git(
+        "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(roles.path), "base/roles"
+    )
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].append({"type": "shell-local", "inline": ["cat base/roles/site.yml"]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    repo.commit("base runs its roles from a submodule")
+    roles.write("site.yml", "roles-after-the-recorded-commit\n")
+    roles.commit("roles v2, not recorded")
+    return recorded
+
+
+def test_a_submodule_is_built_at_its_recorded_commit_or_refused(
+    sandbox_env, repo, packer, tmp_path
+):
+    add_roles_submodule(repo, tmp_path)
+    bare = GitRepo(tmp_path / "clone")
+    repo.git("clone", "-q", str(repo.path), str(bare.path))  # without --recurse-submodules
+    assert fingerprints(bare)["base"] == fingerprints(repo)["base"]
+    refused = external(sandbox_env, query(bare))
+    assert refused.code == 1 and refused.stdout == ""
+    assert "submodule base/roles is not checked out" in refused.stderr
+    assert "git submodule update --init" in refused.stderr
+    assert own_images() == []
+    # The full checkout builds the submodule's recorded content.
+    built = external(sandbox_env, query(repo))
+    assert built.code == 0, built.stderr
+    assert "roles-at-the-recorded-commit" in build_logs(sandbox_env)
+    # A submodule moved past its recorded commit is an uncommitted change, like any input's.
+    repo.git("-C", "base/roles", "pull", "-q", "origin", "HEAD")
+    moved = external(sandbox_env, query(repo, on_missing="report"))
+    assert moved.code == 1 and "Uncommitted changes to inputs of base: base/roles" in moved.stderr
