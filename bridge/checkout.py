@@ -93,7 +93,7 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
     target.mkdir(parents=True)
     for item in tree:
         # Submodule entries carry no `name` until configured; the path's last part is the name.
-        name = item.path.rsplit("/", 1)[-1]
+        name = str(item.path).rsplit("/", 1)[-1]
         path = target / name
         if item.type == "tree":
             _write_tree(item, path, submodules, f"{rel}{name}/")
