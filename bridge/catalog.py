@@ -226,7 +226,13 @@ def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -
             )
     inputs = []
     for item in spec.get("inputs", []):
-        resolve_inside(repo_root, item, what=f"input of {name!r}")
+        real_input = resolve_inside(repo_root, item, what=f"input of {name!r}")
+        if real_input.is_dir() and not any(real_input.iterdir()):
+            raise CatalogError(
+                f"Input {item!r} of definition {name!r} is an empty directory, and git does not "
+                "track empty directories, so it cannot be fingerprinted. Put the files it should "
+                "hold in it (or a .gitkeep) and commit them, or remove it from `inputs`."
+            )
         inputs.append(normalize(item))
     return Definition(
         name=name,

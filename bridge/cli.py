@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import posixpath
 import re
 import sys
 import traceback
@@ -19,6 +20,8 @@ from bridge.graph import GRAPH_FORMATS
 from bridge.settings import ON_MISSING, OnMissing, Options, parse_options, state_dir
 
 if TYPE_CHECKING:
+    import git
+
     from bridge.catalog import Catalog
     from bridge.resolve import ResolvedAmi, Resolver
 
@@ -122,11 +125,10 @@ def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from bridge.catalog import load_catalog
     from bridge.graph import render
 
-    options = _options(args, env)
-    print(render(load_catalog(options.repo_root, options.catalog), args.format))
+    _, catalog = _open(_options(args, env), env)
+    print(render(catalog, args.format))
     return EXIT_OK
 
 
@@ -168,21 +170,37 @@ def _resolver_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Reso
     return _resolver(_options(args, env), env, echo=None if args.quiet else sys.stderr)
 
 
+def _open(options: Options, env: Mapping[str, str]) -> tuple[git.Repo, Catalog]:
+    """The repository holding the `repo` directory (found through git), and its catalog.
+
+    The catalog is looked up in the `repo` directory (the root or any directory inside it); the
+    paths in it are relative to the repository root, where Packer runs.
+    """
+    from bridge.catalog import DEFAULT_CATALOG, load_catalog
+    from bridge.fingerprint import open_repo
+
+    repo = open_repo(options.directory)
+    root = Path(str(repo.working_tree_dir))
+    where = os.path.relpath(os.path.realpath(options.directory), os.path.realpath(root))
+    rel = posixpath.normpath(posixpath.join(where, options.catalog or DEFAULT_CATALOG))
+    return repo, load_catalog(root, rel, cache_dir=state_dir(env))
+
+
 def _resolver(options: Options, env: Mapping[str, str], echo: TextIO | None) -> Resolver:
     from bridge.aws import AwsClients
-    from bridge.catalog import load_catalog
-    from bridge.fingerprint import open_repo
     from bridge.packer import PackerRunner
     from bridge.resolve import Resolver
     from bridge.settings import Settings
 
     state = state_dir(env)
-    catalog = load_catalog(options.repo_root, options.catalog, cache_dir=state)
-    settings = Settings.from_sources(options, catalog, env)
+    repo, catalog = _open(options, env)
+    settings = Settings.from_sources(
+        options, catalog, env, repo_root=Path(str(repo.working_tree_dir))
+    )
     if not settings.manifest_bucket:
         log.info("no manifest bucket is configured; manifests will not be published")
     return Resolver(
-        repo=open_repo(settings.repo_root),
+        repo=repo,
         catalog=catalog,
         clients=AwsClients(),
         settings=settings,

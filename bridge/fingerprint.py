@@ -91,26 +91,21 @@ class Snapshot:
 
 
 def open_repo(path: Path) -> git.Repo:
-    """Open the git repository whose root is `path`."""
+    """Open the git repository that holds `path` (its root, or a directory inside it)."""
+    if not path.is_dir():
+        raise FingerprintError(
+            f"The repository directory {path} does not exist. Pass the directory of the Packer "
+            "repository (or of its catalog, inside it) as `repo`."
+        )
     try:
-        repo = git.Repo(path)
-    except git.NoSuchPathError:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError):
         raise FingerprintError(
-            f"The repository directory {path} does not exist. Pass the root of the Packer "
-            "repository as `repo`."
-        ) from None
-    except git.InvalidGitRepositoryError:
-        raise FingerprintError(
-            f"{path} is not a git repository. Fingerprints come from git content: pass the root "
-            "of the Packer repository as `repo`, or run `git init` and commit the definitions."
+            f"{path} is not inside a git repository. Fingerprints come from git content: pass "
+            "a directory of a clone of the Packer repository as `repo`."
         ) from None
     if repo.bare or repo.working_tree_dir is None:
-        raise FingerprintError(f"{path} is a bare repository; pass a checkout instead.")
-    if Path(os.path.realpath(repo.working_tree_dir)) != Path(os.path.realpath(path)):
-        raise FingerprintError(
-            f"{path} is inside the repository {repo.working_tree_dir} but is not its root. "
-            "Pass the repository root as `repo`; catalog paths are relative to it."
-        )
+        raise FingerprintError(f"{path} is in a bare repository; pass a checkout instead.")
     return repo
 
 
@@ -454,7 +449,8 @@ def _entry(root: TreeIndex, d: Definition, path: str) -> InputEntry:
     if found is None:
         raise FingerprintError(
             f"Input {path!r} of definition {d.name!r} is not in the fingerprinted commit. Commit "
-            "it (git add, git commit), or fix the path in the catalog or the template."
+            "it (git add, git commit), or fix the path in the catalog or the template (paths "
+            "there are relative to the repository root, where Packer runs)."
         )
     mode, sha = found
     kind: Literal["blob", "tree", "commit"] = (

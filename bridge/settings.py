@@ -51,8 +51,8 @@ class Options:
     allow_dirty: bool = False
 
     @property
-    def repo_root(self) -> Path:
-        """The repository root as an absolute path."""
+    def directory(self) -> Path:
+        """The `repo` directory (the repository root or a directory inside it), absolute."""
         if "\x00" in self.repo:
             raise QueryError(
                 "The repository path contains a NUL byte; pass a plain directory path."
@@ -167,8 +167,13 @@ class Settings:
         return self.state_dir / "locks"
 
     @classmethod
-    def from_sources(cls, options: Options, catalog: Catalog, env: Mapping[str, str]) -> Settings:
-        """Merge options, environment and catalog, highest precedence first (README table)."""
+    def from_sources(
+        cls, options: Options, catalog: Catalog, env: Mapping[str, str], *, repo_root: Path
+    ) -> Settings:
+        """Merge options, environment and catalog, highest precedence first (README table).
+
+        `repo_root` is the root of the repository holding the `repo` directory (found through git).
+        """
         asked = options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         region = asked or (catalog.regions[0] if catalog.regions else None)
         if not region:
@@ -185,7 +190,7 @@ class Settings:
         lease_prefix = catalog.lease_prefix if catalog.lease_prefix is not None else prefix
         manifests = env.get("AMI_BRIDGE_PACKER_MANIFESTS")
         return cls(
-            repo_root=options.repo_root,
+            repo_root=repo_root,
             region=region,
             region_explicit=bool(asked),
             state_dir=state_dir(env),

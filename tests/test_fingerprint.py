@@ -184,8 +184,9 @@ def test_template_dir_expression_is_resolved(repo):
 
 def test_not_a_git_repo(tmp_path):
     (tmp_path / "ami-chain.json").write_text("{}")
-    with pytest.raises(FingerprintError, match="not a git repository"):
+    with pytest.raises(FingerprintError, match="is not inside a git repository") as err:
         open_repo(tmp_path)
+    assert "git init" not in str(err.value)  # never advice that nests a repository in another
 
 
 def test_git_invocations_do_not_grow_with_history(repo, monkeypatch):

@@ -228,3 +228,30 @@ def test_a_submodule_is_built_at_its_recorded_commit_or_refused(
     repo.git("-C", "base/roles", "pull", "-q", "origin", "HEAD")
     moved = external(sandbox_env, query(repo, on_missing="report"))
     assert moved.code == 1 and "Uncommitted changes to inputs of base: base/roles" in moved.stderr
+
+
+def test_a_catalog_in_a_subdirectory_of_a_monorepo(sandbox_env, repo):
+    """The repository root is found through git; catalog paths stay relative to it."""
+    data = repo.catalog()
+    (repo.path / "ami-chain.json").unlink()
+    repo.write("images/ami-chain.json", json.dumps(data, indent=2))
+    repo.commit("the catalog lives in images/")
+    from_subdir = external(sandbox_env, {**query(repo, on_missing="report"),
+                                         "repo": str(repo.path / "images")})  # fmt: skip
+    assert from_subdir.code == 0, from_subdir.stderr
+    assert json.loads(from_subdir.stdout)["fingerprint"] == repo.tree_sha("base")
+    status = run_bridge(["status", "--repo", str(repo.path / "images")], sandbox_env)
+    assert status.code == 0 and "snowflake" in status.stdout, status.stderr
+    elsewhere = external(sandbox_env, {**query(repo), "repo": str(repo.path / "base")})
+    assert elsewhere.code == 1 and "No catalog at base/ami-chain.json" in elsewhere.stderr
+    assert "git init" not in elsewhere.stderr
+
+
+def test_an_empty_input_directory_says_git_does_not_track_it(sandbox_env, repo):
+    (repo.path / "shared" / "empty").mkdir(parents=True)
+    data = repo.catalog()
+    data["definitions"]["base"]["inputs"] = ["shared/empty"]
+    repo.set_catalog(data)
+    repo.commit("an empty input")
+    proc = external(sandbox_env, query(repo, on_missing="report"))
+    assert proc.code == 1 and "git does not track empty directories" in proc.stderr

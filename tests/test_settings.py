@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bridge.catalog import Catalog
@@ -40,10 +42,12 @@ OPTIONS = Options(
 ENV = {"AWS_REGION": "us-west-2", "AMI_BRIDGE_STATE_DIR": "/state"}
 
 
+def from_sources(options, catalog, env):
+    return Settings.from_sources(options, catalog, env, repo_root=Path("/repo"))
+
+
 def merged(options=Options(), catalog=EMPTY, env=None) -> Settings:
-    return Settings.from_sources(
-        options, catalog, {"AWS_REGION": "us-east-1"} if env is None else env
-    )
+    return from_sources(options, catalog, {"AWS_REGION": "us-east-1"} if env is None else env)
 
 
 # setting: (option wins, environment next, catalog next, default last)
@@ -62,11 +66,11 @@ def merged(options=Options(), catalog=EMPTY, env=None) -> Settings:
 )
 def test_precedence(field, with_option, with_env, with_catalog, default):
     if with_option is not None:
-        assert getattr(Settings.from_sources(OPTIONS, FULL, ENV), field) == with_option
+        assert getattr(from_sources(OPTIONS, FULL, ENV), field) == with_option
     if with_env is not None:
-        assert getattr(Settings.from_sources(Options(), FULL, ENV), field) == with_env
+        assert getattr(from_sources(Options(), FULL, ENV), field) == with_env
     no_env_region = {"AWS_REGION": "us-east-1"} if field != "region" else {}
-    assert getattr(Settings.from_sources(Options(), FULL, no_env_region), field) == with_catalog
+    assert getattr(from_sources(Options(), FULL, no_env_region), field) == with_catalog
     if default is not None:
         assert getattr(merged(), field) == default
 
@@ -87,7 +91,7 @@ def test_lease_settings_of_the_catalog_beat_the_manifest_ones():
 
 def test_no_region_anywhere_is_an_error_that_says_where_to_set_one():
     with pytest.raises(QueryError, match="AWS_REGION") as info:
-        Settings.from_sources(Options(), EMPTY, {})
+        from_sources(Options(), EMPTY, {})
     assert "--region" in str(info.value) and "catalog" in str(info.value)
 
 
