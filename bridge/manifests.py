@@ -113,6 +113,23 @@ def publish(s3: S3Client, bucket: str, prefix: str | None, manifest: Manifest) -
     return uri
 
 
+def exists(
+    s3: S3Client, bucket: str, prefix: str | None, definition: str, fingerprint: str
+) -> bool:
+    """Whether the manifest object is there (one HeadObject)."""
+    from botocore.exceptions import ClientError
+
+    uri = manifest_uri(bucket, prefix, definition, fingerprint)
+    with aws_call(f"looking for the manifest {uri}", "s3:GetObject"):
+        try:
+            s3.head_object(Bucket=bucket, Key=manifest_key(prefix, definition, fingerprint))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return False
+            raise
+    return True
+
+
 def fetch(
     s3: S3Client, bucket: str, prefix: str | None, definition: str, fingerprint: str
 ) -> Manifest | None:

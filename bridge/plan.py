@@ -14,7 +14,7 @@ from typing import Literal
 
 from bridge.catalog import Definition
 from bridge.errors import QueryError
-from bridge.registry import TAG_PARENT_AMI, Image
+from bridge.registry import TAG_DEFINITION, TAG_MANIFEST, TAG_PARENT_AMI, Image
 from bridge.settings import OnMissing
 
 # found: every region has a usable image; pending: every region has one, some still pending;
@@ -160,3 +160,16 @@ def next_step(
     if on_missing == "fail":
         return "fail"
     return "report"
+
+
+def needs_manifest(decision: Decision, definition: str) -> bool:
+    """A found image this tool built (its provenance names `definition`) that is not marked as
+    having its manifest: the manifest write may have failed after tagging."""
+    return (
+        decision.state == "found"
+        and decision.source == "ec2"
+        and all(
+            i.tag(TAG_DEFINITION) == definition and i.tag(TAG_MANIFEST) is None
+            for i in decision.images.values()
+        )
+    )

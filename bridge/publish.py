@@ -7,7 +7,8 @@ image that cannot be found.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from bridge.registry import Image
 
 if TYPE_CHECKING:
     from bridge.aws import AwsClients
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,4 +106,45 @@ def publish(
             build_url=provenance.build_url,
         )
         uri = manifests.publish(clients.s3(next(iter(amis))), bucket, prefix, manifest)
+        _mark_published(clients, images.values(), uri)
     return Published(images, uri)
+
+
+def restore_manifest(
+    clients: AwsClients,
+    d: Definition,
+    fingerprint: str,
+    images: Mapping[str, Image],
+    *,
+    parent: manifests.ParentRef | None,
+    bucket: str,
+    prefix: str | None,
+) -> str:
+    """Write the missing manifest of a built image from its tags; returns its URI.
+
+    For an image whose manifest write failed after tagging (or that predates the manifest tag):
+    the manifest is written only when S3 has none, then the images are marked.
+    """
+    primary = next(iter(images.values()))
+    s3 = clients.s3(primary.region)
+    uri = manifests.manifest_uri(bucket, prefix, d.name, fingerprint)
+    if not manifests.exists(s3, bucket, prefix, d.name, fingerprint):
+        manifest = manifests.Manifest(
+            definition=d.name,
+            fingerprint=fingerprint,
+            amis={r: i.ami_id for r, i in sorted(images.items())},
+            parent=parent,
+            git_commit=primary.tag(registry.TAG_COMMIT) or "",
+            packer_version=primary.tag(registry.TAG_PACKER_VERSION) or "unknown",
+            build_time=primary.creation_date,
+            build_url=primary.tag(registry.TAG_BUILD_URL) or "",
+        )
+        manifests.publish(s3, bucket, prefix, manifest)
+        log.warning("%s: wrote the missing manifest %s from the image's tags", d.name, uri)
+    _mark_published(clients, images.values(), uri)
+    return uri
+
+
+def _mark_published(clients: AwsClients, images: Iterable[Image], uri: str) -> None:
+    for image in images:
+        registry.tag_image(clients.ec2(image.region), image, {registry.TAG_MANIFEST: uri})

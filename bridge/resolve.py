@@ -22,7 +22,7 @@ from bridge import checkout, manifests, plan, publish, registry, seed
 from bridge.aws import AwsClients
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
-from bridge.errors import LeaseError, ManifestError, NotFoundError, QueryError
+from bridge.errors import AwsError, LeaseError, ManifestError, NotFoundError, QueryError
 from bridge.fingerprint import Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, build_once, lease_key
 from bridge.packer import PackerRunner
@@ -228,7 +228,10 @@ class Resolver:
                 decision = self._wait(decision)
                 step = "use"
             if step == "use":
-                results[d.name] = self._outcome(decision, d, parent, commit)
+                uri = None
+                if on_missing == "build" and plan.needs_manifest(decision, d.name):
+                    uri = self._restore_manifest(decision, d, parent)
+                results[d.name] = self._outcome(decision, d, parent, commit, manifest_uri=uri)
             elif step == "build":
                 results[d.name] = self._locked_build(
                     d, decision.fingerprint, parent, survey.snapshot, recheck=d.name not in forced
@@ -238,6 +241,29 @@ class Resolver:
             else:
                 results[d.name] = self._outcome(decision, d, parent, commit)
         return results
+
+    def _restore_manifest(
+        self, decision: plan.Decision, d: Definition, parent: ResolvedAmi | None
+    ) -> str | None:
+        """The manifest URI of a found image, written from its tags if S3 lacks it."""
+        if not self.settings.manifest_bucket:
+            return None
+        try:
+            return publish.restore_manifest(
+                self.clients,
+                d,
+                decision.fingerprint,
+                decision.images,
+                parent=None
+                if parent is None
+                else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
+                bucket=self.settings.manifest_bucket,
+                prefix=self.settings.manifest_prefix,
+            )
+        except (AwsError, ManifestError) as exc:
+            # The image itself is sound; only its record is missing. Resolve it, and say so.
+            log.warning("%s: its manifest is missing and could not be written: %s", d.name, exc)
+            return ""
 
     def _wait(self, decision: plan.Decision) -> plan.Decision:
         """The decision once its pending images are available (bounded wait)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 
 from bridge.catalog import load_catalog
@@ -16,7 +17,7 @@ from bridge.errors import FingerprintError
 from bridge.fingerprint import fingerprint_all, open_repo
 from testing.bridge import external, run_bridge
 from testing.git import GitRepo, make_repo
-from testing.sandbox import manifest_keys, own_images, tags_of
+from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
 
 
 def query(repo, definition="base", **extra):
@@ -255,3 +256,27 @@ def test_an_empty_input_directory_says_git_does_not_track_it(sandbox_env, repo):
     repo.commit("an empty input")
     proc = external(sandbox_env, query(repo, on_missing="report"))
     assert proc.code == 1 and "git does not track empty directories" in proc.stderr
+
+
+def test_a_missing_manifest_is_written_again_from_the_images_tags(sandbox_env, repo, packer):
+    first = external(sandbox_env, query(repo, "snowflake"))
+    assert first.code == 0, first.stderr
+    result = json.loads(first.stdout)
+    key = result["manifest_uri"].split("/", 3)[3]
+    s3, ec2 = boto3.client("s3"), boto3.client("ec2")
+    written = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    # The manifest write failed after tagging: no object, no manifest tag.
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    ec2.delete_tags(Resources=[result["ami_id"]], Tags=[{"Key": "ami-chain:manifest"}])
+    report = external(sandbox_env, query(repo, "snowflake", on_missing="report"))
+    assert report.code == 0 and key not in manifest_keys()  # resolve-only writes nothing
+    again = external(sandbox_env, query(repo, "snowflake"))
+    assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["built"] == "false"
+    assert json.loads(again.stdout)["manifest_uri"] == result["manifest_uri"]
+    restored = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert {k: v for k, v in restored.items() if k != "build_time"} == {
+        k: v for k, v in written.items() if k != "build_time"
+    }
+    (image,) = ec2.describe_images(ImageIds=[result["ami_id"]])["Images"]
+    assert tags_of(image)["ami-chain:manifest"] == result["manifest_uri"]

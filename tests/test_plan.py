@@ -8,7 +8,7 @@ import pytest
 
 from bridge.catalog import Definition
 from bridge.errors import QueryError
-from bridge.plan import Decision, decide, next_step, regions_for
+from bridge.plan import Decision, decide, needs_manifest, next_step, regions_for
 from bridge.registry import TAG_PARENT_AMI, Image, ImageState
 
 FP = "f" * 40
@@ -162,3 +162,33 @@ def test_a_region_asked_for_must_be_one_of_the_definitions():
         regions_for(d, catalog_regions=(), region="ap-south-1", explicit=True)
     # The catalog's own first region is no request: the definition's regions stand.
     assert regions_for(d, catalog_regions=(), region="ap-south-1") == ("us-east-1", "eu-west-1")
+
+
+def built_by_us(ami, *, manifest: bool, definition="base"):
+    tags = {"SHA": FP, "ami-chain:definition": definition}
+    if manifest:
+        tags["ami-chain:manifest"] = "s3://b/base/f.json"
+    return Image(ami, "us-east-1", "available", "2026", "1", MappingProxyType(tags), ())
+
+
+@pytest.mark.parametrize(
+    ("image", "needed"),
+    [
+        (built_by_us("ami-1", manifest=False), True),
+        (built_by_us("ami-1", manifest=True), False),
+        (built_by_us("ami-1", manifest=False, definition="other"), False),
+        (image("ami-1"), False),  # not built by this tool (a seed image): nothing to restore from
+    ],
+)
+def test_needs_manifest(image, needed):
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [image]}, parent_ami=None)
+    assert needs_manifest(decision, "base") is needed
+
+
+def test_a_missing_or_pending_image_needs_no_manifest():
+    assert not needs_manifest(decide(ROOT, FP, EAST, {}, parent_ami=None), "base")
+    pending = built_by_us("ami-1", manifest=False)
+    pending = Image(pending.ami_id, pending.region, "pending", "", "1", pending.tags, ())
+    assert not needs_manifest(
+        decide(ROOT, FP, EAST, {"us-east-1": [pending]}, parent_ami=None), "base"
+    )
