@@ -17,8 +17,8 @@ A fingerprint names the content an image is built from, never the history that l
       parent <parent fingerprint>                            (only when there is a parent)
       variable "<name>" "<value>"                            (one line per variable, sorted by name)
 
-Inputs are the definition's directory, its declared `inputs`, for JSON templates the files its
-provisioners reference (`script`, `scripts`, a file provisioner's `source`/`sources`), and what
+Inputs are the definition's directory, its declared `inputs`, the files its template (JSON or
+HCL2) makes Packer read (see _PROVISIONER_FILES and _BUILDER_FILES), and what
 every symlink among or below those points to (a tree's SHA covers a link's text, not its target).
 An input inside another input's directory is dropped, since the directory's tree SHA covers it.
 
@@ -306,9 +306,7 @@ def _is_head(repo: git.Repo, sha: str) -> bool:
 
 
 def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
-    candidates = [d.directory, *d.inputs]
-    if d.template_format == "json":
-        candidates += _template_paths(root, d, commit)
+    candidates = [d.directory, *d.inputs, *_template_paths(root, d, commit)]
     candidates += _link_targets(root, d, candidates, commit)
     unique = sorted(set(candidates))
     # A path below another input is covered by that input's tree SHA (only a tree has children).
@@ -355,26 +353,15 @@ _BUILDER_FILES: tuple[tuple[str, ...], tuple[str, ...]] = (
 
 
 def _template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
-    """The repository files a JSON template makes Packer read (README: recognised references)."""
-    data = root.read(d.template)
-    if data is None:
-        raise FingerprintError(
-            f"The template {d.template} of definition {d.name!r} is not in commit {commit[:12]}. "
-            "Commit it (git add, git commit) or fix the `template` path in the catalog."
-        )
-    try:
-        template = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FingerprintError(
-            f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: {exc}. "
-            "Check it with `packer validate`."
-        ) from None
-    if not isinstance(template, dict):
-        return []
+    """The repository files a template makes Packer read (README: recognised references)."""
+    if d.template_format == "json":
+        builders, provisioners, post_processors = _json_blocks(root, d, commit)
+    else:
+        builders, provisioners, post_processors = _hcl2_blocks(root, d, commit)
     found: list[str] = []
-    for index, builder in enumerate(_blocks(template.get("builders"))):
+    for index, builder in enumerate(builders):
         found += _paths(d, f"builder {index}", builder, _BUILDER_FILES)
-    for index, prov in enumerate(_blocks(template.get("provisioners"))):
+    for index, prov in enumerate(provisioners):
         kind = str(prov.get("type", ""))
         if kind == "file" and prov.get("direction", "upload") != "upload":
             continue  # a download writes to the repository; it reads nothing from it
@@ -390,11 +377,104 @@ def _template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
             )
             continue
         found += _paths(d, f"provisioner {index}", prov, keys)
-    post = template.get("post-processors")
-    for index, pp in enumerate(_blocks(post, nested=True)):
+    for index, pp in enumerate(post_processors):
         if pp.get("type") == "shell-local":
             found += _paths(d, f"post-processor {index}", pp, _PROVISIONER_FILES["shell-local"])
     return found
+
+
+Blocks = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
+    """Builders, provisioners and post-processors of a JSON template."""
+    data = _template_text(root, d.template, d, commit)
+    try:
+        template = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FingerprintError(
+            f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: {exc}. "
+            "Check it with `packer validate`."
+        ) from None
+    if not isinstance(template, dict):
+        return [], [], []
+    return (
+        _blocks(template.get("builders")),
+        _blocks(template.get("provisioners")),
+        _blocks(template.get("post-processors"), nested=True),
+    )
+
+
+def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
+    """Sources (builders), provisioners and post-processors of HCL2 files, as JSON-like blocks
+    whose string values are plain paths (`${path.root}` expanded; other expressions left as
+    `{{...}}`, which the reference check warns about)."""
+    import hcl2
+
+    if d.template.endswith(".pkr.hcl"):
+        files = [d.template]
+    else:
+        prefix = "" if d.directory == "." else d.directory + "/"
+        files = [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
+    builders: list[dict[str, Any]] = []
+    provisioners: list[dict[str, Any]] = []
+    post_processors: list[dict[str, Any]] = []
+    for path in files:
+        text = _template_text(root, path, d, commit)
+        try:
+            data = hcl2.loads(text.decode("utf-8"))
+        except Exception as exc:  # the parser raises its own lark errors
+            raise FingerprintError(
+                f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
+                f"({type(exc).__name__}). Check it with `packer validate`."
+            ) from None
+        for source in data.get("source", []):
+            for names in source.values():
+                builders += [_hcl_block(body, d.directory) for body in names.values()]
+        for build in data.get("build", []):
+            for key, into in (("provisioner", provisioners), ("post-processor", post_processors)):
+                for block in build.get(key, []):
+                    into += [
+                        {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
+                        for kind, body in block.items()
+                    ]
+    return builders, provisioners, post_processors
+
+
+def _hcl_block(body: Any, template_dir: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        return {}
+    return {
+        key: [_hcl_string(v, template_dir) for v in value]
+        if isinstance(value, list)
+        else _hcl_string(value, template_dir)
+        for key, value in body.items()
+        if key != "__is_block__"
+    }
+
+
+def _hcl_string(value: Any, template_dir: str) -> Any:
+    """An HCL2 string literal as text (python-hcl2 keeps the quotes); expressions stay marked."""
+    if not isinstance(value, str):
+        return value
+    text = value
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            text = json.loads(value)
+        except ValueError:
+            text = value[1:-1]
+    text = text.replace("${path.root}", template_dir).replace("${path.cwd}/", "")
+    return text.replace("${", "{{")
+
+
+def _template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:
+    data = root.read(path)
+    if data is None:
+        raise FingerprintError(
+            f"The template {path} of definition {d.name!r} is not in commit {commit[:12]}. "
+            "Commit it (git add, git commit) or fix the `template` path in the catalog."
+        )
+    return data
 
 
 def _blocks(value: Any, *, nested: bool = False) -> list[dict[str, Any]]:

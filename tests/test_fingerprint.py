@@ -397,3 +397,74 @@ def test_a_provisioner_type_whose_files_are_unknown_gets_a_warning(repo, caplog)
     with caplog.at_level("WARNING", logger="bridge"):
         fingerprints(repo, ["base"])
     assert "type 'custom-thing'" in caplog.text and "`inputs`" in caplog.text
+
+
+HCL2_TEMPLATE = """
+variable "playbook" {
+  type    = string
+  default = "x.yml"
+}
+source "amazon-ebs" "tools" {
+  user_data_file = "files/user-data.sh"
+  region         = "us-east-1"
+}
+build {
+  sources = ["source.amazon-ebs.tools"]
+  provisioner "ansible-local" {
+    playbook_file = "${path.root}/../play/site.yml"
+    role_paths    = ["play/roles"]
+  }
+  provisioner "shell-local" {
+    inline = ["echo ${var.playbook}"]
+  }
+  provisioner "ansible-local" {
+    playbook_file = var.playbook
+  }
+  post-processor "shell-local" {
+    script = "post/notify.sh"
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("layout", ["file", "directory"])
+def test_files_an_hcl2_template_makes_packer_read_are_inputs(repo, caplog, layout):
+    for rel in ("files/user-data.sh", "play/site.yml", "play/roles/web/tasks.yml",
+                "post/notify.sh"):  # fmt: skip
+        repo.write(rel, "v1\n")
+    repo.write("tools/tools.pkr.hcl", HCL2_TEMPLATE)
+    data = repo.catalog()
+    data["definitions"]["tools"] = {
+        "template": "tools/tools.pkr.hcl" if layout == "file" else "tools"
+    }
+    repo.set_catalog(data)
+    repo.commit("an HCL2 definition")
+    with caplog.at_level("WARNING", logger="bridge"):
+        before, snap = fingerprints(repo, ["tools"])
+    inputs = {e.path for e in snap.fingerprints["tools"].inputs}
+    assert {"files/user-data.sh", "play/site.yml", "play/roles", "post/notify.sh"} <= inputs
+    assert "var.playbook" in caplog.text and "`inputs`" in caplog.text
+    for rel in (
+        "files/user-data.sh",
+        "play/site.yml",
+        "play/roles/web/tasks.yml",
+        "post/notify.sh",
+    ):
+        repo.write(rel, f"changed {rel}\n")
+        repo.commit(f"{rel} changes")
+        after, _ = fingerprints(repo, ["tools"])
+        assert after["tools"] != before["tools"], rel
+        before = after
+
+
+def test_an_hcl2_file_that_does_not_parse_is_named(repo):
+    repo.write("tools/tools.pkr.hcl", 'build {\n  provisioner "shell" {\n')
+    data = repo.catalog()
+    data["definitions"]["tools"] = {"template": "tools/tools.pkr.hcl"}
+    repo.set_catalog(data)
+    repo.commit("broken HCL2")
+    with pytest.raises(
+        FingerprintError,
+        match="HCL2 file tools/tools.pkr.hcl of definition 'tools' cannot be parsed",
+    ):
+        fingerprints(repo, ["tools"])
