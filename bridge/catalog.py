@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from bridge.errors import CatalogError
 from bridge.validation import count_errors, first_error
@@ -91,26 +91,70 @@ class Catalog:
         return [self.definitions[n] for n in self._order]
 
 
+PathKind = Literal["file", "dir", "missing"]
+
+
+class Files(Protocol):
+    """Where a catalog and the paths in it are read: the working tree, or a commit's tree."""
+
+    where: str  # for messages: "in /path/to/repo", "in commit 0123abcd"
+
+    def read(self, rel: str, what: str) -> bytes | None:
+        """The content of the file at `rel`, or None when there is none."""
+
+    def kind(self, rel: str, what: str) -> PathKind:
+        """What is at `rel`; a path that leaves the repository is a CatalogError."""
+
+    def names(self, rel: str) -> list[str]:
+        """The names in the directory at `rel`."""
+
+
+class WorkingTree:
+    """The checkout on disk; symlinks are followed, and must stay inside the repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.where = f"in {root}"
+
+    def read(self, rel: str, what: str) -> bytes | None:
+        path = resolve_inside(self.root, rel, what=what)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CatalogError(
+                f"Cannot read the {what} {path}: {exc.strerror}. Check that it is a readable file."
+            ) from None
+
+    def kind(self, rel: str, what: str) -> PathKind:
+        real = resolve_inside(self.root, rel, what=what)
+        return "dir" if real.is_dir() else "file" if real.is_file() else "missing"
+
+    def names(self, rel: str) -> list[str]:
+        return sorted(p.name for p in resolve_inside(self.root, rel, what="directory").iterdir())
+
+
 def load_catalog(
-    repo_root: Path, catalog_path: str | None = None, *, cache_dir: Path | None = None
+    repo_root: Path,
+    catalog_path: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+    files: Files | None = None,
 ) -> Catalog:
     """Read, validate and check the catalog of the repository at `repo_root`.
 
-    With `cache_dir`, a catalog that validated before is not validated again.
+    `files` is where the catalog and its paths are read (default: the working tree). With
+    `cache_dir`, a catalog that validated before is not validated again.
     """
     rel = catalog_path or DEFAULT_CATALOG
-    path = resolve_inside(repo_root, rel, what="catalog")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    files = files or WorkingTree(repo_root)
+    raw = files.read(rel, "catalog")
+    if raw is None:
         raise CatalogError(
-            f"No catalog at {rel} in {repo_root}. Create {DEFAULT_CATALOG} at the repository "
+            f"No catalog at {rel} {files.where}. Create {DEFAULT_CATALOG} at the repository "
             "root (see the README's catalog section) or pass the path of yours as `catalog`."
-        ) from None
-    except OSError as exc:
-        raise CatalogError(
-            f"Cannot read the catalog {path}: {exc.strerror}. Check that it is a readable file."
-        ) from None
+        )
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
@@ -132,7 +176,7 @@ def load_catalog(
 
     definitions: dict[str, Definition] = {}
     for name, spec in data["definitions"].items():
-        definitions[name] = _definition(repo_root, rel, name, spec)
+        definitions[name] = _definition(files, rel, name, spec)
 
     for d in definitions.values():
         if d.parent is not None and d.parent not in definitions:
@@ -189,19 +233,19 @@ def normalize(rel: str) -> str:
     return posixpath.normpath(rel)
 
 
-def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -> Definition:
+def _definition(files: Files, rel: str, name: str, spec: Mapping[str, Any]) -> Definition:
     template = normalize(spec["template"])
-    real = resolve_inside(repo_root, spec["template"], what=f"template of {name!r}")
+    kind = files.kind(spec["template"], f"template of {name!r}")
     fmt: TemplateFormat
-    if real.is_dir():
+    if kind == "dir":
         fmt, directory = "hcl2", template
-        if not any(real.glob("*.pkr.hcl")):
+        if not any(n.endswith(".pkr.hcl") for n in files.names(template)):
             raise CatalogError(
                 f"The template directory {template!r} of definition {name!r} holds no *.pkr.hcl "
                 "file. Point `template` at a Packer JSON template, an HCL2 file or a directory of "
                 "HCL2 files."
             )
-    elif real.is_file():
+    elif kind == "file":
         if template.endswith(".pkr.hcl"):
             fmt = "hcl2"
         elif template.endswith(".json"):
@@ -214,7 +258,7 @@ def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -
         directory = normalize(str(PurePosixPath(template).parent))
     else:
         raise CatalogError(
-            f"The template {template!r} of definition {name!r} does not exist in {repo_root}. "
+            f"The template {template!r} of definition {name!r} does not exist {files.where}. "
             f"Fix the `template` path in {rel} (it is relative to the repository root)."
         )
     for variable in spec.get("variables", {}):
@@ -226,8 +270,7 @@ def _definition(repo_root: Path, rel: str, name: str, spec: Mapping[str, Any]) -
             )
     inputs = []
     for item in spec.get("inputs", []):
-        real_input = resolve_inside(repo_root, item, what=f"input of {name!r}")
-        if real_input.is_dir() and not any(real_input.iterdir()):
+        if files.kind(item, f"input of {name!r}") == "dir" and not files.names(normalize(item)):
             raise CatalogError(
                 f"Input {item!r} of definition {name!r} is an empty directory, and git does not "
                 "track empty directories, so it cannot be fingerprinted. Put the files it should "

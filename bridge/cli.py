@@ -174,16 +174,20 @@ def _open(options: Options, env: Mapping[str, str]) -> tuple[git.Repo, Catalog]:
     """The repository holding the `repo` directory (found through git), and its catalog.
 
     The catalog is looked up in the `repo` directory (the root or any directory inside it); the
-    paths in it are relative to the repository root, where Packer runs.
+    paths in it are relative to the repository root, where Packer runs. With a `commit` other than
+    the checked-out one, the catalog and its paths are read from that commit.
     """
     from bridge.catalog import DEFAULT_CATALOG, load_catalog
-    from bridge.fingerprint import open_repo
+    from bridge.fingerprint import CommitFiles, is_head, open_repo
 
     repo = open_repo(options.directory)
     root = Path(str(repo.working_tree_dir))
     where = os.path.relpath(os.path.realpath(options.directory), os.path.realpath(root))
     rel = posixpath.normpath(posixpath.join(where, options.catalog or DEFAULT_CATALOG))
-    return repo, load_catalog(root, rel, cache_dir=state_dir(env))
+    # A pinned commit is described by its own catalog, not today's.
+    pinned = options.commit is not None and not is_head(repo, options.commit)
+    files = CommitFiles(repo, options.commit) if pinned and options.commit else None
+    return repo, load_catalog(root, rel, cache_dir=state_dir(env), files=files)
 
 
 def _resolver(options: Options, env: Mapping[str, str], echo: TextIO | None) -> Resolver:

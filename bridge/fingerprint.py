@@ -49,7 +49,7 @@ import git
 from git.objects.fun import tree_entries_from_data
 
 from bridge.catalog import Definition, canonical_entry, normalize
-from bridge.errors import FingerprintError
+from bridge.errors import CatalogError, FingerprintError
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,39 @@ def open_repo(path: Path) -> git.Repo:
     if repo.bare or repo.working_tree_dir is None:
         raise FingerprintError(f"{path} is in a bare repository; pass a checkout instead.")
     return repo
+
+
+class CommitFiles:
+    """A commit's tree as the place a catalog is read (catalog.Files): what `commit` pins."""
+
+    def __init__(self, repo: git.Repo, commit: str) -> None:
+        found = _commit(repo, commit)
+        self._tree = TreeIndex(repo, found.tree.hexsha)
+        self.where = f"in commit {found.hexsha[:12]}"
+
+    def _path(self, rel: str, what: str) -> str:
+        path = normalize(rel)
+        if PurePosixPath(rel).is_absolute() or path == ".." or path.startswith("../"):
+            raise CatalogError(
+                f"The {what} path {rel!r} leaves the repository. Keep templates, inputs and the "
+                "catalog inside the repository."
+            )
+        return path
+
+    def read(self, rel: str, what: str) -> bytes | None:
+        return self._tree.read(self._path(rel, what))
+
+    def kind(self, rel: str, what: str) -> Literal["file", "dir", "missing"]:
+        found = self._tree.lookup(self._path(rel, what))
+        return "missing" if found is None else "dir" if found[0] == _TREE_MODE else "file"
+
+    def names(self, rel: str) -> list[str]:
+        return sorted(self._tree.listing(normalize(rel)))
+
+
+def is_head(repo: git.Repo, commit: str) -> bool:
+    """Whether `commit` (any revision) is the checked-out commit."""
+    return _is_head(repo, _commit(repo, commit).hexsha)
 
 
 def fingerprint_all(

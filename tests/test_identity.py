@@ -280,3 +280,23 @@ def test_a_missing_manifest_is_written_again_from_the_images_tags(sandbox_env, r
     }
     (image,) = ec2.describe_images(ImageIds=[result["ami_id"]])["Images"]
     assert tags_of(image)["ami-chain:manifest"] == result["manifest_uri"]
+
+
+def test_a_pinned_commit_is_resolved_with_its_own_catalog(sandbox_env, repo):
+    set_variable(repo, "26")
+    old = repo.commit("docker 26")
+    old_fps = fingerprint_at(repo)
+    # Today's catalog changes the variable and moves the template.
+    set_variable(repo, "27")
+    data = repo.catalog()
+    data["definitions"]["snowflake"]["template"] = "snowflake/main.json"
+    repo.set_catalog(data)
+    repo.git("mv", "snowflake/snowflake.json", "snowflake/main.json")
+    repo.commit("docker 27, template renamed")
+    assert fingerprint_at(repo)["snowflake"] != old_fps["snowflake"]
+    args = ["resolve", "snowflake", "--on-missing", "report", "--json", "--repo", str(repo.path)]
+    pinned = run_bridge([*args, "--commit", old], sandbox_env)
+    assert pinned.code == 3, pinned.stderr  # missing, as reported: nothing is built yet
+    assert json.loads(pinned.stdout)["snowflake"]["fingerprint"] == old_fps["snowflake"]
+    today = run_bridge(args, sandbox_env)
+    assert json.loads(today.stdout)["snowflake"]["fingerprint"] != old_fps["snowflake"]
