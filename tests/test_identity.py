@@ -226,9 +226,13 @@ def test_a_submodule_is_built_at_its_recorded_commit_or_refused(
     assert built.code == 0, built.stderr
     assert "roles-at-the-recorded-commit" in build_logs(sandbox_env)
     # A submodule moved past its recorded commit is an uncommitted change, like any input's.
+    recorded_fp = fingerprints(repo)["base"]
     repo.git("-C", "base/roles", "pull", "-q", "origin", "HEAD")
     moved = external(sandbox_env, query(repo, on_missing="report"))
     assert moved.code == 1 and "Uncommitted changes to inputs of base: base/roles" in moved.stderr
+    # Recording the new commit names a new image.
+    repo.commit("record roles v2")
+    assert fingerprints(repo)["base"] != recorded_fp
 
 
 def test_a_catalog_in_a_subdirectory_of_a_monorepo(sandbox_env, repo):
