@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 _EXECUTABLE = 0o100755
 _LINK = 0o120000
 _GITLINK = 0o160000
+_TREE = 0o040000
 
 
 @contextmanager
 def exported(
     repo: git.Repo, commit: str, directory: Path, *, inputs: Sequence[str] = ()
 ) -> Iterator[Path]:
-    """A fresh directory under `directory` holding the tree of `commit`, removed afterwards.
+    """A fresh directory under `directory` holding the tree of `commit` (a commit or a tree
+    SHA), removed afterwards.
 
     One per build, so nothing a build writes (a Packer manifest, say) is seen by the next.
     Submodules are exported at their recorded commits from their checkouts; one within `inputs`
@@ -39,21 +41,27 @@ def exported(
     """
     dest = directory / f"{commit[:12]}-{uuid.uuid4().hex[:8]}"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_tree(repo.commit(commit).tree, dest, _Submodules(repo, inputs))
-    except BuildError:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
-    except OSError as exc:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise BuildError(
-            f"Cannot export commit {commit[:12]} to {directory} for the build: {exc.strerror}. "
-            "Check the free space and permissions of the state directory (AMI_BRIDGE_STATE_DIR)."
-        ) from None
-    log.debug("exported commit %s to %s", commit[:12], dest)
-    try:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tree_sha = repo.rev_parse(f"{commit}^{{tree}}").hexsha
+            # A root tree with its path set, so its entries know theirs.
+            tree = git.Tree(repo, bytes.fromhex(tree_sha), _TREE, "")
+            _write_tree(tree, dest, _Submodules(repo, inputs))
+        except OSError as exc:
+            raise BuildError(
+                f"Cannot export commit {commit[:12]} to {directory} for the build: "
+                f"{exc.strerror}. Check the free space and permissions of the state directory "
+                "(AMI_BRIDGE_STATE_DIR)."
+            ) from None
+        except ValueError as exc:  # an object the repository does not have (a partial clone)
+            raise BuildError(
+                f"Cannot export commit {commit[:12]} for the build: {exc}. Fetch the whole "
+                "commit (git fetch, or a clone without --filter) and build again."
+            ) from None
+        log.debug("exported commit %s to %s", commit[:12], dest)
         yield dest
     finally:
+        # Whatever ends the build (success, failure, Ctrl-C), the export goes.
         shutil.rmtree(dest, ignore_errors=True)
 
 
@@ -103,7 +111,10 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
             if found is None:
                 path.mkdir()
             else:
-                _write_tree(found[0], path, found[1])
+                try:
+                    _write_tree(found[0], path, found[1])
+                finally:
+                    found[1].repo.close()  # ends its object-reading git processes
         elif item.mode == _LINK:
             os.symlink(os.fsdecode(item.data_stream.read()), path)
         else:

@@ -85,7 +85,9 @@ class Snapshot:
     """The fingerprints of a set of definitions at one commit."""
 
     commit: str
-    # Working-tree content was fingerprinted (allow_dirty with uncommitted changes).
+    # The tree whose content was fingerprinted, and so is built: the commit's, or with
+    # allow_dirty and uncommitted changes, the commit's with the inputs' working-tree content.
+    tree: str
     dirty: bool
     fingerprints: dict[str, Fingerprint]
 
@@ -186,13 +188,21 @@ def fingerprint_all(
             )
         if changed:
             dirty = True
-            root = TreeIndex(repo, _worktree_tree(repo, commit_obj, root, paths))
-            inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+            committed = root
+            # The working tree's templates may name files the commit's did not: hash those too,
+            # until the inputs stop growing.
+            while True:
+                root = TreeIndex(repo, _worktree_tree(repo, commit_obj, committed, paths))
+                inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+                grown = sorted({p for items in inputs.values() for p in items} | set(paths))
+                if grown == paths:
+                    break
+                paths = grown
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
         result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
-    return Snapshot(commit=commit_obj.hexsha, dirty=dirty, fingerprints=result)
+    return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
 
 def _check_entries(
@@ -306,12 +316,25 @@ def _fingerprint(
         and not d.variables
         and not d.shares_directory
         and list(paths) == [d.directory]
+        and not _other_templates(root, d)
     )
     if seed and entries[0].kind == "tree":
         value = entries[0].sha
     else:
         value = hashlib.sha1(encode(d, entries, parent_fp), usedforsecurity=False).hexdigest()
     return Fingerprint(d.name, value, entries, parent_fp)
+
+
+def _other_templates(root: TreeIndex, d: Definition) -> bool:
+    """Whether the definition's directory holds a template file besides its own: one another
+    catalog (or a pipeline outside any catalog) may build, whose images the tree SHA would name
+    too."""
+    own = posixpath.basename(d.template)
+    return any(
+        name != own and name.endswith((".json", ".pkr.hcl"))
+        for name, (mode, _) in root.listing(d.directory).items()
+        if mode != _TREE_MODE
+    )
 
 
 def _commit(repo: git.Repo, commit: str | None) -> git.Commit:
@@ -461,17 +484,29 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
                 f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
                 f"({type(exc).__name__}). Check it with `packer validate`."
             ) from None
-        for source in data.get("source", []):
-            for names in source.values():
+        for source in _dicts(data.get("source")):
+            for names in _dicts(list(source.values())):
                 builders += [_hcl_block(body, d.directory) for body in names.values()]
-        for build in data.get("build", []):
+        for build in _dicts(data.get("build")):
             for key, into in (("provisioner", provisioners), ("post-processor", post_processors)):
-                for block in build.get(key, []):
+                for block in _dicts(build.get(key)):
                     into += [
                         {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
                         for kind, body in block.items()
                     ]
+            if "post-processors" in build:
+                log.warning(
+                    "%s: %s chains post-processors (a `post-processors` block), whose files the "
+                    "bridge does not read; list the files they read under `inputs`",
+                    d.name,
+                    path,
+                )
     return builders, provisioners, post_processors
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The blocks in a python-hcl2 value (a list of dicts), ignoring other shapes."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _hcl_block(body: Any, template_dir: str) -> dict[str, Any]:
@@ -624,7 +659,10 @@ def _link_target(root: TreeIndex, d: Definition, path: str, commit: str) -> str:
 def _changed_files(repo: git.Repo, paths: Sequence[str]) -> list[str]:
     if not paths:
         return []
-    out = repo.git.status("--porcelain=v1", "-z", "--untracked-files=all", "--", *paths)
+    try:
+        out = repo.git.status("--porcelain=v1", "-z", "--untracked-files=all", "--", *paths)
+    except git.GitCommandError as exc:
+        raise _git_failed("checking the inputs for uncommitted changes", exc) from None
     changed: list[str] = []
     records = iter(out.split("\0"))
     for record in records:
@@ -649,8 +687,19 @@ def _worktree_tree(
     ]
     with tempfile.TemporaryDirectory(prefix="ami-bridge-index-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
-        repo.git.read_tree(commit.hexsha, env=env)
-        if existing:
-            repo.git.add("-A", "--", *existing, env=env)
-        sha: str = repo.git.write_tree(env=env)
+        try:
+            repo.git.read_tree(commit.hexsha, env=env)
+            if existing:
+                repo.git.add("-A", "--", *existing, env=env)
+            sha: str = repo.git.write_tree(env=env)
+        except git.GitCommandError as exc:
+            raise _git_failed("hashing the working tree's inputs (allow_dirty)", exc) from None
     return sha
+
+
+def _git_failed(doing: str, exc: git.GitCommandError) -> FingerprintError:
+    detail = " ".join(str(exc.stderr or "").split()).removeprefix("stderr: ").strip("'")
+    return FingerprintError(
+        f"git failed while {doing}: {detail or exc.status}. An input may name a path git "
+        "ignores (.gitignore): track it, or take it out of the inputs and the template."
+    )

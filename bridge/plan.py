@@ -99,7 +99,9 @@ def decide(
     duplicates: dict[str, tuple[str, ...]] = {}
     outdated = False
     for region in regions:
-        candidates = list(seen.get(region, ()))
+        # An image whose provenance names another definition is that definition's, whatever
+        # fingerprint it carries.
+        candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
         if parent_ami is not None:
             matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) == parent_ami]
             outdated = outdated or (bool(candidates) and not matching)

@@ -128,11 +128,23 @@ def restore_manifest(
     primary = next(iter(images.values()))
     s3 = clients.s3(primary.region)
     uri = manifests.manifest_uri(bucket, prefix, d.name, fingerprint)
-    if not manifests.exists(s3, bucket, prefix, d.name, fingerprint):
+    amis = {r: i.ami_id for r, i in sorted(images.items())}
+    if manifests.exists(s3, bucket, prefix, d.name, fingerprint):
+        found = manifests.fetch(s3, bucket, prefix, d.name, fingerprint)
+        if found is not None and dict(found.amis) != amis:
+            log.warning(
+                "%s: %s describes other images (%s), not %s; left as it is",
+                d.name,
+                uri,
+                dict(found.amis),
+                amis,
+            )
+            return ""
+    else:
         manifest = manifests.Manifest(
             definition=d.name,
             fingerprint=fingerprint,
-            amis={r: i.ami_id for r, i in sorted(images.items())},
+            amis=amis,
             parent=parent,
             git_commit=primary.tag(registry.TAG_COMMIT) or "",
             packer_version=primary.tag(registry.TAG_PACKER_VERSION) or "unknown",

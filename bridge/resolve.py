@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -349,19 +349,13 @@ class Resolver:
     # -- building exactly once ------------------------------------------------------------------
 
     def _source(self, snapshot: Snapshot, d: Definition) -> AbstractContextManager[Path]:
-        """The tree Packer builds from: what was fingerprinted.
-
-        The commit's content, exported; the working tree only when allow_dirty fingerprinted
-        uncommitted changes there.
-        """
+        """The tree Packer builds from: exactly what was fingerprinted, exported (with
+        allow_dirty, the commit's tree with the inputs' working-tree content)."""
         if snapshot.dirty:
-            log.warning(
-                "building from the working tree: allow_dirty fingerprinted uncommitted changes"
-            )
-            return nullcontext(self.settings.repo_root)
+            log.warning("building uncommitted changes (allow_dirty): %s", d.name)
         return checkout.exported(
             self.repo,
-            snapshot.commit,
+            snapshot.tree,
             self.settings.state_dir / "trees",
             inputs=[e.path for e in snapshot.fingerprints[d.name].inputs],
         )

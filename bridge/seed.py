@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import registry
-from bridge.errors import AwsError
+from bridge.errors import AwsError, BuildError
 from bridge.packer import manifest_artifacts
 from bridge.registry import Image
 
@@ -52,7 +52,11 @@ def built_images(
     path = manifest_path(directory, definition)
     if not path.is_file():
         return None
-    amis = manifest_artifacts(path)
+    try:
+        amis = manifest_artifacts(path)
+    except BuildError as exc:
+        log.warning("%s: ignoring %s: %s", definition, path, exc)
+        return None
     if not all(r in amis for r in regions):
         return None
     try:

@@ -49,3 +49,10 @@ def test_an_export_that_cannot_be_written_is_a_clear_error(repo, tmp_path):
     with pytest.raises(BuildError, match="Cannot export commit .*AMI_BRIDGE_STATE_DIR"):
         with exported(git.Repo(repo.path), repo.git("rev-parse", "HEAD"), blocked):
             pass
+
+
+def test_an_interrupted_build_leaves_no_export(repo, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with exported(git.Repo(repo.path), repo.git("rev-parse", "HEAD"), tmp_path / "trees"):
+            raise KeyboardInterrupt
+    assert list((tmp_path / "trees").iterdir()) == []

@@ -468,3 +468,48 @@ def test_an_hcl2_file_that_does_not_parse_is_named(repo):
         match="HCL2 file tools/tools.pkr.hcl of definition 'tools' cannot be parsed",
     ):
         fingerprints(repo, ["tools"])
+
+
+def test_a_root_beside_another_template_file_does_not_take_the_directory_sha(repo):
+    """Another catalog, or a pipeline outside any catalog, may build base/other.json."""
+    repo.write("base/other.json", json.dumps({"builders": []}))
+    repo.commit("another template in base/")
+    fps, _ = fingerprints(repo, ["base"])
+    assert fps["base"] != repo.tree_sha("base")
+
+
+def test_git_failing_on_an_ignored_input_is_a_clear_error(repo):
+    repo.write(".gitignore", "secret/\n")
+    repo.commit("ignore a directory")
+    repo.write("secret/token.sh", "echo secret\n")
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho dirty\n")
+    data = repo.catalog()
+    data["definitions"]["base"]["inputs"] = ["secret/token.sh"]
+    repo.set_catalog(data)
+    with pytest.raises(FingerprintError, match=r"git failed while hashing .*\.gitignore"):
+        fingerprints(repo, ["base"], allow_dirty=True)
+
+
+def test_hcl2_attributes_named_like_blocks_are_ignored(repo):
+    repo.write("tools/tools.pkr.hcl", 'source = "x"\nbuild = "y"\n')
+    data = repo.catalog()
+    data["definitions"]["tools"] = {"template": "tools/tools.pkr.hcl"}
+    repo.set_catalog(data)
+    repo.commit("odd HCL2")
+    fps, _ = fingerprints(repo, ["tools"])
+    assert len(fps["tools"]) == 40
+
+
+def test_allow_dirty_hashes_files_a_dirty_template_newly_reads(repo):
+    repo.write("shared/x.sh", "echo v1\n")
+    repo.commit("a shared script nobody runs yet")
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t["provisioners"].append({"type": "shell-local", "script": "shared/x.sh"}),
+    )
+    repo.write("shared/x.sh", "echo v2\n")
+    dirty, _ = fingerprints(repo, ["base"], allow_dirty=True)
+    repo.commit("the base runs it, v2")
+    committed, _ = fingerprints(repo, ["base"])
+    assert dirty == committed  # the working tree's x.sh was hashed, not the commit's

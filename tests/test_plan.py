@@ -23,8 +23,11 @@ def image(
     state: ImageState = "available",
     parent: str | None = None,
     created: str = "2026-01-01T00:00:00.000Z",
+    definition: str | None = None,
 ) -> Image:
     tags = {"SHA": FP, **({TAG_PARENT_AMI: parent} if parent is not None else {})}
+    if definition is not None:
+        tags["ami-chain:definition"] = definition
     return Image(ami, region, state, created, "123456789012", MappingProxyType(tags), ())
 
 
@@ -68,6 +71,11 @@ CASES = [
      {"us-east-1": image("ami-7")}, "found", {"us-east-1": "ami-1"}),
     ("seed manifest never used for a child", CHILD, EAST, {}, "ami-1",
      {"us-east-1": image("ami-7")}, "missing", {}),
+    ("another definition's image with the fingerprint", ROOT, EAST,
+     {"us-east-1": [image("ami-8", definition="hardened"), image("ami-1")]}, None, None, "found",
+     {"us-east-1": "ami-1"}),
+    ("only another definition's image", ROOT, EAST,
+     {"us-east-1": [image("ami-8", definition="hardened")]}, None, None, "missing", {}),
 ]  # fmt: skip
 
 

@@ -95,3 +95,26 @@ def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):
     )
     assert published.manifest_uri == ""
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
+def test_restore_leaves_a_manifest_that_describes_other_images_alone(sandbox_env):
+    from bridge.manifests import Manifest
+    from bridge.manifests import publish as write_manifest
+    from bridge.publish import restore_manifest
+
+    ec2 = boto3.client("ec2")
+    ours, theirs = make_image(ec2, "ours"), make_image(ec2, "theirs")
+    other = Manifest(
+        definition="app", fingerprint=FP, amis={"us-east-1": theirs}, parent=None,
+        git_commit="c" * 40, packer_version="1.6.6", build_time="2026-01-01T00:00:00Z",
+        build_url="",
+    )  # fmt: skip
+    write_manifest(boto3.client("s3"), BUCKET, "images", other)
+    clients = AwsClients()
+    image = registry.describe_image(clients.ec2("us-east-1"), "us-east-1", ours)
+    uri = restore_manifest(
+        clients, CHILD, FP, {"us-east-1": image}, parent=None, bucket=BUCKET, prefix="images"
+    )
+    assert uri == ""
+    described = ec2.describe_images(ImageIds=[ours])["Images"][0]
+    assert registry.TAG_MANIFEST not in tags_of(described)
