@@ -26,6 +26,7 @@ _EXECUTABLE = 0o100755
 _LINK = 0o120000
 _GITLINK = 0o160000
 _TREE = 0o040000
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
 
 @contextmanager
@@ -83,7 +84,7 @@ class _Submodules:
                 raise ValueError(rel)
             tree = sub.commit(commit).tree
         except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
-            if self._needed(top_rel):
+            if self.needed(top_rel):
                 raise BuildError(
                     f"The submodule {top_rel} is not checked out at commit {commit[:12]} (a "
                     "clone without --recurse-submodules?), so its content cannot be built. Run "
@@ -93,7 +94,8 @@ class _Submodules:
             return None
         return tree, _Submodules(sub, self.inputs, top_rel + "/")
 
-    def _needed(self, path: str) -> bool:
+    def needed(self, path: str) -> bool:
+        """Whether `path` (repository-relative) is, or is inside, an input of the build."""
         return any(i == "." or path == i or path.startswith(i + "/") for i in self.inputs)
 
 
@@ -118,6 +120,14 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
         elif item.mode == _LINK:
             os.symlink(os.fsdecode(item.data_stream.read()), path)
         else:
-            path.write_bytes(item.data_stream.read())
+            data = item.data_stream.read()
+            if data.startswith(_LFS_POINTER) and submodules.needed(submodules.prefix + rel + name):
+                raise BuildError(
+                    f"{submodules.prefix}{rel}{name}, an input of the build, is a Git LFS "
+                    "pointer: builds use committed git objects, and its content is not among "
+                    "them, so Packer would read the pointer text. Keep the file in git itself "
+                    "(not LFS), or fetch it in a provisioner."
+                )
+            path.write_bytes(data)
             if item.mode == _EXECUTABLE:
                 path.chmod(0o755)

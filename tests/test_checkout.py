@@ -56,3 +56,18 @@ def test_an_interrupted_build_leaves_no_export(repo, tmp_path):
         with exported(git.Repo(repo.path), repo.git("rev-parse", "HEAD"), tmp_path / "trees"):
             raise KeyboardInterrupt
     assert list((tmp_path / "trees").iterdir()) == []
+
+
+def test_a_git_lfs_pointer_among_the_inputs_is_refused(repo, tmp_path):
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 9\n"
+    repo.write("base/files/disk.img", pointer)
+    repo.write("docs/diagram.png", pointer)  # not read by the build: exported as it is
+    commit = repo.commit("LFS pointers")
+    with pytest.raises(
+        BuildError, match="base/files/disk.img, an input of the build, is a Git LFS"
+    ):
+        with exported(git.Repo(repo.path), commit, tmp_path / "trees", inputs=["base"]):
+            pass
+    with exported(git.Repo(repo.path), commit, tmp_path / "trees", inputs=["snowflake"]) as tree:
+        assert (tree / "docs" / "diagram.png").read_text() == pointer
+    assert list((tmp_path / "trees").iterdir()) == []
