@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
@@ -41,9 +40,6 @@ class Definition:
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    # Another definition of the catalog has its template in the same directory, so the
-    # directory's content alone cannot name this image (fingerprint.py).
-    shares_directory: bool = False
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -184,11 +180,6 @@ def load_catalog(
                 f"Definition {d.name!r} in {rel} names the parent {d.parent!r}, which the catalog "
                 f"does not define. Add {d.parent!r} or correct the parent's name."
             )
-    directories = Counter(d.directory for d in definitions.values())
-    definitions = {
-        name: replace(d, shares_directory=directories[d.directory] > 1)
-        for name, d in definitions.items()
-    }
     order = _topological_order(rel, definitions)
     manifest = data.get("manifest", {})
     lease = data.get("lease", {})

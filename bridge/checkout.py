@@ -80,10 +80,16 @@ class _Submodules:
         top_rel = self.prefix + rel
         try:
             sub = git.Repo(path)
-            if Path(str(sub.working_tree_dir)).resolve() != path.resolve():
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            sub = None
+        try:
+            # The directory must be the submodule's own checkout, holding the recorded commit.
+            if sub is None or Path(str(sub.working_tree_dir)).resolve() != path.resolve():
                 raise ValueError(rel)
             tree = sub.commit(commit).tree
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        except ValueError:
+            if sub is not None:
+                sub.close()
             if self.needed(top_rel):
                 raise BuildError(
                     f"The submodule {top_rel} is not checked out at commit {commit[:12]} (a "

@@ -185,8 +185,11 @@ def _open(options: Options, env: Mapping[str, str]) -> tuple[git.Repo, Catalog]:
     where = os.path.relpath(os.path.realpath(options.directory), os.path.realpath(root))
     rel = posixpath.normpath(posixpath.join(where, options.catalog or DEFAULT_CATALOG))
     # A pinned commit is described by its own catalog, not today's.
-    pinned = options.commit is not None and not is_head(repo, options.commit)
-    files = CommitFiles(repo, options.commit) if pinned and options.commit else None
+    files = (
+        CommitFiles(repo, options.commit)
+        if options.commit and not is_head(repo, options.commit)
+        else None
+    )
     return repo, load_catalog(root, rel, cache_dir=state_dir(env), files=files)
 
 

@@ -3,7 +3,7 @@
 A fingerprint names the content an image is built from, never the history that led to it:
 
 * A definition with a single input (its directory), no parent and no variables, whose directory
-  holds no other definition's template, gets the git tree SHA of that directory. That is what the
+  holds no template file but its own, gets the git tree SHA of that directory. That is what the
   seed pipeline tags with (`git ls-tree HEAD <dir>`), so images it built are found as they are.
   Two definitions in one directory would share that SHA, so they get the encoding below, which
   names the template.
@@ -314,7 +314,6 @@ def _fingerprint(
     seed = (
         parent_fp is None
         and not d.variables
-        and not d.shares_directory
         and list(paths) == [d.directory]
         and not _other_templates(root, d)
     )
@@ -327,8 +326,8 @@ def _fingerprint(
 
 def _other_templates(root: TreeIndex, d: Definition) -> bool:
     """Whether the definition's directory holds a template file besides its own: one another
-    catalog (or a pipeline outside any catalog) may build, whose images the tree SHA would name
-    too."""
+    definition, catalog or pipeline may build, whose images the tree SHA would name too. An HCL2
+    directory template counts every file as another's, so it never takes the tree SHA."""
     own = posixpath.basename(d.template)
     return any(
         name != own and name.endswith((".json", ".pkr.hcl"))

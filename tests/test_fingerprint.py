@@ -432,13 +432,7 @@ def test_files_an_hcl2_template_makes_packer_read_are_inputs(repo, caplog, layou
     for rel in ("files/user-data.sh", "play/site.yml", "play/roles/web/tasks.yml",
                 "post/notify.sh"):  # fmt: skip
         repo.write(rel, "v1\n")
-    repo.write("tools/tools.pkr.hcl", HCL2_TEMPLATE)
-    data = repo.catalog()
-    data["definitions"]["tools"] = {
-        "template": "tools/tools.pkr.hcl" if layout == "file" else "tools"
-    }
-    repo.set_catalog(data)
-    repo.commit("an HCL2 definition")
+    add_tools(repo, HCL2_TEMPLATE, "tools/tools.pkr.hcl" if layout == "file" else "tools")
     with caplog.at_level("WARNING", logger="bridge"):
         before, snap = fingerprints(repo, ["tools"])
     inputs = {e.path for e in snap.fingerprints["tools"].inputs}
@@ -457,12 +451,17 @@ def test_files_an_hcl2_template_makes_packer_read_are_inputs(repo, caplog, layou
         before = after
 
 
-def test_an_hcl2_file_that_does_not_parse_is_named(repo):
-    repo.write("tools/tools.pkr.hcl", 'build {\n  provisioner "shell" {\n')
+def add_tools(repo, hcl: str, template: str = "tools/tools.pkr.hcl") -> None:
+    """A `tools` definition from one HCL2 file, committed."""
+    repo.write("tools/tools.pkr.hcl", hcl)
     data = repo.catalog()
-    data["definitions"]["tools"] = {"template": "tools/tools.pkr.hcl"}
+    data["definitions"]["tools"] = {"template": template}
     repo.set_catalog(data)
-    repo.commit("broken HCL2")
+    repo.commit("a tools definition")
+
+
+def test_an_hcl2_file_that_does_not_parse_is_named(repo):
+    add_tools(repo, 'build {\n  provisioner "shell" {\n')
     with pytest.raises(
         FingerprintError,
         match="HCL2 file tools/tools.pkr.hcl of definition 'tools' cannot be parsed",
@@ -491,11 +490,7 @@ def test_git_failing_on_an_ignored_input_is_a_clear_error(repo):
 
 
 def test_hcl2_attributes_named_like_blocks_are_ignored(repo):
-    repo.write("tools/tools.pkr.hcl", 'source = "x"\nbuild = "y"\n')
-    data = repo.catalog()
-    data["definitions"]["tools"] = {"template": "tools/tools.pkr.hcl"}
-    repo.set_catalog(data)
-    repo.commit("odd HCL2")
+    add_tools(repo, 'source = "x"\nbuild = "y"\n')
     fps, _ = fingerprints(repo, ["tools"])
     assert len(fps["tools"]) == 40
 
