@@ -36,7 +36,7 @@ lint: setup
 fmt: setup
 	$(BIN)/ruff format bridge testing tests examples bench
 	$(BIN)/ruff check --fix bridge testing tests examples bench
-	$(BIN)/terraform fmt -recursive modules terraform tests/terraform
+	for dir in modules terraform tests/terraform; do $(BIN)/terraform fmt -recursive $$dir || exit 1; done
 
 docs: setup
 	PYTHONPATH=$(CURDIR) $(PY) -m testing.tfdocs modules/ami_chain modules/launch_template modules/ami_manifest terraform

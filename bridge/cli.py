@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bridge.errors import BridgeError, NotFoundError, QueryError
 from bridge.graph import GRAPH_FORMATS
-from bridge.settings import ON_MISSING, OnMissing, Options, parse_options, state_dir
+from bridge.settings import (
+    ON_MISSING,
+    OnMissing,
+    Options,
+    Spell,
+    cli_flag,
+    module_variable,
+    parse_options,
+    query_key,
+    state_dir,
+)
 
 if TYPE_CHECKING:
     import git
@@ -84,30 +94,61 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f"The query on stdin is not UTF-8 text (byte {exc.start}). Pass a JSON object of "
             'strings, e.g. {"definition": "base"}.'
         ) from None
-    query = protocol.parse_query(text, cache_dir=state_dir(env))
-    resolver = _resolver(query.options, env, echo=None)
+    spell = module_variable if args.module else query_key
+    query = protocol.parse_query(text, cache_dir=state_dir(env), spell=spell)
+    resolver = _resolver(query.options, env, echo=None, spell=spell)
     on_missing = query.options.on_missing or EXTERNAL_ON_MISSING
-    resolved = resolver.resolve([query.definition], on_missing=on_missing)[query.definition]
+    resolved = resolver.resolve(
+        [query.definition],
+        on_missing=on_missing,
+        expect_fingerprint=query.options.expect_fingerprint,
+    )[query.definition]
     sys.stdout.write(protocol.encode_result(protocol.result(resolved)))
     return EXIT_OK
 
 
 def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    resolver = _resolver_for_args(args, env)
+    options = _options(args, env)
+    resolver = _resolver(options, env, echo=None if args.quiet else sys.stderr)
     names = _names(args, resolver.catalog)
-    results = resolver.resolve(names, on_missing=args.on_missing)
+    results = resolver.resolve(
+        names, on_missing=args.on_missing, expect_fingerprint=options.expect_fingerprint
+    )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
 
 
 def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    resolver = _resolver_for_args(args, env)
+    options = _options(args, env)
+    if args.local_exec is not None:
+        args.definitions = [*args.definitions, _local_exec_definition(args.local_exec)]
+    resolver = _resolver(options, env, echo=None if args.quiet else sys.stderr)
     names = _names(args, resolver.catalog)
     if args.dry_run:
         planned = resolver.status(names)
         _report(args, planned, sys.stdout)
         return EXIT_OK
-    results = resolver.resolve(names, on_missing="build", force=names if args.force else ())
+    results = resolver.resolve(
+        names,
+        on_missing="build",
+        force=names if args.force else (),
+        expect_fingerprint=options.expect_fingerprint,
+    )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
+
+
+_LOCAL_EXEC = re.compile(r"ami-bridge build ([a-z][a-z0-9_-]{0,62})")
+
+
+def _local_exec_definition(text: str) -> str:
+    """The definition in the command text Terraform's local-exec passes (and shows on failure):
+    exactly `ami-bridge build DEF`, read here, never run by a shell."""
+    match = _LOCAL_EXEC.fullmatch(text)
+    if match is None:
+        raise QueryError(
+            f"--local-exec takes the text `ami-bridge build DEF` (the ami_chain module's "
+            f"local-exec command), not {text[:80]!r}. Name definitions as arguments instead."
+        )
+    return match.group(1)
 
 
 def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -151,6 +192,7 @@ _OPTION_FLAGS = (
     "owners",
     "manifest_bucket",
     "manifest_prefix",
+    "expect_fingerprint",
 )
 
 
@@ -159,18 +201,16 @@ def _options(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
     values = {key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key, None)}
     if getattr(args, "allow_dirty", False):
         values["allow_dirty"] = "true"
-    return parse_options(
-        values,
-        spell=lambda key: f"Option --{key.replace('_', '-')}",
-        cache_dir=state_dir(env),
-    )
+    return parse_options(values, spell=cli_flag, cache_dir=state_dir(env))
 
 
 def _resolver_for_args(args: argparse.Namespace, env: Mapping[str, str]) -> Resolver:
     return _resolver(_options(args, env), env, echo=None if args.quiet else sys.stderr)
 
 
-def _open(options: Options, env: Mapping[str, str]) -> tuple[git.Repo, Catalog]:
+def _open(
+    options: Options, env: Mapping[str, str], spell: Spell = cli_flag
+) -> tuple[git.Repo, Catalog]:
     """The repository holding the `repo` directory (found through git), and its catalog.
 
     The catalog is looked up in the `repo` directory (the root or any directory inside it); the
@@ -180,7 +220,7 @@ def _open(options: Options, env: Mapping[str, str]) -> tuple[git.Repo, Catalog]:
     from bridge.catalog import DEFAULT_CATALOG, load_catalog
     from bridge.fingerprint import CommitFiles, is_head, open_repo
 
-    repo = open_repo(options.directory)
+    repo = open_repo(options.directory, named=spell("repo"))
     root = Path(str(repo.working_tree_dir))
     where = os.path.relpath(os.path.realpath(options.directory), os.path.realpath(root))
     rel = posixpath.normpath(posixpath.join(where, options.catalog or DEFAULT_CATALOG))
@@ -193,14 +233,16 @@ def _open(options: Options, env: Mapping[str, str]) -> tuple[git.Repo, Catalog]:
     return repo, load_catalog(root, rel, cache_dir=state_dir(env), files=files)
 
 
-def _resolver(options: Options, env: Mapping[str, str], echo: TextIO | None) -> Resolver:
+def _resolver(
+    options: Options, env: Mapping[str, str], echo: TextIO | None, spell: Spell = cli_flag
+) -> Resolver:
     from bridge.aws import AwsClients
     from bridge.packer import PackerRunner
     from bridge.resolve import Resolver
     from bridge.settings import Settings
 
     state = state_dir(env)
-    repo, catalog = _open(options, env)
+    repo, catalog = _open(options, env, spell)
     settings = Settings.from_sources(
         options, catalog, env, repo_root=Path(str(repo.working_tree_dir))
     )
@@ -327,13 +369,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    expect = _Parser(add_help=False)
+    expect.add_argument(
+        "--expect-fingerprint",
+        metavar="FP",
+        help="refuse unless the one DEF has this fingerprint (the one a reviewed plan showed)",
+    )
 
     p = sub.add_parser(
         "external", help="Terraform external data source: query on stdin, result on stdout"
     )
+    p.add_argument(
+        "--module",
+        action="store_true",
+        help="name options in messages as the ami_chain module's variables (repo_dir for repo)",
+    )
     p.set_defaults(func=_external)
 
-    p = sub.add_parser("resolve", parents=[common, output], help="find the AMIs of definitions")
+    p = sub.add_parser(
+        "resolve", parents=[common, output, expect], help="find the AMIs of definitions"
+    )
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
     p.add_argument(
@@ -344,11 +399,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_resolve)
 
-    p = sub.add_parser("build", parents=[common, output], help="build missing AMIs, parents first")
+    p = sub.add_parser(
+        "build", parents=[common, output, expect], help="build missing AMIs, parents first"
+    )
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
     p.add_argument(
         "--force", action="store_true", help="rebuild the named definitions even if present"
+    )
+    p.add_argument(
+        "--local-exec",
+        metavar="COMMAND",
+        help="the text `ami-bridge build DEF`, as the ami_chain module's local-exec provisioner "
+        "passes it (Terraform shows it when the build fails): builds DEF",
     )
     p.add_argument(
         "--dry-run",

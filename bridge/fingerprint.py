@@ -92,19 +92,21 @@ class Snapshot:
     fingerprints: dict[str, Fingerprint]
 
 
-def open_repo(path: Path) -> git.Repo:
-    """Open the git repository that holds `path` (its root, or a directory inside it)."""
+def open_repo(path: Path, *, named: str = "`repo`") -> git.Repo:
+    """Open the git repository that holds `path` (its root, or a directory inside it); `named`
+    is how messages name the option that gave it."""
     if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist (directory not found)"
         raise FingerprintError(
-            f"The repository directory {path} does not exist. Pass the directory of the Packer "
-            "repository (or of its catalog, inside it) as `repo`."
+            f"The repository directory {path} {what}. Pass the directory of the Packer "
+            f"repository (or of its catalog, inside it) as {named}."
         )
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.NoSuchPathError, git.InvalidGitRepositoryError):
         raise FingerprintError(
             f"{path} is not inside a git repository. Fingerprints come from git content: pass "
-            "a directory of a clone of the Packer repository as `repo`."
+            f"a directory of a clone of the Packer repository as {named}."
         ) from None
     if repo.bare or repo.working_tree_dir is None:
         raise FingerprintError(f"{path} is in a bare repository; pass a checkout instead.")

@@ -259,17 +259,25 @@ class PackerRunner:
             self._echo.flush()
 
 
+# Packer's own summaries of a failure, which repeat the error lines they follow.
+_SUMMARY = re.compile(r"^(Build '.*' errored after |==> Some builds didn't complete|--> )")
+# At most this many error lines go into a message (the last ones; the log has them all).
+MAX_ERROR_LINES = 12
+
+
 def _errors(lines: Iterable[Line]) -> list[str]:
-    seen: list[str] = []
+    """What went wrong, as Packer said it: the `ui,error` lines (a provisioner's stderr, a
+    builder's failure), then each build's `error` line; whitespace folded, repeats dropped."""
+    causes: list[str] = []
+    final: list[str] = []
     for line in lines:
-        if line.type == "error" and line.data:
-            text = " ".join(line.data[0].split())
-            if text not in seen:
-                seen.append(text)
-    if not seen:
-        for line in lines:
-            if line.type == "ui" and len(line.data) >= 2 and line.data[0] == "error":
-                text = " ".join(line.data[1].split())
-                if text and text not in seen:
-                    seen.append(text)
+        if line.type == "ui" and len(line.data) >= 2 and line.data[0] == "error":
+            text = " ".join(line.data[1].split())
+            if text and not _SUMMARY.match(text):
+                causes.append(text.removeprefix("==> "))
+        elif line.type == "error" and line.data:
+            final.append(" ".join(line.data[0].split()))
+    seen = list(dict.fromkeys([*causes, *final]))
+    if len(seen) > MAX_ERROR_LINES:
+        seen = [f"({len(seen) - MAX_ERROR_LINES} earlier lines)", *seen[-MAX_ERROR_LINES:]]
     return seen

@@ -7,6 +7,7 @@ act on the same decision.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -14,7 +15,7 @@ from typing import Literal
 
 from bridge.catalog import Definition
 from bridge.errors import QueryError
-from bridge.registry import TAG_DEFINITION, TAG_MANIFEST, TAG_PARENT_AMI, Image
+from bridge.registry import TAG_BUILD_ID, TAG_DEFINITION, TAG_MANIFEST, TAG_PARENT_AMI, Image
 from bridge.settings import OnMissing
 
 # found: every region has a usable image; pending: every region has one, some still pending;
@@ -39,6 +40,9 @@ class Decision:
     # region -> further images with the same fingerprint (older duplicates), for warnings
     duplicates: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     source: Source = "none"
+    # Every image of this definition with this fingerprint in the build region, usable or not
+    # (outdated ones too): a build now supersedes them, and its build ID says so.
+    prior: tuple[str, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -54,6 +58,39 @@ class Decision:
     def primary(self) -> Image | None:
         """The image in the build region, when there is one to use."""
         return self.images.get(self.regions[0]) if self.usable else None
+
+
+def build_id(decision: Decision, parent_build_id: str | None) -> str:
+    """The build ID of the image `decision` uses, or, when it has none to use, of the one a build
+    now would make (`predicted_build_id`).
+
+    An image's build ID is its build-ID tag; an image without one (a seed pipeline's, or tagged
+    by hand) is identified by its AMI ID.
+    """
+    primary = decision.primary
+    if primary is not None:
+        return primary.tag(TAG_BUILD_ID) or primary.ami_id
+    return predicted_build_id(decision, parent_build_id)
+
+
+def predicted_build_id(decision: Decision, parent_build_id: str | None) -> str:
+    """The build ID of an image of `decision`'s definition built now, known before it is built.
+
+    It is derived from the fingerprint, the parent image's build ID (None for a root) and the
+    images it supersedes (`Decision.prior`), so it is the same in every process that looks at the
+    same images (a Terraform plan, and the apply that builds), and it changes whenever the image
+    would be built on something else: a new fingerprint, a rebuilt parent, a forced rebuild.
+    The image is tagged with it, so after the build the found image has the ID planned for it.
+    """
+    text = "\n".join(
+        [
+            "ami-chain build-id v1",
+            f"fingerprint {decision.fingerprint}",
+            f"parent {parent_build_id or '-'}",
+            *(f"prior {ami}" for ami in sorted(decision.prior)),
+        ]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def regions_for(
@@ -95,6 +132,9 @@ def decide(
     has no complete image by fingerprint and every region's copy is available.
     """
     regions = tuple(regions)
+    prior = tuple(
+        i.ami_id for i in seen.get(regions[0], ()) if i.tag(TAG_DEFINITION) in (None, d.name)
+    )
     chosen: dict[str, Image] = {}
     duplicates: dict[str, tuple[str, ...]] = {}
     outdated = False
@@ -124,6 +164,7 @@ def decide(
             regions,
             MappingProxyType({r: seeded[r] for r in regions}),
             source="seed-manifest",
+            prior=prior,
         )
     state: State
     if complete:
@@ -138,6 +179,7 @@ def decide(
         MappingProxyType(chosen),
         MappingProxyType(duplicates),
         source="ec2" if chosen else "none",
+        prior=prior,
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import QueryError
-from bridge.settings import OPTIONS_SCHEMA, Options, parse_options
+from bridge.settings import OPTIONS_SCHEMA, Options, Spell, parse_options, query_key
 from bridge.validation import load_schema
 
 if TYPE_CHECKING:
@@ -30,8 +30,9 @@ class Query:
     options: Options
 
 
-def parse_query(text: str, *, cache_dir: Path | None = None) -> Query:
-    """Parse and validate the stdin text of an external data source."""
+def parse_query(text: str, *, cache_dir: Path | None = None, spell: Spell = query_key) -> Query:
+    """Parse and validate the stdin text of an external data source; `spell` names its keys in
+    messages."""
     if len(text) > MAX_QUERY_BYTES:
         raise QueryError(
             f"The query is {len(text)} bytes; a query is a small JSON object of strings. "
@@ -78,7 +79,7 @@ def parse_query(text: str, *, cache_dir: Path | None = None) -> Query:
             'The query has no "definition" key. Name the catalog definition to resolve, e.g. '
             '{"definition": "base"}.'
         )
-    options = parse_options(data, spell=lambda key: f"Query key {key!r}", cache_dir=cache_dir)
+    options = parse_options(data, spell=spell, cache_dir=cache_dir)
     return Query(definition=data["definition"], options=options)
 
 
@@ -96,7 +97,9 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "manifest_uri": resolved.manifest_uri,
         "amis_json": json.dumps(dict(resolved.amis), sort_keys=True, separators=(",", ":")),
         "git_commit": resolved.git_commit,
+        "commit": resolved.commit,
         "creation_date": resolved.creation_date,
+        "build_id": resolved.build_id,
     }
 
 

@@ -32,6 +32,8 @@ class Provenance:
     packer_version: str
     build_url: str
     parent: manifests.ParentRef | None
+    # plan.predicted_build_id, computed before the build
+    build_id: str
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ def image_tags(
         registry.TAG_DEFINITION: d.name,
         registry.TAG_COMMIT: provenance.commit,
         registry.TAG_PACKER_VERSION: provenance.packer_version,
+        registry.TAG_BUILD_ID: provenance.build_id,
     }
     if provenance.build_url:
         tags[registry.TAG_BUILD_URL] = provenance.build_url

@@ -27,6 +27,8 @@ TAG_PARENT_AMI = TAG_PREFIX + "parent-ami"
 TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
 TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
 TAG_BUILD_URL = TAG_PREFIX + "build-url"
+# Known before the build (plan.predicted_build_id), so a Terraform plan can name the build to come.
+TAG_BUILD_ID = TAG_PREFIX + "build-id"
 # Put on once the image's manifest is written: an image without it may lack its manifest.
 TAG_MANIFEST = TAG_PREFIX + "manifest"
 TAG_VALUE_MAX = 255

@@ -48,8 +48,12 @@ class ResolvedAmi:
     parent_ami_id: str
     state: Outcome
     manifest_uri: str
+    # The commit the image was built from (its tag), and the commit fingerprinted now.
     git_commit: str
+    commit: str
     creation_date: str
+    # The image's build ID, or the one a build now would give it (plan.build_id).
+    build_id: str
 
     @property
     def found(self) -> bool:
@@ -209,10 +213,17 @@ class Resolver:
         *,
         on_missing: OnMissing = "build",
         force: Iterable[str] = (),
+        expect_fingerprint: str | None = None,
     ) -> dict[str, ResolvedAmi]:
-        """Resolve `names` (and their ancestors), acting on misses as `on_missing` says."""
+        """Resolve `names` (and their ancestors), acting on misses as `on_missing` says.
+
+        With `expect_fingerprint`, the one definition named must have that fingerprint, or
+        nothing is done: what was reviewed (a saved plan) is what is built.
+        """
         forced = set(force)
         survey = self.survey(names)
+        if expect_fingerprint is not None:
+            self._check_expected(names, survey, expect_fingerprint)
         commit = survey.snapshot.commit
         results: dict[str, ResolvedAmi] = {}
         for d in survey.definitions:
@@ -234,13 +245,28 @@ class Resolver:
                 results[d.name] = self._outcome(decision, d, parent, commit, manifest_uri=uri)
             elif step == "build":
                 results[d.name] = self._locked_build(
-                    d, decision.fingerprint, parent, survey.snapshot, recheck=d.name not in forced
+                    d, decision, parent, survey.snapshot, recheck=d.name not in forced
                 )
             elif step == "fail":
                 raise NotFoundError(self._not_found(d, decision))
             else:
                 results[d.name] = self._outcome(decision, d, parent, commit)
         return results
+
+    def _check_expected(self, names: Sequence[str], survey: Survey, expected: str) -> None:
+        if len(names) != 1:
+            raise QueryError(
+                "An expected fingerprint names one definition's image: resolve or build one "
+                "definition at a time with it."
+            )
+        actual = survey.snapshot.fingerprints[names[0]].value
+        if actual != expected:
+            raise QueryError(
+                f"The fingerprint of {names[0]!r} at commit {survey.snapshot.commit[:12]} is "
+                f"{actual}, not the expected {expected} (the one planned): its inputs differ from "
+                "the ones reviewed, so nothing was built. Plan again to review the change, or pin "
+                "the planned commit (`commit`, --commit)."
+            )
 
     def _restore_manifest(
         self, decision: plan.Decision, d: Definition, parent: ResolvedAmi | None
@@ -289,6 +315,7 @@ class Resolver:
         *,
         built: bool = False,
         manifest_uri: str | None = None,
+        build_id: str | None = None,
     ) -> ResolvedAmi:
         primary = decision.primary
         state: Outcome = "built" if built else decision.state
@@ -310,7 +337,9 @@ class Resolver:
             state=state,
             manifest_uri=manifest_uri,
             git_commit=(primary.tag(registry.TAG_COMMIT) if primary else None) or commit,
+            commit=commit,
             creation_date=primary.creation_date if primary else "",
+            build_id=build_id or plan.build_id(decision, parent.build_id if parent else None),
         )
 
     def _not_found(self, d: Definition, decision: plan.Decision) -> str:
@@ -408,13 +437,15 @@ class Resolver:
     def _locked_build(
         self,
         d: Definition,
-        fp: str,
+        decision: plan.Decision,
         parent: ResolvedAmi | None,
         snapshot: Snapshot,
         *,
         recheck: bool,
     ) -> ResolvedAmi:
         """Build exactly once; an image another process built meanwhile is used instead."""
+        fp = decision.fingerprint
+        build_id = plan.predicted_build_id(decision, parent.build_id if parent else None)
         return build_once(
             self.settings.lock_dir / f"{d.name}-{fp}.lock",
             self._lease_manager(),
@@ -425,7 +456,7 @@ class Resolver:
             done=(lambda: self._recheck(d, fp, parent, snapshot.commit))
             if recheck
             else (lambda: None),
-            build=lambda lease: self._build(d, fp, parent, snapshot, lease=lease),
+            build=lambda lease: self._build(d, fp, parent, snapshot, build_id, lease=lease),
         )
 
     def _build(
@@ -434,6 +465,7 @@ class Resolver:
         fp: str,
         parent: ResolvedAmi | None,
         snapshot: Snapshot,
+        build_id: str,
         *,
         lease: Lease | None,
     ) -> ResolvedAmi:
@@ -466,6 +498,7 @@ class Resolver:
             parent=None
             if parent is None
             else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
+            build_id=build_id,
         )
         published = publish.publish(
             self.clients,
@@ -485,5 +518,11 @@ class Resolver:
             d.name, fp, "found", regions, MappingProxyType(dict(published.images)), source="ec2"
         )
         return self._outcome(
-            decision, d, parent, commit, built=True, manifest_uri=published.manifest_uri
+            decision,
+            d,
+            parent,
+            commit,
+            built=True,
+            manifest_uri=published.manifest_uri,
+            build_id=build_id,
         )

@@ -49,6 +49,7 @@ class Options:
     manifest_bucket: str | None = None
     manifest_prefix: str | None = None
     allow_dirty: bool = False
+    expect_fingerprint: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -60,10 +61,31 @@ class Options:
         return Path(os.path.abspath(self.repo))
 
 
+# How a message names an option: the way the caller wrote it.
+Spell = Callable[[str], str]
+# The ami_chain module's variable for each query key it sets, where the names differ.
+MODULE_VARIABLES = {"repo": "repo_dir"}
+
+
+def query_key(key: str) -> str:
+    """An option as an external query's key."""
+    return f"query key {key!r}"
+
+
+def cli_flag(key: str) -> str:
+    """An option as a command-line flag."""
+    return f"option --{key.replace('_', '-')}"
+
+
+def module_variable(key: str) -> str:
+    """An option as the Terraform module variable that sets it (`external --module`)."""
+    return f"variable {MODULE_VARIABLES.get(key, key)!r} of the ami_chain module"
+
+
 def parse_options(
     values: Mapping[str, str],
     *,
-    spell: Callable[[str], str],
+    spell: Spell,
     cache_dir: Path | None = None,
 ) -> Options:
     """Check option values (strings; "" means unset) and turn them into Options.
@@ -77,9 +99,10 @@ def parse_options(
         key = str(error.path[0]) if error.path else "?"
         described = load_schema(OPTIONS_SCHEMA)["properties"].get(key, {}).get("description", "")
         value = values.get(key, "")
+        named = spell(key)
         raise QueryError(
-            f"{spell(key)} has the invalid value {value[:80]!r}. {described} Correct the value "
-            f"of {spell(key)}."
+            f"{named[:1].upper()}{named[1:]} has the invalid value {value[:80]!r}. {described} "
+            f"Correct the value of {named}."
         )
 
     def given(key: str) -> str | None:
@@ -98,6 +121,7 @@ def parse_options(
         manifest_bucket=given("manifest_bucket"),
         manifest_prefix=given("manifest_prefix"),
         allow_dirty=values.get("allow_dirty") == "true",
+        expect_fingerprint=given("expect_fingerprint"),
     )
 
 

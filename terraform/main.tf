@@ -10,7 +10,7 @@ module "images" {
 
   definition      = each.key
   repo_dir        = var.repo_dir
-  region          = var.region
+  commit          = var.commit
   build_phase     = var.build_phase
   bridge_command  = var.bridge_command
   manifest_bucket = var.manifest_bucket

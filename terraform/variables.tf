@@ -3,8 +3,14 @@ variable "repo_dir" {
   type        = string
 }
 
+variable "commit" {
+  description = "Commit of the Packer repository to deploy. Null means its checked-out commit."
+  type        = string
+  default     = null
+}
+
 variable "region" {
-  description = "AWS region of the images, the launch template and the manifest."
+  description = "AWS region of the provider: of the images, the launch template and the manifest."
   type        = string
   default     = "us-east-1"
 }

@@ -12,7 +12,7 @@ terraform {
     }
     null = {
       source  = "hashicorp/null"
-      version = "~> 2.1"
+      version = ">= 2.1"
     }
   }
 }

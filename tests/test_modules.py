@@ -11,7 +11,7 @@ from pytest_terraform import terraform
 
 from bridge.sandbox import BASE_IMAGE
 from testing.bridge import bridge_command
-from testing.sandbox import BUCKET, own_images
+from testing.sandbox import BUCKET, own_images, tags_of
 
 
 @pytest.fixture(autouse=True)
@@ -66,5 +66,6 @@ def test_ami_chain_example(ami_chain_example, module_env):
     images = {i["ImageId"] for i in own_images()}
     assert images == {out["ami_id"], out["parent_ami_id"]}
     assert out["amis"] == {"us-east-1": out["ami_id"]}
-    assert out["built"] is True
+    tags = {i["ImageId"]: tags_of(i) for i in own_images()}
+    assert tags[out["ami_id"]]["ami-chain:build-id"] == out["build_id"]
     assert len(out["fingerprint"]) == 40

@@ -99,7 +99,16 @@ def test_build_failure_quotes_packer_errors(tmp_path, packer):
         json.dumps(
             {
                 "builders": [{"type": "null", "communicator": "none"}],
-                "provisioners": [{"type": "shell-local", "inline": ["exit 7"]}],
+                "provisioners": [
+                    {
+                        "type": "shell-local",
+                        "inline": [
+                            "echo installing",
+                            "echo 'E: Unable to locate package docker-ce' >&2",
+                            "exit 100",
+                        ],
+                    }
+                ],
             }
         )
     )
@@ -107,5 +116,10 @@ def test_build_failure_quotes_packer_errors(tmp_path, packer):
     log = tmp_path / "logs" / "bad.log"
     with pytest.raises(BuildError) as err:
         runner.build("bad.json", {}, tmp_path, log)
-    assert "exit status" in str(err.value) and str(log) in str(err.value)
+    message = str(err.value)
+    # The provisioner's own error line, then Packer's verdict, each once; not its stdout.
+    assert "null: E: Unable to locate package docker-ce | " in message
+    assert message.count("non-zero exit status: 100") == 1
+    assert "installing" not in message
+    assert str(log) in message
     assert log.read_text().count(",ui,") > 0

@@ -8,8 +8,16 @@ import pytest
 
 from bridge.catalog import Definition
 from bridge.errors import QueryError
-from bridge.plan import Decision, decide, needs_manifest, next_step, regions_for
-from bridge.registry import TAG_PARENT_AMI, Image, ImageState
+from bridge.plan import (
+    Decision,
+    build_id,
+    decide,
+    needs_manifest,
+    next_step,
+    predicted_build_id,
+    regions_for,
+)
+from bridge.registry import TAG_BUILD_ID, TAG_PARENT_AMI, Image, ImageState
 
 FP = "f" * 40
 ROOT = Definition("base", "base/base.json", "json", "base", ())
@@ -200,3 +208,58 @@ def test_a_missing_or_pending_image_needs_no_manifest():
     assert not needs_manifest(
         decide(ROOT, FP, EAST, {"us-east-1": [pending]}, parent_ami=None), "base"
     )
+
+
+def test_a_found_image_is_identified_by_its_build_id_tag_or_else_its_ami():
+    tagged = image("ami-1")
+    tagged = Image(
+        "ami-1", "us-east-1", "available", tagged.creation_date, tagged.owner_id,
+        MappingProxyType({**tagged.tags, TAG_BUILD_ID: "planned"}), (),
+    )  # fmt: skip
+    assert build_id(decide(ROOT, FP, EAST, {"us-east-1": [tagged]}, parent_ami=None), None) == (
+        "planned"
+    )
+    untagged = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_ami=None)
+    assert build_id(untagged, None) == "ami-1"
+
+
+def test_a_missing_image_gets_the_id_its_build_will_have():
+    missing = decide(ROOT, FP, EAST, {}, parent_ami=None)
+    assert build_id(missing, None) == predicted_build_id(missing, None)
+    # The same inputs give the same ID in every process.
+    assert predicted_build_id(missing, None) == predicted_build_id(
+        decide(ROOT, FP, EAST, {}, parent_ami=None), None
+    )
+
+
+def test_the_predicted_build_id_changes_with_whatever_the_image_is_built_on():
+    root = decide(ROOT, FP, EAST, {}, parent_ami=None)
+    child = decide(CHILD, FP, EAST, {}, parent_ami="")
+    other_fp = decide(ROOT, "e" * 40, EAST, {}, parent_ami=None)
+    ids = {
+        predicted_build_id(root, None),
+        predicted_build_id(other_fp, None),
+        predicted_build_id(child, "parent-build-1"),
+        predicted_build_id(child, "parent-build-2"),
+    }
+    assert len(ids) == 4
+
+
+def test_a_rebuild_supersedes_the_images_before_it():
+    """An outdated child (its parent rebuilt under the same fingerprint) or a forced rebuild gets
+    a new ID, so a Terraform plan shows the build to come."""
+    first = decide(CHILD, FP, EAST, {}, parent_ami="ami-1")
+    outdated = decide(
+        CHILD, FP, EAST, {"us-east-1": [image("ami-5", parent="ami-1")]}, parent_ami="ami-2"
+    )
+    assert outdated.state == "outdated" and outdated.prior == ("ami-5",)
+    assert predicted_build_id(outdated, "p") != predicted_build_id(first, "p")
+    found = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_ami=None)
+    assert predicted_build_id(found, None) != predicted_build_id(
+        decide(ROOT, FP, EAST, {}, parent_ami=None), None
+    )
+    # Another definition's image with the fingerprint is not one this build supersedes.
+    foreign = decide(
+        ROOT, FP, EAST, {"us-east-1": [image("ami-7", definition="x")]}, parent_ami=None
+    )
+    assert foreign.prior == ()

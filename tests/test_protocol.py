@@ -9,12 +9,14 @@ import pytest
 from bridge.errors import QueryError
 from bridge.protocol import encode_result, parse_query
 from testing.bridge import external
-from testing.sandbox import manifest_keys, own_images
+from testing.sandbox import manifest_keys, own_images, tags_of
 
 RESULT_KEYS = {
     "ami_id",
     "amis_json",
+    "build_id",
     "built",
+    "commit",
     "creation_date",
     "definition",
     "fingerprint",
@@ -79,10 +81,12 @@ def test_external_builds_chain_and_prints_exactly_one_object(sandbox_env, repo, 
     assert all(isinstance(v, str) for v in result.values())
     assert result["built"] == "true" and result["found"] == "true"
     assert result["definition"] == "snowflake" and result["region"] == "us-east-1"
-    assert result["git_commit"] == repo.git("rev-parse", "HEAD")
+    assert result["git_commit"] == result["commit"] == repo.git("rev-parse", "HEAD")
     assert json.loads(result["amis_json"]) == {"us-east-1": result["ami_id"]}
     images = {i["ImageId"]: i for i in own_images()}
     assert set(images) == {result["ami_id"], result["parent_ami_id"]}
+    # The build ID the bridge reports is the one it tagged the image with.
+    assert tags_of(images[result["ami_id"]])["ami-chain:build-id"] == result["build_id"]
     assert result["manifest_uri"].startswith("s3://ami-chain-manifests/images/snowflake/")
     assert len(manifest_keys()) == 2
 

@@ -20,6 +20,7 @@ PROVENANCE = Provenance(
     packer_version="1.6.6",
     build_url="https://ci.example/1",
     parent=ParentRef("base", "b" * 40, "ami-0123456789abcdef0"),
+    build_id="d" * 40,
 )
 
 
@@ -28,6 +29,7 @@ def test_image_tags_carry_fingerprint_and_provenance():
         "Team": "platform",
         "ImageSHA": FP,
         registry.TAG_DEFINITION: "app",
+        registry.TAG_BUILD_ID: "d" * 40,
         registry.TAG_COMMIT: "c" * 40,
         registry.TAG_PACKER_VERSION: "1.6.6",
         registry.TAG_BUILD_URL: "https://ci.example/1",
@@ -38,19 +40,24 @@ def test_image_tags_carry_fingerprint_and_provenance():
 
 def test_a_root_without_a_build_url_gets_no_parent_or_url_tags():
     root = Definition("base", "base/base.json", "json", "base", ())
-    provenance = Provenance(commit="c" * 40, packer_version="1.6.6", build_url="", parent=None)
+    provenance = Provenance(
+        commit="c" * 40, packer_version="1.6.6", build_url="", parent=None, build_id="b" * 40
+    )
     tags = image_tags(root, FP, tag_key="SHA", provenance=provenance)
     assert set(tags) == {
         "SHA",
         registry.TAG_DEFINITION,
         registry.TAG_COMMIT,
         registry.TAG_PACKER_VERSION,
+        registry.TAG_BUILD_ID,
     }
 
 
 def test_a_catalog_tag_cannot_fake_the_fingerprint():
     sneaky = Definition("base", "b/b.json", "json", "b", (), tags={"SHA": "f" * 40})
-    provenance = Provenance(commit="c" * 40, packer_version="1.6.6", build_url="", parent=None)
+    provenance = Provenance(
+        commit="c" * 40, packer_version="1.6.6", build_url="", parent=None, build_id="b" * 40
+    )
     assert image_tags(sneaky, FP, tag_key="SHA", provenance=provenance)["SHA"] == FP
 
 

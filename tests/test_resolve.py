@@ -131,6 +131,27 @@ def test_outdated_state_is_reported(sandbox_env, repo, packer):
     assert again["built"] == "true" and again["ami_id"] != first["ami_id"]
 
 
+def test_build_ids_are_known_before_the_build_and_kept_after(sandbox_env, repo, packer):
+    """What a Terraform plan relies on: the build ID reported for a missing image is the one the
+    image has once built, and a rebuild of the parent changes the child's."""
+    from testing.bridge import run_bridge
+
+    planned = resolve(sandbox_env, repo, on_missing="report")
+    assert planned["found"] == "false" and len(planned["build_id"]) == 40
+    planned_base = resolve(sandbox_env, repo, definition="base", on_missing="report")
+    built = resolve(sandbox_env, repo)
+    assert built["build_id"] == planned["build_id"]
+    assert resolve(sandbox_env, repo, definition="base")["build_id"] == planned_base["build_id"]
+    assert resolve(sandbox_env, repo)["build_id"] == planned["build_id"]  # found, same ID
+
+    build = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], sandbox_env)
+    assert build.code == 0, build.stderr
+    outdated = resolve(sandbox_env, repo, on_missing="report")
+    assert outdated["state"] == "outdated"
+    assert outdated["build_id"] != planned["build_id"]
+    assert resolve(sandbox_env, repo)["build_id"] == outdated["build_id"]
+
+
 def test_on_missing_fail_names_everything(sandbox_env, repo):
     proc = external(
         sandbox_env, {"definition": "snowflake", "repo": str(repo.path), "on_missing": "fail"}

@@ -1,3 +1,6 @@
+# Every output is the same on the plan after an apply, so drift checks (plan -detailed-exitcode)
+# pass: nothing here says whether this run built.
+
 output "ami_id" {
   description = "The AMI of the definition in the resolved region (\"\" only when on_missing = \"report\" and it is missing)."
   value       = local.resolved.ami_id
@@ -5,7 +8,12 @@ output "ami_id" {
 
 output "fingerprint" {
   description = "The definition's content fingerprint (the value of the fingerprint tag)."
-  value       = local.planned.fingerprint
+  value       = local.resolved.fingerprint
+}
+
+output "build_id" {
+  description = "The image's build ID (its ami-chain:build-id tag): changes whenever the image is rebuilt."
+  value       = local.resolved.build_id
 }
 
 output "parent_ami_id" {
@@ -18,14 +26,14 @@ output "amis" {
   value       = tomap(jsondecode(local.resolved.amis_json))
 }
 
+output "region" {
+  description = "The region the AMI was resolved in (the AWS provider's unless `region` is set)."
+  value       = local.resolved.region
+}
+
 output "manifest_uri" {
   description = "s3:// URI of the build manifest, or \"\" when no manifest bucket is configured."
   value       = local.resolved.manifest_uri
-}
-
-output "built" {
-  description = "Whether this run built (or, with build_phase = \"apply\", is building) the image."
-  value       = local.resolved.built == "true" || (var.build_phase == "apply" && local.planned.found == "false")
 }
 
 output "found" {
@@ -41,4 +49,9 @@ output "definition" {
 output "git_commit" {
   description = "The git commit the image was built from."
   value       = local.resolved.git_commit
+}
+
+output "creation_date" {
+  description = "When EC2 registered the image."
+  value       = local.resolved.creation_date
 }

@@ -1,4 +1,5 @@
-"""STAND-IN for hashicorp/aws, implementing only `aws_launch_template` and `aws_s3_object`.
+"""STAND-IN for hashicorp/aws: resources `aws_launch_template` and `aws_s3_object`, data source
+`aws_region`.
 
 Not the real provider: a Python provider (PyPI `tf` package, plugin protocol 6) for machines that
 cannot download hashicorp/aws. It keeps the real provider's attribute names and types for every
@@ -26,6 +27,7 @@ from tf.iface import (
     DeleteContext,
     PlanContext,
     ReadContext,
+    ReadDataContext,
     State,
     UpdateContext,
     UpgradeContext,
@@ -75,10 +77,42 @@ class AwsProvider(p.Provider):
         return str(self.client("ec2").meta.region_name)
 
     def get_data_sources(self) -> list[type[p.DataSource]]:
-        return []
+        return [Region]
 
     def get_resources(self) -> list[type[p.Resource]]:
         return [LaunchTemplate, S3Object]
+
+
+class Region(p.DataSource):
+    """data "aws_region": the provider's region (no arguments), as the real data source reads it
+    with none given: `name` and `id` are the region, `endpoint` its EC2 endpoint host."""
+
+    def __init__(self, provider: AwsProvider) -> None:
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "region"
+
+    @classmethod
+    def get_schema(cls) -> schema.Schema:
+        return schema.Schema(
+            attributes=[
+                _attr("name", types.String(), optional=True, computed=True),
+                _attr("endpoint", types.String(), optional=True, computed=True),
+                _attr("description", types.String(), computed=True),
+                _attr("id", types.String(), computed=True),
+            ]
+        )
+
+    def read(self, ctx: ReadDataContext, config: Config) -> State | None:
+        region = config.get("name") or self.provider.region()
+        return {
+            "name": region,
+            "endpoint": f"ec2.{region}.amazonaws.com",
+            "description": region,
+            "id": region,
+        }
 
 
 def _error(ctx: Any, summary: str, exc: ClientError) -> None:

@@ -29,6 +29,6 @@ output "amis" {
   value = module.example.amis
 }
 
-output "built" {
-  value = module.example.built
+output "build_id" {
+  value = module.example.build_id
 }

@@ -8,6 +8,12 @@ variable "repo_dir" {
   type        = string
 }
 
+variable "region" {
+  description = "AWS region of the images."
+  type        = string
+  default     = "us-east-1"
+}
+
 variable "definition" {
   description = "Catalog definition to resolve."
   type        = string
@@ -15,15 +21,19 @@ variable "definition" {
 }
 
 variable "build_phase" {
-  description = "plan, apply or never."
+  description = "apply, plan or never."
   type        = string
-  default     = "plan"
+  default     = "apply"
 }
 
 variable "bridge_command" {
   description = "argv that runs ami-bridge."
   type        = list(string)
   default     = ["ami-bridge"]
+}
+
+provider "aws" {
+  region = var.region
 }
 
 module "ami_chain" {
@@ -55,7 +65,7 @@ output "amis" {
   value       = module.ami_chain.amis
 }
 
-output "built" {
-  description = "Whether this run built the image."
-  value       = module.ami_chain.built
+output "build_id" {
+  description = "The image's build ID."
+  value       = module.ami_chain.build_id
 }
