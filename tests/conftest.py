@@ -76,6 +76,33 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dest_tf_binary = str(terraform.binary())
 
 
+_TERRAFORMS: list[tuple[str, str]] = []
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # `any_terraform`: the test runs once per Terraform (terraform.binaries()).
+    if "any_terraform" in metafunc.fixturenames:
+        if not _TERRAFORMS:
+            _TERRAFORMS.extend(terraform.binaries())
+        metafunc.parametrize(
+            "any_terraform",
+            [path for _, path in _TERRAFORMS],
+            ids=[name for name, _ in _TERRAFORMS],
+            indirect=True,
+        )
+
+
+@pytest.fixture
+def any_terraform(request: pytest.FixtureRequest, terraform_bin: str) -> str:
+    """One of the Terraform binaries the Terraform tests run with, checked to run."""
+    path = str(request.param)
+    assert terraform.version_of(path) is not None, (
+        f"{path} does not run as Terraform (`{path} version -json` failed). Fix or unset "
+        "AMI_BRIDGE_TERRAFORM."
+    )
+    return path
+
+
 @pytest.fixture(scope="session")
 def terraform_bin() -> str:
     """The pinned Terraform binary, checked to be the pinned version."""

@@ -1,4 +1,8 @@
-"""The root configuration (terraform/) and the modules, driven by the real Terraform binary."""
+"""The root configuration (terraform/) and the modules, driven by the real Terraform binary.
+
+Tests taking `any_terraform` run with the pinned Terraform and with a newer one when there is one
+(testing.terraform.binaries): CI runs them as the users' Terraform would.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 
 from bridge import registry
 from testing import ROOT
-from testing.bridge import bridge_command
+from testing.bridge import bridge_command, run_bridge
 from testing.sandbox import BUCKET, own_images, tags_of
 from testing.terraform import Terraform, copy_tree
 
@@ -26,8 +30,8 @@ def root_vars(repo, build_phase: str = "apply") -> list[str]:
 
 
 @pytest.fixture
-def root_tf(tmp_path, sandbox_env, terraform_bin, terraform_env, packer) -> Terraform:
-    tf = Terraform(terraform_bin, copy_tree(tmp_path / "tf"), {**sandbox_env, **terraform_env})
+def root_tf(tmp_path, sandbox_env, any_terraform, terraform_env, packer) -> Terraform:
+    tf = Terraform(any_terraform, copy_tree(tmp_path / "tf"), {**sandbox_env, **terraform_env})
     tf.init()
     return tf
 
@@ -120,11 +124,11 @@ def test_never_phase_fails_plan_with_bridge_message(root_tf, repo):
 
 
 def test_unknown_definition_shows_bridge_stderr(
-    tmp_path, sandbox_env, terraform_bin, terraform_env, repo
+    tmp_path, sandbox_env, any_terraform, terraform_env, repo
 ):
     copy_tree(tmp_path / "copy")
     example = tmp_path / "copy" / "modules" / "ami_chain" / "examples" / "basic"
-    tf = Terraform(terraform_bin, example, {**sandbox_env, **terraform_env})
+    tf = Terraform(any_terraform, example, {**sandbox_env, **terraform_env})
     tf.init()
     proc = tf.run(
         "plan", "-input=false",
@@ -182,3 +186,192 @@ def test_validate(tmp_path, terraform_bin, terraform_env, directory):
     proc = tf.run("validate", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Success!" in proc.stdout
+
+
+# -- how CI runs Terraform ------------------------------------------------------------------------
+
+CONSUMER = """
+terraform {
+  required_providers {
+    aws      = { source = "hashicorp/aws" }
+    external = { source = "hashicorp/external" }
+    null     = { source = "hashicorp/null" }
+  }
+}
+
+variable "repo_dir" { type = string }
+variable "bridge_command" { type = list(string) }
+variable "provider_region" { type = string }
+
+provider "aws" {
+  region            = var.provider_region
+  s3_use_path_style = true
+}
+
+# Known only after apply: the module must plan with it unknown.
+resource "null_resource" "deployment" {}
+
+module "chain" {
+  source = "../modules/ami_chain"
+
+  definition      = "snowflake"
+  repo_dir        = var.repo_dir
+  bridge_command  = var.bridge_command
+  manifest_bucket = "%(bucket)s"
+  manifest_prefix = "deploy-${null_resource.deployment.id}"
+  region          = null
+  owners          = null
+  commit          = null
+  allow_dirty     = null
+}
+
+output "ami_id" { value = module.chain.ami_id }
+output "fingerprint" { value = module.chain.fingerprint }
+output "manifest_uri" { value = module.chain.manifest_uri }
+output "region" { value = module.chain.region }
+"""
+
+
+@pytest.fixture
+def consumer_tf(tmp_path, sandbox_env, any_terraform, terraform_env, packer) -> Terraform:
+    """A configuration of an infrastructure repository: the module with null inputs and a
+    manifest prefix unknown until apply."""
+    copy_tree(tmp_path / "tf")
+    workdir = tmp_path / "tf" / "consumer"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(CONSUMER % {"bucket": BUCKET})
+    tf = Terraform(any_terraform, workdir, {**sandbox_env, **terraform_env})
+    tf.init()
+    return tf
+
+
+def consumer_vars(repo, region: str = "us-east-1") -> list[str]:
+    return [
+        "-var", f"repo_dir={repo.path}",
+        "-var", f"bridge_command={json.dumps(bridge_command())}",
+        "-var", f"provider_region={region}",
+    ]  # fmt: skip
+
+
+def planned_fingerprint(env, repo, commit: str) -> str:
+    proc = run_bridge(
+        ["resolve", "snowflake", "--on-missing", "report", "--json", "--commit", commit,
+         "--repo", str(repo.path)],
+        env,
+    )  # fmt: skip
+    assert proc.code in (0, 3), proc.stderr
+    return str(json.loads(proc.stdout)["snowflake"]["fingerprint"])
+
+
+def test_a_saved_plan_applies_the_commit_it_reviewed(root_tf, repo, sandbox_env):
+    root_tf.apply(*root_vars(repo))
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho baseline v2\n")
+    reviewed = repo.commit("baseline v2")
+    root_tf.plan(*root_vars(repo), out="reviewed.tfplan")
+    # Another commit lands between plan and apply.
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho baseline v3\n")
+    head = repo.commit("baseline v3")
+    expected = planned_fingerprint(sandbox_env, repo, reviewed)
+    assert expected != planned_fingerprint(sandbox_env, repo, head)
+
+    root_tf.run("apply", "-input=false", "reviewed.tfplan")
+    out = root_tf.outputs()
+    _, image = launch_template_image(out["launch_template_id"])
+    assert image == out["snowflake_ami_id"]
+    tags = {i["ImageId"]: tags_of(i) for i in own_images()}
+    assert tags[image]["SHA"] == expected
+    assert tags[image][registry.TAG_COMMIT] == reviewed
+    recorded = deployment_manifest()["images"]["snowflake"]
+    assert (recorded["ami_id"], recorded["fingerprint"]) == (image, expected)
+    # Nothing was built from the commit nobody reviewed.
+    assert all(t[registry.TAG_COMMIT] != head for t in tags.values())
+
+
+def test_destroy_with_the_default_phase_builds_nothing(consumer_tf, repo):
+    consumer_tf.apply(*consumer_vars(repo))
+    before = images_by_definition()
+    repo.write("base/tasks/baseline.sh", "#!/bin/sh\necho baseline v2\n")
+    repo.commit("baseline v2")
+    consumer_tf.run("destroy", "-input=false", "-auto-approve", *consumer_vars(repo))
+    assert images_by_definition() == before
+    assert consumer_tf.run("state", "list", check=False).stdout.strip() == ""
+
+
+def test_an_outdated_child_is_built_at_apply_and_shown_in_the_plan(root_tf, repo, sandbox_env):
+    root_tf.apply(*root_vars(repo))
+    # The base is rebuilt under the same fingerprint: the snowflake on the old one is outdated.
+    forced = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], sandbox_env)
+    assert forced.code == 0, forced.stderr
+    before = {k: len(v) for k, v in images_by_definition().items()}
+    assert before == {"base": 2, "snowflake": 1}
+
+    changed = root_tf.plan(*root_vars(repo), out="outdated.tfplan")
+    assert changed.returncode == 2
+    replaced = {
+        c["address"]
+        for c in root_tf.show_json("outdated.tfplan")["resource_changes"]
+        if "delete" in c["change"]["actions"] or "create" in c["change"]["actions"]
+    }
+    assert 'module.images["snowflake"].null_resource.build[0]' in replaced
+    assert {k: len(v) for k, v in images_by_definition().items()} == before  # plan built nothing
+
+    root_tf.run("apply", "-input=false", "outdated.tfplan")
+    assert {k: len(v) for k, v in images_by_definition().items()} == {"base": 2, "snowflake": 2}
+    assert root_tf.plan(*root_vars(repo)).returncode == 0
+
+
+def test_unknown_inputs_and_nulls_plan_then_apply_then_plan_nothing(consumer_tf, repo):
+    planned = consumer_tf.plan(*consumer_vars(repo))
+    assert planned.returncode == 2
+    assert own_images() == []
+    consumer_tf.apply(*consumer_vars(repo))
+    out = consumer_tf.outputs()
+    assert out["region"] == "us-east-1"  # the provider's
+    assert out["manifest_uri"].startswith(f"s3://{BUCKET}/deploy-")
+    assert {i["ImageId"] for i in own_images()} >= {out["ami_id"]}
+    again = consumer_tf.plan(*consumer_vars(repo))
+    assert again.returncode == 0, again.stdout
+
+
+def test_the_providers_region_is_the_default(consumer_tf, repo):
+    """The catalog distributes to us-east-1 only: resolving for a provider in eu-west-1 refuses,
+    instead of handing a us-east-1 AMI to eu-west-1 resources."""
+    consumer_tf.env = {
+        k: v for k, v in consumer_tf.env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")
+    }
+    proc = consumer_tf.run("apply", "-input=false", "-auto-approve",
+                           *consumer_vars(repo, "eu-west-1"), check=False)  # fmt: skip
+    assert proc.returncode == 1
+    assert "not distributed to eu-west-1" in " ".join(proc.stderr.split())
+    assert own_images() == []
+
+
+def test_a_failing_provisioner_shows_its_own_error(root_tf, repo):
+    root_tf.apply(*root_vars(repo))
+    repo.write(
+        "base/tasks/baseline.sh",
+        "#!/bin/sh\necho 'E: Unable to locate package docker-ce' >&2\nexit 100\n",
+    )
+    repo.commit("a package that does not exist")
+    proc = root_tf.run("apply", "-input=false", "-auto-approve", *root_vars(repo), check=False)
+    assert proc.returncode == 1
+    stderr = " ".join(proc.stderr.split())
+    assert "Error running command 'ami-bridge build base'" in stderr
+    assert "E: Unable to locate package docker-ce" in stderr
+    # The build's progress streamed through local-exec.
+    assert "(local-exec): ami-bridge:" in proc.stdout or "(local-exec):" in proc.stdout
+
+
+def test_a_missing_repo_dir_is_named(tmp_path, sandbox_env, any_terraform, terraform_env):
+    example = copy_tree(tmp_path / "copy").parent / "modules" / "ami_chain" / "examples" / "basic"
+    tf = Terraform(any_terraform, example, {**sandbox_env, **terraform_env})
+    tf.init()
+    proc = tf.run(
+        "plan", "-input=false",
+        "-var", f"repo_dir={tmp_path / 'nowhere'}",
+        "-var", f"bridge_command={json.dumps(bridge_command())}",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    stderr = " ".join(proc.stderr.split())
+    assert "directory not found" in stderr and "'repo_dir'" in stderr
