@@ -180,3 +180,38 @@ def test_build_dry_run_prints_the_plan_and_builds_nothing(sandbox_env, repo, pac
     )
     assert {k: v["state"] for k, v in again.items()} == {"base": "found", "snowflake": "missing"}
     assert len(own_images()) == 1
+
+
+def test_a_build_pinned_to_a_fingerprint_refuses_another(sandbox_env, repo, packer):
+    """What a saved plan's apply-time build relies on: other inputs than the planned ones build
+    nothing."""
+    status = run_bridge(["status", "--json", "--repo", str(repo.path)], sandbox_env)
+    planned = json.loads(status.stdout)["snowflake"]["fingerprint"]
+    repo.write(
+        "snowflake/snowflake.json",
+        repo.path.joinpath("snowflake/snowflake.json").read_text() + "\n",
+    )
+    repo.commit("a later commit")
+    args = ["build", "--repo", str(repo.path), "--expect-fingerprint", planned]
+    refused = run_bridge([*args, "snowflake"], sandbox_env)
+    assert refused.code == 1
+    assert f"not the expected {planned}" in refused.stderr
+    assert own_images() == []
+    pinned = run_bridge([*args, "--commit", "HEAD~1", "snowflake"], sandbox_env)
+    assert pinned.code == 0, pinned.stderr
+    assert (
+        json.loads(
+            run_bridge([*args, "--commit", "HEAD~1", "--json", "snowflake"], sandbox_env).stdout
+        )["snowflake"]["fingerprint"]
+        == planned
+    )
+
+
+def test_local_exec_takes_only_the_build_command_text(sandbox_env, repo):
+    proc = run_bridge(
+        ["build", "--repo", str(repo.path), "--local-exec", "ami-bridge build base; rm -rf /"],
+        sandbox_env,
+    )
+    assert proc.code == 1
+    assert "--local-exec takes the text `ami-bridge build DEF`" in proc.stderr
+    assert own_images() == []

@@ -16,6 +16,7 @@ from bridge.settings import (
     Options,
     Settings,
     parse_options,
+    query_key,
     state_dir,
 )
 
@@ -153,7 +154,7 @@ def test_parse_options_reads_strings_and_treats_empty_as_unset():
 )
 def test_flags_and_queries_share_one_validator(key, value, capsys):
     with pytest.raises(QueryError) as query_error:
-        parse_options({key: value}, spell=lambda k: f"Query key {k!r}")
+        parse_options({key: value}, spell=query_key)
     query_message = str(query_error.value)
     assert query_message.startswith(f"Query key {key!r} has the invalid value {value!r}.")
     if key == "on_missing":
@@ -162,5 +163,7 @@ def test_flags_and_queries_share_one_validator(key, value, capsys):
     assert main(["status", "--repo", "/nonexistent", f"{flag}={value}"]) == 1
     flag_message = capsys.readouterr().err
     # The same rule, in the caller's own words.
-    expected = query_message.replace(f"Query key {key!r}", f"Option {flag}")
+    expected = query_message.replace(f"Query key {key!r}", f"Option {flag}").replace(
+        f"query key {key!r}", f"option {flag}"
+    )
     assert flag_message.strip() == f"ami-bridge: error: {expected}"
