@@ -39,6 +39,12 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
     sandbox_env, repo, packer, sandbox_server, tmp_path, trials, machines
 ):
     separate = machines.startswith("separate")
+    if not separate:
+        # No bucket, so no S3 lease: the shared state directory's lock alone must hold.
+        data = repo.catalog()
+        del data["manifest"]
+        repo.set_catalog(data)
+        repo.commit("no manifest bucket")
     for trial in range(trials):
         sandbox_server.reset()
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -58,6 +64,9 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
         tagged = {tags_of(i)[registry.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
         assert tagged == {"base": result["parent_ami_id"], "snowflake": result["ami_id"]}
         assert [k for k in manifest_keys() if "/leases/" in k] == []
+        if not separate:
+            assert manifest_keys() == []  # no bucket in use: nothing but the lock coordinated
+            assert all("prevented on this machine only" in p.stderr for p in procs)
         print(
             f"{machines}: trial {trial + 1}: {PROCESSES} processes, builds {dict(builds_per_definition())}"
         )
