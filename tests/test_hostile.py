@@ -130,9 +130,20 @@ def test_owner_is_checked_even_if_the_filter_lets_an_image_through():
         "CreationDate": "2026-01-01T00:00:00.000Z",
         "Tags": [{"Key": "SHA", "Value": fp}],
     }
+
+    def sent(owners: list[str]) -> dict:
+        """The request find_images must make: the owners go to EC2 as its Owners filter."""
+        return {
+            "Owners": owners,
+            "Filters": [
+                {"Name": "tag:SHA", "Values": [fp]},
+                {"Name": "state", "Values": ["available", "pending"]},
+            ],
+        }
+
     with Stubber(ec2) as stub:
-        stub.add_response("describe_images", {"Images": [image]})
+        stub.add_response("describe_images", {"Images": [image]}, sent(["123456789012"]))
         assert find_images(ec2, "us-east-1", [fp], tag_key="SHA", owners=["123456789012"]) == {}
-        stub.add_response("describe_images", {"Images": [image]})
+        stub.add_response("describe_images", {"Images": [image]}, sent(["999999999999"]))
         found = find_images(ec2, "us-east-1", [fp], tag_key="SHA", owners=["999999999999"])
         assert [i.ami_id for i in found[fp]] == ["ami-0123456789abcdef0"]

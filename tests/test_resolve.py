@@ -270,6 +270,28 @@ def test_image_owned_by_another_account_is_ignored(sandbox_env, repo, packer):
     assert other["found"] == "false" and other["ami_id"] == ""
 
 
+def test_a_visible_image_of_another_account_carrying_our_tag_is_never_used(sandbox_env, repo):
+    """The sandbox's public base image belongs to another account but is visible to ours: with
+    the fingerprint tag on it, a search without the owner filter would return it."""
+    from bridge.sandbox import BASE_IMAGE
+
+    ec2 = boto3.client("ec2")
+    me = boto3.client("sts").get_caller_identity()["Account"]
+    (public,) = ec2.describe_images(ImageIds=[BASE_IMAGE])["Images"]
+    assert public["OwnerId"] != me
+    fp = resolve(sandbox_env, repo, definition="base", on_missing="report")["fingerprint"]
+    ec2.create_tags(Resources=[BASE_IMAGE], Tags=[{"Key": "SHA", "Value": fp}])
+    tagged = ec2.describe_images(Filters=[{"Name": "tag:SHA", "Values": [fp]}])["Images"]
+    assert [i["ImageId"] for i in tagged] == [BASE_IMAGE]
+
+    report = resolve(sandbox_env, repo, definition="base", on_missing="report")
+    assert report["found"] == "false" and report["ami_id"] == ""
+    fail = external(
+        sandbox_env, {"definition": "base", "repo": str(repo.path), "on_missing": "fail"}
+    )
+    assert fail.code == 3 and BASE_IMAGE not in fail.stdout
+
+
 def test_multi_region_image_is_tagged_and_found_in_every_region(sandbox_env, repo, packer):
     template = json.loads(repo.path.joinpath("base/base.json").read_text())
     template["builders"][0]["ami_regions"] = ["us-west-2"]
