@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,14 @@ def external(env: Mapping[str, str], query: Mapping[str, str] | str) -> Proc:
     """`ami-bridge external` with `query` on stdin, as Terraform's data source runs it."""
     text = query if isinstance(query, str) else json.dumps(query)
     return run_bridge(["external"], env, stdin=text)
+
+
+def external_many(
+    env_for: Callable[[int], Mapping[str, str]], query: Mapping[str, str], count: int
+) -> list[Proc]:
+    """`count` concurrent `ami-bridge external` processes; process i runs with `env_for(i)`."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda i: external(env_for(i), query), range(count)))
 
 
 def bridge_command() -> list[str]:

@@ -2,7 +2,10 @@
 
 At a configurable rate it answers a request itself instead of forwarding it: EC2 throttling
 (RequestLimitExceeded, 503), S3 SlowDown (503), 500 InternalError, 503 ServiceUnavailable, or a
-dropped connection. Faults are injected before forwarding, so a faulted request has no effect.
+dropped connection; such a request has no effect. With `lost_responses`, half of the faults
+happen after forwarding instead: AWS applied the request, and its response is replaced by a 500
+or the connection is dropped, as when a response is lost on the way back. A retry then meets its
+own effect (an object it created, a tag it set).
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ class Counters:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, rate: float, seed: int = 7) -> None:
+    def __init__(
+        self, upstream: str, rate: float, seed: int = 7, *, lost_responses: bool = False
+    ) -> None:
         self.upstream = urlsplit(upstream)
         self.rate = rate
+        self.lost_responses = lost_responses
         self.random = random.Random(seed)
         self.counters = Counters()
         proxy = self
@@ -64,22 +70,10 @@ class FaultProxy:
                 with proxy.counters.lock:
                     roll = proxy.random.random()
                     fault = proxy.random.choice(FAULTS)
-                if roll < proxy.rate:
+                    after = proxy.lost_responses and proxy.random.random() < 0.5
+                if roll < proxy.rate and not after:
                     proxy.counters.add(fault[0])
-                    if fault[0] == "drop":
-                        self.close_connection = True
-                        self.connection.shutdown(2)
-                        return
-                    is_s3 = b"Action=" not in body  # EC2 speaks form-encoded Query API
-                    text = (S3_ERROR if is_s3 else EC2_ERROR).format(
-                        code=fault[3] if is_s3 else fault[2]
-                    )
-                    payload = text.encode()
-                    self.send_response(fault[1])
-                    self.send_header("Content-Type", "text/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._fault(fault, body)
                     return
                 proxy.counters.add("forwarded")
                 conn = http.client.HTTPConnection(
@@ -89,6 +83,12 @@ class FaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
+                conn.close()
+                if roll < proxy.rate:  # applied upstream; the response is lost
+                    lost = fault if fault[0] in ("drop", "internal") else FAULTS[1]
+                    proxy.counters.add(f"lost-{lost[0]}")
+                    self._fault(lost, body)
+                    return
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -97,7 +97,22 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                conn.close()
+
+            def _fault(self, fault: tuple[str, int, str, str], body: bytes) -> None:
+                if fault[0] == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                is_s3 = b"Action=" not in body  # EC2 speaks form-encoded Query API
+                text = (S3_ERROR if is_s3 else EC2_ERROR).format(
+                    code=fault[3] if is_s3 else fault[2]
+                )
+                payload = text.encode()
+                self.send_response(fault[1])
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 

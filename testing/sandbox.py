@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,11 @@ def own_images(region: str = "us-east-1") -> list[dict[str, Any]]:
 def tags_of(resource: Mapping[str, Any]) -> dict[str, str]:
     """The tags of a described image or snapshot as a dict."""
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def builds_per_definition() -> Counter[str]:
+    """Every AMI Packer made, tagged or not, by the definition in its name."""
+    return Counter(image["Name"].rsplit("-", 2)[0] for image in own_images())
 
 
 def manifest_keys() -> list[str]:

@@ -9,26 +9,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
 
 from bridge import registry
-from testing.bridge import external
-from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
+from testing.bridge import external, external_many
+from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
 
 PROCESSES = 16
-
-
-def builds_per_definition() -> Counter:
-    """Every AMI Packer made, tagged or not, by the definition in its name."""
-    return Counter(image["Name"].rsplit("-", 2)[0] for image in own_images())
-
-
-def run_many(env_for, query, count=PROCESSES):
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(lambda i: external(env_for(i), query), range(count)))
 
 
 @pytest.mark.parametrize(
@@ -54,7 +43,9 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
             state = tmp_path / f"t{trial}" / (f"p{i}" if separate else "shared")
             return {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(state)}
 
-        procs = run_many(env_for, {"definition": "snowflake", "repo": str(repo.path)})
+        procs = external_many(
+            env_for, {"definition": "snowflake", "repo": str(repo.path)}, PROCESSES
+        )
         assert [p.code for p in procs] == [0] * PROCESSES, [p.stderr for p in procs if p.code]
         results = {p.stdout for p in procs}
         assert len(results) == 1, results  # all sixteen results identical

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
+from bridge import registry
 from bridge.aws import AwsClients, aws_call
-from testing.bridge import external
+from testing.bridge import external, external_many
 from testing.faultproxy import FaultProxy
-from testing.sandbox import own_images
+from testing.sandbox import builds_per_definition, manifest_keys, own_images, tags_of
 
 
 @pytest.fixture
 def faulty(sandbox_env, sandbox_server):
-    with FaultProxy(sandbox_server.endpoint, rate=0.3) as proxy:
+    with FaultProxy(sandbox_server.endpoint, rate=0.3, lost_responses=True) as proxy:
         # The bridge's own AWS calls go through the proxy; Packer keeps its own retry policy and
         # talks to the sandbox directly.
         env = {
@@ -53,3 +55,27 @@ def test_faults_are_retried_by_the_shared_retry_policy(faulty, monkeypatch):
             ec2.describe_images(Owners=["self"])
     assert len(sent) > 20  # some attempts failed and were retried
     assert len(sent) == 20 + sum(proxy.counters.injected.values())
+
+
+def test_sixteen_processes_build_once_through_faults_and_lost_responses(
+    faulty, repo, packer, tmp_path
+):
+    """Exactly once under contention and faults: separate state directories (only the S3 lease
+    coordinates), 30% of the bridge's AWS calls failing, half of those after AWS applied them."""
+    proxy, env = faulty
+    procs = external_many(
+        lambda i: {**env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / f"p{i}")},
+        {"definition": "snowflake", "repo": str(repo.path)},
+        16,
+    )
+    assert [p.code for p in procs] == [0] * 16, [p.stderr for p in procs if p.code]
+    results = {p.stdout for p in procs}
+    assert len(results) == 1, results
+    result = json.loads(results.pop())
+    assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})
+    tagged = {tags_of(i)[registry.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
+    assert tagged == {"base": result["parent_ami_id"], "snowflake": result["ami_id"]}
+    assert [k for k in manifest_keys() if "/leases/" in k] == []
+    lost = {k: v for k, v in proxy.counters.injected.items() if k.startswith("lost-")}
+    assert lost and len(proxy.counters.injected) > len(lost)
+    print(f"fault proxy: forwarded {proxy.counters.forwarded}, injected {proxy.counters.injected}")
