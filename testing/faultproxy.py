@@ -5,7 +5,8 @@ At a configurable rate it answers a request itself instead of forwarding it: EC2
 dropped connection; such a request has no effect. With `lost_responses`, half of the faults
 happen after forwarding instead: AWS applied the request, and its response is replaced by a 500
 or the connection is dropped, as when a response is lost on the way back. A retry then meets its
-own effect (an object it created, a tag it set).
+own effect (an object it created, a tag it set). `block` picks requests that always fail (503,
+before forwarding), e.g. one process's lease renewals.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -49,9 +51,17 @@ class Counters:
 
 class FaultProxy:
     def __init__(
-        self, upstream: str, rate: float, seed: int = 7, *, lost_responses: bool = False
+        self,
+        upstream: str,
+        rate: float,
+        seed: int = 7,
+        *,
+        lost_responses: bool = False,
+        block: Callable[[str, str, Mapping[str, str]], bool] | None = None,
     ) -> None:
+        """`block(method, path, headers)` true: the request fails with a 503 every time."""
         self.upstream = urlsplit(upstream)
+        self.block = block
         self.rate = rate
         self.lost_responses = lost_responses
         self.random = random.Random(seed)
@@ -71,6 +81,12 @@ class FaultProxy:
                     roll = proxy.random.random()
                     fault = proxy.random.choice(FAULTS)
                     after = proxy.lost_responses and proxy.random.random() < 0.5
+                if proxy.block is not None and proxy.block(
+                    self.command, self.path, dict(self.headers.items())
+                ):
+                    proxy.counters.add("blocked")
+                    self._fault(FAULTS[2], body)
+                    return
                 if roll < proxy.rate and not after:
                     proxy.counters.add(fault[0])
                     self._fault(fault, body)

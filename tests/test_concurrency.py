@@ -15,6 +15,7 @@ import pytest
 
 from bridge import registry
 from testing.bridge import external, external_many
+from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
 
 PROCESSES = 16
@@ -133,6 +134,56 @@ def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, pack
     assert len(manifests) == 1
     body = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[0])["Body"].read())
     assert body["amis"]["us-east-1"] == result["ami_id"]
+    assert leases() == []
+
+
+def test_a_builder_whose_lease_was_taken_over_tags_nothing(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    """A live builder cut off from S3 cannot renew its lease: another machine takes it over and
+    builds. The first build's AMI stays untagged, and only the taker's image is findable."""
+    slow_base(repo, seconds=8, ttl=3)
+    query = json.dumps({"definition": "base", "repo": str(repo.path)})
+
+    def renewal(method: str, path: str, headers) -> bool:
+        return method == "PUT" and "/leases/" in path and "If-Match" in headers
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=renewal) as proxy:
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "external"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={
+                **sandbox_env,
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+                "AMI_BRIDGE_STATE_DIR": str(tmp_path / "holder"),
+            },
+            start_new_session=True,
+        )
+        try:
+            holder.stdin.write(query.encode())
+            holder.stdin.close()
+            holder.stdin = None  # sent; communicate() below only reads
+            wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "holder"))
+            taker = external(
+                {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "taker")}, query
+            )
+            out, err = holder.communicate(timeout=240)
+        finally:
+            if holder.poll() is None:
+                os.killpg(holder.pid, signal.SIGKILL)
+        assert proxy.counters.injected.get("blocked", 0) > 0
+    assert taker.code == 0, taker.stderr
+    assert "taking over the expired build lease" in taker.stderr
+    assert holder.returncode == 1 and out == b""
+    assert b"was taken over while Packer ran" in err
+    result = json.loads(taker.stdout)
+    assert builds_per_definition() == Counter({"base": 2})  # both builds ran
+    fingerprinted = [i["ImageId"] for i in own_images() if tags_of(i).get("SHA")]
+    assert fingerprinted == [result["ami_id"]]
+    assert [k for k in manifest_keys() if "/leases/" not in k] != []
     assert leases() == []
 
 
