@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import boto3
 import pytest
@@ -94,6 +95,39 @@ def leases() -> list[str]:
     return [k for k in manifest_keys() if "/leases/" in k]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (from /proc), so a test can clean up after a process it
+    killed: Packer runs in a session of its own, out of reach of its parent's group."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill_groups(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, packer, tmp_path):
     slow_base(repo, seconds=5, ttl=3)
     query = json.dumps({"definition": "base", "repo": str(repo.path)})
@@ -107,8 +141,11 @@ def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, pack
     )
     victim.stdin.write(query.encode())
     victim.stdin.close()
+    packers: list[int] = []
     try:
         wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "victim"))
+        packers = descendants(victim.pid)  # the victim's Packer, in its own process group
+        assert packers, "the victim's Packer is not running"
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         assert victim.returncode == -signal.SIGKILL
@@ -121,10 +158,9 @@ def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, pack
         result = json.loads(survivor.stdout)
         assert result["built"] == "true"
     finally:
-        try:
-            os.killpg(victim.pid, signal.SIGKILL)  # the victim and its orphaned Packer
-        except ProcessLookupError:
-            pass
+        kill_groups([victim.pid, *packers])  # the victim, and its orphaned Packer
+    for pid in packers:
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or _zombie(pid), timeout=10)
     # No orphan tag or manifest: the one tagged image is the survivor's, and every manifest
     # points at an image that exists and carries the fingerprint.
     tagged = [i for i in own_images() if tags_of(i).get("SHA")]

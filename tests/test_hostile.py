@@ -147,3 +147,49 @@ def test_owner_is_checked_even_if_the_filter_lets_an_image_through():
         stub.add_response("describe_images", {"Images": [image]}, sent(["999999999999"]))
         found = find_images(ec2, "us-east-1", [fp], tag_key="SHA", owners=["999999999999"])
         assert [i.ami_id for i in found[fp]] == ["ami-0123456789abcdef0"]
+
+
+def test_no_secrets_in_failures_crash_logs_or_debug_output(
+    sandbox_env, repo, packer, tmp_path, monkeypatch, capsys
+):
+    """The paths that print the most: a failed build with --debug (Packer's error lines, the
+    build log), and a crash (its log, and the traceback --debug prints)."""
+    import io
+    import sys
+
+    from bridge import registry
+    from bridge.cli import main
+
+    secret, token = "SECRETzz" + "7" * 32, "TOKENzz" + "6" * 40
+    state = tmp_path / "secrets-state"
+    env = {
+        **sandbox_env,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_SESSION_TOKEN": token,
+        "AMI_BRIDGE_STATE_DIR": str(state),
+    }
+    repo.write("base/tasks/baseline.sh", '#!/bin/sh\necho "$HOME" >&2\nexit 3\n')
+    repo.commit("a failing baseline")
+    query = json.dumps({"definition": "snowflake", "repo": str(repo.path)})
+    failed = run_bridge(["--debug", "external"], env, stdin=query)
+    assert failed.code == 1 and "Packer failed" in failed.stderr
+    seen = [failed.stdout, failed.stderr]
+
+    for key in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AMI_BRIDGE_STATE_DIR"):
+        monkeypatch.setenv(key, env[key])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug while looking up images")
+
+    monkeypatch.setattr(registry, "find_images", broken)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(query.encode())))
+    assert main(["--debug", "external"]) == 70
+    out, err = capsys.readouterr()
+    assert "Traceback" in err  # --debug prints it
+    seen += [out, err]
+    files = [p for p in state.rglob("*") if p.is_file()]
+    assert any(p.parent.name == "crashes" for p in files)
+    assert any(p.parent.name == "logs" for p in files)
+    seen += [p.read_text(errors="replace") for p in files]
+    for text in seen:
+        assert secret not in text and token not in text
