@@ -124,7 +124,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolver = _resolver(options, env, echo=None if args.quiet else sys.stderr)
     names = _names(args, resolver.catalog)
     if args.dry_run:
-        planned = resolver.status(names)
+        planned = resolver.status(names, expect_fingerprint=options.expect_fingerprint)
         _report(args, planned, sys.stdout)
         return EXIT_OK
     results = resolver.resolve(

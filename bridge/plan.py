@@ -40,8 +40,8 @@ class Decision:
     # region -> further images with the same fingerprint (older duplicates), for warnings
     duplicates: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     source: Source = "none"
-    # Every image of this definition with this fingerprint in the build region, usable or not
-    # (outdated ones too): a build now supersedes them, and its build ID says so.
+    # The build IDs of every image of this definition with this fingerprint, in any of its
+    # regions, usable or not (outdated ones too): a build now supersedes them, and its ID says so.
     prior: tuple[str, ...] = ()
 
     @property
@@ -87,7 +87,7 @@ def predicted_build_id(decision: Decision, parent_build_id: str | None) -> str:
             "ami-chain build-id v1",
             f"fingerprint {decision.fingerprint}",
             f"parent {parent_build_id or '-'}",
-            *(f"prior {ami}" for ami in sorted(decision.prior)),
+            *(f"prior {build}" for build in sorted(decision.prior)),
         ]
     )
     return hashlib.sha256(text.encode()).hexdigest()[:40]
@@ -109,8 +109,8 @@ def regions_for(
         raise QueryError(
             f"Definition {d.name!r} is not distributed to {region} (its regions: "
             f"{', '.join(regions)}), so it has no AMI there. Resolve it in one of its regions "
-            "(--region, the query's `region`, AWS_REGION), or add the region to its `regions` "
-            "in the catalog."
+            "(--region, the query's `region`, AWS_REGION; in the ami_chain module its `region` "
+            "or the AWS provider's), or add the region to its `regions` in the catalog."
         )
     return regions
 
@@ -132,8 +132,17 @@ def decide(
     has no complete image by fingerprint and every region's copy is available.
     """
     regions = tuple(regions)
+    # As build IDs, from every region: a copy carries its original's, so the same images are
+    # counted whichever region is resolved first.
     prior = tuple(
-        i.ami_id for i in seen.get(regions[0], ()) if i.tag(TAG_DEFINITION) in (None, d.name)
+        sorted(
+            {
+                i.tag(TAG_BUILD_ID) or i.ami_id
+                for region in regions
+                for i in seen.get(region, ())
+                if i.tag(TAG_DEFINITION) in (None, d.name)
+            }
+        )
     )
     chosen: dict[str, Image] = {}
     duplicates: dict[str, tuple[str, ...]] = {}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from bridge import manifests, registry
@@ -96,6 +97,8 @@ def publish(
             )
     for image in images.values():
         registry.tag_image(clients.ec2(image.region), image, tags)
+    # As EC2 now has them: what a later lookup would find.
+    images = {r: replace(i, tags=MappingProxyType({**i.tags, **tags})) for r, i in images.items()}
     uri = ""
     if bucket:
         manifest = manifests.Manifest(

@@ -128,10 +128,16 @@ class Resolver:
             catalog_path=self.catalog.path,
         )
 
-    def survey(self, names: Iterable[str]) -> Survey:
-        """Fingerprint `names` and their ancestors; look their images up (one call per region)."""
+    def survey(self, names: Sequence[str], *, expect_fingerprint: str | None = None) -> Survey:
+        """Fingerprint `names` and their ancestors; look their images up (one call per region).
+
+        With `expect_fingerprint`, the one definition named must have that fingerprint: checked
+        before anything is asked of AWS.
+        """
         definitions = self.catalog.closure(names)
         snapshot = self._snapshot(definitions)
+        if expect_fingerprint is not None:
+            _check_expected(names, snapshot, expect_fingerprint)
         by_region: dict[str, set[str]] = {}
         for d in definitions:
             for region in self.regions(d):
@@ -195,9 +201,11 @@ class Resolver:
             )
         return decision
 
-    def status(self, names: Sequence[str]) -> dict[str, ResolvedAmi]:
+    def status(
+        self, names: Sequence[str], *, expect_fingerprint: str | None = None
+    ) -> dict[str, ResolvedAmi]:
         """What each of `names` (and its ancestors) would need, without waiting or building."""
-        survey = self.survey(names)
+        survey = self.survey(names, expect_fingerprint=expect_fingerprint)
         results: dict[str, ResolvedAmi] = {}
         for d in survey.definitions:
             parent = results.get(d.parent) if d.parent else None
@@ -221,9 +229,7 @@ class Resolver:
         nothing is done: what was reviewed (a saved plan) is what is built.
         """
         forced = set(force)
-        survey = self.survey(names)
-        if expect_fingerprint is not None:
-            self._check_expected(names, survey, expect_fingerprint)
+        survey = self.survey(names, expect_fingerprint=expect_fingerprint)
         commit = survey.snapshot.commit
         results: dict[str, ResolvedAmi] = {}
         for d in survey.definitions:
@@ -252,21 +258,6 @@ class Resolver:
             else:
                 results[d.name] = self._outcome(decision, d, parent, commit)
         return results
-
-    def _check_expected(self, names: Sequence[str], survey: Survey, expected: str) -> None:
-        if len(names) != 1:
-            raise QueryError(
-                "An expected fingerprint names one definition's image: resolve or build one "
-                "definition at a time with it."
-            )
-        actual = survey.snapshot.fingerprints[names[0]].value
-        if actual != expected:
-            raise QueryError(
-                f"The fingerprint of {names[0]!r} at commit {survey.snapshot.commit[:12]} is "
-                f"{actual}, not the expected {expected} (the one planned): its inputs differ from "
-                "the ones reviewed, so nothing was built. Plan again to review the change, or pin "
-                "the planned commit (`commit`, --commit)."
-            )
 
     def _restore_manifest(
         self, decision: plan.Decision, d: Definition, parent: ResolvedAmi | None
@@ -315,7 +306,6 @@ class Resolver:
         *,
         built: bool = False,
         manifest_uri: str | None = None,
-        build_id: str | None = None,
     ) -> ResolvedAmi:
         primary = decision.primary
         state: Outcome = "built" if built else decision.state
@@ -336,10 +326,12 @@ class Resolver:
             parent_ami_id=parent.ami_id if parent else "",
             state=state,
             manifest_uri=manifest_uri,
-            git_commit=(primary.tag(registry.TAG_COMMIT) if primary else None) or commit,
+            # "" when unknown (a seed pipeline's image): never the commit looked at now, which
+            # would change with every commit while the image stays the same.
+            git_commit=(primary.tag(registry.TAG_COMMIT) or "") if primary else "",
             commit=commit,
             creation_date=primary.creation_date if primary else "",
-            build_id=build_id or plan.build_id(decision, parent.build_id if parent else None),
+            build_id=plan.build_id(decision, parent.build_id if parent else None),
         )
 
     def _not_found(self, d: Definition, decision: plan.Decision) -> str:
@@ -354,7 +346,9 @@ class Resolver:
             f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
             f"{', '.join(decision.regions)}, owners {owners}, tag {self.settings.tag_key}: {why}. "
             f"Build it with `ami-bridge build {d.name} --repo {self.settings.repo_root}` or "
-            "resolve with on_missing=build."
+            'resolve with on_missing=build (in the ami_chain module with build_phase = "apply", '
+            "an image deregistered since its build is built again by `terraform apply "
+            "-replace=<module address>.null_resource.build[0]`)."
         )
 
     def manifest(self, name: str) -> manifests.Manifest:
@@ -524,5 +518,20 @@ class Resolver:
             commit,
             built=True,
             manifest_uri=published.manifest_uri,
-            build_id=build_id,
+        )
+
+
+def _check_expected(names: Sequence[str], snapshot: Snapshot, expected: str) -> None:
+    if len(names) != 1:
+        raise QueryError(
+            "An expected fingerprint names one definition's image: resolve or build one "
+            "definition at a time with it."
+        )
+    actual = snapshot.fingerprints[names[0]].value
+    if actual != expected:
+        raise QueryError(
+            f"The fingerprint of {names[0]!r} at commit {snapshot.commit[:12]} is {actual}, not "
+            f"the expected {expected} (the planned one), so nothing was built: its inputs are not "
+            "the ones reviewed (the commit differs, or with allow_dirty its uncommitted files "
+            "changed since the plan). Plan again to review what is there now."
         )

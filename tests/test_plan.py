@@ -252,7 +252,7 @@ def test_a_rebuild_supersedes_the_images_before_it():
     outdated = decide(
         CHILD, FP, EAST, {"us-east-1": [image("ami-5", parent="ami-1")]}, parent_ami="ami-2"
     )
-    assert outdated.state == "outdated" and outdated.prior == ("ami-5",)
+    assert outdated.state == "outdated" and outdated.prior == ("ami-5",)  # untagged: its AMI
     assert predicted_build_id(outdated, "p") != predicted_build_id(first, "p")
     found = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_ami=None)
     assert predicted_build_id(found, None) != predicted_build_id(
@@ -263,3 +263,21 @@ def test_a_rebuild_supersedes_the_images_before_it():
         ROOT, FP, EAST, {"us-east-1": [image("ami-7", definition="x")]}, parent_ami=None
     )
     assert foreign.prior == ()
+
+
+def test_the_predicted_build_id_does_not_depend_on_the_region_resolved_first():
+    """Two Terraform roots in different regions plan the same build: copies count once."""
+    copy_east = Image(
+        "ami-e1", "us-east-1", "available", "2026-01-01T00:00:00.000Z", "123456789012",
+        MappingProxyType({"SHA": FP, TAG_BUILD_ID: "b1"}), (),
+    )  # fmt: skip
+    copy_west = Image(
+        "ami-w1", "eu-west-1", "available", "2026-01-01T00:00:00.000Z", "123456789012",
+        MappingProxyType({"SHA": FP, TAG_BUILD_ID: "b1"}), (),
+    )  # fmt: skip
+    seen = {"us-east-1": [copy_east], "eu-west-1": [copy_west]}
+    east_first = decide(CHILD, FP, BOTH, seen, parent_ami="ami-new")
+    west_first = decide(CHILD, FP, tuple(reversed(BOTH)), seen, parent_ami="ami-new")
+    assert east_first.state == west_first.state == "outdated"
+    assert east_first.prior == west_first.prior == ("b1",)
+    assert predicted_build_id(east_first, "p") == predicted_build_id(west_first, "p")

@@ -187,6 +187,13 @@ def test_seed_built_image_is_found(sandbox_env, repo):
     )
     result = resolve(sandbox_env, repo, definition="base", on_missing="fail")
     assert result["ami_id"] == ami["ImageId"] and result["built"] == "false"
+    # Identified by what it carries: no build-ID or commit tag, so its AMI and no commit (not
+    # the commit looked at now, which would change with every commit).
+    assert result["build_id"] == ami["ImageId"] and result["git_commit"] == ""
+    repo.write("unrelated.txt", "x\n")
+    repo.commit("an unrelated commit")
+    again = resolve(sandbox_env, repo, definition="base", on_missing="fail")
+    assert (again["build_id"], again["git_commit"]) == (result["build_id"], "")
 
 
 def test_failed_build_leaves_nothing(sandbox_env, repo, packer):

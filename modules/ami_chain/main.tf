@@ -4,7 +4,7 @@ data "aws_region" "current" {}
 
 locals {
   repo   = abspath(var.repo_dir)
-  region = var.region != null ? var.region : data.aws_region.current.name
+  region = var.region != null ? var.region : data.aws_region.current.id
 
   # The bridge's options. Every query value is a string; null inputs are left out, so the
   # bridge's own defaults (and the catalog's) apply.

@@ -8,7 +8,7 @@ output "ami_id" {
 
 output "fingerprint" {
   description = "The definition's content fingerprint (the value of the fingerprint tag)."
-  value       = local.resolved.fingerprint
+  value       = local.planned.fingerprint # known at plan; the apply checks it is the same
 }
 
 output "build_id" {
@@ -28,7 +28,7 @@ output "amis" {
 
 output "region" {
   description = "The region the AMI was resolved in (the AWS provider's unless `region` is set)."
-  value       = local.resolved.region
+  value       = local.region
 }
 
 output "manifest_uri" {
