@@ -6,7 +6,9 @@ Endpoints come from botocore's own configuration (`AWS_ENDPOINT_URL`, `AWS_ENDPO
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,8 +24,43 @@ RetryMode = Literal["legacy", "standard", "adaptive"]
 RETRY_MODE: RetryMode = "standard"
 MAX_ATTEMPTS = 8
 
+# EC2's request-rate buckets are per account and region, and shared with Packer, Terraform and
+# everyone else in the account: the bridge takes at most half of each (EC2's: CreateTags 100
+# burst / 10 per second, CopyImage 100 / 1). Throttling past that is retried, but not relied on.
+RATE_LIMITS: dict[str, tuple[float, float]] = {  # operation -> (burst, refill per second)
+    "CreateTags": (50.0, 5.0),
+    "CopyImage": (50.0, 0.5),
+}
+
 _PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
 _CREDENTIAL_CODES = {"AuthFailure", "InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch"}
+
+
+class TokenBucket:
+    """A request-rate bucket: `take()` waits until a token is there (thread-safe)."""
+
+    def __init__(
+        self,
+        burst: float,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.burst, self.rate = burst, rate
+        self._tokens, self._stamp = burst, clock()
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait:
+            self._sleep(wait)
 
 
 class AwsClients:
@@ -40,8 +77,14 @@ class AwsClients:
         self._max_attempts = max_attempts
         self._session = session
         self._clients: dict[tuple[str, str | None], Any] = {}
+        # Clients are shared by concurrent builds; creating them is not thread-safe.
+        self._lock = threading.Lock()
 
     def _client(self, service: str, region: str | None) -> Any:
+        with self._lock:
+            return self._client_locked(service, region)
+
+    def _client_locked(self, service: str, region: str | None) -> Any:
         key = (service, region)
         if key not in self._clients:
             import botocore.session
@@ -55,14 +98,20 @@ class AwsClients:
                 read_timeout=60,
             )
             try:
-                self._clients[key] = self._session.create_client(
-                    service, region_name=region, config=config
-                )
+                client = self._session.create_client(service, region_name=region, config=config)
             except Exception as exc:
                 raise AwsError(
                     f"Cannot create the AWS {service} client for region {region}: {exc}. Check "
                     "the region name and the AWS configuration (profile, endpoint variables)."
                 ) from None
+            if service == "ec2":
+                for operation, (burst, rate) in RATE_LIMITS.items():
+                    bucket = TokenBucket(burst, rate)
+                    client.meta.events.register(
+                        f"before-parameter-build.ec2.{operation}",
+                        lambda bucket=bucket, **_: bucket.take(),
+                    )
+            self._clients[key] = client
         return self._clients[key]
 
     def ec2(self, region: str) -> EC2Client:

@@ -98,7 +98,7 @@ def build_image(
     log.info("building %s (%s) with Packer; log: %s", d.name, fingerprint[:12], log_path)
     # Whole seconds: some filesystems keep coarse modification times.
     started = math.floor(time.time())
-    result = runner.build(d.template, variables, root, log_path)
+    result = runner.build(d.template, variables, root, log_path, label=d.name)
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     missing = [r for r in regions if r not in amis]
     if missing:

@@ -112,7 +112,11 @@ def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolver = _resolver(options, env, echo=None if args.quiet else sys.stderr)
     names = _names(args, resolver.catalog)
     results = resolver.resolve(
-        names, on_missing=args.on_missing, expect_fingerprint=options.expect_fingerprint
+        names,
+        on_missing=args.on_missing,
+        expect_fingerprint=options.expect_fingerprint,
+        jobs=_jobs(args, env),
+        fail_fast=args.fail_fast,
     )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
 
@@ -132,8 +136,30 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         on_missing="build",
         force=names if args.force else (),
         expect_fingerprint=options.expect_fingerprint,
+        jobs=_jobs(args, env),
+        fail_fast=args.fail_fast,
     )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
+
+
+DEFAULT_JOBS = 4
+
+
+def _jobs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """--jobs, else AMI_BRIDGE_JOBS, else DEFAULT_JOBS: how many definitions build at once."""
+    raw = args.jobs if args.jobs is not None else env.get("AMI_BRIDGE_JOBS")
+    if raw is None or raw == "":
+        return DEFAULT_JOBS
+    try:
+        jobs = int(raw)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= 64:
+        where = "--jobs" if args.jobs is not None else "AMI_BRIDGE_JOBS"
+        raise QueryError(
+            f"{where} is {raw!r}; it takes a whole number of builds to run at once, 1 to 64."
+        )
+    return jobs
 
 
 _LOCAL_EXEC = re.compile(r"ami-bridge build ([a-z][a-z0-9_-]{0,62})")
@@ -369,6 +395,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parallel = _Parser(add_help=False)
+    parallel.add_argument(
+        "--jobs",
+        "-j",
+        metavar="N",
+        help=f"build up to N definitions at once, each when its parent is ready (default "
+        f"AMI_BRIDGE_JOBS, else {DEFAULT_JOBS})",
+    )
+    parallel.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="on the first failure, cancel every running build (default: only the failed "
+        "definition's descendants are skipped)",
+    )
     expect = _Parser(add_help=False)
     expect.add_argument(
         "--expect-fingerprint",
@@ -387,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_external)
 
     p = sub.add_parser(
-        "resolve", parents=[common, output, expect], help="find the AMIs of definitions"
+        "resolve", parents=[common, output, expect, parallel], help="find the AMIs of definitions"
     )
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
@@ -400,7 +440,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_resolve)
 
     p = sub.add_parser(
-        "build", parents=[common, output, expect], help="build missing AMIs, parents first"
+        "build",
+        parents=[common, output, expect, parallel],
+        help="build missing AMIs, parents first",
     )
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")

@@ -37,3 +37,7 @@ class ManifestError(BridgeError):
 
 class LeaseError(BridgeError):
     """Another process holds the build of an image and did not finish in time."""
+
+
+class Cancelled(BridgeError):
+    """Stopped because the run was cancelled: Ctrl-C, or --fail-fast after another failure."""

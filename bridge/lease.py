@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge.aws import aws_call
-from bridge.errors import LeaseError
+from bridge.errors import Cancelled, LeaseError
 from bridge.locking import local_lock
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ class LeaseManager:
         self.s3 = s3
         self.config = config
         self.clock = clock
+        # Set to stop waiting for other builders (Ctrl-C, --fail-fast).
+        self.cancelled = threading.Event()
 
     def _body(self, token: str, definition: str, fingerprint: str) -> bytes:
         now = self.clock()
@@ -258,7 +260,8 @@ class LeaseManager:
                     f"s3://{self.config.bucket}/{key}). Wait for that build, or if its process "
                     "is gone, run again once the lease expires."
                 )
-            time.sleep(delay)
+            if self.cancelled.wait(delay):
+                raise Cancelled(f"Cancelled while waiting for the build of {definition}.")
             delay = min(delay * 2, self.config.poll_max)
 
 
@@ -272,6 +275,7 @@ def build_once(
     wait_timeout: float,
     done: Callable[[], T | None],
     build: Callable[[Lease | None], T],
+    cancelled: threading.Event | None = None,
 ) -> T:
     """Run `build` for one image at most once across processes and machines.
 
@@ -279,7 +283,7 @@ def build_once(
     held either before may have built the image meanwhile: `done()` returns their result, and then
     `build` is not called. `build` gets the lease it runs under (None without `leases`).
     """
-    with local_lock(lock, timeout=wait_timeout):
+    with local_lock(lock, timeout=wait_timeout, cancelled=cancelled):
         if leases is None:
             found = done()
             return found if found is not None else build(None)

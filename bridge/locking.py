@@ -10,19 +10,24 @@ import fcntl
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bridge.errors import LeaseError
+from bridge.errors import Cancelled, LeaseError
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def local_lock(path: Path, *, timeout: float, poll: float = 0.2) -> Iterator[None]:
-    """Hold an exclusive lock on `path` for the block; the lock file is removed afterwards."""
+def local_lock(
+    path: Path, *, timeout: float, poll: float = 0.2, cancelled: threading.Event | None = None
+) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the block; the lock file is removed afterwards.
+
+    Waiting for another holder stops with Cancelled once `cancelled` is set."""
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     announced = False
@@ -41,7 +46,10 @@ def local_lock(path: Path, *, timeout: float, poll: float = 0.2) -> Iterator[Non
             if not announced:
                 log.info("waiting for the build held by %s (%s)", holder, path.name)
                 announced = True
-            time.sleep(poll)
+            if cancelled is not None and cancelled.wait(poll):
+                raise Cancelled(f"Cancelled while waiting for {path.name}.") from None
+            if cancelled is None:
+                time.sleep(poll)
             continue
         # The previous holder removes the file when done; a lock on a removed file is no lock.
         try:

@@ -13,12 +13,13 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bridge.errors import BuildError
+from bridge.errors import BuildError, Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,24 @@ class PackerRunner:
         self._env = {**env, "CHECKPOINT_DISABLE": "1"}
         self._echo = echo
         self._version: str | None = None
+        # Builds running now (several, with --jobs), and whether the run was interrupted.
+        self._running: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Ask every running build to cancel and clean up (Packer's own Ctrl-C handling); builds
+        not started yet are refused."""
+        with self._lock:
+            self._interrupted = True
+            running = list(self._running)
+        for proc in running:
+            log.warning("interrupted: asking Packer (pid %d) to cancel and clean up", proc.pid)
+            try:
+                # The whole group: Packer re-executes itself under a wrapper process.
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
     def _argv(self, *args: str) -> list[str]:
         found = shutil.which(self._executable, path=self._env.get("PATH"))
@@ -200,30 +219,44 @@ class PackerRunner:
             log.debug("cannot cache the Packer version: %s", exc)
 
     def build(
-        self, template: str, variables: Mapping[str, str], cwd: Path, log_path: Path
+        self,
+        template: str,
+        variables: Mapping[str, str],
+        cwd: Path,
+        log_path: Path,
+        *,
+        label: str = "",
     ) -> BuildResult:
-        """Run `packer build`, streaming its output to `log_path` (and progress to echo)."""
+        """Run `packer build`, streaming its output to `log_path` (and progress to echo, each
+        line prefixed with `label`, so concurrent builds read apart)."""
         args = ["build", "-machine-readable", "-color=false"]
         for name, value in sorted(variables.items()):
             args += ["-var", f"{name}={value}"]
         args.append(template)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[Line] = []
+        argv = self._argv(*args)
         with log_path.open("w", encoding="utf-8") as logfile:
-            proc = subprocess.Popen(
-                self._argv(*args),
-                cwd=cwd,
-                env=self._env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                # Its own session: a Ctrl-C reaches Packer once, forwarded below, so it cancels
-                # and cleans up (instance, key pair, security group) instead of being killed twice.
-                start_new_session=True,
-            )
+            with self._lock:
+                if self._interrupted:
+                    raise Cancelled(f"Cancelled before Packer started building {template}.")
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=self._env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    # Its own session: a Ctrl-C reaches Packer once, forwarded by interrupt(), so
+                    # it cancels and cleans up (instance, key pair, security group) instead of
+                    # being killed twice.
+                    start_new_session=True,
+                )
+                self._running.add(proc)
             assert proc.stdout is not None
             try:
+                # To the end, cancellation and clean-up included.
                 for raw in proc.stdout:
                     logfile.write(raw)
                     logfile.flush()
@@ -231,16 +264,13 @@ class PackerRunner:
                     if line is None:
                         continue
                     lines.append(line)
-                    self._progress(line)
-            except KeyboardInterrupt:
-                log.warning("interrupted: asking Packer to cancel and clean up (log: %s)", log_path)
-                # The whole group: Packer re-executes itself under a wrapper process.
-                os.killpg(proc.pid, signal.SIGINT)
-                for raw in proc.stdout:  # Packer's cancellation and clean-up, for the log
-                    logfile.write(raw)
-                raise
+                    self._progress(line, label)
             finally:
                 code = proc.wait()
+                with self._lock:
+                    self._running.discard(proc)
+        if self._interrupted and code != 0:
+            raise Cancelled(f"Packer cancelled the build of {template} (log: {log_path}).")
         if code != 0:
             quoted = " | ".join(_errors(lines)) or f"exit status {code}"
             raise BuildError(
@@ -250,12 +280,13 @@ class PackerRunner:
             )
         return BuildResult(amis=artifacts(lines))
 
-    def _progress(self, line: Line) -> None:
+    def _progress(self, line: Line, label: str) -> None:
         if self._echo is None or line.type != "ui" or len(line.data) < 2:
             return
         kind, text = line.data[0], line.data[1].strip()
         if kind == "error" or text.startswith("==>"):
-            print(f"  packer: {text.splitlines()[0] if text else text}", file=self._echo)
+            prefix = f"[{label}] " if label else ""
+            print(f"  {prefix}packer: {text.splitlines()[0] if text else text}", file=self._echo)
             self._echo.flush()
 
 

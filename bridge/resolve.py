@@ -9,8 +9,9 @@ is built once however many processes ask for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -18,11 +19,18 @@ from typing import Literal
 
 import git
 
-from bridge import checkout, manifests, plan, publish, registry, seed
+from bridge import checkout, manifests, plan, publish, registry, schedule, seed
 from bridge.aws import AwsClients
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
-from bridge.errors import AwsError, LeaseError, ManifestError, NotFoundError, QueryError
+from bridge.errors import (
+    AwsError,
+    BridgeError,
+    LeaseError,
+    ManifestError,
+    NotFoundError,
+    QueryError,
+)
 from bridge.fingerprint import Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, build_once, lease_key
 from bridge.packer import PackerRunner
@@ -102,6 +110,10 @@ class Resolver:
         self._packer: PackerRunner | None = None
         self._leases: LeaseManager | None = None
         self._warned_no_lease = False
+        self._cancelled = threading.Event()
+        # Several builds run at once (--jobs): one of each shared object.
+        self._shared = threading.Lock()
+        self._git = threading.Lock()
 
     # -- looking --------------------------------------------------------------------------------
 
@@ -222,42 +234,68 @@ class Resolver:
         on_missing: OnMissing = "build",
         force: Iterable[str] = (),
         expect_fingerprint: str | None = None,
+        jobs: int = 1,
+        fail_fast: bool = False,
     ) -> dict[str, ResolvedAmi]:
         """Resolve `names` (and their ancestors), acting on misses as `on_missing` says.
 
+        Up to `jobs` definitions are resolved (built) at once, each as soon as its parent has an
+        image (schedule.py). A failure skips the failed definition's descendants, not its
+        siblings (`fail_fast` stops everything), and is raised once the rest is done.
         With `expect_fingerprint`, the one definition named must have that fingerprint, or
         nothing is done: what was reviewed (a saved plan) is what is built.
         """
         forced = set(force)
         survey = self.survey(names, expect_fingerprint=expect_fingerprint)
+
+        def step(d: Definition, parent: ResolvedAmi | None) -> ResolvedAmi:
+            return self._resolve_one(survey, d, parent, on_missing=on_missing, forced=forced)
+
+        outcome = schedule.run(
+            survey.definitions, step, jobs=jobs, fail_fast=fail_fast, cancel=self.cancel
+        )
+        if outcome.failures:
+            raise _combined(outcome)
+        return outcome.results
+
+    def cancel(self) -> None:
+        """Stop: running Packer builds cancel and clean up; waits for other builders end."""
+        self._cancelled.set()
+        if self._packer is not None:
+            self._packer.interrupt()
+
+    def _resolve_one(
+        self,
+        survey: Survey,
+        d: Definition,
+        parent: ResolvedAmi | None,
+        *,
+        on_missing: OnMissing,
+        forced: set[str],
+    ) -> ResolvedAmi:
         commit = survey.snapshot.commit
-        results: dict[str, ResolvedAmi] = {}
-        for d in survey.definitions:
-            parent = results.get(d.parent) if d.parent else None
-            decision = self._decide(survey, d, parent)
-            step = plan.next_step(
-                decision,
-                on_missing=on_missing,
-                forced=d.name in forced,
-                parent_ready=parent is None or parent.found,
+        decision = self._decide(survey, d, parent)
+        step = plan.next_step(
+            decision,
+            on_missing=on_missing,
+            forced=d.name in forced,
+            parent_ready=parent is None or parent.found,
+        )
+        if step == "wait":
+            decision = self._wait(decision)
+            step = "use"
+        if step == "use":
+            uri = None
+            if on_missing == "build" and plan.needs_manifest(decision, d.name):
+                uri = self._restore_manifest(decision, d, parent)
+            return self._outcome(decision, d, parent, commit, manifest_uri=uri)
+        if step == "build":
+            return self._locked_build(
+                d, decision, parent, survey.snapshot, recheck=d.name not in forced
             )
-            if step == "wait":
-                decision = self._wait(decision)
-                step = "use"
-            if step == "use":
-                uri = None
-                if on_missing == "build" and plan.needs_manifest(decision, d.name):
-                    uri = self._restore_manifest(decision, d, parent)
-                results[d.name] = self._outcome(decision, d, parent, commit, manifest_uri=uri)
-            elif step == "build":
-                results[d.name] = self._locked_build(
-                    d, decision, parent, survey.snapshot, recheck=d.name not in forced
-                )
-            elif step == "fail":
-                raise NotFoundError(self._not_found(d, decision))
-            else:
-                results[d.name] = self._outcome(decision, d, parent, commit)
-        return results
+        if step == "fail":
+            raise NotFoundError(self._not_found(d, decision))
+        return self._outcome(decision, d, parent, commit)
 
     def _restore_manifest(
         self, decision: plan.Decision, d: Definition, parent: ResolvedAmi | None
@@ -371,22 +409,32 @@ class Resolver:
 
     # -- building exactly once ------------------------------------------------------------------
 
-    def _source(self, snapshot: Snapshot, d: Definition) -> AbstractContextManager[Path]:
+    @contextmanager
+    def _source(self, snapshot: Snapshot, d: Definition) -> Iterator[Path]:
         """The tree Packer builds from: exactly what was fingerprinted, exported (with
         allow_dirty, the commit's tree with the inputs' working-tree content)."""
         if snapshot.dirty:
             log.warning("building uncommitted changes (allow_dirty): %s", d.name)
-        return checkout.exported(
-            self.repo,
-            snapshot.tree,
-            self.settings.state_dir / "trees",
-            inputs=[e.path for e in snapshot.fingerprints[d.name].inputs],
-        )
+        with ExitStack() as stack:
+            # One export at a time: the repository's object readers are not thread-safe.
+            with self._git:
+                source = stack.enter_context(
+                    checkout.exported(
+                        self.repo,
+                        snapshot.tree,
+                        self.settings.state_dir / "trees",
+                        inputs=[e.path for e in snapshot.fingerprints[d.name].inputs],
+                    )
+                )
+            yield source
 
     def _runner(self) -> PackerRunner:
-        if self._packer is None:
-            self._packer = self._packer_factory()
-        return self._packer
+        with self._shared:
+            if self._packer is None:
+                self._packer = self._packer_factory()
+                if self._cancelled.is_set():
+                    self._packer.interrupt()
+            return self._packer
 
     def _lease_manager(self) -> LeaseManager | None:
         if self.settings.lease_bucket is None:
@@ -398,6 +446,11 @@ class Resolver:
                 )
                 self._warned_no_lease = True
             return None
+        with self._shared:
+            return self._lease_manager_locked()
+
+    def _lease_manager_locked(self) -> LeaseManager:
+        assert self.settings.lease_bucket is not None
         if self._leases is None:
             self._leases = LeaseManager(
                 self.clients.s3(self.settings.region),
@@ -408,6 +461,7 @@ class Resolver:
                     wait_timeout=self.settings.wait_timeout,
                 ),
             )
+            self._leases.cancelled = self._cancelled
         return self._leases
 
     def _recheck(
@@ -447,6 +501,7 @@ class Resolver:
             d.name,
             fp,
             wait_timeout=self.settings.wait_timeout,
+            cancelled=self._cancelled,
             done=(lambda: self._recheck(d, fp, parent, snapshot.commit))
             if recheck
             else (lambda: None),
@@ -535,3 +590,21 @@ def _check_expected(names: Sequence[str], snapshot: Snapshot, expected: str) -> 
             "the ones reviewed (the commit differs, or with allow_dirty its uncommitted files "
             "changed since the plan). Plan again to review what is there now."
         )
+
+
+def _combined(outcome: schedule.Outcome[ResolvedAmi]) -> BridgeError:
+    """One failure as it is; several as one error naming each (and what they skipped)."""
+    failures = outcome.failures
+    if len(failures) == 1 and not outcome.skipped:
+        return next(iter(failures.values()))
+    parts = [f"{name}: {error}" for name, error in failures.items()]
+    parts += [f"{name} skipped: {why}" for name, why in outcome.skipped.items()]
+    built = ", ".join(outcome.results) or "none"
+    text = (
+        f"{len(failures)} of {len(failures) + len(outcome.skipped) + len(outcome.results)} "
+        f"definitions failed ({'; '.join(parts)}). Resolved: {built}. Fix the failures and run "
+        "again; what was built is kept."
+    )
+    if all(isinstance(e, NotFoundError) for e in failures.values()):
+        return NotFoundError(text)
+    return type(next(iter(failures.values())))(text) if len(failures) == 1 else BridgeError(text)

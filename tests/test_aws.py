@@ -70,3 +70,35 @@ def test_other_exceptions_pass_through():
     with pytest.raises(KeyError):
         with aws_call("tagging ami-1", "ec2:CreateTags"):
             raise KeyError("not an AWS failure")
+
+
+def test_token_bucket_lets_a_burst_through_then_paces_at_the_rate():
+    from bridge.aws import TokenBucket
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(3, 0.5, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        bucket.take()
+    assert slept == [2.0, 2.0]  # 3 at once, then one every 2 s
+
+
+def test_create_tags_takes_a_token_from_its_regions_bucket(monkeypatch):
+    from botocore.stub import Stubber
+
+    from bridge import aws
+
+    taken: list[float] = []
+    monkeypatch.setattr(aws.TokenBucket, "take", lambda self: taken.append(self.rate))
+    ec2 = aws.AwsClients().ec2("us-east-1")
+    with Stubber(ec2) as stub:
+        stub.add_response("create_tags", {})
+        stub.add_response("describe_images", {"Images": []})
+        ec2.create_tags(Resources=["ami-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
+        ec2.describe_images(Owners=["self"])
+    assert taken == [aws.RATE_LIMITS["CreateTags"][1]]  # DescribeImages took none

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from bridge import registry
-from testing.bridge import external, external_many
+from testing.bridge import external, external_many, run_bridge
 from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
 
@@ -270,3 +270,107 @@ def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(
     assert leases() == []
     assert [tags_of(i).get("SHA") for i in own_images()] in ([], [None])
     assert [k for k in manifest_keys()] == []
+
+
+# -- several builds at once (--jobs) ------------------------------------------------------------
+
+
+def add_children(repo, names, seconds: int, failing=()) -> None:
+    """Children of the base that sleep `seconds` in their provisioner (those in `failing` then
+    fail with an error line of their own)."""
+    template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
+    data = repo.catalog()
+    for name in names:
+        inline = [f"sleep {seconds}"]
+        if name in failing:
+            inline += [f"echo 'E: {name} cannot install its package' >&2", "exit 3"]
+        template["provisioners"] = [{"type": "shell-local", "inline": inline}]
+        repo.write(f"{name}/{name}.json", json.dumps(template, indent=2))
+        data["definitions"][name] = {"template": f"{name}/{name}.json", "parent": "base"}
+    repo.set_catalog(data)
+    repo.commit("children of the base")
+
+
+def packer_span(state_dir, name: str) -> tuple[int, int]:
+    """First and last timestamp of a definition's Packer run (machine-readable lines)."""
+    (log,) = (state_dir / "logs").glob(f"{name}-*.log")
+    stamps = [
+        int(line.split(",", 1)[0]) for line in log.read_text().splitlines() if line[:1].isdigit()
+    ]
+    return stamps[0], stamps[-1]
+
+
+def test_sibling_builds_run_at_once(sandbox_env, repo, packer, tmp_path):
+    add_children(repo, ["tools", "agent"], seconds=4)
+    proc = run_bridge(["build", "--all", "--jobs", "4", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    assert builds_per_definition() == Counter({"base": 1, "snowflake": 1, "tools": 1, "agent": 1})
+    state = tmp_path / "state"
+    spans = {name: packer_span(state, name) for name in ("base", "tools", "agent")}
+    (t0, t1), (a0, a1) = spans["tools"], spans["agent"]
+    assert t0 < a1 and a0 < t1, spans  # the siblings' Packer runs overlap
+    assert min(t0, a0) >= spans["base"][1]  # after their parent
+    # Progress lines say which build they belong to.
+    assert "[tools] packer: ==> " in proc.stderr and "[agent] packer: ==> " in proc.stderr
+
+
+def test_one_job_builds_one_at_a_time(sandbox_env, repo, packer, tmp_path):
+    add_children(repo, ["tools", "agent"], seconds=2)
+    proc = run_bridge(
+        ["build", "tools", "agent", "--jobs", "1", "--repo", str(repo.path)], sandbox_env
+    )
+    assert proc.code == 0, proc.stderr
+    (t0, t1), (a0, a1) = (packer_span(tmp_path / "state", n) for n in ("tools", "agent"))
+    assert t1 <= a0 or a1 <= t0
+
+
+def test_a_failed_build_skips_its_descendants_not_its_siblings(sandbox_env, repo, packer):
+    add_children(repo, ["tools", "agent"], seconds=1, failing=["tools"])
+    data = repo.catalog()
+    data["definitions"]["tools-gpu"] = {"template": "tools/tools.json", "parent": "tools"}
+    repo.set_catalog(data)
+    repo.commit("a grandchild")
+    proc = run_bridge(["build", "--all", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 1
+    err = " ".join(proc.stderr.split())
+    assert "E: tools cannot install its package" in err
+    assert "tools-gpu skipped: its ancestor 'tools' failed" in err
+    assert "Traceback" not in proc.stderr
+    tagged = {tags_of(i)[registry.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
+    assert tagged == {"base", "snowflake", "agent"}
+    assert builds_per_definition()["tools-gpu"] == 0
+    assert leases() == []
+
+
+def test_ctrl_c_cancels_every_running_build(sandbox_env, repo, packer, tmp_path):
+    add_children(repo, ["tools", "agent"], seconds=60)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "build", "--all", "--jobs", "4", "--repo", str(repo.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=sandbox_env,
+        start_new_session=True,
+    )
+    state = tmp_path / "state"
+
+    def provisioning(name: str) -> bool:
+        return any(
+            "Running local shell script" in log.read_text()
+            for log in state.glob(f"logs/{name}-*.log")
+        )
+
+    try:
+        wait_for(lambda: provisioning("tools") and provisioning("agent"), timeout=120)
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        assert b"Traceback" not in stderr
+        for name in ("tools", "agent"):
+            (log,) = state.glob(f"logs/{name}-*.log")
+            assert "Cleanly cancelled builds after being interrupted" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    tagged = {tags_of(i)[registry.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
+    assert "tools" not in tagged and "agent" not in tagged
+    assert leases() == []
