@@ -99,11 +99,16 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolver = _resolver(query.options, env, echo=None, spell=spell)
     on_missing = query.options.on_missing or EXTERNAL_ON_MISSING
     resolved = resolver.resolve(
-        [query.definition],
+        list(query.definitions),
         on_missing=on_missing,
         expect_fingerprint=query.options.expect_fingerprint,
-    )[query.definition]
-    sys.stdout.write(protocol.encode_result(protocol.result(resolved)))
+        jobs=_jobs_from(env),
+    )
+    if query.many:
+        values = protocol.results({name: resolved[name] for name in query.definitions})
+    else:
+        values = protocol.result(resolved[query.definitions[0]])
+    sys.stdout.write(protocol.encode_result(values))
     return EXIT_OK
 
 
@@ -143,6 +148,10 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 DEFAULT_JOBS = 4
+
+
+def _jobs_from(env: Mapping[str, str]) -> int:
+    return _jobs(argparse.Namespace(jobs=None), env)
 
 
 def _jobs(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -24,10 +24,13 @@ MAX_QUERY_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Query:
-    """A validated query: the definition to resolve and the options that go with it."""
+    """A validated query: the definitions to resolve and the options that go with them.
 
-    definition: str
+    `many` is a `definitions` query, answered with one result per definition."""
+
+    definitions: tuple[str, ...]
     options: Options
+    many: bool = False
 
 
 def parse_query(text: str, *, cache_dir: Path | None = None, spell: Spell = query_key) -> Query:
@@ -74,13 +77,17 @@ def parse_query(text: str, *, cache_dir: Path | None = None, spell: Spell = quer
             f"Unknown query key(s): {', '.join(unknown)}. The bridge accepts "
             f"{', '.join(known)}. Remove or rename the key."
         )
-    if not data.get("definition"):
+    if bool(data.get("definition")) == bool(data.get("definitions")):
         raise QueryError(
-            'The query has no "definition" key. Name the catalog definition to resolve, e.g. '
-            '{"definition": "base"}.'
+            'The query needs exactly one of "definition" (one catalog definition, e.g. '
+            '{"definition": "base"}) and "definitions" (several, comma-separated, e.g. '
+            '{"definitions": "base,snowflake"}).'
         )
     options = parse_options(data, spell=spell, cache_dir=cache_dir)
-    return Query(definition=data["definition"], options=options)
+    if data.get("definitions"):
+        names = tuple(dict.fromkeys(data["definitions"].split(",")))
+        return Query(definitions=names, options=options, many=True)
+    return Query(definitions=(data["definition"],), options=options)
 
 
 def result(resolved: ResolvedAmi) -> dict[str, str]:
@@ -100,6 +107,15 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "commit": resolved.commit,
         "creation_date": resolved.creation_date,
         "build_id": resolved.build_id,
+    }
+
+
+def results(resolved: dict[str, ResolvedAmi]) -> dict[str, str]:
+    """The result object of a `definitions` query: each definition's result, JSON-encoded (an
+    external data source's result is a flat map of strings)."""
+    return {
+        name: json.dumps(result(r), sort_keys=True, separators=(",", ":"))
+        for name, r in resolved.items()
     }
 
 

@@ -78,8 +78,9 @@ def cli_flag(key: str) -> str:
 
 
 def module_variable(key: str) -> str:
-    """An option as the Terraform module variable that sets it (`external --module`)."""
-    return f"variable {MODULE_VARIABLES.get(key, key)!r} of the ami_chain module"
+    """An option as the variable of the ami_chain or ami_catalog module that sets it
+    (`external --module`)."""
+    return f"the module's variable {MODULE_VARIABLES.get(key, key)!r}"
 
 
 def parse_options(

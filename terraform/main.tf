@@ -4,11 +4,11 @@ locals {
   definitions = ["base", "snowflake"]
 }
 
+# One bridge call per read for every image (ami_catalog), rather than one per image.
 module "images" {
-  source   = "../modules/ami_chain"
-  for_each = toset(local.definitions)
+  source = "../modules/ami_catalog"
 
-  definition      = each.key
+  definitions     = local.definitions
   repo_dir        = var.repo_dir
   commit          = var.commit
   build_phase     = var.build_phase
@@ -20,9 +20,9 @@ module "launch_template" {
   source = "../modules/launch_template"
 
   name_prefix   = "snowflake-"
-  image_id      = module.images["snowflake"].ami_id
+  image_id      = module.images.ami_ids["snowflake"]
   instance_type = var.instance_type
-  tags          = { Definition = "snowflake", Fingerprint = module.images["snowflake"].fingerprint }
+  tags          = { Definition = "snowflake", Fingerprint = module.images.fingerprints["snowflake"] }
 }
 
 module "deployment_manifest" {
@@ -32,12 +32,12 @@ module "deployment_manifest" {
   key        = "deployments/${var.deployment}/amis.json"
   deployment = var.deployment
   images = {
-    for name, image in module.images : name => {
-      ami_id        = image.ami_id
-      fingerprint   = image.fingerprint
-      parent_ami_id = image.parent_ami_id
-      manifest_uri  = image.manifest_uri
-      git_commit    = image.git_commit
+    for name in local.definitions : name => {
+      ami_id        = module.images.ami_ids[name]
+      fingerprint   = module.images.fingerprints[name]
+      parent_ami_id = module.images.parent_ami_ids[name]
+      manifest_uri  = module.images.manifest_uris[name]
+      git_commit    = module.images.git_commits[name]
     }
   }
 }

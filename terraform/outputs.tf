@@ -1,11 +1,11 @@
 output "base_ami_id" {
   description = "The base image."
-  value       = module.images["base"].ami_id
+  value       = module.images.ami_ids["base"]
 }
 
 output "snowflake_ami_id" {
   description = "The snowflake image."
-  value       = module.images["snowflake"].ami_id
+  value       = module.images.ami_ids["snowflake"]
 }
 
 output "launch_template_id" {

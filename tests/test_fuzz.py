@@ -29,7 +29,7 @@ from testing.sandbox import own_images
 
 KEYS = [
     "definition", "repo", "catalog", "commit", "region", "tag_key", "owners",
-    "manifest_bucket", "manifest_prefix", "allow_dirty", "expect_fingerprint",
+    "manifest_bucket", "manifest_prefix", "allow_dirty", "expect_fingerprint", "definitions",
 ]  # fmt: skip
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),

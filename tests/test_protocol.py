@@ -31,7 +31,7 @@ RESULT_KEYS = {
 
 def test_parse_query_defaults_and_empty_strings():
     q = parse_query(json.dumps({"definition": "base", "region": "", "owners": "self,123456789012"}))
-    assert q.definition == "base"
+    assert q.definitions == ("base",) and not q.many
     assert q.options.repo == "."
     assert q.options.region is None
     assert q.options.on_missing is None  # the command's default applies (external: build)
@@ -50,7 +50,9 @@ def test_parse_query_defaults_and_empty_strings():
         ('{"definition": "base", "region": null}', "'region' is a JSON null"),
         ('{"definition": "base", "tags": {"a": "b"}}', "'tags' is a JSON object"),
         ('{"definition": "base", "colour": "blue"}', "Unknown query key(s): colour"),
-        ('{"repo": "."}', 'no "definition" key'),
+        ('{"repo": "."}', 'exactly one of "definition"'),
+        ('{"definition": "base", "definitions": "base"}', 'exactly one of "definition"'),
+        ('{"definitions": "base,Snow"}', "'definitions'"),
         ('{"definition": "base", "on_missing": "maybe"}', "'on_missing' has the invalid value"),
         ('{"definition": "base", "owners": "me"}', "'owners'"),
         ('{"definition": "Base!"}', "'definition'"),
@@ -94,7 +96,7 @@ def test_external_builds_chain_and_prints_exactly_one_object(sandbox_env, repo, 
 def test_external_with_no_query_keys_reads_empty_object(sandbox_env):
     proc = external(sandbox_env, "{}")
     assert proc.code == 1 and proc.stdout == ""
-    assert 'no "definition" key' in proc.stderr
+    assert 'exactly one of "definition"' in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -153,3 +155,18 @@ def test_broken_catalogs_fail_through_the_protocol(sandbox_env, repo):
         assert proc.code == 1 and proc.stdout == "", message
         assert message in proc.stderr and "Traceback" not in proc.stderr
     assert own_images() == [] and manifest_keys() == []
+
+
+def test_one_call_resolves_several_definitions(sandbox_env, repo, packer):
+    """A `definitions` query: every result in one flat map of strings, each JSON-encoded, the
+    same as the one-definition query gives."""
+    proc = external(sandbox_env, {"definitions": "snowflake,base", "repo": str(repo.path)})
+    assert proc.code == 0, proc.stderr
+    values = json.loads(proc.stdout)
+    assert set(values) == {"base", "snowflake"}
+    assert all(isinstance(v, str) for v in values.values())
+    each = {name: json.loads(text) for name, text in values.items()}
+    assert each["snowflake"]["parent_ami_id"] == each["base"]["ami_id"]
+    assert {i["ImageId"] for i in own_images()} == {r["ami_id"] for r in each.values()}
+    single = external(sandbox_env, {"definition": "snowflake", "repo": str(repo.path)})
+    assert json.loads(single.stdout) == {**each["snowflake"], "built": "false", "state": "found"}

@@ -86,8 +86,8 @@ def test_apply_builds_chain_then_plans_nothing_then_rebuilds_on_change(root_tf, 
         if c["change"]["actions"] != ["no-op"]
     }
     # Replacements (the order depends on create_before_destroy downstream).
-    assert actions['module.images["base"].null_resource.build[0]'] == ["create", "delete"]
-    assert actions['module.images["snowflake"].null_resource.build[0]'] == ["create", "delete"]
+    assert actions['module.images.null_resource.build["base"]'] == ["create", "delete"]
+    assert actions['module.images.null_resource.build["snowflake"]'] == ["create", "delete"]
     assert actions["module.launch_template.aws_launch_template.this"] == ["update"]
     assert images_by_definition() == built  # planning built nothing
 
@@ -312,7 +312,7 @@ def test_an_outdated_child_is_built_at_apply_and_shown_in_the_plan(root_tf, repo
         for c in root_tf.show_json("outdated.tfplan")["resource_changes"]
         if "delete" in c["change"]["actions"] or "create" in c["change"]["actions"]
     }
-    assert 'module.images["snowflake"].null_resource.build[0]' in replaced
+    assert 'module.images.null_resource.build["snowflake"]' in replaced
     assert {k: len(v) for k, v in images_by_definition().items()} == before  # plan built nothing
 
     root_tf.run("apply", "-input=false", "outdated.tfplan")

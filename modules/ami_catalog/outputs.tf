@@ -1,0 +1,41 @@
+# Every output is the same on the plan after an apply (see ami_chain).
+
+output "ami_ids" {
+  description = "The AMI of each definition in the resolved region, by definition (\"\" only with on_missing = \"report\" for a missing one)."
+  value       = { for name, r in local.resolved : name => r.ami_id }
+}
+
+output "amis" {
+  description = "Each definition's AMIs by region, by definition."
+  value       = { for name, r in local.resolved : name => tomap(jsondecode(r.amis_json)) }
+}
+
+output "fingerprints" {
+  description = "Each definition's content fingerprint, by definition."
+  value       = { for name, r in local.planned : name => r.fingerprint }
+}
+
+output "build_ids" {
+  description = "Each image's build ID, by definition."
+  value       = { for name, r in local.resolved : name => r.build_id }
+}
+
+output "parent_ami_ids" {
+  description = "Each definition's parent AMI (\"\" for a root), by definition."
+  value       = { for name, r in local.resolved : name => r.parent_ami_id }
+}
+
+output "manifest_uris" {
+  description = "s3:// URI of each build manifest (\"\" without a manifest bucket), by definition."
+  value       = { for name, r in local.resolved : name => r.manifest_uri }
+}
+
+output "git_commits" {
+  description = "The commit each image was built from, by definition."
+  value       = { for name, r in local.resolved : name => r.git_commit }
+}
+
+output "region" {
+  description = "The region the AMIs were resolved in (the AWS provider's unless `region` is set)."
+  value       = local.region
+}
