@@ -374,3 +374,35 @@ def test_ctrl_c_cancels_every_running_build(sandbox_env, repo, packer, tmp_path)
     tagged = {tags_of(i)[registry.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
     assert "tools" not in tagged and "agent" not in tagged
     assert leases() == []
+
+
+def test_two_parallel_builds_of_the_whole_catalog_build_each_image_once(
+    sandbox_env, repo, packer, tmp_path
+):
+    """Exactly once holds across processes that each build several definitions at once."""
+    add_children(repo, ["tools", "agent"], seconds=2)
+    argv = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "build",
+        "--all",
+        "--jobs",
+        "4",
+        "--repo",
+        str(repo.path),
+    ]
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / f"machine{i}")},
+        )
+        for i in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert builds_per_definition() == Counter({"base": 1, "snowflake": 1, "tools": 1, "agent": 1})
+    assert leases() == []
