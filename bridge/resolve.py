@@ -384,9 +384,9 @@ class Resolver:
             f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
             f"{', '.join(decision.regions)}, owners {owners}, tag {self.settings.tag_key}: {why}. "
             f"Build it with `ami-bridge build {d.name} --repo {self.settings.repo_root}` or "
-            'resolve with on_missing=build (in the ami_chain module with build_phase = "apply", '
-            "an image deregistered since its build is built again by `terraform apply "
-            "-replace=<module address>.null_resource.build[0]`)."
+            "resolve with on_missing=build (in the ami_chain and ami_catalog modules with "
+            'build_phase = "apply", an image deregistered since its build is built again by '
+            f"`terraform apply -replace='<module>.null_resource.build[\"{d.name}\"]'`)."
         )
 
     def manifest(self, name: str) -> manifests.Manifest:

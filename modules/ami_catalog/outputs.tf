@@ -39,3 +39,13 @@ output "region" {
   description = "The region the AMIs were resolved in (the AWS provider's unless `region` is set)."
   value       = local.region
 }
+
+output "found" {
+  description = "Whether each definition has a usable image (false only with on_missing = \"report\"), by definition."
+  value       = { for name, r in local.resolved : name => r.found == "true" }
+}
+
+output "creation_dates" {
+  description = "When EC2 registered each image, by definition."
+  value       = { for name, r in local.resolved : name => r.creation_date }
+}

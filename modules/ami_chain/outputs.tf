@@ -3,55 +3,55 @@
 
 output "ami_id" {
   description = "The AMI of the definition in the resolved region (\"\" only when on_missing = \"report\" and it is missing)."
-  value       = local.resolved.ami_id
+  value       = module.catalog.ami_ids[var.definition]
 }
 
 output "fingerprint" {
   description = "The definition's content fingerprint (the value of the fingerprint tag)."
-  value       = local.planned.fingerprint # known at plan; the apply checks it is the same
+  value       = module.catalog.fingerprints[var.definition]
 }
 
 output "build_id" {
   description = "The image's build ID (its ami-chain:build-id tag): changes whenever the image is rebuilt."
-  value       = local.resolved.build_id
+  value       = module.catalog.build_ids[var.definition]
 }
 
 output "parent_ami_id" {
   description = "The parent definition's AMI, or \"\" for a root definition."
-  value       = local.resolved.parent_ami_id
+  value       = module.catalog.parent_ami_ids[var.definition]
 }
 
 output "amis" {
   description = "The definition's AMI by region."
-  value       = tomap(jsondecode(local.resolved.amis_json))
+  value       = module.catalog.amis[var.definition]
 }
 
 output "region" {
   description = "The region the AMI was resolved in (the AWS provider's unless `region` is set)."
-  value       = local.region
+  value       = module.catalog.region
 }
 
 output "manifest_uri" {
   description = "s3:// URI of the build manifest, or \"\" when no manifest bucket is configured."
-  value       = local.resolved.manifest_uri
+  value       = module.catalog.manifest_uris[var.definition]
 }
 
 output "found" {
   description = "Whether a usable image exists (false only with on_missing = \"report\")."
-  value       = local.resolved.found == "true"
+  value       = module.catalog.found[var.definition]
 }
 
 output "definition" {
   description = "The resolved definition."
-  value       = local.resolved.definition
+  value       = var.definition
 }
 
 output "git_commit" {
   description = "The git commit the image was built from."
-  value       = local.resolved.git_commit
+  value       = module.catalog.git_commits[var.definition]
 }
 
 output "creation_date" {
   description = "When EC2 registered the image."
-  value       = local.resolved.creation_date
+  value       = module.catalog.creation_dates[var.definition]
 }
