@@ -102,7 +102,7 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         list(query.definitions),
         on_missing=on_missing,
         expect_fingerprint=query.options.expect_fingerprint,
-        jobs=_jobs_from(env),
+        jobs=_jobs(None, env),
     )
     if query.many:
         values = protocol.results({name: resolved[name] for name in query.definitions})
@@ -120,7 +120,7 @@ def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         names,
         on_missing=args.on_missing,
         expect_fingerprint=options.expect_fingerprint,
-        jobs=_jobs(args, env),
+        jobs=_jobs(args.jobs, env),
         fail_fast=args.fail_fast,
     )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
@@ -141,7 +141,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         on_missing="build",
         force=names if args.force else (),
         expect_fingerprint=options.expect_fingerprint,
-        jobs=_jobs(args, env),
+        jobs=_jobs(args.jobs, env),
         fail_fast=args.fail_fast,
     )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
@@ -150,13 +150,9 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 DEFAULT_JOBS = 4
 
 
-def _jobs_from(env: Mapping[str, str]) -> int:
-    return _jobs(argparse.Namespace(jobs=None), env)
-
-
-def _jobs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def _jobs(flag: str | None, env: Mapping[str, str]) -> int:
     """--jobs, else AMI_BRIDGE_JOBS, else DEFAULT_JOBS: how many definitions build at once."""
-    raw = args.jobs if args.jobs is not None else env.get("AMI_BRIDGE_JOBS")
+    raw = flag if flag is not None else env.get("AMI_BRIDGE_JOBS")
     if raw is None or raw == "":
         return DEFAULT_JOBS
     try:
@@ -164,7 +160,7 @@ def _jobs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError:
         jobs = 0
     if not 1 <= jobs <= 64:
-        where = "--jobs" if args.jobs is not None else "AMI_BRIDGE_JOBS"
+        where = "--jobs" if flag is not None else "AMI_BRIDGE_JOBS"
         raise QueryError(
             f"{where} is {raw!r}; it takes a whole number of builds to run at once, 1 to 64."
         )

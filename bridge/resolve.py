@@ -607,4 +607,4 @@ def _combined(outcome: schedule.Outcome[ResolvedAmi]) -> BridgeError:
     )
     if all(isinstance(e, NotFoundError) for e in failures.values()):
         return NotFoundError(text)
-    return type(next(iter(failures.values())))(text) if len(failures) == 1 else BridgeError(text)
+    return BridgeError(text)

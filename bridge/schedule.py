@@ -8,7 +8,6 @@ which stops everything. No I/O here beyond the threads: the steps are the caller
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ def run(
     ready = [d for d in definitions if d.parent not in names]
     outcome: Outcome[T] = Outcome()
     stopping = False
-    lock = threading.Lock()
 
     def skip(d: Definition, reason: str) -> None:
         for child in children.get(d.name, []):
@@ -75,21 +73,20 @@ def run(
                 for future in done:
                     d = running.pop(future)
                     error = future.exception()
-                    with lock:
-                        if error is None:
-                            outcome.results[d.name] = future.result()
-                            ready.extend(children.get(d.name, []))
-                        elif isinstance(error, Cancelled) and stopping:
-                            outcome.skipped[d.name] = "the run was stopped (--fail-fast)"
-                            skip(d, "the run was stopped (--fail-fast)")
-                        elif isinstance(error, BridgeError):
-                            outcome.failures[d.name] = error
-                            skip(d, f"its ancestor {d.name!r} failed")
-                            if fail_fast and not stopping:
-                                stopping = True
-                                cancel()
-                        else:
-                            raise error
+                    if error is None:
+                        outcome.results[d.name] = future.result()
+                        ready.extend(children.get(d.name, []))
+                    elif isinstance(error, Cancelled) and stopping:
+                        outcome.skipped[d.name] = "the run was stopped (--fail-fast)"
+                        skip(d, "the run was stopped (--fail-fast)")
+                    elif isinstance(error, BridgeError):
+                        outcome.failures[d.name] = error
+                        skip(d, f"its ancestor {d.name!r} failed")
+                        if fail_fast and not stopping:
+                            stopping = True
+                            cancel()
+                    else:
+                        raise error
         except BaseException:
             cancel()
             for future in running:
