@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bridge.errors import AwsError
@@ -72,8 +73,11 @@ class AwsClients:
         retry_mode: RetryMode = RETRY_MODE,
         max_attempts: int = MAX_ATTEMPTS,
         session: Any | None = None,
+        model_cache: Path | None = None,
     ) -> None:
+        """`model_cache`: where slim service models are kept (bridge.models); None: full ones."""
         self._retry_mode = retry_mode
+        self._model_cache = model_cache
         self._max_attempts = max_attempts
         self._session = session
         self._clients: dict[tuple[str, str | None], Any] = {}
@@ -92,6 +96,12 @@ class AwsClients:
 
             if self._session is None:
                 self._session = botocore.session.get_session()
+                if self._model_cache is not None:
+                    from bridge import models
+
+                    self._session.register_component(
+                        "data_loader", models.loader(self._model_cache)
+                    )
             config = Config(
                 retries={"mode": self._retry_mode, "total_max_attempts": self._max_attempts},
                 connect_timeout=10,

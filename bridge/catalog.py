@@ -59,6 +59,7 @@ class Catalog:
     lease_bucket: str | None = None
     lease_prefix: str | None = None
     lease_ttl: float | None = None
+    jobs: int | None = None
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -194,6 +195,7 @@ def load_catalog(
         lease_bucket=lease.get("bucket"),
         lease_prefix=lease.get("prefix"),
         lease_ttl=float(lease["ttl_seconds"]) if "ttl_seconds" in lease else None,
+        jobs=data.get("jobs"),
         _order=tuple(order),
     )
 

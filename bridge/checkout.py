@@ -33,8 +33,8 @@ _LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 def exported(
     repo: git.Repo, commit: str, directory: Path, *, inputs: Sequence[str] = ()
 ) -> Iterator[Path]:
-    """A fresh directory under `directory` holding the tree of `commit` (a commit or a tree
-    SHA), removed afterwards.
+    """A fresh directory under `directory` holding the tree of `commit` (the full SHA of a
+    commit or a tree), removed afterwards.
 
     One per build, so nothing a build writes (a Packer manifest, say) is seen by the next.
     Submodules are exported at their recorded commits from their checkouts; one within `inputs`
@@ -44,7 +44,10 @@ def exported(
     try:
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            tree_sha = repo.rev_parse(f"{commit}^{{tree}}").hexsha
+            # Read through the repository's one `cat-file --batch`, as the fingerprint was.
+            binsha = bytes.fromhex(commit)
+            is_commit = repo.odb.stream(binsha).type == b"commit"
+            tree_sha = git.Commit(repo, binsha).tree.hexsha if is_commit else commit
             # A root tree with its path set, so its entries know theirs.
             tree = git.Tree(repo, bytes.fromhex(tree_sha), _TREE, "")
             _write_tree(tree, dest, _Submodules(repo, inputs))

@@ -102,7 +102,7 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         list(query.definitions),
         on_missing=on_missing,
         expect_fingerprint=query.options.expect_fingerprint,
-        jobs=_jobs(None, env),
+        jobs=_jobs(None, env, resolver.catalog),
     )
     if query.many:
         values = protocol.results({name: resolved[name] for name in query.definitions})
@@ -120,7 +120,7 @@ def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         names,
         on_missing=args.on_missing,
         expect_fingerprint=options.expect_fingerprint,
-        jobs=_jobs(args.jobs, env),
+        jobs=_jobs(args.jobs, env, resolver.catalog),
         fail_fast=args.fail_fast,
     )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
@@ -141,7 +141,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         on_missing="build",
         force=names if args.force else (),
         expect_fingerprint=options.expect_fingerprint,
-        jobs=_jobs(args.jobs, env),
+        jobs=_jobs(args.jobs, env, resolver.catalog),
         fail_fast=args.fail_fast,
     )
     return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
@@ -150,11 +150,12 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 DEFAULT_JOBS = 4
 
 
-def _jobs(flag: str | None, env: Mapping[str, str]) -> int:
-    """--jobs, else AMI_BRIDGE_JOBS, else DEFAULT_JOBS: how many definitions build at once."""
+def _jobs(flag: str | None, env: Mapping[str, str], catalog: Catalog) -> int:
+    """How many definitions build at once: --jobs, else AMI_BRIDGE_JOBS, else the catalog's
+    `jobs`, else DEFAULT_JOBS."""
     raw = flag if flag is not None else env.get("AMI_BRIDGE_JOBS")
     if raw is None or raw == "":
-        return DEFAULT_JOBS
+        return catalog.jobs or DEFAULT_JOBS
     try:
         jobs = int(raw)
     except ValueError:
@@ -282,7 +283,7 @@ def _resolver(
     return Resolver(
         repo=repo,
         catalog=catalog,
-        clients=AwsClients(),
+        clients=AwsClients(model_cache=state / "models"),
         settings=settings,
         packer=lambda: PackerRunner(
             settings.packer, env=dict(env), echo=echo, cache=state / "packer-version.json"
@@ -406,7 +407,7 @@ def _parser() -> argparse.ArgumentParser:
         "-j",
         metavar="N",
         help=f"build up to N definitions at once, each when its parent is ready (default "
-        f"AMI_BRIDGE_JOBS, else {DEFAULT_JOBS})",
+        f"AMI_BRIDGE_JOBS, else the catalog's `jobs`, else {DEFAULT_JOBS})",
     )
     parallel.add_argument(
         "--fail-fast",

@@ -341,10 +341,15 @@ def _other_templates(root: TreeIndex, d: Definition) -> bool:
 def _commit(repo: git.Repo, commit: str | None) -> git.Commit:
     rev = commit or "HEAD"
     try:
-        found = repo.commit(rev)
+        sha = _head_sha(repo) if commit is None else commit.lower()
+        if re.fullmatch(r"[0-9a-f]{40}", sha) and _is_commit(repo, sha):
+            # HEAD and full SHAs are read through the one `cat-file --batch` the tree reads use.
+            found = git.Commit(repo, bytes.fromhex(sha))
+        else:  # branches, tags, short SHAs, `rev~2`: git's own revision parsing
+            found = repo.commit(rev)
         found.tree  # noqa: B018 - reads the object, so a missing commit fails here
         return found
-    except (git.BadName, ValueError, git.GitCommandError):
+    except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
         hint = (
             "Commit the Packer definitions first (git add, git commit)."
             if commit is None
@@ -355,9 +360,19 @@ def _commit(repo: git.Repo, commit: str | None) -> git.Commit:
         ) from None
 
 
+def _head_sha(repo: git.Repo) -> str:
+    """The SHA HEAD points at, read from the ref files (ValueError before the first commit)."""
+    sha: str = git.SymbolicReference.dereference_recursive(repo, "HEAD")
+    return sha
+
+
+def _is_commit(repo: git.Repo, sha: str) -> bool:
+    return bool(repo.odb.stream(bytes.fromhex(sha)).type == b"commit")
+
+
 def _is_head(repo: git.Repo, sha: str) -> bool:
     try:
-        return repo.head.commit.hexsha == sha
+        return _head_sha(repo) == sha
     except ValueError:
         return False
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import git
 
-from bridge import checkout, manifests, plan, publish, registry, schedule, seed
+from bridge import checkout, manifests, plan, publish, registry, schedule, seed, validation
 from bridge.aws import AwsClients
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
@@ -521,6 +521,8 @@ class Resolver:
         regions = self.regions(d)
         runner = self._runner()
         commit = snapshot.commit
+        if self.settings.manifest_bucket:
+            validation.warm_up(manifests.SCHEMA)  # while Packer runs
         with self._source(snapshot, d) as source:
             artifacts = build_image(
                 runner,

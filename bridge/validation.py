@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -43,9 +44,7 @@ def first_error(schema: str, data: Any, raw: bytes, cache_dir: Path | None = Non
         marker = cache_dir / "validated" / key
         if marker.exists():
             return None
-    from jsonschema import Draft202012Validator
-
-    errors = list(Draft202012Validator(load_schema(schema)).iter_errors(data))
+    errors = list(_validator(schema).iter_errors(data))
     if errors:
         return min(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if marker is not None:
@@ -59,6 +58,25 @@ def first_error(schema: str, data: Any, raw: bytes, cache_dir: Path | None = Non
 
 def count_errors(schema: str, data: Any) -> int:
     """How many validation errors `data` has (for "N more problems" in messages)."""
+    return sum(1 for _ in _validator(schema).iter_errors(data))
+
+
+def warm_up(schema: str) -> None:
+    """Load jsonschema and `schema`'s validator in the background (about 0.1 s), e.g. while
+    Packer builds, so validating the manifest afterwards does not add to the build's time."""
+    threading.Thread(target=_validator, args=(schema,), name="warm-up").start()
+
+
+_validators_lock = threading.Lock()
+
+
+@cache
+def _validator_locked(schema: str) -> Any:
     from jsonschema import Draft202012Validator
 
-    return sum(1 for _ in Draft202012Validator(load_schema(schema)).iter_errors(data))
+    return Draft202012Validator(load_schema(schema))
+
+
+def _validator(schema: str) -> Any:
+    with _validators_lock:
+        return _validator_locked(schema)

@@ -215,3 +215,25 @@ def test_local_exec_takes_only_the_build_command_text(sandbox_env, repo):
     assert proc.code == 1
     assert "--local-exec takes the text `ami-bridge build DEF`" in proc.stderr
     assert own_images() == []
+
+
+def test_jobs_come_from_the_flag_then_the_environment_then_the_catalog():
+    from bridge.catalog import Catalog
+    from bridge.cli import DEFAULT_JOBS, _jobs
+    from bridge.errors import QueryError
+
+    plain = Catalog(path="ami-chain.json", definitions={})
+    two = Catalog(path="ami-chain.json", definitions={}, jobs=2)
+    assert _jobs(None, {}, plain) == DEFAULT_JOBS
+    assert _jobs(None, {}, two) == 2
+    assert _jobs(None, {"AMI_BRIDGE_JOBS": "3"}, two) == 3
+    assert _jobs("5", {"AMI_BRIDGE_JOBS": "3"}, two) == 5
+    with pytest.raises(QueryError, match="AMI_BRIDGE_JOBS is '0'"):
+        _jobs(None, {"AMI_BRIDGE_JOBS": "0"}, two)
+
+
+def test_a_catalog_jobs_value_out_of_range_is_refused(repo):
+    repo.set_catalog({**repo.catalog(), "jobs": 0})
+    proc = run_bridge(["status", "--repo", str(repo.path)], {})
+    assert proc.code == 1
+    assert "jobs" in proc.stderr and "Traceback" not in proc.stderr

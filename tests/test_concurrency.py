@@ -314,11 +314,14 @@ def test_sibling_builds_run_at_once(sandbox_env, repo, packer, tmp_path):
     assert "[tools] packer: ==> " in proc.stderr and "[agent] packer: ==> " in proc.stderr
 
 
-def test_one_job_builds_one_at_a_time(sandbox_env, repo, packer, tmp_path):
+@pytest.mark.parametrize("where", ["--jobs", "catalog"])
+def test_one_job_builds_one_at_a_time(sandbox_env, repo, packer, tmp_path, where):
     add_children(repo, ["tools", "agent"], seconds=2)
-    proc = run_bridge(
-        ["build", "tools", "agent", "--jobs", "1", "--repo", str(repo.path)], sandbox_env
-    )
+    flags = ["--jobs", "1"] if where == "--jobs" else []
+    if where == "catalog":
+        repo.set_catalog({**repo.catalog(), "jobs": 1})
+        repo.commit("one build at a time")
+    proc = run_bridge(["build", "tools", "agent", *flags, "--repo", str(repo.path)], sandbox_env)
     assert proc.code == 0, proc.stderr
     (t0, t1), (a0, a1) = (packer_span(tmp_path / "state", n) for n in ("tools", "agent"))
     assert t1 <= a0 or a1 <= t0

@@ -147,11 +147,23 @@ def test_explicit_commit_fingerprints_that_commit(repo):
     repo.commit("v2")
     at_old, snap = fingerprints(repo, commit=old_head)
     assert at_old == old and snap.commit == old_head
+    repo.git("tag", "-a", "-m", "release", "v1", old_head)
+    tag_object = repo.git("rev-parse", "v1")
+    assert tag_object != old_head
+    for spelling in (old_head.upper(), old_head[:10], "v1", tag_object, "HEAD~1"):
+        at, snap = fingerprints(repo, commit=spelling)
+        assert (at, snap.commit) == (old, old_head), spelling
 
 
-def test_unknown_commit_is_clear(repo):
-    with pytest.raises(FingerprintError, match="Cannot find commit 'nope'"):
-        fingerprints(repo, commit="nope")
+@pytest.mark.parametrize("what", ["nope", "a tree", "a missing SHA"])
+def test_unknown_commit_is_clear(repo, what):
+    rev = {
+        "nope": "nope",
+        "a tree": repo.git("rev-parse", "HEAD^{tree}"),
+        "a missing SHA": "0123456789" * 4,
+    }[what]
+    with pytest.raises(FingerprintError, match=f"Cannot find commit '{rev}'"):
+        fingerprints(repo, commit=rev)
 
 
 def test_uncommitted_template_is_clear(repo):
@@ -218,8 +230,12 @@ def test_git_invocations_do_not_grow_with_history(repo, monkeypatch):
     long_count, long_fps = count_once()
     assert long_fps == short_fps
     assert long_count == short_count
-    # One `git status` and one long-lived `git cat-file --batch`, whatever the history.
-    assert 1 <= short_count <= 3, calls
+    # One `git status` and one long-lived `git cat-file --batch`, whatever the history: HEAD is
+    # read from the ref files and the commit through the same reader as the trees.
+    assert sorted(" ".join(argv[1:3]) for argv in calls) == [
+        "cat-file --batch",
+        "status --porcelain=v1",
+    ]
 
 
 def link(repo, rel: str, target: str) -> None:

@@ -1,0 +1,99 @@
+"""Slim service models (models.py): faithful to botocore's, complete for what the bridge calls."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import botocore.session
+import pytest
+from botocore.loaders import Loader
+
+from bridge import models
+from bridge.aws import AwsClients
+
+BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
+
+
+@pytest.mark.parametrize("service", sorted(models.OPERATIONS))
+def test_a_slim_model_is_the_full_model_cut_to_the_operations_and_the_shapes_they_reach(service):
+    full = Loader().load_service_model(service, "service-2")
+    slim = models.slim(full, models.OPERATIONS[service])
+    assert slim["metadata"] == full["metadata"]
+    assert set(slim["operations"]) == models.OPERATIONS[service]
+    for name, op in slim["operations"].items():
+        assert op == full["operations"][name]
+    for name, shape in slim["shapes"].items():
+        assert shape == full["shapes"][name]
+    # Closed: every shape an operation or a kept shape names is kept.
+    refs = [r["shape"] for op in slim["operations"].values() for r in models._op_refs(op)]
+    refs += [r["shape"] for shape in slim["shapes"].values() for r in models._shape_refs(shape)]
+    assert set(refs) <= set(slim["shapes"])
+    # botocore builds every operation's input and output from it.
+    model = botocore.session.get_session().get_service_model(service)
+    for op in slim["operations"]:
+        kept = _members(models_service_model(slim, service).operation_model(op).input_shape)
+        assert kept == _members(model.operation_model(op).input_shape)
+
+
+def models_service_model(slim, service):
+    from botocore.model import ServiceModel
+
+    return ServiceModel(slim, service_name=service)
+
+
+def _members(shape, depth=4):
+    if shape is None or depth == 0:
+        return None
+    if shape.type_name == "structure":
+        return {k: _members(v, depth - 1) for k, v in shape.members.items()}
+    if shape.type_name == "list":
+        return [_members(shape.member, depth - 1)]
+    return shape.type_name
+
+
+def test_every_operation_the_bridge_calls_is_in_the_slim_models():
+    session = botocore.session.get_session()
+    called: dict[str, set[str]] = {service: set() for service in models.OPERATIONS}
+    for service in models.OPERATIONS:
+        client = session.create_client(
+            service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        methods = client.meta.method_to_api_mapping
+        waiters = set(client.waiter_names)
+        for source in sorted(BRIDGE.glob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text())):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                if node.func.attr in methods:
+                    called[service].add(methods[node.func.attr])
+                elif node.func.attr == "get_waiter" and node.args:
+                    name = ast.literal_eval(node.args[0])
+                    if name in waiters:
+                        called[service].add(client.get_waiter(name).config.operation)
+    assert "DescribeImages" in called["ec2"] and "PutObject" in called["s3"]
+    for service, operations in called.items():
+        assert operations <= models.OPERATIONS[service], (
+            f"add {sorted(operations - models.OPERATIONS[service])} to models.OPERATIONS"
+        )
+
+
+def test_the_first_client_writes_the_slim_model_and_later_clients_load_it(tmp_path, sandbox_env):
+    first = AwsClients(model_cache=tmp_path).ec2("us-east-1")
+    written = list(tmp_path.glob("*/ec2/*/service-2.json"))
+    assert len(written) == 1
+    later = AwsClients(model_cache=tmp_path).ec2("us-east-1")
+    assert sorted(later.meta.service_model.operation_names) == sorted(models.OPERATIONS["ec2"])
+    assert (
+        later.describe_images(Owners=["self"])["Images"]
+        == first.describe_images(Owners=["self"])["Images"]
+    )
+    assert len(AwsClients().ec2("us-east-1").meta.service_model.operation_names) > 500
+
+
+def test_an_unwritable_cache_leaves_the_full_model_and_no_files(tmp_path, sandbox_env):
+    blocked = tmp_path / "models"
+    blocked.write_text("a file where the cache directory would be")
+    ec2 = AwsClients(model_cache=blocked).ec2("us-east-1")
+    assert len(ec2.meta.service_model.operation_names) > 500
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]
