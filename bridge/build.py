@@ -71,7 +71,8 @@ def build_image(
     log_dir: Path,
     manifest_dir: Path | None,
 ) -> Artifacts:
-    """Run Packer for `d` from `root`; the AMIs it reports for every one of `regions`.
+    """Run Packer for `d` from `root`; the AMIs it reports for `regions` (the first, where it
+    builds, at least; a template may copy to others itself with `ami_regions`).
 
     `parent` is (definition, AMI) of the image to build on. Artifacts come from Packer's
     machine-readable output, or from a seed-style manifest file in `manifest_dir` (default
@@ -100,11 +101,10 @@ def build_image(
     started = math.floor(time.time())
     result = runner.build(d.template, variables, root, log_path, label=d.name)
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
-    missing = [r for r in regions if r not in amis]
-    if missing:
+    if regions[0] not in amis:
         raise BuildError(
-            f"Packer built {d.name!r} but reported no AMI for {', '.join(missing)} (it "
-            f"reported {amis or 'none'}). Make the template build in {regions[0]} and copy "
-            f"to the other catalog regions (ami_regions). Log: {log_path}."
+            f"Packer built {d.name!r} but reported no AMI in {regions[0]}, where it was asked to "
+            f"build (it reported {amis or 'none'}). Make the template build in its `region` "
+            f"variable. Log: {log_path}."
         )
-    return Artifacts({r: amis[r] for r in regions}, log_path)
+    return Artifacts({r: amis[r] for r in regions if r in amis}, log_path)

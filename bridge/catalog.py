@@ -40,6 +40,10 @@ class Definition:
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Distribution: None where the definition does not say (the catalog's value applies).
+    encrypted: bool | None = None
+    kms_keys: Mapping[str, str] | None = None
+    share: tuple[str, ...] | None = None
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -60,6 +64,9 @@ class Catalog:
     lease_prefix: str | None = None
     lease_ttl: float | None = None
     jobs: int | None = None
+    encrypted: bool = False
+    kms_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    share: tuple[str, ...] = ()
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -72,6 +79,18 @@ class Catalog:
                 f"Unknown definition {name!r}: the catalog {self.path} defines {known}. "
                 "Use one of those names, or add the definition to the catalog."
             ) from None
+
+    def encrypted_for(self, d: Definition) -> bool:
+        """Whether the bridge's copies of `d`'s image are encrypted."""
+        return self.encrypted if d.encrypted is None else d.encrypted
+
+    def kms_key_for(self, d: Definition, region: str) -> str | None:
+        """The KMS key for `d`'s copies in `region`, when the catalog names one."""
+        return (self.kms_keys if d.kms_keys is None else d.kms_keys).get(region)
+
+    def share_for(self, d: Definition) -> tuple[str, ...]:
+        """Who may launch `d`'s images (the definition's list, else the catalog's)."""
+        return self.share if d.share is None else d.share
 
     def closure(self, names: Iterable[str]) -> list[Definition]:
         """The named definitions and all their ancestors, parents before children."""
@@ -196,6 +215,9 @@ def load_catalog(
         lease_prefix=lease.get("prefix"),
         lease_ttl=float(lease["ttl_seconds"]) if "ttl_seconds" in lease else None,
         jobs=data.get("jobs"),
+        encrypted=data.get("encrypted", False),
+        kms_keys=MappingProxyType(dict(data.get("kms_keys", {}))),
+        share=tuple(data.get("share", ())),
         _order=tuple(order),
     )
 
@@ -280,6 +302,9 @@ def _definition(files: Files, rel: str, name: str, spec: Mapping[str, Any]) -> D
         variables=MappingProxyType(dict(sorted(spec.get("variables", {}).items()))),
         regions=tuple(spec.get("regions", ())),
         tags=MappingProxyType(dict(sorted(spec.get("tags", {}).items()))),
+        encrypted=spec.get("encrypted"),
+        kms_keys=MappingProxyType(dict(spec["kms_keys"])) if "kms_keys" in spec else None,
+        share=tuple(spec["share"]) if "share" in spec else None,
         entry=canonical_entry(spec),
     )
 

@@ -308,12 +308,19 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
         json.dump({n: result(r) for n, r in results.items()}, out, indent=2, sort_keys=True)
         out.write("\n")
     else:
-        rows = [("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT")]
+        rows = [("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "REGIONS")]
         for r in results.values():
             parent = (
                 f"{r.parent_definition} ({r.parent_ami_id or '-'})" if r.parent_definition else "-"
             )
-            rows.append((r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent))
+            # Each region, and its state when the image is not there yet.
+            regions = " ".join(
+                region if state == "found" else f"{region}:{state}"
+                for region, state in r.region_states.items()
+            )
+            rows.append(
+                (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, regions)
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             out.write(

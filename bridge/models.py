@@ -25,7 +25,17 @@ log = logging.getLogger(__name__)
 # Every AWS operation the bridge calls. A call to one missing here fails with AttributeError,
 # and tests/test_models.py checks the bridge's sources against this list.
 OPERATIONS: Mapping[str, frozenset[str]] = {
-    "ec2": frozenset({"CreateTags", "DescribeImages"}),
+    "ec2": frozenset(
+        {
+            "CopyImage",
+            "CreateTags",
+            "DescribeImageAttribute",
+            "DescribeImages",
+            "DescribeSnapshotAttribute",
+            "ModifyImageAttribute",
+            "ModifySnapshotAttribute",
+        }
+    ),
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),
 }
 

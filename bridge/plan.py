@@ -8,7 +8,7 @@ act on the same decision.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -19,11 +19,15 @@ from bridge.registry import TAG_BUILD_ID, TAG_DEFINITION, TAG_MANIFEST, TAG_PARE
 from bridge.settings import OnMissing
 
 # found: every region has a usable image; pending: every region has one, some still pending;
+# partial: some regions have the image (a copy of one build), others have none: copied, not built;
 # outdated: images with this fingerprint exist but none was built on the parent's current AMI;
-# missing: no usable image in at least one region.
-State = Literal["found", "missing", "outdated", "pending"]
-# use the image; wait for a pending one; build; fail with "not found"; report the miss as is.
-Step = Literal["use", "wait", "build", "fail", "report"]
+# missing: no usable image in any region.
+State = Literal["found", "missing", "outdated", "pending", "partial"]
+# Per region: an available image; one being made (built or copied); none.
+RegionState = Literal["found", "pending", "missing"]
+# use the image; wait for a pending one; build; copy to the regions that lack it; fail with
+# "not found"; report the miss as is.
+Step = Literal["use", "wait", "build", "copy", "fail", "report"]
 Source = Literal["ec2", "seed-manifest", "none"]
 
 
@@ -51,13 +55,42 @@ class Decision:
 
     @property
     def amis(self) -> dict[str, str]:
-        """Region -> AMI ID of the images to use."""
-        return {r: i.ami_id for r, i in self.images.items()} if self.usable else {}
+        """Region -> AMI ID of the images to use (the regions that have one, when partial)."""
+        return {r: i.ami_id for r, i in self.images.items()} if self._has_images else {}
 
     @property
     def primary(self) -> Image | None:
         """The image in the build region, when there is one to use."""
-        return self.images.get(self.regions[0]) if self.usable else None
+        return self.images.get(self.regions[0]) if self._has_images else None
+
+    @property
+    def _has_images(self) -> bool:
+        return self.state in ("found", "pending", "partial")
+
+    @property
+    def region_states(self) -> dict[str, RegionState]:
+        """Each region's image: found, pending (being built or copied) or missing."""
+        states: dict[str, RegionState] = {}
+        for region in self.regions:
+            image = self.images.get(region) if self._has_images else None
+            if image is None:
+                states[region] = "missing"
+            else:
+                states[region] = "pending" if image.state == "pending" else "found"
+        return states
+
+    @property
+    def missing_regions(self) -> tuple[str, ...]:
+        """The regions a partial image still has to be copied to."""
+        return tuple(r for r, s in self.region_states.items() if s == "missing")
+
+    def copy_source(self) -> Image | None:
+        """An available image of this build to copy from: the build region's first."""
+        for region in self.regions:
+            image = self.images.get(region)
+            if image is not None and image.state == "available" and self._has_images:
+                return image
+        return None
 
 
 def build_id(decision: Decision, parent_build_id: str | None) -> str:
@@ -121,13 +154,14 @@ def decide(
     regions: Sequence[str],
     seen: Mapping[str, Sequence[Image]],
     *,
-    parent_ami: str | None,
+    parent_amis: Collection[str] | None,
     seeded: Mapping[str, Image] | None = None,
 ) -> Decision:
     """Classify `d` from the images seen with its fingerprint (region -> images, newest first).
 
-    `parent_ami` is the AMI of the parent's image to build on ("" when the parent has none yet;
-    None for a root). A child's image counts only if its parent-AMI tag names that AMI. `seeded`
+    `parent_amis` are the AMIs of the parent's image, one per region (empty when the parent has
+    none yet; None for a root). A child's image counts only if its parent-AMI tag names one of
+    them: the child may be built in another region than the parent, on its copy there. `seeded`
     is a root image a seed pipeline built in the same workflow (its manifest), used only when EC2
     has no complete image by fingerprint and every region's copy is available.
     """
@@ -151,8 +185,8 @@ def decide(
         # An image whose provenance names another definition is that definition's, whatever
         # fingerprint it carries.
         candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
-        if parent_ami is not None:
-            matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) == parent_ami]
+        if parent_amis is not None:
+            matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
             outdated = outdated or (bool(candidates) and not matching)
             candidates = matching
         if candidates:
@@ -162,7 +196,7 @@ def decide(
     complete = all(r in chosen for r in regions)
     if (
         not complete
-        and parent_ami is None
+        and parent_amis is None
         and seeded is not None
         and all(r in seeded and seeded[r].state == "available" for r in regions)
     ):
@@ -178,6 +212,10 @@ def decide(
     state: State
     if complete:
         state = "pending" if any(i.state == "pending" for i in chosen.values()) else "found"
+    elif chosen:
+        # One build, not distributed everywhere: regions are not in the fingerprint, so the
+        # missing ones get copies of it.
+        state = "partial"
     else:
         state = "outdated" if outdated else "missing"
     return Decision(
@@ -206,6 +244,12 @@ def next_step(
         return "use"
     if decision.state == "pending":
         return "wait"
+    if decision.state == "partial":
+        if on_missing == "build":
+            return "copy"
+        if decision.primary is not None and decision.primary.state == "available":
+            return "use"  # this region has its copy; the others are repaired by a build run
+        return "fail" if on_missing == "fail" and decision.primary is None else "report"
     if not parent_ready:
         return "report"
     if on_missing == "build":

@@ -103,6 +103,9 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "state": resolved.state,
         "manifest_uri": resolved.manifest_uri,
         "amis_json": json.dumps(dict(resolved.amis), sort_keys=True, separators=(",", ":")),
+        "regions_json": json.dumps(
+            dict(resolved.region_states), sort_keys=True, separators=(",", ":")
+        ),
         "git_commit": resolved.git_commit,
         "commit": resolved.commit,
         "creation_date": resolved.creation_date,

@@ -163,6 +163,33 @@ def restore_manifest(
     return uri
 
 
+def add_regions(
+    clients: AwsClients,
+    d: Definition,
+    fingerprint: str,
+    amis: Mapping[str, str],
+    *,
+    bucket: str,
+    prefix: str | None,
+) -> None:
+    """Record regional copies in the image's manifest, when it has one (its build wrote it)."""
+    s3 = clients.s3(next(iter(sorted(amis))))
+    found = manifests.fetch(s3, bucket, prefix, d.name, fingerprint)
+    if found is None or dict(found.amis) == dict(amis):
+        return
+    if any(found.amis.get(r, a) != a for r, a in amis.items()):
+        log.warning(
+            "%s: the manifest lists other images (%s) than the ones found (%s); left as it is",
+            d.name,
+            dict(found.amis),
+            dict(amis),
+        )
+        return
+    manifests.publish(
+        s3, bucket, prefix, replace(found, amis=dict(sorted({**found.amis, **amis}.items())))
+    )
+
+
 def _mark_published(clients: AwsClients, images: Iterable[Image], uri: str) -> None:
     for image in images:
         registry.tag_image(clients.ec2(image.region), image, {registry.TAG_MANIFEST: uri})

@@ -51,6 +51,7 @@ class Image:
     owner_id: str
     tags: Mapping[str, str]
     snapshot_ids: tuple[str, ...]
+    name: str = ""
 
     def tag(self, key: str) -> str | None:
         """The value of tag `key`, or None."""
@@ -140,6 +141,37 @@ def tag_image(ec2: EC2Client, image: Image, tags: Mapping[str, str]) -> None:
         ec2.create_tags(Resources=[image.ami_id, *image.snapshot_ids], Tags=pairs)
 
 
+def copy_image(
+    ec2: EC2Client,
+    source: Image,
+    region: str,
+    *,
+    encrypted: bool = False,
+    kms_key_id: str | None = None,
+) -> str:
+    """Start a copy of `source` into `region` (the client's), tags included; its AMI ID.
+
+    The copy is pending until EC2 has copied the snapshots; its tags are there at once, so other
+    processes see it as the copy in progress, not as a region to copy to.
+    """
+    kwargs: dict[str, Any] = {}
+    if encrypted or kms_key_id:
+        kwargs["Encrypted"] = True
+    if kms_key_id:
+        kwargs["KmsKeyId"] = kms_key_id
+    with aws_call(f"copying {source.ami_id} from {source.region} to {region}", "ec2:CopyImage"):
+        response = ec2.copy_image(
+            SourceImageId=source.ami_id,
+            SourceRegion=source.region,
+            Name=source.name or source.ami_id,
+            Description=f"Copy of {source.ami_id} from {source.region}",
+            CopyImageTags=True,
+            **kwargs,
+        )
+    ami: str = response["ImageId"]
+    return ami
+
+
 def owned_by(image: Image, owners: Sequence[str]) -> bool:
     """Whether `owners` ("self" or account IDs) count `image`; "self" counts the caller's."""
     accounts = {o for o in owners if o != "self"}
@@ -160,4 +192,5 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
         owner_id=raw.get("OwnerId", ""),
         tags=MappingProxyType({t["Key"]: t["Value"] for t in raw.get("Tags", [])}),
         snapshot_ids=snapshots,
+        name=raw.get("Name", ""),
     )

@@ -40,7 +40,7 @@ from bridge.settings import OnMissing, Settings
 log = logging.getLogger(__name__)
 
 # What a resolve reports: a planner state, or `built` when the image was built during it.
-Outcome = Literal["found", "built", "missing", "outdated", "pending"]
+Outcome = Literal["found", "built", "missing", "outdated", "pending", "partial"]
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,13 @@ class ResolvedAmi:
     creation_date: str
     # The image's build ID, or the one a build now would give it (plan.build_id).
     build_id: str
+    # Region -> found / pending / missing, for every region the image must exist in.
+    region_states: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def found(self) -> bool:
-        """An image is there to use."""
-        return self.state in ("found", "built")
+        """An image is there to use (in `region`; a partial one may lack others)."""
+        return self.state in ("found", "built") or (self.state == "partial" and bool(self.ami_id))
 
     @property
     def built(self) -> bool:
@@ -118,13 +120,34 @@ class Resolver:
     # -- looking --------------------------------------------------------------------------------
 
     def regions(self, d: Definition) -> tuple[str, ...]:
-        """Regions the image of `d` must exist in; the first is where it is built."""
-        return plan.regions_for(
-            d,
-            catalog_regions=self.settings.regions,
-            region=self.settings.region,
-            explicit=self.settings.region_explicit,
-        )
+        """Regions the image of `d` must exist in; the first is where it is built.
+
+        A parent also exists where each of its children is built, so a child is always built on
+        the parent's image in its own region (copied there first when needed).
+        """
+        below = [
+            plan.regions_for(c, catalog_regions=self.settings.regions, region=self.settings.region)[
+                0
+            ]
+            for c in self.catalog.all()
+            if c.parent == d.name
+        ]
+        try:
+            own = plan.regions_for(
+                d,
+                catalog_regions=self.settings.regions,
+                region=self.settings.region,
+                explicit=self.settings.region_explicit,
+            )
+        except QueryError:
+            if self.settings.region not in below:
+                raise
+            # Asked for in a region only a child lists: the parent goes there for the child.
+            own = plan.regions_for(
+                d, catalog_regions=self.settings.regions, region=self.settings.region
+            )
+            own = (self.settings.region, *own)
+        return tuple(dict.fromkeys([*own, *below]))
 
     def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
         """The fingerprints of `names` and their ancestors, without asking AWS."""
@@ -190,7 +213,7 @@ class Resolver:
             fp,
             self.regions(d),
             survey.seen(fp),
-            parent_ami=None if parent is None else parent.ami_id,
+            parent_amis=None if parent is None else frozenset(parent.amis.values()),
             seeded=survey.seeded.get(d.name),
         )
         for region, others in decision.duplicates.items():
@@ -279,7 +302,7 @@ class Resolver:
             decision,
             on_missing=on_missing,
             forced=d.name in forced,
-            parent_ready=parent is None or parent.found,
+            parent_ready=parent is None or self.regions(d)[0] in parent.amis,
         )
         if step == "wait":
             decision = self._wait(decision)
@@ -293,6 +316,8 @@ class Resolver:
             return self._locked_build(
                 d, decision, parent, survey.snapshot, recheck=d.name not in forced
             )
+        if step == "copy":
+            return self._locked_copy(d, decision, parent, commit)
         if step == "fail":
             raise NotFoundError(self._not_found(d, decision))
         return self._outcome(decision, d, parent, commit)
@@ -361,7 +386,7 @@ class Resolver:
             ami_id=primary.ami_id if primary else "",
             amis=MappingProxyType(dict(sorted(decision.amis.items()))),
             parent_definition=d.parent,
-            parent_ami_id=parent.ami_id if parent else "",
+            parent_ami_id=parent.amis.get(decision.regions[0], parent.ami_id) if parent else "",
             state=state,
             manifest_uri=manifest_uri,
             # "" when unknown (a seed pipeline's image): never the commit looked at now, which
@@ -370,16 +395,26 @@ class Resolver:
             commit=commit,
             creation_date=primary.creation_date if primary else "",
             build_id=plan.build_id(decision, parent.build_id if parent else None),
+            region_states=MappingProxyType(
+                {r: "found" if built else s for r, s in decision.region_states.items()}
+            ),
         )
 
     def _not_found(self, d: Definition, decision: plan.Decision) -> str:
         owners = ",".join(self.settings.owners)
-        why = (
-            "images with that fingerprint exist but were built on another parent AMI, so they "
-            "are outdated"
-            if decision.state == "outdated"
-            else "no image carries that fingerprint"
-        )
+        if decision.state == "partial":
+            have = ", ".join(f"{r} ({a})" for r, a in sorted(decision.amis.items()))
+            why = (
+                f"the image is partial: it has copies in {have} but none in "
+                f"{', '.join(decision.missing_regions)}; a build run copies it there (no rebuild)"
+            )
+        elif decision.state == "outdated":
+            why = (
+                "images with that fingerprint exist but were built on another parent AMI, so "
+                "they are outdated"
+            )
+        else:
+            why = "no image carries that fingerprint"
         return (
             f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
             f"{', '.join(decision.regions)}, owners {owners}, tag {self.settings.tag_key}: {why}. "
@@ -464,23 +499,128 @@ class Resolver:
             self._leases.cancelled = self._cancelled
         return self._leases
 
-    def _recheck(
-        self, d: Definition, fp: str, parent: ResolvedAmi | None, commit: str
-    ) -> ResolvedAmi | None:
-        """The image, if another process built it since we looked."""
+    def _look_again(self, d: Definition, fp: str, parent: ResolvedAmi | None) -> plan.Decision:
         regions = self.regions(d)
         seen = {region: self._find(region, [fp]).get(fp, []) for region in regions}
-        decision = plan.decide(
-            d, fp, regions, seen, parent_ami=None if parent is None else parent.ami_id
+        return plan.decide(
+            d,
+            fp,
+            regions,
+            seen,
+            parent_amis=None if parent is None else frozenset(parent.amis.values()),
         )
+
+    def _recheck(
+        self, d: Definition, fp: str, parent: ResolvedAmi | None, commit: str, *, built: bool = True
+    ) -> ResolvedAmi | None:
+        """The image, if another process built (or copied) it since we looked."""
+        decision = self._look_again(d, fp, parent)
         if not decision.usable:
             return None
         if decision.state == "pending":
             decision = self._wait(decision)
-        log.info("%s was built by another process meanwhile: %s", d.name, decision.amis)
+        log.info("%s was made by another process meanwhile: %s", d.name, decision.amis)
         # Built during this resolve, by the build it waited for: the same answer as the
         # builder's, so concurrent resolves agree.
-        return self._outcome(decision, d, parent, commit, built=True)
+        return self._outcome(decision, d, parent, commit, built=built)
+
+    def _locked_copy(
+        self, d: Definition, decision: plan.Decision, parent: ResolvedAmi | None, commit: str
+    ) -> ResolvedAmi:
+        """Copy a partial image to the regions that lack it, under the build's lock and lease
+        (so two processes never copy the same image twice); nothing is built."""
+        fp = decision.fingerprint
+
+        def copy(lease: Lease | None) -> ResolvedAmi:
+            current = self._look_again(d, fp, parent)
+            if current.state != "partial":  # deregistered meanwhile: build it as usual
+                raise BridgeError(
+                    f"The image of {d.name!r} ({fp[:12]}) changed while it was being copied "
+                    f"(now {current.state}). Run again."
+                )
+            images = self._distribute(d, dict(current.images), current.regions)
+            done = replace(current, state="found", images=MappingProxyType(images))
+            self._update_manifest(d, fp, images)
+            return self._outcome(done, d, parent, commit)
+
+        return build_once(
+            self.settings.lock_dir / f"{d.name}-{fp}.lock",
+            self._lease_manager(),
+            lease_key(self.settings.lease_prefix, d.name, fp, self.regions(d)),
+            d.name,
+            fp,
+            wait_timeout=self.settings.wait_timeout,
+            cancelled=self._cancelled,
+            done=lambda: self._recheck(d, fp, parent, commit, built=False),
+            build=copy,
+        )
+
+    def _distribute(
+        self, d: Definition, images: dict[str, Image], regions: Sequence[str]
+    ) -> dict[str, Image]:
+        """`images` copied to every one of `regions` that lacks one, all available."""
+        pending = {r: i for r, i in images.items() if i.state == "pending"}
+        for region, image in pending.items():
+            images[region] = self._available(image)
+        missing = [r for r in regions if r not in images]
+        if not missing:
+            return images
+        source = next(images[r] for r in regions if r in images)
+        tags = {k: v for k, v in source.tags.items() if not k.startswith("aws:")}
+        started: dict[str, Image] = {}
+        for region in missing:
+            ec2 = self.clients.ec2(region)
+            ami = registry.copy_image(
+                ec2,
+                source,
+                region,
+                encrypted=self.catalog.encrypted_for(d),
+                kms_key_id=self.catalog.kms_key_for(d, region),
+            )
+            log.info(
+                "%s: copying %s from %s to %s: %s",
+                d.name,
+                source.ami_id,
+                source.region,
+                region,
+                ami,
+            )
+            copy = registry.describe_image(ec2, region, ami)
+            # At once, so another process sees the copy in progress, not a region to copy to.
+            registry.tag_image(ec2, copy, tags)
+            started[region] = copy
+        for region, copy in started.items():
+            copy = self._available(copy)
+            registry.tag_image(self.clients.ec2(region), copy, tags)  # its snapshots, now known
+            images[region] = replace(copy, tags=MappingProxyType({**copy.tags, **tags}))
+        return images
+
+    def _available(self, image: Image) -> Image:
+        if image.state == "available":
+            return image
+        return registry.wait_available(
+            self.clients.ec2(image.region),
+            image.region,
+            image.ami_id,
+            timeout=self.settings.wait_timeout,
+        )
+
+    def _update_manifest(self, d: Definition, fp: str, images: Mapping[str, Image]) -> None:
+        """The manifest of a copied image lists every regional copy."""
+        bucket = self.settings.manifest_bucket
+        if not bucket:
+            return
+        try:
+            publish.add_regions(
+                self.clients,
+                d,
+                fp,
+                {r: i.ami_id for r, i in images.items()},
+                bucket=bucket,
+                prefix=self.settings.manifest_prefix,
+            )
+        except (AwsError, ManifestError) as exc:
+            log.warning("%s: the manifest could not be updated with the copies: %s", d.name, exc)
 
     def _locked_build(
         self,
@@ -530,7 +670,7 @@ class Resolver:
                 d,
                 fp,
                 regions=regions,
-                parent=(parent.definition, parent.ami_id) if parent else None,
+                parent=(parent.definition, parent.amis[regions[0]]) if parent else None,
                 ec2_endpoint=self.settings.ec2_endpoint,
                 log_dir=self.settings.log_dir,
                 manifest_dir=self.settings.packer_manifest_dir,
@@ -548,7 +688,9 @@ class Resolver:
             build_url=self.settings.build_url,
             parent=None
             if parent is None
-            else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
+            else manifests.ParentRef(
+                parent.definition, parent.fingerprint, parent.amis[regions[0]]
+            ),
             build_id=build_id,
         )
         published = publish.publish(
@@ -565,8 +707,13 @@ class Resolver:
         log.info(
             "built %s: %s", d.name, ", ".join(f"{r}:{a}" for r, a in sorted(artifacts.amis.items()))
         )
+        images = dict(published.images)
+        if any(r not in images for r in regions):
+            # Tagged first, so a failed copy leaves a found image to copy from on the next run.
+            images = self._distribute(d, images, regions)
+            self._update_manifest(d, fp, images)
         decision = plan.Decision(
-            d.name, fp, "found", regions, MappingProxyType(dict(published.images)), source="ec2"
+            d.name, fp, "found", regions, MappingProxyType(images), source="ec2"
         )
         return self._outcome(
             decision,

@@ -1,11 +1,13 @@
 """The sandbox: a local AWS (moto in server mode) for demos, tests and benchmarks.
 
-It is a real HTTP endpoint that boto3, Packer and Terraform talk to. Two things differ from a
+It is a real HTTP endpoint that boto3, Packer and Terraform talk to. These things differ from a
 stock moto server:
 
 * Images made by CreateImage or CopyImage get root device type `ebs`, as EBS-backed images do in
   AWS. Stock moto says `standard`, and Packer's amazon-ebs builder then refuses them as a source
   AMI, so a child could never be built on a sandbox-built parent.
+* CopyImage honours `CopyImageTags`, `Encrypted` and `KmsKeyId` (stock moto ignores all three),
+  and DescribeImages reports `Encrypted` and `KmsKeyId` in each image's EBS block device mapping.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -52,6 +54,56 @@ def _patch_moto() -> None:
 
     AmiBackend.create_image = create_ebs_image  # type: ignore[method-assign]
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
+    _patch_copy_image()
+
+
+def _patch_copy_image() -> None:
+    """CopyImage as EC2 has it: `CopyImageTags` copies the source's tags, `Encrypted` and
+    `KmsKeyId` encrypt the copy's snapshot (a copy of an encrypted image stays encrypted), and
+    DescribeImages reports each snapshot's encryption and key in its block device mapping."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.responses.amis import AmisResponse
+
+    def copy_image(self: Any) -> Any:
+        source_id = self._get_param("SourceImageId")
+        source_region = self._get_param("SourceRegion")
+        self.error_on_dryrun()
+        image = self.ec2_backend.copy_image(
+            source_id, source_region, self._get_param("Name"), self._get_param("Description")
+        )
+        source_backend = ec2_backends[self.current_account][source_region]
+        source = source_backend.describe_images(ami_ids=[source_id])[0]
+        if self._get_bool_param("CopyImageTags", False):
+            tags = source_backend.describe_tags(filters={"resource-id": [source_id]})
+            if tags:
+                self.ec2_backend.create_tags([image.id], {t["key"]: t["value"] for t in tags})
+        key = self._get_param("KmsKeyId")
+        if self._get_bool_param("Encrypted", False) or key or source.ebs_snapshot.encrypted:
+            image.ebs_snapshot.encrypted = True
+            image.ebs_snapshot.kms_key_id = (
+                key or source.ebs_snapshot.kms_key_id or _DEFAULT_EBS_KEY
+            )
+        return ActionResult({"ImageId": image.id})
+
+    mappings = Ami.block_device_mappings
+
+    def block_device_mappings(self: Any) -> Any:
+        found = mappings.fget(self)  # type: ignore[attr-defined]
+        for mapping in found:
+            if mapping.get("Ebs", {}).get("SnapshotId") == self.ebs_snapshot.id:
+                mapping["Ebs"]["Encrypted"] = bool(self.ebs_snapshot.encrypted)
+                if self.ebs_snapshot.kms_key_id:
+                    mapping["Ebs"]["KmsKeyId"] = self.ebs_snapshot.kms_key_id
+        return found
+
+    AmisResponse.copy_image = copy_image  # type: ignore[method-assign]
+    Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[method-assign,assignment]
+
+
+# The AWS-managed EBS key EC2 encrypts with when a copy is encrypted without a key named.
+_DEFAULT_EBS_KEY = "alias/aws/ebs"
 
 
 def _serialized_writes(app: Any) -> Any:

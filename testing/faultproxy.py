@@ -57,9 +57,9 @@ class FaultProxy:
         seed: int = 7,
         *,
         lost_responses: bool = False,
-        block: Callable[[str, str, Mapping[str, str]], bool] | None = None,
+        block: Callable[[str, str, Mapping[str, str], bytes], bool] | None = None,
     ) -> None:
-        """`block(method, path, headers)` true: the request fails with a 503 every time."""
+        """`block(method, path, headers, body)` true: the request fails with a 503 every time."""
         self.upstream = urlsplit(upstream)
         self.block = block
         self.rate = rate
@@ -82,7 +82,7 @@ class FaultProxy:
                     fault = proxy.random.choice(FAULTS)
                     after = proxy.lost_responses and proxy.random.random() < 0.5
                 if proxy.block is not None and proxy.block(
-                    self.command, self.path, dict(self.headers.items())
+                    self.command, self.path, dict(self.headers.items()), body
                 ):
                     proxy.counters.add("blocked")
                     self._fault(FAULTS[2], body)

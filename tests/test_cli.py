@@ -14,8 +14,9 @@ def test_status_table_and_json(sandbox_env, repo, packer):
     before = run_bridge(["status", "--repo", str(repo.path)], sandbox_env)
     assert before.code == 0, before.stderr
     lines = before.stdout.splitlines()
-    assert lines[0].split() == ["DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT"]
+    assert lines[0].split() == ["DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "REGIONS"]
     assert lines[1].split()[:3] == ["base", "missing", "-"]
+    assert lines[1].split()[-1] == "us-east-1:missing"
     assert lines[2].split()[:2] == ["snowflake", "missing"]
     build = run_bridge(["build", "--all", "--repo", str(repo.path), "--json"], sandbox_env)
     assert build.code == 0, build.stderr

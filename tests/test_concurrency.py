@@ -181,7 +181,7 @@ def test_a_builder_whose_lease_was_taken_over_tags_nothing(
     slow_base(repo, seconds=8, ttl=3)
     query = json.dumps({"definition": "base", "repo": str(repo.path)})
 
-    def renewal(method: str, path: str, headers) -> bool:
+    def renewal(method: str, path: str, headers, body: bytes) -> bool:
         return method == "PUT" and "/leases/" in path and "If-Match" in headers
 
     with FaultProxy(sandbox_server.endpoint, rate=0.0, block=renewal) as proxy:

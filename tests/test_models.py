@@ -61,7 +61,8 @@ def test_every_operation_the_bridge_calls_is_in_the_slim_models():
         )
         methods = client.meta.method_to_api_mapping
         waiters = set(client.waiter_names)
-        for source in sorted(BRIDGE.glob("*.py")):
+        # The sandbox calls moto's backends, not AWS.
+        for source in sorted(set(BRIDGE.glob("*.py")) - {BRIDGE / "sandbox.py"}):
             for node in ast.walk(ast.parse(source.read_text())):
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                     continue

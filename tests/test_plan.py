@@ -55,7 +55,12 @@ CASES = [
      {"us-east-1": [image("ami-1")], "eu-west-1": [image("ami-9", "eu-west-1")]}, None, None,
      "found", {"us-east-1": "ami-1", "eu-west-1": "ami-9"}),
     ("one region lacks a copy", ROOT, BOTH, {"us-east-1": [image("ami-1")]}, None, None,
-     "missing", {}),
+     "partial", {"us-east-1": "ami-1"}),
+    ("only the second region has it", ROOT, BOTH, {"eu-west-1": [image("ami-9", "eu-west-1")]},
+     None, None, "partial", {"eu-west-1": "ami-9"}),
+    ("a child's copy built on the parent's copy elsewhere", CHILD, EAST,
+     {"us-east-1": [image("ami-5", parent="ami-west")]}, "ami-west", None, "found",
+     {"us-east-1": "ami-5"}),
     ("one region pending", ROOT, BOTH,
      {"us-east-1": [image("ami-1")], "eu-west-1": [image("ami-9", "eu-west-1", state="pending")]},
      None, None, "pending", {"us-east-1": "ami-1", "eu-west-1": "ami-9"}),
@@ -93,7 +98,8 @@ CASES = [
     ids=[case[0] for case in CASES],
 )
 def test_decide(definition, regions, seen, parent_ami, seeded, state, amis):
-    decision = decide(definition, FP, regions, seen, parent_ami=parent_ami, seeded=seeded)
+    parent_amis = None if parent_ami is None else {parent_ami} - {""}
+    decision = decide(definition, FP, regions, seen, parent_amis=parent_amis, seeded=seeded)
     assert decision.state == state
     assert decision.amis == amis
     assert decision.regions == regions
@@ -102,14 +108,14 @@ def test_decide(definition, regions, seen, parent_ami, seeded, state, amis):
 
 def test_decide_lists_duplicates_for_warnings():
     seen = {"us-east-1": [image("ami-3"), image("ami-2"), image("ami-1")]}
-    decision = decide(ROOT, FP, EAST, seen, parent_ami=None)
+    decision = decide(ROOT, FP, EAST, seen, parent_amis=None)
     assert decision.primary is not None and decision.primary.ami_id == "ami-3"
     assert dict(decision.duplicates) == {"us-east-1": ("ami-2", "ami-1")}
     assert decision.source == "ec2"
 
 
 def test_decide_says_where_a_seeded_image_came_from():
-    decision = decide(ROOT, FP, EAST, {}, parent_ami=None, seeded={"us-east-1": image("ami-7")})
+    decision = decide(ROOT, FP, EAST, {}, parent_amis=None, seeded={"us-east-1": image("ami-7")})
     assert decision.source == "seed-manifest"
 
 
@@ -135,6 +141,10 @@ STEPS = [
     ("missing", "build", False, False, "report"),
     ("outdated", "fail", False, False, "report"),
     ("missing", "build", True, False, "report"),
+    ("partial", "build", False, True, "copy"),
+    ("partial", "fail", False, True, "fail"),
+    ("partial", "report", False, True, "report"),
+    ("partial", "build", True, True, "build"),
 ]
 
 
@@ -162,10 +172,28 @@ def test_regions_for(own, catalog, region, expected):
 
 
 def test_decisions_only_offer_images_to_use():
-    pending = decide(ROOT, FP, BOTH, {"us-east-1": [image("ami-1")]}, parent_ami=None)
-    assert pending.state == "missing"
-    assert pending.primary is None and pending.amis == {}
-    assert not pending.usable
+    outdated = decide(
+        CHILD, FP, EAST, {"us-east-1": [image("ami-5", parent="ami-1")]}, parent_amis={"ami-2"}
+    )
+    assert outdated.state == "outdated"
+    assert outdated.primary is None and outdated.amis == {}
+    assert not outdated.usable
+
+
+def test_a_partial_image_says_which_regions_to_copy_to_and_from_what():
+    seen = {"eu-west-1": [image("ami-9", "eu-west-1")]}
+    partial = decide(ROOT, FP, BOTH, seen, parent_amis=None)
+    assert partial.state == "partial" and not partial.usable
+    assert partial.region_states == {"us-east-1": "missing", "eu-west-1": "found"}
+    assert partial.missing_regions == ("us-east-1",)
+    assert partial.primary is None  # nothing to use in the build region
+    source = partial.copy_source()
+    assert source is not None and source.ami_id == "ami-9"
+    copying = decide(
+        ROOT, FP, BOTH, {**seen, "us-east-1": [image("ami-1", state="pending")]}, parent_amis=None
+    )
+    assert copying.state == "pending"
+    assert copying.region_states == {"us-east-1": "pending", "eu-west-1": "found"}
 
 
 def test_a_region_asked_for_must_be_one_of_the_definitions():
@@ -197,16 +225,16 @@ def built_by_us(ami, *, manifest: bool, definition="base"):
     ],
 )
 def test_needs_manifest(image, needed):
-    decision = decide(ROOT, FP, EAST, {"us-east-1": [image]}, parent_ami=None)
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [image]}, parent_amis=None)
     assert needs_manifest(decision, "base") is needed
 
 
 def test_a_missing_or_pending_image_needs_no_manifest():
-    assert not needs_manifest(decide(ROOT, FP, EAST, {}, parent_ami=None), "base")
+    assert not needs_manifest(decide(ROOT, FP, EAST, {}, parent_amis=None), "base")
     pending = built_by_us("ami-1", manifest=False)
     pending = Image(pending.ami_id, pending.region, "pending", "", "1", pending.tags, ())
     assert not needs_manifest(
-        decide(ROOT, FP, EAST, {"us-east-1": [pending]}, parent_ami=None), "base"
+        decide(ROOT, FP, EAST, {"us-east-1": [pending]}, parent_amis=None), "base"
     )
 
 
@@ -216,26 +244,26 @@ def test_a_found_image_is_identified_by_its_build_id_tag_or_else_its_ami():
         "ami-1", "us-east-1", "available", tagged.creation_date, tagged.owner_id,
         MappingProxyType({**tagged.tags, TAG_BUILD_ID: "planned"}), (),
     )  # fmt: skip
-    assert build_id(decide(ROOT, FP, EAST, {"us-east-1": [tagged]}, parent_ami=None), None) == (
+    assert build_id(decide(ROOT, FP, EAST, {"us-east-1": [tagged]}, parent_amis=None), None) == (
         "planned"
     )
-    untagged = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_ami=None)
+    untagged = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_amis=None)
     assert build_id(untagged, None) == "ami-1"
 
 
 def test_a_missing_image_gets_the_id_its_build_will_have():
-    missing = decide(ROOT, FP, EAST, {}, parent_ami=None)
+    missing = decide(ROOT, FP, EAST, {}, parent_amis=None)
     assert build_id(missing, None) == predicted_build_id(missing, None)
     # The same inputs give the same ID in every process.
     assert predicted_build_id(missing, None) == predicted_build_id(
-        decide(ROOT, FP, EAST, {}, parent_ami=None), None
+        decide(ROOT, FP, EAST, {}, parent_amis=None), None
     )
 
 
 def test_the_predicted_build_id_changes_with_whatever_the_image_is_built_on():
-    root = decide(ROOT, FP, EAST, {}, parent_ami=None)
-    child = decide(CHILD, FP, EAST, {}, parent_ami="")
-    other_fp = decide(ROOT, "e" * 40, EAST, {}, parent_ami=None)
+    root = decide(ROOT, FP, EAST, {}, parent_amis=None)
+    child = decide(CHILD, FP, EAST, {}, parent_amis=set())
+    other_fp = decide(ROOT, "e" * 40, EAST, {}, parent_amis=None)
     ids = {
         predicted_build_id(root, None),
         predicted_build_id(other_fp, None),
@@ -248,19 +276,19 @@ def test_the_predicted_build_id_changes_with_whatever_the_image_is_built_on():
 def test_a_rebuild_supersedes_the_images_before_it():
     """An outdated child (its parent rebuilt under the same fingerprint) or a forced rebuild gets
     a new ID, so a Terraform plan shows the build to come."""
-    first = decide(CHILD, FP, EAST, {}, parent_ami="ami-1")
+    first = decide(CHILD, FP, EAST, {}, parent_amis={"ami-1"})
     outdated = decide(
-        CHILD, FP, EAST, {"us-east-1": [image("ami-5", parent="ami-1")]}, parent_ami="ami-2"
+        CHILD, FP, EAST, {"us-east-1": [image("ami-5", parent="ami-1")]}, parent_amis={"ami-2"}
     )
     assert outdated.state == "outdated" and outdated.prior == ("ami-5",)  # untagged: its AMI
     assert predicted_build_id(outdated, "p") != predicted_build_id(first, "p")
-    found = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_ami=None)
+    found = decide(ROOT, FP, EAST, {"us-east-1": [image("ami-1")]}, parent_amis=None)
     assert predicted_build_id(found, None) != predicted_build_id(
-        decide(ROOT, FP, EAST, {}, parent_ami=None), None
+        decide(ROOT, FP, EAST, {}, parent_amis=None), None
     )
     # Another definition's image with the fingerprint is not one this build supersedes.
     foreign = decide(
-        ROOT, FP, EAST, {"us-east-1": [image("ami-7", definition="x")]}, parent_ami=None
+        ROOT, FP, EAST, {"us-east-1": [image("ami-7", definition="x")]}, parent_amis=None
     )
     assert foreign.prior == ()
 
@@ -276,8 +304,8 @@ def test_the_predicted_build_id_does_not_depend_on_the_region_resolved_first():
         MappingProxyType({"SHA": FP, TAG_BUILD_ID: "b1"}), (),
     )  # fmt: skip
     seen = {"us-east-1": [copy_east], "eu-west-1": [copy_west]}
-    east_first = decide(CHILD, FP, BOTH, seen, parent_ami="ami-new")
-    west_first = decide(CHILD, FP, tuple(reversed(BOTH)), seen, parent_ami="ami-new")
+    east_first = decide(CHILD, FP, BOTH, seen, parent_amis={"ami-new"})
+    west_first = decide(CHILD, FP, tuple(reversed(BOTH)), seen, parent_amis={"ami-new"})
     assert east_first.state == west_first.state == "outdated"
     assert east_first.prior == west_first.prior == ("b1",)
     assert predicted_build_id(east_first, "p") == predicted_build_id(west_first, "p")

@@ -14,6 +14,7 @@ from testing.sandbox import manifest_keys, own_images, tags_of
 RESULT_KEYS = {
     "ami_id",
     "amis_json",
+    "regions_json",
     "build_id",
     "built",
     "commit",

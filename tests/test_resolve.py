@@ -315,10 +315,15 @@ def test_multi_region_image_is_tagged_and_found_in_every_region(sandbox_env, rep
     assert tags_of(west[0])["SHA"] == result["fingerprint"]
     again = resolve(sandbox_env, repo, definition="base")
     assert again["built"] == "false" and json.loads(again["amis_json"]) == amis
-    # Losing the copy in one region makes the image incomplete: it is rebuilt.
+    # Losing the copy in one region makes the image partial: it is copied again, not rebuilt.
     boto3.client("ec2", region_name="us-west-2").deregister_image(ImageId=amis["us-west-2"])
     report = resolve(sandbox_env, repo, definition="base", on_missing="report")
-    assert report["found"] == "false"
+    assert report["state"] == "partial" and report["ami_id"] == amis["us-east-1"]
+    assert json.loads(report["regions_json"]) == {"us-east-1": "found", "us-west-2": "missing"}
+    repaired = resolve(sandbox_env, repo, definition="base")
+    assert repaired["built"] == "false" and repaired["state"] == "found"
+    assert json.loads(repaired["amis_json"])["us-east-1"] == amis["us-east-1"]
+    assert len(own_images("us-east-1")) == 1 and len(own_images("us-west-2")) == 1
 
 
 def test_seed_manifest_gives_a_just_built_parent(sandbox_env, repo, packer, tmp_path):

@@ -1,0 +1,158 @@
+"""Regions: one build, copies everywhere else, repairs by copy (resolve.py, registry.copy_image)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import boto3
+
+from bridge.registry import TAG_BUILD_ID, TAG_DEFINITION, TAG_PARENT_AMI
+from testing.bridge import external, run_bridge
+from testing.faultproxy import FaultProxy
+from testing.sandbox import own_images, tags_of
+
+EAST, WEST = "us-east-1", "eu-west-1"
+
+
+def set_regions(repo, **regions: list[str]) -> None:
+    data = repo.catalog()
+    for name, listed in regions.items():
+        data["definitions"][name]["regions"] = listed
+    repo.set_catalog(data)
+    repo.commit(f"regions {regions}")
+
+
+def made(region: str) -> Counter[str]:
+    """Images per definition in `region`, built or copied (a copy keeps its source's name)."""
+    return Counter(image["Name"].rsplit("-", 2)[0] for image in own_images(region))
+
+
+def tagged(region: str, definition: str) -> list[dict]:
+    return [i for i in own_images(region) if tags_of(i).get(TAG_DEFINITION) == definition]
+
+
+def build(repo, env, *names: str):
+    proc = run_bridge(["build", *(names or ["--all"]), "--repo", str(repo.path), "--json"], env)
+    assert proc.code == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_two_region_image_is_built_once_and_copied_with_its_tags(sandbox_env, repo, packer):
+    set_regions(repo, base=[EAST, WEST])
+    result = build(repo, sandbox_env, "base")["base"]
+    assert made(EAST) == Counter({"base": 1}) and made(WEST) == Counter({"base": 1})
+    (east,), (west,) = tagged(EAST, "base"), tagged(WEST, "base")
+    assert json.loads(result["amis_json"]) == {EAST: east["ImageId"], WEST: west["ImageId"]}
+    assert tags_of(west) == tags_of(east)  # fingerprint, build ID, provenance, manifest
+    assert tags_of(west)["SHA"] == result["fingerprint"]
+    assert west["Description"] == f"Copy of {east['ImageId']} from {EAST}"
+    # The copy's snapshot is tagged too, once the copy is available.
+    (snapshot,) = [m["Ebs"]["SnapshotId"] for m in west["BlockDeviceMappings"] if "Ebs" in m]
+    described = boto3.client("ec2", region_name=WEST).describe_snapshots(SnapshotIds=[snapshot])
+    assert tags_of(described["Snapshots"][0])["SHA"] == result["fingerprint"]
+    # The manifest lists both.
+    manifest = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
+    assert json.loads(manifest.stdout)["amis"] == json.loads(result["amis_json"])
+    # Nothing to do the second time.
+    again = build(repo, sandbox_env, "base")["base"]
+    assert again["built"] == "false" and again["amis_json"] == result["amis_json"]
+    assert made(EAST) + made(WEST) == Counter({"base": 2})
+
+
+def test_a_region_added_later_is_copied_not_built_and_children_stay_current(
+    sandbox_env, repo, packer
+):
+    first = build(repo, sandbox_env)
+    set_regions(repo, base=[EAST, WEST])
+    status = run_bridge(["status", "--json", "--repo", str(repo.path)], sandbox_env)
+    base = json.loads(status.stdout)["base"]
+    assert base["state"] == "partial"
+    assert json.loads(base["regions_json"]) == {EAST: "found", WEST: "missing"}
+    table = run_bridge(["status", "--repo", str(repo.path)], sandbox_env).stdout.splitlines()
+    assert table[1].split()[1] == "partial"
+    assert table[1].split()[-2:] == [EAST, f"{WEST}:missing"]
+    second = build(repo, sandbox_env)
+    assert made(EAST) == Counter({"base": 1, "snowflake": 1})  # nothing rebuilt
+    assert made(WEST) == Counter({"base": 1})  # one copy
+    assert second["base"]["fingerprint"] == first["base"]["fingerprint"]  # regions: not identity
+    assert second["base"]["build_id"] == first["base"]["build_id"]
+    assert second["base"]["built"] == "false" and second["base"]["state"] == "found"
+    assert second["snowflake"]["ami_id"] == first["snowflake"]["ami_id"]
+    assert second["snowflake"]["state"] == "found"
+
+
+def test_a_deregistered_copy_is_copied_again_from_the_original(sandbox_env, repo, packer):
+    set_regions(repo, base=[EAST, WEST])
+    first = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
+    boto3.client("ec2", region_name=WEST).deregister_image(ImageId=first[WEST])
+    proc = external(sandbox_env, {"definition": "base", "repo": str(repo.path)})
+    assert proc.code == 0, proc.stderr
+    amis = json.loads(json.loads(proc.stdout)["amis_json"])
+    assert amis[EAST] == first[EAST] and amis[WEST] != first[WEST]
+    assert made(EAST) == Counter({"base": 1})  # no build
+    (west,) = tagged(WEST, "base")
+    assert west["ImageId"] == amis[WEST] and west["Description"].startswith("Copy of")
+
+
+def test_resolving_where_the_copy_exists_works_while_another_region_lacks_it(
+    sandbox_env, repo, packer
+):
+    set_regions(repo, base=[EAST, WEST])
+    first = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
+    boto3.client("ec2", region_name=EAST).deregister_image(ImageId=first[EAST])
+    proc = run_bridge(
+        ["resolve", "base", "--region", WEST, "--repo", str(repo.path), "--json"], sandbox_env
+    )
+    assert proc.code == 0, proc.stderr
+    result = json.loads(proc.stdout)["base"]
+    assert result["ami_id"] == first[WEST] and result["state"] == "partial"
+    assert result["found"] == "true"
+    # Resolved in the region that lacks it, without building: not found, says partial.
+    east = run_bridge(["resolve", "base", "--region", EAST, "--repo", str(repo.path)], sandbox_env)
+    assert east.code == 3 and "partial" in east.stderr, east.stderr
+
+
+def test_a_child_built_in_another_region_builds_on_the_parents_copy_there(
+    sandbox_env, repo, packer
+):
+    set_regions(repo, base=[EAST], snowflake=[WEST])
+    # No region asked for: each definition in its own (the catalog's first is us-east-1).
+    env = {k: v for k, v in sandbox_env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    results = build(repo, env)
+    base_amis = json.loads(results["base"]["amis_json"])
+    assert set(base_amis) == {EAST, WEST}  # the parent goes where its child is built
+    snowflake = results["snowflake"]
+    assert snowflake["region"] == WEST and snowflake["parent_ami_id"] == base_amis[WEST]
+    (child,) = tagged(WEST, "snowflake")
+    assert tags_of(child)[TAG_PARENT_AMI] == base_amis[WEST]
+    assert made(EAST) == Counter({"base": 1}) and made(WEST) == Counter({"base": 1, "snowflake": 1})
+    again = build(repo, env)
+    assert {n: r["built"] for n, r in again.items()} == {"base": "false", "snowflake": "false"}
+
+
+def test_a_failed_copy_tags_nothing_wrongly_and_is_copied_on_the_next_run(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    set_regions(repo, base=[EAST, WEST])
+
+    def copy_image(method: str, path: str, headers, body: bytes) -> bool:
+        return b"Action=CopyImage" in body
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=copy_image) as proxy:
+        env = {
+            **sandbox_env,
+            "AWS_ENDPOINT_URL": proxy.endpoint,
+            "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+        }
+        failed = run_bridge(["build", "base", "--repo", str(repo.path)], env)
+    assert failed.code == 1
+    assert "copying" in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
+    assert proxy.counters.injected["blocked"] > 1  # retried with backoff before giving up
+    (east,) = tagged(EAST, "base")  # the build itself is kept, tagged
+    assert own_images(WEST) == []
+    result = build(repo, sandbox_env, "base")["base"]
+    assert made(EAST) == Counter({"base": 1})
+    assert json.loads(result["amis_json"])[EAST] == east["ImageId"]
+    (west,) = tagged(WEST, "base")
+    assert tags_of(west)[TAG_BUILD_ID] == tags_of(east)[TAG_BUILD_ID]
