@@ -52,6 +52,8 @@ class Image:
     tags: Mapping[str, str]
     snapshot_ids: tuple[str, ...]
     name: str = ""
+    # The KMS keys of its encrypted snapshots (none when unencrypted).
+    kms_key_ids: tuple[str, ...] = ()
 
     def tag(self, key: str) -> str | None:
         """The value of tag `key`, or None."""
@@ -193,4 +195,13 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
         tags=MappingProxyType({t["Key"]: t["Value"] for t in raw.get("Tags", [])}),
         snapshot_ids=snapshots,
         name=raw.get("Name", ""),
+        kms_key_ids=tuple(
+            sorted(
+                {
+                    m["Ebs"].get("KmsKeyId") or "alias/aws/ebs"
+                    for m in raw.get("BlockDeviceMappings", [])
+                    if m.get("Ebs", {}).get("Encrypted")
+                }
+            )
+        ),
     )

@@ -19,7 +19,7 @@ from typing import Literal
 
 import git
 
-from bridge import checkout, manifests, plan, publish, registry, schedule, seed, validation
+from bridge import checkout, manifests, plan, publish, registry, schedule, seed, share, validation
 from bridge.aws import AwsClients
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
@@ -311,6 +311,8 @@ class Resolver:
             uri = None
             if on_missing == "build" and plan.needs_manifest(decision, d.name):
                 uri = self._restore_manifest(decision, d, parent)
+            if on_missing == "build" and decision.state == "found":
+                self._share(d, decision.images)
             return self._outcome(decision, d, parent, commit, manifest_uri=uri)
         if step == "build":
             return self._locked_build(
@@ -541,6 +543,7 @@ class Resolver:
             images = self._distribute(d, dict(current.images), current.regions)
             done = replace(current, state="found", images=MappingProxyType(images))
             self._update_manifest(d, fp, images)
+            self._share(d, images)
             return self._outcome(done, d, parent, commit)
 
         return build_once(
@@ -594,6 +597,16 @@ class Resolver:
             registry.tag_image(self.clients.ec2(region), copy, tags)  # its snapshots, now known
             images[region] = replace(copy, tags=MappingProxyType({**copy.tags, **tags}))
         return images
+
+    def _share(self, d: Definition, images: Mapping[str, Image]) -> None:
+        """Launch permissions on every regional image exactly as the catalog's `share` says
+        (nothing to do when the images' shared tag says it is so already)."""
+        entries = self.catalog.share_for(d)
+        todo = {r: i for r, i in sorted(images.items()) if share.needs_update(i, entries)}
+        for image in todo.values():  # all or none
+            share.check(image, entries, encrypted_by=_key(image))
+        for region, image in todo.items():
+            share.apply(self.clients.ec2(region), image, entries, encrypted_by=_key(image))
 
     def _available(self, image: Image) -> Image:
         if image.state == "available":
@@ -712,6 +725,7 @@ class Resolver:
             # Tagged first, so a failed copy leaves a found image to copy from on the next run.
             images = self._distribute(d, images, regions)
             self._update_manifest(d, fp, images)
+        self._share(d, images)
         decision = plan.Decision(
             d.name, fp, "found", regions, MappingProxyType(images), source="ec2"
         )
@@ -723,6 +737,10 @@ class Resolver:
             built=True,
             manifest_uri=published.manifest_uri,
         )
+
+
+def _key(image: Image) -> str | None:
+    return image.kms_key_ids[0] if image.kms_key_ids else None
 
 
 def _check_expected(names: Sequence[str], snapshot: Snapshot, expected: str) -> None:

@@ -156,3 +156,91 @@ def test_a_failed_copy_tags_nothing_wrongly_and_is_copied_on_the_next_run(
     assert json.loads(result["amis_json"])[EAST] == east["ImageId"]
     (west,) = tagged(WEST, "base")
     assert tags_of(west)[TAG_BUILD_ID] == tags_of(east)[TAG_BUILD_ID]
+
+
+# -- sharing ---------------------------------------------------------------------------------
+
+ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
+OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cd34ef56"
+
+
+def set_share(repo, entries: list[str] | None, **extra) -> None:
+    data = repo.catalog()
+    data.pop("share", None)
+    if entries is not None:
+        data["share"] = entries
+    data.update(extra)
+    repo.set_catalog(data)
+    repo.commit(f"share {entries}")
+
+
+def permissions(region: str, image: dict) -> tuple[list[dict], list[dict]]:
+    """(launch permissions of the image, volume permissions of its snapshot)."""
+    ec2 = boto3.client("ec2", region_name=region)
+    launch = ec2.describe_image_attribute(ImageId=image["ImageId"], Attribute="launchPermission")
+    (snapshot,) = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m]
+    volume = ec2.describe_snapshot_attribute(
+        SnapshotId=snapshot, Attribute="createVolumePermission"
+    )
+    return launch["LaunchPermissions"], volume["CreateVolumePermissions"]
+
+
+def test_sharing_reaches_every_copy_and_an_entry_removed_is_unshared(sandbox_env, repo, packer):
+    set_regions(repo, base=[EAST, WEST])
+    set_share(repo, ["111122223333", ORG, OU])
+    first = build(repo, sandbox_env, "base")["base"]
+    for region in (EAST, WEST):
+        (image,) = tagged(region, "base")
+        launch, volume = permissions(region, image)
+        assert sorted(map(str, launch)) == sorted(
+            map(
+                str,
+                [
+                    {"UserId": "111122223333"},
+                    {"OrganizationArn": ORG},
+                    {"OrganizationalUnitArn": OU},
+                ],
+            )
+        )
+        assert volume == [{"UserId": "111122223333"}]  # organisations cannot get snapshots
+    set_share(repo, ["444455556666"])
+    second = build(repo, sandbox_env, "base")["base"]
+    assert second["built"] == "false" and second["amis_json"] == first["amis_json"]
+    for region in (EAST, WEST):
+        (image,) = tagged(region, "base")
+        assert permissions(region, image) == (
+            [{"UserId": "444455556666"}],
+            [{"UserId": "444455556666"}],
+        )
+    set_share(repo, None)
+    build(repo, sandbox_env, "base")
+    for region in (EAST, WEST):
+        (image,) = tagged(region, "base")
+        assert permissions(region, image) == ([], [])
+    assert made(EAST) == Counter({"base": 1})
+
+
+def test_an_image_under_the_aws_managed_key_is_not_shared_at_all(sandbox_env, repo, packer):
+    set_regions(repo, base=[EAST, "us-west-2"])  # the original is shared first, if at all
+    set_share(repo, ["111122223333"], encrypted=True)  # copies under EC2's default key
+    proc = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 1
+    assert "alias/aws/ebs" in proc.stderr and "customer-managed" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for region in (EAST, "us-west-2"):  # neither the unencrypted original nor the copy
+        (image,) = tagged(region, "base")
+        assert permissions(region, image) == ([], [])
+    (west,) = tagged("us-west-2", "base")
+    (mapping,) = [m for m in west["BlockDeviceMappings"] if "Ebs" in m]
+    assert mapping["Ebs"]["Encrypted"] is True
+
+
+def test_copies_are_encrypted_with_the_key_named_for_their_region(sandbox_env, repo, packer):
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    set_regions(repo, base=[EAST, WEST])
+    set_share(repo, ["111122223333"], kms_keys={WEST: key})
+    build(repo, sandbox_env, "base")
+    (west,) = tagged(WEST, "base")
+    (mapping,) = [m for m in west["BlockDeviceMappings"] if "Ebs" in m]
+    assert mapping["Ebs"]["Encrypted"] is True and mapping["Ebs"]["KmsKeyId"] == key
+    assert permissions(WEST, west)[0] == [{"UserId": "111122223333"}]
