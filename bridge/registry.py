@@ -97,6 +97,36 @@ def find_images(
     return dict(found)
 
 
+def shared_images(
+    ec2: EC2Client, region: str, ami_ids: Iterable[str], *, owners: Sequence[str]
+) -> dict[str, Image]:
+    """Images by ID that `owners` own (available or pending), e.g. shared by another account:
+    AMI ID -> image, without the owner's tags (EC2 never shows them to other accounts)."""
+    from botocore.exceptions import ClientError
+
+    wanted = sorted(set(ami_ids))
+    found: dict[str, Image] = {}
+    for start in range(0, len(wanted), FILTER_BATCH):
+        batch = wanted[start : start + FILTER_BATCH]
+        with aws_call(f"looking up shared images in {region}", "ec2:DescribeImages"):
+            try:
+                response = ec2.describe_images(ImageIds=batch, Owners=list(owners))
+            except ClientError as exc:
+                # One ID gone is "not found" for the whole call: ask for each, skip the gone.
+                if exc.response.get("Error", {}).get("Code") != "InvalidAMIID.NotFound":
+                    raise
+                if len(batch) == 1:
+                    continue
+                found.update(shared_images(ec2, region, batch[:1], owners=owners))
+                found.update(shared_images(ec2, region, batch[1:], owners=owners))
+                continue
+        for raw in response.get("Images", []):
+            image = _image(raw, region)
+            if image.state in ("available", "pending") and owned_by(image, owners):
+                found[image.ami_id] = image
+    return found
+
+
 def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:
     """One image by ID."""
     with aws_call(f"describing {ami_id} in {region}", "ec2:DescribeImages"):

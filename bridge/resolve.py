@@ -178,6 +178,7 @@ class Resolver:
             for region in self.regions(d):
                 by_region.setdefault(region, set()).add(snapshot.fingerprints[d.name].value)
         images = {region: self._find(region, fps) for region, fps in sorted(by_region.items())}
+        self._add_shared(definitions, snapshot, images)
         seeded: dict[str, Mapping[str, Image]] = {}
         directory = self.settings.packer_manifest_dir
         if directory is not None:
@@ -194,6 +195,57 @@ class Resolver:
                     if found is not None:
                         seeded[d.name] = found
         return Survey(definitions, snapshot, images, seeded)
+
+    def _add_shared(
+        self,
+        definitions: Sequence[Definition],
+        snapshot: Snapshot,
+        images: dict[str, dict[str, list[Image]]],
+    ) -> None:
+        """Images of other accounts (`owners` naming account IDs), found through their manifests.
+
+        EC2 never shows an image's tags to the accounts it is shared with, so the fingerprint
+        tag finds only this account's images. A workload account resolves the builder's through
+        the builder's manifests instead: each names the AMIs built for a fingerprint, and the
+        images must exist, be owned by one of `owners`, and be available or pending. They are
+        given the tags the manifest records, and are never tagged or built here.
+        """
+        foreign = [o for o in self.settings.owners if o != "self"]
+        bucket = self.settings.manifest_bucket
+        if not foreign or not bucket:
+            return
+        wanted: dict[str, dict[str, tuple[Definition, manifests.Manifest]]] = {}
+        for d in definitions:
+            fp = snapshot.fingerprints[d.name].value
+            lacking = [r for r in self.regions(d) if not images.get(r, {}).get(fp)]
+            if not lacking:
+                continue
+            manifest = manifests.fetch(
+                self.clients.s3(self.settings.region),
+                bucket,
+                self.settings.manifest_prefix,
+                d.name,
+                fp,
+            )
+            if manifest is None:
+                continue
+            for region in lacking:
+                if region in manifest.amis:
+                    wanted.setdefault(region, {})[manifest.amis[region]] = (d, manifest)
+        for region, by_ami in sorted(wanted.items()):
+            found = registry.shared_images(self.clients.ec2(region), region, by_ami, owners=foreign)
+            for ami, image in found.items():
+                d, manifest = by_ami[ami]
+                recorded = {
+                    self.settings.tag_key: manifest.fingerprint,
+                    registry.TAG_DEFINITION: d.name,
+                    registry.TAG_COMMIT: manifest.git_commit,
+                }
+                if manifest.parent is not None:
+                    recorded[registry.TAG_PARENT_AMI] = manifest.parent.ami
+                    recorded[registry.TAG_PARENT_FINGERPRINT] = manifest.parent.fingerprint
+                tagged = replace(image, tags=MappingProxyType({**image.tags, **recorded}))
+                images.setdefault(region, {}).setdefault(manifest.fingerprint, []).append(tagged)
 
     def _find(self, region: str, fingerprints: Iterable[str]) -> dict[str, list[Image]]:
         return registry.find_images(

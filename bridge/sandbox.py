@@ -8,6 +8,11 @@ stock moto server:
   AMI, so a child could never be built on a sandbox-built parent.
 * CopyImage honours `CopyImageTags`, `Encrypted` and `KmsKeyId` (stock moto ignores all three),
   and DescribeImages reports `Encrypted` and `KmsKeyId` in each image's EBS block device mapping.
+* Accounts: the access key `AKIA<account ID>SBOX` acts as that account (any other key, as
+  123456789012). An image shared with an account (a UserId launch permission) is visible to it
+  as in AWS: listed when `Owners` names its owner or is absent, found by ID, with the viewer's
+  own tags only (an owner's tags never reach other accounts). Sharing with organizations and OUs
+  is recorded but not resolved into accounts.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -33,6 +38,9 @@ from bridge.errors import BridgeError
 
 BASE_IMAGE = "ami-0c55b159cbfafe1f0"
 ACCESS_KEY = "sandbox"
+# The account behind ACCESS_KEY, and a second one (a workload account images are shared with).
+ACCOUNT = "123456789012"
+OTHER_ACCOUNT = "210987654321"
 SECRET_KEY = "sandbox"  # noqa: S105 - the emulator accepts any credentials
 
 
@@ -55,6 +63,84 @@ def _patch_moto() -> None:
     AmiBackend.create_image = create_ebs_image  # type: ignore[method-assign]
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
     _patch_copy_image()
+    _patch_accounts()
+
+
+def access_key(account: str) -> str:
+    """The sandbox access key that acts as `account` (an access key ID's shape: 20 characters)."""
+    return f"AKIA{account}SBOX"
+
+
+def _patch_accounts() -> None:
+    """Accounts as AWS has them: the access key AKIA<account ID>SBOX acts as that account, and
+    an image another account shared with this one (a UserId launch permission) is described
+    like AWS describes it: listed with `Owners` naming its owner (or none), found by ID, and
+    without the owner's tags, which never leave the owner's account (the viewer sees its own)."""
+    import copy
+
+    import moto.iam.models
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.amis import Ami, AmiBackend
+    from moto.ec2.utils import generic_filter
+
+    by_key = moto.iam.models.get_account_id_from
+
+    def account_of(access_key: str) -> str:
+        if len(access_key) == 20 and access_key.startswith("AKIA") and access_key.endswith("SBOX"):
+            account = access_key[4:16]
+            if account.isdigit():
+                return account
+        return by_key(access_key)
+
+    moto.iam.models.get_account_id_from = account_of
+
+    class SharedAmi(Ami):
+        viewer: Any
+
+        def get_tags(self) -> list[dict[str, str]]:
+            tags: list[dict[str, str]] = self.viewer.describe_tags(
+                filters={"resource-id": [self.id]}
+            )
+            return tags
+
+    def shared_with(backend: Any) -> list[Any]:
+        found = []
+        for account in list(ec2_backends.keys()):
+            if account == backend.account_id:
+                continue
+            owner = ec2_backends[account][backend.region_name]
+            for ami in list(owner.amis.values()):
+                if {"UserId": backend.account_id} in ami.launch_permissions:
+                    view: Any = copy.copy(ami)
+                    view.__class__ = SharedAmi
+                    view.viewer = backend
+                    found.append(view)
+        return found
+
+    describe_images = AmiBackend.describe_images
+
+    def describe_with_shared(
+        self: Any,
+        ami_ids: list[str] | None = None,
+        filters: dict[str, Any] | None = None,
+        exec_users: list[str] | None = None,
+        owners: list[str] | None = None,
+    ) -> list[Any]:
+        shared = shared_with(self)
+        if not shared:
+            return describe_images(self, ami_ids, filters, exec_users, owners)
+        ids = {ami.id for ami in shared}
+        if ami_ids:
+            own = [i for i in ami_ids if i not in ids]
+            images = describe_images(self, own, filters, exec_users, owners) if own else []
+            extra = [ami for ami in shared if ami.id in ami_ids]
+        else:
+            images = describe_images(self, ami_ids, filters, exec_users, owners)
+            wanted = set(owners or ())
+            extra = [ami for ami in shared if not wanted or ami.owner_id in wanted]
+        return images + (generic_filter(filters, extra) if filters else extra)
+
+    AmiBackend.describe_images = describe_with_shared  # type: ignore[method-assign]
 
 
 def _patch_copy_image() -> None:
@@ -161,11 +247,12 @@ class Sandbox:
     endpoint: str
     process: subprocess.Popen[str]
 
-    def env(self, region: str = "us-east-1") -> dict[str, str]:
-        """Environment variables that point AWS SDKs, the bridge and Packer at the sandbox."""
+    def env(self, region: str = "us-east-1", account: str = ACCOUNT) -> dict[str, str]:
+        """Environment variables that point AWS SDKs, the bridge and Packer at the sandbox, as
+        `account` (ACCOUNT, or OTHER_ACCOUNT for a second one)."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY if account == ACCOUNT else access_key(account),
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,

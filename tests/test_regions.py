@@ -8,6 +8,7 @@ from collections import Counter
 import boto3
 
 from bridge.registry import TAG_BUILD_ID, TAG_DEFINITION, TAG_PARENT_AMI
+from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy
 from testing.sandbox import own_images, tags_of
@@ -244,3 +245,55 @@ def test_copies_are_encrypted_with_the_key_named_for_their_region(sandbox_env, r
     (mapping,) = [m for m in west["BlockDeviceMappings"] if "Ebs" in m]
     assert mapping["Ebs"]["Encrypted"] is True and mapping["Ebs"]["KmsKeyId"] == key
     assert permissions(WEST, west)[0] == [{"UserId": "111122223333"}]
+
+
+# -- another account -------------------------------------------------------------------------
+
+
+def test_a_workload_account_resolves_the_builders_shared_image_through_its_manifest(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    set_share(repo, [OTHER_ACCOUNT])
+    built = build(repo, sandbox_env)
+    consumer = {
+        **sandbox_env,
+        **sandbox_server.env(account=OTHER_ACCOUNT),
+        "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
+    }
+    # EC2 shows the image to the workload account, but not the builder's tags.
+    ec2 = boto3.client(
+        "ec2", region_name=EAST, aws_access_key_id=consumer["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=consumer["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip
+    (seen,) = ec2.describe_images(ImageIds=[built["base"]["ami_id"]])["Images"]
+    assert seen["OwnerId"] == ACCOUNT and not seen.get("Tags")
+    assert ec2.describe_images(Owners=["self"])["Images"] == []
+    query = {
+        "definitions": "base,snowflake",
+        "repo": str(repo.path),
+        "owners": ACCOUNT,
+        "on_missing": "fail",
+    }
+    proc = external(consumer, query)
+    assert proc.code == 0, proc.stderr
+    results = {n: json.loads(v) for n, v in json.loads(proc.stdout).items()}
+    for name in ("base", "snowflake"):
+        assert results[name]["ami_id"] == built[name]["ami_id"], name
+        assert results[name]["state"] == "found"
+    assert results["snowflake"]["parent_ami_id"] == built["base"]["ami_id"]
+    # Nothing was built or tagged in the workload account.
+    assert ec2.describe_images(Owners=["self"])["Images"] == []
+
+
+def test_an_image_not_shared_with_the_workload_account_is_not_found_there(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    build(repo, sandbox_env, "base")
+    consumer = {
+        **sandbox_env,
+        **sandbox_server.env(account=OTHER_ACCOUNT),
+        "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
+    }
+    query = {"definition": "base", "repo": str(repo.path), "owners": ACCOUNT, "on_missing": "fail"}
+    proc = external(consumer, query)
+    assert proc.code == 3 and "no image carries that fingerprint" in proc.stderr, proc.stderr

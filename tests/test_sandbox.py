@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import boto3
 
-from bridge.sandbox import BASE_IMAGE
+from bridge.sandbox import ACCOUNT, BASE_IMAGE, OTHER_ACCOUNT
 
 
 def test_created_and_copied_images_are_ebs_backed(sandbox_env):
@@ -26,3 +26,82 @@ def test_reset_forgets_resources(sandbox_server, sandbox_env):
     sandbox_server.reset()
     names = {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
     assert "to-forget" not in names
+
+
+def conforms(value, shape) -> bool:
+    """Whether a parsed response value has the types its botocore shape says, all the way down."""
+    if shape.type_name == "structure":
+        return isinstance(value, dict) and all(
+            k in shape.members and conforms(v, shape.members[k]) for k, v in value.items()
+        )
+    if shape.type_name == "list":
+        return isinstance(value, list) and all(conforms(v, shape.member) for v in value)
+    expected = {"boolean": bool, "string": str, "integer": int, "long": int}.get(shape.type_name)
+    return expected is None or isinstance(value, expected)
+
+
+def made_image(ec2, name: str) -> str:
+    instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
+    ami: str = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+    return ami
+
+
+def test_copy_image_copies_tags_and_encrypts_as_asked(sandbox_env):
+    east, west = boto3.client("ec2"), boto3.client("ec2", region_name="eu-west-1")
+    source = made_image(east, "source")
+    east.create_tags(Resources=[source], Tags=[{"Key": "SHA", "Value": "f" * 40}])
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    plain = west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="plain")
+    tagged = west.copy_image(
+        SourceImageId=source, SourceRegion="us-east-1", Name="tagged", CopyImageTags=True,
+        Encrypted=True, KmsKeyId=key,
+    )  # fmt: skip
+    default = west.copy_image(
+        SourceImageId=source, SourceRegion="us-east-1", Name="default", Encrypted=True
+    )
+    ids = [plain["ImageId"], tagged["ImageId"], default["ImageId"]]
+    response = west.describe_images(ImageIds=ids)
+    output = west.meta.service_model.operation_model("DescribeImages").output_shape
+    assert conforms({k: v for k, v in response.items() if k != "ResponseMetadata"}, output)
+    by_name = {i["Name"]: i for i in response["Images"]}
+    assert "Tags" not in by_name["plain"] or by_name["plain"]["Tags"] == []
+    assert by_name["tagged"]["Tags"] == [{"Key": "SHA", "Value": "f" * 40}]
+    ebs = {
+        n: next(m["Ebs"] for m in i["BlockDeviceMappings"] if "Ebs" in m)
+        for n, i in by_name.items()
+    }
+    assert ebs["plain"]["Encrypted"] is False and "KmsKeyId" not in ebs["plain"]
+    assert ebs["tagged"]["Encrypted"] is True and ebs["tagged"]["KmsKeyId"] == key
+    assert ebs["default"]["KmsKeyId"] == "alias/aws/ebs"
+    # A copy of an encrypted image stays encrypted, under its key.
+    again = east.copy_image(SourceImageId=tagged["ImageId"], SourceRegion="eu-west-1", Name="again")
+    (image,) = east.describe_images(ImageIds=[again["ImageId"]])["Images"]
+    assert next(m["Ebs"] for m in image["BlockDeviceMappings"] if "Ebs" in m)["KmsKeyId"] == key
+
+
+def test_an_image_shared_with_another_account_shows_there_without_its_owners_tags(
+    sandbox_server, sandbox_env
+):
+    owner = boto3.client("ec2")
+    other_env = sandbox_server.env(account=OTHER_ACCOUNT)
+    other = boto3.client(
+        "ec2", aws_access_key_id=other_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key="x"
+    )
+    shared, private = made_image(owner, "shared"), made_image(owner, "private")
+    owner.create_tags(Resources=[shared, private], Tags=[{"Key": "SHA", "Value": "f" * 40}])
+    assert other.describe_images(Owners=[ACCOUNT])["Images"] == []
+    owner.modify_image_attribute(
+        ImageId=shared, LaunchPermission={"Add": [{"UserId": OTHER_ACCOUNT}]}
+    )
+    (seen,) = other.describe_images(Owners=[ACCOUNT])["Images"]
+    assert seen["ImageId"] == shared and seen["OwnerId"] == ACCOUNT and not seen.get("Tags")
+    assert [i["ImageId"] for i in other.describe_images(ImageIds=[shared])["Images"]] == [shared]
+    assert other.describe_images(Owners=["self"])["Images"] == []
+    tag_filter = [{"Name": "tag:SHA", "Values": ["f" * 40]}]
+    assert other.describe_images(Owners=[ACCOUNT], Filters=tag_filter)["Images"] == []
+    # The viewer's own tags on the shared image are its own to see.
+    other.create_tags(Resources=[shared], Tags=[{"Key": "mine", "Value": "yes"}])
+    (seen,) = other.describe_images(Owners=[ACCOUNT])["Images"]
+    assert seen["Tags"] == [{"Key": "mine", "Value": "yes"}]
+    owner_view = owner.describe_images(ImageIds=[shared])["Images"][0]
+    assert {t["Key"] for t in owner_view["Tags"]} == {"SHA"}
