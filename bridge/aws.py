@@ -17,6 +17,7 @@ from bridge.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
 
 # Throttling, 5xx and dropped connections are retried with botocore's own backoff; everything
@@ -127,6 +128,11 @@ class AwsClients:
     def ec2(self, region: str) -> EC2Client:
         """The EC2 client for `region`."""
         client: EC2Client = self._client("ec2", region)
+        return client
+
+    def kms(self, region: str) -> KMSClient:
+        """The KMS client for `region`."""
+        client: KMSClient = self._client("kms", region)
         return client
 
     def s3(self, region: str | None = None) -> S3Client:

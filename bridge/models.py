@@ -37,6 +37,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
         }
     ),
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),
+    "kms": frozenset({"DescribeKey"}),
 }
 
 

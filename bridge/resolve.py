@@ -655,10 +655,16 @@ class Resolver:
         (nothing to do when the images' shared tag says it is so already)."""
         entries = self.catalog.share_for(d)
         todo = {r: i for r, i in sorted(images.items()) if share.needs_update(i, entries)}
-        for image in todo.values():  # all or none
-            share.check(image, entries, encrypted_by=_key(image))
+        accounts = any(e.isdigit() for e in entries)
+        for region, image in todo.items():  # all or none
+            managed = [
+                key
+                for key in image.kms_key_ids
+                if accounts and share.key_manager(self.clients.kms(region), key) == "AWS"
+            ]
+            share.check(image, entries, aws_managed=managed)
         for region, image in todo.items():
-            share.apply(self.clients.ec2(region), image, entries, encrypted_by=_key(image))
+            share.apply(self.clients.ec2(region), image, entries)
 
     def _available(self, image: Image) -> Image:
         if image.state == "available":
@@ -789,10 +795,6 @@ class Resolver:
             built=True,
             manifest_uri=published.manifest_uri,
         )
-
-
-def _key(image: Image) -> str | None:
-    return image.kms_key_ids[0] if image.kms_key_ids else None
 
 
 def _check_expected(names: Sequence[str], snapshot: Snapshot, expected: str) -> None:

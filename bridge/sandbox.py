@@ -6,8 +6,11 @@ stock moto server:
 * Images made by CreateImage or CopyImage get root device type `ebs`, as EBS-backed images do in
   AWS. Stock moto says `standard`, and Packer's amazon-ebs builder then refuses them as a source
   AMI, so a child could never be built on a sandbox-built parent.
-* CopyImage honours `CopyImageTags`, `Encrypted` and `KmsKeyId` (stock moto ignores all three),
-  and DescribeImages reports `Encrypted` and `KmsKeyId` in each image's EBS block device mapping.
+* CopyImage honours `CopyImageTags`, `Encrypted` and `KmsKeyId` (stock moto ignores all three;
+  without a key, the copy is under the account's AWS-managed `alias/aws/ebs` key, reported by its
+  ARN), and DescribeImages reports `Encrypted` and `KmsKeyId` in each EBS block device mapping.
+* The keys behind KMS's reserved aliases (`alias/aws/ebs`) are AWS-managed: DescribeKey says
+  `KeyManager: AWS` (stock moto says `CUSTOMER`).
 * Accounts: the access key `AKIA<account ID>SBOX` acts as that account (any other key, as
   123456789012). An image shared with an account (a UserId launch permission) is visible to it
   as in AWS: listed when `Owners` names its owner or is absent, found by ID, with the viewer's
@@ -64,6 +67,7 @@ def _patch_moto() -> None:
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
     _patch_copy_image()
     _patch_accounts()
+    _patch_kms()
 
 
 def access_key(account: str) -> str:
@@ -169,7 +173,7 @@ def _patch_copy_image() -> None:
         if self._get_bool_param("Encrypted", False) or key or source.ebs_snapshot.encrypted:
             image.ebs_snapshot.encrypted = True
             image.ebs_snapshot.kms_key_id = (
-                key or source.ebs_snapshot.kms_key_id or _DEFAULT_EBS_KEY
+                key or source.ebs_snapshot.kms_key_id or _default_ebs_key(self)
             )
         return ActionResult({"ImageId": image.id})
 
@@ -188,8 +192,32 @@ def _patch_copy_image() -> None:
     Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[method-assign,assignment]
 
 
-# The AWS-managed EBS key EC2 encrypts with when a copy is encrypted without a key named.
-_DEFAULT_EBS_KEY = "alias/aws/ebs"
+def _default_ebs_key(response: Any) -> str:
+    """The ARN of the account's AWS-managed EBS key (alias/aws/ebs), which EC2 encrypts with
+    when no key is named, as EC2 reports it: a key ARN, not the alias."""
+    from moto.kms.models import kms_backends
+
+    kms = kms_backends[response.current_account][response.region]
+    key_id = kms.get_key_id_from_alias("alias/aws/ebs")  # made on first use, as in AWS
+    assert key_id is not None
+    arn: str = kms.describe_key(key_id).arn
+    return arn
+
+
+def _patch_kms() -> None:
+    """The keys behind KMS's reserved aliases (alias/aws/ebs, ...) are AWS-managed, as in AWS:
+    DescribeKey says KeyManager AWS (stock moto says CUSTOMER)."""
+    from moto.kms.models import KmsBackend
+
+    generate = KmsBackend._generate_default_keys
+
+    def generate_aws_managed(self: Any, alias_name: str) -> str | None:
+        key_id = generate(self, alias_name)
+        if key_id is not None:
+            self.keys[key_id].key_manager = "AWS"
+        return key_id
+
+    KmsBackend._generate_default_keys = generate_aws_managed  # type: ignore[method-assign]
 
 
 def _serialized_writes(app: Any) -> Any:

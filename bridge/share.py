@@ -20,6 +20,7 @@ from bridge.registry import TAG_PREFIX, Image, tag_image
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_kms import KMSClient
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ TAG_SHARED = TAG_PREFIX + "shared"
 # The keys of the launch permissions the bridge manages; a public image ({"Group": "all"}) is
 # left as someone made it.
 _KINDS = ("UserId", "OrganizationArn", "OrganizationalUnitArn")
-# EC2's default EBS key: AWS-managed, so its snapshots cannot be shared with other accounts.
-_AWS_MANAGED_EBS_KEY = "alias/aws/ebs"
 
 
 def permission(entry: str) -> dict[str, str]:
@@ -48,31 +47,36 @@ def marker(entries: Sequence[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def key_manager(kms: KMSClient, key: str) -> str:
+    """Who manages a KMS key: "AWS" or "CUSTOMER" (kms:DescribeKey; never guessed)."""
+    with aws_call(f"reading the KMS key {key}", "kms:DescribeKey"):
+        metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+    return metadata.get("KeyManager", "CUSTOMER")
+
+
 def needs_update(image: Image, entries: Sequence[str]) -> bool:
     """Whether `image`'s permissions may differ from `entries` (by its TAG_SHARED tag)."""
     return (image.tag(TAG_SHARED) or "") != marker(entries)
 
 
-def check(image: Image, entries: Sequence[str], *, encrypted_by: str | None) -> None:
-    """Refuse to share `image` when its snapshots' key cannot reach other accounts."""
+def check(image: Image, entries: Sequence[str], *, aws_managed: Sequence[str]) -> None:
+    """Refuse to share `image` with accounts when its snapshots are under an AWS-managed KMS key
+    (`aws_managed`: those of its keys that KMS says AWS manages)."""
     accounts = sorted(e for e in entries if e.isdigit())
-    if accounts and encrypted_by is not None and _aws_managed(encrypted_by):
+    if accounts and aws_managed:
         raise BuildError(
             f"The image {image.ami_id} in {image.region} cannot be shared with "
-            f"{', '.join(accounts)}: its snapshots are encrypted with {encrypted_by}, an "
-            "AWS-managed key, whose grants cannot reach other accounts. Encrypt the images with "
-            "a customer-managed KMS key (the catalog's `kms_keys`, or the template's "
-            "`kms_key_id`) and give those accounts use of it."
+            f"{', '.join(accounts)}: its snapshots are encrypted with {aws_managed[0]}, an "
+            "AWS-managed KMS key (such as EBS's default, alias/aws/ebs), whose policy cannot "
+            "grant other accounts its use. Encrypt the images with a customer-managed key (the "
+            "catalog's `kms_keys` for copies, the template's `kms_key_id` for builds) that those "
+            "accounts may use."
         )
 
 
-def apply(
-    ec2: EC2Client, image: Image, entries: Sequence[str], *, encrypted_by: str | None
-) -> None:
+def apply(ec2: EC2Client, image: Image, entries: Sequence[str]) -> None:
     """Make `image`'s launch permissions (and its snapshots' volume permissions, for accounts)
-    exactly `entries`, then record that on the image. `encrypted_by` is the KMS key of its
-    snapshots, if any: an AWS-managed key cannot be shared, so sharing such an image fails."""
-    check(image, entries, encrypted_by=encrypted_by)
+    exactly `entries`, then record that on the image. `check` it first."""
     wanted = [permission(e) for e in entries]
     accounts = sorted(e for e in entries if e.isdigit())
     where = f"{image.ami_id} in {image.region}"
@@ -121,10 +125,6 @@ def _share_snapshot(ec2: EC2Client, snapshot: str, accounts: list[str], region: 
                     OperationType=operation,
                     UserIds=users,
                 )
-
-
-def _aws_managed(key: str) -> bool:
-    return key.endswith(_AWS_MANAGED_EBS_KEY)
 
 
 def _names(permissions: list[dict[str, str]]) -> str:

@@ -50,7 +50,7 @@ def test_copy_image_copies_tags_and_encrypts_as_asked(sandbox_env):
     east, west = boto3.client("ec2"), boto3.client("ec2", region_name="eu-west-1")
     source = made_image(east, "source")
     east.create_tags(Resources=[source], Tags=[{"Key": "SHA", "Value": "f" * 40}])
-    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    key = boto3.client("kms", region_name="eu-west-1").create_key()["KeyMetadata"]["Arn"]
     plain = west.copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="plain")
     tagged = west.copy_image(
         SourceImageId=source, SourceRegion="us-east-1", Name="tagged", CopyImageTags=True,
@@ -72,7 +72,12 @@ def test_copy_image_copies_tags_and_encrypts_as_asked(sandbox_env):
     }
     assert ebs["plain"]["Encrypted"] is False and "KmsKeyId" not in ebs["plain"]
     assert ebs["tagged"]["Encrypted"] is True and ebs["tagged"]["KmsKeyId"] == key
-    assert ebs["default"]["KmsKeyId"] == "alias/aws/ebs"
+    # EC2's default key, by ARN: the account's alias/aws/ebs, which AWS manages.
+    kms = boto3.client("kms", region_name="eu-west-1")
+    default_key = kms.describe_key(KeyId="alias/aws/ebs")["KeyMetadata"]
+    assert ebs["default"]["KmsKeyId"] == default_key["Arn"]
+    assert default_key["KeyManager"] == "AWS"
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyManager"] == "CUSTOMER"
     # A copy of an encrypted image stays encrypted, under its key.
     again = east.copy_image(SourceImageId=tagged["ImageId"], SourceRegion="eu-west-1", Name="again")
     (image,) = east.describe_images(ImageIds=[again["ImageId"]])["Images"]
