@@ -23,8 +23,9 @@ from bridge.settings import OnMissing
 # outdated: images with this fingerprint exist but none was built on the parent's current AMI;
 # missing: no usable image in any region.
 State = Literal["found", "missing", "outdated", "pending", "partial"]
-# Per region: an available image; one being made (built or copied); none.
-RegionState = Literal["found", "pending", "missing"]
+# Per region: an available image; one being built (the build region) or copied (the others);
+# none.
+RegionState = Literal["found", "pending", "copying", "missing"]
 # use the image; wait for a pending one; build; copy to the regions that lack it; fail with
 # "not found"; report the miss as is.
 Step = Literal["use", "wait", "build", "copy", "fail", "report"]
@@ -69,14 +70,15 @@ class Decision:
 
     @property
     def region_states(self) -> dict[str, RegionState]:
-        """Each region's image: found, pending (being built or copied) or missing."""
+        """Each region's image: found, pending (being built), copying or missing."""
         states: dict[str, RegionState] = {}
         for region in self.regions:
             image = self.images.get(region) if self._has_images else None
             if image is None:
                 states[region] = "missing"
             else:
-                states[region] = "pending" if image.state == "pending" else "found"
+                making: RegionState = "pending" if region == self.regions[0] else "copying"
+                states[region] = making if image.state == "pending" else "found"
         return states
 
     @property
@@ -243,6 +245,10 @@ def next_step(
     if decision.state == "found":
         return "use"
     if decision.state == "pending":
+        # Only copies elsewhere are still being made: this region's image serves a look.
+        primary = decision.primary
+        if on_missing != "build" and primary is not None and primary.state == "available":
+            return "use"
         return "wait"
     if decision.state == "partial":
         if on_missing == "build":

@@ -68,7 +68,9 @@ class ResolvedAmi:
     @property
     def found(self) -> bool:
         """An image is there to use (in `region`; a partial one may lack others)."""
-        return self.state in ("found", "built") or (self.state == "partial" and bool(self.ami_id))
+        return self.state in ("found", "built") or (
+            self.state in ("partial", "pending") and bool(self.ami_id)
+        )
 
     @property
     def built(self) -> bool:

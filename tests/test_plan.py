@@ -194,6 +194,15 @@ def test_a_partial_image_says_which_regions_to_copy_to_and_from_what():
     )
     assert copying.state == "pending"
     assert copying.region_states == {"us-east-1": "pending", "eu-west-1": "found"}
+    west = image("ami-9", "eu-west-1", state="pending")
+    copied = decide(
+        ROOT, FP, BOTH, {"us-east-1": [image("ami-1")], "eu-west-1": [west]}, parent_amis=None
+    )
+    assert copied.region_states == {"us-east-1": "found", "eu-west-1": "copying"}
+    # A look uses this region's image while the copy goes on; a build run waits for it.
+    assert next_step(copied, on_missing="report", forced=False, parent_ready=True) == "use"
+    assert next_step(copied, on_missing="build", forced=False, parent_ready=True) == "wait"
+    assert next_step(copying, on_missing="report", forced=False, parent_ready=True) == "wait"
 
 
 def test_a_region_asked_for_must_be_one_of_the_definitions():

@@ -320,6 +320,30 @@ def test_an_outdated_child_is_built_at_apply_and_shown_in_the_plan(root_tf, repo
     assert root_tf.plan(*root_vars(repo)).returncode == 0
 
 
+def test_a_region_added_to_the_catalog_is_copied_at_apply_not_built(root_tf, repo):
+    root_tf.apply(*root_vars(repo))
+    base_ami = root_tf.outputs()["base_ami_id"]
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = ["us-east-1", "eu-west-1"]
+    repo.set_catalog(data)
+    repo.commit("base in eu-west-1 too")
+    changed = root_tf.plan(*root_vars(repo), out="region.tfplan")
+    assert changed.returncode == 2
+    replaced = {
+        c["address"]
+        for c in root_tf.show_json("region.tfplan")["resource_changes"]
+        if "create" in c["change"]["actions"]
+    }
+    assert replaced == {'module.images.null_resource.build["base"]'}
+    assert own_images("eu-west-1") == []  # a plan copies nothing
+    root_tf.run("apply", "-input=false", "region.tfplan")
+    assert {k: len(v) for k, v in images_by_definition().items()} == {"base": 1, "snowflake": 1}
+    (copy,) = own_images("eu-west-1")
+    assert copy["Description"] == f"Copy of {base_ami} from us-east-1"
+    assert root_tf.outputs()["base_ami_id"] == base_ami
+    assert root_tf.plan(*root_vars(repo)).returncode == 0
+
+
 def test_unknown_inputs_and_nulls_plan_then_apply_then_plan_nothing(consumer_tf, repo):
     planned = consumer_tf.plan(*consumer_vars(repo))
     assert planned.returncode == 2

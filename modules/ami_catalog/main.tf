@@ -62,7 +62,8 @@ data "external" "plan" {
 
 # build_phase = "apply": one resource per definition, keyed on its build ID (see ami_chain), so
 # the plan names each build; Terraform runs them in parallel, and builds of a shared parent
-# happen once (the bridge's lock and lease).
+# happen once (the bridge's lock and lease). Keyed on the regions the image must exist in too:
+# a region added to the catalog is copied to at the next apply (no build: the build ID stays).
 resource "null_resource" "build" {
   for_each = var.build_phase == "apply" ? local.definitions : toset([])
 
@@ -70,6 +71,7 @@ resource "null_resource" "build" {
     definition  = each.key
     fingerprint = local.planned[each.key].fingerprint
     build_id    = local.planned[each.key].build_id
+    regions     = join(",", sort(keys(jsondecode(local.planned[each.key].regions_json))))
   }
 
   provisioner "local-exec" {
