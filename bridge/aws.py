@@ -135,6 +135,10 @@ class AwsClients:
         client: KMSClient = self._client("kms", region)
         return client
 
+    def sts(self, region: str) -> Any:
+        """The STS client for `region` (who these credentials are)."""
+        return self._client("sts", region)
+
     def s3(self, region: str | None = None) -> S3Client:
         """The S3 client (bucket names are global; the region only picks the endpoint)."""
         client: S3Client = self._client("s3", region)

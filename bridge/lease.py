@@ -9,7 +9,6 @@ one wins. Everyone else waits for the holder's image.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,10 +57,10 @@ class Lease:
     lost: bool = False
 
 
-def lease_key(prefix: str, definition: str, fingerprint: str, regions: Sequence[str]) -> str:
-    """The S3 key of the lease for one image."""
-    region_hash = hashlib.sha1(",".join(sorted(regions)).encode(), usedforsecurity=False)
-    name = f"leases/{definition}/{fingerprint}-{region_hash.hexdigest()[:8]}.json"
+def lease_key(prefix: str, definition: str, fingerprint: str) -> str:
+    """The S3 key of the lease for one image: its definition and fingerprint, whatever regions
+    it goes to (one build serves them all, and copies run under the same lease)."""
+    name = f"leases/{definition}/{fingerprint}.json"
     head = prefix.strip("/")
     return f"{head}/{name}" if head else name
 

@@ -65,6 +65,11 @@ class Decision:
         return self.images.get(self.regions[0]) if self._has_images else None
 
     @property
+    def foreign(self) -> bool:
+        """Its images are another account's (found through its manifest)."""
+        return any(i.foreign for i in self.images.values())
+
+    @property
     def _has_images(self) -> bool:
         return self.state in ("found", "pending", "partial")
 
@@ -85,14 +90,6 @@ class Decision:
     def missing_regions(self) -> tuple[str, ...]:
         """The regions a partial image still has to be copied to."""
         return tuple(r for r, s in self.region_states.items() if s == "missing")
-
-    def copy_source(self) -> Image | None:
-        """An available image of this build to copy from: the build region's first."""
-        for region in self.regions:
-            image = self.images.get(region)
-            if image is not None and image.state == "available" and self._has_images:
-                return image
-        return None
 
 
 def build_id(decision: Decision, parent_build_id: str | None) -> str:
@@ -251,11 +248,12 @@ def next_step(
             return "use"
         return "wait"
     if decision.state == "partial":
-        if on_missing == "build":
+        if on_missing == "build" and not decision.foreign:
             return "copy"
-        if decision.primary is not None and decision.primary.state == "available":
-            return "use"  # this region has its copy; the others are repaired by a build run
-        return "fail" if on_missing == "fail" and decision.primary is None else "report"
+        if decision.primary is not None:
+            # This region has its image; the others are copied by a build run (by the owner).
+            return "use" if decision.primary.state == "available" else "wait"
+        return "fail" if on_missing == "fail" else "report"
     if not parent_ready:
         return "report"
     if on_missing == "build":
@@ -271,6 +269,7 @@ def needs_manifest(decision: Decision, definition: str) -> bool:
     return (
         decision.state == "found"
         and decision.source == "ec2"
+        and not decision.foreign
         and all(
             i.tag(TAG_DEFINITION) == definition and i.tag(TAG_MANIFEST) is None
             for i in decision.images.values()

@@ -167,27 +167,21 @@ def add_regions(
     clients: AwsClients,
     d: Definition,
     fingerprint: str,
-    amis: Mapping[str, str],
+    copies: Mapping[str, str],
     *,
     bucket: str,
     prefix: str | None,
 ) -> None:
-    """Record regional copies in the image's manifest, when it has one (its build wrote it)."""
-    s3 = clients.s3(next(iter(sorted(amis))))
+    """Record the regional copies just made (region -> AMI) in the image's manifest, when it has
+    one (its build wrote it). A region just copied to had no image, so whatever the manifest
+    listed there is gone: the copy replaces it."""
+    s3 = clients.s3(next(iter(sorted(copies))))
     found = manifests.fetch(s3, bucket, prefix, d.name, fingerprint)
-    if found is None or dict(found.amis) == dict(amis):
+    if found is None:
         return
-    if any(found.amis.get(r, a) != a for r, a in amis.items()):
-        log.warning(
-            "%s: the manifest lists other images (%s) than the ones found (%s); left as it is",
-            d.name,
-            dict(found.amis),
-            dict(amis),
-        )
-        return
-    manifests.publish(
-        s3, bucket, prefix, replace(found, amis=dict(sorted({**found.amis, **amis}.items())))
-    )
+    amis = dict(sorted({**found.amis, **copies}.items()))
+    if amis != dict(found.amis):
+        manifests.publish(s3, bucket, prefix, replace(found, amis=amis))
 
 
 def _mark_published(clients: AwsClients, images: Iterable[Image], uri: str) -> None:

@@ -54,6 +54,8 @@ class Image:
     name: str = ""
     # The KMS keys of its encrypted snapshots (none when unencrypted).
     kms_key_ids: tuple[str, ...] = ()
+    # Another account's image, found through its manifest: never tagged, shared or copied here.
+    foreign: bool = False
 
     def tag(self, key: str) -> str | None:
         """The value of tag `key`, or None."""

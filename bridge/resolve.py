@@ -20,12 +20,13 @@ from typing import Literal
 import git
 
 from bridge import checkout, manifests, plan, publish, registry, schedule, seed, share, validation
-from bridge.aws import AwsClients
+from bridge.aws import AwsClients, aws_call
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
 from bridge.errors import (
     AwsError,
     BridgeError,
+    BuildError,
     LeaseError,
     ManifestError,
     NotFoundError,
@@ -118,6 +119,7 @@ class Resolver:
         # Several builds run at once (--jobs): one of each shared object.
         self._shared = threading.Lock()
         self._git = threading.Lock()
+        self._account: str | None = None
 
     # -- looking --------------------------------------------------------------------------------
 
@@ -144,11 +146,11 @@ class Resolver:
         except QueryError:
             if self.settings.region not in below:
                 raise
-            # Asked for in a region only a child lists: the parent goes there for the child.
+            # Asked for in a region only a child lists: the parent is built in its own first
+            # region and copied there for the child.
             own = plan.regions_for(
                 d, catalog_regions=self.settings.regions, region=self.settings.region
             )
-            own = (self.settings.region, *own)
         return tuple(dict.fromkeys([*own, *below]))
 
     def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
@@ -246,7 +248,9 @@ class Resolver:
                 if manifest.parent is not None:
                     recorded[registry.TAG_PARENT_AMI] = manifest.parent.ami
                     recorded[registry.TAG_PARENT_FINGERPRINT] = manifest.parent.fingerprint
-                tagged = replace(image, tags=MappingProxyType({**image.tags, **recorded}))
+                tagged = replace(
+                    image, tags=MappingProxyType({**image.tags, **recorded}), foreign=True
+                )
                 images.setdefault(region, {}).setdefault(manifest.fingerprint, []).append(tagged)
 
     def _find(self, region: str, fingerprints: Iterable[str]) -> dict[str, list[Image]]:
@@ -414,7 +418,8 @@ class Resolver:
             else image
             for region, image in decision.images.items()
         }
-        return replace(decision, state="found", images=MappingProxyType(images))
+        state: plan.State = "found" if decision.state == "pending" else decision.state
+        return replace(decision, state=state, images=MappingProxyType(images))
 
     def _outcome(
         self,
@@ -427,6 +432,13 @@ class Resolver:
         manifest_uri: str | None = None,
     ) -> ResolvedAmi:
         primary = decision.primary
+        region = decision.regions[0]
+        asked = self.settings.region
+        if self.settings.region_explicit and asked != region and asked in decision.regions:
+            # Built elsewhere (a parent asked for where only its child is built): the image
+            # here, never the build region's AMI.
+            region = asked
+            primary = decision.images.get(asked) if decision.amis else None
         state: Outcome = "built" if built else decision.state
         bucket, prefix = self.settings.manifest_bucket, self.settings.manifest_prefix
         if manifest_uri is None:
@@ -438,7 +450,7 @@ class Resolver:
         return ResolvedAmi(
             definition=d.name,
             fingerprint=decision.fingerprint,
-            region=decision.regions[0],
+            region=region,
             ami_id=primary.ami_id if primary else "",
             amis=MappingProxyType(dict(sorted(decision.amis.items()))),
             parent_definition=d.parent,
@@ -471,6 +483,11 @@ class Resolver:
             )
         else:
             why = "no image carries that fingerprint"
+            if any(o != "self" for o in self.settings.owners) and not self.settings.manifest_bucket:
+                why += (
+                    " (another account's images are found through its manifests: EC2 never "
+                    "shows their tags to other accounts; set the builder's manifest bucket)"
+                )
         return (
             f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
             f"{', '.join(decision.regions)}, owners {owners}, tag {self.settings.tag_key}: {why}. "
@@ -594,16 +611,12 @@ class Resolver:
                     f"The image of {d.name!r} ({fp[:12]}) changed while it was being copied "
                     f"(now {current.state}). Run again."
                 )
-            images = self._distribute(d, dict(current.images), current.regions)
-            done = replace(current, state="found", images=MappingProxyType(images))
-            self._update_manifest(d, fp, images)
-            self._share(d, images)
-            return self._outcome(done, d, parent, commit)
+            return self._copy_now(d, current, parent, commit)
 
         return build_once(
             self.settings.lock_dir / f"{d.name}-{fp}.lock",
             self._lease_manager(),
-            lease_key(self.settings.lease_prefix, d.name, fp, self.regions(d)),
+            lease_key(self.settings.lease_prefix, d.name, fp),
             d.name,
             fp,
             wait_timeout=self.settings.wait_timeout,
@@ -611,6 +624,22 @@ class Resolver:
             done=lambda: self._recheck(d, fp, parent, commit, built=False),
             build=copy,
         )
+
+    def _copy_now(
+        self,
+        d: Definition,
+        current: plan.Decision,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        built: bool = False,
+    ) -> ResolvedAmi:
+        """Copy a partial image everywhere it lacks; under the image's lock and lease."""
+        images = self._distribute(d, dict(current.images), current.regions)
+        done = replace(current, state="found", images=MappingProxyType(images))
+        self._update_manifest(d, current.fingerprint, images, before=current.images)
+        self._share(d, images)
+        return self._outcome(done, d, parent, commit, built=built)
 
     def _distribute(
         self, d: Definition, images: dict[str, Image], regions: Sequence[str]
@@ -624,6 +653,9 @@ class Resolver:
             return images
         source = next(images[r] for r in regions if r in images)
         tags = {k: v for k, v in source.tags.items() if not k.startswith("aws:")}
+        if share.TAG_SHARED in tags:
+            # EC2 copies no launch permissions: the copy is not shared until _share shares it.
+            tags[share.TAG_SHARED] = ""
         started: dict[str, Image] = {}
         for region in missing:
             ec2 = self.clients.ec2(region)
@@ -656,13 +688,16 @@ class Resolver:
         """Launch permissions on every regional image exactly as the catalog's `share` says
         (nothing to do when the images' shared tag says it is so already)."""
         entries = self.catalog.share_for(d)
-        todo = {r: i for r, i in sorted(images.items()) if share.needs_update(i, entries)}
-        accounts = any(e.isdigit() for e in entries)
+        todo = {
+            r: i
+            for r, i in sorted(images.items())
+            if not i.foreign and share.needs_update(i, entries)
+        }
         for region, image in todo.items():  # all or none
             managed = [
                 key
                 for key in image.kms_key_ids
-                if accounts and share.key_manager(self.clients.kms(region), key) == "AWS"
+                if entries and share.key_manager(self.clients.kms(region), key) == "AWS"
             ]
             share.check(image, entries, aws_managed=managed)
         for region, image in todo.items():
@@ -678,17 +713,20 @@ class Resolver:
             timeout=self.settings.wait_timeout,
         )
 
-    def _update_manifest(self, d: Definition, fp: str, images: Mapping[str, Image]) -> None:
-        """The manifest of a copied image lists every regional copy."""
+    def _update_manifest(
+        self, d: Definition, fp: str, images: Mapping[str, Image], *, before: Mapping[str, Image]
+    ) -> None:
+        """The manifest of a copied image lists the copies made (`images` not in `before`)."""
         bucket = self.settings.manifest_bucket
-        if not bucket:
+        copies = {r: i.ami_id for r, i in images.items() if r not in before}
+        if not bucket or not copies:
             return
         try:
             publish.add_regions(
                 self.clients,
                 d,
                 fp,
-                {r: i.ami_id for r, i in images.items()},
+                copies,
                 bucket=bucket,
                 prefix=self.settings.manifest_prefix,
             )
@@ -707,10 +745,21 @@ class Resolver:
         """Build exactly once; an image another process built meanwhile is used instead."""
         fp = decision.fingerprint
         build_id = plan.predicted_build_id(decision, parent.build_id if parent else None)
+        self._check_builder()
+
+        def build(lease: Lease | None) -> ResolvedAmi:
+            if recheck:
+                # Built meanwhile by the process we waited for, whose copies failed: copy, under
+                # the lease we hold now, instead of building again.
+                current = self._look_again(d, fp, parent)
+                if current.state == "partial" and not current.foreign:
+                    return self._copy_now(d, current, parent, snapshot.commit, built=True)
+            return self._build(d, fp, parent, snapshot, build_id, lease=lease)
+
         return build_once(
             self.settings.lock_dir / f"{d.name}-{fp}.lock",
             self._lease_manager(),
-            lease_key(self.settings.lease_prefix, d.name, fp, self.regions(d)),
+            lease_key(self.settings.lease_prefix, d.name, fp),
             d.name,
             fp,
             wait_timeout=self.settings.wait_timeout,
@@ -718,8 +767,27 @@ class Resolver:
             done=(lambda: self._recheck(d, fp, parent, snapshot.commit))
             if recheck
             else (lambda: None),
-            build=lambda lease: self._build(d, fp, parent, snapshot, build_id, lease=lease),
+            build=build,
         )
+
+    def _check_builder(self) -> None:
+        """Refuse to build with credentials whose account `owners` does not count: the image
+        would never be found (a workload account resolving the builder's images, say)."""
+        if "self" in self.settings.owners:
+            return
+        with self._shared:
+            if self._account is None:
+                sts = self.clients.sts(self.settings.region)
+                with aws_call("reading this account's ID", "sts:GetCallerIdentity"):
+                    self._account = str(sts.get_caller_identity()["Account"])
+        if self._account not in self.settings.owners:
+            raise BuildError(
+                f"The image is missing, and these credentials are account {self._account}, "
+                f"which `owners` ({', '.join(self.settings.owners)}) does not count: an image "
+                "built here would never be found. Build it with the credentials of one of "
+                "those accounts (`ami-bridge build` in the builder's pipeline), or resolve here "
+                'with on_missing=fail or report (in the modules, build_phase = "never").'
+            )
 
     def _build(
         self,
@@ -783,8 +851,9 @@ class Resolver:
         images = dict(published.images)
         if any(r not in images for r in regions):
             # Tagged first, so a failed copy leaves a found image to copy from on the next run.
+            before = dict(images)
             images = self._distribute(d, images, regions)
-            self._update_manifest(d, fp, images)
+            self._update_manifest(d, fp, images, before=before)
         self._share(d, images)
         decision = plan.Decision(
             d.name, fp, "found", regions, MappingProxyType(images), source="ec2"

@@ -60,13 +60,12 @@ def needs_update(image: Image, entries: Sequence[str]) -> bool:
 
 
 def check(image: Image, entries: Sequence[str], *, aws_managed: Sequence[str]) -> None:
-    """Refuse to share `image` with accounts when its snapshots are under an AWS-managed KMS key
-    (`aws_managed`: those of its keys that KMS says AWS manages)."""
-    accounts = sorted(e for e in entries if e.isdigit())
-    if accounts and aws_managed:
+    """Refuse to share `image` at all (accounts, organizations, OUs) when its snapshots are under
+    an AWS-managed KMS key (`aws_managed`: those of its keys that KMS says AWS manages)."""
+    if entries and aws_managed:
         raise BuildError(
             f"The image {image.ami_id} in {image.region} cannot be shared with "
-            f"{', '.join(accounts)}: its snapshots are encrypted with {aws_managed[0]}, an "
+            f"{', '.join(entries)}: its snapshots are encrypted with {aws_managed[0]}, an "
             "AWS-managed KMS key (such as EBS's default, alias/aws/ebs), whose policy cannot "
             "grant other accounts its use. Encrypt the images with a customer-managed key (the "
             "catalog's `kms_keys` for copies, the template's `kms_key_id` for builds) that those "

@@ -85,14 +85,18 @@ def test_a_root_keeps_its_templates_own_ami_base_default(sandbox_env, repo, pack
     assert json.loads(proc.stdout)["built"] == "true"
 
 
-def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_env, repo, packer):
+def test_credentials_the_owners_would_not_count_build_nothing(sandbox_env, repo, packer):
+    """An image built with them would never be found: refused before Packer runs."""
     proc = external(sandbox_env, query(repo, owners="111111111111"))
     assert proc.code == 1 and proc.stdout == ""
-    assert "belongs to account 123456789012" in proc.stderr
-    assert "(111111111111)" in proc.stderr and "left untagged" in proc.stderr
-    (image,) = own_images()
-    assert "SHA" not in tags_of(image)
-    assert manifest_keys() == []  # no manifest, and the build lease is released
+    err = " ".join(proc.stderr.split())
+    assert "these credentials are account 123456789012" in err and "(111111111111)" in err
+    assert "Traceback" not in err
+    assert own_images() == []
+    assert manifest_keys() == []  # no manifest, and no build lease taken
+    # Counting the account by its ID builds as usual.
+    counted = external(sandbox_env, query(repo, owners="111111111111,123456789012"))
+    assert counted.code == 0, counted.stderr
 
 
 def fingerprint_at(repo, commit=None, allow_dirty=False):

@@ -18,14 +18,14 @@ def manager(clock=None, **config) -> LeaseManager:
 
 
 def test_key_depends_on_region_set_not_order():
-    a = lease_key("images", "base", FP, ["us-east-1", "eu-west-1"])
-    assert a == lease_key("images/", "base", FP, ["eu-west-1", "us-east-1"])
-    assert a != lease_key("images", "base", FP, ["us-east-1"])
+    a = lease_key("images", "base", FP)
+    assert a == lease_key("images/", "base", FP) == f"images/leases/base/{FP}.json"
+    assert a != lease_key("images", "snowflake", FP)
     assert a.startswith("images/leases/base/" + FP)
 
 
 def test_only_one_creator_wins(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     first, second = manager(), manager()
     lease = first.try_acquire(key, "base", FP)
     assert lease is not None
@@ -36,7 +36,7 @@ def test_only_one_creator_wins(sandbox_env):
 
 
 def test_expired_lease_is_taken_over_by_exactly_one(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     dead = manager().try_acquire(key, "base", FP)
     assert dead is not None
     future = lambda: 10**10  # noqa: E731 - every lease has expired by then
@@ -47,7 +47,7 @@ def test_expired_lease_is_taken_over_by_exactly_one(sandbox_env):
     lost = b._put(key, b"{}", IfMatch=stale_etag)
     assert won is not None and lost is None
     # Through the public path: a taker of a really expired lease gets it, the next one does not.
-    key2 = lease_key("images", "snowflake", FP, ["us-east-1"])
+    key2 = lease_key("images", "snowflake", FP)
     assert manager().try_acquire(key2, "snowflake", FP) is not None
     taker = manager(clock=future).try_acquire(key2, "snowflake", FP)
     assert taker is not None
@@ -55,7 +55,7 @@ def test_expired_lease_is_taken_over_by_exactly_one(sandbox_env):
 
 
 def test_renew_and_release(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     leases = manager()
     lease = leases.try_acquire(key, "base", FP)
     before = lease.etag
@@ -66,7 +66,7 @@ def test_renew_and_release(sandbox_env):
 
 
 def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     slow = manager()
     lease = slow.try_acquire(key, "base", FP)
     taker = manager(clock=lambda: 10**10).try_acquire(key, "base", FP)
@@ -78,13 +78,13 @@ def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(sandbox_env):
 
 
 def test_corrupt_lease_counts_as_expired(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"{garbage")
     assert manager().try_acquire(key, "base", FP) is not None
 
 
 def test_wait_returns_holders_result_or_names_holder(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     assert manager().try_acquire(key, "base", FP) is not None
     waiting = manager(wait_timeout=0.5, poll_min=0.1, poll_max=0.1)
     results = iter([None, None, "ami-0123456789abcdef0"])
@@ -98,7 +98,7 @@ def test_wait_returns_holders_result_or_names_holder(sandbox_env):
 
 
 def test_confirm_notices_a_takeover_without_a_failed_renewal(sandbox_env):
-    key = lease_key("images", "base", FP, ["us-east-1"])
+    key = lease_key("images", "base", FP)
     holder = manager()
     lease = holder.try_acquire(key, "base", FP)
     assert holder.confirm(lease)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import boto3
+import pytest
 
 from bridge import registry
 from bridge.aws import AwsClients
 from bridge.catalog import Definition
+from bridge.errors import BuildError
 from bridge.manifests import ParentRef, fetch
 from bridge.publish import Provenance, image_tags, publish
 from testing.sandbox import BUCKET, make_image, tags_of
@@ -85,6 +87,25 @@ def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
     manifest = fetch(boto3.client("s3"), BUCKET, "images", "app", FP)
     assert manifest is not None
     assert dict(manifest.amis) == amis and manifest.parent == PROVENANCE.parent
+
+
+def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_env):
+    ami = make_image(boto3.client("ec2"), "app")
+    with pytest.raises(BuildError, match=r"belongs to account 123456789012.*left untagged"):
+        publish(
+            AwsClients(),
+            CHILD,
+            FP,
+            {"us-east-1": ami},
+            tag_key="SHA",
+            owners=("111111111111",),
+            provenance=PROVENANCE,
+            bucket=BUCKET,
+            prefix="images",
+        )
+    (image,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    assert "SHA" not in tags_of(image)
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET)
 
 
 def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):

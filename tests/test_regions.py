@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import boto3
@@ -130,6 +133,13 @@ def test_a_child_built_in_another_region_builds_on_the_parents_copy_there(
     assert made(EAST) == Counter({"base": 1}) and made(WEST) == Counter({"base": 1, "snowflake": 1})
     again = build(repo, env)
     assert {n: r["built"] for n, r in again.items()} == {"base": "false", "snowflake": "false"}
+    # The parent asked for where only its child lists: its copy there, never another region's.
+    proc = run_bridge(
+        ["resolve", "base", "--region", WEST, "--repo", str(repo.path), "--json"], env
+    )
+    assert proc.code == 0, proc.stderr
+    there = json.loads(proc.stdout)["base"]
+    assert (there["region"], there["ami_id"]) == (WEST, base_amis[WEST])
 
 
 def test_a_failed_copy_tags_nothing_wrongly_and_is_copied_on_the_next_run(
@@ -282,8 +292,19 @@ def test_a_workload_account_resolves_the_builders_shared_image_through_its_manif
         assert results[name]["ami_id"] == built[name]["ami_id"], name
         assert results[name]["state"] == "found"
     assert results["snowflake"]["parent_ami_id"] == built["base"]["ami_id"]
+    # With the default on_missing=build too: found, and nothing is tagged, shared or copied.
+    default = external(consumer, {k: v for k, v in query.items() if k != "on_missing"})
+    assert default.code == 0, default.stderr
+    assert json.loads(json.loads(default.stdout)["base"])["ami_id"] == built["base"]["ami_id"]
+    # A missing image is not built with the workload account's credentials.
+    repo.write("snowflake/tasks/extra.sh", "#!/bin/sh\necho extra\n")
+    repo.commit("a new snowflake")
+    missing = external(consumer, {k: v for k, v in query.items() if k != "on_missing"})
+    assert missing.code == 1
+    assert f"these credentials are account {OTHER_ACCOUNT}" in " ".join(missing.stderr.split())
     # Nothing was built or tagged in the workload account.
     assert ec2.describe_images(Owners=["self"])["Images"] == []
+    assert boto3.client("ec2").describe_images(Owners=["self"])["Images"] != []
 
 
 def test_an_image_not_shared_with_the_workload_account_is_not_found_there(
@@ -298,3 +319,65 @@ def test_an_image_not_shared_with_the_workload_account_is_not_found_there(
     query = {"definition": "base", "repo": str(repo.path), "owners": ACCOUNT, "on_missing": "fail"}
     proc = external(consumer, query)
     assert proc.code == 3 and "no image carries that fingerprint" in proc.stderr, proc.stderr
+
+
+def test_a_copy_made_later_is_shared_like_the_original(sandbox_env, repo, packer):
+    set_share(repo, [OTHER_ACCOUNT])
+    build(repo, sandbox_env, "base")
+    set_regions(repo, base=[EAST, WEST])
+    build(repo, sandbox_env, "base")
+    (west,) = tagged(WEST, "base")
+    assert permissions(WEST, west) == ([{"UserId": OTHER_ACCOUNT}], [{"UserId": OTHER_ACCOUNT}])
+
+
+def test_a_re_copied_region_replaces_the_gone_copy_in_the_manifest(sandbox_env, repo, packer):
+    set_regions(repo, base=[EAST, WEST])
+    first = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
+    boto3.client("ec2", region_name=WEST).deregister_image(ImageId=first[WEST])
+    again = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
+    manifest = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
+    assert json.loads(manifest.stdout)["amis"] == again != first
+
+
+def test_a_build_found_partial_after_waiting_is_copied_not_built_again(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    """The first builder's copy fails; the second, which saw the image missing and waited for
+    the lease, copies the built image instead of building again."""
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].insert(0, {"type": "shell-local", "inline": ["sleep 6"]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    set_regions(repo, base=[EAST, WEST])
+
+    def copy_image(method: str, path: str, headers, body: bytes) -> bool:
+        return b"Action=CopyImage" in body
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=copy_image) as proxy:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "build", "base", "--repo", str(repo.path)],
+            env={
+                **sandbox_env,
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+                "AMI_BRIDGE_STATE_DIR": str(tmp_path / "first"),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # The second looks while the first is still in Packer: the image is missing.
+        logs = tmp_path / "first" / "logs"
+        deadline = time.monotonic() + 60
+        while not any("Running local shell script" in p.read_text() for p in logs.glob("*.log")):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.1)
+        second = run_bridge(
+            ["build", "base", "--repo", str(repo.path), "--json"],
+            {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "second")},
+        )
+        _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 1 and "copying" in first_err, first_err
+    assert second.code == 0, second.stderr
+    result = json.loads(second.stdout)["base"]
+    assert made(EAST) == Counter({"base": 1}) and made(WEST) == Counter({"base": 1})
+    assert set(json.loads(result["amis_json"])) == {EAST, WEST}

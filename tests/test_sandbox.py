@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 import boto3
 
 from bridge.sandbox import ACCOUNT, BASE_IMAGE, OTHER_ACCOUNT
@@ -28,16 +30,37 @@ def test_reset_forgets_resources(sandbox_server, sandbox_env):
     assert "to-forget" not in names
 
 
-def conforms(value, shape) -> bool:
-    """Whether a parsed response value has the types its botocore shape says, all the way down."""
+def xml_conforms(element, shape) -> list[str]:
+    """Where a raw EC2 (query protocol) XML response strays from its botocore shape: elements
+    the shape lacks, booleans that are not true/false. Empty: it conforms."""
+    problems = []
     if shape.type_name == "structure":
-        return isinstance(value, dict) and all(
-            k in shape.members and conforms(v, shape.members[k]) for k, v in value.items()
-        )
-    if shape.type_name == "list":
-        return isinstance(value, list) and all(conforms(v, shape.member) for v in value)
-    expected = {"boolean": bool, "string": str, "integer": int, "long": int}.get(shape.type_name)
-    return expected is None or isinstance(value, expected)
+        names = {
+            m.serialization.get("name", n[:1].lower() + n[1:]): m for n, m in shape.members.items()
+        }
+        for child in element:
+            tag = child.tag.split("}")[-1]
+            if tag == "requestId":  # every EC2 response's metadata, outside the shapes
+                continue
+            if tag not in names:
+                problems.append(f"{shape.name} has no {tag}")
+            else:
+                problems += xml_conforms(child, names[tag])
+    elif shape.type_name == "list":
+        for child in element:
+            problems += xml_conforms(child, shape.member)
+    elif shape.type_name == "boolean" and element.text not in ("true", "false"):
+        problems.append(f"{shape.name} is {element.text!r}")
+    return problems
+
+
+def raw_responses(client) -> list[bytes]:
+    """The raw bodies of the client's responses, as they arrive (before botocore parses them)."""
+    bodies: list[bytes] = []
+    client.meta.events.register(
+        "before-parse.ec2.*", lambda response_dict, **_: bodies.append(response_dict["body"])
+    )
+    return bodies
 
 
 def made_image(ec2, name: str) -> str:
@@ -60,9 +83,11 @@ def test_copy_image_copies_tags_and_encrypts_as_asked(sandbox_env):
         SourceImageId=source, SourceRegion="us-east-1", Name="default", Encrypted=True
     )
     ids = [plain["ImageId"], tagged["ImageId"], default["ImageId"]]
+    bodies = raw_responses(west)
     response = west.describe_images(ImageIds=ids)
     output = west.meta.service_model.operation_model("DescribeImages").output_shape
-    assert conforms({k: v for k, v in response.items() if k != "ResponseMetadata"}, output)
+    assert xml_conforms(ElementTree.fromstring(bodies[-1]), output) == []
+    assert b"<encrypted>true</encrypted>" in bodies[-1] and b"<kmsKeyId>" in bodies[-1]
     by_name = {i["Name"]: i for i in response["Images"]}
     assert "Tags" not in by_name["plain"] or by_name["plain"]["Tags"] == []
     assert by_name["tagged"]["Tags"] == [{"Key": "SHA", "Value": "f" * 40}]
