@@ -44,6 +44,7 @@ class Definition:
     encrypted: bool | None = None
     kms_keys: Mapping[str, str] | None = None
     share: tuple[str, ...] | None = None
+    max_age_days: float | None = None
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -67,6 +68,7 @@ class Catalog:
     encrypted: bool = False
     kms_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     share: tuple[str, ...] = ()
+    max_age_days: float | None = None
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -91,6 +93,10 @@ class Catalog:
     def share_for(self, d: Definition) -> tuple[str, ...]:
         """Who may launch `d`'s images (the definition's list, else the catalog's)."""
         return self.share if d.share is None else d.share
+
+    def max_age_for(self, d: Definition) -> float | None:
+        """How many days `d`'s images last before they expire (None: forever)."""
+        return self.max_age_days if d.max_age_days is None else d.max_age_days
 
     def closure(self, names: Iterable[str]) -> list[Definition]:
         """The named definitions and all their ancestors, parents before children."""
@@ -218,6 +224,7 @@ def load_catalog(
         encrypted=data.get("encrypted", False),
         kms_keys=MappingProxyType(dict(data.get("kms_keys", {}))),
         share=tuple(data.get("share", ())),
+        max_age_days=data.get("max_age_days"),
         _order=tuple(order),
     )
 
@@ -305,6 +312,7 @@ def _definition(files: Files, rel: str, name: str, spec: Mapping[str, Any]) -> D
         encrypted=spec.get("encrypted"),
         kms_keys=MappingProxyType(dict(spec["kms_keys"])) if "kms_keys" in spec else None,
         share=tuple(spec["share"]) if "share" in spec else None,
+        max_age_days=spec.get("max_age_days"),
         entry=canonical_entry(spec),
     )
 

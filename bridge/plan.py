@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Literal
 
@@ -21,8 +22,9 @@ from bridge.settings import OnMissing
 # found: every region has a usable image; pending: every region has one, some still pending;
 # partial: some regions have the image (a copy of one build), others have none: copied, not built;
 # outdated: images with this fingerprint exist but none was built on the parent's current AMI;
+# expired: images with this fingerprint exist but all are older than the definition's maximum age;
 # missing: no usable image in any region.
-State = Literal["found", "missing", "outdated", "pending", "partial"]
+State = Literal["found", "missing", "outdated", "expired", "pending", "partial"]
 # Per region: an available image; one being built (the build region) or copied (the others);
 # none.
 RegionState = Literal["found", "pending", "copying", "missing"]
@@ -48,6 +50,8 @@ class Decision:
     # The build IDs of every image of this definition with this fingerprint, in any of its
     # regions, usable or not (outdated ones too): a build now supersedes them, and its ID says so.
     prior: tuple[str, ...] = ()
+    # When the image used expires (ISO 8601, UTC; "" when images never expire).
+    expires_at: str = ""
 
     @property
     def usable(self) -> bool:
@@ -155,6 +159,8 @@ def decide(
     *,
     parent_amis: Collection[str] | None,
     seeded: Mapping[str, Image] | None = None,
+    max_age_days: float | None = None,
+    now: datetime | None = None,
 ) -> Decision:
     """Classify `d` from the images seen with its fingerprint (region -> images, newest first).
 
@@ -177,9 +183,25 @@ def decide(
             }
         )
     )
+    # An image's age counts from its build: the first creation date among the images with its
+    # build ID (a copy made later is as old as its build).
+    born: dict[str, datetime] = {}
+    for region in regions:
+        for i in seen.get(region, ()):
+            created = _parse_date(i.creation_date)
+            if created is not None:
+                build = i.tag(TAG_BUILD_ID) or i.ami_id
+                born[build] = min(born.get(build, created), created)
+    lifetime = None if max_age_days is None else timedelta(days=max_age_days)
+    now = now or datetime.now(timezone.utc)
+
+    def expiry(i: Image) -> datetime | None:
+        start = born.get(i.tag(TAG_BUILD_ID) or i.ami_id)
+        return None if lifetime is None or start is None else start + lifetime
+
     chosen: dict[str, Image] = {}
     duplicates: dict[str, tuple[str, ...]] = {}
-    outdated = False
+    outdated = expired = False
     for region in regions:
         # An image whose provenance names another definition is that definition's, whatever
         # fingerprint it carries.
@@ -188,6 +210,9 @@ def decide(
             matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
             outdated = outdated or (bool(candidates) and not matching)
             candidates = matching
+        fresh = [i for i in candidates if (expiry(i) or now) >= now]
+        expired = expired or (bool(candidates) and not fresh)
+        candidates = fresh
         if candidates:
             chosen[region] = candidates[0]
             if len(candidates) > 1:
@@ -216,7 +241,9 @@ def decide(
         # missing ones get copies of it.
         state = "partial"
     else:
-        state = "outdated" if outdated else "missing"
+        state = "outdated" if outdated else "expired" if expired else "missing"
+    used = chosen.get(regions[0]) or next(iter(chosen.values()), None)
+    ends = None if used is None else expiry(used)
     return Decision(
         d.name,
         fingerprint,
@@ -226,7 +253,24 @@ def decide(
         MappingProxyType(duplicates),
         source="ec2" if chosen else "none",
         prior=prior,
+        expires_at="" if ends is None else ends.isoformat(timespec="seconds"),
     )
+
+
+def expires_at(creation_date: str, max_age_days: float | None) -> str:
+    """When an image built at `creation_date` expires (ISO 8601 UTC; "" when never)."""
+    created = _parse_date(creation_date)
+    if created is None or max_age_days is None:
+        return ""
+    return (created + timedelta(days=max_age_days)).isoformat(timespec="seconds")
+
+
+def _parse_date(text: str) -> datetime | None:
+    """EC2's CreationDate (2026-01-01T00:00:00.000Z) as an aware datetime; None when absent."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def next_step(

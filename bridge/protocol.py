@@ -110,6 +110,7 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "commit": resolved.commit,
         "creation_date": resolved.creation_date,
         "build_id": resolved.build_id,
+        "expires_at": resolved.expires_at,
     }
 
 

@@ -41,7 +41,7 @@ from bridge.settings import OnMissing, Settings
 log = logging.getLogger(__name__)
 
 # What a resolve reports: a planner state, or `built` when the image was built during it.
-Outcome = Literal["found", "built", "missing", "outdated", "pending", "partial"]
+Outcome = Literal["found", "built", "missing", "outdated", "expired", "pending", "partial"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class ResolvedAmi:
     build_id: str
     # Region -> found / pending / missing, for every region the image must exist in.
     region_states: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # When the image expires (ISO 8601 UTC; "" when it never does, or there is none).
+    expires_at: str = ""
 
     @property
     def found(self) -> bool:
@@ -273,6 +275,7 @@ class Resolver:
             survey.seen(fp),
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
             seeded=survey.seeded.get(d.name),
+            max_age_days=self.catalog.max_age_for(d),
         )
         for region, others in decision.duplicates.items():
             log.warning(
@@ -466,6 +469,7 @@ class Resolver:
             region_states=MappingProxyType(
                 {r: "found" if built else s for r, s in decision.region_states.items()}
             ),
+            expires_at=decision.expires_at,
         )
 
     def _not_found(self, d: Definition, decision: plan.Decision) -> str:
@@ -475,6 +479,11 @@ class Resolver:
             why = (
                 f"the image is partial: it has copies in {have} but none in "
                 f"{', '.join(decision.missing_regions)}; a build run copies it there (no rebuild)"
+            )
+        elif decision.state == "expired":
+            why = (
+                f"its images are older than the definition's max_age_days "
+                f"({self.catalog.max_age_for(d):g}), so they are expired"
             )
         elif decision.state == "outdated":
             why = (
@@ -581,6 +590,7 @@ class Resolver:
             regions,
             seen,
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
+            max_age_days=self.catalog.max_age_for(d),
         )
 
     def _recheck(
@@ -856,7 +866,15 @@ class Resolver:
             self._update_manifest(d, fp, images, before=before)
         self._share(d, images)
         decision = plan.Decision(
-            d.name, fp, "found", regions, MappingProxyType(images), source="ec2"
+            d.name,
+            fp,
+            "found",
+            regions,
+            MappingProxyType(images),
+            source="ec2",
+            expires_at=plan.expires_at(
+                images[regions[0]].creation_date, self.catalog.max_age_for(d)
+            ),
         )
         return self._outcome(
             decision,

@@ -316,3 +316,46 @@ def test_the_predicted_build_id_does_not_depend_on_the_region_resolved_first():
     assert east_first.state == west_first.state == "outdated"
     assert east_first.prior == west_first.prior == ("b1",)
     assert predicted_build_id(east_first, "p") == predicted_build_id(west_first, "p")
+
+
+def test_an_image_past_its_maximum_age_is_expired_and_a_younger_one_wins():
+    from datetime import datetime, timezone
+
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    old = image("ami-old", created="2026-01-01T00:00:00.000Z")
+    young = image("ami-new", created="2026-02-20T00:00:00.000Z")
+    both = decide(
+        ROOT, FP, EAST, {"us-east-1": [young, old]}, parent_amis=None, max_age_days=30, now=now
+    )
+    assert both.state == "found" and both.amis == {"us-east-1": "ami-new"}
+    assert both.expires_at == "2026-03-22T00:00:00+00:00"
+    gone = decide(ROOT, FP, EAST, {"us-east-1": [old]}, parent_amis=None, max_age_days=30, now=now)
+    assert gone.state == "expired" and gone.amis == {} and gone.prior == ("ami-old",)
+    assert next_step(gone, on_missing="build", forced=False, parent_ready=True) == "build"
+    assert next_step(gone, on_missing="fail", forced=False, parent_ready=True) == "fail"
+    forever = decide(ROOT, FP, EAST, {"us-east-1": [old]}, parent_amis=None, now=now)
+    assert forever.state == "found" and forever.expires_at == ""
+
+
+def test_a_copy_is_as_old_as_its_build():
+    from datetime import datetime, timezone
+
+    def built(ami, region, created):
+        i = image(ami, region, created=created)
+        return Image(
+            ami,
+            region,
+            "available",
+            created,
+            i.owner_id,
+            MappingProxyType({**i.tags, TAG_BUILD_ID: "b1"}),
+            (),
+        )
+
+    seen = {
+        "us-east-1": [built("ami-1", "us-east-1", "2026-01-01T00:00:00.000Z")],
+        "eu-west-1": [built("ami-9", "eu-west-1", "2026-02-25T00:00:00.000Z")],  # copied later
+    }
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    decision = decide(ROOT, FP, BOTH, seen, parent_amis=None, max_age_days=30, now=now)
+    assert decision.state == "expired"

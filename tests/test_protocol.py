@@ -15,6 +15,7 @@ RESULT_KEYS = {
     "ami_id",
     "amis_json",
     "regions_json",
+    "expires_at",
     "build_id",
     "built",
     "commit",
