@@ -623,6 +623,17 @@ class Resolver:
                 )
             return self._copy_now(d, current, parent, commit)
 
+        return self._once(d, fp, lambda: self._recheck(d, fp, parent, commit, built=False), copy)
+
+    def _once(
+        self,
+        d: Definition,
+        fp: str,
+        done: Callable[[], ResolvedAmi | None],
+        make: Callable[[Lease | None], ResolvedAmi],
+    ) -> ResolvedAmi:
+        """`make` the image of `d` (build or copy) under its lock and lease, unless `done` finds
+        another process made it meanwhile."""
         return build_once(
             self.settings.lock_dir / f"{d.name}-{fp}.lock",
             self._lease_manager(),
@@ -631,8 +642,8 @@ class Resolver:
             fp,
             wait_timeout=self.settings.wait_timeout,
             cancelled=self._cancelled,
-            done=lambda: self._recheck(d, fp, parent, commit, built=False),
-            build=copy,
+            done=done,
+            build=make,
         )
 
     def _copy_now(
@@ -766,18 +777,11 @@ class Resolver:
                     return self._copy_now(d, current, parent, snapshot.commit, built=True)
             return self._build(d, fp, parent, snapshot, build_id, lease=lease)
 
-        return build_once(
-            self.settings.lock_dir / f"{d.name}-{fp}.lock",
-            self._lease_manager(),
-            lease_key(self.settings.lease_prefix, d.name, fp),
-            d.name,
+        return self._once(
+            d,
             fp,
-            wait_timeout=self.settings.wait_timeout,
-            cancelled=self._cancelled,
-            done=(lambda: self._recheck(d, fp, parent, snapshot.commit))
-            if recheck
-            else (lambda: None),
-            build=build,
+            (lambda: self._recheck(d, fp, parent, snapshot.commit)) if recheck else (lambda: None),
+            build,
         )
 
     def _check_builder(self) -> None:
