@@ -35,6 +35,8 @@ class Provenance:
     parent: manifests.ParentRef | None
     # plan.predicted_build_id, computed before the build
     build_id: str
+    # The parent image's build ID (None for a root)
+    parent_build_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def image_tags(
     if provenance.parent is not None:
         tags[registry.TAG_PARENT_AMI] = provenance.parent.ami
         tags[registry.TAG_PARENT_FINGERPRINT] = provenance.parent.fingerprint
+    if provenance.parent_build_id:
+        tags[registry.TAG_PARENT_BUILD_ID] = provenance.parent_build_id
     tags[tag_key] = fingerprint
     return tags
 

@@ -25,6 +25,8 @@ TAG_DEFINITION = TAG_PREFIX + "definition"
 TAG_COMMIT = TAG_PREFIX + "git-commit"
 TAG_PARENT_AMI = TAG_PREFIX + "parent-ami"
 TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
+# The build ID of the parent image: the same for the parent's build and all its regional copies.
+TAG_PARENT_BUILD_ID = TAG_PREFIX + "parent-build-id"
 TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
 TAG_BUILD_URL = TAG_PREFIX + "build-url"
 # Known before the build (plan.predicted_build_id), so a Terraform plan can name the build to come.

@@ -274,6 +274,7 @@ class Resolver:
             self.regions(d),
             survey.seen(fp),
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
+            parent_build_id=None if parent is None else parent.build_id,
             seeded=survey.seeded.get(d.name),
             max_age_days=self.catalog.max_age_for(d),
         )
@@ -447,7 +448,7 @@ class Resolver:
         if manifest_uri is None:
             manifest_uri = (
                 manifests.manifest_uri(bucket, prefix, d.name, decision.fingerprint)
-                if bucket and state in ("found", "built")
+                if bucket and state in ("found", "built", "partial")
                 else ""
             )
         return ResolvedAmi(
@@ -590,6 +591,7 @@ class Resolver:
             regions,
             seen,
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
+            parent_build_id=None if parent is None else parent.build_id,
             max_age_days=self.catalog.max_age_for(d),
         )
 
@@ -847,6 +849,7 @@ class Resolver:
                 parent.definition, parent.fingerprint, parent.amis[regions[0]]
             ),
             build_id=build_id,
+            parent_build_id=parent.build_id if parent else None,
         )
         published = publish.publish(
             self.clients,

@@ -69,7 +69,8 @@ def check(image: Image, entries: Sequence[str], *, aws_managed: Sequence[str]) -
             "AWS-managed KMS key (such as EBS's default, alias/aws/ebs), whose policy cannot "
             "grant other accounts its use. Encrypt the images with a customer-managed key (the "
             "catalog's `kms_keys` for copies, the template's `kms_key_id` for builds) that those "
-            "accounts may use."
+            "accounts may use. Copies already made under the AWS-managed key are kept: "
+            "deregister them, and the next build run copies them again under the new key."
         )
 
 

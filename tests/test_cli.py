@@ -238,3 +238,22 @@ def test_a_catalog_jobs_value_out_of_range_is_refused(repo):
     proc = run_bridge(["status", "--repo", str(repo.path)], {})
     assert proc.code == 1
     assert "jobs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(repo, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # every write to stdout fails with EPIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "graph", "--repo", str(repo.path)],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "state")},
+    )
+    os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

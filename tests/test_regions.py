@@ -112,6 +112,27 @@ def test_resolving_where_the_copy_exists_works_while_another_region_lacks_it(
     result = json.loads(proc.stdout)["base"]
     assert result["ami_id"] == first[WEST] and result["state"] == "partial"
     assert result["found"] == "true"
+    # One image, whichever region looks: the same build ID, the manifest.
+    report = run_bridge(
+        [
+            "resolve",
+            "base",
+            "--region",
+            EAST,
+            "--on-missing",
+            "report",
+            "--repo",
+            str(repo.path),
+            "--json",
+        ],
+        sandbox_env,
+    )
+    partial = json.loads(report.stdout)["base"]
+    assert partial["build_id"] == result["build_id"] and partial["ami_id"] == ""
+    assert (
+        result["manifest_uri"].startswith("s3://")
+        and partial["manifest_uri"] == result["manifest_uri"]
+    )
     # Resolved in the region that lacks it, without building: not found, says partial.
     east = run_bridge(["resolve", "base", "--region", EAST, "--repo", str(repo.path)], sandbox_env)
     assert east.code == 3 and "partial" in east.stderr, east.stderr
@@ -381,3 +402,26 @@ def test_a_build_found_partial_after_waiting_is_copied_not_built_again(
     result = json.loads(second.stdout)["base"]
     assert made(EAST) == Counter({"base": 1}) and made(WEST) == Counter({"base": 1})
     assert set(json.loads(result["amis_json"])) == {EAST, WEST}
+
+
+def test_a_child_built_on_the_parents_copy_elsewhere_counts_from_every_region(
+    sandbox_env, repo, packer
+):
+    """The child's image in us-east-1 is a copy of one built in ap-southeast-2 on the parent's
+    copy there: looked at from us-east-1, where that copy of the parent is not looked up, it
+    is current (the parent's build ID), not outdated."""
+    south = "ap-southeast-2"
+    set_regions(repo, base=[EAST], snowflake=[south, EAST])
+    built = run_bridge(
+        ["build", "snowflake", "--region", south, "--repo", str(repo.path), "--json"], sandbox_env
+    )
+    assert built.code == 0, built.stderr
+    child = json.loads(built.stdout)["snowflake"]
+    looked = run_bridge(["status", "--json", "--repo", str(repo.path)], sandbox_env)
+    status = json.loads(looked.stdout)
+    assert status["snowflake"]["state"] == "found", status["snowflake"]
+    assert status["snowflake"]["build_id"] == child["build_id"]
+    again = build(repo, sandbox_env, "snowflake")["snowflake"]
+    assert again["built"] == "false"
+    assert made(south) == Counter({"base": 1, "snowflake": 1})
+    assert made(EAST) == Counter({"base": 1, "snowflake": 1})  # the base's build, the child's copy
