@@ -21,7 +21,6 @@ from bridge.registry import (
     TAG_DEFINITION,
     TAG_MANIFEST,
     TAG_PARENT_AMI,
-    TAG_PARENT_BUILD_ID,
     Image,
 )
 from bridge.settings import OnMissing
@@ -168,7 +167,6 @@ def decide(
     seen: Mapping[str, Sequence[Image]],
     *,
     parent_amis: Collection[str] | None,
-    parent_build_id: str | None = None,
     seeded: Mapping[str, Image] | None = None,
     max_age_days: float | None = None,
     now: datetime | None = None,
@@ -177,10 +175,7 @@ def decide(
 
     `parent_amis` are the AMIs of the parent's image, one per region (empty when the parent has
     none yet; None for a root). A child's image counts only if its parent-AMI tag names one of
-    them: the child may be built in another region than the parent, on its copy there. While the
-    parent has images, a child's image also counts when its parent-build-ID tag names
-    `parent_build_id`: every regional copy of the parent carries that one ID, so a child built on
-    the parent's copy in a region not looked at now still counts. `seeded`
+    them: the child may be built in another region than the parent, on its copy there. `seeded`
     is a root image a seed pipeline built in the same workflow (its manifest), used only when EC2
     has no complete image by fingerprint and every region's copy is available.
     """
@@ -221,16 +216,7 @@ def decide(
         # fingerprint it carries.
         candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
         if parent_amis is not None:
-            matching = [
-                i
-                for i in candidates
-                if i.tag(TAG_PARENT_AMI) in parent_amis
-                or (
-                    bool(parent_amis)
-                    and parent_build_id is not None
-                    and i.tag(TAG_PARENT_BUILD_ID) == parent_build_id
-                )
-            ]
+            matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
             outdated = outdated or (bool(candidates) and not matching)
             candidates = matching
         fresh = [i for i in candidates if (expiry(i) or now) >= now]

@@ -122,38 +122,54 @@ class Resolver:
         self._shared = threading.Lock()
         self._git = threading.Lock()
         self._account: str | None = None
+        self._regions: dict[str, tuple[str, ...]] = {}
+        self._child_map: dict[str, list[Definition]] | None = None
 
     # -- looking --------------------------------------------------------------------------------
 
     def regions(self, d: Definition) -> tuple[str, ...]:
         """Regions the image of `d` must exist in; the first is where it is built.
 
-        A parent also exists where each of its children is built, so a child is always built on
-        the parent's image in its own region (copied there first when needed).
+        A parent also exists wherever its children must, so a child is always built on the
+        parent's image in its own region (copied there first when needed).
         """
-        below = [
-            plan.regions_for(c, catalog_regions=self.settings.regions, region=self.settings.region)[
-                0
-            ]
-            for c in self.catalog.all()
-            if c.parent == d.name
-        ]
-        try:
-            own = plan.regions_for(
-                d,
-                catalog_regions=self.settings.regions,
-                region=self.settings.region,
-                explicit=self.settings.region_explicit,
-            )
-        except QueryError:
-            if self.settings.region not in below:
-                raise
-            # Asked for in a region only a child lists: the parent is built in its own first
-            # region and copied there for the child.
-            own = plan.regions_for(
-                d, catalog_regions=self.settings.regions, region=self.settings.region
-            )
+        if d.name not in self._regions:
+            below = [r for c in self._children(d) for r in self._everywhere(c)]
+            try:
+                own = plan.regions_for(
+                    d,
+                    catalog_regions=self.settings.regions,
+                    region=self.settings.region,
+                    explicit=self.settings.region_explicit,
+                )
+            except QueryError:
+                if self.settings.region not in below:
+                    raise
+                # Asked for in a region only a descendant lists: the parent is built in its own
+                # first region and copied there.
+                own = plan.regions_for(
+                    d, catalog_regions=self.settings.regions, region=self.settings.region
+                )
+            self._regions[d.name] = tuple(dict.fromkeys([*own, *below]))
+        return self._regions[d.name]
+
+    def _everywhere(self, d: Definition) -> tuple[str, ...]:
+        """Every region `d`'s image must exist in, wherever it is resolved from: a child's image
+        may have been built in any of its regions, on the parent's copy there, and it counts only
+        while its parent-AMI tag names a current image of the parent."""
+        own = plan.regions_for(
+            d, catalog_regions=self.settings.regions, region=self.settings.region
+        )
+        below = [r for c in self._children(d) for r in self._everywhere(c)]
         return tuple(dict.fromkeys([*own, *below]))
+
+    def _children(self, d: Definition) -> list[Definition]:
+        if self._child_map is None:
+            self._child_map = {}
+            for c in self.catalog.all():
+                if c.parent is not None:
+                    self._child_map.setdefault(c.parent, []).append(c)
+        return self._child_map.get(d.name, [])
 
     def fingerprints(self, names: Iterable[str]) -> dict[str, str]:
         """The fingerprints of `names` and their ancestors, without asking AWS."""
@@ -274,7 +290,6 @@ class Resolver:
             self.regions(d),
             survey.seen(fp),
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
-            parent_build_id=None if parent is None else parent.build_id,
             seeded=survey.seeded.get(d.name),
             max_age_days=self.catalog.max_age_for(d),
         )
@@ -591,7 +606,6 @@ class Resolver:
             regions,
             seen,
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
-            parent_build_id=None if parent is None else parent.build_id,
             max_age_days=self.catalog.max_age_for(d),
         )
 
