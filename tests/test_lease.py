@@ -86,12 +86,13 @@ def test_corrupt_lease_counts_as_expired(sandbox_env):
 def test_wait_returns_holders_result_or_names_holder(sandbox_env):
     key = lease_key("images", "base", FP)
     assert manager().try_acquire(key, "base", FP) is not None
-    waiting = manager(wait_timeout=0.5, poll_min=0.1, poll_max=0.1)
+    # Time enough for three looks on a loaded machine (each is an S3 call).
+    waiting = manager(wait_timeout=30, poll_min=0.1, poll_max=0.1)
     results = iter([None, None, "ami-0123456789abcdef0"])
     found, lease = waiting.wait(key, "base", FP, lambda: next(results))
     assert found == "ami-0123456789abcdef0" and lease is None
     with pytest.raises(LeaseError) as err:
-        waiting.wait(key, "base", FP, lambda: None)
+        manager(wait_timeout=0.5, poll_min=0.1, poll_max=0.1).wait(key, "base", FP, lambda: None)
     assert "still being built by pid" in str(err.value)
     body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert body["definition"] == "base" and body["fingerprint"] == FP
