@@ -124,13 +124,18 @@ def make_repo(path: Path, n: int, depth: int = 5) -> list[str]:
         if i % depth:
             spec["parent"] = names[i - 1]
         definitions[name] = spec
+    commit_catalog(path, definitions)
+    return names
+
+
+def commit_catalog(path: Path, definitions: dict[str, object]) -> None:
+    """Write the catalog of `definitions` at `path` and commit everything there as a new repo."""
     (path / "ami-chain.json").write_text(
         json.dumps({"version": 1, "definitions": definitions}, indent=2)
     )
     git(path, "init", "-q", "-b", "main")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "catalog")
-    return names
 
 
 def add_history(path: Path, commits: int) -> None:
@@ -589,12 +594,7 @@ def family_repo(path: Path, children: int, seconds: int, salt: str) -> list[str]
         if name != "root":
             spec["parent"] = "root"
         definitions[name] = spec
-    (path / "ami-chain.json").write_text(
-        json.dumps({"version": 1, "definitions": definitions}, indent=2)
-    )
-    git(path, "init", "-q", "-b", "main")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "catalog")
+    commit_catalog(path, definitions)
     return names
 
 
