@@ -18,6 +18,7 @@ from bridge import seed
 from bridge.catalog import Definition
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner, declared_variables
+from bridge.sources import SourcePick, pin
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +70,26 @@ def build_image(
     parent: tuple[str, str] | None,
     ec2_endpoint: str | None,
     log_dir: Path,
+    sources: Sequence[SourcePick] = (),
     manifest_dir: Path | None,
 ) -> Artifacts:
     """Run Packer for `d` from `root`; the AMIs it reports for `regions` (the first, where it
     builds, at least; a template may copy to others itself with `ami_regions`).
 
-    `parent` is (definition, AMI) of the image to build on. Artifacts come from Packer's
-    machine-readable output, or from a seed-style manifest file in `manifest_dir` (default
-    `root`).
+    `parent` is (definition, AMI) of the image to build on; `sources`, the upstream images a
+    root's fingerprint names, which the template in `root` is pinned to. Artifacts come from
+    Packer's machine-readable output, or from a seed-style manifest file in `manifest_dir`
+    (default `root`).
     """
+    pinned = pin(root, sources)
     declared = declared_variables(root / d.template)
+    if "ami_base" in pinned and "ami_base" not in declared:
+        raise BuildError(
+            f"Definition {d.name!r} chooses its upstream image with the catalog's `source`, "
+            "which is passed to Packer as the `ami_base` variable, but its template declares no "
+            "`ami_base`. Declare it and use it as the source AMI, or choose the image in the "
+            "template with `source_ami_filter`."
+        )
     if parent is not None and "ami_base" not in declared:
         log.warning(
             "%s: the template declares no `ami_base` variable, so it cannot be told to build "
@@ -90,7 +101,7 @@ def build_image(
         d,
         fingerprint,
         declared=declared,
-        parent_ami=parent[1] if parent else None,
+        parent_ami=parent[1] if parent else pinned.get("ami_base"),
         region=regions[0],
         ec2_endpoint=ec2_endpoint,
     )

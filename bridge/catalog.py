@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from bridge.errors import CatalogError
+from bridge.sources import SourceFilter, filter_from
 from bridge.validation import count_errors, first_error
 
 DEFAULT_CATALOG = "ami-chain.json"
@@ -45,6 +46,10 @@ class Definition:
     kms_keys: Mapping[str, str] | None = None
     share: tuple[str, ...] | None = None
     max_age_days: float | None = None
+    # A root's upstream image: the catalog's `source` filter (passed as `ami_base`), and whether
+    # the images its filters choose are part of its fingerprint (sources.py).
+    source: SourceFilter | None = None
+    track_source: bool = True
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -198,9 +203,22 @@ def load_catalog(
 
     definitions: dict[str, Definition] = {}
     for name, spec in data["definitions"].items():
-        definitions[name] = _definition(files, rel, name, spec)
+        definitions[name] = _definition(
+            files, rel, name, spec, track_source=data.get("track_source", True)
+        )
 
     for d in definitions.values():
+        if d.parent is not None and d.source is not None:
+            raise CatalogError(
+                f"Definition {d.name!r} in {rel} has both a `parent` and a `source`: a child is "
+                "built on its parent's image. Remove `source`, or the `parent` to make it a root."
+            )
+        if d.source is not None and not d.track_source:
+            raise CatalogError(
+                f"Definition {d.name!r} in {rel} has a `source` but does not track it "
+                "(`track_source: false`): the bridge chooses that image, so it is always part of "
+                "the fingerprint. Remove `track_source: false` for it, or the `source`."
+            )
         if d.parent is not None and d.parent not in definitions:
             raise CatalogError(
                 f"Definition {d.name!r} in {rel} names the parent {d.parent!r}, which the catalog "
@@ -255,7 +273,9 @@ def normalize(rel: str) -> str:
     return posixpath.normpath(rel)
 
 
-def _definition(files: Files, rel: str, name: str, spec: Mapping[str, Any]) -> Definition:
+def _definition(
+    files: Files, rel: str, name: str, spec: Mapping[str, Any], *, track_source: bool
+) -> Definition:
     template = normalize(spec["template"])
     kind = files.kind(spec["template"], f"template of {name!r}")
     fmt: TemplateFormat
@@ -313,6 +333,16 @@ def _definition(files: Files, rel: str, name: str, spec: Mapping[str, Any]) -> D
         kms_keys=MappingProxyType(dict(spec["kms_keys"])) if "kms_keys" in spec else None,
         share=tuple(spec["share"]) if "share" in spec else None,
         max_age_days=spec.get("max_age_days"),
+        source=filter_from(
+            f"The catalog's `source` of {name!r}",
+            spec["source"],
+            origin="catalog source",
+            kind="catalog",
+            most_recent_default=True,
+        )
+        if "source" in spec
+        else None,
+        track_source=spec.get("track_source", track_source),
         entry=canonical_entry(spec),
     )
 

@@ -2,8 +2,9 @@
 
 A fingerprint names the content an image is built from, never the history that led to it:
 
-* A definition with a single input (its directory), no parent and no variables, whose directory
-  holds no template file but its own, gets the git tree SHA of that directory. That is what the
+* A definition with a single input (its directory), no parent, no variables and no tracked
+  source filter (sources.py), whose directory holds no template file but its own, gets the git
+  tree SHA of that directory. That is what the
   seed pipeline tags with (`git ls-tree HEAD <dir>`), so images it built are found as they are.
   Two definitions in one directory would share that SHA, so they get the encoding below, which
   names the template.
@@ -14,6 +15,8 @@ A fingerprint names the content an image is built from, never the history that l
       template "<template path>"
       input "<path>" <mode> <blob|tree|commit> <git SHA>     (one line per input, sorted by path;
                                                               commit: a submodule's recorded one)
+      source "<origin>" <AMI ID>                             (a root's upstream image, per source
+                                                              filter, sorted; see sources.py)
       parent <parent fingerprint>                            (only when there is a parent)
       variable "<name>" "<value>"                            (one line per variable, sorted by name)
 
@@ -40,7 +43,7 @@ import os
 import posixpath
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -50,6 +53,7 @@ from git.objects.fun import tree_entries_from_data
 
 from bridge.catalog import Definition, canonical_entry, normalize
 from bridge.errors import CatalogError, FingerprintError
+from bridge.sources import SourceFilter, SourcePick, filter_from
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ class Fingerprint:
     value: str
     inputs: tuple[InputEntry, ...]
     parent: str | None
+    # The upstream images its source filters chose (a root's only), pinned for the build.
+    sources: tuple[SourcePick, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,8 +159,13 @@ def fingerprint_all(
     commit: str | None = None,
     allow_dirty: bool = False,
     catalog_path: str | None = None,
+    pick_sources: SourcePicker | None = None,
 ) -> Snapshot:
     """Fingerprint `definitions` (parents before children) at `commit` (default HEAD).
+
+    A root definition that tracks its source (`track_source`) and has source filters gets the
+    images `pick_sources` chooses for them in its fingerprint; without `pick_sources` (no AWS)
+    such a definition is an error, never a fingerprint that leaves its base out.
 
     Uncommitted changes to an input are an error unless `allow_dirty`, in which case the working
     tree content is hashed with git's own object hashing instead. With `catalog_path`, each
@@ -203,7 +214,19 @@ def fingerprint_all(
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
-        result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp)
+        picks: Sequence[SourcePick] = ()
+        if d.parent is None and d.track_source:
+            filters = source_filters(root, d, commit_obj.hexsha)
+            if filters and pick_sources is None:
+                raise FingerprintError(
+                    f"Definition {d.name!r} chooses its upstream image with a filter "
+                    f"({', '.join(f.origin for f in filters)}), which is part of its fingerprint "
+                    "and needs EC2 to resolve. Resolve it with AWS credentials, or set "
+                    "`track_source: false` to leave the choice to Packer."
+                )
+            if filters and pick_sources is not None:
+                picks = pick_sources(d, filters)
+        result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp, picks)
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
 
@@ -253,6 +276,8 @@ class TreeIndex:
         self._odb = repo.odb
         self.sha = tree_sha
         self._dirs: dict[str, dict[str, tuple[int, bytes]] | None] = {}
+        # Parsed template files by path: the inputs and the source filters read the same ones.
+        self.parsed: dict[str, Any] = {}
 
     def _entries(self, directory: str) -> dict[str, tuple[int, bytes]] | None:
         if directory not in self._dirs:
@@ -296,12 +321,17 @@ class TreeIndex:
 
 
 def encode(
-    definition: Definition, entries: Iterable[InputEntry], parent_fingerprint: str | None
+    definition: Definition,
+    entries: Iterable[InputEntry],
+    parent_fingerprint: str | None,
+    sources: Iterable[SourcePick] = (),
 ) -> bytes:
     """The canonical encoding hashed into a composite fingerprint (ENCODING_VERSION)."""
     lines = [ENCODING_VERSION, f"template {json.dumps(definition.template)}"]
     for e in sorted(entries, key=lambda e: e.path):
         lines.append(f"input {json.dumps(e.path)} {e.mode} {e.kind} {e.sha}")
+    for s in sorted(sources, key=lambda s: s.filter.origin):
+        lines.append(f"source {json.dumps(s.filter.origin)} {s.ami_id}")
     if parent_fingerprint is not None:
         lines.append(f"parent {parent_fingerprint}")
     for name, value in sorted(definition.variables.items()):
@@ -310,11 +340,16 @@ def encode(
 
 
 def _fingerprint(
-    root: TreeIndex, d: Definition, paths: Sequence[str], parent_fp: str | None
+    root: TreeIndex,
+    d: Definition,
+    paths: Sequence[str],
+    parent_fp: str | None,
+    sources: Sequence[SourcePick] = (),
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = (
         parent_fp is None
+        and not sources
         and not d.variables
         and list(paths) == [d.directory]
         and not _other_templates(root, d)
@@ -322,8 +357,10 @@ def _fingerprint(
     if seed and entries[0].kind == "tree":
         value = entries[0].sha
     else:
-        value = hashlib.sha1(encode(d, entries, parent_fp), usedforsecurity=False).hexdigest()
-    return Fingerprint(d.name, value, entries, parent_fp)
+        value = hashlib.sha1(
+            encode(d, entries, parent_fp, sources), usedforsecurity=False
+        ).hexdigest()
+    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources))
 
 
 def _other_templates(root: TreeIndex, d: Definition) -> bool:
@@ -455,19 +492,14 @@ def _template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     return found
 
 
+# Chooses the upstream image of each of a definition's source filters (resolve.py, with EC2).
+SourcePicker = Callable[[Definition, Sequence[SourceFilter]], Sequence[SourcePick]]
 Blocks = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     """Builders, provisioners and post-processors of a JSON template."""
-    data = _template_text(root, d.template, d, commit)
-    try:
-        template = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FingerprintError(
-            f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: {exc}. "
-            "Check it with `packer validate`."
-        ) from None
+    template = _json_template(root, d, commit)
     if not isinstance(template, dict):
         return [], [], []
     return (
@@ -477,10 +509,21 @@ def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     )
 
 
-def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
-    """Sources (builders), provisioners and post-processors of HCL2 files, as JSON-like blocks
-    whose string values are plain paths (`${path.root}` expanded; other expressions left as
-    `{{...}}`, which the reference check warns about)."""
+def _json_template(root: TreeIndex, d: Definition, commit: str) -> Any:
+    if d.template not in root.parsed:
+        data = _template_text(root, d.template, d, commit)
+        try:
+            root.parsed[d.template] = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FingerprintError(
+                f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: "
+                f"{exc}. Check it with `packer validate`."
+            ) from None
+    return root.parsed[d.template]
+
+
+def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, dict[str, Any]]]:
+    """The HCL2 files of a template (a file, or every *.pkr.hcl of a directory), parsed."""
     import hcl2
 
     if d.template.endswith(".pkr.hcl"):
@@ -488,18 +531,106 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     else:
         prefix = "" if d.directory == "." else d.directory + "/"
         files = [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
+    parsed = []
+    for path in files:
+        if path not in root.parsed:
+            text = _template_text(root, path, d, commit)
+            try:
+                root.parsed[path] = hcl2.loads(text.decode("utf-8"))
+            except Exception as exc:  # the parser raises its own lark errors
+                raise FingerprintError(
+                    f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
+                    f"({type(exc).__name__}). Check it with `packer validate`."
+                ) from None
+        parsed.append((path, root.parsed[path]))
+    return parsed
+
+
+def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
+    """The filters that choose `d`'s upstream image (sources.py): the catalog's `source`, and
+    the template's amazon builders' `source_ami_filter` and `data "amazon-ami"` blocks. A
+    builder with a literal `source_ami` is built on that image; its filter only checks it."""
+    found = [] if d.source is None else [d.source]
+    if d.template_format == "json":
+        template = _json_template(root, d, commit)
+        builders = template.get("builders") if isinstance(template, dict) else None
+        for index, builder in enumerate(builders if isinstance(builders, list) else []):
+            if not isinstance(builder, dict) or "source_ami_filter" not in builder:
+                continue
+            if not str(builder.get("type", "")).startswith("amazon-") or builder.get("source_ami"):
+                continue
+            spec = builder["source_ami_filter"]
+            found.append(
+                filter_from(
+                    f"Builder {index} of {d.template} (definition {d.name!r})",
+                    spec if isinstance(spec, dict) else {},
+                    origin=f"builder {index}",
+                    kind="json-builder",
+                    file=d.template,
+                    index=index,
+                )
+            )
+        return found
+    for path, data in _hcl2_files(root, d, commit):
+        for key, kind, prefix in (
+            ("source", "hcl2-source", "source"),
+            ("data", "hcl2-data", "data"),
+        ):
+            for block in _dicts(data.get(key)):
+                for type_name, named in block.items():
+                    block_type = _hcl_string(type_name, d.directory)
+                    wanted = "amazon-ami" if kind == "hcl2-data" else "amazon-"
+                    if not isinstance(named, dict) or not block_type.startswith(wanted):
+                        continue
+                    for name, body in named.items():
+                        label = _hcl_string(name, d.directory)
+                        origin = f"{prefix}.{block_type}.{label}"
+                        if not isinstance(body, dict):
+                            continue
+                        if kind == "hcl2-source":
+                            specs = _dicts(body.get("source_ami_filter"))
+                            if not specs or body.get("source_ami"):
+                                continue
+                            spec = specs[0]
+                        else:
+                            spec = body
+                        found.append(
+                            filter_from(
+                                f"{origin} in {path} (definition {d.name!r})",
+                                _hcl_spec(spec, d.directory),
+                                origin=origin,
+                                kind=kind,  # type: ignore[arg-type]
+                                file=path,
+                            )
+                        )
+    return found
+
+
+def _hcl_spec(spec: dict[str, Any], template_dir: str) -> dict[str, Any]:
+    """A filter block with python-hcl2's quoting removed (keys and string values)."""
+    filters = spec.get("filters")
+    owners = spec.get("owners")
+    return {
+        "filters": {
+            _hcl_string(k, template_dir): _hcl_string(v, template_dir) for k, v in filters.items()
+        }
+        if isinstance(filters, dict)
+        else filters,
+        "owners": [_hcl_string(o, template_dir) for o in owners]
+        if isinstance(owners, list)
+        else owners,
+        "most_recent": spec.get("most_recent", False),
+    }
+
+
+def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
+    """Sources (builders), provisioners and post-processors of HCL2 files, as JSON-like blocks
+    whose string values are plain paths (`${path.root}` expanded; other expressions left as
+    `{{...}}`, which the reference check warns about)."""
     builders: list[dict[str, Any]] = []
     provisioners: list[dict[str, Any]] = []
     post_processors: list[dict[str, Any]] = []
-    for path in files:
-        text = _template_text(root, path, d, commit)
-        try:
-            data = hcl2.loads(text.decode("utf-8"))
-        except Exception as exc:  # the parser raises its own lark errors
-            raise FingerprintError(
-                f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
-                f"({type(exc).__name__}). Check it with `packer validate`."
-            ) from None
+    for path, data in _hcl2_files(root, d, commit):
         for source in _dicts(data.get("source")):
             for names in _dicts(list(source.values())):
                 builders += [_hcl_block(body, d.directory) for body in names.values()]

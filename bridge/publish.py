@@ -37,6 +37,8 @@ class Provenance:
     build_id: str
     # The parent image's build ID (None for a root)
     parent_build_id: str | None = None
+    # The upstream images a root was built on (sources.py), when its filters are tracked.
+    source_amis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def image_tags(
         tags[registry.TAG_PARENT_FINGERPRINT] = provenance.parent.fingerprint
     if provenance.parent_build_id:
         tags[registry.TAG_PARENT_BUILD_ID] = provenance.parent_build_id
+    if provenance.source_amis:
+        tags[registry.TAG_SOURCE_AMI] = ",".join(provenance.source_amis)
     tags[tag_key] = fingerprint
     return tags
 

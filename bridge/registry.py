@@ -28,6 +28,8 @@ TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
 # The build ID of the parent image: the same for the parent's build and all its regional copies.
 TAG_PARENT_BUILD_ID = TAG_PREFIX + "parent-build-id"
 TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
+# The upstream image(s) a root was built on, chosen by its tracked source filters.
+TAG_SOURCE_AMI = TAG_PREFIX + "source-ami"
 TAG_BUILD_URL = TAG_PREFIX + "build-url"
 # Known before the build (plan.predicted_build_id), so a Terraform plan can name the build to come.
 TAG_BUILD_ID = TAG_PREFIX + "build-id"

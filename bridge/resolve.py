@@ -19,7 +19,18 @@ from typing import Literal
 
 import git
 
-from bridge import checkout, manifests, plan, publish, registry, schedule, seed, share, validation
+from bridge import (
+    checkout,
+    manifests,
+    plan,
+    publish,
+    registry,
+    schedule,
+    seed,
+    share,
+    sources,
+    validation,
+)
 from bridge.aws import AwsClients, aws_call
 from bridge.build import build_image
 from bridge.catalog import Catalog, Definition
@@ -124,6 +135,10 @@ class Resolver:
         self._account: str | None = None
         self._regions: dict[str, tuple[str, ...]] = {}
         self._child_map: dict[str, list[Definition]] | None = None
+        # (region, filter) -> the image it chose: one DescribeImages per distinct filter.
+        self._picked: dict[tuple[str, str], sources.SourcePick] = {}
+        # Roots built on a tracked upstream image: built where the image was chosen.
+        self._pinned: set[str] = set()
 
     # -- looking --------------------------------------------------------------------------------
 
@@ -150,8 +165,32 @@ class Resolver:
                 own = plan.regions_for(
                     d, catalog_regions=self.settings.regions, region=self.settings.region
                 )
+            if d.name in self._pinned:
+                # Its upstream image was chosen (and fingerprinted) in its home region, so it is
+                # built there, wherever it is resolved from, and copied to the others.
+                own = (self._home(d), *own)
             self._regions[d.name] = tuple(dict.fromkeys([*own, *below]))
         return self._regions[d.name]
+
+    def _home(self, d: Definition) -> str:
+        """The region `d` is built in when no region is asked for: its first."""
+        return (d.regions or self.settings.regions or (self.settings.region,))[0]
+
+    def _pick_sources(
+        self, d: Definition, filters: Sequence[sources.SourceFilter]
+    ) -> list[sources.SourcePick]:
+        """The upstream image each of `d`'s source filters chooses, in its home region: the same
+        region whichever region is resolved, so the fingerprint is the same everywhere."""
+        region = self._home(d)
+        picks = []
+        for f in filters:
+            key = (region, f.key())
+            if key not in self._picked:
+                self._picked[key] = sources.find_source(
+                    self.clients.ec2(region), region, f, definition=d.name
+                )
+            picks.append(replace(self._picked[key], filter=f))
+        return picks
 
     def _everywhere(self, d: Definition) -> tuple[str, ...]:
         """Every region `d`'s image must exist in, wherever it is resolved from: a child's image
@@ -177,13 +216,22 @@ class Resolver:
         return {name: fp.value for name, fp in snapshot.fingerprints.items()}
 
     def _snapshot(self, definitions: Sequence[Definition]) -> Snapshot:
-        return fingerprint_all(
+        snapshot = fingerprint_all(
             self.repo,
             definitions,
             commit=self.settings.commit,
             allow_dirty=self.settings.allow_dirty,
             catalog_path=self.catalog.path,
+            pick_sources=self._pick_sources,
         )
+        pinned = {name for name, fp in snapshot.fingerprints.items() if fp.sources}
+        if not pinned <= self._pinned:
+            self._pinned |= pinned
+            self._regions.clear()
+        for name in sorted(pinned):
+            for pick in snapshot.fingerprints[name].sources:
+                log.debug("%s: %s chose %s (%s)", name, pick.filter.origin, pick.ami_id, pick.name)
+        return snapshot
 
     def survey(self, names: Sequence[str], *, expect_fingerprint: str | None = None) -> Survey:
         """Fingerprint `names` and their ancestors; look their images up (one call per region).
@@ -842,6 +890,7 @@ class Resolver:
                 fp,
                 regions=regions,
                 parent=(parent.definition, parent.amis[regions[0]]) if parent else None,
+                sources=snapshot.fingerprints[d.name].sources,
                 ec2_endpoint=self.settings.ec2_endpoint,
                 log_dir=self.settings.log_dir,
                 manifest_dir=self.settings.packer_manifest_dir,
@@ -864,6 +913,7 @@ class Resolver:
             ),
             build_id=build_id,
             parent_build_id=parent.build_id if parent else None,
+            source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
         )
         published = publish.publish(
             self.clients,

@@ -14,13 +14,17 @@ stock moto server:
 * Accounts: the access key `AKIA<account ID>SBOX` acts as that account (any other key, as
   123456789012). An image shared with an account (a UserId launch permission) is visible to it
   as in AWS: listed when `Owners` names its owner or is absent, found by ID, with the viewer's
-  own tags only (an owner's tags never reach other accounts). Sharing with organizations and OUs
-  is recorded but not resolved into accounts.
+  own tags only (an owner's tags never reach other accounts). A public image (a launch
+  permission for the group `all`) is visible to every account the same way, so an upstream
+  publisher (say Canonical's 099720109477) can release a new image. Sharing with organizations
+  and OUs is recorded but not resolved into accounts.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
 * Its public image catalog is a small file (sandbox_images.json) with Ubuntu base images, which
-  keeps start-up fast and the example templates' `source_ami` stable.
+  keeps start-up fast and the example templates' `source_ami` stable. Their creation dates are
+  their release dates (stock moto stamps its catalog with the time an account is first used, so
+  an image published before that would look older than the catalog's).
 """
 
 from __future__ import annotations
@@ -114,7 +118,11 @@ def _patch_accounts() -> None:
                 continue
             owner = ec2_backends[account][backend.region_name]
             for ami in list(owner.amis.values()):
-                if {"UserId": backend.account_id} in ami.launch_permissions:
+                if ami.id in backend.amis:
+                    continue  # the stock public catalog, which every account holds itself
+                if {"UserId": backend.account_id} in ami.launch_permissions or {
+                    "Group": "all"
+                } in ami.launch_permissions:
                     view: Any = copy.copy(ami)
                     view.__class__ = SharedAmi
                     view.viewer = backend

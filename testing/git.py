@@ -51,10 +51,17 @@ class GitRepo:
         self.write("ami-chain.json", json.dumps(data, indent=2))
 
 
-def make_repo(path: Path, source: Path = EXAMPLE_REPO) -> GitRepo:
-    """A new repository at `path` holding a copy of `source`, committed."""
+def make_repo(path: Path, source: Path = EXAMPLE_REPO, *, track_source: bool = False) -> GitRepo:
+    """A new repository at `path` holding a copy of `source`, committed.
+
+    Its catalog does not track the base's upstream image (`track_source: false`) unless asked:
+    the root then has the seed pipeline's identity, which most tests compare with, and needs no
+    EC2 to fingerprint.
+    """
     shutil.copytree(source, path)
     repo = GitRepo(path)
+    if not track_source and (path / "ami-chain.json").exists():
+        repo.set_catalog({**repo.catalog(), "track_source": False})
     repo.git("init", "-q", "-b", "main")
     repo.commit("initial")
     return repo
