@@ -4,12 +4,15 @@
 2. Resolve `snowflake` the way Terraform does: base, then snowflake, are built with Packer.
 3. Resolve again: nothing is built.
 4. Commit a change to the base's baseline task: base and snowflake are rebuilt.
-5. Show the status table and the manifests in S3.
-6. Run the CI job's Terraform (terraform/, build_phase = apply): a launch template for the
+5. The upstream publisher releases a patched Ubuntu image that the base's `source_ami_filter`
+   matches: the base's fingerprint names its upstream image, so base and snowflake are rebuilt
+   on the new one, with no commit.
+6. Show the status table and the manifests in S3.
+7. Run the CI job's Terraform (terraform/, build_phase = apply): a launch template for the
    snowflake and a deployment manifest; a second plan has nothing to do. Terraform 1.0.3 gets
    hashicorp/null from PyPI and the test stand-ins for hashicorp/external and hashicorp/aws
    (testing/providers/), since the registry is out of reach here.
-7. Stop the sandbox.
+8. Stop the sandbox.
 """
 
 from __future__ import annotations
@@ -63,6 +66,24 @@ def external(repo: Path, env: dict[str, str], definition: str) -> dict[str, str]
         f"parent_ami_id={result['parent_ami_id'] or '-'} fingerprint={result['fingerprint'][:12]}"
     )
     return result
+
+
+def publish_upstream(name: str) -> str:
+    """A new public image in the upstream publisher's account (the sandbox serves any account)."""
+    ec2 = boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        aws_access_key_id=sandbox.access_key("099720109477"),
+        aws_secret_access_key=sandbox.SECRET_KEY,
+    )
+    instance = ec2.run_instances(ImageId=sandbox.BASE_IMAGE, MinCount=1, MaxCount=1)
+    ami: str = ec2.create_image(InstanceId=instance["Instances"][0]["InstanceId"], Name=name)[
+        "ImageId"
+    ]
+    ec2.modify_image_attribute(
+        ImageId=ami, Attribute="launchPermission", LaunchPermission={"Add": [{"Group": "all"}]}
+    )
+    return ami
 
 
 def builds(env: dict[str, str]) -> list[tuple[str, str]]:
@@ -148,6 +169,13 @@ def main() -> int:
         third = external(repo, env, "snowflake")
         assert third["built"] == "true" and third["parent_ami_id"] != first["parent_ami_id"]
         print(f"   images now: {builds(env)}")
+
+        step("Run 4: Canonical publishes a patched Ubuntu 20.04 image; the base tracks it")
+        patched = publish_upstream("ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-20261127")
+        fourth = external(repo, env, "snowflake")
+        assert fourth["built"] == "true" and fourth["parent_ami_id"] != third["parent_ami_id"]
+        print(f"   {patched} published; images now: {builds(env)}")
+        third = fourth
 
         step("ami-bridge status")
         subprocess.run(
