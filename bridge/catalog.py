@@ -70,6 +70,8 @@ class Catalog:
     lease_prefix: str | None = None
     lease_ttl: float | None = None
     jobs: int | None = None
+    # Promotion channels live under /<channel_prefix>/<definition>/<channel> in SSM.
+    channel_prefix: str = "ami-chain"
     encrypted: bool = False
     kms_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     share: tuple[str, ...] = ()
@@ -239,6 +241,7 @@ def load_catalog(
         lease_prefix=lease.get("prefix"),
         lease_ttl=float(lease["ttl_seconds"]) if "ttl_seconds" in lease else None,
         jobs=data.get("jobs"),
+        channel_prefix=data.get("channels", {}).get("prefix", "ami-chain"),
         encrypted=data.get("encrypted", False),
         kms_keys=MappingProxyType(dict(data.get("kms_keys", {}))),
         share=tuple(data.get("share", ())),
