@@ -3,17 +3,56 @@
 A channel of a definition is the parameter `/<prefix>/<definition>/<channel>` (DataType
 `aws:ec2:image`) in every region of the definition; its value is the image's AMI in that region,
 and its description names the build (`DESCRIPTION`), so any reader can tell which build a value
-is. Parameter versions are the channel's history.
+is. Parameter versions are the channel's history: a promotion or a rollback is a new version.
+
+A channel always holds one build in every region: a promotion checks that the build has an
+available, unrevoked image in each region before it writes any parameter.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from bridge import registry
+from bridge.aws import AwsClients, aws_call
+from bridge.errors import AwsError, QueryError
+from bridge.registry import Image
+
+if TYPE_CHECKING:
+    from bridge.resolve import Resolver
 
 # A channel's name: what people call stages (dev, staging, prod).
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 DESCRIPTION = "ami-chain {definition} build {build_id} fingerprint {fingerprint}"
 _DESCRIBED = re.compile(r"^ami-chain (\S+) build (\S+) fingerprint (\S+)$")
+# Put on an image when it is revoked (the revocation time, ISO 8601 UTC).
+TAG_REVOKED_AT = registry.TAG_PREFIX + "revoked-at"
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build of a definition: its images, one per region."""
+
+    definition: str
+    build_id: str
+    fingerprint: str
+    images: Mapping[str, Image]
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a channel's parameter in one region."""
+
+    version: int
+    modified: str
+    ami_id: str
+    # From the description: "" for a value the bridge did not write.
+    build_id: str
+    fingerprint: str
 
 
 def parameter_name(prefix: str, definition: str, channel: str) -> str:
@@ -25,3 +64,245 @@ def described(description: str) -> tuple[str, str, str] | None:
     """(definition, build ID, fingerprint) from a channel parameter's description, or None."""
     match = _DESCRIBED.match(description or "")
     return (match[1], match[2], match[3]) if match else None
+
+
+def check_channel(channel: str) -> str:
+    """`channel`, when it is a valid channel name."""
+    if not CHANNEL_NAME.match(channel):
+        raise QueryError(
+            f"{channel!r} is not a channel name: use lowercase letters, digits, - and _, "
+            "starting with a letter (dev, staging, prod)."
+        )
+    return channel
+
+
+def find_build(
+    clients: AwsClients, definition: str, build_id: str, regions: Sequence[str], *, tag_key: str
+) -> Build:
+    """The images of one build (by its build-ID tag) in `regions`; each must be there, available
+    and not revoked."""
+    images: dict[str, Image] = {}
+    for region in regions:
+        found = [
+            i
+            for i in registry.images_of_builds(clients.ec2(region), region, [build_id])
+            if i.state == "available" and i.tag(registry.TAG_DEFINITION) == definition
+        ]
+        if found:
+            images[region] = max(found, key=lambda i: (i.creation_date, i.ami_id))
+    missing = [r for r in regions if r not in images]
+    if missing:
+        raise AwsError(
+            f"Build {build_id[:12]} of {definition!r} has no available image in "
+            f"{', '.join(missing)}, so a channel cannot point at it there. Distribute it first "
+            f"(`ami-bridge build {definition}` copies a partial image), then promote again."
+        )
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    revoked = sorted(
+        f"{i.ami_id} in {r} (since {i.tag(TAG_REVOKED_AT)})"
+        for r, i in images.items()
+        if (i.tag(TAG_REVOKED_AT) or "9999") <= now
+    )
+    if revoked:
+        raise QueryError(
+            f"Build {build_id[:12]} of {definition!r} is revoked ({'; '.join(revoked)}), so it "
+            "cannot be promoted. Promote another build, or restore it first (`ami-bridge "
+            "restore`)."
+        )
+    return Build(definition, build_id, images[regions[0]].tag(tag_key) or "", images)
+
+
+def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> dict[str, int]:
+    """Point `channel` at `build` in each of its regions; region -> the parameter's new version."""
+    name = parameter_name(prefix, build.definition, check_channel(channel))
+    description = DESCRIPTION.format(
+        definition=build.definition, build_id=build.build_id, fingerprint=build.fingerprint
+    )
+    versions: dict[str, int] = {}
+    for region, image in sorted(build.images.items()):
+        ssm = clients.ssm(region)
+        with aws_call(f"writing {name} in {region}", "ssm:PutParameter"):
+            response = ssm.put_parameter(
+                Name=name,
+                Value=image.ami_id,
+                Type="String",
+                DataType="aws:ec2:image",
+                Description=description,
+                Overwrite=True,
+            )
+        versions[region] = int(response["Version"])
+    return versions
+
+
+def current(
+    clients: AwsClients, prefix: str, definition: str, channel: str, region: str
+) -> Version:
+    """What `channel` holds in `region`."""
+    name = parameter_name(prefix, definition, check_channel(channel))
+    ssm = clients.ssm(region)
+    from botocore.exceptions import ClientError
+
+    with aws_call(f"reading {name} in {region}", "ssm:GetParameter"):
+        try:
+            raw = ssm.get_parameter(Name=name)["Parameter"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                raise
+            raise QueryError(
+                f"Channel {channel!r} of {definition!r} does not exist in {region} (no SSM "
+                f"parameter {name}). Promote an image to it first: `ami-bridge promote "
+                f"{definition} {channel}`; or check the region and the channel prefix."
+            ) from None
+        # GetParameter has no description: the history's last entry has it.
+        history = _history(ssm, name)
+    last = history[-1] if history and history[-1].version == raw["Version"] else None
+    return Version(
+        version=int(raw["Version"]),
+        modified=_iso(raw.get("LastModifiedDate")),
+        ami_id=str(raw["Value"]),
+        build_id=last.build_id if last else "",
+        fingerprint=last.fingerprint if last else "",
+    )
+
+
+def history(
+    clients: AwsClients, prefix: str, definition: str, channel: str, region: str
+) -> list[Version]:
+    """Every version of `channel` in `region`, oldest first."""
+    name = parameter_name(prefix, definition, check_channel(channel))
+    with aws_call(f"reading the history of {name} in {region}", "ssm:GetParameterHistory"):
+        found = _history(clients.ssm(region), name)
+    if not found:
+        raise QueryError(
+            f"Channel {channel!r} of {definition!r} has no history in {region} (no SSM parameter "
+            f"{name}). Promote an image to it first: `ami-bridge promote {definition} {channel}`."
+        )
+    return found
+
+
+def _history(ssm: Any, name: str) -> list[Version]:
+    from botocore.exceptions import ClientError
+
+    versions: list[Version] = []
+    try:
+        for page in ssm.get_paginator("get_parameter_history").paginate(Name=name):
+            for raw in page.get("Parameters", []):
+                what = described(raw.get("Description", "")) or ("", "", "")
+                versions.append(
+                    Version(
+                        version=int(raw["Version"]),
+                        modified=_iso(raw.get("LastModifiedDate")),
+                        ami_id=str(raw["Value"]),
+                        build_id=what[1],
+                        fingerprint=what[2],
+                    )
+                )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+            raise
+    return sorted(versions, key=lambda v: v.version)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return str(value or "")
+
+
+def chosen_build(
+    resolver: Resolver,
+    definition: str,
+    *,
+    fingerprint: str | None = None,
+    ami: str | None = None,
+    from_channel: str | None = None,
+) -> Build:
+    """The build a promotion names: the image of `definition` at the resolver's commit, or the
+    newest image with `fingerprint`, the build of the image `ami` (any of its regional copies),
+    or what `from_channel` holds (a gate: staging -> prod)."""
+    d = resolver.catalog.get(definition)
+    regions = resolver.regions(d)
+    clients, settings = resolver.clients, resolver.settings
+    build_id = ""
+    if from_channel is not None:
+        held = current(clients, resolver.catalog.channel_prefix, d.name, from_channel, regions[0])
+        build_id = held.build_id or _build_of(resolver, d.name, held.ami_id, regions)
+    elif ami is not None:
+        build_id = _build_of(resolver, d.name, ami, regions)
+    elif fingerprint is not None:
+        found = registry.find_images(
+            clients.ec2(regions[0]),
+            regions[0],
+            [fingerprint],
+            tag_key=settings.tag_key,
+            owners=["self"],
+        ).get(fingerprint, [])
+        ours = [i for i in found if i.tag(registry.TAG_DEFINITION) == d.name]
+        if not ours:
+            raise QueryError(
+                f"No image of {d.name!r} carries the fingerprint {fingerprint} in {regions[0]}. "
+                f"List its images with `ami-bridge status`, or promote by --ami."
+            )
+        build_id = ours[0].tag(registry.TAG_BUILD_ID) or ours[0].ami_id
+    else:
+        result = resolver.status([d.name])[d.name]
+        if result.state != "found":
+            raise QueryError(
+                f"{d.name!r} has no usable image at commit {result.commit[:12]} (it is "
+                f"{result.state}), so there is nothing to promote. Build it first "
+                f"(`ami-bridge build {d.name}`), or name the image with --fingerprint or --ami."
+            )
+        build_id = result.build_id
+    return find_build(clients, d.name, build_id, regions, tag_key=settings.tag_key)
+
+
+def _build_of(resolver: Resolver, definition: str, ami: str, regions: Sequence[str]) -> str:
+    """The build ID of the image `ami`, looked up in `regions` (AMI IDs are regional)."""
+    for region in regions:
+        try:
+            image = registry.describe_image(resolver.clients.ec2(region), region, ami)
+        except AwsError:
+            continue
+        if image.tag(registry.TAG_DEFINITION) != definition:
+            raise QueryError(
+                f"{ami} is not an image of {definition!r} (its definition tag says "
+                f"{image.tag(registry.TAG_DEFINITION) or 'nothing'}). Name an image the bridge "
+                f"built for {definition!r}."
+            )
+        return image.tag(registry.TAG_BUILD_ID) or image.ami_id
+    raise QueryError(
+        f"No image {ami} exists in the regions of {definition!r} ({', '.join(regions)}). "
+        "Check the AMI ID."
+    )
+
+
+def rollback(
+    resolver: Resolver, definition: str, channel: str, to: int | None
+) -> tuple[Build, dict[str, int]]:
+    """Point `channel` back at the build its version `to` held (default: the version before the
+    current one), as a new version; the history keeps everything."""
+    d = resolver.catalog.get(definition)
+    regions = resolver.regions(d)
+    versions = history(
+        resolver.clients, resolver.catalog.channel_prefix, d.name, channel, regions[0]
+    )
+    latest = versions[-1]
+    if to is None:
+        if len(versions) < 2:
+            raise QueryError(
+                f"Channel {channel!r} of {d.name!r} has one version only, so there is nothing "
+                "to roll back to. Promote another build instead."
+            )
+        to = versions[-2].version
+    target = next((v for v in versions if v.version == to), None)
+    if target is None or to == latest.version:
+        known = ", ".join(str(v.version) for v in versions)
+        raise QueryError(
+            f"Channel {channel!r} of {d.name!r} has no earlier version {to} (its versions: "
+            f"{known}; {latest.version} is current). Pass --to with one of the earlier ones."
+        )
+    build_id = target.build_id or _build_of(resolver, d.name, target.ami_id, regions)
+    build = find_build(
+        resolver.clients, d.name, build_id, regions, tag_key=resolver.settings.tag_key
+    )
+    return build, promote(resolver.clients, resolver.catalog.channel_prefix, build, channel)

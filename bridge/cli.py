@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import git
 
     from bridge.catalog import Catalog
+    from bridge.channels import Build
     from bridge.resolve import ResolvedAmi, Resolver
 
 log = logging.getLogger("bridge")
@@ -210,6 +211,114 @@ def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _promote(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge import channels
+
+    channels.check_channel(args.channel)
+    if args.from_channel is not None:
+        channels.check_channel(args.from_channel)
+    resolver = _resolver_for_args(args, env)
+    build = channels.chosen_build(
+        resolver,
+        args.definition,
+        fingerprint=args.fingerprint,
+        ami=args.ami,
+        from_channel=args.from_channel,
+    )
+    versions = channels.promote(
+        resolver.clients, resolver.catalog.channel_prefix, build, args.channel
+    )
+    _channel_report(args, resolver.catalog.channel_prefix, build, versions, sys.stdout)
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge import channels
+
+    channels.check_channel(args.channel)
+    resolver = _resolver_for_args(args, env)
+    build, versions = channels.rollback(resolver, args.definition, args.channel, args.to)
+    _channel_report(args, resolver.catalog.channel_prefix, build, versions, sys.stdout)
+    return EXIT_OK
+
+
+def _channel_report(
+    args: argparse.Namespace,
+    prefix: str,
+    build: Build,
+    versions: Mapping[str, int],
+    out: TextIO,
+) -> None:
+    from bridge import channels
+
+    name = channels.parameter_name(prefix, build.definition, args.channel)
+    if args.json:
+        json.dump(
+            {
+                "definition": build.definition,
+                "channel": args.channel,
+                "parameter": name,
+                "build_id": build.build_id,
+                "fingerprint": build.fingerprint,
+                "regions": {
+                    r: {"ami_id": i.ami_id, "version": versions[r]}
+                    for r, i in sorted(build.images.items())
+                },
+            },
+            out,
+            indent=2,
+            sort_keys=True,
+        )
+        out.write("\n")
+        return
+    out.write(f"{name} -> build {build.build_id[:12]} (fingerprint {build.fingerprint[:12]})\n")
+    for region, image in sorted(build.images.items()):
+        out.write(f"  {region}  {image.ami_id}  version {versions[region]}\n")
+
+
+def _channel_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge import channels
+
+    channels.check_channel(args.channel)
+    resolver = _resolver_for_args(args, env)
+    d = resolver.catalog.get(args.definition)
+    region = resolver.regions(d)[0]
+    versions = channels.history(
+        resolver.clients, resolver.catalog.channel_prefix, d.name, args.channel, region
+    )
+    if args.json:
+        json.dump(
+            [
+                {
+                    "version": v.version,
+                    "modified": v.modified,
+                    "ami_id": v.ami_id,
+                    "build_id": v.build_id,
+                    "fingerprint": v.fingerprint,
+                    "region": region,
+                }
+                for v in versions
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return EXIT_OK
+    rows = [("VERSION", "MODIFIED", "AMI", "BUILD", "FINGERPRINT")]
+    rows += [
+        (
+            f"{v.version}{' *' if v is versions[-1] else ''}",
+            v.modified,
+            v.ami_id,
+            v.build_id[:12] or "-",
+            v.fingerprint[:12] or "-",
+        )
+        for v in versions
+    ]
+    _table(rows, sys.stdout)
+    return EXIT_OK
+
+
 def _sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge import sandbox
 
@@ -326,12 +435,15 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
             rows.append(
                 (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, regions)
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            out.write(
-                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
-            )
+        _table(rows, out)
     return EXIT_OK if all(r.found for r in results.values()) else EXIT_MISSING
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Rows as left-aligned columns (the first row is the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def _one_paragraph(text: str) -> str:
@@ -492,6 +604,47 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
     p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")
     p.set_defaults(func=_graph)
+
+    p = sub.add_parser(
+        "promote",
+        parents=[common, output],
+        help="point a channel (an SSM parameter per region) at a build of a definition",
+    )
+    p.add_argument("definition", metavar="DEF")
+    p.add_argument("channel", metavar="CHANNEL", help="e.g. staging, prod")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--fingerprint", metavar="FP", help="the newest image with this fingerprint")
+    which.add_argument("--ami", help="the build of this image (any of its regional copies)")
+    which.add_argument(
+        "--from",
+        dest="from_channel",
+        metavar="CHANNEL",
+        help="what this channel holds (a gate: promote staging's image to prod)",
+    )
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser(
+        "rollback",
+        parents=[common, output],
+        help="point a channel back at the build an earlier version held (a new version)",
+    )
+    p.add_argument("definition", metavar="DEF")
+    p.add_argument("channel", metavar="CHANNEL")
+    p.add_argument(
+        "--to", type=int, metavar="VERSION", help="the version to go back to (default: previous)"
+    )
+    p.set_defaults(func=_rollback)
+
+    p = sub.add_parser("channel", help="promotion channels")
+    channel_sub = p.add_subparsers(
+        dest="channel_command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    q = channel_sub.add_parser(
+        "history", parents=[common, output], help="every version of a channel, oldest first"
+    )
+    q.add_argument("definition", metavar="DEF")
+    q.add_argument("channel", metavar="CHANNEL")
+    q.set_defaults(func=_channel_history)
 
     p = sub.add_parser(
         "sandbox", parents=[verbosity], help="run the local AWS sandbox in the foreground"

@@ -133,6 +133,21 @@ def shared_images(
     return found
 
 
+def images_of_builds(ec2: EC2Client, region: str, build_ids: Iterable[str]) -> list[Image]:
+    """This account's images in `region` whose build-ID tag is one of `build_ids` (any state EC2
+    still lists), one DescribeImages per 200 IDs."""
+    wanted = sorted(set(build_ids))
+    found: list[Image] = []
+    for start in range(0, len(wanted), FILTER_BATCH):
+        batch = wanted[start : start + FILTER_BATCH]
+        with aws_call(f"looking up builds in {region}", "ec2:DescribeImages"):
+            response = ec2.describe_images(
+                Owners=["self"], Filters=[{"Name": f"tag:{TAG_BUILD_ID}", "Values": batch}]
+            )
+        found += [_image(raw, region) for raw in response.get("Images", [])]
+    return found
+
+
 def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:
     """One image by ID."""
     with aws_call(f"describing {ami_id} in {region}", "ec2:DescribeImages"):

@@ -1,0 +1,124 @@
+"""Promotion channels in SSM: promote, history, rollback, gates (channels.py), against the
+sandbox with real builds."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from testing.bridge import run_bridge
+
+REGIONS = ["us-east-1", "eu-west-1"]
+
+
+def bridge(repo, env, *args: str):
+    return run_bridge([*args, "--repo", str(repo.path)], env)
+
+
+def parameter(name: str, region: str) -> dict:
+    return boto3.client("ssm", region_name=region).get_parameter(Name=name)["Parameter"]
+
+
+def change_base(repo, text: str) -> None:
+    baseline = repo.path / "base" / "tasks" / "baseline.sh"
+    baseline.write_text(baseline.read_text() + f"echo {text}\n")
+    repo.commit(text)
+
+
+def built(repo, env) -> dict:
+    proc = bridge(repo, env, "build", "--all", "--json")
+    assert proc.code == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def two_regions(repo):
+    data = repo.catalog()
+    data["regions"] = REGIONS
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    return repo
+
+
+def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follow(
+    sandbox_env, two_regions, packer
+):
+    repo = two_regions
+    first = built(repo, sandbox_env)["base"]
+    proc = bridge(repo, sandbox_env, "promote", "base", "prod", "--json")
+    assert proc.code == 0, proc.stderr
+    promoted = json.loads(proc.stdout)
+    assert promoted["parameter"] == "/ami-chain/base/prod"
+    assert promoted["build_id"] == first["build_id"]
+    for region in REGIONS:
+        held = parameter("/ami-chain/base/prod", region)
+        assert held["Value"] == json.loads(first["amis_json"])[region]
+        assert held["DataType"] == "aws:ec2:image" and held["Version"] == 1
+
+    change_base(repo, "patched")
+    second = built(repo, sandbox_env)["base"]
+    assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
+    assert parameter("/ami-chain/base/prod", "eu-west-1")["Value"] == (
+        json.loads(second["amis_json"])["eu-west-1"]
+    )
+
+    proc = bridge(repo, sandbox_env, "rollback", "base", "prod", "--json")
+    assert proc.code == 0, proc.stderr
+    assert json.loads(proc.stdout)["build_id"] == first["build_id"]
+    for region in REGIONS:
+        held = parameter("/ami-chain/base/prod", region)
+        assert held["Value"] == json.loads(first["amis_json"])[region]
+        assert held["Version"] == 3  # a rollback is a new version; the history keeps all
+
+    proc = bridge(repo, sandbox_env, "channel", "history", "base", "prod", "--json")
+    assert proc.code == 0, proc.stderr
+    history = json.loads(proc.stdout)
+    assert [v["build_id"] for v in history] == [
+        first["build_id"],
+        second["build_id"],
+        first["build_id"],
+    ]
+    assert bridge(repo, sandbox_env, "rollback", "base", "prod", "--to", "2").code == 0
+    assert parameter("/ami-chain/base/prod", "us-east-1")["Value"] == second["ami_id"]
+
+
+def test_a_gate_promotes_only_what_the_earlier_channel_holds(sandbox_env, repo, packer):
+    first = built(repo, sandbox_env)["snowflake"]
+    assert bridge(repo, sandbox_env, "promote", "snowflake", "staging").code == 0
+    change_base(repo, "newer")
+    newer = built(repo, sandbox_env)["snowflake"]
+    assert newer["ami_id"] != first["ami_id"]
+    proc = bridge(repo, sandbox_env, "promote", "snowflake", "prod", "--from", "staging")
+    assert proc.code == 0, proc.stderr
+    assert parameter("/ami-chain/snowflake/prod", "us-east-1")["Value"] == first["ami_id"]
+
+
+def test_a_revoked_build_cannot_be_promoted(sandbox_env, repo, packer):
+    base = built(repo, sandbox_env)["base"]
+    boto3.client("ec2").create_tags(
+        Resources=[base["ami_id"]],
+        Tags=[{"Key": "ami-chain:revoked-at", "Value": "2026-01-01T00:00:00+00:00"}],
+    )
+    proc = bridge(repo, sandbox_env, "promote", "base", "prod", "--ami", base["ami_id"])
+    assert proc.code == 1
+    assert "revoked" in proc.stderr and "Traceback" not in proc.stderr
+    assert not boto3.client("ssm").describe_parameters()["Parameters"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["promote", "base", "prod"], "nothing to promote"),
+        (["promote", "base", "Prod"], "not a channel name"),
+        (["promote", "base", "prod", "--ami", "ami-0123456789abcdef0"], "No image"),
+        (["rollback", "base", "prod"], "no history"),
+        (["channel", "history", "nope", "prod"], "Unknown definition"),
+    ],
+)
+def test_bad_requests_are_refused_and_write_nothing(sandbox_env, repo, args, message):
+    proc = bridge(repo, sandbox_env, *args)
+    assert proc.code == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not boto3.client("ssm").describe_parameters()["Parameters"]
