@@ -306,3 +306,28 @@ def rollback(
         resolver.clients, d.name, build_id, regions, tag_key=resolver.settings.tag_key
     )
     return build, promote(resolver.clients, resolver.catalog.channel_prefix, build, channel)
+
+
+def check_not_revoked(
+    clients: AwsClients, region: str, definition: str, channel: str, held: Version
+) -> None:
+    """Refuse a channel whose image is revoked (or gone): a consumer must never launch it."""
+    try:
+        image = registry.describe_image(clients.ec2(region), region, held.ami_id)
+    except AwsError:
+        raise QueryError(
+            f"Channel {channel!r} of {definition!r} holds {held.ami_id} (version "
+            f"{held.version}), which does not exist in {region} any more. Roll the channel back "
+            f"(`ami-bridge rollback {definition} {channel}`) or promote another build."
+        ) from None
+    revoked_at = image.tag(TAG_REVOKED_AT)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if revoked_at and revoked_at <= now:
+        reason = image.tag(registry.TAG_PREFIX + "revoke-reason")
+        raise QueryError(
+            f"Channel {channel!r} of {definition!r} holds {held.ami_id} (version "
+            f"{held.version}), which is revoked since {revoked_at}"
+            f"{': ' + reason if reason else ''}. "
+            f"Roll the channel back (`ami-bridge rollback {definition} {channel}`) or promote "
+            "another build."
+        )

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from bridge.catalog import Catalog
     from bridge.channels import Build
+    from bridge.protocol import Query
     from bridge.resolve import ResolvedAmi, Resolver
 
 log = logging.getLogger("bridge")
@@ -102,6 +103,9 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         ) from None
     spell = module_variable if args.module else query_key
     query = protocol.parse_query(text, cache_dir=state_dir(env), spell=spell)
+    if query.channel is not None:
+        sys.stdout.write(protocol.encode_result(_through_channel(query, env)))
+        return EXIT_OK
     resolver = _resolver(query.options, env, echo=None, spell=spell)
     on_missing = query.options.on_missing or EXTERNAL_ON_MISSING
     resolved = resolver.resolve(
@@ -116,6 +120,31 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         values = protocol.result(resolved[query.definitions[0]])
     sys.stdout.write(protocol.encode_result(values))
     return EXIT_OK
+
+
+def _through_channel(query: Query, env: Mapping[str, str]) -> dict[str, str]:
+    """The result of a channel query: what the channel holds in the region (no repository)."""
+    from bridge import channels, protocol
+    from bridge.aws import AwsClients
+
+    assert query.channel is not None
+    definition = query.definitions[0]
+    region = query.options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise QueryError(
+            "A channel query needs a region: set the query's `region` (the ami_channel module "
+            "passes the AWS provider's) or AWS_REGION."
+        )
+    clients = AwsClients(model_cache=state_dir(env) / "models")
+    held = channels.current(clients, query.channel_prefix, definition, query.channel, region)
+    channels.check_not_revoked(clients, region, definition, query.channel, held)
+    return protocol.channel_result(
+        definition,
+        query.channel,
+        channels.parameter_name(query.channel_prefix, definition, query.channel),
+        region,
+        held,
+    )
 
 
 def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -17,6 +17,7 @@ from bridge.settings import OPTIONS_SCHEMA, Options, Spell, parse_options, query
 from bridge.validation import load_schema
 
 if TYPE_CHECKING:
+    from bridge.channels import Version
     from bridge.resolve import ResolvedAmi
 
 MAX_QUERY_BYTES = 1 << 20
@@ -31,6 +32,9 @@ class Query:
     definitions: tuple[str, ...]
     options: Options
     many: bool = False
+    # Resolve through this promotion channel (channels.py) instead of the repository.
+    channel: str | None = None
+    channel_prefix: str = "ami-chain"
 
 
 def parse_query(text: str, *, cache_dir: Path | None = None, spell: Spell = query_key) -> Query:
@@ -84,6 +88,17 @@ def parse_query(text: str, *, cache_dir: Path | None = None, spell: Spell = quer
             '{"definitions": "base,snowflake"}).'
         )
     options = parse_options(data, spell=spell, cache_dir=cache_dir)
+    if data.get("channel"):
+        if data.get("definitions"):
+            raise QueryError(
+                'A "channel" query resolves one definition: pass "definition", not "definitions".'
+            )
+        return Query(
+            definitions=(data["definition"],),
+            options=options,
+            channel=data["channel"],
+            channel_prefix=data.get("channel_prefix") or "ami-chain",
+        )
     if data.get("definitions"):
         names = tuple(dict.fromkeys(data["definitions"].split(",")))
         return Query(definitions=names, options=options, many=True)
@@ -111,6 +126,23 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "creation_date": resolved.creation_date,
         "build_id": resolved.build_id,
         "expires_at": resolved.expires_at,
+    }
+
+
+def channel_result(
+    definition: str, channel: str, parameter: str, region: str, held: Version
+) -> dict[str, str]:
+    """The result object for a definition resolved through a channel; every value a string."""
+    return {
+        "ami_id": held.ami_id,
+        "definition": definition,
+        "channel": channel,
+        "channel_version": str(held.version),
+        "parameter": parameter,
+        "region": region,
+        "build_id": held.build_id,
+        "fingerprint": held.fingerprint,
+        "modified": held.modified,
     }
 
 
