@@ -33,6 +33,12 @@ TAG_BUILD_URL = TAG_PREFIX + "build-url"
 TAG_BUILD_ID = TAG_PREFIX + "build-id"
 # Put on once the image's manifest is written: an image without it may lack its manifest.
 TAG_MANIFEST = TAG_PREFIX + "manifest"
+# A revocation (revoke.py): from this time (ISO 8601 UTC) the image is not used, for this reason,
+# because the image with this build ID was revoked (its own, or an ancestor's).
+TAG_REVOKED_AT = TAG_PREFIX + "revoked-at"
+TAG_REVOKE_REASON = TAG_PREFIX + "revoke-reason"
+TAG_REVOKED_BY = TAG_PREFIX + "revoked-by"
+REVOCATION_TAGS = (TAG_REVOKED_AT, TAG_REVOKE_REASON, TAG_REVOKED_BY)
 TAG_VALUE_MAX = 255
 
 
