@@ -31,8 +31,8 @@ from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked
 # partial: some regions have the image (a copy of one build), others have none: copied, not built;
 # outdated: images with this fingerprint exist but none was built on the parent's current AMI;
 # expired: images with this fingerprint exist but all are older than the definition's maximum age;
-# revoked: images with this fingerprint (built on the parent's current AMI) exist but all are
-# revoked (revoke.py), themselves or through an ancestor;
+# revoked: images with this fingerprint exist but none is usable and some are revoked
+# (revoke.py), themselves or through an ancestor (this comes before outdated and expired);
 # missing: no usable image in any region.
 State = Literal["found", "missing", "outdated", "expired", "revoked", "pending", "partial"]
 # Per region: an available image; one being built (the build region) or copied (the others);
@@ -229,15 +229,14 @@ def decide(
         # An image whose provenance names another definition is that definition's, whatever
         # fingerprint it carries.
         candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
+        # A revoked image is never used again, whatever its parent or age; a revocation
+        # scheduled for later leaves it usable until then.
+        withdrawn += [i for i in candidates if revoked_by_now(i)]
+        candidates = [i for i in candidates if not revoked_by_now(i)]
         if parent_amis is not None:
             matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
             outdated = outdated or (bool(candidates) and not matching)
             candidates = matching
-        # A revoked image is never used again, whatever its age; a revocation scheduled for
-        # later leaves it usable until then.
-        kept = [i for i in candidates if not revoked_by_now(i)]
-        withdrawn += [i for i in candidates if revoked_by_now(i)]
-        candidates = kept
         fresh = [i for i in candidates if (expiry(i) or now) >= now]
         expired = expired or (bool(candidates) and not fresh)
         candidates = fresh
@@ -269,7 +268,8 @@ def decide(
         # missing ones get copies of it.
         state = "partial"
     else:
-        # Revoked first: rebuilding an outdated or expired image would not be the whole story.
+        # Revoked first: it says why the image went, which "outdated" (its parent was revoked
+        # too) or "expired" would hide.
         state = (
             "revoked"
             if withdrawn

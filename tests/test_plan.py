@@ -437,13 +437,17 @@ def test_revoked_comes_before_expired_and_names_the_newest_revocation():
     assert decision.state == "revoked" and decision.revoke_reason == "second"
 
 
-def test_a_revoked_child_is_revoked_but_one_built_on_another_parent_is_outdated():
+def test_a_revoked_child_is_revoked_whatever_its_parent_and_an_unrevoked_one_outdated():
     child = revoked("ami-5", "2026-02-01T00:00:00Z", "base ami-1 revoked", parent="ami-1")
     on_current = decide(CHILD, FP, EAST, {"us-east-1": [child]}, parent_amis={"ami-1"}, now=NOW)
     assert on_current.state == "revoked" and on_current.revoke_reason == "base ami-1 revoked"
-    # The parent was rebuilt: the revoked child is outdated like any child of the old parent.
-    rebuilt = decide(CHILD, FP, EAST, {"us-east-1": [child]}, parent_amis={"ami-9"}, now=NOW)
-    assert rebuilt.state == "outdated"
+    # Its parent was revoked too (no image) or rebuilt: still revoked, with the reason.
+    for parent in (set(), {"ami-9"}):
+        again = decide(CHILD, FP, EAST, {"us-east-1": [child]}, parent_amis=parent, now=NOW)
+        assert again.state == "revoked" and again.revoke_reason == "base ami-1 revoked"
+    plain = image("ami-6", parent="ami-1")
+    outdated = decide(CHILD, FP, EAST, {"us-east-1": [plain]}, parent_amis={"ami-9"}, now=NOW)
+    assert outdated.state == "outdated"
 
 
 def test_an_unreadable_revocation_time_counts_as_revoked():
