@@ -504,8 +504,8 @@ def _parser() -> argparse.ArgumentParser:
         "--on-revoked",
         choices=ON_REVOKED,
         default=DEFAULT_ON_REVOKED,
-        help=f"what a revoked image does where a missing one would be built: build it again or "
-        f"fail (default {DEFAULT_ON_REVOKED})",
+        help="what a revoked image does: build (the default) treats it as missing (built "
+        "again with --on-missing build), fail fails naming the revocation",
     )
     expect = _Parser(add_help=False)
     expect.add_argument(

@@ -336,7 +336,8 @@ def next_step(
 
     `forced` rebuilds whatever is there; `parent_ready` says the parent (if any) has an image to
     build on. Without one, a child can only be reported as it is. A revoked image is like a
-    missing one, except that `on_revoked=fail` refuses to build it again.
+    missing one (`on_missing` decides), except that `on_revoked=fail` fails whatever
+    `on_missing` says: neither rebuilt nor reported as a mere miss.
     """
     if forced:
         return "build" if parent_ready else "report"
@@ -357,8 +358,10 @@ def next_step(
         return "fail" if on_missing == "fail" else "report"
     if not parent_ready:
         return "report"
+    if decision.state == "revoked" and on_revoked == "fail":
+        return "fail"
     if on_missing == "build":
-        return "fail" if decision.state == "revoked" and on_revoked == "fail" else "build"
+        return "build"
     if on_missing == "fail":
         return "fail"
     return "report"

@@ -24,8 +24,8 @@ from bridge.validation import first_error, load_schema
 
 OnMissing = Literal["build", "fail", "report"]
 ON_MISSING: tuple[OnMissing, ...] = get_args(OnMissing)
-# What a revoked image does when the caller would build a missing one (on_missing=build):
-# build it again under the same fingerprint, or fail naming the revocation.
+# What a revoked image does: what a missing one does (on_missing: build it again under the same
+# fingerprint, fail or report), or fail naming the revocation whatever on_missing says.
 OnRevoked = Literal["build", "fail"]
 ON_REVOKED: tuple[OnRevoked, ...] = get_args(OnRevoked)
 DEFAULT_ON_REVOKED: OnRevoked = "build"

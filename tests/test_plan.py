@@ -392,6 +392,11 @@ def test_a_revoked_image_is_not_used_and_the_state_says_why():
         next_step(decision, on_missing="build", forced=False, parent_ready=True, on_revoked="fail")
         == "fail"
     )
+    for on_missing in ("build", "report"):
+        step = next_step(
+            decision, on_missing=on_missing, forced=False, parent_ready=True, on_revoked="fail"
+        )
+        assert step == "fail"
     assert next_step(decision, on_missing="build", forced=True, parent_ready=True) == "build"
 
 
