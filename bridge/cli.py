@@ -259,8 +259,15 @@ def _change_row(build: Build, *cells: str) -> tuple[str, ...]:
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge.graph import render
 
-    _, catalog = _open(_options(args, env), env)
-    print(render(catalog, args.format))
+    if args.status:
+        resolver = _resolver_for_args(args, env)
+        catalog = resolver.catalog
+        looked = resolver.status([d.name for d in catalog.all()])
+        revoked = {n: r.revoke_reason for n, r in looked.items() if r.revoked}
+    else:
+        _, catalog = _open(_options(args, env), env)
+        revoked = {}
+    print(render(catalog, args.format, revoked))
     return EXIT_OK
 
 
@@ -603,6 +610,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
     p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="look the images up (as `status` does) and mark the revoked definitions",
+    )
     p.set_defaults(func=_graph)
 
     p = sub.add_parser(

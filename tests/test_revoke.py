@@ -91,6 +91,10 @@ def test_revoking_the_base_revokes_the_snowflake_and_restore_brings_both_back(
     assert refused.code == 3 and refused.stdout == "" and "CVE-2026-1" in refused.stderr
     status = bridge(repo, sandbox_env, "status")
     assert "REVOKED: CVE-2026-1 in openssl" in status.stdout
+    graph = bridge(repo, sandbox_env, "graph", "--status")
+    assert graph.code == 0, graph.stderr
+    assert graph.stdout.count("color=red, style=dashed") == 2
+    assert "REVOKED: CVE-2026-1 in openssl" in graph.stdout
     assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})  # nothing rebuilt
 
     proc = bridge(repo, sandbox_env, "restore", "base")
