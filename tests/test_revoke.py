@@ -164,6 +164,8 @@ def test_a_revocation_scheduled_for_later_takes_effect_then(sandbox_env, repo, p
     assert code == 0, now
     assert now["base"]["state"] == "found" and now["base"]["revokes_at"] == at.isoformat()
     assert now["snowflake"]["ami_id"] == first["snowflake"]["ami_id"]
+    status = bridge(repo, sandbox_env, "status")
+    assert f"revoked at {at.isoformat()}" in status.stdout
     time.sleep(max(0.0, (at - datetime.now(timezone.utc)).total_seconds()) + 1)
     code, later = resolve(repo, sandbox_env, "--on-missing", "report")
     assert code == 3
@@ -227,3 +229,68 @@ def test_a_workload_account_sees_the_revocation_through_the_manifest(
     assert results["base"]["state"] == "revoked" and results["base"]["revoked"] == "true"
     assert results["base"]["revoke_reason"] == "leaked key"
     assert results["snowflake"]["state"] == "revoked"
+
+
+def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env, repo, packer):
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = ["us-east-1", "eu-west-1"]
+    data["definitions"]["snowflake"]["regions"] = ["eu-west-1"]  # built on the base's copy
+    repo.set_catalog(data)
+    repo.commit("base in two regions, the snowflake in eu-west-1")
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build", "--region", "eu-west-1")
+    assert code == 0, first
+    base_amis = json.loads(first["base"]["amis_json"])
+    west = boto3.client("ec2", region_name="eu-west-1")
+    snow = json.loads(first["snowflake"]["amis_json"])["eu-west-1"]
+
+    proc = bridge(
+        repo, sandbox_env, "revoke", "base", "--ami", base_amis["eu-west-1"], "--reason", "r"
+    )
+    assert proc.code == 0, proc.stderr
+    for region, ami in [*base_amis.items(), ("eu-west-1", snow)]:
+        (found,) = boto3.client("ec2", region_name=region).describe_images(ImageIds=[ami])["Images"]
+        assert tags_of(found)[registry.TAG_REVOKED_BY] == first["base"]["build_id"], (region, ami)
+        assert found["DeprecationTime"]
+    status = bridge(repo, sandbox_env, "status", "--region", "eu-west-1")
+    assert status.stdout.count("REVOKED:") == 2
+
+    proc = bridge(
+        repo, sandbox_env, "restore", "base", "--fingerprint", first["base"]["fingerprint"]
+    )
+    assert proc.code == 0, proc.stderr
+    (found,) = west.describe_images(ImageIds=[snow])["Images"]
+    assert not REVOCATION & set(tags_of(found)) and "DeprecationTime" not in found
+    code, again = resolve(repo, sandbox_env, "--on-missing", "fail", "--region", "eu-west-1")
+    assert code == 0, again
+    assert json.loads(again["base"]["amis_json"]) == base_amis
+
+
+def test_the_revocation_helpers_check_and_shape_their_values():
+    from bridge.errors import QueryError
+    from bridge.revoke import check_reason, deprecate_at, parse_time, timestamp
+
+    now = datetime(2026, 3, 1, 12, 0, 30, 500, tzinfo=timezone.utc)
+    assert parse_time(None, now) == now.replace(microsecond=0)
+    assert parse_time("2026-03-02T01:00:00+01:00", now) == datetime(
+        2026, 3, 2, 0, 0, tzinfo=timezone.utc
+    )
+    assert timestamp(parse_time("2026-03-02T00:00:00Z", now)) == "2026-03-02T00:00:00Z"
+    for bad in ("tomorrow", "2026-03-02T00:00:00", ""):
+        try:
+            parse_time(bad, now)
+            raise AssertionError(f"{bad!r} was accepted")
+        except QueryError as exc:
+            assert "ISO 8601" in str(exc)
+    assert check_reason("  two\nlines ") == "two lines"
+    for bad in (None, " ", "x" * 201):
+        try:
+            check_reason(bad)
+            raise AssertionError(f"{bad!r} was accepted")
+        except QueryError:
+            pass
+    # EC2 refuses a deprecation time in the past: no earlier than the next whole minute.
+    assert deprecate_at(now - timedelta(hours=1), now) == datetime(
+        2026, 3, 1, 12, 1, tzinfo=timezone.utc
+    )
+    later = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    assert deprecate_at(later, now) == later
