@@ -156,7 +156,8 @@ def test_restoring_an_ancestor_leaves_a_descendant_revoked_for_its_own_reason(
 def test_a_revocation_scheduled_for_later_takes_effect_then(sandbox_env, repo, packer):
     code, first = resolve(repo, sandbox_env, "--on-missing", "build")
     assert code == 0, first
-    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    # Far enough ahead for a revoke, a resolve and a status on a loaded machine.
+    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=15)
     stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "eol", "--at", stamp)
     assert proc.code == 0, proc.stderr
