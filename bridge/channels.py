@@ -12,15 +12,16 @@ available, unrevoked image in each region before it writes any parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from bridge import registry
+from bridge import plan, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, QueryError
 from bridge.registry import Image
+from bridge.revoke import Build
 
 if TYPE_CHECKING:
     from bridge.resolve import Resolver
@@ -29,18 +30,6 @@ if TYPE_CHECKING:
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 DESCRIPTION = "ami-chain {definition} build {build_id} fingerprint {fingerprint}"
 _DESCRIBED = re.compile(r"^ami-chain (\S+) build (\S+) fingerprint (\S+)$")
-# Put on an image when it is revoked (the revocation time, ISO 8601 UTC).
-TAG_REVOKED_AT = registry.TAG_PREFIX + "revoked-at"
-
-
-@dataclass(frozen=True)
-class Build:
-    """One build of a definition: its images, one per region."""
-
-    definition: str
-    build_id: str
-    fingerprint: str
-    images: Mapping[str, Image]
 
 
 @dataclass(frozen=True)
@@ -85,7 +74,9 @@ def find_build(
     for region in regions:
         found = [
             i
-            for i in registry.images_of_builds(clients.ec2(region), region, [build_id])
+            for i in registry.find_tagged(
+                clients.ec2(region), region, registry.TAG_BUILD_ID, [build_id], owners=["self"]
+            )
             if i.state == "available" and i.tag(registry.TAG_DEFINITION) == definition
         ]
         if found:
@@ -97,11 +88,11 @@ def find_build(
             f"{', '.join(missing)}, so a channel cannot point at it there. Distribute it first "
             f"(`ami-bridge build {definition}` copies a partial image), then promote again."
         )
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc)
     revoked = sorted(
-        f"{i.ami_id} in {r} (since {i.tag(TAG_REVOKED_AT)})"
+        f"{i.ami_id} in {r} (since {i.tag(registry.TAG_REVOKED_AT)})"
         for r, i in images.items()
-        if (i.tag(TAG_REVOKED_AT) or "9999") <= now
+        if (plan.revoked_at(i) or now + timedelta(seconds=1)) <= now
     )
     if revoked:
         raise QueryError(
@@ -109,7 +100,12 @@ def find_build(
             "cannot be promoted. Promote another build, or restore it first (`ami-bridge "
             "restore`)."
         )
-    return Build(definition, build_id, images[regions[0]].tag(tag_key) or "", images)
+    return Build(
+        definition=definition,
+        fingerprint=images[regions[0]].tag(tag_key) or "",
+        build_id=build_id,
+        images=images,
+    )
 
 
 def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> dict[str, int]:
@@ -320,13 +316,12 @@ def check_not_revoked(
             f"{held.version}), which does not exist in {region} any more. Roll the channel back "
             f"(`ami-bridge rollback {definition} {channel}`) or promote another build."
         ) from None
-    revoked_at = image.tag(TAG_REVOKED_AT)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if revoked_at and revoked_at <= now:
-        reason = image.tag(registry.TAG_PREFIX + "revoke-reason")
+    revoked_at = plan.revoked_at(image)
+    if revoked_at is not None and revoked_at <= datetime.now(timezone.utc):
+        reason = image.tag(registry.TAG_REVOKE_REASON)
         raise QueryError(
             f"Channel {channel!r} of {definition!r} holds {held.ami_id} (version "
-            f"{held.version}), which is revoked since {revoked_at}"
+            f"{held.version}), which is revoked since {image.tag(registry.TAG_REVOKED_AT)}"
             f"{': ' + reason if reason else ''}. "
             f"Roll the channel back (`ami-bridge rollback {definition} {channel}`) or promote "
             "another build."

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from bridge.errors import BridgeError, NotFoundError, QueryError
 from bridge.graph import GRAPH_FORMATS
 from bridge.settings import (
+    DEFAULT_ON_REVOKED,
     ON_MISSING,
+    ON_REVOKED,
     OnMissing,
     Options,
     Spell,
@@ -33,9 +35,9 @@ if TYPE_CHECKING:
     import git
 
     from bridge.catalog import Catalog
-    from bridge.channels import Build
     from bridge.protocol import Query
     from bridge.resolve import ResolvedAmi, Resolver
+    from bridge.revoke import Build
 
 log = logging.getLogger("bridge")
 
@@ -111,6 +113,7 @@ def _external(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolved = resolver.resolve(
         list(query.definitions),
         on_missing=on_missing,
+        on_revoked=query.options.on_revoked or DEFAULT_ON_REVOKED,
         expect_fingerprint=query.options.expect_fingerprint,
         jobs=_jobs(None, env, resolver.catalog),
     )
@@ -154,6 +157,7 @@ def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     results = resolver.resolve(
         names,
         on_missing=args.on_missing,
+        on_revoked=args.on_revoked,
         expect_fingerprint=options.expect_fingerprint,
         jobs=_jobs(args.jobs, env, resolver.catalog),
         fail_fast=args.fail_fast,
@@ -174,6 +178,7 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     results = resolver.resolve(
         names,
         on_missing="build",
+        on_revoked=args.on_revoked,
         force=names if args.force else (),
         expect_fingerprint=options.expect_fingerprint,
         jobs=_jobs(args.jobs, env, resolver.catalog),
@@ -232,11 +237,66 @@ def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _revoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge.revoke import Revoker
+
+    changes = Revoker(_resolver_for_args(args, env)).revoke(
+        args.definition,
+        reason=args.reason,
+        at=args.at,
+        fingerprint=args.fingerprint,
+        ami=args.ami,
+    )
+    rows: list[tuple[str, ...]] = [("DEFINITION", "BUILD", "AMIS", "REVOKED AT", "REASON")]
+    for c in changes:
+        reason = f"(revoked earlier) {c.revocation.reason}" if c.kept else c.revocation.reason
+        rows.append(_change_row(c.build, c.revocation.at, reason))
+    _table(rows, sys.stdout)
+    revoked = [c for c in changes if not c.kept]
+    log.info(
+        "revoked %d image build(s) (%d descendant(s)) from %s",
+        len(revoked),
+        len(revoked) - 1,
+        changes[0].revocation.at,
+    )
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge.revoke import Revoker
+
+    changes = Revoker(_resolver_for_args(args, env)).restore(
+        args.definition, fingerprint=args.fingerprint, ami=args.ami
+    )
+    rows: list[tuple[str, ...]] = [("DEFINITION", "BUILD", "AMIS", "STATE")]
+    for c in changes:
+        state = (
+            f"still revoked (by {c.revocation.by[:12]}: {c.revocation.reason})"
+            if c.kept
+            else "restored"
+        )
+        rows.append(_change_row(c.build, state))
+    _table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def _change_row(build: Build, *cells: str) -> tuple[str, ...]:
+    amis = " ".join(f"{region}:{ami}" for region, ami in build.amis.items())
+    return (build.definition, build.build_id[:12], amis, *cells)
+
+
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge.graph import render
 
-    _, catalog = _open(_options(args, env), env)
-    print(render(catalog, args.format))
+    if args.status:
+        resolver = _resolver_for_args(args, env)
+        catalog = resolver.catalog
+        looked = resolver.status([d.name for d in catalog.all()])
+        revoked = {n: r.revoke_reason for n, r in looked.items() if r.revoked}
+    else:
+        _, catalog = _open(_options(args, env), env)
+        revoked = {}
+    print(render(catalog, args.format, revoked))
     return EXIT_OK
 
 
@@ -451,7 +511,9 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
         json.dump({n: result(r) for n, r in results.items()}, out, indent=2, sort_keys=True)
         out.write("\n")
     else:
-        rows = [("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "REGIONS")]
+        rows: list[tuple[str, ...]] = [
+            ("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "REGIONS")
+        ]
         for r in results.values():
             parent = (
                 f"{r.parent_definition} ({r.parent_ami_id or '-'})" if r.parent_definition else "-"
@@ -464,8 +526,22 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
             rows.append(
                 (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, regions)
             )
+        notes = [_revocation_note(r) for r in results.values()]
+        if any(notes):
+            rows = [
+                (*rows[0], "NOTE"),
+                *((*row, n) for row, n in zip(rows[1:], notes, strict=True)),
+            ]
         _table(rows, out)
     return EXIT_OK if all(r.found for r in results.values()) else EXIT_MISSING
+
+
+def _revocation_note(r: ResolvedAmi) -> str:
+    if r.revoked:
+        return f"REVOKED: {r.revoke_reason or 'no reason recorded'}"
+    if r.revokes_at:
+        return f"revoked at {r.revokes_at}"
+    return ""
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -568,6 +644,14 @@ def _parser() -> argparse.ArgumentParser:
         help="on the first failure, cancel every running build (default: only the failed "
         "definition's descendants are skipped)",
     )
+    revoked = _Parser(add_help=False)
+    revoked.add_argument(
+        "--on-revoked",
+        choices=ON_REVOKED,
+        default=DEFAULT_ON_REVOKED,
+        help="what a revoked image does: build (the default) treats it as missing (built "
+        "again with --on-missing build), fail fails naming the revocation",
+    )
     expect = _Parser(add_help=False)
     expect.add_argument(
         "--expect-fingerprint",
@@ -586,7 +670,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_external)
 
     p = sub.add_parser(
-        "resolve", parents=[common, output, expect, parallel], help="find the AMIs of definitions"
+        "resolve",
+        parents=[common, output, expect, parallel, revoked],
+        help="find the AMIs of definitions",
     )
     p.add_argument("definitions", nargs="*", metavar="DEF")
     p.add_argument("--all", action="store_true", help="every definition in the catalog")
@@ -600,7 +686,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "build",
-        parents=[common, output, expect, parallel],
+        parents=[common, output, expect, parallel, revoked],
         help="build missing AMIs, parents first",
     )
     p.add_argument("definitions", nargs="*", metavar="DEF")
@@ -630,8 +716,43 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("definition", metavar="DEF")
     p.set_defaults(func=_manifest)
 
+    target = _Parser(add_help=False)
+    target.add_argument("definition", metavar="DEF")
+    which = target.add_mutually_exclusive_group()
+    which.add_argument(
+        "--fingerprint",
+        metavar="FP",
+        help="the image with this fingerprint (default: DEF's at the commit)",
+    )
+    which.add_argument("--ami", metavar="AMI", help="the image of this AMI (any regional copy)")
+
+    p = sub.add_parser(
+        "revoke",
+        parents=[common, target],
+        help="withdraw an image, and every image built on it, from use",
+    )
+    p.add_argument("--reason", metavar="TEXT", help="why (required); recorded on every image")
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        help="from when, ISO 8601 with a time zone (default now; later schedules it)",
+    )
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser(
+        "restore",
+        parents=[common, target],
+        help="lift a revocation, from the image and the images revoked because of it",
+    )
+    p.set_defaults(func=_restore)
+
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
     p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="look the images up (as `status` does) and mark the revoked definitions",
+    )
     p.set_defaults(func=_graph)
 
     p = sub.add_parser(

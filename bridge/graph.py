@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 from bridge.catalog import Catalog
@@ -14,17 +15,47 @@ def _mermaid_id(name: str) -> str:
     return name.replace("-", "_")  # Mermaid node ids take no dashes
 
 
-def render(catalog: Catalog, fmt: GraphFormat = "dot") -> str:
-    """The parent -> child graph of every definition, labelled with its template."""
+def render(
+    catalog: Catalog, fmt: GraphFormat = "dot", revoked: Mapping[str, str] | None = None
+) -> str:
+    """The parent -> child graph of every definition, labelled with its template.
+
+    `revoked` maps the definitions whose image is revoked to the reason: those nodes are marked
+    (red, dashed, `REVOKED` and the reason in the label).
+    """
     definitions = catalog.all()
+    marked = revoked or {}
     edges = [(d.parent, d.name) for d in definitions if d.parent]
+
+    def note(name: str, newline: str) -> str:
+        if name not in marked:
+            return ""
+        return f"{newline}REVOKED: {_quoted(marked[name])}"
+
     if fmt == "mermaid":
         lines = ["graph TD"]
-        lines += [f'    {_mermaid_id(d.name)}["{d.name}<br/>{d.template}"]' for d in definitions]
+        lines += [
+            f'    {_mermaid_id(d.name)}["{d.name}<br/>{d.template}{note(d.name, "<br/>")}"]'
+            for d in definitions
+        ]
         lines += [f"    {_mermaid_id(parent)} --> {_mermaid_id(child)}" for parent, child in edges]
+        if marked:
+            lines.append("    classDef revoked stroke:#c00,stroke-dasharray:4")
+            lines += [
+                f"    class {_mermaid_id(d.name)} revoked" for d in definitions if d.name in marked
+            ]
         return "\n".join(lines)
     lines = ["digraph ami_chain {", "    rankdir=LR;"]
-    lines += [f'    "{d.name}" [label="{d.name}\\n{d.template}"];' for d in definitions]
+    newline = "\\n"  # DOT's line break inside a label
+    for d in definitions:
+        style = ", color=red, style=dashed" if d.name in marked else ""
+        label = f"{d.name}{newline}{d.template}{note(d.name, newline)}"
+        lines.append(f'    "{d.name}" [label="{label}"{style}];')
     lines += [f'    "{parent}" -> "{child}";' for parent, child in edges]
     lines.append("}")
     return "\n".join(lines)
+
+
+def _quoted(text: str) -> str:
+    """A reason inside a double-quoted DOT or Mermaid label: no quotes, brackets or newlines."""
+    return "".join(c if c not in '"[]<>\\\n' else " " for c in text)

@@ -27,6 +27,15 @@ class ParentRef:
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """A manifest's record of its image's revocation (revoke.py)."""
+
+    at: str  # ISO 8601 UTC: from when the image is not used
+    reason: str
+    by: str  # the build ID of the image the revocation was issued on (this one or an ancestor)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What one build produced and from what."""
 
@@ -38,10 +47,11 @@ class Manifest:
     packer_version: str
     build_time: str
     build_url: str
+    revoked: Revocation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-ready data, in the shape of manifest.schema.json."""
-        return {
+        data: dict[str, Any] = {
             "schema_version": 1,
             "definition": self.definition,
             "fingerprint": self.fingerprint,
@@ -58,11 +68,19 @@ class Manifest:
             "build_time": self.build_time,
             "build_url": self.build_url,
         }
+        if self.revoked is not None:
+            data["revoked"] = {
+                "at": self.revoked.at,
+                "reason": self.revoked.reason,
+                "by": self.revoked.by,
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         """A manifest from data that passed validate()."""
         parent = data["parent"]
+        revoked = data.get("revoked")
         return cls(
             definition=data["definition"],
             fingerprint=data["fingerprint"],
@@ -72,6 +90,7 @@ class Manifest:
             packer_version=data["packer_version"],
             build_time=data["build_time"],
             build_url=data["build_url"],
+            revoked=None if revoked is None else Revocation(**revoked),
         )
 
 

@@ -29,9 +29,12 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
         {
             "CopyImage",
             "CreateTags",
+            "DeleteTags",
             "DescribeImageAttribute",
             "DescribeImages",
             "DescribeSnapshotAttribute",
+            "DisableImageDeprecation",
+            "EnableImageDeprecation",
             "ModifyImageAttribute",
             "ModifySnapshotAttribute",
         }

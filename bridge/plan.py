@@ -21,16 +21,20 @@ from bridge.registry import (
     TAG_DEFINITION,
     TAG_MANIFEST,
     TAG_PARENT_AMI,
+    TAG_REVOKE_REASON,
+    TAG_REVOKED_AT,
     Image,
 )
-from bridge.settings import OnMissing
+from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked
 
 # found: every region has a usable image; pending: every region has one, some still pending;
 # partial: some regions have the image (a copy of one build), others have none: copied, not built;
 # outdated: images with this fingerprint exist but none was built on the parent's current AMI;
 # expired: images with this fingerprint exist but all are older than the definition's maximum age;
+# revoked: images with this fingerprint exist but none is usable and some are revoked
+# (revoke.py), themselves or through an ancestor (this comes before outdated and expired);
 # missing: no usable image in any region.
-State = Literal["found", "missing", "outdated", "expired", "pending", "partial"]
+State = Literal["found", "missing", "outdated", "expired", "revoked", "pending", "partial"]
 # Per region: an available image; one being built (the build region) or copied (the others);
 # none.
 RegionState = Literal["found", "pending", "copying", "missing"]
@@ -58,6 +62,11 @@ class Decision:
     prior: tuple[str, ...] = ()
     # When the image used expires (ISO 8601, UTC; "" when images never expire).
     expires_at: str = ""
+    # Revoked: the reason recorded on the newest revoked image.
+    revoke_reason: str = ""
+    # When the image used is revoked (a revocation scheduled for later; ISO 8601 UTC; "" when
+    # none is).
+    revokes_at: str = ""
 
     @property
     def usable(self) -> bool:
@@ -208,13 +217,22 @@ def decide(
         start = born.get(i.tag(TAG_BUILD_ID) or i.ami_id)
         return None if lifetime is None or start is None else start + lifetime
 
+    def revoked_by_now(i: Image) -> bool:
+        at = revoked_at(i)
+        return at is not None and at <= now
+
     chosen: dict[str, Image] = {}
     duplicates: dict[str, tuple[str, ...]] = {}
     outdated = expired = False
+    withdrawn: list[Image] = []
     for region in regions:
         # An image whose provenance names another definition is that definition's, whatever
         # fingerprint it carries.
         candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
+        # A revoked image is never used again, whatever its parent or age; a revocation
+        # scheduled for later leaves it usable until then.
+        withdrawn += [i for i in candidates if revoked_by_now(i)]
+        candidates = [i for i in candidates if not revoked_by_now(i)]
         if parent_amis is not None:
             matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
             outdated = outdated or (bool(candidates) and not matching)
@@ -250,9 +268,22 @@ def decide(
         # missing ones get copies of it.
         state = "partial"
     else:
-        state = "outdated" if outdated else "expired" if expired else "missing"
+        # Revoked first: it says why the image went, which "outdated" (its parent was revoked
+        # too) or "expired" would hide.
+        state = (
+            "revoked"
+            if withdrawn
+            else "outdated"
+            if outdated
+            else "expired"
+            if expired
+            else "missing"
+        )
     used = chosen.get(regions[0]) or next(iter(chosen.values()), None)
     ends = None if used is None else expiry(used)
+    newest = max(withdrawn, key=lambda i: (i.creation_date, i.ami_id), default=None)
+    reason = (newest.tag(TAG_REVOKE_REASON) or "") if newest and state == "revoked" else ""
+    scheduled = None if used is None else revoked_at(used)
     return Decision(
         d.name,
         fingerprint,
@@ -263,7 +294,18 @@ def decide(
         source="ec2" if chosen else "none",
         prior=prior,
         expires_at="" if ends is None else ends.isoformat(timespec="seconds"),
+        revoke_reason=reason,
+        revokes_at="" if scheduled is None else scheduled.isoformat(timespec="seconds"),
     )
+
+
+def revoked_at(image: Image) -> datetime | None:
+    """When `image` is (or will be) revoked; None when it is not. A revocation tag that does not
+    parse counts as a revocation long past: someone meant to withdraw the image."""
+    text = image.tag(TAG_REVOKED_AT)
+    if text is None:
+        return None
+    return _parse_date(text) or datetime.min.replace(tzinfo=timezone.utc)
 
 
 def expires_at(creation_date: str, max_age_days: float | None) -> str:
@@ -283,12 +325,19 @@ def _parse_date(text: str) -> datetime | None:
 
 
 def next_step(
-    decision: Decision, *, on_missing: OnMissing, forced: bool, parent_ready: bool
+    decision: Decision,
+    *,
+    on_missing: OnMissing,
+    forced: bool,
+    parent_ready: bool,
+    on_revoked: OnRevoked = DEFAULT_ON_REVOKED,
 ) -> Step:
     """What to do about a decision.
 
     `forced` rebuilds whatever is there; `parent_ready` says the parent (if any) has an image to
-    build on. Without one, a child can only be reported as it is.
+    build on. Without one, a child can only be reported as it is. A revoked image is like a
+    missing one (`on_missing` decides), except that `on_revoked=fail` fails whatever
+    `on_missing` says: neither rebuilt nor reported as a mere miss.
     """
     if forced:
         return "build" if parent_ready else "report"
@@ -309,6 +358,8 @@ def next_step(
         return "fail" if on_missing == "fail" else "report"
     if not parent_ready:
         return "report"
+    if decision.state == "revoked" and on_revoked == "fail":
+        return "fail"
     if on_missing == "build":
         return "build"
     if on_missing == "fail":

@@ -126,6 +126,9 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "creation_date": resolved.creation_date,
         "build_id": resolved.build_id,
         "expires_at": resolved.expires_at,
+        "revoked": "true" if resolved.revoked else "false",
+        "revoke_reason": resolved.revoke_reason,
+        "revokes_at": resolved.revokes_at,
     }
 
 

@@ -6,6 +6,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +36,12 @@ TAG_BUILD_URL = TAG_PREFIX + "build-url"
 TAG_BUILD_ID = TAG_PREFIX + "build-id"
 # Put on once the image's manifest is written: an image without it may lack its manifest.
 TAG_MANIFEST = TAG_PREFIX + "manifest"
+# A revocation (revoke.py): from this time (ISO 8601 UTC) the image is not used, for this reason,
+# because the image with this build ID was revoked (its own, or an ancestor's).
+TAG_REVOKED_AT = TAG_PREFIX + "revoked-at"
+TAG_REVOKE_REASON = TAG_PREFIX + "revoke-reason"
+TAG_REVOKED_BY = TAG_PREFIX + "revoked-by"
+REVOCATION_TAGS = (TAG_REVOKED_AT, TAG_REVOKE_REASON, TAG_REVOKED_BY)
 TAG_VALUE_MAX = 255
 
 
@@ -133,19 +140,64 @@ def shared_images(
     return found
 
 
-def images_of_builds(ec2: EC2Client, region: str, build_ids: Iterable[str]) -> list[Image]:
-    """This account's images in `region` whose build-ID tag is one of `build_ids` (any state EC2
-    still lists), one DescribeImages per 200 IDs."""
-    wanted = sorted(set(build_ids))
+def find_tagged(
+    ec2: EC2Client, region: str, key: str, values: Iterable[str], *, owners: Sequence[str]
+) -> list[Image]:
+    """Images (available or pending) tagged `key` = one of `values`, that `owners` count; one
+    DescribeImages call per 200 values."""
+    wanted = sorted(set(values))
     found: list[Image] = []
     for start in range(0, len(wanted), FILTER_BATCH):
         batch = wanted[start : start + FILTER_BATCH]
-        with aws_call(f"looking up builds in {region}", "ec2:DescribeImages"):
+        with aws_call(f"looking up images by {key} in {region}", "ec2:DescribeImages"):
             response = ec2.describe_images(
-                Owners=["self"], Filters=[{"Name": f"tag:{TAG_BUILD_ID}", "Values": batch}]
+                Owners=list(owners),
+                Filters=[
+                    {"Name": f"tag:{key}", "Values": batch},
+                    {"Name": "state", "Values": ["available", "pending"]},
+                ],
             )
-        found += [_image(raw, region) for raw in response.get("Images", [])]
+        for raw in response.get("Images", []):
+            image = _image(raw, region)
+            if image.tag(key) in batch and owned_by(image, owners):
+                found.append(image)
     return found
+
+
+def image_by_id(ec2: EC2Client, region: str, ami_id: str) -> Image | None:
+    """One image by ID, or None when `region` has none by that ID."""
+    from botocore.exceptions import ClientError
+
+    with aws_call(f"describing {ami_id} in {region}", "ec2:DescribeImages"):
+        try:
+            response = ec2.describe_images(ImageIds=[ami_id])
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code.startswith("InvalidAMIID"):
+                return None
+            raise
+    images = response.get("Images", [])
+    return _image(images[0], region) if images else None
+
+
+def untag_image(ec2: EC2Client, image: Image, keys: Iterable[str]) -> None:
+    """Remove tags `keys` (whatever their values) from an image and its snapshots, in one call."""
+    pairs: list[TagTypeDef] = [{"Key": k} for k in sorted(keys)]
+    with aws_call(f"untagging {image.ami_id} in {image.region}", "ec2:DeleteTags"):
+        ec2.delete_tags(Resources=[image.ami_id, *image.snapshot_ids], Tags=pairs)
+
+
+def deprecate(ec2: EC2Client, image: Image, at: datetime | None) -> None:
+    """Set (or with None, clear) the image's EC2 deprecation time; EC2 refuses one in the past."""
+    if at is None:
+        with aws_call(
+            f"clearing the deprecation of {image.ami_id} in {image.region}",
+            "ec2:DisableImageDeprecation",
+        ):
+            ec2.disable_image_deprecation(ImageId=image.ami_id)
+        return
+    with aws_call(f"deprecating {image.ami_id} in {image.region}", "ec2:EnableImageDeprecation"):
+        ec2.enable_image_deprecation(ImageId=image.ami_id, DeprecateAt=at)
 
 
 def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:

@@ -47,12 +47,14 @@ from bridge.fingerprint import Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, build_once, lease_key
 from bridge.packer import PackerRunner
 from bridge.registry import Image
-from bridge.settings import OnMissing, Settings
+from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked, Settings
 
 log = logging.getLogger(__name__)
 
 # What a resolve reports: a planner state, or `built` when the image was built during it.
-Outcome = Literal["found", "built", "missing", "outdated", "expired", "pending", "partial"]
+Outcome = Literal[
+    "found", "built", "missing", "outdated", "expired", "revoked", "pending", "partial"
+]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class ResolvedAmi:
     region_states: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # When the image expires (ISO 8601 UTC; "" when it never does, or there is none).
     expires_at: str = ""
+    # Revoked: why (the revocation's reason); a usable image's scheduled revocation (ISO 8601).
+    revoke_reason: str = ""
+    revokes_at: str = ""
 
     @property
     def found(self) -> bool:
@@ -90,6 +95,11 @@ class ResolvedAmi:
     def built(self) -> bool:
         """The image was built during this resolve (here, or by a build it waited for)."""
         return self.state == "built"
+
+    @property
+    def revoked(self) -> bool:
+        """No usable image: every one with this fingerprint is revoked."""
+        return self.state == "revoked"
 
 
 @dataclass(frozen=True)
@@ -314,6 +324,11 @@ class Resolver:
                 if manifest.parent is not None:
                     recorded[registry.TAG_PARENT_AMI] = manifest.parent.ami
                     recorded[registry.TAG_PARENT_FINGERPRINT] = manifest.parent.fingerprint
+                if manifest.revoked is not None:
+                    # Revoked in the builder's account: revoked here too.
+                    recorded[registry.TAG_REVOKED_AT] = manifest.revoked.at
+                    recorded[registry.TAG_REVOKE_REASON] = manifest.revoked.reason
+                    recorded[registry.TAG_REVOKED_BY] = manifest.revoked.by
                 tagged = replace(
                     image, tags=MappingProxyType({**image.tags, **recorded}), foreign=True
                 )
@@ -380,6 +395,7 @@ class Resolver:
         names: Sequence[str],
         *,
         on_missing: OnMissing = "build",
+        on_revoked: OnRevoked = DEFAULT_ON_REVOKED,
         force: Iterable[str] = (),
         expect_fingerprint: str | None = None,
         jobs: int = 1,
@@ -390,6 +406,7 @@ class Resolver:
         Up to `jobs` definitions are resolved (built) at once, each as soon as its parent has an
         image (schedule.py). A failure skips the failed definition's descendants, not its
         siblings (`fail_fast` stops everything), and is raised once the rest is done.
+        A revoked image is built again like a missing one, unless `on_revoked` is `fail`.
         With `expect_fingerprint`, the one definition named must have that fingerprint, or
         nothing is done: what was reviewed (a saved plan) is what is built.
         """
@@ -397,7 +414,9 @@ class Resolver:
         survey = self.survey(names, expect_fingerprint=expect_fingerprint)
 
         def step(d: Definition, parent: ResolvedAmi | None) -> ResolvedAmi:
-            return self._resolve_one(survey, d, parent, on_missing=on_missing, forced=forced)
+            return self._resolve_one(
+                survey, d, parent, on_missing=on_missing, on_revoked=on_revoked, forced=forced
+            )
 
         outcome = schedule.run(
             survey.definitions, step, jobs=jobs, fail_fast=fail_fast, cancel=self.cancel
@@ -419,6 +438,7 @@ class Resolver:
         parent: ResolvedAmi | None,
         *,
         on_missing: OnMissing,
+        on_revoked: OnRevoked,
         forced: set[str],
     ) -> ResolvedAmi:
         commit = survey.snapshot.commit
@@ -426,6 +446,7 @@ class Resolver:
         step = plan.next_step(
             decision,
             on_missing=on_missing,
+            on_revoked=on_revoked,
             forced=d.name in forced,
             parent_ready=parent is None or self.regions(d)[0] in parent.amis,
         )
@@ -534,6 +555,8 @@ class Resolver:
                 {r: "found" if built else s for r, s in decision.region_states.items()}
             ),
             expires_at=decision.expires_at,
+            revoke_reason=decision.revoke_reason,
+            revokes_at=decision.revokes_at,
         )
 
     def _not_found(self, d: Definition, decision: plan.Decision) -> str:
@@ -543,6 +566,11 @@ class Resolver:
             why = (
                 f"the image is partial: it has copies in {have} but none in "
                 f"{', '.join(decision.missing_regions)}; a build run copies it there (no rebuild)"
+            )
+        elif decision.state == "revoked":
+            why = (
+                f"its images are revoked ({decision.revoke_reason or 'no reason recorded'}); "
+                f"`ami-bridge restore {d.name}` withdraws a revocation made in error"
             )
         elif decision.state == "expired":
             why = (

@@ -18,6 +18,11 @@ stock moto server:
   permission for the group `all`) is visible to every account the same way, so an upstream
   publisher (say Canonical's 099720109477) can release a new image. Sharing with organizations
   and OUs is recorded but not resolved into accounts.
+* EnableImageDeprecation and DisableImageDeprecation exist (stock moto has neither), and
+  DescribeImages reports an image's `DeprecationTime` (`2026-01-01T00:00:00.000Z`) while it has
+  one. As in EC2, `DeprecateAt` is rounded to the nearest minute and a time in the past is
+  refused (`InvalidParameterValue`); the owner still sees a deprecated image in every listing
+  (EC2 hides deprecated images only from other accounts' listings, which the sandbox does not).
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -70,6 +75,7 @@ def _patch_moto() -> None:
     AmiBackend.create_image = create_ebs_image  # type: ignore[method-assign]
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
     _patch_copy_image()
+    _patch_image_deprecation()
     _patch_accounts()
     _patch_kms()
 
@@ -198,6 +204,50 @@ def _patch_copy_image() -> None:
 
     AmisResponse.copy_image = copy_image  # type: ignore[method-assign]
     Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[method-assign,assignment]
+
+
+def _patch_image_deprecation() -> None:
+    """EnableImageDeprecation / DisableImageDeprecation as EC2 has them: ImageId and DeprecateAt
+    in, `Return` true out; DescribeImages shows `DeprecationTime` while one is set."""
+    from datetime import datetime, timedelta, timezone
+
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import InvalidParameterValueError
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.responses.amis import AmisResponse
+
+    Ami.deprecation_time = None  # type: ignore[attr-defined]
+
+    def owned(response: Any) -> Any:
+        ami_id = response._get_param("ImageId")
+        response.error_on_dryrun()
+        # Raises InvalidAMIID.NotFound / .Unavailable as EC2 does for an unknown image.
+        return response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+
+    def enable_image_deprecation(self: Any) -> Any:
+        raw = str(self._get_param("DeprecateAt") or "")
+        try:
+            at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidParameterValueError(raw) from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)
+        at = at.astimezone(timezone.utc)
+        # EC2 rounds to the nearest minute.
+        at = (at + timedelta(seconds=30)).replace(second=0, microsecond=0)
+        if at < datetime.now(timezone.utc):
+            raise InvalidParameterValueError(raw)
+        image = owned(self)
+        image.deprecation_time = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return ActionResult({"Return": True})
+
+    def disable_image_deprecation(self: Any) -> Any:
+        image = owned(self)
+        image.deprecation_time = None
+        return ActionResult({"Return": True})
+
+    AmisResponse.enable_image_deprecation = enable_image_deprecation  # type: ignore[attr-defined]
+    AmisResponse.disable_image_deprecation = disable_image_deprecation  # type: ignore[attr-defined]
 
 
 def _default_ebs_key(response: Any) -> str:

@@ -24,6 +24,11 @@ from bridge.validation import first_error, load_schema
 
 OnMissing = Literal["build", "fail", "report"]
 ON_MISSING: tuple[OnMissing, ...] = get_args(OnMissing)
+# What a revoked image does: what a missing one does (on_missing: build it again under the same
+# fingerprint, fail or report), or fail naming the revocation whatever on_missing says.
+OnRevoked = Literal["build", "fail"]
+ON_REVOKED: tuple[OnRevoked, ...] = get_args(OnRevoked)
+DEFAULT_ON_REVOKED: OnRevoked = "build"
 
 DEFAULT_TAG_KEY = "SHA"
 DEFAULT_OWNERS: tuple[str, ...] = ("self",)
@@ -44,6 +49,7 @@ class Options:
     commit: str | None = None
     region: str | None = None
     on_missing: OnMissing | None = None
+    on_revoked: OnRevoked | None = None
     tag_key: str | None = None
     owners: tuple[str, ...] | None = None
     manifest_bucket: str | None = None
@@ -117,6 +123,7 @@ def parse_options(
         commit=given("commit"),
         region=given("region"),
         on_missing=_on_missing(on_missing),
+        on_revoked=_on_revoked(given("on_revoked")),
         tag_key=given("tag_key"),
         owners=tuple(owners.split(",")) if owners else None,
         manifest_bucket=given("manifest_bucket"),
@@ -128,6 +135,13 @@ def parse_options(
 
 def _on_missing(value: str | None) -> OnMissing | None:
     for known in ON_MISSING:
+        if value == known:
+            return known
+    return None  # the schema's enum allows nothing else
+
+
+def _on_revoked(value: str | None) -> OnRevoked | None:
+    for known in ON_REVOKED:
         if value == known:
             return known
     return None  # the schema's enum allows nothing else

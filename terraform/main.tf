@@ -12,6 +12,7 @@ module "images" {
   repo_dir        = var.repo_dir
   commit          = var.commit
   build_phase     = var.build_phase
+  on_revoked      = var.on_revoked
   bridge_command  = var.bridge_command
   manifest_bucket = var.manifest_bucket
 }

@@ -21,6 +21,12 @@ variable "build_phase" {
   default     = "apply"
 }
 
+variable "on_revoked" {
+  description = "A revoked image: build it again (default) or fail the plan naming the reason."
+  type        = string
+  default     = "build"
+}
+
 variable "bridge_command" {
   description = "argv that runs ami-bridge."
   type        = list(string)

@@ -60,8 +60,9 @@ def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follo
     change_base(repo, "patched")
     second = built(repo, sandbox_env)["base"]
     assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
-    assert parameter("/ami-chain/base/prod", "eu-west-1")["Value"] == (
-        json.loads(second["amis_json"])["eu-west-1"]
+    assert (
+        parameter("/ami-chain/base/prod", "eu-west-1")["Value"]
+        == (json.loads(second["amis_json"])["eu-west-1"])
     )
 
     proc = bridge(repo, sandbox_env, "rollback", "base", "prod", "--json")

@@ -16,3 +16,18 @@ def test_dot_and_mermaid(repo):
     assert mermaid[0] == "graph TD"
     assert "    snowflake --> web_app" in mermaid
     assert '    web_app["web-app<br/>snowflake/snowflake.json"]' in mermaid
+
+
+def test_revoked_definitions_are_marked_with_their_reason(repo):
+    catalog = load_catalog(repo.path)
+    revoked = {"snowflake": 'base revoked: "CVE" [x]'}
+    dot = render(catalog, "dot", revoked).splitlines()
+    assert (
+        '    "snowflake" [label="snowflake\\nsnowflake/snowflake.json\\nREVOKED: base revoked:  CVE '
+        '  x ", color=red, style=dashed];'
+    ) in dot
+    assert '    "base" [label="base\\nbase/base.json"];' in dot
+    mermaid = render(catalog, "mermaid", revoked).splitlines()
+    assert "    class snowflake revoked" in mermaid
+    assert "    class base revoked" not in mermaid
+    assert render(catalog, "dot") == render(catalog, "dot", {})

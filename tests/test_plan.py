@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 
 import pytest
@@ -17,7 +19,14 @@ from bridge.plan import (
     predicted_build_id,
     regions_for,
 )
-from bridge.registry import TAG_BUILD_ID, TAG_PARENT_AMI, Image, ImageState
+from bridge.registry import (
+    TAG_BUILD_ID,
+    TAG_PARENT_AMI,
+    TAG_REVOKE_REASON,
+    TAG_REVOKED_AT,
+    Image,
+    ImageState,
+)
 
 FP = "f" * 40
 ROOT = Definition("base", "base/base.json", "json", "base", ())
@@ -359,3 +368,94 @@ def test_a_copy_is_as_old_as_its_build():
     now = datetime(2026, 3, 1, tzinfo=timezone.utc)
     decision = decide(ROOT, FP, BOTH, seen, parent_amis=None, max_age_days=30, now=now)
     assert decision.state == "expired"
+
+
+def revoked(ami, at, reason="bad kernel", *, created="2026-01-01T00:00:00.000Z", parent=None):
+    i = image(ami, created=created, parent=parent)
+    tags = {**i.tags, TAG_REVOKED_AT: at, TAG_REVOKE_REASON: reason, TAG_BUILD_ID: ami + "-b"}
+    return replace(i, tags=MappingProxyType(tags))
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def test_a_revoked_image_is_not_used_and_the_state_says_why():
+    gone = revoked("ami-1", "2026-03-01T11:00:00Z")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [gone]}, parent_amis=None, now=NOW)
+    assert decision.state == "revoked" and decision.amis == {} and not decision.usable
+    assert decision.revoke_reason == "bad kernel"
+    assert decision.prior == ("ami-1-b",)  # a rebuild gets a new build ID
+    assert next_step(decision, on_missing="build", forced=False, parent_ready=True) == "build"
+    assert next_step(decision, on_missing="fail", forced=False, parent_ready=True) == "fail"
+    assert next_step(decision, on_missing="report", forced=False, parent_ready=True) == "report"
+    assert (
+        next_step(decision, on_missing="build", forced=False, parent_ready=True, on_revoked="fail")
+        == "fail"
+    )
+    for on_missing in ("build", "report"):
+        step = next_step(
+            decision, on_missing=on_missing, forced=False, parent_ready=True, on_revoked="fail"
+        )
+        assert step == "fail"
+    assert next_step(decision, on_missing="build", forced=True, parent_ready=True) == "build"
+
+
+def test_a_revocation_at_this_very_moment_counts():
+    gone = revoked("ami-1", "2026-03-01T12:00:00Z")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [gone]}, parent_amis=None, now=NOW)
+    assert decision.state == "revoked"
+
+
+def test_a_revocation_scheduled_for_later_leaves_the_image_usable_until_then():
+    later = revoked("ami-1", "2026-03-01T12:00:03Z")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [later]}, parent_amis=None, now=NOW)
+    assert decision.state == "found" and decision.amis == {"us-east-1": "ami-1"}
+    assert decision.revokes_at == "2026-03-01T12:00:03+00:00"
+    assert decision.revoke_reason == ""
+    after = decide(
+        ROOT, FP, EAST, {"us-east-1": [later]}, parent_amis=None, now=NOW + timedelta(seconds=3)
+    )
+    assert after.state == "revoked" and after.revokes_at == ""
+
+
+def test_an_older_unrevoked_image_wins_over_a_revoked_newer_one():
+    new = revoked("ami-2", "2026-03-01T00:00:00Z", created="2026-02-01T00:00:00.000Z")
+    old = image("ami-1")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [new, old]}, parent_amis=None, now=NOW)
+    assert decision.state == "found" and decision.amis == {"us-east-1": "ami-1"}
+    assert decision.revokes_at == ""
+
+
+def test_revoked_comes_before_expired_and_names_the_newest_revocation():
+    old = image("ami-1", created="2025-01-01T00:00:00.000Z")
+    first = revoked("ami-2", "2026-02-01T00:00:00Z", "first", created="2026-01-01T00:00:00.000Z")
+    second = revoked("ami-3", "2026-02-02T00:00:00Z", "second", created="2026-01-02T00:00:00.000Z")
+    decision = decide(
+        ROOT,
+        FP,
+        EAST,
+        {"us-east-1": [second, first, old]},
+        parent_amis=None,
+        max_age_days=30,
+        now=NOW,
+    )
+    assert decision.state == "revoked" and decision.revoke_reason == "second"
+
+
+def test_a_revoked_child_is_revoked_whatever_its_parent_and_an_unrevoked_one_outdated():
+    child = revoked("ami-5", "2026-02-01T00:00:00Z", "base ami-1 revoked", parent="ami-1")
+    on_current = decide(CHILD, FP, EAST, {"us-east-1": [child]}, parent_amis={"ami-1"}, now=NOW)
+    assert on_current.state == "revoked" and on_current.revoke_reason == "base ami-1 revoked"
+    # Its parent was revoked too (no image) or rebuilt: still revoked, with the reason.
+    for parent in (set(), {"ami-9"}):
+        again = decide(CHILD, FP, EAST, {"us-east-1": [child]}, parent_amis=parent, now=NOW)
+        assert again.state == "revoked" and again.revoke_reason == "base ami-1 revoked"
+    plain = image("ami-6", parent="ami-1")
+    outdated = decide(CHILD, FP, EAST, {"us-east-1": [plain]}, parent_amis={"ami-9"}, now=NOW)
+    assert outdated.state == "outdated"
+
+
+def test_an_unreadable_revocation_time_counts_as_revoked():
+    gone = revoked("ami-1", "whenever")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [gone]}, parent_amis=None, now=NOW)
+    assert decision.state == "revoked"

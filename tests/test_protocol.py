@@ -16,6 +16,9 @@ RESULT_KEYS = {
     "amis_json",
     "regions_json",
     "expires_at",
+    "revoked",
+    "revoke_reason",
+    "revokes_at",
     "build_id",
     "built",
     "commit",
@@ -37,6 +40,9 @@ def test_parse_query_defaults_and_empty_strings():
     assert q.options.repo == "."
     assert q.options.region is None
     assert q.options.on_missing is None  # the command's default applies (external: build)
+    assert q.options.on_revoked is None  # as on a miss
+    fail = parse_query(json.dumps({"definition": "base", "on_revoked": "fail"}))
+    assert fail.options.on_revoked == "fail"
     assert q.options.owners == ("self", "123456789012")
     assert q.options.allow_dirty is False
 
@@ -56,6 +62,7 @@ def test_parse_query_defaults_and_empty_strings():
         ('{"definition": "base", "definitions": "base"}', 'exactly one of "definition"'),
         ('{"definitions": "base,Snow"}', "'definitions'"),
         ('{"definition": "base", "on_missing": "maybe"}', "'on_missing' has the invalid value"),
+        ('{"definition": "base", "on_revoked": "report"}', "'on_revoked' has the invalid value"),
         ('{"definition": "base", "owners": "me"}', "'owners'"),
         ('{"definition": "Base!"}', "'definition'"),
         ('{"definition": "base", "allow_dirty": "yes"}', "'allow_dirty'"),

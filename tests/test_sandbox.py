@@ -135,3 +135,39 @@ def test_an_image_shared_with_another_account_shows_there_without_its_owners_tag
     assert seen["Tags"] == [{"Key": "mine", "Value": "yes"}]
     owner_view = owner.describe_images(ImageIds=[shared])["Images"][0]
     assert {t["Key"] for t in owner_view["Tags"]} == {"SHA"}
+
+
+def test_image_deprecation_is_set_shown_and_cleared_as_ec2_does(sandbox_env):
+    from datetime import datetime, timedelta, timezone
+
+    from botocore.exceptions import ClientError
+
+    ec2 = boto3.client("ec2")
+    ami = made_image(ec2, "deprecated")
+    bodies = raw_responses(ec2)
+    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=5, seconds=40)
+    assert ec2.enable_image_deprecation(ImageId=ami, DeprecateAt=at)["Return"] is True
+    model = ec2.meta.service_model
+    enable = model.operation_model("EnableImageDeprecation").output_shape
+    assert xml_conforms(ElementTree.fromstring(bodies[-1]), enable) == []
+    (image,) = ec2.describe_images(ImageIds=[ami])["Images"]
+    describe = model.operation_model("DescribeImages").output_shape
+    assert xml_conforms(ElementTree.fromstring(bodies[-1]), describe) == []
+    # Rounded to the nearest minute, in EC2's format.
+    rounded = (at + timedelta(seconds=30)).replace(second=0)
+    assert image["DeprecationTime"] == rounded.strftime("%Y-%m-%dT%H:%M:00.000Z")
+    try:
+        ec2.enable_image_deprecation(ImageId=ami, DeprecateAt=at - timedelta(hours=1))
+        raise AssertionError("a deprecation time in the past was accepted")
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "InvalidParameterValue"
+    try:
+        ec2.enable_image_deprecation(ImageId="ami-0123456789abcdef0", DeprecateAt=at)
+        raise AssertionError("an unknown image was deprecated")
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"].startswith("InvalidAMIID")
+    assert ec2.disable_image_deprecation(ImageId=ami)["Return"] is True
+    disable = model.operation_model("DisableImageDeprecation").output_shape
+    assert xml_conforms(ElementTree.fromstring(bodies[-1]), disable) == []
+    (image,) = ec2.describe_images(ImageIds=[ami])["Images"]
+    assert "DeprecationTime" not in image

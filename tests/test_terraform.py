@@ -320,6 +320,46 @@ def test_an_outdated_child_is_built_at_apply_and_shown_in_the_plan(root_tf, repo
     assert root_tf.plan(*root_vars(repo)).returncode == 0
 
 
+def test_a_revoked_image_fails_the_plan_or_is_rebuilt_at_apply_as_on_revoked_says(
+    root_tf, repo, sandbox_env
+):
+    root_tf.apply(*root_vars(repo))
+    out = root_tf.outputs()
+    revoked = run_bridge(
+        ["revoke", "base", "--reason", "CVE-2026-7 in the kernel", "--repo", str(repo.path)],
+        sandbox_env,
+    )
+    assert revoked.code == 0, revoked.stderr
+    refused = root_tf.run(
+        "plan", "-input=false", *root_vars(repo), "-var", "on_revoked=fail", check=False
+    )
+    assert refused.returncode == 1
+    stderr = " ".join(refused.stderr.split())  # Terraform wraps long lines
+    assert "revoked" in stderr and "CVE-2026-7 in the kernel" in stderr
+    assert images_by_definition() == {
+        "base": [out["base_ami_id"]],
+        "snowflake": [out["snowflake_ami_id"]],
+    }
+
+    changed = root_tf.plan(*root_vars(repo), out="revoked.tfplan")
+    assert changed.returncode == 2
+    replaced = {
+        c["address"]
+        for c in root_tf.show_json("revoked.tfplan")["resource_changes"]
+        if "create" in c["change"]["actions"]
+    }
+    assert {
+        'module.images.null_resource.build["base"]',
+        'module.images.null_resource.build["snowflake"]',
+    } <= replaced
+    root_tf.run("apply", "-input=false", "revoked.tfplan")
+    new = root_tf.outputs()
+    assert new["base_ami_id"] != out["base_ami_id"]
+    assert new["snowflake_ami_id"] != out["snowflake_ami_id"]
+    assert {k: len(v) for k, v in images_by_definition().items()} == {"base": 2, "snowflake": 2}
+    assert root_tf.plan(*root_vars(repo)).returncode == 0
+
+
 def test_a_region_added_to_the_catalog_is_copied_at_apply_not_built(root_tf, repo):
     root_tf.apply(*root_vars(repo))
     base_ami = root_tf.outputs()["base_ami_id"]

@@ -17,6 +17,7 @@ locals {
     manifest_bucket = var.manifest_bucket
     manifest_prefix = var.manifest_prefix
     allow_dirty     = var.allow_dirty == null ? null : tostring(var.allow_dirty)
+    on_revoked      = var.on_revoked
   }
   query = merge(
     { for key, value in local.options : key => value if value != null },
@@ -43,6 +44,7 @@ locals {
       "--owners"          = var.owners == null ? null : join(",", var.owners)
       "--manifest-bucket" = var.manifest_bucket
       "--manifest-prefix" = var.manifest_prefix
+      "--on-revoked"      = var.on_revoked
     } : value == null ? [] : [flag, value]
   ])
 

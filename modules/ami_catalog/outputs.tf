@@ -49,3 +49,23 @@ output "creation_dates" {
   description = "When EC2 registered each image, by definition."
   value       = { for name, r in local.resolved : name => r.creation_date }
 }
+
+output "revoked" {
+  description = "Whether each definition's image is revoked (ami-bridge revoke), itself or through an ancestor, with no usable image left (only with on_missing = \"report\"), by definition."
+  value       = { for name, r in local.resolved : name => r.revoked == "true" }
+}
+
+output "revoke_reasons" {
+  description = "Why each definition's image is revoked (\"\" when it is not), by definition."
+  value       = { for name, r in local.resolved : name => r.revoke_reason }
+}
+
+output "expires_at" {
+  description = "When each image expires (max_age_days; ISO 8601 UTC, \"\" when never), by definition."
+  value       = { for name, r in local.resolved : name => r.expires_at }
+}
+
+output "revokes_at" {
+  description = "When each image's revocation scheduled for later takes effect (ISO 8601 UTC; \"\" when none is), by definition."
+  value       = { for name, r in local.resolved : name => r.revokes_at }
+}

@@ -67,6 +67,17 @@ variable "on_missing" {
   }
 }
 
+variable "on_revoked" {
+  description = "What a revoked image (ami-bridge revoke) does: build (default: like a missing image, so it is built again under the same fingerprint, with a new build ID, in the build phase) or fail (the plan fails naming the revocation's reason, whatever on_missing says; a person then changes the definition or restores the image)."
+  type        = string
+  default     = "build"
+
+  validation {
+    condition     = contains(["build", "fail"], var.on_revoked)
+    error_message = "The on_revoked value must be one of build, fail."
+  }
+}
+
 variable "tag_key" {
   description = "EC2 tag that carries the fingerprint. Null means the catalog's, then SHA."
   type        = string

@@ -11,6 +11,7 @@ module "catalog" {
   region          = var.region
   build_phase     = var.build_phase
   on_missing      = var.on_missing
+  on_revoked      = var.on_revoked
   tag_key         = var.tag_key
   owners          = var.owners
   manifest_bucket = var.manifest_bucket

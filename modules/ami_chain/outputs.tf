@@ -55,3 +55,23 @@ output "creation_date" {
   description = "When EC2 registered the image."
   value       = module.catalog.creation_dates[var.definition]
 }
+
+output "revoked" {
+  description = "Whether the image is revoked (ami-bridge revoke), itself or through an ancestor: true only when no usable image is left (with on_missing = \"report\", or build_phase = \"never\" and on_missing = \"report\")."
+  value       = module.catalog.revoked[var.definition]
+}
+
+output "revoke_reason" {
+  description = "Why the image is revoked (\"\" when it is not)."
+  value       = module.catalog.revoke_reasons[var.definition]
+}
+
+output "expires_at" {
+  description = "When the image expires (max_age_days; ISO 8601 UTC, \"\" when never)."
+  value       = module.catalog.expires_at[var.definition]
+}
+
+output "revokes_at" {
+  description = "When a revocation scheduled for later takes effect (ISO 8601 UTC; \"\" when none is)."
+  value       = module.catalog.revokes_at[var.definition]
+}

@@ -1,0 +1,458 @@
+"""Revocation: withdrawing an image, and every image built on it, from use; and restoring it.
+
+A revocation is recorded where readers look: tags on each image and its snapshots
+(`ami-chain:revoked-at`, `ami-chain:revoke-reason`, `ami-chain:revoked-by`, which the planner
+reads), EC2's own deprecation time (which EC2 consoles and other tools show), and the build's S3
+manifest (which workload accounts read, since EC2 hides tags from them). An image built on a
+revoked one, at any depth, is revoked with it, `revoked-by` naming the build revoked; restoring
+that build restores exactly those. Everything is looked up and checked before the first write.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from bridge import manifests, plan, registry
+from bridge.catalog import Definition
+from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
+from bridge.registry import Image
+
+if TYPE_CHECKING:
+    from bridge.resolve import Resolver
+
+log = logging.getLogger(__name__)
+
+AMI_ID = re.compile(r"ami-[0-9a-f]{8,17}")
+FINGERPRINT = re.compile(r"[0-9a-f]{40}")
+REASON_MAX = 200
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build of a definition: the same build ID in every region it was copied to."""
+
+    definition: str
+    fingerprint: str
+    build_id: str
+    images: Mapping[str, Image]  # region -> image
+
+    @property
+    def amis(self) -> dict[str, str]:
+        """Region -> AMI ID."""
+        return {r: i.ami_id for r, i in sorted(self.images.items())}
+
+    @property
+    def revocation(self) -> manifests.Revocation | None:
+        """The revocation its images carry (the first region's), or None."""
+        for _, image in sorted(self.images.items()):
+            at = image.tag(registry.TAG_REVOKED_AT)
+            if at is not None:
+                return manifests.Revocation(
+                    at,
+                    image.tag(registry.TAG_REVOKE_REASON) or "",
+                    image.tag(registry.TAG_REVOKED_BY) or "",
+                )
+        return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a revoke or restore did to one build."""
+
+    build: Build
+    # The revocation written (revoke), or the one removed (restore).
+    revocation: manifests.Revocation
+    # A descendant already revoked on its own earlier: left as it was.
+    kept: bool = False
+
+
+def parse_time(text: str | None, now: datetime) -> datetime:
+    """--at: ISO 8601 with a time zone (`Z` or an offset), as UTC whole seconds; now when None."""
+    if text is None:
+        return now.replace(microsecond=0)
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise QueryError(
+            f"--at is {text[:60]!r}, not an ISO 8601 time with a time zone. Pass e.g. "
+            "2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00 (a time in the future schedules "
+            "the revocation), or leave --at out to revoke now."
+        )
+    return at.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def check_reason(reason: str | None) -> str:
+    """The reason, stripped: required, one line, at most REASON_MAX characters."""
+    text = " ".join((reason or "").split())
+    if not text:
+        raise QueryError(
+            "A revocation needs a reason: pass --reason TEXT (e.g. --reason 'CVE-2026-1234 in "
+            "openssl'). It is recorded on every image revoked, and shown by resolve and status."
+        )
+    if len(text) > REASON_MAX:
+        raise QueryError(
+            f"The reason is {len(text)} characters; keep it to {REASON_MAX} (it goes into EC2 "
+            "tags, which hold 255, with the ancestor's name for descendants). Link to details "
+            "instead."
+        )
+    return text
+
+
+def timestamp(at: datetime) -> str:
+    """The revoked-at tag's form: ISO 8601 UTC, whole seconds, `Z`."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def deprecate_at(at: datetime, now: datetime) -> datetime:
+    """EC2's deprecation time for a revocation at `at`: EC2 refuses a time in the past, so no
+    earlier than the next whole minute."""
+    soon = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return max(at, soon)
+
+
+class Revoker:
+    """Revokes and restores the builds of one catalog's definitions, with a resolver's clients
+    and settings."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.settings = resolver.settings
+        self.catalog = resolver.catalog
+        self.clients = resolver.clients
+
+    # -- looking --------------------------------------------------------------------------------
+
+    def regions(self) -> tuple[str, ...]:
+        """Every region any definition of the catalog uses (the resolve region first)."""
+        found = [self.settings.region]
+        for d in self.catalog.all():
+            found += plan.regions_for(
+                d, catalog_regions=self.settings.regions, region=self.settings.region
+            )
+        return tuple(dict.fromkeys(found))
+
+    def target(
+        self,
+        d: Definition,
+        *,
+        fingerprint: str | None,
+        ami: str | None,
+        revoked: bool,
+    ) -> Build:
+        """The build named: by AMI (any regional copy), else the newest one with the fingerprint
+        (default: the definition's at the commit) that is in effect (`revoked` False) or
+        revoked by its own revocation (`revoked` True)."""
+        if ami is not None:
+            return self._by_ami(d, ami)
+        if fingerprint is not None and not FINGERPRINT.fullmatch(fingerprint):
+            raise QueryError(
+                f"--fingerprint is {fingerprint[:60]!r}, not a fingerprint (40 hexadecimal "
+                f"digits). `ami-bridge status` shows each definition's; pass the whole of it."
+            )
+        fp = fingerprint or self.resolver.fingerprints([d.name])[d.name]
+        images = [
+            i
+            for region in self.regions()
+            for i in registry.find_tagged(
+                self.clients.ec2(region),
+                region,
+                self.settings.tag_key,
+                [fp],
+                owners=self.settings.owners,
+            )
+            if i.tag(registry.TAG_DEFINITION) in (None, d.name)
+        ]
+        builds = sorted(
+            (
+                replace(b, definition=b.definition or d.name)
+                for b in _builds(images, self.settings.tag_key).values()
+            ),
+            key=lambda b: max(i.creation_date for i in b.images.values()),
+            reverse=True,
+        )
+        now = datetime.now(timezone.utc)
+        if revoked:
+            wanted = [b for b in builds if _revoked_by_itself(b)]
+        else:
+            wanted = [b for b in builds if not _in_effect(b, now)]
+        if wanted:
+            return wanted[0]
+        where = ", ".join(self.regions())
+        if not builds:
+            raise QueryError(
+                f"No image of {d.name!r} carries {self.settings.tag_key}={fp} in {where} (owners "
+                f"{','.join(self.settings.owners)}), so nothing was changed. Check the "
+                "definition, --fingerprint or --commit (`ami-bridge status` shows what exists), "
+                "or name the image with --ami."
+            )
+        if revoked:
+            by = [b.revocation.by for b in builds if b.revocation is not None]
+            hint = (
+                f" It is revoked because of the build {by[0][:12]}: restore that image "
+                "(its definition, with --ami or --fingerprint)."
+                if by
+                else ""
+            )
+            raise QueryError(
+                f"The image of {d.name!r} with fingerprint {fp[:12]} is not revoked by a "
+                f"revocation of its own, so there is nothing to restore.{hint}"
+            )
+        raise QueryError(
+            f"Every image of {d.name!r} with fingerprint {fp[:12]} is revoked already. Name one "
+            "with --ami to change its revocation, or `ami-bridge restore` it first."
+        )
+
+    def _by_ami(self, d: Definition, ami: str) -> Build:
+        if not AMI_ID.fullmatch(ami):
+            raise QueryError(
+                f"--ami is {ami[:60]!r}, not an AMI ID (ami- and 8 or 17 hexadecimal digits). "
+                "Pass the ID of any regional copy of the image."
+            )
+        for region in self.regions():
+            image = registry.image_by_id(self.clients.ec2(region), region, ami)
+            if image is None:
+                continue
+            if not registry.owned_by(image, self.settings.owners):
+                break
+            named = image.tag(registry.TAG_DEFINITION)
+            if named not in (None, d.name):
+                raise QueryError(
+                    f"{ami} is an image of {named!r}, not {d.name!r}. Name its definition: "
+                    f"`ami-bridge revoke {named} --ami {ami} ...`."
+                )
+            build_id = image.tag(registry.TAG_BUILD_ID)
+            if build_id is None:
+                return Build(d.name, image.tag(self.settings.tag_key) or "", ami, {region: image})
+            copies = self._copies([build_id])
+            found = copies.get(build_id) or Build(
+                d.name, image.tag(self.settings.tag_key) or "", build_id, {region: image}
+            )
+            return replace(found, definition=found.definition or d.name)
+        raise QueryError(
+            f"No image {ami} of owners {','.join(self.settings.owners)} exists in "
+            f"{', '.join(self.regions())} (the regions the catalog uses), so nothing was changed. "
+            "Check the AMI ID, the account and --region."
+        )
+
+    def _copies(self, build_ids: Iterable[str]) -> dict[str, Build]:
+        """Build ID -> the build, with its copies in every region (one call per region)."""
+        ids = sorted(set(build_ids))
+        images = [
+            i
+            for region in self.regions()
+            for i in registry.find_tagged(
+                self.clients.ec2(region),
+                region,
+                registry.TAG_BUILD_ID,
+                ids,
+                owners=self.settings.owners,
+            )
+        ]
+        return _builds(images, self.settings.tag_key)
+
+    def descendants(self, root: Build) -> list[Build]:
+        """Every build made on `root`, at any depth, parents before children: images whose
+        parent-AMI tag names an AMI of a build already found, looked up to a fixed point."""
+        seen = {root.build_id}
+        frontier = set(root.amis.values())
+        found: list[Build] = []
+        while frontier:
+            children = [
+                i
+                for region in self.regions()
+                for i in registry.find_tagged(
+                    self.clients.ec2(region),
+                    region,
+                    registry.TAG_PARENT_AMI,
+                    frontier,
+                    owners=self.settings.owners,
+                )
+            ]
+            new = {i.tag(registry.TAG_BUILD_ID) or i.ami_id for i in children} - seen
+            if not new:
+                break
+            builds = self._copies(new)
+            # An image without a build ID is a build of its own.
+            for image in children:
+                build = image.tag(registry.TAG_BUILD_ID) or image.ami_id
+                if build in new and build not in builds:
+                    builds[build] = _builds([image], self.settings.tag_key)[build]
+            seen |= new
+            frontier = set()
+            for build_id in sorted(new):
+                found.append(builds[build_id])
+                frontier |= set(builds[build_id].amis.values())
+        return found
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def revoke(
+        self,
+        name: str,
+        *,
+        reason: str | None,
+        at: str | None,
+        fingerprint: str | None = None,
+        ami: str | None = None,
+        now: datetime | None = None,
+    ) -> list[Change]:
+        """Revoke the named build of `name` and every build made on it; what was revoked."""
+        now = now or datetime.now(timezone.utc)
+        d = self.catalog.get(name)
+        text = check_reason(reason)
+        when = parse_time(at, now)
+        target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=False)
+        below = self.descendants(target)
+        own = manifests.Revocation(timestamp(when), text, target.build_id)
+        first = target.images.get(self.settings.region) or next(iter(target.images.values()))
+        inherited = manifests.Revocation(
+            own.at,
+            f"{d.name} {target.build_id[:12]} ({first.ami_id}) revoked: {text}",
+            target.build_id,
+        )
+        changes = [Change(target, own)]
+        for build in below:
+            earlier = build.revocation
+            if earlier is not None and earlier.by != target.build_id and _parse(earlier.at) <= when:
+                # Revoked before, for its own reason or an ancestor's: that record stands, so
+                # restoring this target never lifts it.
+                changes.append(Change(build, earlier, kept=True))
+            else:
+                changes.append(Change(build, inherited))
+        deprecation = deprecate_at(when, now)
+        for change in changes:
+            if change.kept:
+                continue
+            tags = {
+                registry.TAG_REVOKED_AT: change.revocation.at,
+                registry.TAG_REVOKE_REASON: change.revocation.reason,
+                registry.TAG_REVOKED_BY: change.revocation.by,
+            }
+            for region, image in sorted(change.build.images.items()):
+                ec2 = self.clients.ec2(region)
+                registry.tag_image(ec2, image, tags)
+                registry.deprecate(ec2, image, deprecation)
+            log.info(
+                "revoked %s %s (%s) from %s",
+                change.build.definition,
+                change.build.build_id[:12],
+                ", ".join(change.build.amis.values()),
+                change.revocation.at,
+            )
+        self._record(
+            [(c.build, c.revocation) for c in changes if not c.kept],
+        )
+        return changes
+
+    def restore(
+        self, name: str, *, fingerprint: str | None = None, ami: str | None = None
+    ) -> list[Change]:
+        """Lift the revocation of the named build of `name`, and of every build made on it that
+        was revoked because of it (not those revoked for a reason of their own)."""
+        d = self.catalog.get(name)
+        target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=True)
+        own = target.revocation
+        if own is None or own.by != target.build_id:
+            raise QueryError(
+                f"The image {', '.join(target.amis.values())} of {d.name!r} is not revoked by a "
+                "revocation of its own, so there is nothing to restore"
+                + (
+                    f": it is revoked because of the build {own.by[:12]}; restore that one."
+                    if own is not None
+                    else "."
+                )
+            )
+        changes = [Change(target, own)]
+        for build in self.descendants(target):
+            revocation = build.revocation
+            if revocation is not None and revocation.by == target.build_id:
+                changes.append(Change(build, revocation))
+            elif revocation is not None:
+                changes.append(Change(build, revocation, kept=True))
+        for change in changes:
+            if change.kept:
+                continue
+            for region, image in sorted(change.build.images.items()):
+                ec2 = self.clients.ec2(region)
+                registry.untag_image(ec2, image, registry.REVOCATION_TAGS)
+                registry.deprecate(ec2, image, None)
+            log.info(
+                "restored %s %s (%s)",
+                change.build.definition,
+                change.build.build_id[:12],
+                ", ".join(change.build.amis.values()),
+            )
+        self._record([(c.build, None) for c in changes if not c.kept])
+        return changes
+
+    def _record(self, records: Sequence[tuple[Build, manifests.Revocation | None]]) -> None:
+        """Write (or clear) each build's revocation in its manifest, when it has one; the tags
+        are on already, so a failure here names what to run again."""
+        bucket, prefix = self.settings.manifest_bucket, self.settings.manifest_prefix
+        if not bucket:
+            return
+        s3 = self.clients.s3(self.settings.region)
+        failed: list[str] = []
+        for build, revocation in records:
+            if not build.fingerprint:
+                continue
+            try:
+                found = manifests.fetch(s3, bucket, prefix, build.definition, build.fingerprint)
+                # A manifest describes the newest build of its fingerprint; an older build's
+                # has been replaced, and is left alone.
+                if found is None or not set(found.amis.values()) & set(build.amis.values()):
+                    continue
+                if found.revoked != revocation:
+                    manifests.publish(s3, bucket, prefix, replace(found, revoked=revocation))
+            except (AwsError, ManifestError) as exc:
+                log.warning("%s: the manifest was not updated: %s", build.definition, exc)
+                failed.append(build.definition)
+        if failed:
+            raise BridgeError(
+                f"The images are tagged, but the manifests of {', '.join(failed)} were not "
+                "updated (see the warnings above), so workload accounts, which read the "
+                "manifests, do not see the change yet. Fix the access to the manifest bucket "
+                "and run the same command again."
+            )
+
+
+def _builds(images: Iterable[Image], tag_key: str) -> dict[str, Build]:
+    by_id: dict[str, dict[str, Image]] = {}
+    for image in images:
+        by_id.setdefault(image.tag(registry.TAG_BUILD_ID) or image.ami_id, {})[image.region] = image
+    builds = {}
+    for build_id, regional in by_id.items():
+        first = next(iter(regional.values()))
+        builds[build_id] = Build(
+            first.tag(registry.TAG_DEFINITION) or "",
+            first.tag(tag_key) or "",
+            build_id,
+            dict(sorted(regional.items())),
+        )
+    return builds
+
+
+def _parse(text: str) -> datetime:
+    """A revoked-at tag's time; one that does not parse counts as long past (as plan.py has it)."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def _in_effect(build: Build, now: datetime) -> bool:
+    revocation = build.revocation
+    return revocation is not None and _parse(revocation.at) <= now
+
+
+def _revoked_by_itself(build: Build) -> bool:
+    revocation = build.revocation
+    return revocation is not None and revocation.by == build.build_id

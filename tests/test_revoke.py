@@ -1,0 +1,297 @@
+"""Revocation (revoke.py) against the sandbox with real Packer: a revoked base takes its
+descendants with it (tags, EC2 deprecation, manifests), resolves rebuild, fail or report it, and
+restore brings the images back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import boto3
+
+from bridge import registry
+from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
+from testing.bridge import external, run_bridge
+from testing.sandbox import BUCKET, builds_per_definition, own_images, tags_of
+
+REVOCATION = set(registry.REVOCATION_TAGS)
+
+
+def resolve(repo, env, *flags: str) -> tuple[int, dict]:
+    proc = run_bridge(["resolve", "--all", "--repo", str(repo.path), "--json", *flags], env)
+    return proc.code, (json.loads(proc.stdout) if proc.stdout else {"stderr": proc.stderr})
+
+
+def bridge(repo, env, *args: str):
+    return run_bridge([*args, "--repo", str(repo.path)], env)
+
+
+def image(ami: str) -> dict:
+    (found,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    return found
+
+
+def snapshot_tags(ami: str) -> dict[str, str]:
+    snapshot = next(m["Ebs"]["SnapshotId"] for m in image(ami)["BlockDeviceMappings"])
+    (found,) = boto3.client("ec2").describe_snapshots(SnapshotIds=[snapshot])["Snapshots"]
+    return tags_of(found)
+
+
+def manifest(name: str, fingerprint: str) -> dict:
+    key = f"images/{name}/{fingerprint}.json"
+    return json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_revoking_the_base_revokes_the_snowflake_and_restore_brings_both_back(
+    sandbox_env, repo, packer
+):
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    base, snow = first["base"], first["snowflake"]
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "CVE-2026-1 in openssl")
+    assert proc.code == 0, proc.stderr
+    assert base["ami_id"] in proc.stdout and snow["ami_id"] in proc.stdout
+    for result in (base, snow):
+        tags = tags_of(image(result["ami_id"]))
+        assert tags[registry.TAG_REVOKED_BY] == base["build_id"]
+        at = datetime.fromisoformat(tags[registry.TAG_REVOKED_AT].replace("Z", "+00:00"))
+        assert before <= at <= datetime.now(timezone.utc)
+        assert {k: snapshot_tags(result["ami_id"]).get(k) for k in REVOCATION} == {
+            k: tags[k] for k in REVOCATION
+        }
+        # EC2's deprecation: no earlier than the next minute (EC2 refuses the past).
+        deprecated = datetime.fromisoformat(image(result["ami_id"])["DeprecationTime"][:19])
+        assert deprecated.replace(tzinfo=timezone.utc) > at
+        recorded = manifest(result["definition"], result["fingerprint"])["revoked"]
+        assert recorded == {
+            "at": tags[registry.TAG_REVOKED_AT],
+            "reason": tags[registry.TAG_REVOKE_REASON],
+            "by": base["build_id"],
+        }
+    assert tags_of(image(base["ami_id"]))[registry.TAG_REVOKE_REASON] == "CVE-2026-1 in openssl"
+    inherited = tags_of(image(snow["ami_id"]))[registry.TAG_REVOKE_REASON]
+    assert inherited == (
+        f"base {base['build_id'][:12]} ({base['ami_id']}) revoked: CVE-2026-1 in openssl"
+    )
+
+    code, report = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert code == 3
+    assert report["base"]["state"] == "revoked" and report["base"]["revoked"] == "true"
+    assert report["base"]["revoke_reason"] == "CVE-2026-1 in openssl"
+    assert report["base"]["found"] == "false" and report["base"]["ami_id"] == ""
+    fail = bridge(repo, sandbox_env, "resolve", "base")
+    assert fail.code == 3 and "revoked" in fail.stderr and "CVE-2026-1" in fail.stderr
+    assert "Traceback" not in fail.stderr
+    query = {"definition": "base", "repo": str(repo.path), "on_revoked": "fail"}
+    refused = external(sandbox_env, query)
+    assert refused.code == 3 and refused.stdout == "" and "CVE-2026-1" in refused.stderr
+    status = bridge(repo, sandbox_env, "status")
+    assert "REVOKED: CVE-2026-1 in openssl" in status.stdout
+    graph = bridge(repo, sandbox_env, "graph", "--status")
+    assert graph.code == 0, graph.stderr
+    assert graph.stdout.count("color=red, style=dashed") == 2
+    assert "REVOKED: CVE-2026-1 in openssl" in graph.stdout
+    assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})  # nothing rebuilt
+
+    proc = bridge(repo, sandbox_env, "restore", "base")
+    assert proc.code == 0, proc.stderr
+    code, restored = resolve(repo, sandbox_env, "--on-missing", "fail")
+    assert code == 0, restored
+    for name in ("base", "snowflake"):
+        assert restored[name]["ami_id"] == first[name]["ami_id"]
+        assert restored[name]["revoked"] == "false"
+        assert not REVOCATION & set(tags_of(image(first[name]["ami_id"])))
+        assert not REVOCATION & set(snapshot_tags(first[name]["ami_id"]))
+        assert "DeprecationTime" not in image(first[name]["ami_id"])
+        assert "revoked" not in manifest(name, first[name]["fingerprint"])
+
+    # Revoked again, the next resolve that builds rebuilds both, under new build IDs.
+    assert bridge(repo, sandbox_env, "revoke", "base", "--reason", "again").code == 0
+    code, second = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, second
+    for name in ("base", "snowflake"):
+        assert second[name]["ami_id"] != first[name]["ami_id"]
+        assert second[name]["build_id"] != first[name]["build_id"]
+        assert second[name]["fingerprint"] == first[name]["fingerprint"]
+        assert second[name]["revoked"] == "false"
+        assert "revoked" not in manifest(name, first[name]["fingerprint"])
+    assert second["snowflake"]["parent_ami_id"] == second["base"]["ami_id"]
+    assert builds_per_definition() == Counter({"base": 2, "snowflake": 2})
+
+
+def test_restoring_an_ancestor_leaves_a_descendant_revoked_for_its_own_reason(
+    sandbox_env, repo, packer
+):
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    snow = first["snowflake"]["ami_id"]
+    assert bridge(repo, sandbox_env, "revoke", "snowflake", "--reason", "docker bug").code == 0
+    assert bridge(repo, sandbox_env, "revoke", "base", "--reason", "kernel bug").code == 0
+    # The snowflake keeps its own, earlier revocation.
+    assert tags_of(image(snow))[registry.TAG_REVOKE_REASON] == "docker bug"
+    restore = bridge(repo, sandbox_env, "restore", "base")
+    assert restore.code == 0, restore.stderr
+    assert "still revoked" in restore.stdout
+    code, report = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert report["base"]["state"] == "found"
+    assert report["snowflake"]["state"] == "revoked"
+    assert report["snowflake"]["revoke_reason"] == "docker bug"
+    assert bridge(repo, sandbox_env, "restore", "snowflake").code == 0
+    code, report = resolve(repo, sandbox_env, "--on-missing", "fail")
+    assert code == 0 and report["snowflake"]["ami_id"] == snow
+    # A descendant revoked because of an ancestor is restored only through the ancestor.
+    assert bridge(repo, sandbox_env, "revoke", "base", "--reason", "kernel bug").code == 0
+    refused = bridge(repo, sandbox_env, "restore", "snowflake")
+    assert refused.code == 1 and "restore that" in " ".join(refused.stderr.split())
+    code, report = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert report["snowflake"]["state"] == "revoked"
+    assert report["snowflake"]["revoke_reason"].endswith("revoked: kernel bug")
+    assert tags_of(image(snow))[registry.TAG_REVOKE_REASON].endswith("revoked: kernel bug")
+
+
+def test_a_revocation_scheduled_for_later_takes_effect_then(sandbox_env, repo, packer):
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    # Far enough ahead for a revoke, a resolve and a status on a loaded machine.
+    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=15)
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "eol", "--at", stamp)
+    assert proc.code == 0, proc.stderr
+    code, now = resolve(repo, sandbox_env, "--on-missing", "fail")
+    assert code == 0, now
+    assert now["base"]["state"] == "found" and now["base"]["revokes_at"] == at.isoformat()
+    assert now["snowflake"]["ami_id"] == first["snowflake"]["ami_id"]
+    status = bridge(repo, sandbox_env, "status")
+    assert f"revoked at {at.isoformat()}" in status.stdout
+    time.sleep(max(0.0, (at - datetime.now(timezone.utc)).total_seconds()) + 1)
+    code, later = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert code == 3
+    assert later["base"]["state"] == later["snowflake"]["state"] == "revoked"
+
+
+def test_bad_input_changes_nothing(sandbox_env, repo, packer):
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    cases = {
+        "unknown definition": ["revoke", "nosuch", "--reason", "x"],
+        "no reason": ["revoke", "base"],
+        "an empty reason": ["revoke", "base", "--reason", "  "],
+        "an unparsable time": ["revoke", "base", "--reason", "x", "--at", "next tuesday"],
+        "a time without a zone": ["revoke", "base", "--reason", "x", "--at", "2030-01-01T00:00"],
+        "an unknown AMI": ["revoke", "base", "--reason", "x", "--ami", "ami-0123456789abcdef0"],
+        "a malformed AMI": ["revoke", "base", "--reason", "x", "--ami", "ami-zz"],
+        "another definition's AMI": [
+            "revoke", "base", "--reason", "x", "--ami", first["snowflake"]["ami_id"],
+        ],
+        "an unknown fingerprint": ["revoke", "base", "--reason", "x", "--fingerprint", "0" * 40],
+        "restoring what is not revoked": ["restore", "base"],
+    }  # fmt: skip
+    for case, args in cases.items():
+        proc = bridge(repo, sandbox_env, *args)
+        assert proc.code == 1, (case, proc.stderr)
+        assert proc.stderr.startswith("ami-bridge: error: "), (case, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, (case, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stdout == "", case
+    for found in own_images():
+        assert not REVOCATION & set(tags_of(found)), found["ImageId"]
+        assert "DeprecationTime" not in found
+    for name in ("base", "snowflake"):
+        assert "revoked" not in manifest(name, first[name]["fingerprint"])
+
+
+def test_a_workload_account_sees_the_revocation_through_the_manifest(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    data = repo.catalog()
+    data["share"] = [OTHER_ACCOUNT]
+    repo.set_catalog(data)
+    repo.commit("share with the workload account")
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    assert bridge(repo, sandbox_env, "revoke", "base", "--reason", "leaked key").code == 0
+    consumer = {
+        **sandbox_env,
+        **sandbox_server.env(account=OTHER_ACCOUNT),
+        "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
+    }
+    query = {
+        "definitions": "base,snowflake",
+        "repo": str(repo.path),
+        "owners": ACCOUNT,
+        "on_missing": "report",
+    }
+    proc = external(consumer, query)
+    assert proc.code == 0, proc.stderr
+    results = {n: json.loads(v) for n, v in json.loads(proc.stdout).items()}
+    assert results["base"]["state"] == "revoked" and results["base"]["revoked"] == "true"
+    assert results["base"]["revoke_reason"] == "leaked key"
+    assert results["snowflake"]["state"] == "revoked"
+
+
+def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env, repo, packer):
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = ["us-east-1", "eu-west-1"]
+    data["definitions"]["snowflake"]["regions"] = ["eu-west-1"]  # built on the base's copy
+    repo.set_catalog(data)
+    repo.commit("base in two regions, the snowflake in eu-west-1")
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build", "--region", "eu-west-1")
+    assert code == 0, first
+    base_amis = json.loads(first["base"]["amis_json"])
+    west = boto3.client("ec2", region_name="eu-west-1")
+    snow = json.loads(first["snowflake"]["amis_json"])["eu-west-1"]
+
+    proc = bridge(
+        repo, sandbox_env, "revoke", "base", "--ami", base_amis["eu-west-1"], "--reason", "r"
+    )
+    assert proc.code == 0, proc.stderr
+    for region, ami in [*base_amis.items(), ("eu-west-1", snow)]:
+        (found,) = boto3.client("ec2", region_name=region).describe_images(ImageIds=[ami])["Images"]
+        assert tags_of(found)[registry.TAG_REVOKED_BY] == first["base"]["build_id"], (region, ami)
+        assert found["DeprecationTime"]
+    status = bridge(repo, sandbox_env, "status", "--region", "eu-west-1")
+    assert status.stdout.count("REVOKED:") == 2
+
+    proc = bridge(
+        repo, sandbox_env, "restore", "base", "--fingerprint", first["base"]["fingerprint"]
+    )
+    assert proc.code == 0, proc.stderr
+    (found,) = west.describe_images(ImageIds=[snow])["Images"]
+    assert not REVOCATION & set(tags_of(found)) and "DeprecationTime" not in found
+    code, again = resolve(repo, sandbox_env, "--on-missing", "fail", "--region", "eu-west-1")
+    assert code == 0, again
+    assert json.loads(again["base"]["amis_json"]) == base_amis
+
+
+def test_the_revocation_helpers_check_and_shape_their_values():
+    from bridge.errors import QueryError
+    from bridge.revoke import check_reason, deprecate_at, parse_time, timestamp
+
+    now = datetime(2026, 3, 1, 12, 0, 30, 500, tzinfo=timezone.utc)
+    assert parse_time(None, now) == now.replace(microsecond=0)
+    assert parse_time("2026-03-02T01:00:00+01:00", now) == datetime(
+        2026, 3, 2, 0, 0, tzinfo=timezone.utc
+    )
+    assert timestamp(parse_time("2026-03-02T00:00:00Z", now)) == "2026-03-02T00:00:00Z"
+    for bad in ("tomorrow", "2026-03-02T00:00:00", ""):
+        try:
+            parse_time(bad, now)
+            raise AssertionError(f"{bad!r} was accepted")
+        except QueryError as exc:
+            assert "ISO 8601" in str(exc)
+    assert check_reason("  two\nlines ") == "two lines"
+    for bad in (None, " ", "x" * 201):
+        try:
+            check_reason(bad)
+            raise AssertionError(f"{bad!r} was accepted")
+        except QueryError:
+            pass
+    # EC2 refuses a deprecation time in the past: no earlier than the next whole minute.
+    assert deprecate_at(now - timedelta(hours=1), now) == datetime(
+        2026, 3, 1, 12, 1, tzinfo=timezone.utc
+    )
+    later = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    assert deprecate_at(later, now) == later
