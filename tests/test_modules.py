@@ -10,7 +10,7 @@ import pytest
 from pytest_terraform import terraform
 
 from bridge.sandbox import BASE_IMAGE
-from testing.bridge import bridge_command
+from testing.bridge import bridge_command, run_bridge
 from testing.sandbox import BUCKET, own_images, tags_of
 
 
@@ -29,6 +29,7 @@ def module_env(sandbox_env, terraform_env, repo, packer, monkeypatch):
 terraform("launch_template_example", scope="function")
 terraform("ami_manifest_example", scope="function")
 terraform("ami_chain_example", scope="function")
+terraform("ami_channel_example", scope="function")
 
 
 def test_launch_template_example(launch_template_example):
@@ -69,3 +70,33 @@ def test_ami_chain_example(ami_chain_example, module_env):
     tags = {i["ImageId"]: tags_of(i) for i in own_images()}
     assert tags[out["ami_id"]]["ami-chain:build-id"] == out["build_id"]
     assert len(out["fingerprint"]) == 40
+
+
+@pytest.fixture
+def promoted(module_env, sandbox_env):
+    """The snowflake built and promoted to prod twice (the channel's version 2)."""
+    repo = module_env
+    for _ in range(2):
+        for args in (["build", "snowflake"], ["promote", "snowflake", "prod", "--json"]):
+            proc = run_bridge([*args, "--repo", str(repo.path)], sandbox_env)
+            assert proc.code == 0, proc.stderr
+        baseline = repo.path / "base" / "tasks" / "baseline.sh"
+        baseline.write_text(baseline.read_text() + "echo again\n")
+        repo.commit("again")
+    return json.loads(proc.stdout)
+
+
+def test_ami_channel_example_needs_no_repository(promoted, ami_channel_example):
+    """The example gets no repo_dir: the channel's parameter is all it reads."""
+    out = {k: v["value"] for k, v in ami_channel_example.outputs.items()}
+    assert out["ami_id"] == promoted["regions"]["us-east-1"]["ami_id"]
+    assert out["channel_version"] == 2
+    assert out["build_id"] == promoted["build_id"]
+    assert out["parameter_name"] == "/ami-chain/snowflake/prod"
+    ec2 = boto3.client("ec2")
+    data = ec2.describe_launch_template_versions(
+        LaunchTemplateId=out["launch_template_id"], Versions=["1"]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    # EC2 resolves the parameter at each launch: instances follow the channel.
+    assert data["ImageId"] == "resolve:ssm:/ami-chain/snowflake/prod"
+    assert out["launch_template_image"] == data["ImageId"]

@@ -1,11 +1,13 @@
 locals {
-  description = var.description != "" ? var.description : "Launches ${var.image_id}"
+  # A channel's parameter is resolved by EC2 at each launch, so instances follow the channel.
+  image_id    = var.image_ssm_parameter != null ? "resolve:ssm:${var.image_ssm_parameter}" : var.image_id
+  description = var.description != "" ? var.description : "Launches ${local.image_id}"
 }
 
 resource "aws_launch_template" "this" {
   name_prefix            = var.name_prefix
   description            = local.description
-  image_id               = var.image_id
+  image_id               = local.image_id
   instance_type          = var.instance_type
   update_default_version = true
   tags                   = var.tags
@@ -22,7 +24,7 @@ resource "aws_launch_template" "this" {
 
     content {
       resource_type = tag_specifications.value
-      tags          = merge(var.tags, { ImageId = var.image_id })
+      tags          = merge(var.tags, { ImageId = local.image_id })
     }
   }
 

@@ -19,6 +19,6 @@ output "latest_version" {
 }
 
 output "image_id" {
-  description = "The AMI of the newest version."
+  description = "The image of the newest version: an AMI ID, or resolve:ssm:<parameter> when it follows a channel."
   value       = aws_launch_template.this.image_id
 }

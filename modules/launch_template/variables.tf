@@ -9,12 +9,24 @@ variable "name_prefix" {
 }
 
 variable "image_id" {
-  description = "The AMI instances launch from, e.g. module.ami_chain.ami_id."
+  description = "The AMI instances launch from, e.g. module.ami_chain.ami_id (null when image_ssm_parameter is set)."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.image_id))
+    condition     = var.image_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.image_id))
     error_message = "The image_id must be an AMI ID (ami-...)."
+  }
+}
+
+variable "image_ssm_parameter" {
+  description = "An SSM parameter holding the AMI (a promotion channel, e.g. module.ami_channel.parameter_name): EC2 resolves it at each launch (resolve:ssm:), so instances follow the channel. Replaces image_id."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.image_ssm_parameter == null ? true : length(regexall("^/[A-Za-z0-9_./-]+(:[0-9]+)?$", var.image_ssm_parameter)) > 0
+    error_message = "The image_ssm_parameter must be an SSM parameter path such as /ami-chain/snowflake/prod (optionally :VERSION)."
   }
 }
 

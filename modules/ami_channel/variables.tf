@@ -1,0 +1,42 @@
+variable "definition" {
+  description = "The catalog definition whose channel is read, e.g. snowflake."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_-]{0,62}$", var.definition))
+    error_message = "The definition must be a catalog definition name: lowercase letters, digits, - and _, starting with a letter."
+  }
+}
+
+variable "channel" {
+  description = "The promotion channel, e.g. prod (`ami-bridge promote` writes it)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_-]{0,62}$", var.channel))
+    error_message = "The channel must be a channel name: lowercase letters, digits, - and _, starting with a letter."
+  }
+}
+
+variable "channel_prefix" {
+  description = "The channels' SSM path prefix (the catalog's channels.prefix)."
+  type        = string
+  default     = "ami-chain"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){0,8}$", var.channel_prefix))
+    error_message = "The channel_prefix must be an SSM path without leading or trailing slash, e.g. ami-chain or platform/images."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the channel's parameter and image; null: the AWS provider's region."
+  type        = string
+  default     = null
+}
+
+variable "bridge_command" {
+  description = "argv that runs ami-bridge (no shell), e.g. [\"ami-bridge\"] or [\"python3\", \"-m\", \"bridge\"]."
+  type        = list(string)
+  default     = ["ami-bridge"]
+}
