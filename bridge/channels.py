@@ -326,3 +326,23 @@ def check_not_revoked(
             f"Roll the channel back (`ami-bridge rollback {definition} {channel}`) or promote "
             "another build."
         )
+
+
+def held(clients: AwsClients, prefix: str, region: str) -> dict[str, dict[str, tuple[str, bool]]]:
+    """Every channel under `prefix` in `region`: definition -> channel -> (AMI, revoked now)."""
+    ssm = clients.ssm(region)
+    found: dict[str, dict[str, str]] = {}
+    root = "/" + prefix.strip("/")
+    with aws_call(f"listing the channels under {root} in {region}", "ssm:GetParametersByPath"):
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=root, Recursive=True):
+            for raw in page.get("Parameters", []):
+                parts = str(raw["Name"])[len(root) + 1 :].split("/")
+                if len(parts) == 2:
+                    found.setdefault(parts[0], {})[parts[1]] = str(raw["Value"])
+    now = datetime.now(timezone.utc)
+    revoked: dict[str, bool] = {}
+    for ami in sorted({a for chans in found.values() for a in chans.values()}):
+        image = registry.image_by_id(clients.ec2(region), region, ami)
+        at = plan.revoked_at(image) if image is not None else None
+        revoked[ami] = image is None or (at is not None and at <= now)
+    return {d: {c: (a, revoked[a]) for c, a in sorted(chans.items())} for d, chans in found.items()}

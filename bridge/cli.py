@@ -225,8 +225,29 @@ def _local_exec_definition(text: str) -> str:
 
 def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolver = _resolver_for_args(args, env)
-    _report(args, resolver.status([d.name for d in resolver.catalog.all()]), sys.stdout)
+    results = resolver.status([d.name for d in resolver.catalog.all()])
+    _report(args, results, sys.stdout, channels=_channel_notes(resolver, results))
     return EXIT_OK
+
+
+def _channel_notes(resolver: Resolver, results: Mapping[str, ResolvedAmi]) -> dict[str, str]:
+    """Definition -> its channels, those holding a revoked (or vanished) image marked: a channel
+    is rolled back only when someone asks (`ami-bridge rollback`)."""
+    from bridge import channels
+    from bridge.errors import AwsError
+
+    region = resolver.settings.region
+    try:
+        found = channels.held(resolver.clients, resolver.catalog.channel_prefix, region)
+    except AwsError as exc:
+        log.warning("channels are not shown: %s", exc)
+        return {}
+    return {
+        name: "channels: "
+        + " ".join(f"{c}:REVOKED" if bad else c for c, (_, bad) in found[name].items())
+        for name in results
+        if name in found
+    }
 
 
 def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -504,7 +525,13 @@ def _names(args: argparse.Namespace, catalog: Catalog) -> list[str]:
     return list(dict.fromkeys(args.definitions))
 
 
-def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: TextIO) -> int:
+def _report(
+    args: argparse.Namespace,
+    results: Mapping[str, ResolvedAmi],
+    out: TextIO,
+    *,
+    channels: Mapping[str, str] | None = None,
+) -> int:
     from bridge.protocol import result
 
     if args.json:
@@ -526,7 +553,10 @@ def _report(args: argparse.Namespace, results: Mapping[str, ResolvedAmi], out: T
             rows.append(
                 (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, regions)
             )
-        notes = [_revocation_note(r) for r in results.values()]
+        notes = [
+            "; ".join(n for n in (_revocation_note(r), (channels or {}).get(r.definition)) if n)
+            for r in results.values()
+        ]
         if any(notes):
             rows = [
                 (*rows[0], "NOTE"),

@@ -42,7 +42,9 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),
     "kms": frozenset({"DescribeKey"}),
     "sts": frozenset({"GetCallerIdentity"}),
-    "ssm": frozenset({"GetParameter", "GetParameterHistory", "PutParameter"}),
+    "ssm": frozenset(
+        {"GetParameter", "GetParameterHistory", "GetParametersByPath", "PutParameter"}
+    ),
 }
 
 

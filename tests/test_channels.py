@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from testing.bridge import run_bridge
+from testing.bridge import external, run_bridge
 
 REGIONS = ["us-east-1", "eu-west-1"]
 
@@ -123,3 +123,32 @@ def test_bad_requests_are_refused_and_write_nothing(sandbox_env, repo, args, mes
     assert proc.code == 1, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not boto3.client("ssm").describe_parameters()["Parameters"]
+
+
+def test_a_channel_whose_image_is_revoked_is_reported_not_rolled_back(sandbox_env, repo, packer):
+    base = built(repo, sandbox_env)["base"]
+    assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
+    status = bridge(repo, sandbox_env, "status")
+    assert "channels: prod" in status.stdout and "REVOKED" not in status.stdout
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "bad kernel")
+    assert proc.code == 0, proc.stderr
+    status = bridge(repo, sandbox_env, "status")
+    assert "prod:REVOKED" in status.stdout
+    # Rolled back only when asked: the channel still holds the revoked image.
+    assert parameter("/ami-chain/base/prod", "us-east-1")["Value"] == base["ami_id"]
+    query = {"definition": "base", "channel": "prod", "region": "us-east-1"}
+    read = external(sandbox_env, query)
+    assert read.code == 1
+    assert "revoked" in read.stderr and "bad kernel" in read.stderr and "rollback" in read.stderr
+
+
+def test_a_channel_query_needs_no_repository(sandbox_env, repo, packer, tmp_path):
+    base = built(repo, sandbox_env)["base"]
+    assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
+    query = {"definition": "base", "channel": "prod", "region": "us-east-1"}
+    # Run where there is no git repository at all, as in an infrastructure repository's CI.
+    read = run_bridge(["external"], sandbox_env, stdin=json.dumps(query), cwd=tmp_path)
+    assert read.code == 0, read.stderr
+    result = json.loads(read.stdout)
+    assert result["ami_id"] == base["ami_id"] and result["channel_version"] == "1"
+    assert result["build_id"] == base["build_id"] and result["fingerprint"] == base["fingerprint"]
