@@ -539,8 +539,9 @@ def _report(
         out.write("\n")
     else:
         rows: list[tuple[str, ...]] = [
-            ("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "REGIONS")
+            ("DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "AGE", "REGIONS")
         ]
+        now = datetime.now(timezone.utc)
         for r in results.values():
             parent = (
                 f"{r.parent_definition} ({r.parent_ami_id or '-'})" if r.parent_definition else "-"
@@ -550,11 +551,20 @@ def _report(
                 region if state == "found" else f"{region}:{state}"
                 for region, state in r.region_states.items()
             )
+            age = _age(r.creation_date, now) if r.ami_id else "-"
             rows.append(
-                (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, regions)
+                (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, age, regions)
             )
         notes = [
-            "; ".join(n for n in (_revocation_note(r), (channels or {}).get(r.definition)) if n)
+            "; ".join(
+                n
+                for n in (
+                    _revocation_note(r),
+                    f"expires {r.expires_at}" if r.expires_at and r.ami_id else "",
+                    (channels or {}).get(r.definition),
+                )
+                if n
+            )
             for r in results.values()
         ]
         if any(notes):
@@ -564,6 +574,19 @@ def _report(
             ]
         _table(rows, out)
     return EXIT_OK if all(r.found for r in results.values()) else EXIT_MISSING
+
+
+def _age(creation_date: str, now: datetime) -> str:
+    """How old an image is, roughly: 45s, 12m, 5h, 3d."""
+    try:
+        created = datetime.fromisoformat(creation_date.replace("Z", "+00:00"))
+    except ValueError:
+        return "?"
+    seconds = max(0, int((now - created).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _revocation_note(r: ResolvedAmi) -> str:

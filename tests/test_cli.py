@@ -11,10 +11,22 @@ from testing.sandbox import own_images
 
 
 def test_status_table_and_json(sandbox_env, repo, packer):
+    data = repo.catalog()
+    data["definitions"]["base"]["max_age_days"] = 30
+    repo.set_catalog(data)
+    repo.commit("the base lasts 30 days")
     before = run_bridge(["status", "--repo", str(repo.path)], sandbox_env)
     assert before.code == 0, before.stderr
     lines = before.stdout.splitlines()
-    assert lines[0].split() == ["DEFINITION", "STATE", "AMI", "FINGERPRINT", "PARENT", "REGIONS"]
+    assert lines[0].split() == [
+        "DEFINITION",
+        "STATE",
+        "AMI",
+        "FINGERPRINT",
+        "PARENT",
+        "AGE",
+        "REGIONS",
+    ]
     assert lines[1].split()[:3] == ["base", "missing", "-"]
     assert lines[1].split()[-1] == "us-east-1:missing"
     assert lines[2].split()[:2] == ["snowflake", "missing"]
@@ -27,6 +39,10 @@ def test_status_table_and_json(sandbox_env, repo, packer):
     )
     assert after["snowflake"]["ami_id"] == built["snowflake"]["ami_id"]
     assert after["snowflake"]["state"] == "found"
+    table = run_bridge(["status", "--repo", str(repo.path)], sandbox_env).stdout.splitlines()
+    assert table[1].split()[5][-1] in "sm"  # built seconds (or a minute or two) ago
+    assert f"expires {after['base']['expires_at']}" in table[1]
+    assert "expires" not in table[2]  # no maximum age
 
 
 def test_resolve_missing_exits_3_and_names_the_build_command(sandbox_env, repo):
