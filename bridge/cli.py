@@ -314,10 +314,11 @@ def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         catalog = resolver.catalog
         looked = resolver.status([d.name for d in catalog.all()])
         revoked = {n: r.revoke_reason for n, r in looked.items() if r.revoked}
+        expired = [n for n, r in looked.items() if r.state == "expired"]
     else:
         _, catalog = _open(_options(args, env), env)
-        revoked = {}
-    print(render(catalog, args.format, revoked))
+        revoked, expired = {}, []
+    print(render(catalog, args.format, revoked, expired))
     return EXIT_OK
 
 
@@ -804,7 +805,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--status",
         action="store_true",
-        help="look the images up (as `status` does) and mark the revoked definitions",
+        help="look the images up (as `status` does) and mark revoked and expired definitions",
     )
     p.set_defaults(func=_graph)
 

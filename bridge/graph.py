@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Literal, get_args
 
 from bridge.catalog import Catalog
@@ -16,18 +16,25 @@ def _mermaid_id(name: str) -> str:
 
 
 def render(
-    catalog: Catalog, fmt: GraphFormat = "dot", revoked: Mapping[str, str] | None = None
+    catalog: Catalog,
+    fmt: GraphFormat = "dot",
+    revoked: Mapping[str, str] | None = None,
+    expired: Collection[str] = (),
 ) -> str:
     """The parent -> child graph of every definition, labelled with its template.
 
     `revoked` maps the definitions whose image is revoked to the reason: those nodes are marked
-    (red, dashed, `REVOKED` and the reason in the label).
+    (red, dashed, `REVOKED` and the reason in the label). `expired` definitions (older than their
+    max_age_days) are marked too (orange, dotted, `EXPIRED`).
     """
     definitions = catalog.all()
     marked = revoked or {}
+    aged = set(expired) - set(marked)
     edges = [(d.parent, d.name) for d in definitions if d.parent]
 
     def note(name: str, newline: str) -> str:
+        if name in aged:
+            return f"{newline}EXPIRED"
         if name not in marked:
             return ""
         return f"{newline}REVOKED: {_quoted(marked[name])}"
@@ -44,11 +51,22 @@ def render(
             lines += [
                 f"    class {_mermaid_id(d.name)} revoked" for d in definitions if d.name in marked
             ]
+        if aged:
+            lines.append("    classDef expired stroke:#e80,stroke-dasharray:2")
+            lines += [
+                f"    class {_mermaid_id(d.name)} expired" for d in definitions if d.name in aged
+            ]
         return "\n".join(lines)
     lines = ["digraph ami_chain {", "    rankdir=LR;"]
     newline = "\\n"  # DOT's line break inside a label
     for d in definitions:
-        style = ", color=red, style=dashed" if d.name in marked else ""
+        style = (
+            ", color=red, style=dashed"
+            if d.name in marked
+            else ", color=orange, style=dotted"
+            if d.name in aged
+            else ""
+        )
         label = f"{d.name}{newline}{d.template}{note(d.name, newline)}"
         lines.append(f'    "{d.name}" [label="{label}"{style}];')
     lines += [f'    "{parent}" -> "{child}";' for parent, child in edges]

@@ -31,3 +31,17 @@ def test_revoked_definitions_are_marked_with_their_reason(repo):
     assert "    class snowflake revoked" in mermaid
     assert "    class base revoked" not in mermaid
     assert render(catalog, "dot") == render(catalog, "dot", {})
+
+
+def test_expired_definitions_are_marked(repo):
+    catalog = load_catalog(repo.path)
+    dot = render(catalog, "dot", {}, ["base"]).splitlines()
+    assert (
+        '    "base" [label="base\\nbase/base.json\\nEXPIRED", color=orange, style=dotted];'
+    ) in dot
+    assert '    "snowflake" [label="snowflake\\nsnowflake/snowflake.json"];' in dot
+    mermaid = render(catalog, "mermaid", {}, ["base"]).splitlines()
+    assert "    class base expired" in mermaid and "    class snowflake expired" not in mermaid
+    # Revoked wins over expired: one mark per node.
+    both = render(catalog, "dot", {"base": "bad"}, ["base"])
+    assert "EXPIRED" not in both and "REVOKED: bad" in both
