@@ -250,6 +250,32 @@ def _channel_notes(resolver: Resolver, results: Mapping[str, ResolvedAmi]) -> di
     }
 
 
+def _check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """The catalog is valid and every definition can be fingerprinted: git only, no AWS (a
+    Packer repository's pre-commit hook). Uncommitted content counts, as it is what is checked
+    in; a tracked source filter is checked, not resolved."""
+    from bridge.fingerprint import fingerprint_all
+    from bridge.sources import SourcePick
+
+    repo, catalog = _open(_options(args, env), env)
+    snapshot = fingerprint_all(
+        repo,
+        catalog.all(),
+        allow_dirty=True,
+        catalog_path=catalog.path,
+        pick_sources=lambda d, filters: [SourcePick(f, "-", "", "") for f in filters],
+    )
+    rows = [("DEFINITION", "TEMPLATE", "INPUTS", "UPSTREAM")]
+    for d in catalog.all():
+        fp = snapshot.fingerprints[d.name]
+        upstream = ", ".join(s.filter.origin for s in fp.sources) or (
+            f"parent {d.parent}" if d.parent else "fixed"
+        )
+        rows.append((d.name, d.template, str(len(fp.inputs)), upstream))
+    _table(rows, sys.stdout)
+    return EXIT_OK
+
+
 def _manifest(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolver = _resolver_for_args(args, env)
     manifest = resolver.manifest(args.definition)
@@ -763,6 +789,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[common, output], help="table of every definition's image")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser(
+        "check",
+        parents=[verbosity],
+        help="validate the catalog and fingerprint every definition (git only, no AWS; for "
+        "pre-commit)",
+    )
+    p.add_argument("--repo", default=".", help="root of the Packer git repository (default .)")
+    p.add_argument("--catalog", help="catalog path relative to the repo (default ami-chain.json)")
+    p.add_argument(
+        "files", nargs="*", metavar="FILE", help="ignored (pre-commit passes the changed files)"
+    )
+    p.set_defaults(func=_check)
 
     p = sub.add_parser(
         "manifest", parents=[common], help="print the build manifest of a definition's image"
