@@ -83,11 +83,22 @@ class Catalog:
         try:
             return self.definitions[name]
         except KeyError:
-            known = ", ".join(sorted(self.definitions)) or "none"
-            raise CatalogError(
-                f"Unknown definition {name!r}: the catalog {self.path} defines {known}. "
-                "Use one of those names, or add the definition to the catalog."
-            ) from None
+            pass
+        import difflib
+
+        names = sorted(self.definitions)
+        if name.lower() in self.definitions:
+            hint = f"Definition names are lowercase: did you mean {name.lower()!r}?"
+        elif close := difflib.get_close_matches(name, names, n=3, cutoff=0.6):
+            hint = f"Did you mean {' or '.join(repr(c) for c in close)}?"
+        elif len(names) <= 20:
+            hint = f"It defines {', '.join(names) or 'none'}."
+        else:
+            hint = f"It defines {len(names)} (`ami-bridge status` lists them)."
+        raise CatalogError(
+            f"Unknown definition {name!r} in the catalog {self.path}. {hint} Use a name the "
+            "catalog defines, or add the definition to it."
+        )
 
     def encrypted_for(self, d: Definition) -> bool:
         """Whether the bridge's copies of `d`'s image are encrypted."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -127,6 +128,28 @@ def test_symlinked_template_leaving_repo_is_refused(repo, tmp_path):
 def test_unknown_definition_lists_known(repo):
     with pytest.raises(CatalogError, match="defines base, snowflake"):
         load_catalog(repo.path).get("nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("snowflak", "Did you mean 'snowflake'?"),
+        ("Snowflake", "names are lowercase: did you mean 'snowflake'?"),
+    ],
+)
+def test_unknown_definition_suggests_the_closest(repo, name, hint):
+    with pytest.raises(CatalogError, match=re.escape(hint)):
+        load_catalog(repo.path).get(name)
+
+
+def test_unknown_definition_in_a_large_catalog_is_not_a_wall_of_names(repo):
+    data = repo.catalog()
+    for i in range(200):
+        data["definitions"][f"image-{i:03d}"] = {"template": "base/base.json"}
+    repo.set_catalog(data)
+    with pytest.raises(CatalogError) as error:
+        load_catalog(repo.path).get("zzz")
+    assert "It defines 202" in str(error.value) and "image-150" not in str(error.value)
 
 
 def test_normalize():
