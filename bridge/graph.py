@@ -12,7 +12,19 @@ GRAPH_FORMATS: tuple[GraphFormat, ...] = get_args(GraphFormat)
 
 
 def _mermaid_id(name: str) -> str:
-    return name.replace("-", "_")  # Mermaid node ids take no dashes
+    """A Mermaid node ID for a definition name (ids take no dashes): one-to-one, so `leaf-two`
+    and `leaf_two` stay two nodes."""
+    return name.replace("_", "__").replace("-", "_h")
+
+
+def _dot_text(text: str) -> str:
+    """`text` inside a double-quoted DOT string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _mermaid_text(text: str) -> str:
+    """`text` inside a double-quoted Mermaid label (entity codes, as Mermaid has them)."""
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def render(
@@ -42,7 +54,8 @@ def render(
     if fmt == "mermaid":
         lines = ["graph TD"]
         lines += [
-            f'    {_mermaid_id(d.name)}["{d.name}<br/>{d.template}{note(d.name, "<br/>")}"]'
+            f'    {_mermaid_id(d.name)}["{d.name}<br/>{_mermaid_text(d.template)}'
+            f'{note(d.name, "<br/>")}"]'
             for d in definitions
         ]
         lines += [f"    {_mermaid_id(parent)} --> {_mermaid_id(child)}" for parent, child in edges]
@@ -67,7 +80,7 @@ def render(
             if d.name in aged
             else ""
         )
-        label = f"{d.name}{newline}{d.template}{note(d.name, newline)}"
+        label = f"{d.name}{newline}{_dot_text(d.template)}{note(d.name, newline)}"
         lines.append(f'    "{d.name}" [label="{label}"{style}];')
     lines += [f'    "{parent}" -> "{child}";' for parent, child in edges]
     lines.append("}")

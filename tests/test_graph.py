@@ -14,8 +14,28 @@ def test_dot_and_mermaid(repo):
     assert '    "base" -> "snowflake";' in dot and '    "snowflake" -> "web-app";' in dot
     mermaid = render(catalog, "mermaid").splitlines()
     assert mermaid[0] == "graph TD"
-    assert "    snowflake --> web_app" in mermaid
-    assert '    web_app["web-app<br/>snowflake/snowflake.json"]' in mermaid
+    assert "    snowflake --> web_happ" in mermaid
+    assert '    web_happ["web-app<br/>snowflake/snowflake.json"]' in mermaid
+
+
+def test_names_that_differ_in_dash_and_underscore_stay_two_nodes(repo):
+    data = repo.catalog()
+    for name in ("leaf-two", "leaf_two"):
+        data["definitions"][name] = {"template": "base/base.json", "parent": "base"}
+    repo.set_catalog(data)
+    mermaid = render(load_catalog(repo.path), "mermaid").splitlines()
+    ids = [line.split("[")[0].strip() for line in mermaid if line.endswith('"]')]
+    assert len(ids) == len(set(ids)) == 4
+
+
+def test_labels_are_escaped(repo):
+    repo.write('odd/we"ird.json', (repo.path / "base" / "base.json").read_text())
+    data = repo.catalog()
+    data["definitions"]["odd"] = {"template": 'odd/we"ird.json'}
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    assert '    "odd" [label="odd\\nodd/we\\"ird.json"];' in render(catalog, "dot").splitlines()
+    assert '    odd["odd<br/>odd/we#quot;ird.json"]' in render(catalog, "mermaid").splitlines()
 
 
 def test_revoked_definitions_are_marked_with_their_reason(repo):
