@@ -80,6 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
+        state = state_dir(os.environ)
+        if isinstance(exc, OSError) and _inside(exc.filename, state):
+            print(
+                f"ami-bridge: error: Cannot use the state directory {state}: {exc.strerror} "
+                f"({exc.filename}). Make it a writable directory with free space, or point "
+                "AMI_BRIDGE_STATE_DIR at one.",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         crash = _crash_log(exc, os.environ)
         print(
             f"ami-bridge: internal error: {type(exc).__name__}: {exc}. This is a bug in "
@@ -629,6 +638,15 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _inside(filename: object, directory: Path) -> bool:
+    """Whether `filename` (an OSError's) is `directory` or below it."""
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    path = os.path.abspath(os.fspath(filename))
+    root = os.path.abspath(directory)
+    return path == root or path.startswith(root + os.sep)
 
 
 def _one_paragraph(text: str) -> str:

@@ -273,3 +273,14 @@ def test_a_reader_that_goes_away_is_not_an_internal_error(repo, tmp_path):
     os.close(write)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_an_unusable_state_directory_is_an_error_naming_it(sandbox_env, repo, packer, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    env = {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(blocker / "state")}
+    proc = run_bridge(["build", "base", "--repo", str(repo.path)], env)
+    assert proc.code == 1, proc.stderr
+    assert f"Cannot use the state directory {blocker / 'state'}" in proc.stderr
+    assert "AMI_BRIDGE_STATE_DIR" in proc.stderr and "internal error" not in proc.stderr
+    assert own_images() == []
