@@ -32,6 +32,7 @@ lint: setup
 	$(BIN)/ruff check bridge testing tests examples bench
 	$(BIN)/ruff format --check bridge testing tests examples bench
 	$(BIN)/mypy
+	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh
 
 fmt: setup
 	$(BIN)/ruff format bridge testing tests examples bench
