@@ -29,9 +29,16 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
         {
             "CopyImage",
             "CreateTags",
+            "DeleteSnapshot",
+            "DeregisterImage",
             "DescribeImageAttribute",
+            "DescribeImageReferences",
             "DescribeImages",
+            "DescribeInstances",
+            "DescribeLaunchTemplateVersions",
+            "DescribeLaunchTemplates",
             "DescribeSnapshotAttribute",
+            "DescribeSnapshots",
             "ModifyImageAttribute",
             "ModifySnapshotAttribute",
         }
@@ -39,6 +46,8 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),
     "kms": frozenset({"DescribeKey"}),
     "sts": frozenset({"GetCallerIdentity"}),
+    "ssm": frozenset({"GetParameter", "GetParameterHistory", "GetParametersByPath"}),
+    "autoscaling": frozenset({"DescribeAutoScalingGroups", "DescribeLaunchConfigurations"}),
 }
 
 
