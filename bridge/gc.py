@@ -256,10 +256,10 @@ def decide(
 
 
 def _deletable(b: Build, policy: Policy, now: datetime) -> str:
-    return (
-        f"not current, used by nothing, {_span(_age(b.created, now))} old, older than the "
-        f"newest {policy.keep} builds of {b.definition}"
-    )
+    why = f"not current, used by nothing, {_span(_age(b.created, now))} old"
+    if policy.keep:
+        why += f", not one of the newest {policy.keep} builds of {b.definition}"
+    return why
 
 
 def _age(created: str, now: datetime) -> timedelta:
@@ -292,7 +292,8 @@ def _check(what: str, region: str, permission: str) -> Iterator[None]:
             yield
     except AwsError as exc:
         raise RetentionError(
-            f"gc cannot tell which images are in use: {exc} So gc deletes nothing it has not "
+            f"gc cannot tell which images are in use: {what} in {region} ({permission}) "
+            f"failed. {exc} So gc deletes nothing it has not "
             "checked (nothing at all when this happens before the first deletion): an image "
             "whose use cannot be checked may still be in use. Fix the cause and run gc again."
         ) from None
