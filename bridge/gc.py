@@ -323,7 +323,7 @@ def look(
         _channels(ssm, region, channel_prefix, keep_channel_versions, uses)
         _ssm_launch_references(ssm, region, templates, uses)
         _image_references(ec2, region, [i.ami_id for i in ours], uses)
-        leftovers[region] = _leftover_snapshots(ec2, region, {i.ami_id for i in found})
+        leftovers[region] = _leftover_snapshots(ec2, region)
     return World(
         builds_of(images, tag_key=tag_key),
         MappingProxyType({ami: tuple(dict.fromkeys(u)) for ami, u in uses.items()}),
@@ -612,12 +612,13 @@ def _image_references(
                 break
 
 
-def _leftover_snapshots(ec2: EC2Client, region: str, registered: set[str]) -> tuple[str, ...]:
-    """Snapshots of images gc deregistered (TAG_GC) whose deletion did not happen."""
-    found: list[str] = []
+def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:
+    """Snapshots of images gc deregistered (TAG_GC) whose deletion did not happen: their image is
+    gone (asked by ID, whatever its tags)."""
+    marked: dict[str, str] = {}
     token: str | None = None
     while True:
-        with aws_call(f"listing snapshots gc left in {region}", "ec2:DescribeSnapshots"):
+        with _check("listing snapshots gc left", region, "ec2:DescribeSnapshots"):
             page = ec2.describe_snapshots(
                 OwnerIds=["self"],
                 Filters=[{"Name": "tag-key", "Values": [TAG_GC]}],
@@ -625,11 +626,24 @@ def _leftover_snapshots(ec2: EC2Client, region: str, registered: set[str]) -> tu
             )
         for snapshot in page.get("Snapshots", []):
             tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
-            if tags.get(TAG_GC) not in registered:
-                found.append(snapshot["SnapshotId"])
+            marked[snapshot["SnapshotId"]] = tags.get(TAG_GC, "")
         token = page.get("NextToken")
         if not token:
-            return tuple(sorted(found))
+            break
+    amis = sorted(set(marked.values()) - {""})
+    registered: set[str] = set()
+    for start in range(0, len(amis), registry.FILTER_BATCH):
+        with _check("looking up the images of marked snapshots", region, "ec2:DescribeImages"):
+            page_images = ec2.describe_images(
+                Owners=["self"],
+                Filters=[
+                    {"Name": "image-id", "Values": amis[start : start + registry.FILTER_BATCH]}
+                ],
+            )
+        registered |= {
+            i["ImageId"] for i in page_images.get("Images", []) if i.get("State") != "deregistered"
+        }
+    return tuple(sorted(s for s, ami in marked.items() if ami and ami not in registered))
 
 
 # -- acting ---------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -13,10 +16,11 @@ import pytest
 
 from bridge import gc, registry
 from bridge.errors import QueryError
+from bridge.lease import LeaseConfig, LeaseManager, lease_key
 from bridge.registry import Image
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy
-from testing.sandbox import make_image, manifest_keys, tags_of
+from testing.sandbox import BUCKET, make_image, manifest_keys, tags_of
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 OLD = "2026-10-01T00:00:00.000Z"
@@ -290,6 +294,7 @@ def two_region_world(repo, env) -> World:
     in_instance = fake_build("snowflake", "old-instance", parent=fake_build("base", "old-parent"))
     in_channel = fake_build("base", "old-channel")
     in_asg = fake_build("base", "old-asg")
+    in_parameter = fake_build("base", "old-parameter")
     doomed_base = fake_build("base", "old-unused")
     doomed_child = fake_build("snowflake", "old-unused-child", parent=doomed_base)
     doomed_other = fake_build("snowflake", "old-unused-2", parent=current["base"])
@@ -327,6 +332,11 @@ def two_region_world(repo, env) -> World:
         MaxSize=0,
         AvailabilityZones=["eu-west-1a"],
     )
+    # An application's own parameter, outside the channels: only EC2's DescribeImageReferences
+    # knows it.
+    boto3.client("ssm", region_name="eu-west-1").put_parameter(
+        Name="/app/ami", Value=in_parameter["eu-west-1"], Type="String", DataType="aws:ec2:image"
+    )
     foreign = make_image(ec2("us-east-1"), "not-ours")
     return World(
         repo,
@@ -337,6 +347,7 @@ def two_region_world(repo, env) -> World:
             "instance": in_instance,
             "channel history": in_channel,
             "auto scaling group": in_asg,
+            "parameter": in_parameter,
         },
         doomed={
             "unused base": doomed_base,
@@ -387,6 +398,10 @@ def test_gc_deletes_only_what_nothing_protects_in_both_regions(sandbox_env, repo
         "channel /ami-chain/base/prod version 1" in r for r in by_build["old-channel"]["reasons"]
     )
     assert any("auto scaling group workers" in r for r in by_build["old-asg"]["reasons"])
+    assert any(
+        "ssm:Parameter" in r and "parameter/app/ami" in r
+        for r in by_build["old-parameter"]["reasons"]
+    )
     assert by_build["old-parent"]["reasons"] == [
         "the parent of the kept snowflake build old-instance"
     ]
@@ -488,3 +503,72 @@ def test_bad_input_exits_1_with_one_paragraph(sandbox_env, repo, flags, says):
     assert says in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert proc.stdout == ""
+
+
+def test_gc_deletes_under_the_build_lease_and_looks_again_under_it(sandbox_env, repo, packer):
+    """gc waits for the lease of a build it is to delete (a build of that fingerprint is
+    running); a launch template made meanwhile keeps it."""
+    world = two_region_world(repo, sandbox_env)
+    target = world.doomed["unused base"]
+    others = {
+        (r, a) for k, amis in world.doomed.items() if k != "unused base" for r, a in amis.items()
+    }
+    fp = tags_of(ec2("us-east-1").describe_images(ImageIds=[target["us-east-1"]])["Images"][0])[
+        "SHA"
+    ]
+    leases = LeaseManager(boto3.client("s3"), LeaseConfig(bucket=BUCKET, prefix="images", ttl=600))
+    lease = leases.try_acquire(lease_key("images", "base", fp), "base", fp)
+    assert lease is not None
+    argv = [
+        "gc",
+        "--repo",
+        str(repo.path),
+        "--keep",
+        "0",
+        "--min-age-hours",
+        "0",
+        "--apply",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", *argv],
+        env=sandbox_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while others & state()[0]:  # the builds nobody holds go first
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(1)
+        assert {(r, a) for r, a in target.items()} <= state()[0]  # waiting for the lease
+        ec2("us-east-1").create_launch_template(
+            LaunchTemplateName="late", LaunchTemplateData={"ImageId": target["us-east-1"]}
+        )
+    finally:
+        leases.release(lease)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert {(r, a) for r, a in target.items()} <= state()[0]
+    verdict = {b["build_id"]: b for b in json.loads(out)["builds"]}["old-unused"]
+    assert verdict["action"] == "keep"
+    assert any("launch template late" in r for r in verdict["reasons"])
+
+
+def test_snapshots_a_cut_short_gc_left_are_deleted_by_the_next(sandbox_env, repo):
+    us = ec2("us-east-1")
+    left, kept = make_image(us, "deregistered"), make_image(us, "still-registered")
+    snapshots = {ami: snapshots_of({"us-east-1": ami}).pop()[1] for ami in (left, kept)}
+    for ami, snapshot in snapshots.items():
+        us.create_tags(Resources=[snapshot], Tags=[{"Key": gc.TAG_GC, "Value": ami}])
+    us.deregister_image(ImageId=left)
+    dry = run_bridge(["gc", "--repo", str(repo.path)], sandbox_env)
+    assert dry.code == 0, dry.stderr
+    assert f"leftover snapshots in us-east-1 (deleted by --apply): {snapshots[left]}" in dry.stdout
+    proc = run_bridge(["gc", "--repo", str(repo.path), "--apply"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    remaining = {s["SnapshotId"] for s in us.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert snapshots[left] not in remaining and snapshots[kept] in remaining
