@@ -475,6 +475,13 @@ def _auto_scaling(
                     )
                 wanted = str(spec.get("Version") or "$Default")
                 version = {"$Latest": template.latest, "$Default": template.default}.get(wanted)
+                if version is None and not wanted.isdigit():
+                    raise RetentionError(
+                        f"The Auto Scaling group {name} in {region} names version {wanted!r} of "
+                        f"the launch template {template.name}, which gc cannot read, so it "
+                        "deletes nothing. Check the group's launch template version, then run gc "
+                        "again."
+                    )
                 number = version if version is not None else int(wanted)
                 image = template.images.get(number)
                 if image:

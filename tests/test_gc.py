@@ -402,6 +402,11 @@ def test_gc_deletes_only_what_nothing_protects_in_both_regions(sandbox_env, repo
         "ssm:Parameter" in r and "parameter/app/ami" in r
         for r in by_build["old-parameter"]["reasons"]
     )
+    for name in ("base", "snowflake"):
+        (build,) = [
+            b for b in report["builds"] if b["images"] == world.protected[f"current {name}"]
+        ]
+        assert f"the current image of {name} at " in build["reasons"][0]
     assert by_build["old-parent"]["reasons"] == [
         "the parent of the kept snowflake build old-instance"
     ]
