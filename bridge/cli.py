@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from bridge.errors import BridgeError, NotFoundError, QueryError
 from bridge.graph import GRAPH_FORMATS
 from bridge.settings import (
+    DEFAULT_GC_CHANNEL_VERSIONS,
+    DEFAULT_GC_KEEP,
+    DEFAULT_GC_MIN_AGE_HOURS,
     ON_MISSING,
     OnMissing,
     Options,
@@ -536,18 +539,21 @@ def _parser() -> argparse.ArgumentParser:
         "what it would do unless --apply.",
     )
     p.add_argument(
-        "--keep", metavar="N", help="keep the newest N builds of each definition (default 2)"
+        "--keep",
+        metavar="N",
+        help=f"keep the newest N builds of each definition (default {DEFAULT_GC_KEEP})",
     )
     p.add_argument("--older-than", metavar="DAYS", help="delete only builds older than DAYS days")
     p.add_argument(
         "--min-age-hours",
         metavar="HOURS",
-        help="never delete builds younger than HOURS hours (default 24)",
+        help=f"never delete builds younger than HOURS hours (default {DEFAULT_GC_MIN_AGE_HOURS:g})",
     )
     p.add_argument(
         "--keep-channel-versions",
         metavar="K",
-        help="keep the images of each channel parameter's K newest versions (default 5)",
+        help="keep the images of each channel parameter's K newest versions (default "
+        f"{DEFAULT_GC_CHANNEL_VERSIONS})",
     )
     p.add_argument(
         "--definition",

@@ -30,6 +30,11 @@ from bridge import registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, QueryError, RetentionError
 from bridge.registry import Image
+from bridge.settings import (
+    DEFAULT_GC_CHANNEL_VERSIONS,
+    DEFAULT_GC_KEEP,
+    DEFAULT_GC_MIN_AGE_HOURS,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -41,9 +46,9 @@ log = logging.getLogger(__name__)
 
 Action = Literal["keep", "delete"]
 
-DEFAULT_KEEP = 2
-DEFAULT_MIN_AGE_HOURS = 24.0
-DEFAULT_KEEP_CHANNEL_VERSIONS = 5
+DEFAULT_KEEP = DEFAULT_GC_KEEP
+DEFAULT_MIN_AGE_HOURS = DEFAULT_GC_MIN_AGE_HOURS
+DEFAULT_KEEP_CHANNEL_VERSIONS = DEFAULT_GC_CHANNEL_VERSIONS
 # States of an image still being made: never deleted under the builder's feet.
 IN_PROGRESS = frozenset({"pending", "transient"})
 # Instances that can still start: every state but terminated.
