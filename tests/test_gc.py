@@ -337,6 +337,14 @@ def two_region_world(repo, env) -> World:
     boto3.client("ssm", region_name="eu-west-1").put_parameter(
         Name="/app/ami", Value=in_parameter["eu-west-1"], Type="String", DataType="aws:ec2:image"
     )
+    # An Auto Scaling group launching the template's old version, named by number.
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="web",
+        LaunchTemplate={"LaunchTemplateName": "web", "Version": "1"},
+        MinSize=0,
+        MaxSize=0,
+        AvailabilityZones=["eu-west-1a"],
+    )
     foreign = make_image(ec2("us-east-1"), "not-ours")
     return World(
         repo,
@@ -392,6 +400,10 @@ def test_gc_deletes_only_what_nothing_protects_in_both_regions(sandbox_env, repo
     }
     assert any(
         "launch template web" in r and "version 1" in r for r in by_build["old-template"]["reasons"]
+    )
+    assert any(
+        r.startswith("auto scaling group web (launch template web version 1)")
+        for r in by_build["old-template"]["reasons"]
     )
     assert any("instance i-" in r and "stopped" in r for r in by_build["old-instance"]["reasons"])
     assert any(
