@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bridge import registry
 from bridge.aws import AwsClients, aws_call
-from bridge.errors import AwsError, QueryError, RetentionError
+from bridge.errors import AwsError, BridgeError, QueryError, RetentionError
 from bridge.registry import Image
 from bridge.settings import (
     DEFAULT_GC_CHANNEL_VERSIONS,
@@ -718,7 +718,16 @@ def apply(
             return Outcome(fresh, "deleted")
 
         b = verdict.build
-        outcomes.append(exclusive(b.definition, b.fingerprint, act))
+        try:
+            outcomes.append(exclusive(b.definition, b.fingerprint, act))
+        except BridgeError as exc:
+            done = [" build ".join(o.verdict.build.key) for o in outcomes if o.done == "deleted"]
+            if not done:
+                raise
+            raise type(exc)(
+                f"{exc} Before that, gc deleted {len(done)} builds ({', '.join(done)}); "
+                "running it again finishes the rest."
+            ) from None
     return outcomes
 
 
