@@ -462,23 +462,27 @@ def test_the_dry_run_changes_nothing_and_says_what_it_would_do(sandbox_env, repo
     assert state() == before
 
 
+@pytest.mark.parametrize(
+    "operation",
+    ["DescribeLaunchTemplateVersions", "DescribeImageReferences", "GetParameterHistory"],
+)
 def test_a_reference_check_that_fails_stops_gc_before_any_deletion(
-    sandbox_env, sandbox_server, repo, packer
+    sandbox_env, sandbox_server, repo, packer, operation
 ):
     world = two_region_world(repo, sandbox_env)
     before = state()
 
     def block(method, path, headers, body):
-        return b"Action=DescribeLaunchTemplateVersions" in body
+        # EC2 names the action in the form body, SSM (JSON) in a header.
+        target = {k.lower(): v for k, v in headers.items()}.get("x-amz-target", "")
+        return f"Action={operation}".encode() in body or target.endswith(f".{operation}")
 
     with FaultProxy(sandbox_server.endpoint, rate=0.0, block=block) as proxy:
         env = {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint}
         proc = gc_run(world, env, "--apply")
+        assert proxy.counters.injected.get("blocked", 0) > 0
     assert proc.code == 1
-    assert (
-        "DescribeLaunchTemplateVersions" in proc.stderr
-        and "cannot tell which images are in use" in proc.stderr
-    )
+    assert operation in proc.stderr and "cannot tell which images are in use" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert state() == before
 
