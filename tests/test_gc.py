@@ -504,6 +504,7 @@ def test_random_faults_never_delete_a_protected_image(sandbox_env, sandbox_serve
             if proc.code == 0:
                 break
         assert sum(proxy.counters.injected.values()) > 0
+        print(f"gc exit statuses {codes}; fault proxy injected {proxy.counters.injected}")
     assert codes[-1] == 0, codes
     images, snapshots = state()
     assert protected <= images and not doomed & images
