@@ -140,8 +140,12 @@ class AwsClients:
         return self._client("sts", region)
 
     def ssm(self, region: str) -> Any:
-        """The SSM client for `region` (promotion channels' parameters)."""
+        """The SSM client for `region` (promotion channels)."""
         return self._client("ssm", region)
+
+    def autoscaling(self, region: str) -> Any:
+        """The Auto Scaling client for `region` (what gc must not pull images from under)."""
+        return self._client("autoscaling", region)
 
     def s3(self, region: str | None = None) -> S3Client:
         """The S3 client (bucket names are global; the region only picks the endpoint)."""

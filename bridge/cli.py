@@ -11,6 +11,7 @@ import re
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
@@ -18,6 +19,9 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from bridge.errors import BridgeError, NotFoundError, QueryError
 from bridge.graph import GRAPH_FORMATS
 from bridge.settings import (
+    DEFAULT_GC_CHANNEL_VERSIONS,
+    DEFAULT_GC_KEEP,
+    DEFAULT_GC_MIN_AGE_HOURS,
     DEFAULT_ON_REVOKED,
     ON_MISSING,
     ON_REVOKED,
@@ -341,6 +345,33 @@ def _change_row(build: Build, *cells: str) -> tuple[str, ...]:
     return (build.definition, build.build_id[:12], amis, *cells)
 
 
+def _gc(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bridge import gc
+
+    retention = gc.policy(
+        keep=args.keep,
+        older_than=args.older_than,
+        min_age_hours=args.min_age_hours,
+        keep_channel_versions=args.keep_channel_versions,
+        definitions=args.definition or (),
+    )
+    # gc looks in every region of the catalog, whichever region the environment names.
+    resolver = _resolver(
+        _options(args, env), env, echo=None if args.quiet else sys.stderr, anywhere=True
+    )
+    now = datetime.now(timezone.utc)
+    report = gc.run(resolver, retention, delete=args.apply)
+    if args.json:
+        json.dump(report.to_dict(now), sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    for line in gc.table(gc.rows(report.outcomes, now=now)):
+        print(line)
+    for region, snapshots in sorted(report.leftovers.items()):
+        print(f"leftover snapshots in {region} (deleted by --apply): {' '.join(snapshots)}")
+    return EXIT_OK
+
+
 def _graph(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bridge.graph import render
 
@@ -526,8 +557,15 @@ def _open(
 
 
 def _resolver(
-    options: Options, env: Mapping[str, str], echo: TextIO | None, spell: Spell = cli_flag
+    options: Options,
+    env: Mapping[str, str],
+    echo: TextIO | None,
+    spell: Spell = cli_flag,
+    *,
+    anywhere: bool = False,
 ) -> Resolver:
+    """The resolver of the catalog the options name; `anywhere`: the region is only where AWS
+    is asked first, never a region every definition must list (gc looks in all of them)."""
     from bridge.aws import AwsClients
     from bridge.packer import PackerRunner
     from bridge.resolve import Resolver
@@ -538,6 +576,8 @@ def _resolver(
     settings = Settings.from_sources(
         options, catalog, env, repo_root=Path(str(repo.working_tree_dir))
     )
+    if anywhere:
+        settings = replace(settings, region_explicit=False)
     if not settings.manifest_bucket:
         log.info("no manifest bucket is configured; manifests will not be published")
     return Resolver(
@@ -856,6 +896,42 @@ def _parser() -> argparse.ArgumentParser:
         help="lift a revocation, from the image and the images revoked because of it",
     )
     p.set_defaults(func=_restore)
+    p = sub.add_parser(
+        "gc",
+        parents=[common, output],
+        help="delete old images nothing uses (a dry run unless --apply)",
+        description="Delete the bridge's old images and their snapshots, in every region of "
+        "the catalog, never one that is current, in a channel, the parent of a kept image, used "
+        "by a launch template version, an instance or an Auto Scaling group, or young. Prints "
+        "what it would do unless --apply.",
+    )
+    p.add_argument(
+        "--keep",
+        metavar="N",
+        help=f"keep the newest N builds of each definition (default {DEFAULT_GC_KEEP})",
+    )
+    p.add_argument("--older-than", metavar="DAYS", help="delete only builds older than DAYS days")
+    p.add_argument(
+        "--min-age-hours",
+        metavar="HOURS",
+        help=f"never delete builds younger than HOURS hours (default {DEFAULT_GC_MIN_AGE_HOURS:g})",
+    )
+    p.add_argument(
+        "--keep-channel-versions",
+        metavar="K",
+        help="keep the images of each channel parameter's K newest versions (default "
+        f"{DEFAULT_GC_CHANNEL_VERSIONS})",
+    )
+    p.add_argument(
+        "--definition",
+        action="append",
+        metavar="NAME",
+        help="delete only builds of NAME (repeatable; default every definition)",
+    )
+    p.add_argument(
+        "--apply", action="store_true", help="delete (default: print what would be deleted)"
+    )
+    p.set_defaults(func=_gc)
 
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
     p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")

@@ -41,3 +41,7 @@ class LeaseError(BridgeError):
 
 class Cancelled(BridgeError):
     """Stopped because the run was cancelled: Ctrl-C, or --fail-fast after another failure."""
+
+
+class RetentionError(BridgeError):
+    """gc could not check whether an image is in use, so it deleted nothing unchecked."""

@@ -29,10 +29,17 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
         {
             "CopyImage",
             "CreateTags",
+            "DeleteSnapshot",
             "DeleteTags",
+            "DeregisterImage",
             "DescribeImageAttribute",
+            "DescribeImageReferences",
             "DescribeImages",
+            "DescribeInstances",
+            "DescribeLaunchTemplateVersions",
+            "DescribeLaunchTemplates",
             "DescribeSnapshotAttribute",
+            "DescribeSnapshots",
             "DisableImageDeprecation",
             "EnableImageDeprecation",
             "ModifyImageAttribute",
@@ -45,6 +52,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
     "ssm": frozenset(
         {"GetParameter", "GetParameterHistory", "GetParametersByPath", "PutParameter"}
     ),
+    "autoscaling": frozenset({"DescribeAutoScalingGroups", "DescribeLaunchConfigurations"}),
 }
 
 

@@ -308,3 +308,8 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
             )
         ),
     )
+
+
+def parse_image(raw: Mapping[str, Any], region: str) -> Image:
+    """An image from one DescribeImages entry."""
+    return _image(raw, region)

@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 import git
 
@@ -50,6 +50,8 @@ from bridge.registry import Image
 from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked, Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # What a resolve reports: a planner state, or `built` when the image was built during it.
 Outcome = Literal[
@@ -211,6 +213,27 @@ class Resolver:
         )
         below = [r for c in self._children(d) for r in self._everywhere(c)]
         return tuple(dict.fromkeys([*own, *below]))
+
+    def everywhere(self) -> tuple[str, ...]:
+        """Every region any definition's image must exist in, wherever it is resolved from."""
+        return tuple(dict.fromkeys(r for d in self.catalog.all() for r in self._everywhere(d)))
+
+    def exclusive(
+        self, definition: str, fingerprint: str, action: Callable[[Lease | None], T]
+    ) -> T:
+        """Run `action` under the build lock and lease of one image (the ones its builds and
+        copies take), so it never runs while that image is being built or copied."""
+        return build_once(
+            self._lock_path(definition, fingerprint),
+            self._lease_manager(),
+            lease_key(self.settings.lease_prefix, definition, fingerprint),
+            definition,
+            fingerprint,
+            wait_timeout=self.settings.wait_timeout,
+            cancelled=self._cancelled,
+            done=lambda: None,
+            build=action,
+        )
 
     def _children(self, d: Definition) -> list[Definition]:
         if self._child_map is None:
@@ -727,7 +750,7 @@ class Resolver:
         """`make` the image of `d` (build or copy) under its lock and lease, unless `done` finds
         another process made it meanwhile."""
         return build_once(
-            self.settings.lock_dir / f"{d.name}-{fp}.lock",
+            self._lock_path(d.name, fp),
             self._lease_manager(),
             lease_key(self.settings.lease_prefix, d.name, fp),
             d.name,
@@ -737,6 +760,10 @@ class Resolver:
             done=done,
             build=make,
         )
+
+    def _lock_path(self, definition: str, fingerprint: str) -> Path:
+        """This machine's lock file of one image's builds, copies and deletion."""
+        return self.settings.lock_dir / f"{definition}-{fingerprint}.lock"
 
     def _copy_now(
         self,

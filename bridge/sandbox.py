@@ -23,6 +23,10 @@ stock moto server:
   one. As in EC2, `DeprecateAt` is rounded to the nearest minute and a time in the past is
   refused (`InvalidParameterValue`); the owner still sees a deprecated image in every listing
   (EC2 hides deprecated images only from other accounts' listings, which the sandbox does not).
+* DescribeImageReferences (which moto lacks) answers as EC2 does, for the resource types moto
+  has: instances (its `state-name` option; default all states), launch templates (the newest
+  `version-depth` versions, default 10), and SSM parameters of DataType `aws:ec2:image` (their
+  current value); Image Builder recipes, which moto does not model, are never references.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -76,6 +80,7 @@ def _patch_moto() -> None:
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
     _patch_copy_image()
     _patch_image_deprecation()
+    _patch_image_references()
     _patch_accounts()
     _patch_kms()
 
@@ -248,6 +253,59 @@ def _patch_image_deprecation() -> None:
 
     AmisResponse.enable_image_deprecation = enable_image_deprecation  # type: ignore[attr-defined]
     AmisResponse.disable_image_deprecation = disable_image_deprecation  # type: ignore[attr-defined]
+
+
+def _patch_image_references() -> None:
+    """DescribeImageReferences, as EC2 answers it (see the module docstring)."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+    from moto.ssm.models import ssm_backends
+
+    def describe_image_references(self: Any) -> Any:
+        self.error_on_dryrun()
+        wanted = set(self._get_param("ImageIds", []))
+        asked = {
+            t["ResourceType"]: {
+                o["OptionName"]: o.get("OptionValues", []) for o in t.get("ResourceTypeOptions", [])
+            }
+            for t in self._get_param("ResourceTypes", [])
+        }
+        if self._get_bool_param("IncludeAllResourceTypes", False):
+            for kind in ("ec2:Instance", "ec2:LaunchTemplate", "ssm:Parameter"):
+                asked.setdefault(kind, {})
+        region, account = self.region, self.current_account
+        found: list[dict[str, str]] = []
+        if "ec2:Instance" in asked:
+            states = set(asked["ec2:Instance"].get("state-name", []))
+            for instance in self.ec2_backend.all_instances():
+                if instance.image_id in wanted and (not states or instance.state in states):
+                    arn = f"arn:aws:ec2:{region}:{account}:instance/{instance.id}"
+                    found.append(
+                        {"ImageId": instance.image_id, "ResourceType": "ec2:Instance", "Arn": arn}
+                    )
+        if "ec2:LaunchTemplate" in asked:
+            depth = int((asked["ec2:LaunchTemplate"].get("version-depth") or ["10"])[0])
+            for template in self.ec2_backend.launch_templates.values():
+                images = {v.image_id for v in template.versions[-depth:]} & wanted
+                arn = f"arn:aws:ec2:{region}:{account}:launch-template/{template.id}"
+                found += [
+                    {"ImageId": i, "ResourceType": "ec2:LaunchTemplate", "Arn": arn}
+                    for i in sorted(images)
+                ]
+        if "ssm:Parameter" in asked:
+            ssm = ssm_backends[account][region]
+            for versions in list(ssm._parameters.values()):
+                if not versions:
+                    continue
+                current = versions[-1]
+                if current.data_type == "aws:ec2:image" and current.value in wanted:
+                    arn = f"arn:aws:ssm:{region}:{account}:parameter{current.name}"
+                    found.append(
+                        {"ImageId": current.value, "ResourceType": "ssm:Parameter", "Arn": arn}
+                    )
+        return ActionResult({"ImageReferences": found})
+
+    EC2Response.describe_image_references = describe_image_references  # type: ignore[attr-defined]
 
 
 def _default_ebs_key(response: Any) -> str:

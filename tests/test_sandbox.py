@@ -171,3 +171,54 @@ def test_image_deprecation_is_set_shown_and_cleared_as_ec2_does(sandbox_env):
     assert xml_conforms(ElementTree.fromstring(bodies[-1]), disable) == []
     (image,) = ec2.describe_images(ImageIds=[ami])["Images"]
     assert "DeprecationTime" not in image
+
+
+def test_describe_image_references_answers_as_ec2_does(sandbox_env):
+    ec2 = boto3.client("ec2")
+    used, old, unused = made_image(ec2, "used"), made_image(ec2, "old"), made_image(ec2, "unused")
+    running = ec2.run_instances(ImageId=used, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    stopped = ec2.run_instances(ImageId=old, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.stop_instances(InstanceIds=[stopped])
+    template = ec2.create_launch_template(
+        LaunchTemplateName="web", LaunchTemplateData={"ImageId": old}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    ec2.create_launch_template_version(
+        LaunchTemplateName="web", LaunchTemplateData={"ImageId": used}
+    )
+    boto3.client("ssm").put_parameter(
+        Name="/app/ami", Value=used, Type="String", DataType="aws:ec2:image"
+    )
+    bodies = raw_responses(ec2)
+    everything = ec2.describe_image_references(
+        ImageIds=[used, old, unused], IncludeAllResourceTypes=True
+    )["ImageReferences"]
+    output = ec2.meta.service_model.operation_model("DescribeImageReferences").output_shape
+    assert xml_conforms(ElementTree.fromstring(bodies[-1]), output) == []
+    arn = "arn:aws:{}:us-east-1:" + ACCOUNT + ":{}"
+    assert sorted((r["ImageId"], r["ResourceType"], r["Arn"]) for r in everything) == sorted(
+        [
+            (used, "ec2:Instance", arn.format("ec2", f"instance/{running}")),
+            (old, "ec2:Instance", arn.format("ec2", f"instance/{stopped}")),
+            (old, "ec2:LaunchTemplate", arn.format("ec2", f"launch-template/{template}")),
+            (used, "ec2:LaunchTemplate", arn.format("ec2", f"launch-template/{template}")),
+            (used, "ssm:Parameter", arn.format("ssm", "parameter/app/ami")),
+        ]
+    )
+    # Options: instance states, and how many of a template's newest versions count.
+    narrow = ec2.describe_image_references(
+        ImageIds=[used, old],
+        ResourceTypes=[
+            {
+                "ResourceType": "ec2:Instance",
+                "ResourceTypeOptions": [{"OptionName": "state-name", "OptionValues": ["running"]}],
+            },
+            {
+                "ResourceType": "ec2:LaunchTemplate",
+                "ResourceTypeOptions": [{"OptionName": "version-depth", "OptionValues": ["1"]}],
+            },
+        ],
+    )["ImageReferences"]
+    assert sorted((r["ImageId"], r["ResourceType"]) for r in narrow) == [
+        (used, "ec2:Instance"),
+        (used, "ec2:LaunchTemplate"),
+    ]

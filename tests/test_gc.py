@@ -1,0 +1,618 @@
+"""Retention (gc.py): the decision case by case, then `ami-bridge gc` against the sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+
+import boto3
+import pytest
+
+from bridge import gc, registry
+from bridge.errors import QueryError
+from bridge.lease import LeaseConfig, LeaseManager, lease_key
+from bridge.registry import Image
+from testing.bridge import run_bridge
+from testing.faultproxy import FaultProxy
+from testing.sandbox import BUCKET, make_image, manifest_keys, tags_of
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+OLD = "2026-10-01T00:00:00.000Z"
+
+
+def image(
+    ami,
+    definition="base",
+    build=None,
+    *,
+    region="us-east-1",
+    created=OLD,
+    parent=None,
+    state="available",
+    fp="f" * 40,
+):
+    tags = {registry.TAG_DEFINITION: definition, "SHA": fp, registry.TAG_BUILD_ID: build or ami}
+    if parent:
+        tags[registry.TAG_PARENT_AMI] = parent
+    return Image(
+        ami, region, state, created, "123456789012", MappingProxyType(tags), (f"snap-{ami}",)
+    )
+
+
+def decide(images, *, current=(), uses=None, **policy):
+    builds = gc.builds_of(images, tag_key="SHA")
+    verdicts = gc.decide(
+        builds,
+        current={a: "current" for a in current},
+        uses=uses or {},
+        policy=gc.Policy(**{"keep": 0, "min_age_hours": 0, **policy}),
+        now=NOW,
+    )
+    return {v.build.build_id: (v.action, v.reasons) for v in verdicts}
+
+
+def actions(images, **kwargs):
+    return {b: a for b, (a, _) in decide(images, **kwargs).items()}
+
+
+def test_builds_group_regional_copies_and_skip_images_without_the_bridges_tags():
+    untagged = Image("ami-x", "us-east-1", "available", OLD, "1", MappingProxyType({}), ())
+    no_fp = Image(
+        "ami-y",
+        "us-east-1",
+        "available",
+        OLD,
+        "1",
+        MappingProxyType({registry.TAG_DEFINITION: "base"}),
+        (),
+    )
+    builds = gc.builds_of(
+        [
+            image("ami-1", build="b1"),
+            image("ami-2", build="b1", region="eu-west-1"),
+            untagged,
+            no_fp,
+        ],
+        tag_key="SHA",
+    )
+    assert [(b.build_id, b.amis) for b in builds] == [
+        ("b1", {"us-east-1": "ami-1", "eu-west-1": "ami-2"})
+    ]
+
+
+def test_unprotected_builds_are_deleted_with_every_regional_copy():
+    verdicts = decide([image("ami-1", build="b1"), image("ami-2", build="b1", region="eu-west-1")])
+    assert verdicts["b1"][0] == "delete"
+    assert "used by nothing" in verdicts["b1"][1][0]
+
+
+def test_a_current_image_keeps_its_build_in_every_region():
+    got = decide(
+        [
+            image("ami-1", build="b1"),
+            image("ami-2", build="b1", region="eu-west-1"),
+            image("ami-3"),
+        ],
+        current=["ami-2"],
+    )
+    assert got["b1"] == ("keep", ("current",))
+    assert got["ami-3"][0] == "delete"
+
+
+def test_any_use_keeps_the_build():
+    uses = {"ami-2": ("launch template web (lt-1) version 1",)}
+    got = decide(
+        [image("ami-1", build="b1"), image("ami-2", build="b1", region="eu-west-1")], uses=uses
+    )
+    assert got["b1"] == ("keep", ("launch template web (lt-1) version 1 (ami-2 in eu-west-1)",))
+
+
+def test_the_parent_of_a_kept_build_is_kept_transitively_in_every_region():
+    images = [
+        image("ami-r", "root", "r1"),
+        image("ami-r2", "root", "r1", region="eu-west-1"),
+        image("ami-b", "base", "b1", region="eu-west-1", parent="ami-r2"),
+        image("ami-s", "snowflake", "s1", region="eu-west-1", parent="ami-b"),
+        image("ami-o", "base", "b2", parent="ami-r"),  # a sibling nothing keeps
+    ]
+    got = decide(images, uses={"ami-s": ("instance i-1 (stopped)",)})
+    assert got["s1"][0] == got["b1"][0] == got["r1"][0] == "keep"
+    assert got["b1"][1] == ("the parent of the kept snowflake build s1",)
+    assert got["r1"][1] == ("the parent of the kept base build b1",)
+    assert got["b2"][0] == "delete"
+
+
+def test_the_parent_of_a_deleted_build_is_not_kept_for_it():
+    images = [image("ami-r", "root", "r1"), image("ami-b", "base", "b1", parent="ami-r")]
+    assert actions(images) == {"r1": "delete", "b1": "delete"}
+
+
+def test_young_builds_are_kept():
+    young = (NOW - timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    images = [image("ami-1", build="b1", created=young), image("ami-2")]
+    got = decide(images, min_age_hours=24)
+    assert got["b1"] == ("keep", ("younger than 24h (--min-age-hours)",))
+    assert got["ami-2"][0] == "delete"
+
+
+def test_a_copy_is_as_old_as_its_build():
+    young = (NOW - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    images = [
+        image("ami-1", build="b1"),
+        image("ami-2", build="b1", region="eu-west-1", created=young),
+    ]
+    assert actions(images, min_age_hours=24) == {"b1": "delete"}
+
+
+def test_the_newest_n_builds_of_each_definition_are_kept():
+    images = [
+        image(f"ami-{n}", "base", f"b{n}", created=f"2026-10-0{n}T00:00:00.000Z")
+        for n in range(1, 5)
+    ] + [image("ami-s", "snowflake", "s1")]
+    got = actions(images, keep=2)
+    assert got == {"b4": "keep", "b3": "keep", "b2": "delete", "b1": "delete", "s1": "keep"}
+
+
+def test_older_than_deletes_only_what_is_older():
+    images = [
+        image("ami-1", build="b1", created="2026-11-20T00:00:00.000Z"),
+        image("ami-2", build="b2", created="2026-10-01T00:00:00.000Z"),
+    ]
+    got = decide(images, older_than_days=30)
+    assert got["b1"] == ("keep", ("younger than 30 days (--older-than)",))
+    assert got["b2"][0] == "delete"
+
+
+def test_only_the_selected_definitions_are_deleted():
+    images = [image("ami-1", "base", "b1"), image("ami-2", "snowflake", "s1")]
+    assert actions(images, definitions=frozenset({"snowflake"})) == {"b1": "keep", "s1": "delete"}
+
+
+def test_an_image_still_being_made_is_kept():
+    images = [
+        image("ami-1", build="b1"),
+        image("ami-2", build="b1", region="eu-west-1", state="pending"),
+    ]
+    assert decide(images)["b1"] == ("keep", ("still being made",))
+
+
+def test_an_unreadable_creation_date_counts_as_new():
+    assert actions([image("ami-1", build="b1", created="?")], min_age_hours=1) == {"b1": "keep"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"keep": "-1"}, "--keep"),
+        ({"keep": "two"}, "--keep"),
+        ({"older_than": "-3"}, "--older-than"),
+        ({"older_than": "nan"}, "--older-than"),
+        ({"min_age_hours": "x"}, "--min-age-hours"),
+        ({"keep_channel_versions": "-2"}, "--keep-channel-versions"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option(kwargs, flag):
+    with pytest.raises(QueryError, match=flag):
+        gc.policy(**kwargs)
+
+
+def test_the_defaults():
+    assert gc.policy() == gc.Policy(
+        keep=2, older_than_days=None, min_age_hours=24.0, keep_channel_versions=5
+    )
+
+
+# -- `ami-bridge gc` on the sandbox ---------------------------------------------------------------
+
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+def ec2(region):
+    return boto3.client("ec2", region_name=region)
+
+
+def fake_build(definition, build_id, *, parent=None, fp=None):
+    """A build as the bridge tags it, made without Packer, copied to eu-west-1 with its tags:
+    region -> AMI. `parent`: region -> the parent build's AMI there."""
+    fp = fp or hashlib.sha1(build_id.encode()).hexdigest()
+    ami = make_image(ec2("us-east-1"), f"{definition}-{build_id}")
+    tags = {
+        registry.TAG_DEFINITION: definition,
+        "SHA": fp,
+        registry.TAG_BUILD_ID: build_id,
+        registry.TAG_COMMIT: "0" * 40,
+    }
+    if parent:
+        tags[registry.TAG_PARENT_AMI] = parent["us-east-1"]
+    ec2("us-east-1").create_tags(
+        Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+    )
+    copy = ec2("eu-west-1").copy_image(
+        SourceImageId=ami,
+        SourceRegion="us-east-1",
+        Name=f"{definition}-{build_id}",
+        CopyImageTags=True,
+    )["ImageId"]
+    if parent:  # built on the parent's copy there, as the bridge builds children
+        ec2("eu-west-1").create_tags(
+            Resources=[copy], Tags=[{"Key": registry.TAG_PARENT_AMI, "Value": parent["eu-west-1"]}]
+        )
+    return {"us-east-1": ami, "eu-west-1": copy}
+
+
+def state():
+    """Every image (region, AMI) and snapshot (region, ID) this account owns."""
+    images, snapshots = set(), set()
+    for region in REGIONS:
+        images |= {
+            (region, i["ImageId"]) for i in ec2(region).describe_images(Owners=["self"])["Images"]
+        }
+        snapshots |= {
+            (region, s["SnapshotId"])
+            for s in ec2(region).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+        }
+    return images, snapshots
+
+
+def snapshots_of(amis):
+    found = set()
+    for region, ami in amis.items():
+        for i in ec2(region).describe_images(ImageIds=[ami])["Images"]:
+            found |= {
+                (region, m["Ebs"]["SnapshotId"]) for m in i["BlockDeviceMappings"] if "Ebs" in m
+            }
+    return found
+
+
+@dataclass
+class World:
+    repo: object
+    protected: dict  # why -> region -> AMI
+    doomed: dict
+    foreign: str  # an image without the bridge's tags
+
+
+def two_region_world(repo, env) -> World:
+    """A real build of base and snowflake at HEAD in two regions, and older builds: each kind of
+    use protecting one, and three nobody uses (a base, and a snowflake built on another)."""
+    data = repo.catalog()
+    data["regions"] = list(REGIONS)
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    built = run_bridge(["build", "--all", "--repo", str(repo.path), "--json"], env)
+    assert built.code == 0, built.stderr
+    result = json.loads(built.stdout)
+    current = {name: json.loads(r["amis_json"]) for name, r in result.items()}
+
+    in_template = fake_build("base", "old-template")
+    in_instance = fake_build("snowflake", "old-instance", parent=fake_build("base", "old-parent"))
+    in_channel = fake_build("base", "old-channel")
+    in_asg = fake_build("base", "old-asg")
+    in_parameter = fake_build("base", "old-parameter")
+    doomed_base = fake_build("base", "old-unused")
+    doomed_child = fake_build("snowflake", "old-unused-child", parent=doomed_base)
+    doomed_other = fake_build("snowflake", "old-unused-2", parent=current["base"])
+
+    # A launch template in eu-west-1 whose OLD version (not the default) has the image.
+    eu = ec2("eu-west-1")
+    eu.create_launch_template(
+        LaunchTemplateName="web", LaunchTemplateData={"ImageId": in_template["eu-west-1"]}
+    )
+    eu.create_launch_template_version(
+        LaunchTemplateName="web", LaunchTemplateData={"ImageId": current["snowflake"]["eu-west-1"]}
+    )
+    eu.modify_launch_template(LaunchTemplateName="web", DefaultVersion="2")
+    # A stopped instance of the old snowflake in us-east-1 (its base build is then kept too).
+    instance = ec2("us-east-1").run_instances(
+        ImageId=in_instance["us-east-1"], MinCount=1, MaxCount=1
+    )
+    ec2("us-east-1").stop_instances(InstanceIds=[instance["Instances"][0]["InstanceId"]])
+    # A channel whose previous version is the old image.
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    name = "/ami-chain/base/prod"
+    for ami in (in_channel["us-east-1"], current["base"]["us-east-1"]):
+        ssm.put_parameter(
+            Name=name, Value=ami, Type="String", DataType="aws:ec2:image", Overwrite=True
+        )
+    # An Auto Scaling group's launch configuration in eu-west-1.
+    autoscaling = boto3.client("autoscaling", region_name="eu-west-1")
+    autoscaling.create_launch_configuration(
+        LaunchConfigurationName="old", ImageId=in_asg["eu-west-1"], InstanceType="t3.micro"
+    )
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="workers",
+        LaunchConfigurationName="old",
+        MinSize=0,
+        MaxSize=0,
+        AvailabilityZones=["eu-west-1a"],
+    )
+    # An application's own parameter, outside the channels: only EC2's DescribeImageReferences
+    # knows it.
+    boto3.client("ssm", region_name="eu-west-1").put_parameter(
+        Name="/app/ami", Value=in_parameter["eu-west-1"], Type="String", DataType="aws:ec2:image"
+    )
+    # An Auto Scaling group launching the template's old version, named by number.
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="web",
+        LaunchTemplate={"LaunchTemplateName": "web", "Version": "1"},
+        MinSize=0,
+        MaxSize=0,
+        AvailabilityZones=["eu-west-1a"],
+    )
+    foreign = make_image(ec2("us-east-1"), "not-ours")
+    return World(
+        repo,
+        protected={
+            "current base": current["base"],
+            "current snowflake": current["snowflake"],
+            "launch template version": in_template,
+            "instance": in_instance,
+            "channel history": in_channel,
+            "auto scaling group": in_asg,
+            "parameter": in_parameter,
+        },
+        doomed={
+            "unused base": doomed_base,
+            "its child": doomed_child,
+            "another child": doomed_other,
+        },
+        foreign=foreign,
+    )
+
+
+def gc_run(world, env, *flags):
+    return run_bridge(
+        ["gc", "--repo", str(world.repo.path), "--keep", "0", "--min-age-hours", "0", *flags], env
+    )
+
+
+def test_gc_deletes_only_what_nothing_protects_in_both_regions(sandbox_env, repo, packer):
+    world = two_region_world(repo, sandbox_env)
+    parent = _parent_of(world.protected["instance"])
+    images_before, snapshots_before = state()
+    doomed_snapshots = set().union(*(snapshots_of(a) for a in world.doomed.values()))
+    assert len(doomed_snapshots) == 6  # three builds, two regions, one snapshot each
+
+    proc = gc_run(world, sandbox_env, "--apply", "--json")
+    assert proc.code == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    images, snapshots = state()
+    for why, amis in {**world.protected, "parent of a kept child": parent}.items():
+        assert {(r, a) for r, a in amis.items()} <= images, f"{why} was deleted"
+    for why, amis in world.doomed.items():
+        assert not {(r, a) for r, a in amis.items()} & images, f"{why} was kept"
+    assert ("us-east-1", world.foreign) in images
+    assert images == images_before - {
+        (r, a) for amis in world.doomed.values() for r, a in amis.items()
+    }
+    assert snapshots == snapshots_before - doomed_snapshots
+    by_build = {b["build_id"]: b for b in report["builds"]}
+    assert {b for b, r in by_build.items() if r["action"] == "deleted"} == {
+        "old-unused",
+        "old-unused-child",
+        "old-unused-2",
+    }
+    assert any(
+        "launch template web" in r and "version 1" in r for r in by_build["old-template"]["reasons"]
+    )
+    assert any(
+        r.startswith("auto scaling group web (launch template web version 1)")
+        for r in by_build["old-template"]["reasons"]
+    )
+    assert any("instance i-" in r and "stopped" in r for r in by_build["old-instance"]["reasons"])
+    assert any(
+        "channel /ami-chain/base/prod version 1" in r for r in by_build["old-channel"]["reasons"]
+    )
+    assert any("auto scaling group workers" in r for r in by_build["old-asg"]["reasons"])
+    assert any(
+        "ssm:Parameter" in r and "parameter/app/ami" in r
+        for r in by_build["old-parameter"]["reasons"]
+    )
+    for name in ("base", "snowflake"):
+        (build,) = [
+            b for b in report["builds"] if b["images"] == world.protected[f"current {name}"]
+        ]
+        assert f"the current image of {name} at " in build["reasons"][0]
+    assert by_build["old-parent"]["reasons"] == [
+        "the parent of the kept snowflake build old-instance"
+    ]
+    assert [k for k in manifest_keys() if "/leases/" in k] == []
+
+    again = gc_run(world, sandbox_env, "--apply", "--json")
+    assert again.code == 0, again.stderr
+    assert [b for b in json.loads(again.stdout)["builds"] if b["action"] != "keep"] == []
+    assert state() == (images, snapshots)
+
+
+def _parent_of(amis):
+    parent = {}
+    for region, ami in amis.items():
+        tags = tags_of(ec2(region).describe_images(ImageIds=[ami])["Images"][0])
+        parent[region] = tags[registry.TAG_PARENT_AMI]
+    return parent
+
+
+def test_the_dry_run_changes_nothing_and_says_what_it_would_do(sandbox_env, repo, packer):
+    world = two_region_world(repo, sandbox_env)
+    before = state()
+    proc = gc_run(world, sandbox_env)
+    assert proc.code == 0, proc.stderr
+    assert state() == before
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == [
+        "IMAGE",
+        "DEFINITION",
+        "FINGERPRINT",
+        "BUILD",
+        "AGE",
+        "REGIONS",
+        "VERDICT",
+    ]
+    doomed = [line for line in lines if " delete: " in line]
+    assert len(doomed) == 3
+    assert all({"us-east-1", "eu-west-1"} <= set(line.split()) for line in doomed)
+    assert any("keep: the current image of base at" in line for line in lines)
+    assert json.loads(gc_run(world, sandbox_env, "--json").stdout)["applied"] is False
+    assert state() == before
+
+
+@pytest.mark.parametrize(
+    "operation",
+    ["DescribeLaunchTemplateVersions", "DescribeImageReferences", "GetParameterHistory"],
+)
+def test_a_reference_check_that_fails_stops_gc_before_any_deletion(
+    sandbox_env, sandbox_server, repo, packer, operation
+):
+    world = two_region_world(repo, sandbox_env)
+    before = state()
+
+    def block(method, path, headers, body):
+        # EC2 names the action in the form body, SSM (JSON) in a header.
+        target = {k.lower(): v for k, v in headers.items()}.get("x-amz-target", "")
+        return f"Action={operation}".encode() in body or target.endswith(f".{operation}")
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=block) as proxy:
+        env = {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        proc = gc_run(world, env, "--apply")
+        assert proxy.counters.injected.get("blocked", 0) > 0
+    assert proc.code == 1
+    assert operation in proc.stderr and "cannot tell which images are in use" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert state() == before
+
+
+def test_random_faults_never_delete_a_protected_image(sandbox_env, sandbox_server, repo, packer):
+    world = two_region_world(repo, sandbox_env)
+    parent = _parent_of(world.protected["instance"])
+    protected = {(r, a) for amis in [*world.protected.values(), parent] for r, a in amis.items()}
+    doomed = {(r, a) for amis in world.doomed.values() for r, a in amis.items()}
+    doomed_snapshots = set().union(*(snapshots_of(a) for a in world.doomed.values()))
+    with FaultProxy(sandbox_server.endpoint, rate=0.3, lost_responses=True, seed=11) as proxy:
+        env = {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        codes = []
+        for _ in range(6):
+            proc = gc_run(world, env, "--apply")
+            codes.append(proc.code)
+            assert proc.code in (0, 1), proc.stderr
+            assert protected <= state()[0], f"a protected image was deleted: {proc.stderr}"
+            if proc.code == 0:
+                break
+        assert sum(proxy.counters.injected.values()) > 0
+        print(f"gc exit statuses {codes}; fault proxy injected {proxy.counters.injected}")
+    assert codes[-1] == 0, codes
+    images, snapshots = state()
+    assert protected <= images and not doomed & images
+    assert not doomed_snapshots & snapshots
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--definition", "nope"], "Unknown definition 'nope'"),
+        (["--keep=-1"], "--keep is '-1'"),
+        (["--older-than", "soon"], "--older-than is 'soon'"),
+    ],
+)
+def test_bad_input_exits_1_with_one_paragraph(sandbox_env, repo, flags, says):
+    proc = run_bridge(["gc", "--repo", str(repo.path), *flags], sandbox_env)
+    assert proc.code == 1
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
+
+
+def test_gc_deletes_under_the_build_lease_and_looks_again_under_it(sandbox_env, repo, packer):
+    """gc waits for the lease of a build it is to delete (a build of that fingerprint is
+    running); a launch template made meanwhile keeps it."""
+    world = two_region_world(repo, sandbox_env)
+    target = world.doomed["unused base"]
+    others = {
+        (r, a) for k, amis in world.doomed.items() if k != "unused base" for r, a in amis.items()
+    }
+    fp = tags_of(ec2("us-east-1").describe_images(ImageIds=[target["us-east-1"]])["Images"][0])[
+        "SHA"
+    ]
+    leases = LeaseManager(boto3.client("s3"), LeaseConfig(bucket=BUCKET, prefix="images", ttl=600))
+    lease = leases.try_acquire(lease_key("images", "base", fp), "base", fp)
+    assert lease is not None
+    argv = [
+        "gc",
+        "--repo",
+        str(repo.path),
+        "--keep",
+        "0",
+        "--min-age-hours",
+        "0",
+        "--apply",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", *argv],
+        env=sandbox_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while others & state()[0]:  # the builds nobody holds go first
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(1)
+        assert {(r, a) for r, a in target.items()} <= state()[0]  # waiting for the lease
+        ec2("us-east-1").create_launch_template(
+            LaunchTemplateName="late", LaunchTemplateData={"ImageId": target["us-east-1"]}
+        )
+    finally:
+        leases.release(lease)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert {(r, a) for r, a in target.items()} <= state()[0]
+    verdict = {b["build_id"]: b for b in json.loads(out)["builds"]}["old-unused"]
+    assert verdict["action"] == "keep"
+    assert any("launch template late" in r for r in verdict["reasons"])
+
+
+def test_snapshots_a_cut_short_gc_left_are_deleted_by_the_next(sandbox_env, repo):
+    us = ec2("us-east-1")
+    left, kept = make_image(us, "deregistered"), make_image(us, "still-registered")
+    snapshots = {ami: snapshots_of({"us-east-1": ami}).pop()[1] for ami in (left, kept)}
+    for ami, snapshot in snapshots.items():
+        us.create_tags(Resources=[snapshot], Tags=[{"Key": gc.TAG_GC, "Value": ami}])
+    us.deregister_image(ImageId=left)
+    dry = run_bridge(["gc", "--repo", str(repo.path)], sandbox_env)
+    assert dry.code == 0, dry.stderr
+    assert f"leftover snapshots in us-east-1 (deleted by --apply): {snapshots[left]}" in dry.stdout
+    proc = run_bridge(["gc", "--repo", str(repo.path), "--apply"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    remaining = {s["SnapshotId"] for s in us.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert snapshots[left] not in remaining and snapshots[kept] in remaining
+
+
+def test_a_launch_template_resolving_its_image_through_ssm_keeps_that_versions_image(
+    sandbox_env, repo
+):
+    first, second = fake_build("base", "old-first"), fake_build("base", "old-second")
+    ssm = boto3.client("ssm")
+    for build in (first, second):
+        ssm.put_parameter(Name="/app/base", Value=build["us-east-1"], Type="String", Overwrite=True)
+    ec2("us-east-1").create_launch_template(
+        LaunchTemplateName="pinned", LaunchTemplateData={"ImageId": "resolve:ssm:/app/base:1"}
+    )
+    proc = run_bridge(
+        ["gc", "--repo", str(repo.path), "--keep", "0", "--min-age-hours", "0", "--json"],
+        sandbox_env,
+    )
+    assert proc.code == 0, proc.stderr
+    verdicts = {b["build_id"]: b for b in json.loads(proc.stdout)["builds"]}
+    assert verdicts["old-first"]["action"] == "keep"
+    assert "launch template pinned" in verdicts["old-first"]["reasons"][0]
+    assert "through /app/base:1" in verdicts["old-first"]["reasons"][0]
+    assert verdicts["old-second"]["action"] == "delete"
