@@ -61,7 +61,9 @@ RESOLVE_ON_MISSING: OnMissing = "fail"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `ami-bridge` command; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, args, extra)
     debug = args.debug or os.environ.get("AMI_BRIDGE_DEBUG") == "1"
     _logging(debug=debug, quiet=args.command == "external" or args.quiet)
     try:
@@ -727,6 +729,49 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+def _query_keys() -> str:
+    """The query's keys and what each means (schemas/query.schema.json), for `external --help`."""
+    import textwrap
+
+    from bridge.validation import load_schema
+
+    lines = ["query keys:"]
+    for key, spec in load_schema("query.schema.json")["properties"].items():
+        text = textwrap.fill(
+            spec.get("description", ""),
+            width=78,
+            initial_indent=" " * 24,
+            subsequent_indent=" " * 24,
+        )
+        lines.append(f"  {key:<21} {text.lstrip()}" if len(key) < 22 else f"  {key}\n{text}")
+    return "\n".join(lines)
+
+
+def _unrecognized(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extra: Sequence[str]
+) -> NoReturn:
+    """Unknown arguments, reported by the (sub)command they were given to, with the closest
+    option it has."""
+    import difflib
+
+    command = parser
+    for attr in ("command", "channel_command"):
+        subs = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, attr, None)
+        if not subs or name not in subs[0].choices:
+            break
+        command = subs[0].choices[name]
+    options = [s for a in command._actions for s in a.option_strings]
+    hints = []
+    for arg in extra:
+        if arg.startswith("-"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{arg.split('=', 1)[0]}: did you mean {close[0]}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but bad usage exits 1 like every other bad input."""
 
@@ -798,7 +843,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
-        "external", help="Terraform external data source: query on stdin, result on stdout"
+        "external",
+        help="Terraform external data source: query on stdin, result on stdout",
+        description="Reads one JSON object of strings on stdin (Terraform's external data "
+        "source query) and writes one on stdout. Default on_missing: "
+        f"{EXTERNAL_ON_MISSING}.",
+        epilog=_query_keys(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--module",

@@ -284,3 +284,24 @@ def test_an_unusable_state_directory_is_an_error_naming_it(sandbox_env, repo, pa
     assert f"Cannot use the state directory {blocker / 'state'}" in proc.stderr
     assert "AMI_BRIDGE_STATE_DIR" in proc.stderr and "internal error" not in proc.stderr
     assert own_images() == []
+
+
+def test_a_flag_typo_is_reported_by_its_subcommand_with_the_closest_flag(repo):
+    proc = run_bridge(["status", "--reppo", str(repo.path)], {"PATH": "/usr/bin:/bin"})
+    assert proc.code == 1
+    assert proc.stderr.startswith("usage: ami-bridge status")
+    assert "--reppo: did you mean --repo?" in proc.stderr
+    assert "See `ami-bridge status --help`" in proc.stderr
+    nested = run_bridge(["channel", "history", "base", "prod", "--jsn"], {"PATH": "/usr/bin:/bin"})
+    assert nested.code == 1 and "did you mean --json?" in nested.stderr
+    assert "ami-bridge channel history --help" in nested.stderr
+
+
+def test_external_help_lists_every_query_key():
+    from bridge.validation import load_schema
+
+    proc = run_bridge(["external", "--help"], {"PATH": "/usr/bin:/bin"})
+    assert proc.code == 0
+    for key in load_schema("query.schema.json")["properties"]:
+        assert f"\n  {key} " in proc.stdout, key
+    assert "Default on_missing: build" in proc.stdout
