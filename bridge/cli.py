@@ -240,9 +240,23 @@ def _local_exec_definition(text: str) -> str:
 
 def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     resolver = _resolver_for_args(args, env)
-    results = resolver.status([d.name for d in resolver.catalog.all()])
-    _report(args, results, sys.stdout, channels=_channel_notes(resolver, results))
-    return EXIT_OK
+    names = [d.name for d in resolver.catalog.all()]
+    errors: dict[str, str] = {}
+    try:
+        results = resolver.status(names)
+    except BridgeError as exc:
+        # One broken definition must not hide the others: look at each on its own (with its
+        # ancestors), and show the broken ones' rows with their errors.
+        results = {}
+        for name in names:
+            try:
+                results[name] = resolver.status([name])[name]
+            except BridgeError as each:
+                errors[name] = str(each)
+        if not results:
+            raise exc from None
+    _report(args, results, sys.stdout, channels=_channel_notes(resolver, results), errors=errors)
+    return EXIT_ERROR if errors else EXIT_OK
 
 
 def _channel_notes(resolver: Resolver, results: Mapping[str, ResolvedAmi]) -> dict[str, str]:
@@ -609,11 +623,14 @@ def _report(
     out: TextIO,
     *,
     channels: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
 ) -> int:
     from bridge.protocol import result
 
     if args.json:
-        json.dump({n: result(r) for n, r in results.items()}, out, indent=2, sort_keys=True)
+        values: dict[str, dict[str, str]] = {n: result(r) for n, r in results.items()}
+        values.update({n: {"definition": n, "error": e} for n, e in (errors or {}).items()})
+        json.dump(values, out, indent=2, sort_keys=True)
         out.write("\n")
     else:
         rows: list[tuple[str, ...]] = [
@@ -633,6 +650,8 @@ def _report(
             rows.append(
                 (r.definition, r.state, r.ami_id or "-", r.fingerprint[:12], parent, age, regions)
             )
+        for name in errors or {}:
+            rows.append((name, "error", "-", "-", "-", "-", "-"))
         notes = [
             "; ".join(
                 n
@@ -645,6 +664,7 @@ def _report(
             )
             for r in results.values()
         ]
+        notes += [_one_paragraph(e) for e in (errors or {}).values()]
         if any(notes):
             rows = [
                 (*rows[0], "NOTE"),

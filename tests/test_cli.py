@@ -305,3 +305,21 @@ def test_external_help_lists_every_query_key():
     for key in load_schema("query.schema.json")["properties"]:
         assert f"\n  {key} " in proc.stdout, key
     assert "Default on_missing: build" in proc.stdout
+
+
+def test_status_shows_a_broken_definition_as_a_row_with_its_error(sandbox_env, repo):
+    repo.write("lonely/lonely.json", "{ not json")
+    data = repo.catalog()
+    data["definitions"]["lonely"] = {"template": "lonely/lonely.json"}
+    repo.set_catalog(data)
+    repo.commit("a broken template")
+    proc = run_bridge(["status", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 1
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert rows["base"].split()[1] == "missing" and rows["snowflake"].split()[1] == "missing"
+    assert rows["lonely"].split()[1] == "error" and "lonely/lonely.json" in rows["lonely"]
+    as_json = json.loads(
+        run_bridge(["status", "--json", "--repo", str(repo.path)], sandbox_env).stdout
+    )
+    assert "cannot be parsed" in as_json["lonely"]["error"]
+    assert as_json["base"]["state"] == "missing"
