@@ -199,7 +199,8 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         jobs=_jobs(args.jobs, env, resolver.catalog),
         fail_fast=args.fail_fast,
     )
-    return _report(args, {n: r for n, r in results.items() if n in names}, sys.stdout)
+    # The named definitions, and the ancestors this run built for them.
+    return _report(args, {n: r for n, r in results.items() if n in names or r.built}, sys.stdout)
 
 
 DEFAULT_JOBS = 4

@@ -323,3 +323,14 @@ def test_status_shows_a_broken_definition_as_a_row_with_its_error(sandbox_env, r
     )
     assert "cannot be parsed" in as_json["lonely"]["error"]
     assert as_json["base"]["state"] == "missing"
+
+
+def test_build_lists_the_ancestors_it_built(sandbox_env, repo, packer):
+    first = run_bridge(["build", "snowflake", "--json", "--repo", str(repo.path)], sandbox_env)
+    assert first.code == 0, first.stderr
+    assert {k: v["built"] for k, v in json.loads(first.stdout).items()} == {
+        "base": "true",
+        "snowflake": "true",
+    }
+    again = run_bridge(["build", "snowflake", "--json", "--repo", str(repo.path)], sandbox_env)
+    assert list(json.loads(again.stdout)) == ["snowflake"]  # nothing built: the named only
