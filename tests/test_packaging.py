@@ -1,0 +1,57 @@
+"""The package as users get it: a wheel built from this repository, installed into a fresh
+virtualenv (with its dependencies from the package index), works on its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from testing import ROOT
+
+
+def test_the_wheel_installs_into_a_fresh_venv_and_resolves(sandbox_env, repo, tmp_path):
+    dist = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = dist.glob("ami_chain_bridge-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    for data in ("schemas/catalog.schema.json", "schemas/query.schema.json", "py.typed"):
+        assert f"bridge/{data}" in names, data
+    assert (
+        "License-Expression: Apache-2.0" in metadata and "Classifier: Typing :: Typed" in metadata
+    )
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr
+    bridge = str(venv / "bin" / "ami-bridge")
+    version = subprocess.run([bridge, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == "ami-bridge 0.1.0"
+    # Run from elsewhere, so nothing of this checkout is on the path.
+    env = {**sandbox_env, "PYTHONPATH": ""}
+    looked = subprocess.run(
+        [bridge, "resolve", "--all", "--repo", str(repo.path), "--on-missing", "report", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert looked.returncode == 3, looked.stderr  # nothing built yet: reported as missing
+    result = json.loads(looked.stdout)
+    assert result["base"]["state"] == "missing" and result["base"]["fingerprint"] == (
+        repo.tree_sha("base")
+    )
+    assert Path(bridge).resolve().is_relative_to(venv.resolve())
