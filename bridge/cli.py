@@ -167,7 +167,9 @@ def _through_channel(query: Query, env: Mapping[str, str]) -> dict[str, str]:
 
 def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     options = _options(args, env)
-    resolver = _resolver(options, env, echo=None if args.quiet else sys.stderr)
+    resolver = _resolver(
+        options, env, echo=None if args.quiet else sys.stderr, verbose=args.verbose
+    )
     names = _names(args, resolver.catalog)
     results = resolver.resolve(
         names,
@@ -184,7 +186,9 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     options = _options(args, env)
     if args.local_exec is not None:
         args.definitions = [*args.definitions, _local_exec_definition(args.local_exec)]
-    resolver = _resolver(options, env, echo=None if args.quiet else sys.stderr)
+    resolver = _resolver(
+        options, env, echo=None if args.quiet else sys.stderr, verbose=args.verbose
+    )
     names = _names(args, resolver.catalog)
     if args.dry_run:
         planned = resolver.status(names, expect_fingerprint=options.expect_fingerprint)
@@ -580,6 +584,7 @@ def _resolver(
     spell: Spell = cli_flag,
     *,
     anywhere: bool = False,
+    verbose: bool = False,
 ) -> Resolver:
     """The resolver of the catalog the options name; `anywhere`: the region is only where AWS
     is asked first, never a region every definition must list (gc looks in all of them)."""
@@ -603,7 +608,11 @@ def _resolver(
         clients=AwsClients(model_cache=state / "models"),
         settings=settings,
         packer=lambda: PackerRunner(
-            settings.packer, env=dict(env), echo=echo, cache=state / "packer-version.json"
+            settings.packer,
+            env=dict(env),
+            echo=echo,
+            cache=state / "packer-version.json",
+            verbose=verbose,
         ),
     )
 
@@ -856,6 +865,14 @@ def _parser() -> argparse.ArgumentParser:
         help="what a revoked image does: build (the default) treats it as missing (built "
         "again with --on-missing build), fail fails naming the revocation",
     )
+    loud = _Parser(add_help=False)
+    loud.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="stream everything Packer shows, provisioner output included (default: its steps, "
+        "errors and artifacts)",
+    )
     expect = _Parser(add_help=False)
     expect.add_argument(
         "--expect-fingerprint",
@@ -881,7 +898,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "resolve",
-        parents=[common, output, expect, parallel, revoked],
+        parents=[common, output, expect, parallel, revoked, loud],
         help="find the AMIs of definitions",
     )
     p.add_argument("definitions", nargs="*", metavar="DEF")
@@ -896,7 +913,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "build",
-        parents=[common, output, expect, parallel, revoked],
+        parents=[common, output, expect, parallel, revoked, loud],
         help="build missing AMIs, parents first",
     )
     p.add_argument("definitions", nargs="*", metavar="DEF")

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,12 @@ class PackerRunner:
         env: Mapping[str, str],
         echo: TextIO | None = None,
         cache: Path | None = None,
+        verbose: bool = False,
     ) -> None:
+        """`echo` gets progress lines (Packer's steps, errors and the artifacts); with `verbose`,
+        every line Packer shows, provisioner output included."""
         self._executable = executable
+        self._verbose = verbose
         self._cache = cache
         # Packer's update check would reach out to the internet on every run.
         self._env = {**env, "CHECKPOINT_DISABLE": "1"}
@@ -236,6 +241,7 @@ class PackerRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[Line] = []
         argv = self._argv(*args)
+        started = time.monotonic()
         with log_path.open("w", encoding="utf-8") as logfile:
             with self._lock:
                 if self._interrupted:
@@ -264,7 +270,7 @@ class PackerRunner:
                     if line is None:
                         continue
                     lines.append(line)
-                    self._progress(line, label)
+                    self._progress(line, label, time.monotonic() - started)
             finally:
                 code = proc.wait()
                 with self._lock:
@@ -280,14 +286,27 @@ class PackerRunner:
             )
         return BuildResult(amis=artifacts(lines))
 
-    def _progress(self, line: Line, label: str) -> None:
+    def _progress(self, line: Line, label: str, elapsed: float) -> None:
+        """One line per Packer step (`==>`), error and artifact (`-->`), each with the build's
+        elapsed time and label, so concurrent builds read apart; every line when verbose."""
         if self._echo is None or line.type != "ui" or len(line.data) < 2:
             return
-        kind, text = line.data[0], line.data[1].strip()
-        if kind == "error" or text.startswith("==>"):
-            prefix = f"[{label}] " if label else ""
-            print(f"  {prefix}packer: {text.splitlines()[0] if text else text}", file=self._echo)
-            self._echo.flush()
+        kind, text = line.data[0], line.data[1].rstrip()
+        shown = text.strip()
+        if "artifacts of successful builds are:" in shown:
+            return  # the `-->` lines that follow are the artifacts themselves
+        if not (kind == "error" or shown.startswith(("==>", "-->")) or self._verbose):
+            return
+        prefix = f"[{label}] " if label else ""
+        if self._verbose:
+            parts = text.splitlines() or [""]
+        elif shown.startswith("-->"):  # an artifact: "AMIs were created:", then one per region
+            parts = [" ".join(p.strip() for p in shown.splitlines())]
+        else:
+            parts = [shown.splitlines()[0]]
+        for part in parts:
+            print(f"  {elapsed:5.0f}s {prefix}packer: {part}", file=self._echo)
+        self._echo.flush()
 
 
 # Packer's own summaries of a failure, which repeat the error lines they follow.

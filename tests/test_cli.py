@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -334,3 +335,17 @@ def test_build_lists_the_ancestors_it_built(sandbox_env, repo, packer):
     }
     again = run_bridge(["build", "snowflake", "--json", "--repo", str(repo.path)], sandbox_env)
     assert list(json.loads(again.stdout)) == ["snowflake"]  # nothing built: the named only
+
+
+def test_build_progress_names_the_artifacts_and_verbose_streams_the_provisioners(
+    sandbox_env, repo, packer
+):
+    quiet = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert quiet.code == 0, quiet.stderr
+    ami = json.loads(quiet.stdout)["base"]["ami_id"]
+    assert re.search(r"^ +\d+s \[base\] packer: ==> ", quiet.stderr, re.M), quiet.stderr
+    assert re.search(rf"^ +\d+s \[base\] packer: --> .*{ami}", quiet.stderr, re.M), quiet.stderr
+    assert "waiting for cloud-init" not in quiet.stderr  # provisioner output: only with -v
+    loud = run_bridge(["build", "base", "--force", "-v", "--repo", str(repo.path)], sandbox_env)
+    assert loud.code == 0, loud.stderr
+    assert re.search(r"\[base\] packer: .*waiting for cloud-init", loud.stderr), loud.stderr
