@@ -86,25 +86,9 @@ def find_images(
     Failed, deregistered and other unusable images are filtered out by EC2; one DescribeImages
     call is made per 200 fingerprints.
     """
-    wanted = sorted(set(fingerprints))
     found: dict[str, list[Image]] = defaultdict(list)
-    for start in range(0, len(wanted), FILTER_BATCH):
-        batch = wanted[start : start + FILTER_BATCH]
-        with aws_call(f"looking up images in {region}", "ec2:DescribeImages"):
-            response = ec2.describe_images(
-                Owners=list(owners),
-                Filters=[
-                    {"Name": f"tag:{tag_key}", "Values": batch},
-                    {"Name": "state", "Values": ["available", "pending"]},
-                ],
-            )
-        for raw in response.get("Images", []):
-            image = _image(raw, region)
-            value = image.tag(tag_key)
-            # The filter matches by value; check the owner too, since a filter typo on the server
-            # side must never hand us somebody else's image.
-            if value in batch and owned_by(image, owners):
-                found[value].append(image)
+    for image in find_tagged(ec2, region, tag_key, fingerprints, owners=owners):
+        found[str(image.tag(tag_key))].append(image)
     for images in found.values():
         images.sort(key=lambda i: (i.creation_date, i.ami_id), reverse=True)
     return dict(found)
@@ -159,6 +143,8 @@ def find_tagged(
             )
         for raw in response.get("Images", []):
             image = _image(raw, region)
+            # The filter matches by value; check the owner too, since a filter typo on the server
+            # side must never hand us somebody else's image.
             if image.tag(key) in batch and owned_by(image, owners):
                 found.append(image)
     return found
