@@ -985,6 +985,7 @@ def _parser() -> argparse.ArgumentParser:
         help="lift a revocation, from the image and the images revoked because of it",
     )
     p.set_defaults(func=_restore)
+
     p = sub.add_parser(
         "gc",
         parents=[common, output],
