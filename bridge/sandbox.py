@@ -30,6 +30,12 @@ stock moto server:
   keeps start-up fast and the example templates' `source_ami` stable. Their creation dates are
   their release dates (stock moto stamps its catalog with the time an account is first used, so
   an image published before that would look older than the catalog's).
+* Auto Scaling's StartInstanceRefresh and DescribeInstanceRefreshes exist (stock moto has
+  neither), with EC2 Auto Scaling's request and response shapes. A refresh needs a known group
+  and is recorded with its strategy and preferences; since the sandbox runs nothing, it completes
+  at once (`Successful`, `PercentageComplete` 100, no instances to update) instead of replacing
+  instances over time, so a second refresh is never refused as `InstanceRefreshInProgress`.
+  DescribeInstanceRefreshes lists a group's refreshes newest first and ignores paging.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +85,7 @@ def _patch_moto() -> None:
     _patch_image_deprecation()
     _patch_accounts()
     _patch_kms()
+    _patch_instance_refresh()
 
 
 def access_key(account: str) -> str:
@@ -276,6 +284,63 @@ def _patch_kms() -> None:
         return key_id
 
     KmsBackend._generate_default_keys = generate_aws_managed  # type: ignore[method-assign]
+
+
+def _patch_instance_refresh() -> None:
+    """StartInstanceRefresh / DescribeInstanceRefreshes as EC2 Auto Scaling has them (see the
+    module docstring for how a sandbox refresh differs: it completes at once)."""
+    from datetime import datetime, timezone
+
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    AutoScalingBackend.instance_refreshes = None  # type: ignore[attr-defined]
+
+    def refreshes(backend: Any) -> list[dict[str, Any]]:
+        if backend.instance_refreshes is None:
+            backend.instance_refreshes = []
+        found: list[dict[str, Any]] = backend.instance_refreshes
+        return found
+
+    def start_instance_refresh(self: Any) -> Any:
+        name = self._get_param("AutoScalingGroupName")
+        backend = self.autoscaling_backend
+        if name not in backend.autoscaling_groups:
+            raise ValidationError(f"AutoScalingGroup name not found - {name}")
+        now = datetime.now(timezone.utc)
+        refresh: dict[str, Any] = {
+            "InstanceRefreshId": str(uuid.uuid4()),
+            "AutoScalingGroupName": name,
+            "Status": "Successful",
+            "StatusReason": "",
+            "StartTime": now,
+            "EndTime": now,
+            "PercentageComplete": 100,
+            "InstancesToUpdate": 0,
+            "Strategy": self._get_param("Strategy") or "Rolling",
+        }
+        for key in ("Preferences", "DesiredConfiguration"):
+            value = self._get_param(key)
+            if value:
+                refresh[key] = value
+        refreshes(backend).append(refresh)
+        return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+
+    def describe_instance_refreshes(self: Any) -> Any:
+        name = self._get_param("AutoScalingGroupName")
+        wanted = set(self._get_param("InstanceRefreshIds") or ())
+        found = [
+            r
+            for r in reversed(refreshes(self.autoscaling_backend))
+            if r["AutoScalingGroupName"] == name
+            and (not wanted or r["InstanceRefreshId"] in wanted)
+        ]
+        return ActionResult({"InstanceRefreshes": found})
+
+    AutoScalingResponse.start_instance_refresh = start_instance_refresh  # type: ignore[attr-defined]
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes  # type: ignore[attr-defined]
 
 
 def _serialized_writes(app: Any) -> Any:
