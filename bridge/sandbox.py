@@ -30,6 +30,9 @@ stock moto server:
   keeps start-up fast and the example templates' `source_ami` stable. Their creation dates are
   their release dates (stock moto stamps its catalog with the time an account is first used, so
   an image published before that would look older than the catalog's).
+* A launch template's (or RunInstances') mapping for the image's root device that names neither
+  a size nor a snapshot gets the image's root snapshot, as in EC2 (stock moto refuses it with
+  `MissingParameter`), so a template can set only the root volume's type or encryption.
 * Auto Scaling's StartInstanceRefresh and DescribeInstanceRefreshes exist (stock moto has
   neither), with EC2 Auto Scaling's request and response shapes. A refresh needs a known group
   and is recorded with its strategy and preferences; since the sandbox runs nothing, it completes
@@ -86,6 +89,7 @@ def _patch_moto() -> None:
     _patch_accounts()
     _patch_kms()
     _patch_instance_refresh()
+    _patch_root_volume()
 
 
 def access_key(account: str) -> str:
@@ -341,6 +345,25 @@ def _patch_instance_refresh() -> None:
 
     AutoScalingResponse.start_instance_refresh = start_instance_refresh  # type: ignore[attr-defined]
     AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes  # type: ignore[attr-defined]
+
+
+def _patch_root_volume() -> None:
+    """A mapping of the image's root device without a size or snapshot uses the image's root
+    snapshot, as EC2 does."""
+    from moto.ec2.models.instances import Instance
+
+    add_block_device = Instance.add_block_device
+
+    def add_root_aware(
+        self: Any, size: Any, device_path: str, snapshot_id: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        if size is None and snapshot_id is None:
+            image = self.ec2_backend.amis.get(self.image_id)
+            if image is not None and device_path == image.root_device_name:
+                snapshot_id = image.ebs_snapshot.id
+        add_block_device(self, size, device_path, snapshot_id, *args, **kwargs)
+
+    Instance.add_block_device = add_root_aware  # type: ignore[method-assign]
 
 
 def _serialized_writes(app: Any) -> Any:

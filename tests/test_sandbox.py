@@ -228,3 +228,25 @@ def test_instance_refreshes_are_started_and_described_as_auto_scaling_does(sandb
         raise AssertionError("a refresh of an unknown group was started")
     except ClientError as exc:
         assert exc.response["Error"]["Code"] == "ValidationError"
+
+
+def test_a_root_mapping_without_size_or_snapshot_uses_the_images_snapshot(sandbox_env):
+    ec2 = boto3.client("ec2")
+    mapping = {"DeviceName": "/dev/sda1", "Ebs": {"VolumeType": "gp3", "Encrypted": True}}
+    template = ec2.create_launch_template(
+        LaunchTemplateName="root",
+        LaunchTemplateData={"ImageId": BASE_IMAGE, "BlockDeviceMappings": [mapping]},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    (instance,) = ec2.run_instances(
+        LaunchTemplate={"LaunchTemplateId": template}, MinCount=1, MaxCount=1
+    )["Instances"]
+    (image,) = ec2.describe_images(ImageIds=[BASE_IMAGE])["Images"]
+    snapshot = next(m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m)
+    volumes = ec2.describe_volumes(
+        Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}]
+    )["Volumes"]
+    # (moto also attaches its default root volume, without a snapshot, beside it)
+    from_template = [v for v in volumes if v.get("SnapshotId")]
+    assert [(v["SnapshotId"], v["VolumeType"], v["Encrypted"]) for v in from_template] == [
+        (snapshot, "gp3", True)
+    ]
