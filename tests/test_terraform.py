@@ -613,3 +613,87 @@ def fleet(name: str) -> tuple[str, list[dict]]:
     ]
     refreshes = autoscaling.describe_instance_refreshes(AutoScalingGroupName=name)
     return group["LaunchTemplate"]["Version"], refreshes["InstanceRefreshes"]
+
+
+FLEET = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws" }
+  }
+}
+
+variable "image_id" { type = string }
+variable "team" { type = string }
+
+provider "aws" {
+  region = "us-east-1"
+}
+
+module "launch_template" {
+  source = "../modules/launch_template"
+
+  name_prefix = "fleet-"
+  image_id    = var.image_id
+}
+
+module "asg" {
+  source = "../modules/asg"
+
+  name_prefix             = "fleet-"
+  launch_template_id      = module.launch_template.id
+  launch_template_version = module.launch_template.latest_version
+  availability_zones      = ["us-east-1a", "us-east-1b"]
+  min_size                = 1
+  max_size                = 3
+  desired_capacity        = 2
+  min_healthy_percentage  = 50
+  instance_warmup         = 60
+  tags                    = { Team = var.team }
+}
+
+output "name" { value = module.asg.name }
+output "version" { value = module.asg.launch_template_version }
+"""
+
+
+def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
+    tmp_path, sandbox_env, any_terraform, terraform_env
+):
+    copy_tree(tmp_path / "tf")
+    workdir = tmp_path / "tf" / "fleet"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(FLEET)
+    tf = Terraform(any_terraform, workdir, {**sandbox_env, **terraform_env})
+    tf.init()
+    images = boto3.client("ec2").describe_images(Owners=["099720109477"])["Images"]
+    (other_image,) = [i["ImageId"] for i in images if i["ImageId"] != BASE_IMAGE]
+
+    tf.apply("-var", f"image_id={BASE_IMAGE}", "-var", "team=a")
+    name = tf.outputs()["name"]
+    assert fleet(name) == ("1", [])
+    # A change to the group that leaves its launch template alone replaces no instance.
+    tf.apply("-var", f"image_id={BASE_IMAGE}", "-var", "team=b")
+    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    assert {t["Key"]: t["Value"] for t in group["Tags"]}["Team"] == "b"
+    assert fleet(name) == ("1", [])
+
+    # A new image: a new template version, and the group rolls onto it in one refresh.
+    changed = [*("-var", f"image_id={other_image}"), *("-var", "team=b")]
+    assert tf.plan(*changed).returncode == 2
+    assert fleet(name) == ("1", [])
+    tf.apply(*changed)
+    assert tf.outputs()["version"] == 2
+    version, refreshes = fleet(name)
+    assert version == "2"
+    (refresh,) = refreshes
+    assert refresh["Strategy"] == "Rolling"
+    assert refresh["Preferences"] == {
+        "MinHealthyPercentage": 50,
+        "InstanceWarmup": 60,
+        "SkipMatching": True,
+    }
+    assert tf.plan(*changed).returncode == 0
+    tf.apply(*changed)
+    assert fleet(name) == ("2", refreshes)
