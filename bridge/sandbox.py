@@ -35,9 +35,11 @@ stock moto server:
   `MissingParameter`), so a template can set only the root volume's type or encryption.
 * Auto Scaling's StartInstanceRefresh and DescribeInstanceRefreshes exist (stock moto has
   neither), with EC2 Auto Scaling's request and response shapes. A refresh needs a known group
-  and is recorded with its strategy and preferences; since the sandbox runs nothing, it completes
-  at once (`Successful`, `PercentageComplete` 100, no instances to update) instead of replacing
-  instances over time, so a second refresh is never refused as `InstanceRefreshInProgress`.
+  and is recorded with its strategy and preferences. It completes at once (`Successful`,
+  `PercentageComplete` 100, no instances left to update): the group's instances are replaced in
+  one step (with `SkipMatching`, only those not on the group's launch template version's image)
+  instead of in batches over time, warm-up and minimum healthy percentage are not applied, and a
+  second refresh is never refused as `InstanceRefreshInProgress`.
   DescribeInstanceRefreshes lists a group's refreshes newest first and ignores paging.
 """
 
@@ -313,6 +315,14 @@ def _patch_instance_refresh() -> None:
         backend = self.autoscaling_backend
         if name not in backend.autoscaling_groups:
             raise ValidationError(f"AutoScalingGroup name not found - {name}")
+        preferences = self._get_param("Preferences") or {}
+        # The refresh's work, done at once: the instances not on the group's launch template
+        # version (all of them unless SkipMatching) are replaced.
+        group = backend.autoscaling_groups[name]
+        for state in list(group.active_instances()):
+            if not preferences.get("SkipMatching") or state.instance.image_id != group.image_id:
+                backend.terminate_instance(state.instance.id, should_decrement=False)
+        group.set_desired_capacity(group.desired_capacity)
         now = datetime.now(timezone.utc)
         refresh: dict[str, Any] = {
             "InstanceRefreshId": str(uuid.uuid4()),

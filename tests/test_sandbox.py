@@ -183,6 +183,16 @@ def query_result(body: bytes, operation: str):
     return result
 
 
+def running(autoscaling, ec2, group: str) -> dict[str, str]:
+    """The group's instances and their images."""
+    (found,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+        "AutoScalingGroups"
+    ]
+    ids = [i["InstanceId"] for i in found["Instances"]]
+    reservations = ec2.describe_instances(InstanceIds=ids)["Reservations"] if ids else []
+    return {i["InstanceId"]: i["ImageId"] for r in reservations for i in r["Instances"]}
+
+
 def test_instance_refreshes_are_started_and_described_as_auto_scaling_does(sandbox_env):
     from botocore.exceptions import ClientError
 
@@ -223,6 +233,26 @@ def test_instance_refreshes_are_started_and_described_as_auto_scaling_does(sandb
         AutoScalingGroupName="fleet", InstanceRefreshIds=[first]
     )["InstanceRefreshes"]
     assert [r["InstanceRefreshId"] for r in by_id] == [first]
+    # The refresh replaces the instances that are not on the group's version.
+    images = ec2.describe_images(Owners=["099720109477"])["Images"]
+    (other,) = [i["ImageId"] for i in images if i["ImageId"] != BASE_IMAGE]
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="fleet", MinSize=1, DesiredCapacity=1
+    )
+    ec2.create_launch_template_version(
+        LaunchTemplateId=template, LaunchTemplateData={"ImageId": other}
+    )
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="fleet", MinSize=2, MaxSize=3, DesiredCapacity=2,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "2"},
+    )  # fmt: skip
+    before = running(autoscaling, ec2, "fleet")
+    assert sorted(before.values()) == [BASE_IMAGE, other]  # the new one is on version 2
+    autoscaling.start_instance_refresh(AutoScalingGroupName="fleet", Preferences=preferences)
+    after = running(autoscaling, ec2, "fleet")
+    assert list(after.values()) == [other, other]
+    kept = [i for i, image in before.items() if image == other]
+    assert set(kept) < set(after)  # skip matching: the one on version 2 stayed
     try:
         autoscaling.start_instance_refresh(AutoScalingGroupName="ghost")
         raise AssertionError("a refresh of an unknown group was started")

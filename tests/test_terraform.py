@@ -694,6 +694,13 @@ def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
         "InstanceWarmup": 60,
         "SkipMatching": True,
     }
+    # The sandbox's refresh completes at once: every instance runs the new image.
+    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    ids = [i["InstanceId"] for i in group["Instances"]]
+    reservations = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    assert [i["ImageId"] for r in reservations for i in r["Instances"]] == [other_image] * 2
     assert tf.plan(*changed).returncode == 0
     tf.apply(*changed)
     assert fleet(name) == ("2", refreshes)
