@@ -34,6 +34,17 @@ stock moto server:
   keeps start-up fast and the example templates' `source_ami` stable. Their creation dates are
   their release dates (stock moto stamps its catalog with the time an account is first used, so
   an image published before that would look older than the catalog's).
+* A launch template's (or RunInstances') mapping for the image's root device that names neither
+  a size nor a snapshot gets the image's root snapshot, as in EC2 (stock moto refuses it with
+  `MissingParameter`), so a template can set only the root volume's type or encryption.
+* Auto Scaling's StartInstanceRefresh and DescribeInstanceRefreshes exist (stock moto has
+  neither), with EC2 Auto Scaling's request and response shapes. A refresh needs a known group
+  and is recorded with its strategy and preferences. It completes at once (`Successful`,
+  `PercentageComplete` 100, no instances left to update): the group's instances are replaced in
+  one step (with `SkipMatching`, only those not on the group's launch template version's image)
+  instead of in batches over time, warm-up and minimum healthy percentage are not applied, and a
+  second refresh is never refused as `InstanceRefreshInProgress`.
+  DescribeInstanceRefreshes lists a group's refreshes newest first and ignores paging.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +95,8 @@ def _patch_moto() -> None:
     _patch_image_references()
     _patch_accounts()
     _patch_kms()
+    _patch_instance_refresh()
+    _patch_root_volume()
 
 
 def access_key(account: str) -> str:
@@ -334,6 +348,90 @@ def _patch_kms() -> None:
         return key_id
 
     KmsBackend._generate_default_keys = generate_aws_managed  # type: ignore[method-assign]
+
+
+def _patch_instance_refresh() -> None:
+    """StartInstanceRefresh / DescribeInstanceRefreshes as EC2 Auto Scaling has them (see the
+    module docstring for how a sandbox refresh differs: it completes at once)."""
+    from datetime import datetime, timezone
+
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    AutoScalingBackend.instance_refreshes = None  # type: ignore[attr-defined]
+
+    def refreshes(backend: Any) -> list[dict[str, Any]]:
+        if backend.instance_refreshes is None:
+            backend.instance_refreshes = []
+        found: list[dict[str, Any]] = backend.instance_refreshes
+        return found
+
+    def start_instance_refresh(self: Any) -> Any:
+        name = self._get_param("AutoScalingGroupName")
+        backend = self.autoscaling_backend
+        if name not in backend.autoscaling_groups:
+            raise ValidationError(f"AutoScalingGroup name not found - {name}")
+        preferences = self._get_param("Preferences") or {}
+        # The refresh's work, done at once: the instances not on the group's launch template
+        # version (all of them unless SkipMatching) are replaced.
+        group = backend.autoscaling_groups[name]
+        for state in list(group.active_instances()):
+            if not preferences.get("SkipMatching") or state.instance.image_id != group.image_id:
+                backend.terminate_instance(state.instance.id, should_decrement=False)
+        group.set_desired_capacity(group.desired_capacity)
+        now = datetime.now(timezone.utc)
+        refresh: dict[str, Any] = {
+            "InstanceRefreshId": str(uuid.uuid4()),
+            "AutoScalingGroupName": name,
+            "Status": "Successful",
+            "StatusReason": "",
+            "StartTime": now,
+            "EndTime": now,
+            "PercentageComplete": 100,
+            "InstancesToUpdate": 0,
+            "Strategy": self._get_param("Strategy") or "Rolling",
+        }
+        for key in ("Preferences", "DesiredConfiguration"):
+            value = self._get_param(key)
+            if value:
+                refresh[key] = value
+        refreshes(backend).append(refresh)
+        return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+
+    def describe_instance_refreshes(self: Any) -> Any:
+        name = self._get_param("AutoScalingGroupName")
+        wanted = set(self._get_param("InstanceRefreshIds") or ())
+        found = [
+            r
+            for r in reversed(refreshes(self.autoscaling_backend))
+            if r["AutoScalingGroupName"] == name
+            and (not wanted or r["InstanceRefreshId"] in wanted)
+        ]
+        return ActionResult({"InstanceRefreshes": found})
+
+    AutoScalingResponse.start_instance_refresh = start_instance_refresh  # type: ignore[attr-defined]
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes  # type: ignore[attr-defined]
+
+
+def _patch_root_volume() -> None:
+    """A mapping of the image's root device without a size or snapshot uses the image's root
+    snapshot, as EC2 does."""
+    from moto.ec2.models.instances import Instance
+
+    add_block_device = Instance.add_block_device
+
+    def add_root_aware(
+        self: Any, size: Any, device_path: str, snapshot_id: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        if size is None and snapshot_id is None:
+            image = self.ec2_backend.amis.get(self.image_id)
+            if image is not None and device_path == image.root_device_name:
+                snapshot_id = image.ebs_snapshot.id
+        add_block_device(self, size, device_path, snapshot_id, *args, **kwargs)
+
+    Instance.add_block_device = add_root_aware  # type: ignore[method-assign]
 
 
 def _serialized_writes(app: Any) -> Any:

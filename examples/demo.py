@@ -9,9 +9,11 @@
    on the new one, with no commit.
 6. Show the status table and the manifests in S3.
 7. Run the CI job's Terraform (terraform/, build_phase = apply): a launch template for the
-   snowflake and a deployment manifest; a second plan has nothing to do. Terraform 1.0.3 gets
-   hashicorp/null from PyPI and the test stand-ins for hashicorp/external and hashicorp/aws
-   (testing/providers/), since the registry is out of reach here.
+   snowflake, an Auto Scaling group on its newest version and a deployment manifest; a second
+   plan has nothing to do. A committed base change is then applied: both images are rebuilt,
+   the template gets version 2 and the group rolls onto it in one instance refresh. Terraform
+   1.0.3 gets hashicorp/null from PyPI and the test stand-ins for hashicorp/external and
+   hashicorp/aws (testing/providers/), since the registry is out of reach here.
 8. Stop the sandbox.
 """
 
@@ -135,6 +137,27 @@ def terraform(work: Path, env: dict[str, str], repo: Path) -> None:
     plan = run("plan", "-input=false", "-detailed-exitcode", *variables)
     print(
         "   " + next(line for line in plan.splitlines() if line.startswith(("No changes", "Plan:")))
+    )
+
+    step("Commit a base change; terraform apply rebuilds, and the fleet rolls onto the new image")
+    baseline = repo / "base" / "tasks" / "baseline.sh"
+    baseline.write_text(baseline.read_text() + 'echo "baseline: fleet roll"\n')
+    git(repo, "commit", "-q", "-am", "Baseline: fleet roll")
+    run("apply", "-input=false", "-auto-approve", *variables)
+    outputs = json.loads(run("output", "-json"))
+    fleet = outputs["fleet_name"]["value"]
+    autoscaling = boto3.client("autoscaling", region_name="us-east-1")
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet])[
+        "AutoScalingGroups"
+    ]
+    refreshes = autoscaling.describe_instance_refreshes(AutoScalingGroupName=fleet)
+    version = group["LaunchTemplate"]["Version"]
+    assert version == str(outputs["launch_template_version"]["value"]) == "2", version
+    assert len(refreshes["InstanceRefreshes"]) == 1, refreshes
+    print(
+        f"   {fleet} runs launch template version {version} "
+        f"({outputs['snowflake_ami_id']['value']}); instance refreshes: "
+        + ", ".join(r["Status"] for r in refreshes["InstanceRefreshes"])
     )
 
 

@@ -22,8 +22,24 @@ module "launch_template" {
 
   name_prefix   = "snowflake-"
   image_id      = module.images.ami_ids["snowflake"]
+  fingerprint   = module.images.fingerprints["snowflake"]
   instance_type = var.instance_type
-  tags          = { Definition = "snowflake", Fingerprint = module.images.fingerprints["snowflake"] }
+  tags          = { Definition = "snowflake" }
+}
+
+# The fleet runs the template's newest version: a new snowflake image is a new version, and
+# applying it starts one rolling instance refresh.
+module "fleet" {
+  source = "../modules/asg"
+
+  name_prefix             = "snowflake-"
+  launch_template_id      = module.launch_template.id
+  launch_template_version = module.launch_template.latest_version
+  availability_zones      = var.availability_zones
+  min_size                = var.fleet_size
+  max_size                = var.fleet_size + 1
+  desired_capacity        = var.fleet_size
+  tags                    = { Definition = "snowflake" }
 }
 
 module "deployment_manifest" {

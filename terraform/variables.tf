@@ -55,3 +55,20 @@ variable "s3_use_path_style" {
   type        = bool
   default     = false
 }
+
+variable "fleet_size" {
+  description = "Instances the snowflake Auto Scaling group runs (it may grow by one during an instance refresh)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.fleet_size >= 0 && floor(var.fleet_size) == var.fleet_size
+    error_message = "The fleet_size must be a whole number, 0 or more."
+  }
+}
+
+variable "availability_zones" {
+  description = "Availability zones of the snowflake fleet (in the default VPC)."
+  type        = list(string)
+  default     = ["us-east-1a"]
+}

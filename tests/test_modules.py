@@ -30,6 +30,7 @@ terraform("launch_template_example", scope="function")
 terraform("ami_manifest_example", scope="function")
 terraform("ami_chain_example", scope="function")
 terraform("ami_channel_example", scope="function")
+terraform("asg_example", scope="function")
 
 
 def test_launch_template_example(launch_template_example):
@@ -44,6 +45,10 @@ def test_launch_template_example(launch_template_example):
     ][0]["LaunchTemplateData"]
     assert data["ImageId"] == BASE_IMAGE
     assert data["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2 by default
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"]["Encrypted"] is True  # an encrypted root volume by default
+    assert "NetworkInterfaces" not in data  # no public IP unless asked
     specs = {s["ResourceType"]: s["Tags"] for s in data["TagSpecifications"]}
     for kind in ("instance", "volume"):
         assert {"Key": "ImageId", "Value": BASE_IMAGE} in specs[kind]
@@ -100,3 +105,21 @@ def test_ami_channel_example_needs_no_repository(promoted, ami_channel_example):
     # EC2 resolves the parameter at each launch: instances follow the channel.
     assert data["ImageId"] == "resolve:ssm:/ami-chain/snowflake/prod"
     assert out["launch_template_image"] == data["ImageId"]
+
+
+def test_asg_example_runs_the_templates_newest_version(asg_example):
+    out = {k: v["value"] for k, v in asg_example.outputs.items()}
+    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[out["name"]]
+    )["AutoScalingGroups"]
+    assert group["AutoScalingGroupName"].startswith("example-")
+    assert group["LaunchTemplate"]["LaunchTemplateId"] == out["launch_template_id"]
+    assert group["LaunchTemplate"]["Version"] == "1" == str(out["launch_template_version"])
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (1, 2, 1)
+    tags = {t["Key"]: (t["Value"], t["PropagateAtLaunch"]) for t in group["Tags"]}
+    assert tags["Environment"] == ("example", True)
+    # A group made with its template starts no refresh.
+    refreshes = boto3.client("autoscaling").describe_instance_refreshes(
+        AutoScalingGroupName=out["name"]
+    )["InstanceRefreshes"]
+    assert refreshes == []

@@ -30,13 +30,15 @@ def test_reset_forgets_resources(sandbox_server, sandbox_env):
     assert "to-forget" not in names
 
 
-def xml_conforms(element, shape) -> list[str]:
-    """Where a raw EC2 (query protocol) XML response strays from its botocore shape: elements
-    the shape lacks, booleans that are not true/false. Empty: it conforms."""
+def xml_conforms(element, shape, ec2: bool = True) -> list[str]:
+    """Where a raw EC2 (ec2 protocol) or other query-protocol XML response strays from its
+    botocore shape: elements the shape lacks, booleans that are not true/false. Empty: it
+    conforms. EC2 names elements in lowerCamelCase; the query protocol uses the member names."""
     problems = []
     if shape.type_name == "structure":
         names = {
-            m.serialization.get("name", n[:1].lower() + n[1:]): m for n, m in shape.members.items()
+            m.serialization.get("name", n[:1].lower() + n[1:] if ec2 else n): m
+            for n, m in shape.members.items()
         }
         for child in element:
             tag = child.tag.split("}")[-1]
@@ -45,20 +47,20 @@ def xml_conforms(element, shape) -> list[str]:
             if tag not in names:
                 problems.append(f"{shape.name} has no {tag}")
             else:
-                problems += xml_conforms(child, names[tag])
+                problems += xml_conforms(child, names[tag], ec2)
     elif shape.type_name == "list":
         for child in element:
-            problems += xml_conforms(child, shape.member)
+            problems += xml_conforms(child, shape.member, ec2)
     elif shape.type_name == "boolean" and element.text not in ("true", "false"):
         problems.append(f"{shape.name} is {element.text!r}")
     return problems
 
 
-def raw_responses(client) -> list[bytes]:
+def raw_responses(client, service: str = "ec2") -> list[bytes]:
     """The raw bodies of the client's responses, as they arrive (before botocore parses them)."""
     bodies: list[bytes] = []
     client.meta.events.register(
-        "before-parse.ec2.*", lambda response_dict, **_: bodies.append(response_dict["body"])
+        f"before-parse.{service}.*", lambda response_dict, **_: bodies.append(response_dict["body"])
     )
     return bodies
 
@@ -221,4 +223,111 @@ def test_describe_image_references_answers_as_ec2_does(sandbox_env):
     assert sorted((r["ImageId"], r["ResourceType"]) for r in narrow) == [
         (used, "ec2:Instance"),
         (used, "ec2:LaunchTemplate"),
+    ]
+
+
+def query_result(body: bytes, operation: str):
+    """The <OperationResult> element of a raw query-protocol response."""
+    root = ElementTree.fromstring(body)
+    assert root.tag.split("}")[-1] == f"{operation}Response", root.tag
+    (result,) = [c for c in root if c.tag.split("}")[-1] == f"{operation}Result"]
+    return result
+
+
+def running(autoscaling, ec2, group: str) -> dict[str, str]:
+    """The group's instances and their images."""
+    (found,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+        "AutoScalingGroups"
+    ]
+    ids = [i["InstanceId"] for i in found["Instances"]]
+    reservations = ec2.describe_instances(InstanceIds=ids)["Reservations"] if ids else []
+    return {i["InstanceId"]: i["ImageId"] for r in reservations for i in r["Instances"]}
+
+
+def test_instance_refreshes_are_started_and_described_as_auto_scaling_does(sandbox_env):
+    from botocore.exceptions import ClientError
+
+    ec2, autoscaling = boto3.client("ec2"), boto3.client("autoscaling")
+    template = ec2.create_launch_template(
+        LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": BASE_IMAGE}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="fleet", MinSize=0, MaxSize=1, AvailabilityZones=["us-east-1a"],
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+    )  # fmt: skip
+    bodies = raw_responses(autoscaling, "autoscaling")
+    model = autoscaling.meta.service_model
+    assert (
+        autoscaling.describe_instance_refreshes(AutoScalingGroupName="fleet")["InstanceRefreshes"]
+        == []
+    )
+    preferences = {"MinHealthyPercentage": 90, "InstanceWarmup": 60, "SkipMatching": True}
+    first = autoscaling.start_instance_refresh(
+        AutoScalingGroupName="fleet", Strategy="Rolling", Preferences=preferences
+    )["InstanceRefreshId"]
+    start = model.operation_model("StartInstanceRefresh").output_shape
+    assert xml_conforms(query_result(bodies[-1], "StartInstanceRefresh"), start, False) == []
+    second = autoscaling.start_instance_refresh(AutoScalingGroupName="fleet")["InstanceRefreshId"]
+    assert first != second
+    listed = autoscaling.describe_instance_refreshes(AutoScalingGroupName="fleet")
+    describe = model.operation_model("DescribeInstanceRefreshes").output_shape
+    result = query_result(bodies[-1], "DescribeInstanceRefreshes")
+    assert xml_conforms(result, describe, False) == []
+    assert b"<SkipMatching>true</SkipMatching>" in bodies[-1]
+    newest, oldest = listed["InstanceRefreshes"]
+    assert (newest["InstanceRefreshId"], oldest["InstanceRefreshId"]) == (second, first)
+    assert oldest["AutoScalingGroupName"] == "fleet"
+    assert oldest["Status"] == "Successful" and oldest["PercentageComplete"] == 100
+    assert oldest["Strategy"] == "Rolling"
+    assert oldest["Preferences"] == preferences
+    by_id = autoscaling.describe_instance_refreshes(
+        AutoScalingGroupName="fleet", InstanceRefreshIds=[first]
+    )["InstanceRefreshes"]
+    assert [r["InstanceRefreshId"] for r in by_id] == [first]
+    # The refresh replaces the instances that are not on the group's version.
+    images = ec2.describe_images(Owners=["099720109477"])["Images"]
+    (other,) = [i["ImageId"] for i in images if i["ImageId"] != BASE_IMAGE]
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="fleet", MinSize=1, DesiredCapacity=1
+    )
+    ec2.create_launch_template_version(
+        LaunchTemplateId=template, LaunchTemplateData={"ImageId": other}
+    )
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="fleet", MinSize=2, MaxSize=3, DesiredCapacity=2,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "2"},
+    )  # fmt: skip
+    before = running(autoscaling, ec2, "fleet")
+    assert sorted(before.values()) == [BASE_IMAGE, other]  # the new one is on version 2
+    autoscaling.start_instance_refresh(AutoScalingGroupName="fleet", Preferences=preferences)
+    after = running(autoscaling, ec2, "fleet")
+    assert list(after.values()) == [other, other]
+    kept = [i for i, image in before.items() if image == other]
+    assert set(kept) < set(after)  # skip matching: the one on version 2 stayed
+    try:
+        autoscaling.start_instance_refresh(AutoScalingGroupName="ghost")
+        raise AssertionError("a refresh of an unknown group was started")
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "ValidationError"
+
+
+def test_a_root_mapping_without_size_or_snapshot_uses_the_images_snapshot(sandbox_env):
+    ec2 = boto3.client("ec2")
+    mapping = {"DeviceName": "/dev/sda1", "Ebs": {"VolumeType": "gp3", "Encrypted": True}}
+    template = ec2.create_launch_template(
+        LaunchTemplateName="root",
+        LaunchTemplateData={"ImageId": BASE_IMAGE, "BlockDeviceMappings": [mapping]},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    (instance,) = ec2.run_instances(
+        LaunchTemplate={"LaunchTemplateId": template}, MinCount=1, MaxCount=1
+    )["Instances"]
+    (image,) = ec2.describe_images(ImageIds=[BASE_IMAGE])["Images"]
+    snapshot = next(m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m)
+    volumes = ec2.describe_volumes(
+        Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}]
+    )["Volumes"]
+    # (moto also attaches its default root volume, without a snapshot, beside it)
+    from_template = [v for v in volumes if v.get("SnapshotId")]
+    assert [(v["SnapshotId"], v["VolumeType"], v["Encrypted"]) for v in from_template] == [
+        (snapshot, "gp3", True)
     ]

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from bridge import registry
+from bridge.sandbox import BASE_IMAGE
 from testing import ROOT
 from testing.bridge import bridge_command, run_bridge
 from testing.sandbox import BUCKET, own_images, tags_of
@@ -65,6 +66,7 @@ def test_apply_builds_chain_then_plans_nothing_then_rebuilds_on_change(root_tf, 
     assert built == {"base": [out["base_ami_id"]], "snowflake": [out["snowflake_ami_id"]]}
     version, image = launch_template_image(out["launch_template_id"])
     assert (version, image) == (1, out["snowflake_ami_id"])
+    assert fleet(out["fleet_name"]) == ("1", [])  # a new group starts no refresh
     manifest = deployment_manifest()
     assert manifest["images"]["base"]["ami_id"] == out["base_ami_id"]
     assert manifest["images"]["snowflake"]["ami_id"] == out["snowflake_ami_id"]
@@ -89,7 +91,9 @@ def test_apply_builds_chain_then_plans_nothing_then_rebuilds_on_change(root_tf, 
     assert actions['module.images.null_resource.build["base"]'] == ["create", "delete"]
     assert actions['module.images.null_resource.build["snowflake"]'] == ["create", "delete"]
     assert actions["module.launch_template.aws_launch_template.this"] == ["update"]
+    assert actions["module.fleet.aws_autoscaling_group.this"] == ["update"]
     assert images_by_definition() == built  # planning built nothing
+    assert fleet(out["fleet_name"]) == ("1", [])  # planning refreshed nothing
 
     root_tf.run("apply", "-input=false", "change.tfplan")
     new = root_tf.outputs()
@@ -99,8 +103,19 @@ def test_apply_builds_chain_then_plans_nothing_then_rebuilds_on_change(root_tf, 
     assert launch_template_image(new["launch_template_id"]) == (2, new["snowflake_ami_id"])
     assert {k: len(v) for k, v in images_by_definition().items()} == {"base": 2, "snowflake": 2}
     assert deployment_manifest()["images"]["snowflake"]["ami_id"] == new["snowflake_ami_id"]
+    # The fleet is on the new version, rolled there by exactly one refresh.
+    assert new["fleet_name"] == out["fleet_name"]
+    version, refreshes = fleet(new["fleet_name"])
+    assert (version, new["fleet_launch_template_version"]) == ("2", 2)
+    (refresh,) = refreshes
+    assert refresh["Strategy"] == "Rolling"
+    assert refresh["Preferences"]["MinHealthyPercentage"] == 90
+    assert refresh["Preferences"]["SkipMatching"] is True
     final = root_tf.plan(*root_vars(repo))
     assert final.returncode == 0, final.stdout
+    # Applying with nothing changed starts no refresh either.
+    root_tf.apply(*root_vars(repo))
+    assert fleet(new["fleet_name"]) == ("2", refreshes)
 
 
 def test_plan_phase_builds_shared_parent_once(root_tf, repo):
@@ -439,3 +454,253 @@ def test_a_missing_repo_dir_is_named(tmp_path, sandbox_env, any_terraform, terra
     assert proc.returncode == 1
     stderr = " ".join(proc.stderr.split())
     assert "directory not found" in stderr and "'repo_dir'" in stderr
+
+
+# -- launch templates a fleet runs ----------------------------------------------------------------
+
+FULL_TEMPLATE = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws" }
+  }
+}
+
+variable "image_id" { type = string }
+variable "security_group" { type = string }
+variable "kms_key" { type = string }
+variable "profile" { type = string }
+variable "public_ip" {
+  type    = bool
+  default = null
+}
+
+provider "aws" {
+  region = "us-east-1"
+}
+
+module "launch_template" {
+  source = "../modules/launch_template"
+
+  name_prefix            = "fleet-"
+  image_id               = var.image_id
+  instance_type          = "t3.small"
+  description            = "the fleet"
+  vpc_security_group_ids = [var.security_group]
+  user_data              = "#!/bin/sh\\necho hello\\n"
+  iam_instance_profile   = var.profile
+  key_name               = "deployer"
+  root_volume_size       = 16
+  root_volume_type       = "gp2"
+  root_volume_kms_key_id = var.kms_key
+  metadata_options       = { instance_metadata_tags = "enabled" }
+  fingerprint            = "%(fingerprint)s"
+  tags                   = { Team = "platform" }
+
+  associate_public_ip_address = var.public_ip
+}
+
+output "id" { value = module.launch_template.id }
+output "arn" { value = module.launch_template.arn }
+output "latest_version" { value = module.launch_template.latest_version }
+output "default_version" { value = module.launch_template.default_version }
+output "image_id" { value = module.launch_template.image_id }
+output "fingerprint" { value = module.launch_template.fingerprint }
+"""
+
+FINGERPRINT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def template_data(template_id: str, version: int) -> dict:
+    (found,) = boto3.client("ec2").describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=[str(version)]
+    )["LaunchTemplateVersions"]
+    return dict(found)
+
+
+def test_a_full_launch_template_carries_every_input_and_requires_imdsv2(
+    tmp_path, sandbox_env, any_terraform, terraform_env
+):
+    import base64
+
+    copy_tree(tmp_path / "tf")
+    workdir = tmp_path / "tf" / "fleet"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(FULL_TEMPLATE % {"fingerprint": FINGERPRINT})
+    tf = Terraform(any_terraform, workdir, {**sandbox_env, **terraform_env})
+    tf.init()
+    ec2 = boto3.client("ec2")
+    group = ec2.create_security_group(GroupName="fleet", Description="fleet")["GroupId"]
+    key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    variables = [
+        "-var", f"image_id={BASE_IMAGE}", "-var", f"security_group={group}",
+        "-var", f"kms_key={key}", "-var", "profile=fleet-profile",
+    ]  # fmt: skip
+    tf.apply(*variables)
+    out = tf.outputs()
+    assert (out["latest_version"], out["default_version"]) == (1, 1)
+    assert out["arn"].endswith(f":launch-template/{out['id']}")
+    assert (out["image_id"], out["fingerprint"]) == (BASE_IMAGE, FINGERPRINT)
+    version = template_data(out["id"], 1)
+    assert version["VersionDescription"] == "the fleet"
+    data = version["LaunchTemplateData"]
+    assert data["ImageId"] == BASE_IMAGE
+    assert data["InstanceType"] == "t3.small"
+    assert data["KeyName"] == "deployer"
+    assert data["SecurityGroupIds"] == [group]
+    assert base64.b64decode(data["UserData"]).decode() == "#!/bin/sh\necho hello\n"
+    assert data["IamInstanceProfile"] == {"Name": "fleet-profile"}
+    assert data["BlockDeviceMappings"] == [
+        {
+            "DeviceName": "/dev/sda1",
+            "Ebs": {
+                "DeleteOnTermination": True,
+                "Encrypted": True,
+                "KmsKeyId": key,
+                "VolumeSize": 16,
+                "VolumeType": "gp2",
+            },
+        }
+    ]
+    # IMDSv2 required, one hop: the defaults; the override changed only what it names.
+    assert data["MetadataOptions"] == {
+        "HttpEndpoint": "enabled",
+        "HttpTokens": "required",
+        "HttpPutResponseHopLimit": 1,
+        "InstanceMetadataTags": "enabled",
+    }
+    assert "NetworkInterfaces" not in data  # no public IP unless asked
+    specs = {s["ResourceType"]: s["Tags"] for s in data["TagSpecifications"]}
+    # (moto also lists the template's own tags there, as "launch-template")
+    assert {"instance", "volume"} <= set(specs)
+    for tags in (specs["instance"], specs["volume"]):
+        assert {t["Key"]: t["Value"] for t in tags} == {
+            "Team": "platform",
+            "Fingerprint": FINGERPRINT,
+            "ImageId": BASE_IMAGE,
+        }
+    (template,) = ec2.describe_launch_templates(LaunchTemplateIds=[out["id"]])["LaunchTemplates"]
+    assert {t["Key"]: t["Value"] for t in template["Tags"]} == {
+        "Team": "platform",
+        "Fingerprint": FINGERPRINT,
+    }
+    assert tf.plan(*variables).returncode == 0
+
+    # Asking for a public IP and naming the profile by ARN: a new version of the same template.
+    profile_arn = "arn:aws:iam::123456789012:instance-profile/fleet-profile"
+    asked = [*variables[:-2], "-var", f"profile={profile_arn}", "-var", "public_ip=true"]
+    tf.apply(*asked)
+    again = tf.outputs()
+    assert (again["id"], again["latest_version"], again["default_version"]) == (out["id"], 2, 2)
+    data = template_data(out["id"], 2)["LaunchTemplateData"]
+    assert data["IamInstanceProfile"] == {"Arn": profile_arn}
+    assert data["NetworkInterfaces"] == [
+        {
+            "AssociatePublicIpAddress": True,
+            "DeleteOnTermination": True,
+            "DeviceIndex": 0,
+            "Groups": [group],
+        }
+    ]
+    assert "SecurityGroupIds" not in data  # EC2 takes them on the interface instead
+    assert tf.plan(*asked).returncode == 0
+
+
+def fleet(name: str) -> tuple[str, list[dict]]:
+    """The group's launch template version and its instance refreshes (newest first)."""
+    autoscaling = boto3.client("autoscaling")
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ]
+    refreshes = autoscaling.describe_instance_refreshes(AutoScalingGroupName=name)
+    return group["LaunchTemplate"]["Version"], refreshes["InstanceRefreshes"]
+
+
+FLEET = """
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws" }
+  }
+}
+
+variable "image_id" { type = string }
+variable "team" { type = string }
+
+provider "aws" {
+  region = "us-east-1"
+}
+
+module "launch_template" {
+  source = "../modules/launch_template"
+
+  name_prefix = "fleet-"
+  image_id    = var.image_id
+}
+
+module "asg" {
+  source = "../modules/asg"
+
+  name_prefix             = "fleet-"
+  launch_template_id      = module.launch_template.id
+  launch_template_version = module.launch_template.latest_version
+  availability_zones      = ["us-east-1a", "us-east-1b"]
+  min_size                = 1
+  max_size                = 3
+  desired_capacity        = 2
+  min_healthy_percentage  = 50
+  instance_warmup         = 60
+  tags                    = { Team = var.team }
+}
+
+output "name" { value = module.asg.name }
+output "version" { value = module.asg.launch_template_version }
+"""
+
+
+def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
+    tmp_path, sandbox_env, any_terraform, terraform_env
+):
+    copy_tree(tmp_path / "tf")
+    workdir = tmp_path / "tf" / "fleet"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(FLEET)
+    tf = Terraform(any_terraform, workdir, {**sandbox_env, **terraform_env})
+    tf.init()
+    images = boto3.client("ec2").describe_images(Owners=["099720109477"])["Images"]
+    (other_image,) = [i["ImageId"] for i in images if i["ImageId"] != BASE_IMAGE]
+
+    tf.apply("-var", f"image_id={BASE_IMAGE}", "-var", "team=a")
+    name = tf.outputs()["name"]
+    assert fleet(name) == ("1", [])
+    # A change to the group that leaves its launch template alone replaces no instance.
+    tf.apply("-var", f"image_id={BASE_IMAGE}", "-var", "team=b")
+    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    assert {t["Key"]: t["Value"] for t in group["Tags"]}["Team"] == "b"
+    assert fleet(name) == ("1", [])
+
+    # A new image: a new template version, and the group rolls onto it in one refresh.
+    changed = [*("-var", f"image_id={other_image}"), *("-var", "team=b")]
+    assert tf.plan(*changed).returncode == 2
+    assert fleet(name) == ("1", [])
+    tf.apply(*changed)
+    assert tf.outputs()["version"] == 2
+    version, refreshes = fleet(name)
+    assert version == "2"
+    (refresh,) = refreshes
+    assert refresh["Strategy"] == "Rolling"
+    assert refresh["Preferences"] == {
+        "MinHealthyPercentage": 50,
+        "InstanceWarmup": 60,
+        "SkipMatching": True,
+    }
+    # The sandbox's refresh completes at once: every instance runs the new image.
+    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    ids = [i["InstanceId"] for i in group["Instances"]]
+    reservations = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    assert [i["ImageId"] for r in reservations for i in r["Instances"]] == [other_image] * 2
+    assert tf.plan(*changed).returncode == 0
+    tf.apply(*changed)
+    assert fleet(name) == ("2", refreshes)
