@@ -7,6 +7,7 @@ Tests taking `any_terraform` run with the pinned Terraform and with a newer one 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import boto3
@@ -438,7 +439,7 @@ def test_a_failing_provisioner_shows_its_own_error(root_tf, repo):
     assert "Error running command 'ami-bridge build base'" in stderr
     assert "E: Unable to locate package docker-ce" in stderr
     # The build's progress streamed through local-exec, Packer's steps included.
-    assert "(local-exec):   [base] packer: ==> " in proc.stdout, proc.stdout
+    assert re.search(r"\(local-exec\): +\d+s \[base\] packer: ==> ", proc.stdout), proc.stdout
 
 
 def test_a_missing_repo_dir_is_named(tmp_path, sandbox_env, any_terraform, terraform_env):
