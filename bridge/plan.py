@@ -303,8 +303,12 @@ def revoked_at(image: Image) -> datetime | None:
     """When `image` is (or will be) revoked; None when it is not. A revocation tag that does not
     parse counts as a revocation long past: someone meant to withdraw the image."""
     text = image.tag(TAG_REVOKED_AT)
-    if text is None:
-        return None
+    return None if text is None else revocation_time(text)
+
+
+def revocation_time(text: str) -> datetime:
+    """A revoked-at value as an aware datetime (one without a zone is UTC); one that does not
+    parse counts as long past."""
     return _parse_date(text) or datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -319,9 +323,11 @@ def expires_at(creation_date: str, max_age_days: float | None) -> str:
 def _parse_date(text: str) -> datetime | None:
     """EC2's CreationDate (2026-01-01T00:00:00.000Z) as an aware datetime; None when absent."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
     except ValueError:
         return None
+    # A value written by hand may lack its zone: EC2's and the bridge's are UTC.
+    return parsed.replace(tzinfo=timezone.utc) if parsed and parsed.tzinfo is None else parsed
 
 
 def next_step(

@@ -320,7 +320,11 @@ class Revoker:
         changes = [Change(target, own)]
         for build in below:
             earlier = build.revocation
-            if earlier is not None and earlier.by != target.build_id and _parse(earlier.at) <= when:
+            if (
+                earlier is not None
+                and earlier.by != target.build_id
+                and plan.revocation_time(earlier.at) <= when
+            ):
                 # Revoked before, for its own reason or an ancestor's: that record stands, so
                 # restoring this target never lifts it.
                 changes.append(Change(build, earlier, kept=True))
@@ -439,18 +443,9 @@ def _builds(images: Iterable[Image], tag_key: str) -> dict[str, Build]:
     return builds
 
 
-def _parse(text: str) -> datetime:
-    """A revoked-at tag's time; one that does not parse counts as long past (as plan.py has it)."""
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=timezone.utc)
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
-
-
 def _in_effect(build: Build, now: datetime) -> bool:
     revocation = build.revocation
-    return revocation is not None and _parse(revocation.at) <= now
+    return revocation is not None and plan.revocation_time(revocation.at) <= now
 
 
 def _revoked_by_itself(build: Build) -> bool:

@@ -459,3 +459,13 @@ def test_an_unreadable_revocation_time_counts_as_revoked():
     gone = revoked("ami-1", "whenever")
     decision = decide(ROOT, FP, EAST, {"us-east-1": [gone]}, parent_amis=None, now=NOW)
     assert decision.state == "revoked"
+
+
+def test_a_revocation_written_by_hand_without_a_zone_counts_as_utc():
+    past = revoked("ami-1", "2026-03-01T11:59:59")
+    assert decide(ROOT, FP, EAST, {"us-east-1": [past]}, parent_amis=None, now=NOW).state == (
+        "revoked"
+    )
+    later = revoked("ami-1", "2026-03-01T12:00:01")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [later]}, parent_amis=None, now=NOW)
+    assert decision.state == "found" and decision.revokes_at == "2026-03-01T12:00:01+00:00"
