@@ -24,7 +24,7 @@ from pathlib import Path
 
 import boto3
 
-from bridge import registry, sandbox, sources
+from bridge import model, sandbox, sources
 from bridge.catalog import load_catalog
 from bridge.fingerprint import fingerprint_all, open_repo
 from testing.faultproxy import FaultProxy
@@ -193,9 +193,9 @@ def publish_images(path: Path, region: str = "us-east-1") -> dict[str, str]:
         ami = ec2.create_image(InstanceId=instance["InstanceId"], Name=f"{d.name}-{fp[:12]}")[
             "ImageId"
         ]
-        tags = {"SHA": fp, registry.TAG_DEFINITION: d.name, registry.TAG_COMMIT: snapshot.commit}
+        tags = {"SHA": fp, model.TAG_DEFINITION: d.name, model.TAG_COMMIT: snapshot.commit}
         if d.parent:
-            tags[registry.TAG_PARENT_AMI] = amis[d.parent]
+            tags[model.TAG_PARENT_AMI] = amis[d.parent]
         ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
         amis[d.name] = ami
     values = sorted(f.value for f in snapshot.fingerprints.values())

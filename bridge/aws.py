@@ -76,7 +76,7 @@ class AwsClients:
         session: Any | None = None,
         model_cache: Path | None = None,
     ) -> None:
-        """`model_cache`: where slim service models are kept (bridge.models); None: full ones."""
+        """`model_cache`: where slim service models are kept (service_models.py); None: full ones."""
         self._retry_mode = retry_mode
         self._model_cache = model_cache
         self._max_attempts = max_attempts
@@ -98,10 +98,10 @@ class AwsClients:
             if self._session is None:
                 self._session = botocore.session.get_session()
                 if self._model_cache is not None:
-                    from bridge import models
+                    from bridge import service_models
 
                     self._session.register_component(
-                        "data_loader", models.loader(self._model_cache)
+                        "data_loader", service_models.loader(self._model_cache)
                     )
             config = Config(
                 retries={"mode": self._retry_mode, "total_max_attempts": self._max_attempts},

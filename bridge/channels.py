@@ -14,14 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bridge import plan, registry
+from bridge import model, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, QueryError
-from bridge.registry import Image
-from bridge.revoke import Build
+from bridge.model import Build, Image
 
 if TYPE_CHECKING:
     from bridge.resolve import Resolver
@@ -75,9 +74,9 @@ def find_build(
         found = [
             i
             for i in registry.find_tagged(
-                clients.ec2(region), region, registry.TAG_BUILD_ID, [build_id], owners=["self"]
+                clients.ec2(region), region, model.TAG_BUILD_ID, [build_id], owners=["self"]
             )
-            if i.state == "available" and i.tag(registry.TAG_DEFINITION) == definition
+            if i.state == "available" and i.tag(model.TAG_DEFINITION) == definition
         ]
         if found:
             images[region] = max(found, key=lambda i: (i.creation_date, i.ami_id))
@@ -90,9 +89,9 @@ def find_build(
         )
     now = datetime.now(timezone.utc)
     revoked = sorted(
-        f"{i.ami_id} in {r} (since {i.tag(registry.TAG_REVOKED_AT)})"
+        f"{i.ami_id} in {r} (since {i.tag(model.TAG_REVOKED_AT)})"
         for r, i in images.items()
-        if (plan.revoked_at(i) or now + timedelta(seconds=1)) <= now
+        if model.is_revoked(i, now)
     )
     if revoked:
         raise QueryError(
@@ -233,13 +232,13 @@ def chosen_build(
             tag_key=settings.tag_key,
             owners=["self"],
         ).get(fingerprint, [])
-        ours = [i for i in found if i.tag(registry.TAG_DEFINITION) == d.name]
+        ours = [i for i in found if i.tag(model.TAG_DEFINITION) == d.name]
         if not ours:
             raise QueryError(
                 f"No image of {d.name!r} carries the fingerprint {fingerprint} in {regions[0]}. "
                 f"List its images with `ami-bridge status`, or promote by --ami."
             )
-        build_id = ours[0].tag(registry.TAG_BUILD_ID) or ours[0].ami_id
+        build_id = ours[0].tag(model.TAG_BUILD_ID) or ours[0].ami_id
     else:
         result = resolver.status([d.name])[d.name]
         if result.state != "found":
@@ -259,13 +258,13 @@ def _build_of(resolver: Resolver, definition: str, ami: str, regions: Sequence[s
             image = registry.describe_image(resolver.clients.ec2(region), region, ami)
         except AwsError:
             continue
-        if image.tag(registry.TAG_DEFINITION) != definition:
+        if image.tag(model.TAG_DEFINITION) != definition:
             raise QueryError(
                 f"{ami} is not an image of {definition!r} (its definition tag says "
-                f"{image.tag(registry.TAG_DEFINITION) or 'nothing'}). Name an image the bridge "
+                f"{image.tag(model.TAG_DEFINITION) or 'nothing'}). Name an image the bridge "
                 f"built for {definition!r}."
             )
-        return image.tag(registry.TAG_BUILD_ID) or image.ami_id
+        return image.tag(model.TAG_BUILD_ID) or image.ami_id
     raise QueryError(
         f"No image {ami} exists in the regions of {definition!r} ({', '.join(regions)}). "
         "Check the AMI ID."
@@ -316,12 +315,11 @@ def check_not_revoked(
             f"{held.version}), which does not exist in {region} any more. Roll the channel back "
             f"(`ami-bridge rollback {definition} {channel}`) or promote another build."
         ) from None
-    revoked_at = plan.revoked_at(image)
-    if revoked_at is not None and revoked_at <= datetime.now(timezone.utc):
-        reason = image.tag(registry.TAG_REVOKE_REASON)
+    if model.is_revoked(image, datetime.now(timezone.utc)):
+        reason = image.tag(model.TAG_REVOKE_REASON)
         raise QueryError(
             f"Channel {channel!r} of {definition!r} holds {held.ami_id} (version "
-            f"{held.version}), which is revoked since {image.tag(registry.TAG_REVOKED_AT)}"
+            f"{held.version}), which is revoked since {image.tag(model.TAG_REVOKED_AT)}"
             f"{': ' + reason if reason else ''}. "
             f"Roll the channel back (`ami-bridge rollback {definition} {channel}`) or promote "
             "another build."
@@ -343,6 +341,5 @@ def held(clients: AwsClients, prefix: str, region: str) -> dict[str, dict[str, t
     revoked: dict[str, bool] = {}
     for ami in sorted({a for chans in found.values() for a in chans.values()}):
         image = registry.image_by_id(clients.ec2(region), region, ami)
-        at = plan.revoked_at(image) if image is not None else None
-        revoked[ami] = image is None or (at is not None and at <= now)
+        revoked[ami] = image is None or model.is_revoked(image, now)
     return {d: {c: (a, revoked[a]) for c, a in sorted(chans.items())} for d, chans in found.items()}

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     import git
 
     from bridge.catalog import Catalog
+    from bridge.model import Build
     from bridge.protocol import Query
     from bridge.resolve import ResolvedAmi, Resolver
-    from bridge.revoke import Build
 
 log = logging.getLogger("bridge")
 
@@ -686,9 +686,10 @@ def _report(
 
 def _age(creation_date: str, now: datetime) -> str:
     """How old an image is, roughly: 45s, 12m, 5h, 3d."""
-    try:
-        created = datetime.fromisoformat(creation_date.replace("Z", "+00:00"))
-    except ValueError:
+    from bridge.model import parse_time
+
+    created = parse_time(creation_date)
+    if created is None:
         return "?"
     seconds = max(0, int((now - created).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

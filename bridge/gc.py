@@ -26,10 +26,10 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from bridge import registry
+from bridge import model, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, BridgeError, QueryError, RetentionError
-from bridge.registry import Image
+from bridge.model import Build, Image
 from bridge.settings import (
     DEFAULT_GC_CHANNEL_VERSIONS,
     DEFAULT_GC_KEEP,
@@ -53,9 +53,6 @@ DEFAULT_KEEP_CHANNEL_VERSIONS = DEFAULT_GC_CHANNEL_VERSIONS
 IN_PROGRESS = frozenset({"pending", "transient"})
 # Instances that can still start: every state but terminated.
 LIVE_INSTANCE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
-# Snapshots of an image gc deregistered carry this tag (the AMI's ID) until they are deleted,
-# so a run cut short between the two steps leaves nothing a later run cannot find.
-TAG_GC = registry.TAG_PREFIX + "gc-deregistered"
 # DescribeImageReferences: at most this many image IDs per call.
 REFERENCE_BATCH = 100
 _RESOLVE_SSM = re.compile(r"^resolve:ssm:(.+)$")
@@ -125,37 +122,6 @@ def _number(flag: str, raw: str, meaning: str) -> float:
 
 
 @dataclass(frozen=True)
-class Build:
-    """One build of a definition: its image in each region (the build and its copies)."""
-
-    definition: str
-    fingerprint: str
-    build_id: str
-    images: tuple[Image, ...]
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.definition, self.build_id)
-
-    @property
-    def created(self) -> str:
-        """When it was built: its oldest image's creation date (a copy is younger)."""
-        return min(i.creation_date for i in self.images)
-
-    @property
-    def amis(self) -> dict[str, str]:
-        """Region -> AMI ID."""
-        return {i.region: i.ami_id for i in self.images}
-
-    @property
-    def parents(self) -> frozenset[str]:
-        """The parent AMIs its images were built on (any region)."""
-        return frozenset(
-            p for i in self.images if (p := i.tag(registry.TAG_PARENT_AMI) or "") != ""
-        )
-
-
-@dataclass(frozen=True)
 class Verdict:
     """Keep or delete one build, and why."""
 
@@ -180,19 +146,8 @@ class World:
 def builds_of(images: Iterable[Image], *, tag_key: str) -> tuple[Build, ...]:
     """The bridge's images (definition and fingerprint tags), grouped by definition and build ID
     (an image without a build ID is a build of its own)."""
-    groups: dict[tuple[str, str], list[Image]] = defaultdict(list)
-    fingerprints: dict[tuple[str, str], str] = {}
-    for image in images:
-        definition = image.tag(registry.TAG_DEFINITION)
-        fingerprint = image.tag(tag_key)
-        if not definition or not fingerprint:
-            continue
-        key = (definition, image.tag(registry.TAG_BUILD_ID) or image.ami_id)
-        groups[key].append(image)
-        fingerprints.setdefault(key, fingerprint)
-    return tuple(
-        Build(d, fingerprints[(d, b)], b, tuple(sorted(images, key=lambda i: (i.region, i.ami_id))))
-        for (d, b), images in sorted(groups.items())
+    return model.builds_of(
+        (i for i in images if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)), tag_key=tag_key
     )
 
 
@@ -226,7 +181,7 @@ def decide(
                 if ami in current:
                     why.append(current[ami])
                 why.extend(f"{u} ({ami} in {region})" for u in uses.get(ami, ()))
-            if any(i.state in IN_PROGRESS for i in b.images):
+            if any(i.state in IN_PROGRESS for i in b.images.values()):
                 why.append("still being made")
             age = _age(b.created, now)
             if age < min_age:
@@ -268,12 +223,9 @@ def _deletable(b: Build, policy: Policy, now: datetime) -> str:
 
 
 def _age(created: str, now: datetime) -> timedelta:
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
+    when = model.parse_time(created)
+    if when is None:
         return timedelta(0)  # an unreadable date counts as new: kept
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     return now - when
 
 
@@ -319,7 +271,7 @@ def look(
     for region in regions:
         ec2 = clients.ec2(region)
         found = _own_images(ec2, region)
-        ours = [i for i in found if i.tag(registry.TAG_DEFINITION) and i.tag(tag_key)]
+        ours = [i for i in found if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)]
         images += ours
         templates = _launch_templates(ec2, region, uses)
         _instances(ec2, region, uses)
@@ -344,7 +296,7 @@ def _own_images(ec2: EC2Client, region: str) -> list[Image]:
         with _check("listing this account's images", region, "ec2:DescribeImages"):
             page = ec2.describe_images(
                 Owners=["self"],
-                Filters=[{"Name": "tag-key", "Values": [registry.TAG_DEFINITION]}],
+                Filters=[{"Name": "tag-key", "Values": [model.TAG_DEFINITION]}],
                 **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
             )
         found += [registry.parse_image(raw, region) for raw in page.get("Images", [])]
@@ -633,12 +585,12 @@ def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:
         with _check("listing snapshots gc left", region, "ec2:DescribeSnapshots"):
             page = ec2.describe_snapshots(
                 OwnerIds=["self"],
-                Filters=[{"Name": "tag-key", "Values": [TAG_GC]}],
+                Filters=[{"Name": "tag-key", "Values": [model.TAG_GC]}],
                 **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
             )
         for snapshot in page.get("Snapshots", []):
             tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
-            marked[snapshot["SnapshotId"]] = tags.get(TAG_GC, "")
+            marked[snapshot["SnapshotId"]] = tags.get(model.TAG_GC, "")
         token = page.get("NextToken")
         if not token:
             break
@@ -733,14 +685,14 @@ def apply(
 
 def delete_build(clients: AwsClients, build: Build) -> None:
     """Deregister every regional image of `build` and delete its snapshots."""
-    for image in build.images:
+    for image in build.images.values():
         ec2 = clients.ec2(image.region)
         if image.snapshot_ids:
             # Marked first: a run cut short after deregistering still finds them (TAG_GC).
             with aws_call(f"marking the snapshots of {image.ami_id}", "ec2:CreateTags"):
                 ec2.create_tags(
                     Resources=list(image.snapshot_ids),
-                    Tags=[{"Key": TAG_GC, "Value": image.ami_id}],
+                    Tags=[{"Key": model.TAG_GC, "Value": image.ami_id}],
                 )
         _deregister(ec2, image)
         for snapshot in image.snapshot_ids:
@@ -800,7 +752,7 @@ def rows(outcomes: Sequence[Outcome], *, now: datetime) -> list[dict[str, Any]]:
                 "created": b.created,
                 "age": _span(_age(b.created, now)),
                 "images": dict(sorted(b.amis.items())),
-                "snapshots": {i.region: list(i.snapshot_ids) for i in b.images},
+                "snapshots": {i.region: list(i.snapshot_ids) for i in b.images.values()},
                 "action": outcome.done,
                 "reasons": list(v.reasons),
             }

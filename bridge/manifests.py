@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.aws import aws_call
 from bridge.errors import ManifestError
+from bridge.model import Revocation
 from bridge.validation import first_error
 
 if TYPE_CHECKING:
@@ -24,15 +25,6 @@ class ParentRef:
     definition: str
     fingerprint: str
     ami: str
-
-
-@dataclass(frozen=True)
-class Revocation:
-    """A manifest's record of its image's revocation (revoke.py)."""
-
-    at: str  # ISO 8601 UTC: from when the image is not used
-    reason: str
-    by: str  # the build ID of the image the revocation was issued on (this one or an ancestor)
 
 
 @dataclass(frozen=True)

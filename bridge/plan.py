@@ -16,14 +16,16 @@ from typing import Literal
 
 from bridge.catalog import Definition
 from bridge.errors import QueryError
-from bridge.registry import (
+from bridge.model import (
     TAG_BUILD_ID,
     TAG_DEFINITION,
     TAG_MANIFEST,
     TAG_PARENT_AMI,
     TAG_REVOKE_REASON,
-    TAG_REVOKED_AT,
     Image,
+    is_revoked,
+    parse_time,
+    revoked_at,
 )
 from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked
 
@@ -206,7 +208,7 @@ def decide(
     born: dict[str, datetime] = {}
     for region in regions:
         for i in seen.get(region, ()):
-            created = _parse_date(i.creation_date)
+            created = parse_time(i.creation_date)
             if created is not None:
                 build = i.tag(TAG_BUILD_ID) or i.ami_id
                 born[build] = min(born.get(build, created), created)
@@ -216,10 +218,6 @@ def decide(
     def expiry(i: Image) -> datetime | None:
         start = born.get(i.tag(TAG_BUILD_ID) or i.ami_id)
         return None if lifetime is None or start is None else start + lifetime
-
-    def revoked_by_now(i: Image) -> bool:
-        at = revoked_at(i)
-        return at is not None and at <= now
 
     chosen: dict[str, Image] = {}
     duplicates: dict[str, tuple[str, ...]] = {}
@@ -231,8 +229,8 @@ def decide(
         candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
         # A revoked image is never used again, whatever its parent or age; a revocation
         # scheduled for later leaves it usable until then.
-        withdrawn += [i for i in candidates if revoked_by_now(i)]
-        candidates = [i for i in candidates if not revoked_by_now(i)]
+        withdrawn += [i for i in candidates if is_revoked(i, now)]
+        candidates = [i for i in candidates if not is_revoked(i, now)]
         if parent_amis is not None:
             matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
             outdated = outdated or (bool(candidates) and not matching)
@@ -299,35 +297,12 @@ def decide(
     )
 
 
-def revoked_at(image: Image) -> datetime | None:
-    """When `image` is (or will be) revoked; None when it is not. A revocation tag that does not
-    parse counts as a revocation long past: someone meant to withdraw the image."""
-    text = image.tag(TAG_REVOKED_AT)
-    return None if text is None else revocation_time(text)
-
-
-def revocation_time(text: str) -> datetime:
-    """A revoked-at value as an aware datetime (one without a zone is UTC); one that does not
-    parse counts as long past."""
-    return _parse_date(text) or datetime.min.replace(tzinfo=timezone.utc)
-
-
 def expires_at(creation_date: str, max_age_days: float | None) -> str:
     """When an image built at `creation_date` expires (ISO 8601 UTC; "" when never)."""
-    created = _parse_date(creation_date)
+    created = parse_time(creation_date)
     if created is None or max_age_days is None:
         return ""
     return (created + timedelta(days=max_age_days)).isoformat(timespec="seconds")
-
-
-def _parse_date(text: str) -> datetime | None:
-    """EC2's CreationDate (2026-01-01T00:00:00.000Z) as an aware datetime; None when absent."""
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
-    # A value written by hand may lack its zone: EC2's and the bridge's are UTC.
-    return parsed.replace(tzinfo=timezone.utc) if parsed and parsed.tzinfo is None else parsed
 
 
 def next_step(

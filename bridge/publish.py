@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from bridge import manifests, registry
+from bridge import manifests, model, registry
 from bridge.catalog import Definition
 from bridge.errors import BuildError
-from bridge.registry import Image
+from bridge.model import Image
 
 if TYPE_CHECKING:
     from bridge.aws import AwsClients
@@ -55,20 +55,20 @@ def image_tags(
     """Every tag a built image and its snapshots get."""
     tags = {
         **d.tags,
-        registry.TAG_DEFINITION: d.name,
-        registry.TAG_COMMIT: provenance.commit,
-        registry.TAG_PACKER_VERSION: provenance.packer_version,
-        registry.TAG_BUILD_ID: provenance.build_id,
+        model.TAG_DEFINITION: d.name,
+        model.TAG_COMMIT: provenance.commit,
+        model.TAG_PACKER_VERSION: provenance.packer_version,
+        model.TAG_BUILD_ID: provenance.build_id,
     }
     if provenance.build_url:
-        tags[registry.TAG_BUILD_URL] = provenance.build_url
+        tags[model.TAG_BUILD_URL] = provenance.build_url
     if provenance.parent is not None:
-        tags[registry.TAG_PARENT_AMI] = provenance.parent.ami
-        tags[registry.TAG_PARENT_FINGERPRINT] = provenance.parent.fingerprint
+        tags[model.TAG_PARENT_AMI] = provenance.parent.ami
+        tags[model.TAG_PARENT_FINGERPRINT] = provenance.parent.fingerprint
     if provenance.parent_build_id:
-        tags[registry.TAG_PARENT_BUILD_ID] = provenance.parent_build_id
+        tags[model.TAG_PARENT_BUILD_ID] = provenance.parent_build_id
     if provenance.source_amis:
-        tags[registry.TAG_SOURCE_AMI] = ",".join(provenance.source_amis)
+        tags[model.TAG_SOURCE_AMI] = ",".join(provenance.source_amis)
     tags[tag_key] = fingerprint
     return tags
 
@@ -160,10 +160,10 @@ def restore_manifest(
             fingerprint=fingerprint,
             amis=amis,
             parent=parent,
-            git_commit=primary.tag(registry.TAG_COMMIT) or "",
-            packer_version=primary.tag(registry.TAG_PACKER_VERSION) or "unknown",
+            git_commit=primary.tag(model.TAG_COMMIT) or "",
+            packer_version=primary.tag(model.TAG_PACKER_VERSION) or "unknown",
             build_time=primary.creation_date,
-            build_url=primary.tag(registry.TAG_BUILD_URL) or "",
+            build_url=primary.tag(model.TAG_BUILD_URL) or "",
         )
         manifests.publish(s3, bucket, prefix, manifest)
         log.warning("%s: wrote the missing manifest %s from the image's tags", d.name, uri)
@@ -194,4 +194,4 @@ def add_regions(
 
 def _mark_published(clients: AwsClients, images: Iterable[Image], uri: str) -> None:
     for image in images:
-        registry.tag_image(clients.ec2(image.region), image, {registry.TAG_MANIFEST: uri})
+        registry.tag_image(clients.ec2(image.region), image, {model.TAG_MANIFEST: uri})

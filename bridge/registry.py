@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from bridge.aws import aws_call
 from bridge.errors import AwsError
+from bridge.model import Image
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -21,56 +21,7 @@ log = logging.getLogger(__name__)
 
 # DescribeImages accepts at most 200 values in one filter.
 FILTER_BATCH = 200
-TAG_PREFIX = "ami-chain:"
-TAG_DEFINITION = TAG_PREFIX + "definition"
-TAG_COMMIT = TAG_PREFIX + "git-commit"
-TAG_PARENT_AMI = TAG_PREFIX + "parent-ami"
-TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
-# The build ID of the parent image: the same for the parent's build and all its regional copies.
-TAG_PARENT_BUILD_ID = TAG_PREFIX + "parent-build-id"
-TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
-# The upstream image(s) a root was built on, chosen by its tracked source filters.
-TAG_SOURCE_AMI = TAG_PREFIX + "source-ami"
-TAG_BUILD_URL = TAG_PREFIX + "build-url"
-# Known before the build (plan.predicted_build_id), so a Terraform plan can name the build to come.
-TAG_BUILD_ID = TAG_PREFIX + "build-id"
-# Put on once the image's manifest is written: an image without it may lack its manifest.
-TAG_MANIFEST = TAG_PREFIX + "manifest"
-# A revocation (revoke.py): from this time (ISO 8601 UTC) the image is not used, for this reason,
-# because the image with this build ID was revoked (its own, or an ancestor's).
-TAG_REVOKED_AT = TAG_PREFIX + "revoked-at"
-TAG_REVOKE_REASON = TAG_PREFIX + "revoke-reason"
-TAG_REVOKED_BY = TAG_PREFIX + "revoked-by"
-REVOCATION_TAGS = (TAG_REVOKED_AT, TAG_REVOKE_REASON, TAG_REVOKED_BY)
 TAG_VALUE_MAX = 255
-
-
-# DescribeImages' ImageState values.
-ImageState = Literal[
-    "available", "pending", "invalid", "deregistered", "transient", "failed", "error", "disabled"
-]
-
-
-@dataclass(frozen=True)
-class Image:
-    """One AMI as DescribeImages reports it."""
-
-    ami_id: str
-    region: str
-    state: ImageState
-    creation_date: str
-    owner_id: str
-    tags: Mapping[str, str]
-    snapshot_ids: tuple[str, ...]
-    name: str = ""
-    # The KMS keys of its encrypted snapshots (none when unencrypted).
-    kms_key_ids: tuple[str, ...] = ()
-    # Another account's image, found through its manifest: never tagged, shared or copied here.
-    foreign: bool = False
-
-    def tag(self, key: str) -> str | None:
-        """The value of tag `key`, or None."""
-        return self.tags.get(key)
 
 
 def find_images(

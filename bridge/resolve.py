@@ -22,6 +22,7 @@ import git
 from bridge import (
     checkout,
     manifests,
+    model,
     plan,
     publish,
     registry,
@@ -45,8 +46,8 @@ from bridge.errors import (
 )
 from bridge.fingerprint import Snapshot, fingerprint_all
 from bridge.lease import Lease, LeaseConfig, LeaseManager, build_once, lease_key
+from bridge.model import Image
 from bridge.packer import PackerRunner
-from bridge.registry import Image
 from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked, Settings
 
 log = logging.getLogger(__name__)
@@ -341,17 +342,17 @@ class Resolver:
                 d, manifest = by_ami[ami]
                 recorded = {
                     self.settings.tag_key: manifest.fingerprint,
-                    registry.TAG_DEFINITION: d.name,
-                    registry.TAG_COMMIT: manifest.git_commit,
+                    model.TAG_DEFINITION: d.name,
+                    model.TAG_COMMIT: manifest.git_commit,
                 }
                 if manifest.parent is not None:
-                    recorded[registry.TAG_PARENT_AMI] = manifest.parent.ami
-                    recorded[registry.TAG_PARENT_FINGERPRINT] = manifest.parent.fingerprint
+                    recorded[model.TAG_PARENT_AMI] = manifest.parent.ami
+                    recorded[model.TAG_PARENT_FINGERPRINT] = manifest.parent.fingerprint
                 if manifest.revoked is not None:
                     # Revoked in the builder's account: revoked here too.
-                    recorded[registry.TAG_REVOKED_AT] = manifest.revoked.at
-                    recorded[registry.TAG_REVOKE_REASON] = manifest.revoked.reason
-                    recorded[registry.TAG_REVOKED_BY] = manifest.revoked.by
+                    recorded[model.TAG_REVOKED_AT] = manifest.revoked.at
+                    recorded[model.TAG_REVOKE_REASON] = manifest.revoked.reason
+                    recorded[model.TAG_REVOKED_BY] = manifest.revoked.by
                 tagged = replace(
                     image, tags=MappingProxyType({**image.tags, **recorded}), foreign=True
                 )
@@ -570,7 +571,7 @@ class Resolver:
             manifest_uri=manifest_uri,
             # "" when unknown (a seed pipeline's image): never the commit looked at now, which
             # would change with every commit while the image stays the same.
-            git_commit=(primary.tag(registry.TAG_COMMIT) or "") if primary else "",
+            git_commit=(primary.tag(model.TAG_COMMIT) or "") if primary else "",
             commit=commit,
             creation_date=primary.creation_date if primary else "",
             build_id=plan.build_id(decision, parent.build_id if parent else None),
@@ -793,9 +794,9 @@ class Resolver:
             return images
         source = next(images[r] for r in regions if r in images)
         tags = {k: v for k, v in source.tags.items() if not k.startswith("aws:")}
-        if share.TAG_SHARED in tags:
+        if model.TAG_SHARED in tags:
             # EC2 copies no launch permissions: the copy is not shared until _share shares it.
-            tags[share.TAG_SHARED] = ""
+            tags[model.TAG_SHARED] = ""
         started: dict[str, Image] = {}
         for region in missing:
             ec2 = self.clients.ec2(region)

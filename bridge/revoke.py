@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from bridge import manifests, plan, registry
+from bridge import manifests, model, plan, registry
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
-from bridge.registry import Image
+from bridge.model import Build, Image
 
 if TYPE_CHECKING:
     from bridge.resolve import Resolver
@@ -33,40 +33,12 @@ REASON_MAX = 200
 
 
 @dataclass(frozen=True)
-class Build:
-    """One build of a definition: the same build ID in every region it was copied to."""
-
-    definition: str
-    fingerprint: str
-    build_id: str
-    images: Mapping[str, Image]  # region -> image
-
-    @property
-    def amis(self) -> dict[str, str]:
-        """Region -> AMI ID."""
-        return {r: i.ami_id for r, i in sorted(self.images.items())}
-
-    @property
-    def revocation(self) -> manifests.Revocation | None:
-        """The revocation its images carry (the first region's), or None."""
-        for _, image in sorted(self.images.items()):
-            at = image.tag(registry.TAG_REVOKED_AT)
-            if at is not None:
-                return manifests.Revocation(
-                    at,
-                    image.tag(registry.TAG_REVOKE_REASON) or "",
-                    image.tag(registry.TAG_REVOKED_BY) or "",
-                )
-        return None
-
-
-@dataclass(frozen=True)
 class Change:
     """What a revoke or restore did to one build."""
 
     build: Build
     # The revocation written (revoke), or the one removed (restore).
-    revocation: manifests.Revocation
+    revocation: model.Revocation
     # A descendant already revoked on its own earlier: left as it was.
     kept: bool = False
 
@@ -75,11 +47,8 @@ def parse_time(text: str | None, now: datetime) -> datetime:
     """--at: ISO 8601 with a time zone (`Z` or an offset), as UTC whole seconds; now when None."""
     if text is None:
         return now.replace(microsecond=0)
-    try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
+    at = model.parse_time(text, assume_utc=False)
+    if at is None:
         raise QueryError(
             f"--at is {text[:60]!r}, not an ISO 8601 time with a time zone. Pass e.g. "
             "2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00 (a time in the future schedules "
@@ -103,11 +72,6 @@ def check_reason(reason: str | None) -> str:
             "instead."
         )
     return text
-
-
-def timestamp(at: datetime) -> str:
-    """The revoked-at tag's form: ISO 8601 UTC, whole seconds, `Z`."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def deprecate_at(at: datetime, now: datetime) -> datetime:
@@ -167,7 +131,7 @@ class Revoker:
                 [fp],
                 owners=self.settings.owners,
             )
-            if i.tag(registry.TAG_DEFINITION) in (None, d.name)
+            if i.tag(model.TAG_DEFINITION) in (None, d.name)
         ]
         builds = sorted(
             (
@@ -221,13 +185,13 @@ class Revoker:
                 continue
             if not registry.owned_by(image, self.settings.owners):
                 break
-            named = image.tag(registry.TAG_DEFINITION)
+            named = image.tag(model.TAG_DEFINITION)
             if named not in (None, d.name):
                 raise QueryError(
                     f"{ami} is an image of {named!r}, not {d.name!r}. Name its definition: "
                     f"`ami-bridge revoke {named} --ami {ami} ...`."
                 )
-            build_id = image.tag(registry.TAG_BUILD_ID)
+            build_id = image.tag(model.TAG_BUILD_ID)
             if build_id is None:
                 return Build(d.name, image.tag(self.settings.tag_key) or "", ami, {region: image})
             copies = self._copies([build_id])
@@ -250,7 +214,7 @@ class Revoker:
             for i in registry.find_tagged(
                 self.clients.ec2(region),
                 region,
-                registry.TAG_BUILD_ID,
+                model.TAG_BUILD_ID,
                 ids,
                 owners=self.settings.owners,
             )
@@ -270,18 +234,18 @@ class Revoker:
                 for i in registry.find_tagged(
                     self.clients.ec2(region),
                     region,
-                    registry.TAG_PARENT_AMI,
+                    model.TAG_PARENT_AMI,
                     frontier,
                     owners=self.settings.owners,
                 )
             ]
-            new = {i.tag(registry.TAG_BUILD_ID) or i.ami_id for i in children} - seen
+            new = {i.tag(model.TAG_BUILD_ID) or i.ami_id for i in children} - seen
             if not new:
                 break
             builds = self._copies(new)
             # An image without a build ID is a build of its own.
             for image in children:
-                build = image.tag(registry.TAG_BUILD_ID) or image.ami_id
+                build = image.tag(model.TAG_BUILD_ID) or image.ami_id
                 if build in new and build not in builds:
                     builds[build] = _builds([image], self.settings.tag_key)[build]
             seen |= new
@@ -310,9 +274,9 @@ class Revoker:
         when = parse_time(at, now)
         target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=False)
         below = self.descendants(target)
-        own = manifests.Revocation(timestamp(when), text, target.build_id)
+        own = model.Revocation(model.timestamp(when), text, target.build_id)
         first = target.images.get(self.settings.region) or next(iter(target.images.values()))
-        inherited = manifests.Revocation(
+        inherited = model.Revocation(
             own.at,
             f"{d.name} {target.build_id[:12]} ({first.ami_id}) revoked: {text}",
             target.build_id,
@@ -323,7 +287,7 @@ class Revoker:
             if (
                 earlier is not None
                 and earlier.by != target.build_id
-                and plan.revocation_time(earlier.at) <= when
+                and model.revocation_time(earlier.at) <= when
             ):
                 # Revoked before, for its own reason or an ancestor's: that record stands, so
                 # restoring this target never lifts it.
@@ -335,9 +299,9 @@ class Revoker:
             if change.kept:
                 continue
             tags = {
-                registry.TAG_REVOKED_AT: change.revocation.at,
-                registry.TAG_REVOKE_REASON: change.revocation.reason,
-                registry.TAG_REVOKED_BY: change.revocation.by,
+                model.TAG_REVOKED_AT: change.revocation.at,
+                model.TAG_REVOKE_REASON: change.revocation.reason,
+                model.TAG_REVOKED_BY: change.revocation.by,
             }
             for region, image in sorted(change.build.images.items()):
                 ec2 = self.clients.ec2(region)
@@ -385,7 +349,7 @@ class Revoker:
                 continue
             for region, image in sorted(change.build.images.items()):
                 ec2 = self.clients.ec2(region)
-                registry.untag_image(ec2, image, registry.REVOCATION_TAGS)
+                registry.untag_image(ec2, image, model.REVOCATION_TAGS)
                 registry.deprecate(ec2, image, None)
             log.info(
                 "restored %s %s (%s)",
@@ -396,7 +360,7 @@ class Revoker:
         self._record([(c.build, None) for c in changes if not c.kept])
         return changes
 
-    def _record(self, records: Sequence[tuple[Build, manifests.Revocation | None]]) -> None:
+    def _record(self, records: Sequence[tuple[Build, model.Revocation | None]]) -> None:
         """Write (or clear) each build's revocation in its manifest, when it has one; the tags
         are on already, so a failure here names what to run again."""
         bucket, prefix = self.settings.manifest_bucket, self.settings.manifest_prefix
@@ -428,24 +392,12 @@ class Revoker:
 
 
 def _builds(images: Iterable[Image], tag_key: str) -> dict[str, Build]:
-    by_id: dict[str, dict[str, Image]] = {}
-    for image in images:
-        by_id.setdefault(image.tag(registry.TAG_BUILD_ID) or image.ami_id, {})[image.region] = image
-    builds = {}
-    for build_id, regional in by_id.items():
-        first = next(iter(regional.values()))
-        builds[build_id] = Build(
-            first.tag(registry.TAG_DEFINITION) or "",
-            first.tag(tag_key) or "",
-            build_id,
-            dict(sorted(regional.items())),
-        )
-    return builds
+    return {b.build_id: b for b in model.builds_of(images, tag_key=tag_key)}
 
 
 def _in_effect(build: Build, now: datetime) -> bool:
     revocation = build.revocation
-    return revocation is not None and plan.revocation_time(revocation.at) <= now
+    return revocation is not None and model.revocation_time(revocation.at) <= now
 
 
 def _revoked_by_itself(build: Build) -> bool:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import registry
+from bridge import model, registry
 from bridge.errors import AwsError, BuildError
+from bridge.model import Image
 from bridge.packer import manifest_artifacts
-from bridge.registry import Image
 
 if TYPE_CHECKING:
     from bridge.aws import AwsClients
@@ -77,7 +77,7 @@ def contradiction(image: Image, definition: str, *, fingerprint: str, tag_key: s
     tagged = image.tag(tag_key) or ""
     if _FINGERPRINT.fullmatch(tagged) and tagged != fingerprint:
         return f"tagged {tag_key}={tagged}, another fingerprint than {fingerprint}"
-    named = image.tag(registry.TAG_DEFINITION)
+    named = image.tag(model.TAG_DEFINITION)
     if named is not None and named != definition:
         return f"tagged as an image of {named!r}"
     return ""

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from bridge.aws import aws_call
 from bridge.errors import BuildError
-from bridge.registry import TAG_PREFIX, Image, tag_image
+from bridge.model import TAG_SHARED, Image
+from bridge.registry import tag_image
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG_SHARED = TAG_PREFIX + "shared"
 # The keys of the launch permissions the bridge manages; a public image ({"Group": "all"}) is
 # left as someone made it.
 _KINDS = ("UserId", "OrganizationArn", "OrganizationalUnitArn")

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from bridge import registry
+from bridge import model
 from testing.bridge import external, external_many, run_bridge
 from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
@@ -54,7 +54,7 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
         result = json.loads(results.pop())
         # Exactly one Packer build per definition.
         assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})
-        tagged = {tags_of(i)[registry.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
+        tagged = {tags_of(i)[model.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
         assert tagged == {"base": result["parent_ami_id"], "snowflake": result["ami_id"]}
         assert [k for k in manifest_keys() if "/leases/" in k] == []
         if not separate:
@@ -339,7 +339,7 @@ def test_a_failed_build_skips_its_descendants_not_its_siblings(sandbox_env, repo
     assert "E: tools cannot install its package" in err
     assert "tools-gpu skipped: its ancestor 'tools' failed" in err
     assert "Traceback" not in proc.stderr
-    tagged = {tags_of(i)[registry.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
+    tagged = {tags_of(i)[model.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
     assert tagged == {"base", "snowflake", "agent"}
     assert builds_per_definition()["tools-gpu"] == 0
     assert leases() == []
@@ -374,7 +374,7 @@ def test_ctrl_c_cancels_every_running_build(sandbox_env, repo, packer, tmp_path)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    tagged = {tags_of(i)[registry.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
+    tagged = {tags_of(i)[model.TAG_DEFINITION] for i in own_images() if tags_of(i).get("SHA")}
     assert "tools" not in tagged and "agent" not in tagged
     assert leases() == []
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from bridge import registry
+from bridge import model
 from bridge.aws import AwsClients, aws_call
 from testing.bridge import external, external_many
 from testing.faultproxy import FaultProxy
@@ -81,7 +81,7 @@ def test_sixteen_processes_build_once_through_faults_and_lost_responses(
     assert ("built", "true") in {(r["state"], r["built"]) for r in parsed}
     result = json.loads(results.pop())
     assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})
-    tagged = {tags_of(i)[registry.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
+    tagged = {tags_of(i)[model.TAG_DEFINITION]: i["ImageId"] for i in own_images()}
     assert tagged == {"base": result["parent_ami_id"], "snowflake": result["ami_id"]}
     assert [k for k in manifest_keys() if "/leases/" in k] == []
     lost = {k: v for k, v in proxy.counters.injected.items() if k.startswith("lost-")}

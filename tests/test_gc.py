@@ -14,7 +14,7 @@ from types import MappingProxyType
 import boto3
 import pytest
 
-from bridge import gc, registry
+from bridge import gc, model
 from bridge.errors import QueryError
 from bridge.lease import LeaseConfig, LeaseManager, lease_key
 from bridge.registry import Image
@@ -37,9 +37,9 @@ def image(
     state="available",
     fp="f" * 40,
 ):
-    tags = {registry.TAG_DEFINITION: definition, "SHA": fp, registry.TAG_BUILD_ID: build or ami}
+    tags = {model.TAG_DEFINITION: definition, "SHA": fp, model.TAG_BUILD_ID: build or ami}
     if parent:
-        tags[registry.TAG_PARENT_AMI] = parent
+        tags[model.TAG_PARENT_AMI] = parent
     return Image(
         ami, region, state, created, "123456789012", MappingProxyType(tags), (f"snap-{ami}",)
     )
@@ -69,7 +69,7 @@ def test_builds_group_regional_copies_and_skip_images_without_the_bridges_tags()
         "available",
         OLD,
         "1",
-        MappingProxyType({registry.TAG_DEFINITION: "base"}),
+        MappingProxyType({model.TAG_DEFINITION: "base"}),
         (),
     )
     builds = gc.builds_of(
@@ -223,13 +223,13 @@ def fake_build(definition, build_id, *, parent=None, fp=None):
     fp = fp or hashlib.sha1(build_id.encode()).hexdigest()
     ami = make_image(ec2("us-east-1"), f"{definition}-{build_id}")
     tags = {
-        registry.TAG_DEFINITION: definition,
+        model.TAG_DEFINITION: definition,
         "SHA": fp,
-        registry.TAG_BUILD_ID: build_id,
-        registry.TAG_COMMIT: "0" * 40,
+        model.TAG_BUILD_ID: build_id,
+        model.TAG_COMMIT: "0" * 40,
     }
     if parent:
-        tags[registry.TAG_PARENT_AMI] = parent["us-east-1"]
+        tags[model.TAG_PARENT_AMI] = parent["us-east-1"]
     ec2("us-east-1").create_tags(
         Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
     )
@@ -241,7 +241,7 @@ def fake_build(definition, build_id, *, parent=None, fp=None):
     )["ImageId"]
     if parent:  # built on the parent's copy there, as the bridge builds children
         ec2("eu-west-1").create_tags(
-            Resources=[copy], Tags=[{"Key": registry.TAG_PARENT_AMI, "Value": parent["eu-west-1"]}]
+            Resources=[copy], Tags=[{"Key": model.TAG_PARENT_AMI, "Value": parent["eu-west-1"]}]
         )
     return {"us-east-1": ami, "eu-west-1": copy}
 
@@ -434,7 +434,7 @@ def _parent_of(amis):
     parent = {}
     for region, ami in amis.items():
         tags = tags_of(ec2(region).describe_images(ImageIds=[ami])["Images"][0])
-        parent[region] = tags[registry.TAG_PARENT_AMI]
+        parent[region] = tags[model.TAG_PARENT_AMI]
     return parent
 
 
@@ -585,7 +585,7 @@ def test_snapshots_a_cut_short_gc_left_are_deleted_by_the_next(sandbox_env, repo
     left, kept = make_image(us, "deregistered"), make_image(us, "still-registered")
     snapshots = {ami: snapshots_of({"us-east-1": ami}).pop()[1] for ami in (left, kept)}
     for ami, snapshot in snapshots.items():
-        us.create_tags(Resources=[snapshot], Tags=[{"Key": gc.TAG_GC, "Value": ami}])
+        us.create_tags(Resources=[snapshot], Tags=[{"Key": model.TAG_GC, "Value": ami}])
     us.deregister_image(ImageId=left)
     dry = run_bridge(["gc", "--repo", str(repo.path)], sandbox_env)
     assert dry.code == 0, dry.stderr

@@ -10,6 +10,14 @@ import pytest
 
 from bridge.catalog import Definition
 from bridge.errors import QueryError
+from bridge.model import (
+    TAG_BUILD_ID,
+    TAG_PARENT_AMI,
+    TAG_REVOKE_REASON,
+    TAG_REVOKED_AT,
+    Image,
+    ImageState,
+)
 from bridge.plan import (
     Decision,
     build_id,
@@ -18,14 +26,6 @@ from bridge.plan import (
     next_step,
     predicted_build_id,
     regions_for,
-)
-from bridge.registry import (
-    TAG_BUILD_ID,
-    TAG_PARENT_AMI,
-    TAG_REVOKE_REASON,
-    TAG_REVOKED_AT,
-    Image,
-    ImageState,
 )
 
 FP = "f" * 40

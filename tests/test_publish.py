@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from bridge import registry
+from bridge import model, registry
 from bridge.aws import AwsClients
 from bridge.catalog import Definition
 from bridge.errors import BuildError
@@ -30,13 +30,13 @@ def test_image_tags_carry_fingerprint_and_provenance():
     assert image_tags(CHILD, FP, tag_key="ImageSHA", provenance=PROVENANCE) == {
         "Team": "platform",
         "ImageSHA": FP,
-        registry.TAG_DEFINITION: "app",
-        registry.TAG_BUILD_ID: "d" * 40,
-        registry.TAG_COMMIT: "c" * 40,
-        registry.TAG_PACKER_VERSION: "1.6.6",
-        registry.TAG_BUILD_URL: "https://ci.example/1",
-        registry.TAG_PARENT_AMI: "ami-0123456789abcdef0",
-        registry.TAG_PARENT_FINGERPRINT: "b" * 40,
+        model.TAG_DEFINITION: "app",
+        model.TAG_BUILD_ID: "d" * 40,
+        model.TAG_COMMIT: "c" * 40,
+        model.TAG_PACKER_VERSION: "1.6.6",
+        model.TAG_BUILD_URL: "https://ci.example/1",
+        model.TAG_PARENT_AMI: "ami-0123456789abcdef0",
+        model.TAG_PARENT_FINGERPRINT: "b" * 40,
     }
 
 
@@ -48,10 +48,10 @@ def test_a_root_without_a_build_url_gets_no_parent_or_url_tags():
     tags = image_tags(root, FP, tag_key="SHA", provenance=provenance)
     assert set(tags) == {
         "SHA",
-        registry.TAG_DEFINITION,
-        registry.TAG_COMMIT,
-        registry.TAG_PACKER_VERSION,
-        registry.TAG_BUILD_ID,
+        model.TAG_DEFINITION,
+        model.TAG_COMMIT,
+        model.TAG_PACKER_VERSION,
+        model.TAG_BUILD_ID,
     }
 
 
@@ -83,7 +83,7 @@ def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
         assert tags_of(image)["SHA"] == FP
         snapshot_ids = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]]
         for snap in client.describe_snapshots(SnapshotIds=snapshot_ids)["Snapshots"]:
-            assert tags_of(snap)[registry.TAG_PARENT_AMI] == "ami-0123456789abcdef0"
+            assert tags_of(snap)[model.TAG_PARENT_AMI] == "ami-0123456789abcdef0"
     manifest = fetch(boto3.client("s3"), BUCKET, "images", "app", FP)
     assert manifest is not None
     assert dict(manifest.amis) == amis and manifest.parent == PROVENANCE.parent
@@ -145,4 +145,4 @@ def test_restore_leaves_a_manifest_that_describes_other_images_alone(sandbox_env
     )
     assert uri == ""
     described = ec2.describe_images(ImageIds=[ours])["Images"][0]
-    assert registry.TAG_MANIFEST not in tags_of(described)
+    assert model.TAG_MANIFEST not in tags_of(described)

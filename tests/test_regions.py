@@ -10,7 +10,7 @@ from collections import Counter
 
 import boto3
 
-from bridge.registry import TAG_BUILD_ID, TAG_DEFINITION, TAG_PARENT_AMI
+from bridge.model import TAG_BUILD_ID, TAG_DEFINITION, TAG_PARENT_AMI
 from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy

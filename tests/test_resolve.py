@@ -6,7 +6,7 @@ import json
 
 import boto3
 
-from bridge import registry
+from bridge import model
 from testing.bridge import external
 from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
 
@@ -53,14 +53,14 @@ def test_build_on_miss_tags_image_with_provenance(sandbox_env, repo, packer):
     base = tags_of(images[result["parent_ami_id"]])
     snow = tags_of(images[result["ami_id"]])
     assert base["SHA"] == repo.tree_sha("base")  # the seed's own identity for a root
-    assert base[registry.TAG_DEFINITION] == "base"
-    assert registry.TAG_PARENT_AMI not in base
+    assert base[model.TAG_DEFINITION] == "base"
+    assert model.TAG_PARENT_AMI not in base
     assert snow["SHA"] == result["fingerprint"]
-    assert snow[registry.TAG_DEFINITION] == "snowflake"
-    assert snow[registry.TAG_PARENT_AMI] == result["parent_ami_id"]
-    assert snow[registry.TAG_PARENT_FINGERPRINT] == base["SHA"]
-    assert snow[registry.TAG_COMMIT] == repo.git("rev-parse", "HEAD")
-    assert snow[registry.TAG_PACKER_VERSION] == "1.6.6"
+    assert snow[model.TAG_DEFINITION] == "snowflake"
+    assert snow[model.TAG_PARENT_AMI] == result["parent_ami_id"]
+    assert snow[model.TAG_PARENT_FINGERPRINT] == base["SHA"]
+    assert snow[model.TAG_COMMIT] == repo.git("rev-parse", "HEAD")
+    assert snow[model.TAG_PACKER_VERSION] == "1.6.6"
     assert snow["Team"] == "platform"
     # Snapshots carry the same tags.
     snap_id = images[result["ami_id"]]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
@@ -210,7 +210,7 @@ def test_failed_build_leaves_nothing(sandbox_env, repo, packer):
     assert ".log" in proc.stderr
     # The base was built and published; the snowflake left no image, tag or manifest.
     images = own_images()
-    assert [tags_of(i)[registry.TAG_DEFINITION] for i in images] == ["base"]
+    assert [tags_of(i)[model.TAG_DEFINITION] for i in images] == ["base"]
     assert [k.split("/")[1] for k in manifest_keys()] == ["base"]
 
 
@@ -224,7 +224,7 @@ def test_hcl2_template_child(sandbox_env, repo, packer):
     assert result["built"] == "true"
     images = {i["ImageId"]: i for i in own_images()}
     assert images[result["ami_id"]]["Name"] == f"tools-{result['fingerprint']}"
-    assert tags_of(images[result["ami_id"]])[registry.TAG_PARENT_AMI] == result["parent_ami_id"]
+    assert tags_of(images[result["ami_id"]])[model.TAG_PARENT_AMI] == result["parent_ami_id"]
 
 
 def test_manifest_matches_schema_and_images(sandbox_env, repo, packer):
@@ -253,8 +253,7 @@ def test_build_url_from_ci_variables(sandbox_env, repo, packer):
     result = resolve(env, repo, definition="base")
     image = next(i for i in own_images() if i["ImageId"] == result["ami_id"])
     assert (
-        tags_of(image)[registry.TAG_BUILD_URL]
-        == "https://github.example/org/images/actions/runs/42"
+        tags_of(image)[model.TAG_BUILD_URL] == "https://github.example/org/images/actions/runs/42"
     )
 
 

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta, timezone
 
 import boto3
 
-from bridge import registry
+from bridge import model
 from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.sandbox import BUCKET, builds_per_definition, own_images, tags_of
 
-REVOCATION = set(registry.REVOCATION_TAGS)
+REVOCATION = set(model.REVOCATION_TAGS)
 
 
 def resolve(repo, env, *flags: str) -> tuple[int, dict]:
@@ -57,8 +57,8 @@ def test_revoking_the_base_revokes_the_snowflake_and_restore_brings_both_back(
     assert base["ami_id"] in proc.stdout and snow["ami_id"] in proc.stdout
     for result in (base, snow):
         tags = tags_of(image(result["ami_id"]))
-        assert tags[registry.TAG_REVOKED_BY] == base["build_id"]
-        at = datetime.fromisoformat(tags[registry.TAG_REVOKED_AT].replace("Z", "+00:00"))
+        assert tags[model.TAG_REVOKED_BY] == base["build_id"]
+        at = datetime.fromisoformat(tags[model.TAG_REVOKED_AT].replace("Z", "+00:00"))
         assert before <= at <= datetime.now(timezone.utc)
         assert {k: snapshot_tags(result["ami_id"]).get(k) for k in REVOCATION} == {
             k: tags[k] for k in REVOCATION
@@ -68,12 +68,12 @@ def test_revoking_the_base_revokes_the_snowflake_and_restore_brings_both_back(
         assert deprecated.replace(tzinfo=timezone.utc) > at
         recorded = manifest(result["definition"], result["fingerprint"])["revoked"]
         assert recorded == {
-            "at": tags[registry.TAG_REVOKED_AT],
-            "reason": tags[registry.TAG_REVOKE_REASON],
+            "at": tags[model.TAG_REVOKED_AT],
+            "reason": tags[model.TAG_REVOKE_REASON],
             "by": base["build_id"],
         }
-    assert tags_of(image(base["ami_id"]))[registry.TAG_REVOKE_REASON] == "CVE-2026-1 in openssl"
-    inherited = tags_of(image(snow["ami_id"]))[registry.TAG_REVOKE_REASON]
+    assert tags_of(image(base["ami_id"]))[model.TAG_REVOKE_REASON] == "CVE-2026-1 in openssl"
+    inherited = tags_of(image(snow["ami_id"]))[model.TAG_REVOKE_REASON]
     assert inherited == (
         f"base {base['build_id'][:12]} ({base['ami_id']}) revoked: CVE-2026-1 in openssl"
     )
@@ -132,7 +132,7 @@ def test_restoring_an_ancestor_leaves_a_descendant_revoked_for_its_own_reason(
     assert bridge(repo, sandbox_env, "revoke", "snowflake", "--reason", "docker bug").code == 0
     assert bridge(repo, sandbox_env, "revoke", "base", "--reason", "kernel bug").code == 0
     # The snowflake keeps its own, earlier revocation.
-    assert tags_of(image(snow))[registry.TAG_REVOKE_REASON] == "docker bug"
+    assert tags_of(image(snow))[model.TAG_REVOKE_REASON] == "docker bug"
     restore = bridge(repo, sandbox_env, "restore", "base")
     assert restore.code == 0, restore.stderr
     assert "still revoked" in restore.stdout
@@ -150,7 +150,7 @@ def test_restoring_an_ancestor_leaves_a_descendant_revoked_for_its_own_reason(
     code, report = resolve(repo, sandbox_env, "--on-missing", "report")
     assert report["snowflake"]["state"] == "revoked"
     assert report["snowflake"]["revoke_reason"].endswith("revoked: kernel bug")
-    assert tags_of(image(snow))[registry.TAG_REVOKE_REASON].endswith("revoked: kernel bug")
+    assert tags_of(image(snow))[model.TAG_REVOKE_REASON].endswith("revoked: kernel bug")
 
 
 def test_a_revocation_scheduled_for_later_takes_effect_then(sandbox_env, repo, packer):
@@ -250,7 +250,7 @@ def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env
     assert proc.code == 0, proc.stderr
     for region, ami in [*base_amis.items(), ("eu-west-1", snow)]:
         (found,) = boto3.client("ec2", region_name=region).describe_images(ImageIds=[ami])["Images"]
-        assert tags_of(found)[registry.TAG_REVOKED_BY] == first["base"]["build_id"], (region, ami)
+        assert tags_of(found)[model.TAG_REVOKED_BY] == first["base"]["build_id"], (region, ami)
         assert found["DeprecationTime"]
     status = bridge(repo, sandbox_env, "status", "--region", "eu-west-1")
     assert status.stdout.count("REVOKED:") == 2
@@ -268,7 +268,8 @@ def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env
 
 def test_the_revocation_helpers_check_and_shape_their_values():
     from bridge.errors import QueryError
-    from bridge.revoke import check_reason, deprecate_at, parse_time, timestamp
+    from bridge.model import timestamp
+    from bridge.revoke import check_reason, deprecate_at, parse_time
 
     now = datetime(2026, 3, 1, 12, 0, 30, 500, tzinfo=timezone.utc)
     assert parse_time(None, now) == now.replace(microsecond=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from bridge import registry
+from bridge import model
 from bridge.sandbox import BASE_IMAGE
 from testing import ROOT
 from testing.bridge import bridge_command, run_bridge
@@ -41,7 +41,7 @@ def root_tf(tmp_path, sandbox_env, any_terraform, terraform_env, packer) -> Terr
 def images_by_definition() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for image in own_images():
-        found.setdefault(tags_of(image)[registry.TAG_DEFINITION], []).append(image["ImageId"])
+        found.setdefault(tags_of(image)[model.TAG_DEFINITION], []).append(image["ImageId"])
     return found
 
 
@@ -296,11 +296,11 @@ def test_a_saved_plan_applies_the_commit_it_reviewed(root_tf, repo, sandbox_env)
     assert image == out["snowflake_ami_id"]
     tags = {i["ImageId"]: tags_of(i) for i in own_images()}
     assert tags[image]["SHA"] == expected
-    assert tags[image][registry.TAG_COMMIT] == reviewed
+    assert tags[image][model.TAG_COMMIT] == reviewed
     recorded = deployment_manifest()["images"]["snowflake"]
     assert (recorded["ami_id"], recorded["fingerprint"]) == (image, expected)
     # Nothing was built from the commit nobody reviewed.
-    assert all(t[registry.TAG_COMMIT] != head for t in tags.values())
+    assert all(t[model.TAG_COMMIT] != head for t in tags.values())
 
 
 def test_destroy_with_the_default_phase_builds_nothing(consumer_tf, repo):

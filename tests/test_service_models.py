@@ -1,4 +1,4 @@
-"""Slim service models (models.py): faithful to botocore's, complete for what the bridge calls."""
+"""Slim service models (service_models.py): faithful to botocore's, complete for what the bridge calls."""
 
 from __future__ import annotations
 
@@ -9,25 +9,27 @@ import botocore.session
 import pytest
 from botocore.loaders import Loader
 
-from bridge import models
+from bridge import service_models
 from bridge.aws import AwsClients
 
 BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
 
 
-@pytest.mark.parametrize("service", sorted(models.OPERATIONS))
+@pytest.mark.parametrize("service", sorted(service_models.OPERATIONS))
 def test_a_slim_model_is_the_full_model_cut_to_the_operations_and_the_shapes_they_reach(service):
     full = Loader().load_service_model(service, "service-2")
-    slim = models.slim(full, models.OPERATIONS[service])
+    slim = service_models.slim(full, service_models.OPERATIONS[service])
     assert slim["metadata"] == full["metadata"]
-    assert set(slim["operations"]) == models.OPERATIONS[service]
+    assert set(slim["operations"]) == service_models.OPERATIONS[service]
     for name, op in slim["operations"].items():
         assert op == full["operations"][name]
     for name, shape in slim["shapes"].items():
         assert shape == full["shapes"][name]
     # Closed: every shape an operation or a kept shape names is kept.
-    refs = [r["shape"] for op in slim["operations"].values() for r in models._op_refs(op)]
-    refs += [r["shape"] for shape in slim["shapes"].values() for r in models._shape_refs(shape)]
+    refs = [r["shape"] for op in slim["operations"].values() for r in service_models._op_refs(op)]
+    refs += [
+        r["shape"] for shape in slim["shapes"].values() for r in service_models._shape_refs(shape)
+    ]
     assert set(refs) <= set(slim["shapes"])
     # botocore builds every operation's input and output from it.
     model = botocore.session.get_session().get_service_model(service)
@@ -58,7 +60,7 @@ def test_every_operation_the_bridge_calls_is_in_the_slim_models():
     session = botocore.session.get_session()
     apis: dict[str, dict[str, str]] = {}
     waiters: dict[str, dict[str, str]] = {}
-    for service in models.OPERATIONS:
+    for service in service_models.OPERATIONS:
         client = session.create_client(
             service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
@@ -83,9 +85,11 @@ def test_every_operation_the_bridge_calls_is_in_the_slim_models():
     names = {n for _, n in called}
     assert "describe_images" in names and "put_object" in names
     missing = sorted(
-        name for owners, name in called if not any(op in models.OPERATIONS[s] for s, op in owners)
+        name
+        for owners, name in called
+        if not any(op in service_models.OPERATIONS[s] for s, op in owners)
     )
-    assert not missing, f"add the operations of {missing} to models.OPERATIONS"
+    assert not missing, f"add the operations of {missing} to service_models.OPERATIONS"
 
 
 def test_the_first_client_writes_the_slim_model_and_later_clients_load_it(tmp_path, sandbox_env):
@@ -93,7 +97,9 @@ def test_the_first_client_writes_the_slim_model_and_later_clients_load_it(tmp_pa
     written = list(tmp_path.glob("*/ec2/*/service-2.json"))
     assert len(written) == 1
     later = AwsClients(model_cache=tmp_path).ec2("us-east-1")
-    assert sorted(later.meta.service_model.operation_names) == sorted(models.OPERATIONS["ec2"])
+    assert sorted(later.meta.service_model.operation_names) == sorted(
+        service_models.OPERATIONS["ec2"]
+    )
     assert (
         later.describe_images(Owners=["self"])["Images"]
         == first.describe_images(Owners=["self"])["Images"]

@@ -1,0 +1,179 @@
+"""The bridge's model of an image: Image, Build, Revocation, the tag names, time parsing, and
+whether an image is revoked now. No I/O; every other module builds on this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Literal
+
+TAG_PREFIX = "ami-chain:"
+TAG_DEFINITION = TAG_PREFIX + "definition"
+TAG_COMMIT = TAG_PREFIX + "git-commit"
+TAG_PARENT_AMI = TAG_PREFIX + "parent-ami"
+TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
+# The build ID of the parent image: the same for the parent's build and all its regional copies.
+TAG_PARENT_BUILD_ID = TAG_PREFIX + "parent-build-id"
+TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
+# The upstream image(s) a root was built on, chosen by its tracked source filters.
+TAG_SOURCE_AMI = TAG_PREFIX + "source-ami"
+TAG_BUILD_URL = TAG_PREFIX + "build-url"
+# Known before the build (plan.predicted_build_id), so a Terraform plan can name the build to come.
+TAG_BUILD_ID = TAG_PREFIX + "build-id"
+# Put on once the image's manifest is written: an image without it may lack its manifest.
+TAG_MANIFEST = TAG_PREFIX + "manifest"
+# A revocation (revoke.py): from this time (ISO 8601 UTC) the image is not used, for this reason,
+# because the image with this build ID was revoked (its own, or an ancestor's).
+TAG_REVOKED_AT = TAG_PREFIX + "revoked-at"
+TAG_REVOKE_REASON = TAG_PREFIX + "revoke-reason"
+TAG_REVOKED_BY = TAG_PREFIX + "revoked-by"
+REVOCATION_TAGS = (TAG_REVOKED_AT, TAG_REVOKE_REASON, TAG_REVOKED_BY)
+# Who may launch the image, as the catalog said when it was last shared (share.py).
+TAG_SHARED = TAG_PREFIX + "shared"
+# Snapshots of an image gc deregistered carry this tag (the AMI's ID) until they are deleted,
+# so a run cut short between the two steps leaves nothing a later run cannot find.
+TAG_GC = TAG_PREFIX + "gc-deregistered"
+
+# DescribeImages' ImageState values.
+ImageState = Literal[
+    "available", "pending", "invalid", "deregistered", "transient", "failed", "error", "disabled"
+]
+
+
+@dataclass(frozen=True)
+class Image:
+    """One AMI as DescribeImages reports it."""
+
+    ami_id: str
+    region: str
+    state: ImageState
+    creation_date: str
+    owner_id: str
+    tags: Mapping[str, str]
+    snapshot_ids: tuple[str, ...]
+    name: str = ""
+    # The KMS keys of its encrypted snapshots (none when unencrypted).
+    kms_key_ids: tuple[str, ...] = ()
+    # Another account's image, found through its manifest: never tagged, shared or copied here.
+    foreign: bool = False
+
+    def tag(self, key: str) -> str | None:
+        """The value of tag `key`, or None."""
+        return self.tags.get(key)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """An image's revocation, as its tags and its manifest record it (revoke.py)."""
+
+    at: str  # ISO 8601 UTC: from when the image is not used
+    reason: str
+    by: str  # the build ID of the image the revocation was issued on (this one or an ancestor)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build of a definition: its image in each region (the build and its copies), which
+    share a build ID."""
+
+    definition: str
+    fingerprint: str
+    build_id: str
+    images: Mapping[str, Image]  # region -> image, by region
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.definition, self.build_id)
+
+    @property
+    def created(self) -> str:
+        """When it was built: its oldest image's creation date (a copy is younger)."""
+        return min(i.creation_date for i in self.images.values())
+
+    @property
+    def amis(self) -> dict[str, str]:
+        """Region -> AMI ID."""
+        return {r: i.ami_id for r, i in sorted(self.images.items())}
+
+    @property
+    def parents(self) -> frozenset[str]:
+        """The parent AMIs its images were built on (any region)."""
+        return frozenset(
+            p for i in self.images.values() if (p := i.tag(TAG_PARENT_AMI) or "") != ""
+        )
+
+    @property
+    def revocation(self) -> Revocation | None:
+        """The revocation its images carry (the first region's), or None."""
+        for _, image in sorted(self.images.items()):
+            revocation = revocation_of(image)
+            if revocation is not None:
+                return revocation
+        return None
+
+
+def builds_of(images: Iterable[Image], *, tag_key: str) -> tuple[Build, ...]:
+    """`images` grouped into builds by definition and build ID (an image without a build ID is
+    a build of its own), ordered by definition and build ID."""
+    groups: dict[tuple[str, str], dict[str, Image]] = {}
+    for image in sorted(images, key=lambda i: (i.region, i.ami_id), reverse=True):
+        key = (image.tag(TAG_DEFINITION) or "", image.tag(TAG_BUILD_ID) or image.ami_id)
+        # Two images of one build in one region (tagged by hand): the first by AMI ID counts.
+        groups.setdefault(key, {})[image.region] = image
+    builds = []
+    for (definition, build_id), regional in sorted(groups.items()):
+        ordered = dict(sorted(regional.items()))
+        first = next(iter(ordered.values()))
+        builds.append(
+            Build(definition, first.tag(tag_key) or "", build_id, MappingProxyType(ordered))
+        )
+    return tuple(builds)
+
+
+def revocation_of(image: Image) -> Revocation | None:
+    """The revocation `image`'s tags record, or None."""
+    at = image.tag(TAG_REVOKED_AT)
+    if at is None:
+        return None
+    return Revocation(at, image.tag(TAG_REVOKE_REASON) or "", image.tag(TAG_REVOKED_BY) or "")
+
+
+def parse_time(text: str | None, *, assume_utc: bool = True) -> datetime | None:
+    """An ISO 8601 time (EC2's CreationDate 2026-01-01T00:00:00.000Z, a tag, a flag) as an
+    aware datetime; None when absent or unreadable. A time without a zone is UTC (EC2's and the
+    bridge's are), or None when not `assume_utc`."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc) if assume_utc else None
+    return parsed
+
+
+def timestamp(at: datetime) -> str:
+    """The bridge's form of a time in tags and manifests: ISO 8601 UTC, whole seconds, `Z`."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def revocation_time(text: str) -> datetime:
+    """A revoked-at value as an aware datetime (one without a zone is UTC); one that does not
+    parse counts as long past: someone meant to withdraw the image."""
+    return parse_time(text) or datetime.min.replace(tzinfo=timezone.utc)
+
+
+def revoked_at(image: Image) -> datetime | None:
+    """When `image` is (or will be) revoked; None when it is not."""
+    text = image.tag(TAG_REVOKED_AT)
+    return None if text is None else revocation_time(text)
+
+
+def is_revoked(image: Image, now: datetime) -> bool:
+    """Whether `image` is revoked at `now` (a revocation scheduled for later is not yet)."""
+    at = revoked_at(image)
+    return at is not None and at <= now
