@@ -12,7 +12,7 @@ available, unrevoked image in each region before it writes any parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,8 @@ from bridge.errors import AwsError, QueryError
 from bridge.model import Build, Image
 
 if TYPE_CHECKING:
-    from bridge.resolve import Resolver
+    from bridge.context import Context
+    from bridge.result import ResolvedAmi
 
 # A channel's name: what people call stages (dev, staging, prod).
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -205,25 +206,27 @@ def _iso(value: Any) -> str:
 
 
 def chosen_build(
-    resolver: Resolver,
+    ctx: Context,
     definition: str,
+    regions: Sequence[str],
+    resolved: Callable[[], ResolvedAmi],
     *,
     fingerprint: str | None = None,
     ami: str | None = None,
     from_channel: str | None = None,
 ) -> Build:
-    """The build a promotion names: the image of `definition` at the resolver's commit, or the
+    """The build a promotion names: the image of `definition` at the commit (`resolved`), or the
     newest image with `fingerprint`, the build of the image `ami` (any of its regional copies),
-    or what `from_channel` holds (a gate: staging -> prod)."""
-    d = resolver.catalog.get(definition)
-    regions = resolver.regions(d)
-    clients, settings = resolver.clients, resolver.settings
+    or what `from_channel` holds (a gate: staging -> prod). `regions`: where `definition`'s
+    image must exist, the first where it is built."""
+    d = ctx.catalog.get(definition)
+    clients, settings = ctx.clients, ctx.settings
     build_id = ""
     if from_channel is not None:
-        held = current(clients, resolver.catalog.channel_prefix, d.name, from_channel, regions[0])
-        build_id = held.build_id or _build_of(resolver, d.name, held.ami_id, regions)
+        held = current(clients, ctx.catalog.channel_prefix, d.name, from_channel, regions[0])
+        build_id = held.build_id or _build_of(ctx, d.name, held.ami_id, regions)
     elif ami is not None:
-        build_id = _build_of(resolver, d.name, ami, regions)
+        build_id = _build_of(ctx, d.name, ami, regions)
     elif fingerprint is not None:
         found = registry.find_images(
             clients.ec2(regions[0]),
@@ -240,7 +243,7 @@ def chosen_build(
             )
         build_id = ours[0].tag(model.TAG_BUILD_ID) or ours[0].ami_id
     else:
-        result = resolver.status([d.name])[d.name]
+        result = resolved()
         if result.state != "found":
             raise QueryError(
                 f"{d.name!r} has no usable image at commit {result.commit[:12]} (it is "
@@ -251,11 +254,11 @@ def chosen_build(
     return find_build(clients, d.name, build_id, regions, tag_key=settings.tag_key)
 
 
-def _build_of(resolver: Resolver, definition: str, ami: str, regions: Sequence[str]) -> str:
+def _build_of(ctx: Context, definition: str, ami: str, regions: Sequence[str]) -> str:
     """The build ID of the image `ami`, looked up in `regions` (AMI IDs are regional)."""
     for region in regions:
         try:
-            image = registry.describe_image(resolver.clients.ec2(region), region, ami)
+            image = registry.describe_image(ctx.clients.ec2(region), region, ami)
         except AwsError:
             continue
         if image.tag(model.TAG_DEFINITION) != definition:
@@ -272,15 +275,12 @@ def _build_of(resolver: Resolver, definition: str, ami: str, regions: Sequence[s
 
 
 def rollback(
-    resolver: Resolver, definition: str, channel: str, to: int | None
+    ctx: Context, definition: str, channel: str, to: int | None, regions: Sequence[str]
 ) -> tuple[Build, dict[str, int]]:
     """Point `channel` back at the build its version `to` held (default: the version before the
     current one), as a new version; the history keeps everything."""
-    d = resolver.catalog.get(definition)
-    regions = resolver.regions(d)
-    versions = history(
-        resolver.clients, resolver.catalog.channel_prefix, d.name, channel, regions[0]
-    )
+    d = ctx.catalog.get(definition)
+    versions = history(ctx.clients, ctx.catalog.channel_prefix, d.name, channel, regions[0])
     latest = versions[-1]
     if to is None:
         if len(versions) < 2:
@@ -296,11 +296,9 @@ def rollback(
             f"Channel {channel!r} of {d.name!r} has no earlier version {to} (its versions: "
             f"{known}; {latest.version} is current). Pass --to with one of the earlier ones."
         )
-    build_id = target.build_id or _build_of(resolver, d.name, target.ami_id, regions)
-    build = find_build(
-        resolver.clients, d.name, build_id, regions, tag_key=resolver.settings.tag_key
-    )
-    return build, promote(resolver.clients, resolver.catalog.channel_prefix, build, channel)
+    build_id = target.build_id or _build_of(ctx, d.name, target.ami_id, regions)
+    build = find_build(ctx.clients, d.name, build_id, regions, tag_key=ctx.settings.tag_key)
+    return build, promote(ctx.clients, ctx.catalog.channel_prefix, build, channel)
 
 
 def check_not_revoked(

@@ -45,3 +45,11 @@ class Cancelled(BridgeError):
 
 class RetentionError(BridgeError):
     """gc could not check whether an image is in use, so it deleted nothing unchecked."""
+
+
+# Exit statuses (README "Exit status").
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input (usage, query, catalog) or a failed operation; one paragraph on stderr
+EXIT_MISSING = 3  # a definition has no usable image and the caller asked not to build it
+EXIT_INTERNAL = 70  # a bug in ami-bridge (EX_SOFTWARE); the traceback is in a crash log
+EXIT_INTERRUPTED = 130

@@ -35,12 +35,15 @@ from bridge.settings import (
     DEFAULT_GC_KEEP,
     DEFAULT_GC_MIN_AGE_HOURS,
 )
+from bridge.survey import everywhere
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
+    from bridge.context import Context
+    from bridge.guard import Guard
     from bridge.lease import Lease
-    from bridge.resolve import Resolver
+    from bridge.result import ResolvedAmi
 
 log = logging.getLogger(__name__)
 
@@ -801,10 +804,9 @@ class Report:
         }
 
 
-def current_images(resolver: Resolver) -> dict[str, str]:
+def current_images(results: Mapping[str, ResolvedAmi]) -> dict[str, str]:
     """AMI -> why it is current: the image each definition resolves to at the commit, in each of
-    its regions (the resolver's own decision)."""
-    results = resolver.status([d.name for d in resolver.catalog.all()])
+    its regions (`results`: the resolver's own decision, as `status` shows it)."""
     return {
         ami: f"the current image of {name} at {r.commit[:12]}"
         for name, r in results.items()
@@ -812,39 +814,49 @@ def current_images(resolver: Resolver) -> dict[str, str]:
     }
 
 
-def survey(resolver: Resolver, retention: Policy, *, now: datetime) -> tuple[list[Verdict], World]:
-    """Look (the resolver's current images, the bridge's builds, every use) and decide."""
+def survey(
+    ctx: Context,
+    retention: Policy,
+    *,
+    current: Callable[[], Mapping[str, ResolvedAmi]],
+    now: datetime,
+) -> tuple[list[Verdict], World]:
+    """Look (the current images, the bridge's builds, every use) and decide."""
     for name in sorted(retention.definitions or ()):
-        resolver.catalog.get(name)  # an unknown name is an error naming the known ones
-    current = current_images(resolver)
+        ctx.catalog.get(name)  # an unknown name is an error naming the known ones
     world = look(
-        resolver.clients,
-        resolver.everywhere(),
-        tag_key=resolver.settings.tag_key,
-        channel_prefix=resolver.catalog.channel_prefix,
+        ctx.clients,
+        everywhere(ctx.catalog, ctx.settings),
+        tag_key=ctx.settings.tag_key,
+        channel_prefix=ctx.catalog.channel_prefix,
         keep_channel_versions=retention.keep_channel_versions,
     )
-    verdicts = decide(world.builds, current=current, uses=world.uses, policy=retention, now=now)
+    verdicts = decide(
+        world.builds, current=current_images(current()), uses=world.uses, policy=retention, now=now
+    )
     return verdicts, world
 
 
 def run(
-    resolver: Resolver,
+    ctx: Context,
     retention: Policy,
     *,
+    current: Callable[[], Mapping[str, ResolvedAmi]],
+    guard: Guard,
     delete: bool,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> Report:
     """gc: decide, and with `delete`, delete what it decided (each build re-checked under its
-    lease)."""
-    verdicts, world = survey(resolver, retention, now=clock())
+    lease). `current`: what every definition resolves to at the commit, asked again before
+    deleting."""
+    verdicts, world = survey(ctx, retention, current=current, now=clock())
     if not delete:
         return Report(tuple(planned(verdicts)), world.leftovers, applied=False)
     outcomes = apply(
         verdicts,
         leftovers=world.leftovers,
-        clients=resolver.clients,
-        exclusive=resolver.exclusive,
-        again=lambda: survey(resolver, retention, now=clock())[0],
+        clients=ctx.clients,
+        exclusive=lambda definition, fp, action: guard.once(definition, fp, action),
+        again=lambda: survey(ctx, retention, current=current, now=clock())[0],
     )
     return Report(tuple(outcomes), MappingProxyType({}), applied=True)

@@ -18,7 +18,7 @@ from bridge.validation import load_schema
 
 if TYPE_CHECKING:
     from bridge.channels import Version
-    from bridge.resolve import ResolvedAmi
+    from bridge.result import ResolvedAmi
 
 MAX_QUERY_BYTES = 1 << 20
 

@@ -21,9 +21,10 @@ from bridge import manifests, model, plan, registry
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
 from bridge.model import Build, Image
+from bridge.survey import Surveyor
 
 if TYPE_CHECKING:
-    from bridge.resolve import Resolver
+    from bridge.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,13 @@ def deprecate_at(at: datetime, now: datetime) -> datetime:
 
 
 class Revoker:
-    """Revokes and restores the builds of one catalog's definitions, with a resolver's clients
-    and settings."""
+    """Revokes and restores the builds of one catalog's definitions."""
 
-    def __init__(self, resolver: Resolver) -> None:
-        self.resolver = resolver
-        self.settings = resolver.settings
-        self.catalog = resolver.catalog
-        self.clients = resolver.clients
+    def __init__(self, ctx: Context) -> None:
+        self.settings = ctx.settings
+        self.catalog = ctx.catalog
+        self.clients = ctx.clients
+        self._surveyor = Surveyor(ctx)
 
     # -- looking --------------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@ class Revoker:
                 f"--fingerprint is {fingerprint[:60]!r}, not a fingerprint (40 hexadecimal "
                 f"digits). `ami-bridge status` shows each definition's; pass the whole of it."
             )
-        fp = fingerprint or self.resolver.fingerprints([d.name])[d.name]
+        fp = fingerprint or self._surveyor.fingerprints([d.name])[d.name]
         images = [
             i
             for region in self.regions()

@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Outcome(Generic[T]):
+class Results(Generic[T]):
     """What became of each definition: its result, its error, or why it was skipped."""
 
     results: dict[str, T] = field(default_factory=dict)
@@ -35,7 +35,7 @@ def run(
     jobs: int,
     fail_fast: bool = False,
     cancel: Callable[[], None] = lambda: None,
-) -> Outcome[T]:
+) -> Results[T]:
     """Run `step(d, parent_result)` for every definition (parents listed before children).
 
     `cancel` asks running steps to stop (it is called on Ctrl-C, and with `fail_fast` on the first
@@ -47,7 +47,7 @@ def run(
         if d.parent in names:
             children.setdefault(str(d.parent), []).append(d)
     ready = [d for d in definitions if d.parent not in names]
-    outcome: Outcome[T] = Outcome()
+    outcome: Results[T] = Results()
     stopping = False
 
     def skip(d: Definition, reason: str) -> None:

@@ -152,6 +152,41 @@ def _on_revoked(value: str | None) -> OnRevoked | None:
     return None  # the schema's enum allows nothing else
 
 
+# Commands' own on_missing defaults: Terraform's data source builds, a person's `resolve` asks.
+EXTERNAL_ON_MISSING: OnMissing = "build"
+RESOLVE_ON_MISSING: OnMissing = "fail"
+DEFAULT_JOBS = 4
+
+
+def jobs(flag: str | None, env: Mapping[str, str], catalog: Catalog) -> int:
+    """How many definitions build at once: --jobs, else AMI_BRIDGE_JOBS, else the catalog's
+    `jobs`, else DEFAULT_JOBS."""
+    raw = flag if flag is not None else env.get("AMI_BRIDGE_JOBS")
+    if raw is None or raw == "":
+        return catalog.jobs or DEFAULT_JOBS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        where = "--jobs" if flag is not None else "AMI_BRIDGE_JOBS"
+        raise QueryError(
+            f"{where} is {raw!r}; it takes a whole number of builds to run at once, 1 to 64."
+        )
+    return value
+
+
+def channel_region(region: str | None, env: Mapping[str, str]) -> str:
+    """The region of a channel query (no catalog): the query's, else the environment's."""
+    found = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not found:
+        raise QueryError(
+            "A channel query needs a region: set the query's `region` (the ami_channel module "
+            "passes the AWS provider's) or AWS_REGION."
+        )
+    return found
+
+
 def state_dir(env: Mapping[str, str]) -> Path:
     """Where logs, locks, crash reports and caches go."""
     if env.get("AMI_BRIDGE_STATE_DIR"):

@@ -152,14 +152,14 @@ def test_manifest_command_prints_and_checks_the_manifest(sandbox_env, repo, pack
 
 
 def test_a_bug_exits_70_with_a_crash_log_and_no_traceback(monkeypatch, capsys, tmp_path):
-    import bridge.cli
+    import bridge.commands.status
 
     def broken(args, env):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setenv("AMI_BRIDGE_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("AMI_BRIDGE_DEBUG", raising=False)
-    monkeypatch.setattr(bridge.cli, "_status", broken)
+    monkeypatch.setattr(bridge.commands.status, "run", broken)
     assert main(["status"]) == 70
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError: a bug" in err and "Traceback" not in err
@@ -237,8 +237,9 @@ def test_local_exec_takes_only_the_build_command_text(sandbox_env, repo):
 
 def test_jobs_come_from_the_flag_then_the_environment_then_the_catalog():
     from bridge.catalog import Catalog
-    from bridge.cli import DEFAULT_JOBS, _jobs
     from bridge.errors import QueryError
+    from bridge.settings import DEFAULT_JOBS
+    from bridge.settings import jobs as _jobs
 
     plain = Catalog(path="ami-chain.json", definitions={})
     two = Catalog(path="ami-chain.json", definitions={}, jobs=2)

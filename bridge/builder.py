@@ -1,0 +1,185 @@
+"""Building one image: Packer on the exported tree, then its tags and manifest (publish.py), its
+copies and sharing (distribute.py). Refuses credentials whose images would never be found, and
+a build whose lease was taken over while Packer ran."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import MappingProxyType
+
+from bridge import checkout, distribute, manifests, plan, publish, validation
+from bridge.aws import aws_call
+from bridge.build import build_image
+from bridge.catalog import Definition
+from bridge.context import Context
+from bridge.errors import BuildError, LeaseError
+from bridge.fingerprint import Snapshot
+from bridge.guard import Guard
+from bridge.lease import Lease
+from bridge.packer import PackerRunner
+from bridge.result import ResolvedAmi
+
+log = logging.getLogger(__name__)
+
+
+class Builder:
+    """Builds and publishes the images of one catalog, one Packer runner for all of them."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        guard: Guard,
+        packer: Callable[[], PackerRunner],
+        *,
+        cancelled: threading.Event,
+    ) -> None:
+        self.ctx = ctx
+        self._guard = guard
+        self._packer_factory = packer
+        self._packer: PackerRunner | None = None
+        self._cancelled = cancelled
+        # Several builds run at once (--jobs): one of each shared object.
+        self._shared = threading.Lock()
+        self._git = threading.Lock()
+        self._account: str | None = None
+
+    def interrupt(self) -> None:
+        """Running Packer builds cancel and clean up."""
+        if self._packer is not None:
+            self._packer.interrupt()
+
+    def check_account(self) -> None:
+        """Refuse to build with credentials whose account `owners` does not count: the image
+        would never be found (a workload account resolving the builder's images, say)."""
+        settings = self.ctx.settings
+        if "self" in settings.owners:
+            return
+        with self._shared:
+            if self._account is None:
+                sts = self.ctx.clients.sts(settings.region)
+                with aws_call("reading this account's ID", "sts:GetCallerIdentity"):
+                    self._account = str(sts.get_caller_identity()["Account"])
+        if self._account not in settings.owners:
+            raise BuildError(
+                f"The image is missing, and these credentials are account {self._account}, "
+                f"which `owners` ({', '.join(settings.owners)}) does not count: an image "
+                "built here would never be found. Build it with the credentials of one of "
+                "those accounts (`ami-bridge build` in the builder's pipeline), or resolve here "
+                'with on_missing=fail or report (in the modules, build_phase = "never").'
+            )
+
+    def build(
+        self,
+        d: Definition,
+        fp: str,
+        regions: Sequence[str],
+        parent: ResolvedAmi | None,
+        snapshot: Snapshot,
+        build_id: str,
+        *,
+        lease: Lease | None,
+    ) -> tuple[plan.Decision, str]:
+        """Build `d`'s image in `regions[0]`, tag and publish it, copy it to the other regions
+        and share it: the decision that it is found, and its manifest's URI."""
+        ctx, settings = self.ctx, self.ctx.settings
+        runner = self._runner()
+        commit = snapshot.commit
+        if settings.manifest_bucket:
+            validation.warm_up(manifests.SCHEMA)  # while Packer runs
+        with self._source(snapshot, d) as source:
+            artifacts = build_image(
+                runner,
+                source,
+                d,
+                fp,
+                regions=regions,
+                parent=(parent.definition, parent.amis[regions[0]]) if parent else None,
+                sources=snapshot.fingerprints[d.name].sources,
+                ec2_endpoint=settings.ec2_endpoint,
+                log_dir=settings.log_dir,
+                manifest_dir=settings.packer_manifest_dir,
+            )
+        if not self._guard.confirm(lease):
+            raise LeaseError(
+                f"The build lease of {d.name!r} was taken over while Packer ran (this process "
+                f"was too slow to renew it), so the AMIs it made "
+                f"({', '.join(artifacts.amis.values())}) are left untagged and the other "
+                "build's image counts. Run again to use it."
+            )
+        provenance = publish.Provenance(
+            commit=commit,
+            packer_version=runner.version(settings.repo_root),
+            build_url=settings.build_url,
+            parent=None
+            if parent is None
+            else manifests.ParentRef(
+                parent.definition, parent.fingerprint, parent.amis[regions[0]]
+            ),
+            build_id=build_id,
+            parent_build_id=parent.build_id if parent else None,
+            source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
+        )
+        published = publish.publish(
+            ctx.clients,
+            d,
+            fp,
+            artifacts.amis,
+            tag_key=settings.tag_key,
+            owners=settings.owners,
+            provenance=provenance,
+            bucket=settings.manifest_bucket,
+            prefix=settings.manifest_prefix,
+        )
+        log.info(
+            "built %s: %s", d.name, ", ".join(f"{r}:{a}" for r, a in sorted(artifacts.amis.items()))
+        )
+        images = dict(published.images)
+        if any(r not in images for r in regions):
+            # Tagged first, so a failed copy leaves a found image to copy from on the next run.
+            before = dict(images)
+            images = distribute.distribute(ctx, d, images, regions)
+            distribute.update_manifest(ctx, d, fp, images, before=before)
+        distribute.share_image(ctx, d, images)
+        decision = plan.Decision(
+            d.name,
+            fp,
+            "found",
+            tuple(regions),
+            MappingProxyType(images),
+            source="ec2",
+            expires_at=plan.expires_at(
+                images[regions[0]].creation_date, ctx.catalog.max_age_for(d)
+            ),
+        )
+        return decision, published.manifest_uri
+
+    @contextmanager
+    def _source(self, snapshot: Snapshot, d: Definition) -> Iterator[Path]:
+        """The tree Packer builds from: exactly what was fingerprinted, exported (with
+        allow_dirty, the commit's tree with the inputs' working-tree content)."""
+        if snapshot.dirty:
+            log.warning("building uncommitted changes (allow_dirty): %s", d.name)
+        with ExitStack() as stack:
+            # One export at a time: the repository's object readers are not thread-safe.
+            with self._git:
+                source = stack.enter_context(
+                    checkout.exported(
+                        self.ctx.repo,
+                        snapshot.tree,
+                        self.ctx.settings.state_dir / "trees",
+                        inputs=[e.path for e in snapshot.fingerprints[d.name].inputs],
+                    )
+                )
+            yield source
+
+    def _runner(self) -> PackerRunner:
+        with self._shared:
+            if self._packer is None:
+                self._packer = self._packer_factory()
+                if self._cancelled.is_set():
+                    self._packer.interrupt()
+            return self._packer

@@ -1,0 +1,57 @@
+"""`ami-bridge status`: every definition's image, its regions and channels, in one table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping
+
+from bridge.commands.resolve import report
+from bridge.context import Context
+from bridge.errors import EXIT_ERROR, EXIT_OK, BridgeError
+from bridge.result import ResolvedAmi
+from bridge.workspace import context, options, resolver
+
+log = logging.getLogger(__name__)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    ctx = context(options(args, env), env)
+    the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
+    names = [d.name for d in ctx.catalog.all()]
+    errors: dict[str, str] = {}
+    try:
+        results = the.status(names)
+    except BridgeError as exc:
+        # One broken definition must not hide the others: look at each on its own (with its
+        # ancestors), and show the broken ones' rows with their errors.
+        results = {}
+        for name in names:
+            try:
+                results[name] = the.status([name])[name]
+            except BridgeError as each:
+                errors[name] = str(each)
+        if not results:
+            raise exc from None
+    report(args, results, channels=_channel_notes(ctx, results), errors=errors)
+    return EXIT_ERROR if errors else EXIT_OK
+
+
+def _channel_notes(ctx: Context, results: Mapping[str, ResolvedAmi]) -> dict[str, str]:
+    """Definition -> its channels, those holding a revoked (or vanished) image marked: a channel
+    is rolled back only when someone asks (`ami-bridge rollback`)."""
+    from bridge import channels
+    from bridge.errors import AwsError
+
+    try:
+        found = channels.held(ctx.clients, ctx.catalog.channel_prefix, ctx.settings.region)
+    except AwsError as exc:
+        log.warning("channels are not shown: %s", exc)
+        return {}
+    return {
+        name: "channels: "
+        + " ".join(f"{c}:REVOKED" if bad else c for c, (_, bad) in found[name].items())
+        for name in results
+        if name in found
+    }

@@ -1,0 +1,134 @@
+"""Distributing an image: waiting for it, copying it to the regions that lack it (recorded in its
+manifest), and sharing it exactly as the catalog says."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import MappingProxyType
+
+from bridge import model, plan, publish, registry, share
+from bridge.catalog import Definition
+from bridge.context import Context
+from bridge.errors import AwsError, ManifestError
+from bridge.model import Image
+
+log = logging.getLogger(__name__)
+
+
+def distribute(
+    ctx: Context, d: Definition, images: dict[str, Image], regions: Sequence[str]
+) -> dict[str, Image]:
+    """`images` copied to every one of `regions` that lacks one, all available."""
+    pending = {r: i for r, i in images.items() if i.state == "pending"}
+    for region, image in pending.items():
+        images[region] = available(ctx, image)
+    missing = [r for r in regions if r not in images]
+    if not missing:
+        return images
+    source = next(images[r] for r in regions if r in images)
+    tags = {k: v for k, v in source.tags.items() if not k.startswith("aws:")}
+    if model.TAG_SHARED in tags:
+        # EC2 copies no launch permissions: the copy is not shared until _share shares it.
+        tags[model.TAG_SHARED] = ""
+    started: dict[str, Image] = {}
+    for region in missing:
+        ec2 = ctx.clients.ec2(region)
+        ami = registry.copy_image(
+            ec2,
+            source,
+            region,
+            encrypted=ctx.catalog.encrypted_for(d),
+            kms_key_id=ctx.catalog.kms_key_for(d, region),
+        )
+        log.info(
+            "%s: copying %s from %s to %s: %s",
+            d.name,
+            source.ami_id,
+            source.region,
+            region,
+            ami,
+        )
+        copy = registry.describe_image(ec2, region, ami)
+        # At once, so another process sees the copy in progress, not a region to copy to.
+        registry.tag_image(ec2, copy, tags)
+        started[region] = copy
+    for region, copy in started.items():
+        copy = available(ctx, copy)
+        registry.tag_image(ctx.clients.ec2(region), copy, tags)  # its snapshots, now known
+        images[region] = replace(copy, tags=MappingProxyType({**copy.tags, **tags}))
+    return images
+
+
+def share_image(ctx: Context, d: Definition, images: Mapping[str, Image]) -> None:
+    """Launch permissions on every regional image exactly as the catalog's `share` says
+    (nothing to do when the images' shared tag says it is so already)."""
+    entries = ctx.catalog.share_for(d)
+    todo = {
+        r: i for r, i in sorted(images.items()) if not i.foreign and share.needs_update(i, entries)
+    }
+    for region, image in todo.items():  # all or none
+        managed = [
+            key
+            for key in image.kms_key_ids
+            if entries and share.key_manager(ctx.clients.kms(region), key) == "AWS"
+        ]
+        share.check(image, entries, aws_managed=managed)
+    for region, image in todo.items():
+        share.apply(ctx.clients.ec2(region), image, entries)
+
+
+def available(ctx: Context, image: Image) -> Image:
+    """`image` once available (bounded wait)."""
+    if image.state == "available":
+        return image
+    return registry.wait_available(
+        ctx.clients.ec2(image.region),
+        image.region,
+        image.ami_id,
+        timeout=ctx.settings.wait_timeout,
+    )
+
+
+def update_manifest(
+    ctx: Context,
+    d: Definition,
+    fp: str,
+    images: Mapping[str, Image],
+    *,
+    before: Mapping[str, Image],
+) -> None:
+    """The manifest of a copied image lists the copies made (`images` not in `before`)."""
+    bucket = ctx.settings.manifest_bucket
+    copies = {r: i.ami_id for r, i in images.items() if r not in before}
+    if not bucket or not copies:
+        return
+    try:
+        publish.add_regions(
+            ctx.clients,
+            d,
+            fp,
+            copies,
+            bucket=bucket,
+            prefix=ctx.settings.manifest_prefix,
+        )
+    except (AwsError, ManifestError) as exc:
+        log.warning("%s: the manifest could not be updated with the copies: %s", d.name, exc)
+
+
+def wait(ctx: Context, decision: plan.Decision) -> plan.Decision:
+    """The decision once its pending images are available (bounded wait)."""
+    images = {
+        region: registry.wait_available(
+            ctx.clients.ec2(region),
+            region,
+            image.ami_id,
+            timeout=ctx.settings.wait_timeout,
+        )
+        if image.state == "pending"
+        else image
+        for region, image in decision.images.items()
+    }
+    state: plan.State = "found" if decision.state == "pending" else decision.state
+    return replace(decision, state=state, images=MappingProxyType(images))
