@@ -40,6 +40,7 @@ fmt: setup
 	for dir in modules terraform tests/terraform; do $(BIN)/terraform fmt -recursive $$dir || exit 1; done
 
 docs: setup
+	PYTHONPATH=$(CURDIR) $(PY) -m testing.tfvars
 	PYTHONPATH=$(CURDIR) $(PY) -m testing.tfdocs modules/ami_chain modules/ami_catalog modules/ami_channel modules/launch_template modules/asg modules/ami_manifest terraform
 
 bench: setup
