@@ -76,7 +76,7 @@ class AwsClients:
         session: Any | None = None,
         model_cache: Path | None = None,
     ) -> None:
-        """`model_cache`: where slim service models are kept (service_models.py); None: full ones."""
+        """`model_cache`: where slim service models are kept (service_models.py), or None."""
         self._retry_mode = retry_mode
         self._model_cache = model_cache
         self._max_attempts = max_attempts
