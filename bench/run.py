@@ -26,7 +26,8 @@ import boto3
 
 from bridge import model, sandbox, sources
 from bridge.catalog import load_catalog
-from bridge.fingerprint import fingerprint_all, open_repo
+from bridge.fingerprint import fingerprint_all
+from bridge.git import open_repo
 from testing.faultproxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parent.parent

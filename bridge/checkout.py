@@ -19,13 +19,10 @@ from pathlib import Path
 import git
 
 from bridge.errors import BuildError
+from bridge.git import EXECUTABLE_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, is_commit
 
 log = logging.getLogger(__name__)
 
-_EXECUTABLE = 0o100755
-_LINK = 0o120000
-_GITLINK = 0o160000
-_TREE = 0o040000
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
 
@@ -46,10 +43,9 @@ def exported(
             directory.mkdir(parents=True, exist_ok=True)
             # Read through the repository's one `cat-file --batch`, as the fingerprint was.
             binsha = bytes.fromhex(commit)
-            is_commit = repo.odb.stream(binsha).type == b"commit"
-            tree_sha = git.Commit(repo, binsha).tree.hexsha if is_commit else commit
+            tree_sha = git.Commit(repo, binsha).tree.hexsha if is_commit(repo, commit) else commit
             # A root tree with its path set, so its entries know theirs.
-            tree = git.Tree(repo, bytes.fromhex(tree_sha), _TREE, "")
+            tree = git.Tree(repo, bytes.fromhex(tree_sha), TREE_MODE, "")
             _write_tree(tree, dest, _Submodules(repo, inputs))
         except OSError as exc:
             raise BuildError(
@@ -116,7 +112,7 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
         path = target / name
         if item.type == "tree":
             _write_tree(item, path, submodules, f"{rel}{name}/")
-        elif item.mode == _GITLINK:
+        elif item.mode == GITLINK_MODE:
             # A submodule: its content is in its own repository, at the recorded commit.
             found = submodules.tree(rel + name, item.hexsha)
             if found is None:
@@ -126,7 +122,7 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
                     _write_tree(found[0], path, found[1])
                 finally:
                     found[1].repo.close()  # ends its object-reading git processes
-        elif item.mode == _LINK:
+        elif item.mode == LINK_MODE:
             os.symlink(os.fsdecode(item.data_stream.read()), path)
         else:
             data = item.data_stream.read()
@@ -138,5 +134,5 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
                     "(not LFS), or fetch it in a provisioner."
                 )
             path.write_bytes(data)
-            if item.mode == _EXECUTABLE:
+            if item.mode == EXECUTABLE_MODE:
                 path.chmod(0o755)

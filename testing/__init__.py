@@ -1,5 +1,6 @@
-"""Helpers shared by the tests, `make demo` and `make bench`: real git repositories, the real
-`ami-bridge` process, sandbox checks, Terraform with its offline provider mirror, a fault proxy.
+"""Helpers shared by the tests, `make demo` and `make bench`: real git repositories and their
+fingerprints, the real `ami-bridge` process, sandbox checks, Terraform with its offline provider
+mirror, a fault proxy.
 
 Fixtures live in tests/conftest.py; this package holds the code they (and the scripts) call.
 """

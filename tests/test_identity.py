@@ -14,7 +14,8 @@ import pytest
 
 from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
-from bridge.fingerprint import fingerprint_all, open_repo
+from bridge.fingerprint import fingerprint_all
+from bridge.git import open_repo
 from testing.bridge import external, run_bridge
 from testing.git import GitRepo, make_repo
 from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of

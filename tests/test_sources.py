@@ -205,7 +205,8 @@ def test_the_catalog_source_is_passed_as_ami_base(sandbox_env, tracking, packer)
 
 def test_without_ec2_a_tracked_filter_is_an_error_not_a_fingerprint(tracking):
     from bridge.catalog import load_catalog
-    from bridge.fingerprint import fingerprint_all, open_repo
+    from bridge.fingerprint import fingerprint_all
+    from bridge.git import open_repo
 
     catalog = load_catalog(tracking.path)
     with pytest.raises(FingerprintError, match="track_source: false"):
@@ -214,7 +215,8 @@ def test_without_ec2_a_tracked_filter_is_an_error_not_a_fingerprint(tracking):
 
 def test_the_chosen_image_is_in_the_fingerprint_of_the_root_and_its_children(tracking):
     from bridge.catalog import load_catalog
-    from bridge.fingerprint import fingerprint_all, open_repo
+    from bridge.fingerprint import fingerprint_all
+    from bridge.git import open_repo
 
     catalog = load_catalog(tracking.path)
 

@@ -1,0 +1,350 @@
+"""What a Packer template makes Packer read, from its files in one git tree.
+
+A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files. It is read from a
+tree (git.TreeIndex), never from the working tree, for: the repository files its builders,
+provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
+and `${path.root}` expanded), the filters that choose a root's upstream image (sources.py), and
+whether a definition's directory holds other templates than its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from bridge.catalog import Definition, normalize
+from bridge.errors import FingerprintError
+from bridge.git import TREE_MODE, TreeIndex
+from bridge.sources import SourceFilter, filter_from
+
+log = logging.getLogger(__name__)
+
+_TEMPLATE_DIR = re.compile(r"\{\{\s*template_dir\s*\}\}")
+
+# Where JSON templates name files Packer reads on the machine running it, by block type: keys
+# holding one path, and keys holding a list of paths. A provisioner type not listed here gets a
+# warning: its files must be listed under the definition's `inputs`.
+_PROVISIONER_FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "shell": (("script",), ("scripts",)),
+    "shell-local": (("script",), ("scripts",)),
+    "powershell": (("script",), ("scripts",)),
+    "windows-shell": (("script",), ("scripts",)),
+    "file": (("source",), ("sources",)),
+    "ansible": (("playbook_file", "galaxy_file", "inventory_file", "roles_path"), ()),
+    "ansible-local": (
+        ("playbook_file", "playbook_dir", "galaxy_file", "inventory_file", "group_vars",
+         "host_vars"),
+        ("playbook_paths", "role_paths"),
+    ),
+    "puppet-masterless": (
+        ("manifest_file", "manifest_dir", "hiera_config_path"),
+        ("module_paths",),
+    ),
+    "salt-masterless": (
+        ("local_state_tree", "local_pillar_roots", "minion_config", "grains_file"),
+        (),
+    ),
+    "chef-solo": (
+        ("config_template", "data_bags_path", "encrypted_data_bag_secret_path",
+         "environments_path", "roles_path"),
+        ("cookbook_paths",),
+    ),
+    "breakpoint": ((), ()),
+    "windows-restart": ((), ()),
+}  # fmt: skip
+_BUILDER_FILES: tuple[tuple[str, ...], tuple[str, ...]] = (
+    ("user_data_file", "http_directory"),
+    ("floppy_files", "floppy_dirs", "cd_files"),
+)
+
+
+def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
+    """The repository files a template makes Packer read (README: recognised references)."""
+    if d.template_format == "json":
+        builders, provisioners, post_processors = _json_blocks(root, d, commit)
+    else:
+        builders, provisioners, post_processors = _hcl2_blocks(root, d, commit)
+    found: list[str] = []
+    for index, builder in enumerate(builders):
+        found += _paths(d, f"builder {index}", builder, _BUILDER_FILES)
+    for index, prov in enumerate(provisioners):
+        kind = str(prov.get("type", ""))
+        if kind == "file" and prov.get("direction", "upload") != "upload":
+            continue  # a download writes to the repository; it reads nothing from it
+        keys = _PROVISIONER_FILES.get(kind)
+        if keys is None:
+            log.warning(
+                "%s: provisioner %d has type %r, whose file references the bridge does not "
+                "understand; list the files it reads under the definition's `inputs` so changes "
+                "to them rebuild the image",
+                d.name,
+                index,
+                kind,
+            )
+            continue
+        found += _paths(d, f"provisioner {index}", prov, keys)
+    for index, pp in enumerate(post_processors):
+        if pp.get("type") == "shell-local":
+            found += _paths(d, f"post-processor {index}", pp, _PROVISIONER_FILES["shell-local"])
+    return found
+
+
+Blocks = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
+    """Builders, provisioners and post-processors of a JSON template."""
+    template = _json_template(root, d, commit)
+    if not isinstance(template, dict):
+        return [], [], []
+    return (
+        _blocks(template.get("builders")),
+        _blocks(template.get("provisioners")),
+        _blocks(template.get("post-processors"), nested=True),
+    )
+
+
+def _json_template(root: TreeIndex, d: Definition, commit: str) -> Any:
+    if d.template not in root.parsed:
+        data = _template_text(root, d.template, d, commit)
+        try:
+            root.parsed[d.template] = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FingerprintError(
+                f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: "
+                f"{exc}. Check it with `packer validate`."
+            ) from None
+    return root.parsed[d.template]
+
+
+def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, dict[str, Any]]]:
+    """The HCL2 files of a template (a file, or every *.pkr.hcl of a directory), parsed."""
+    import hcl2
+
+    if d.template.endswith(".pkr.hcl"):
+        files = [d.template]
+    else:
+        prefix = "" if d.directory == "." else d.directory + "/"
+        files = [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
+    parsed = []
+    for path in files:
+        if path not in root.parsed:
+            text = _template_text(root, path, d, commit)
+            try:
+                root.parsed[path] = hcl2.loads(text.decode("utf-8"))
+            except Exception as exc:  # the parser raises its own lark errors
+                raise FingerprintError(
+                    f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
+                    f"({type(exc).__name__}). Check it with `packer validate`."
+                ) from None
+        parsed.append((path, root.parsed[path]))
+    return parsed
+
+
+def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
+    """The filters that choose `d`'s upstream image (sources.py): the catalog's `source`, and
+    the template's amazon builders' `source_ami_filter` and `data "amazon-ami"` blocks. A
+    builder with a literal `source_ami` is built on that image; its filter only checks it."""
+    found = [] if d.source is None else [d.source]
+    if d.template_format == "json":
+        template = _json_template(root, d, commit)
+        builders = template.get("builders") if isinstance(template, dict) else None
+        for index, builder in enumerate(builders if isinstance(builders, list) else []):
+            if not isinstance(builder, dict) or "source_ami_filter" not in builder:
+                continue
+            if not str(builder.get("type", "")).startswith("amazon-") or builder.get("source_ami"):
+                continue
+            spec = builder["source_ami_filter"]
+            found.append(
+                filter_from(
+                    f"Builder {index} of {d.template} (definition {d.name!r})",
+                    spec if isinstance(spec, dict) else {},
+                    origin=f"builder {index}",
+                    kind="json-builder",
+                    file=d.template,
+                    index=index,
+                )
+            )
+        return found
+    for path, data in _hcl2_files(root, d, commit):
+        for key, kind, prefix in (
+            ("source", "hcl2-source", "source"),
+            ("data", "hcl2-data", "data"),
+        ):
+            for block in _dicts(data.get(key)):
+                for type_name, named in block.items():
+                    block_type = _hcl_string(type_name, d.directory)
+                    wanted = "amazon-ami" if kind == "hcl2-data" else "amazon-"
+                    if not isinstance(named, dict) or not block_type.startswith(wanted):
+                        continue
+                    for name, body in named.items():
+                        label = _hcl_string(name, d.directory)
+                        origin = f"{prefix}.{block_type}.{label}"
+                        if not isinstance(body, dict):
+                            continue
+                        if kind == "hcl2-source":
+                            specs = _dicts(body.get("source_ami_filter"))
+                            if not specs or body.get("source_ami"):
+                                continue
+                            spec = specs[0]
+                        else:
+                            spec = body
+                        found.append(
+                            filter_from(
+                                f"{origin} in {path} (definition {d.name!r})",
+                                _hcl_spec(spec, d.directory),
+                                origin=origin,
+                                kind=kind,  # type: ignore[arg-type]
+                                file=path,
+                            )
+                        )
+    return found
+
+
+def _hcl_spec(spec: dict[str, Any], template_dir: str) -> dict[str, Any]:
+    """A filter block with python-hcl2's quoting removed (keys and string values)."""
+    filters = spec.get("filters")
+    owners = spec.get("owners")
+    return {
+        "filters": {
+            _hcl_string(k, template_dir): _hcl_string(v, template_dir) for k, v in filters.items()
+        }
+        if isinstance(filters, dict)
+        else filters,
+        "owners": [_hcl_string(o, template_dir) for o in owners]
+        if isinstance(owners, list)
+        else owners,
+        "most_recent": spec.get("most_recent", False),
+    }
+
+
+def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
+    """Sources (builders), provisioners and post-processors of HCL2 files, as JSON-like blocks
+    whose string values are plain paths (`${path.root}` expanded; other expressions left as
+    `{{...}}`, which the reference check warns about)."""
+    builders: list[dict[str, Any]] = []
+    provisioners: list[dict[str, Any]] = []
+    post_processors: list[dict[str, Any]] = []
+    for path, data in _hcl2_files(root, d, commit):
+        for source in _dicts(data.get("source")):
+            for names in _dicts(list(source.values())):
+                builders += [_hcl_block(body, d.directory) for body in names.values()]
+        for build in _dicts(data.get("build")):
+            for key, into in (("provisioner", provisioners), ("post-processor", post_processors)):
+                for block in _dicts(build.get(key)):
+                    into += [
+                        {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
+                        for kind, body in block.items()
+                    ]
+            if "post-processors" in build:
+                log.warning(
+                    "%s: %s chains post-processors (a `post-processors` block), whose files the "
+                    "bridge does not read; list the files they read under `inputs`",
+                    d.name,
+                    path,
+                )
+    return builders, provisioners, post_processors
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The blocks in a python-hcl2 value (a list of dicts), ignoring other shapes."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _hcl_block(body: Any, template_dir: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        return {}
+    return {
+        key: [_hcl_string(v, template_dir) for v in value]
+        if isinstance(value, list)
+        else _hcl_string(value, template_dir)
+        for key, value in body.items()
+        if key != "__is_block__"
+    }
+
+
+def _hcl_string(value: Any, template_dir: str) -> Any:
+    """An HCL2 string literal as text (python-hcl2 keeps the quotes); expressions stay marked."""
+    if not isinstance(value, str):
+        return value
+    text = value
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            text = json.loads(value)
+        except ValueError:
+            text = value[1:-1]
+    text = text.replace("${path.root}", template_dir).replace("${path.cwd}/", "")
+    return text.replace("${", "{{")
+
+
+def _template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:
+    data = root.read(path)
+    if data is None:
+        raise FingerprintError(
+            f"The template {path} of definition {d.name!r} is not in commit {commit[:12]}. "
+            "Commit it (git add, git commit) or fix the `template` path in the catalog."
+        )
+    return data
+
+
+def _blocks(value: Any, *, nested: bool = False) -> list[dict[str, Any]]:
+    """The object blocks of a template list (post-processors may nest one level of lists)."""
+    items = value if isinstance(value, list) else []
+    if nested:
+        items = [b for item in items for b in (item if isinstance(item, list) else [item])]
+    return [b for b in items if isinstance(b, dict)]
+
+
+def _paths(
+    d: Definition, where: str, block: dict[str, Any], keys: tuple[tuple[str, ...], tuple[str, ...]]
+) -> list[str]:
+    single, lists = keys
+    refs: list[Any] = [block.get(k) for k in single]
+    for key in lists:
+        value = block.get(key)
+        refs += value if isinstance(value, list) else []
+    found = []
+    for ref in refs:
+        if isinstance(ref, str) and ref:
+            path = _template_path(d, where, ref)
+            if path is not None:
+                found.append(path)
+    return found
+
+
+def _template_path(d: Definition, where: str, ref: str) -> str | None:
+    resolved = _TEMPLATE_DIR.sub(d.directory, ref)
+    if "{{" in resolved:
+        log.warning(
+            "%s: %s references %r, which depends on template variables; "
+            "declare the file in the catalog's `inputs` so changes to it rebuild the image",
+            d.name,
+            where,
+            ref,
+        )
+        return None
+    pure = PurePosixPath(resolved)
+    path = normalize(resolved)
+    if pure.is_absolute() or path == ".." or path.startswith("../"):
+        raise FingerprintError(
+            f"The {where} of definition {d.name!r} reads {ref!r}, which is outside the "
+            "repository, so its content cannot be part of the fingerprint. Move the file into "
+            "the repository and reference it relative to the repository root."
+        )
+    return path
+
+
+def other_templates(root: TreeIndex, d: Definition) -> bool:
+    """Whether the definition's directory holds a template file besides its own: one another
+    definition, catalog or pipeline may build, whose images the tree SHA would name too. An HCL2
+    directory template counts every file as another's, so it never takes the tree SHA."""
+    own = posixpath.basename(d.template)
+    return any(
+        name != own and name.endswith((".json", ".pkr.hcl"))
+        for name, (mode, _) in root.listing(d.directory).items()
+        if mode != TREE_MODE
+    )

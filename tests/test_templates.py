@@ -1,0 +1,169 @@
+"""What a template makes Packer read (templates.py): JSON and HCL2 references, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.errors import FingerprintError
+from testing.fingerprint import fingerprints, rewrite_template
+
+
+def test_uncommitted_template_is_clear(repo):
+    data = repo.catalog()
+    data["definitions"]["extra"] = {"template": "extra/extra.json"}
+    repo.set_catalog(data)
+    repo.write("extra/extra.json", json.dumps({"builders": []}))
+    with pytest.raises(FingerprintError, match="extra/extra.json"):
+        fingerprints(repo, ["extra"], allow_dirty=False, commit=repo.git("rev-parse", "HEAD"))
+
+
+def test_provisioner_outside_repo_is_refused(repo):
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].append({"type": "shell-local", "script": "../../etc/passwd"})
+    repo.write("base/base.json", json.dumps(template))
+    repo.commit("escape")
+    with pytest.raises(FingerprintError, match="outside the repository"):
+        fingerprints(repo, ["base"])
+
+
+def test_template_dir_expression_is_resolved(repo):
+    template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
+    template["provisioners"].append({"type": "file", "source": "{{template_dir}}/../shared/f.txt"})
+    repo.write("shared/f.txt", "one\n")
+    repo.write("snowflake/snowflake.json", json.dumps(template))
+    repo.commit("file provisioner")
+    _, snap = fingerprints(repo)
+    assert "shared/f.txt" in {e.path for e in snap.fingerprints["snowflake"].inputs}
+
+
+# (block, key, value form) -> a file Packer reads: editing it changes the fingerprint.
+REFERENCES = [
+    ("builders", {"type": "amazon-ebs"}, "user_data_file", "one"),
+    ("builders", {"type": "qemu"}, "http_directory", "dir"),
+    ("builders", {"type": "qemu"}, "floppy_files", "list"),
+    ("provisioners", {"type": "shell"}, "script", "one"),
+    ("provisioners", {"type": "powershell"}, "scripts", "list"),
+    ("provisioners", {"type": "file", "destination": "/tmp/x"}, "sources", "list"),
+    ("provisioners", {"type": "ansible-local"}, "playbook_file", "one"),
+    ("provisioners", {"type": "ansible-local", "playbook_file": "x.yml"}, "playbook_dir", "dir"),
+    ("provisioners", {"type": "ansible-local", "playbook_file": "x.yml"}, "role_paths", "list"),
+    ("provisioners", {"type": "ansible"}, "playbook_file", "one"),
+    ("provisioners", {"type": "puppet-masterless"}, "manifest_file", "one"),
+    ("provisioners", {"type": "salt-masterless"}, "local_state_tree", "dir"),
+    ("provisioners", {"type": "chef-solo"}, "cookbook_paths", "list"),
+    ("post-processors", {"type": "shell-local"}, "script", "one"),
+]
+
+
+@pytest.mark.parametrize(
+    ("block", "fields", "key", "form"),
+    REFERENCES,
+    ids=[f"{r[1]['type']}.{r[2]}" for r in REFERENCES],
+)
+def test_files_a_template_makes_packer_read_are_inputs(repo, block, fields, key, form):
+    target = "provisioning/thing" + ("/main.yml" if form == "dir" else ".txt")
+    repo.write(target, "v1\n")
+    repo.write("x.yml", "- hosts: all\n")  # the playbook some of the blocks name as well
+    ref = target.rsplit("/", 1)[0] if form == "dir" else target
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t.setdefault(block, []).append({**fields, key: [ref] if form == "list" else ref}),
+    )
+    repo.commit("a reference")
+    before, snap = fingerprints(repo, ["base"])
+    assert ref in {e.path for e in snap.fingerprints["base"].inputs}
+    repo.write(target, "v2\n")
+    repo.commit("the referenced file changes")
+    after, _ = fingerprints(repo, ["base"])
+    assert after["base"] != before["base"]
+
+
+def test_a_provisioner_type_whose_files_are_unknown_gets_a_warning(repo, caplog):
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t["provisioners"].append({"type": "custom-thing", "config": "x.cfg"}),
+    )
+    repo.commit("a custom provisioner")
+    with caplog.at_level("WARNING", logger="bridge"):
+        fingerprints(repo, ["base"])
+    assert "type 'custom-thing'" in caplog.text and "`inputs`" in caplog.text
+
+
+HCL2_TEMPLATE = """
+variable "playbook" {
+  type    = string
+  default = "x.yml"
+}
+source "amazon-ebs" "tools" {
+  user_data_file = "files/user-data.sh"
+  region         = "us-east-1"
+}
+build {
+  sources = ["source.amazon-ebs.tools"]
+  provisioner "ansible-local" {
+    playbook_file = "${path.root}/../play/site.yml"
+    role_paths    = ["play/roles"]
+  }
+  provisioner "shell-local" {
+    inline = ["echo ${var.playbook}"]
+  }
+  provisioner "ansible-local" {
+    playbook_file = var.playbook
+  }
+  post-processor "shell-local" {
+    script = "post/notify.sh"
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("layout", ["file", "directory"])
+def test_files_an_hcl2_template_makes_packer_read_are_inputs(repo, caplog, layout):
+    for rel in ("files/user-data.sh", "play/site.yml", "play/roles/web/tasks.yml",
+                "post/notify.sh"):  # fmt: skip
+        repo.write(rel, "v1\n")
+    add_tools(repo, HCL2_TEMPLATE, "tools/tools.pkr.hcl" if layout == "file" else "tools")
+    with caplog.at_level("WARNING", logger="bridge"):
+        before, snap = fingerprints(repo, ["tools"])
+    inputs = {e.path for e in snap.fingerprints["tools"].inputs}
+    assert {"files/user-data.sh", "play/site.yml", "play/roles", "post/notify.sh"} <= inputs
+    assert "var.playbook" in caplog.text and "`inputs`" in caplog.text
+    for rel in (
+        "files/user-data.sh",
+        "play/site.yml",
+        "play/roles/web/tasks.yml",
+        "post/notify.sh",
+    ):
+        repo.write(rel, f"changed {rel}\n")
+        repo.commit(f"{rel} changes")
+        after, _ = fingerprints(repo, ["tools"])
+        assert after["tools"] != before["tools"], rel
+        before = after
+
+
+def add_tools(repo, hcl: str, template: str = "tools/tools.pkr.hcl") -> None:
+    """A `tools` definition from one HCL2 file, committed."""
+    repo.write("tools/tools.pkr.hcl", hcl)
+    data = repo.catalog()
+    data["definitions"]["tools"] = {"template": template}
+    repo.set_catalog(data)
+    repo.commit("a tools definition")
+
+
+def test_an_hcl2_file_that_does_not_parse_is_named(repo):
+    add_tools(repo, 'build {\n  provisioner "shell" {\n')
+    with pytest.raises(
+        FingerprintError,
+        match="HCL2 file tools/tools.pkr.hcl of definition 'tools' cannot be parsed",
+    ):
+        fingerprints(repo, ["tools"])
+
+
+def test_hcl2_attributes_named_like_blocks_are_ignored(repo):
+    add_tools(repo, 'source = "x"\nbuild = "y"\n')
+    fps, _ = fingerprints(repo, ["tools"])
+    assert len(fps["tools"]) == 40
