@@ -333,10 +333,3 @@ def _link_target(root: TreeIndex, d: Definition, path: str, commit: str) -> str:
             f"not in commit {commit[:12]}. Commit the file it points to, or remove the link."
         )
     return resolved
-
-
-# Re-exported for cli.py's imports (moved to bridge.git): remove when cli.py imports them from
-# there. `X as X` is the explicit re-export mypy's strict mode asks for.
-from bridge.git import CommitFiles as CommitFiles  # noqa: E402
-from bridge.git import is_head as is_head  # noqa: E402
-from bridge.git import open_repo as open_repo  # noqa: E402

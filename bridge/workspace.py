@@ -56,7 +56,7 @@ def open_catalog(
     the checked-out one, the catalog and its paths are read from that commit.
     """
     from bridge.catalog import DEFAULT_CATALOG, load_catalog
-    from bridge.fingerprint import CommitFiles, is_head, open_repo
+    from bridge.git import CommitFiles, is_head, open_repo
 
     repo = open_repo(options.directory, named=spell("repo"))
     root = Path(str(repo.working_tree_dir))
