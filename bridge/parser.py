@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from bridge.graph import GRAPH_FORMATS
 from bridge.settings import (
@@ -100,6 +101,27 @@ def build() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
+    shared = _shared()
+    _image_commands(sub, shared)
+    _lifecycle_commands(sub, shared)
+    _channel_commands(sub, shared)
+    return parser
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The flag groups several commands share (argparse parent parsers)."""
+
+    verbosity: argparse.ArgumentParser
+    common: argparse.ArgumentParser
+    output: argparse.ArgumentParser
+    parallel: argparse.ArgumentParser
+    revoked: argparse.ArgumentParser
+    loud: argparse.ArgumentParser
+    expect: argparse.ArgumentParser
+
+
+def _shared() -> _Shared:
     # --debug/-q also after the subcommand; SUPPRESS keeps a top-level value from being reset.
     verbosity = _Parser(add_help=False)
     verbosity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -157,6 +179,18 @@ def build() -> argparse.ArgumentParser:
         help="refuse unless the one DEF has this fingerprint (the one a reviewed plan showed)",
     )
 
+    return _Shared(verbosity, common, output, parallel, revoked, loud, expect)
+
+
+def _image_commands(sub: Any, shared: _Shared) -> None:
+    """external, resolve, build, status, check, manifest: finding and building images."""
+    verbosity = shared.verbosity
+    common = shared.common
+    output = shared.output
+    parallel = shared.parallel
+    revoked = shared.revoked
+    loud = shared.loud
+    expect = shared.expect
     p = sub.add_parser(
         "external",
         help="Terraform external data source: query on stdin, result on stdout",
@@ -233,6 +267,11 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("definition", metavar="DEF")
     p.set_defaults(command_module="manifest", run="run")
 
+
+def _lifecycle_commands(sub: Any, shared: _Shared) -> None:
+    """revoke, restore, gc: withdrawing and deleting images; graph: drawing the chain."""
+    common = shared.common
+    output = shared.output
     target = _Parser(add_help=False)
     target.add_argument("definition", metavar="DEF")
     which = target.add_mutually_exclusive_group()
@@ -309,6 +348,12 @@ def build() -> argparse.ArgumentParser:
     )
     p.set_defaults(command_module="graph", run="run")
 
+
+def _channel_commands(sub: Any, shared: _Shared) -> None:
+    """promote, rollback, channel history, and the sandbox."""
+    verbosity = shared.verbosity
+    common = shared.common
+    output = shared.output
     p = sub.add_parser(
         "promote",
         parents=[common, output],
@@ -356,4 +401,3 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.set_defaults(command_module="sandbox", run="run")
-    return parser
