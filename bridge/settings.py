@@ -37,8 +37,8 @@ DEFAULT_LEASE_TTL = 300.0
 # build takes 5-40 minutes.
 DEFAULT_WAIT_TIMEOUT = 3600.0
 DEFAULT_PACKER = "packer"
-# gc (gc.py): builds kept per definition, the age below which nothing is deleted, and how many
-# versions of each channel parameter keep their images.
+# gc (retention.py): builds kept per definition, the age below which nothing is deleted, and how
+# many versions of each channel parameter keep their images.
 DEFAULT_GC_KEEP = 2
 DEFAULT_GC_MIN_AGE_HOURS = 24.0
 DEFAULT_GC_CHANNEL_VERSIONS = 5

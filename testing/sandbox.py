@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import boto3
 
+from bridge import model
 from bridge.sandbox import BASE_IMAGE
 
 BUCKET = "ami-chain-manifests"
@@ -44,3 +46,40 @@ def make_image(ec2: Any, name: str, fingerprint: str | None = None) -> str:
     if fingerprint:
         ec2.create_tags(Resources=[ami], Tags=[{"Key": "SHA", "Value": fingerprint}])
     return ami
+
+
+def fake_build(
+    definition: str,
+    build_id: str,
+    *,
+    parent: Mapping[str, str] | None = None,
+    fp: str | None = None,
+) -> dict[str, str]:
+    """A build as the bridge tags it, made without Packer, copied to eu-west-1 with its tags:
+    region -> AMI. `parent`: region -> the parent build's AMI there."""
+    us, eu = (
+        boto3.client("ec2", region_name="us-east-1"),
+        boto3.client("ec2", region_name="eu-west-1"),
+    )
+    fp = fp or hashlib.sha1(build_id.encode()).hexdigest()
+    ami = make_image(us, f"{definition}-{build_id}")
+    tags = {
+        model.TAG_DEFINITION: definition,
+        "SHA": fp,
+        model.TAG_BUILD_ID: build_id,
+        model.TAG_COMMIT: "0" * 40,
+    }
+    if parent:
+        tags[model.TAG_PARENT_AMI] = parent["us-east-1"]
+    us.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    copy: str = eu.copy_image(
+        SourceImageId=ami,
+        SourceRegion="us-east-1",
+        Name=f"{definition}-{build_id}",
+        CopyImageTags=True,
+    )["ImageId"]
+    if parent:  # built on the parent's copy there, as the bridge builds children
+        eu.create_tags(
+            Resources=[copy], Tags=[{"Key": model.TAG_PARENT_AMI, "Value": parent["eu-west-1"]}]
+        )
+    return {"us-east-1": ami, "eu-west-1": copy}

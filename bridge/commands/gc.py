@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 
 from bridge import gc
 from bridge.errors import EXIT_OK
+from bridge.retention import policy
 from bridge.workspace import context, options, resolver
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    retention = gc.policy(
+    retention = policy(
         keep=args.keep,
         older_than=args.older_than,
         min_age_hours=args.min_age_hours,
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         json.dump(report.to_dict(now), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return EXIT_OK
-    for line in gc.table(gc.rows(report.outcomes, now=now)):
+    for line in gc.table(gc.rows(report.fates, now=now)):
         print(line)
     for region, snapshots in sorted(report.leftovers.items()):
         print(f"leftover snapshots in {region} (deleted by --apply): {' '.join(snapshots)}")

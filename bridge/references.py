@@ -1,0 +1,403 @@
+"""What uses an image: every scanner gc trusts before deleting one, and `scan`, which runs them
+in each region and returns the bridge's builds with every use of their images (a `World`).
+
+In each region: every version of every launch template, instances not terminated, Auto Scaling
+groups and launch configurations, the promotion channels' SSM parameters (the current value and
+recent history), launch template images given as `resolve:ssm:`, EC2's own
+DescribeImageReferences, and the snapshots an earlier gc left. A scan that fails stops gc
+(`_check`): an image whose use cannot be checked is never deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from bridge import model, registry
+from bridge.aws import AwsClients, aws_call
+from bridge.errors import AwsError, RetentionError
+from bridge.model import Image
+from bridge.retention import World, builds_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+# Instances that can still start: every state but terminated.
+LIVE_INSTANCE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+# DescribeImageReferences: at most this many image IDs per call.
+REFERENCE_BATCH = 100
+_RESOLVE_SSM = re.compile(r"^resolve:ssm:(.+)$")
+
+
+@contextmanager
+def _check(what: str, region: str, permission: str) -> Iterator[None]:
+    """A reference check: its failure stops gc (an image it cannot check is never deleted)."""
+    try:
+        with aws_call(f"{what} in {region}", permission):
+            yield
+    except AwsError as exc:
+        raise RetentionError(
+            f"gc cannot tell which images are in use: {what} in {region} ({permission}) "
+            f"failed. {exc} So gc deletes nothing it has not "
+            "checked (nothing at all when this happens before the first deletion): an image "
+            "whose use cannot be checked may still be in use. Fix the cause and run gc again."
+        ) from None
+
+
+def scan(
+    clients: AwsClients,
+    regions: Sequence[str],
+    *,
+    tag_key: str,
+    channel_prefix: str,
+    keep_channel_versions: int,
+) -> World:
+    """The bridge's builds in `regions`, and every use of an image there."""
+    images: list[Image] = []
+    uses: dict[str, list[str]] = defaultdict(list)
+    leftovers: dict[str, tuple[str, ...]] = {}
+    for region in regions:
+        ec2 = clients.ec2(region)
+        found = _own_images(ec2, region)
+        ours = [i for i in found if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)]
+        images += ours
+        templates = _launch_templates(ec2, region, uses)
+        _instances(ec2, region, uses)
+        _auto_scaling(clients.autoscaling(region), region, templates, uses)
+        ssm = clients.ssm(region)
+        _channels(ssm, region, channel_prefix, keep_channel_versions, uses)
+        _ssm_launch_references(ssm, region, templates, uses)
+        _image_references(ec2, region, [i.ami_id for i in ours], uses)
+        leftovers[region] = _leftover_snapshots(ec2, region)
+    return World(
+        builds_of(images, tag_key=tag_key),
+        MappingProxyType({ami: tuple(dict.fromkeys(u)) for ami, u in uses.items()}),
+        MappingProxyType({r: s for r, s in leftovers.items() if s}),
+    )
+
+
+def _own_images(ec2: EC2Client, region: str) -> list[Image]:
+    """Every image this account owns that carries the bridge's definition tag."""
+    found: list[Image] = []
+    token: str | None = None
+    while True:
+        with _check("listing this account's images", region, "ec2:DescribeImages"):
+            page = ec2.describe_images(
+                Owners=["self"],
+                Filters=[{"Name": "tag-key", "Values": [model.TAG_DEFINITION]}],
+                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
+            )
+        found += [registry.parse_image(raw, region) for raw in page.get("Images", [])]
+        token = page.get("NextToken")
+        if not token:
+            return found
+
+
+@dataclass(frozen=True)
+class _Template:
+    id: str
+    name: str
+    default: int
+    latest: int
+    # version -> its image (as written: an AMI ID or resolve:ssm:...)
+    images: Mapping[int, str]
+
+
+def _launch_templates(
+    ec2: EC2Client, region: str, uses: dict[str, list[str]]
+) -> dict[str, _Template]:
+    """Every version of every launch template (not only the default): launch template ID ->."""
+    templates: dict[str, _Template] = {}
+    token: str | None = None
+    while True:
+        with _check("listing launch templates", region, "ec2:DescribeLaunchTemplates"):
+            page = ec2.describe_launch_templates(
+                MaxResults=200,
+                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
+            )
+        for raw in page.get("LaunchTemplates", []):
+            t = _versions(ec2, region, raw)
+            templates[t.id] = t
+            for version, image in sorted(t.images.items()):
+                uses[image].append(f"launch template {t.name} ({t.id}) version {version}")
+        token = page.get("NextToken")
+        if not token:
+            return templates
+
+
+def _versions(ec2: EC2Client, region: str, raw: Mapping[str, Any]) -> _Template:
+    template_id = str(raw["LaunchTemplateId"])
+    latest = int(raw.get("LatestVersionNumber", 1))
+    images: dict[int, str] = {}
+    # Asked for by version range, so each page is complete whether or not the endpoint pages.
+    for low in range(1, latest + 1, 200):
+        high = min(low + 199, latest)
+        token: str | None = None
+        while True:
+            with _check(
+                f"reading the versions of launch template {template_id}",
+                region,
+                "ec2:DescribeLaunchTemplateVersions",
+            ):
+                page = ec2.describe_launch_template_versions(
+                    LaunchTemplateId=template_id,
+                    MinVersion=str(low),
+                    MaxVersion=str(high),
+                    MaxResults=200,
+                    **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
+                )
+            for version in page.get("LaunchTemplateVersions", []):
+                image = version.get("LaunchTemplateData", {}).get("ImageId")
+                if image:
+                    images[int(version["VersionNumber"])] = str(image)
+            token = page.get("NextToken")
+            if not token:
+                break
+    return _Template(
+        template_id,
+        str(raw.get("LaunchTemplateName", template_id)),
+        int(raw.get("DefaultVersionNumber", 1)),
+        latest,
+        MappingProxyType(images),
+    )
+
+
+def _instances(ec2: EC2Client, region: str, uses: dict[str, list[str]]) -> None:
+    token: str | None = None
+    while True:
+        with _check("listing instances", region, "ec2:DescribeInstances"):
+            page = ec2.describe_instances(
+                Filters=[{"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}],
+                MaxResults=1000,
+                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
+            )
+        for reservation in page.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                state = instance.get("State", {}).get("Name", "?")
+                if state == "terminated":
+                    continue
+                image = instance.get("ImageId")
+                if image:
+                    uses[image].append(f"instance {instance['InstanceId']} ({state})")
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
+def _auto_scaling(
+    autoscaling: Any,
+    region: str,
+    templates: Mapping[str, _Template],
+    uses: dict[str, list[str]],
+) -> None:
+    """Auto Scaling groups' launch templates (named) and every launch configuration."""
+    by_name = {t.name: t for t in templates.values()}
+    token: str | None = None
+    while True:
+        with _check("listing Auto Scaling groups", region, "autoscaling:DescribeAutoScalingGroups"):
+            page = autoscaling.describe_auto_scaling_groups(
+                MaxRecords=100, **({"NextToken": token} if token else {})
+            )
+        for group in page.get("AutoScalingGroups", []):
+            name = group.get("AutoScalingGroupName", "?")
+            specs = [group.get("LaunchTemplate")]
+            mixed = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {})
+            specs.append(mixed.get("LaunchTemplateSpecification"))
+            specs += [o.get("LaunchTemplateSpecification") for o in mixed.get("Overrides", [])]
+            for spec in specs:
+                if not spec:
+                    continue
+                template = templates.get(spec.get("LaunchTemplateId", "")) or by_name.get(
+                    spec.get("LaunchTemplateName", "")
+                )
+                if template is None:
+                    raise RetentionError(
+                        f"The Auto Scaling group {name} in {region} uses the launch template "
+                        f"{spec.get('LaunchTemplateId') or spec.get('LaunchTemplateName')}, "
+                        "which DescribeLaunchTemplates did not list, so gc cannot tell which "
+                        "image it launches and deletes nothing. Check the group's launch "
+                        "template, then run gc again."
+                    )
+                wanted = str(spec.get("Version") or "$Default")
+                version = {"$Latest": template.latest, "$Default": template.default}.get(wanted)
+                if version is None and not wanted.isdigit():
+                    raise RetentionError(
+                        f"The Auto Scaling group {name} in {region} names version {wanted!r} of "
+                        f"the launch template {template.name}, which gc cannot read, so it "
+                        "deletes nothing. Check the group's launch template version, then run gc "
+                        "again."
+                    )
+                number = version if version is not None else int(wanted)
+                image = template.images.get(number)
+                if image:
+                    uses[image].append(
+                        f"auto scaling group {name} (launch template {template.name} "
+                        f"version {number})"
+                    )
+            if group.get("LaunchConfigurationName"):
+                uses["lc:" + group["LaunchConfigurationName"]].append(f"auto scaling group {name}")
+        token = page.get("NextToken")
+        if not token:
+            break
+    token = None
+    while True:
+        with _check(
+            "listing launch configurations", region, "autoscaling:DescribeLaunchConfigurations"
+        ):
+            page = autoscaling.describe_launch_configurations(
+                MaxRecords=100, **({"NextToken": token} if token else {})
+            )
+        for config in page.get("LaunchConfigurations", []):
+            name = config.get("LaunchConfigurationName", "?")
+            groups = uses.pop("lc:" + name, [])
+            image = config.get("ImageId")
+            if image:
+                uses[image].append(
+                    f"launch configuration {name}" + (f" of {', '.join(groups)}" if groups else "")
+                )
+        token = page.get("NextToken")
+        if not token:
+            break
+    missing = sorted(k[3:] for k in uses if k.startswith("lc:"))
+    if missing:
+        raise RetentionError(
+            f"Auto Scaling groups in {region} use the launch configurations "
+            f"{', '.join(missing)}, which DescribeLaunchConfigurations did not list, so gc "
+            "cannot tell which images they launch and deletes nothing. Run gc again; if it "
+            "persists, check those groups."
+        )
+
+
+def _channels(ssm: Any, region: str, prefix: str, keep: int, uses: dict[str, list[str]]) -> None:
+    """The promotion channels (channels.py): each parameter's current value and its `keep`
+    newest versions."""
+    path = "/" + prefix.strip("/")  # every /<prefix>/<definition>/<channel> (channels.py)
+    token: str | None = None
+    names: list[str] = []
+    while True:
+        with _check(f"listing the channels under {path}", region, "ssm:GetParametersByPath"):
+            page = ssm.get_parameters_by_path(
+                Path=path, Recursive=True, MaxResults=10, **({"NextToken": token} if token else {})
+            )
+        names += [p["Name"] for p in page.get("Parameters", [])]
+        token = page.get("NextToken")
+        if not token:
+            break
+    for name in sorted(set(names)):
+        history: list[Mapping[str, Any]] = []
+        token = None
+        while True:
+            with _check(f"reading the history of {name}", region, "ssm:GetParameterHistory"):
+                page = ssm.get_parameter_history(
+                    Name=name, MaxResults=50, **({"NextToken": token} if token else {})
+                )
+            history += page.get("Parameters", [])
+            token = page.get("NextToken")
+            if not token:
+                break
+        newest = sorted(history, key=lambda p: int(p.get("Version", 0)), reverse=True)
+        for rank, version in enumerate(newest):
+            if rank == 0 or rank < keep:
+                what = "current value" if rank == 0 else f"version {version.get('Version')}"
+                uses[str(version.get("Value", ""))].append(f"channel {name} {what}")
+
+
+def _ssm_launch_references(
+    ssm: Any, region: str, templates: Mapping[str, _Template], uses: dict[str, list[str]]
+) -> None:
+    """Launch template versions whose image is `resolve:ssm:NAME[:VERSION|:LABEL]`: the image
+    that parameter (version) holds now."""
+    for template in templates.values():
+        for version, image in sorted(template.images.items()):
+            match = _RESOLVE_SSM.match(image)
+            if match is None:
+                continue
+            with _check(
+                f"reading {match[1]} (launch template {template.id} version {version})",
+                region,
+                "ssm:GetParameter",
+            ):
+                value = ssm.get_parameter(Name=match[1])["Parameter"]["Value"]
+            uses[str(value)].append(
+                f"launch template {template.name} ({template.id}) version {version} "
+                f"through {match[1]}"
+            )
+
+
+def _image_references(
+    ec2: EC2Client, region: str, amis: Sequence[str], uses: dict[str, list[str]]
+) -> None:
+    """EC2's own view (DescribeImageReferences): also Image Builder recipes."""
+    resource_types: list[Any] = [
+        {
+            "ResourceType": "ec2:Instance",
+            "ResourceTypeOptions": [
+                {"OptionName": "state-name", "OptionValues": list(LIVE_INSTANCE_STATES)}
+            ],
+        },
+        {
+            "ResourceType": "ec2:LaunchTemplate",
+            "ResourceTypeOptions": [{"OptionName": "version-depth", "OptionValues": ["10000"]}],
+        },
+        {"ResourceType": "ssm:Parameter"},
+        {"ResourceType": "imagebuilder:ImageRecipe"},
+        {"ResourceType": "imagebuilder:ContainerRecipe"},
+    ]
+    wanted = sorted(set(amis))
+    for start in range(0, len(wanted), REFERENCE_BATCH):
+        batch = wanted[start : start + REFERENCE_BATCH]
+        token: str | None = None
+        while True:
+            with _check("asking EC2 for image references", region, "ec2:DescribeImageReferences"):
+                page = ec2.describe_image_references(
+                    ImageIds=batch,
+                    ResourceTypes=resource_types,
+                    MaxResults=1000,
+                    **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
+                )
+            for ref in page.get("ImageReferences", []):
+                uses[str(ref.get("ImageId", ""))].append(
+                    f"{ref.get('ResourceType')} {ref.get('Arn')} (DescribeImageReferences)"
+                )
+            token = page.get("NextToken")
+            if not token:
+                break
+
+
+def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:
+    """Snapshots of images gc deregistered (TAG_GC) whose deletion did not happen: their image is
+    gone (asked by ID, whatever its tags)."""
+    marked: dict[str, str] = {}
+    token: str | None = None
+    while True:
+        with _check("listing snapshots gc left", region, "ec2:DescribeSnapshots"):
+            page = ec2.describe_snapshots(
+                OwnerIds=["self"],
+                Filters=[{"Name": "tag-key", "Values": [model.TAG_GC]}],
+                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
+            )
+        for snapshot in page.get("Snapshots", []):
+            tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
+            marked[snapshot["SnapshotId"]] = tags.get(model.TAG_GC, "")
+        token = page.get("NextToken")
+        if not token:
+            break
+    amis = sorted(set(marked.values()) - {""})
+    registered: set[str] = set()
+    for start in range(0, len(amis), registry.FILTER_BATCH):
+        with _check("looking up the images of marked snapshots", region, "ec2:DescribeImages"):
+            page_images = ec2.describe_images(
+                Owners=["self"],
+                Filters=[
+                    {"Name": "image-id", "Values": amis[start : start + registry.FILTER_BATCH]}
+                ],
+            )
+        registered |= {
+            i["ImageId"] for i in page_images.get("Images", []) if i.get("State") != "deregistered"
+        }
+    return tuple(sorted(s for s, ami in marked.items() if ami and ami not in registered))
