@@ -190,28 +190,6 @@ def rows(fates: Sequence[Fate], *, now: datetime) -> list[dict[str, Any]]:
     return records
 
 
-def table(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The records as a table: one line per build, its first image and every region."""
-    lines = [("IMAGE", "DEFINITION", "FINGERPRINT", "BUILD", "AGE", "REGIONS", "VERDICT")]
-    for r in records:
-        images: Mapping[str, str] = r["images"]
-        lines.append(
-            (
-                next(iter(images.values()), "-"),
-                r["definition"],
-                r["fingerprint"][:12],
-                r["build_id"],
-                r["age"],
-                " ".join(images),
-                f"{r['action']}: {'; '.join(r['reasons'])}",
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
-
-
 # -- the command ----------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bridge.model import Build, parse_time
 
@@ -98,6 +98,25 @@ def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def gc_table(records: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    """gc's records (gc.rows) as a table: one line per build, its first image and every region."""
+    rows = [("IMAGE", "DEFINITION", "FINGERPRINT", "BUILD", "AGE", "REGIONS", "VERDICT")]
+    for r in records:
+        images: Mapping[str, str] = r["images"]
+        rows.append(
+            (
+                next(iter(images.values()), "-"),
+                r["definition"],
+                r["fingerprint"][:12],
+                r["build_id"],
+                r["age"],
+                " ".join(images),
+                f"{r['action']}: {'; '.join(r['reasons'])}",
+            )
+        )
+    table(rows, out)
 
 
 def change_row(build: Build, *cells: str) -> tuple[str, ...]:

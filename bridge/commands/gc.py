@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from bridge import gc
+from bridge import gc, render
 from bridge.errors import EXIT_OK
 from bridge.retention import policy
 from bridge.workspace import context, options, resolver
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         json.dump(report.to_dict(now), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return EXIT_OK
-    for line in gc.table(gc.rows(report.fates, now=now)):
-        print(line)
+    render.gc_table(gc.rows(report.fates, now=now), sys.stdout)
     for region, snapshots in sorted(report.leftovers.items()):
         print(f"leftover snapshots in {region} (deleted by --apply): {' '.join(snapshots)}")
     return EXIT_OK
