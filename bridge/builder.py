@@ -1,6 +1,7 @@
-"""Building one image: Packer on the exported tree, then its tags and manifest (publish.py), its
-copies and sharing (distribute.py). Refuses credentials whose images would never be found, and
-a build whose lease was taken over while Packer ran."""
+"""Building one image: Packer on the exported tree (`packer init` first where the template
+requires plugins), then its tags and manifest (publish.py), its copies and sharing
+(distribute.py). Refuses credentials whose images would never be found, and a build whose lease
+was taken over while Packer ran."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from bridge.catalog import Definition
 from bridge.context import Context
 from bridge.errors import BuildError, LeaseError
 from bridge.fingerprint import Snapshot
+from bridge.git import TreeIndex
 from bridge.guard import Guard
 from bridge.lease import Lease
 from bridge.packer import PackerRunner
 from bridge.result import ResolvedAmi
+from bridge.templates import required_plugins
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,10 @@ class Builder:
         self._shared = threading.Lock()
         self._git = threading.Lock()
         self._account: str | None = None
+        # `packer init` per (tree, template) this run: None once done, or the error it raised.
+        # One at a time: concurrent inits would write the same plugin directory.
+        self._inits: dict[tuple[str, str], BuildError | None] = {}
+        self._init_lock = threading.Lock()
 
     def interrupt(self) -> None:
         """Running Packer builds cancel and clean up."""
@@ -91,6 +98,7 @@ class Builder:
         if settings.manifest_bucket:
             validation.warm_up(manifests.SCHEMA)  # while Packer runs
         with self._source(snapshot, d) as source:
+            self._init(runner, d, snapshot, source)
             artifacts = build_image(
                 runner,
                 source,
@@ -175,6 +183,26 @@ class Builder:
                     )
                 )
             yield source
+
+    def _init(self, runner: PackerRunner, d: Definition, snapshot: Snapshot, source: Path) -> None:
+        """`packer init` on the exported tree before the first build of a template that requires
+        plugins: once per template per run, however many definitions build from it."""
+        key = (snapshot.tree, d.template)
+        with self._init_lock:
+            if key not in self._inits:
+                with self._git:
+                    plugins = required_plugins(
+                        TreeIndex(self.ctx.repo, snapshot.tree), d, snapshot.commit
+                    )
+                try:
+                    if plugins:
+                        runner.init(d.template, source, plugins)
+                    self._inits[key] = None
+                except BuildError as exc:
+                    self._inits[key] = exc
+            failed = self._inits[key]
+        if failed is not None:
+            raise BuildError(str(failed))
 
     def _runner(self) -> PackerRunner:
         with self._shared:

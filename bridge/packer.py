@@ -38,6 +38,17 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Plugin:
+    """A plugin an HCL2 template requires (`packer { required_plugins { NAME = {...} } }`)."""
+
+    source: str  # e.g. github.com/hashicorp/amazon
+    version: str  # the constraint as written, e.g. ">= 1.2.0"; "" when none is given
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.version or '(any version)'}"
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """What a Packer build produced."""
 
@@ -223,6 +234,49 @@ class PackerRunner:
         except OSError as exc:
             log.debug("cannot cache the Packer version: %s", exc)
 
+    def init(self, template: str, cwd: Path, plugins: Mapping[str, Plugin]) -> None:
+        """Run `packer init TEMPLATE` in `cwd`, installing the `plugins` the template requires
+        into Packer's plugin directory (the user's: PACKER_PLUGIN_PATH and the rest of the
+        environment are passed as they are)."""
+        with self._lock:
+            if self._interrupted:
+                raise Cancelled(f"Cancelled before `packer init {template}` started.")
+        argv = self._argv("init", template)
+        log.info("packer init %s: it requires %s", template, _described(plugins))
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=self._env,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            check=False,
+        )
+        for line in proc.stdout.splitlines():
+            if line.strip():
+                log.info("packer init: %s", line.strip())
+        if proc.returncode == 0:
+            return
+        if proc.returncode == _NO_SUCH_COMMAND:
+            raise BuildError(
+                f"`packer init {template}` failed, so nothing is built from {template}: this "
+                "Packer has no `init` command (it is older than 1.7), and the template "
+                f"requires plugins, {_described(plugins)}, which only Packer 1.7 or later "
+                "installs and builds with. Install Packer 1.7 or later (AMI_BRIDGE_PACKER "
+                "names the program)."
+            )
+        said = [" ".join(ln.split()) for ln in proc.stderr.splitlines() if ln.strip()]
+        quoted = " | ".join(said[-_INIT_ERROR_LINES:]) or f"exit status {proc.returncode}"
+        raise BuildError(
+            f"`packer init {template}` failed, so nothing is built from {template}: it could "
+            f"not install the plugins the template requires, {_described(plugins)}. Packer "
+            f"said: {quoted}. Check that each version constraint matches a released version "
+            "of its plugin and that this machine reaches the plugin sources (for github.com "
+            "sources, github.com and api.github.com), or install the plugins beforehand into "
+            "Packer's plugin directory, the one PACKER_PLUGIN_PATH names (`packer init` where "
+            "they can be reached)."
+        )
+
     def build(
         self,
         template: str,
@@ -307,6 +361,17 @@ class PackerRunner:
         for part in parts:
             print(f"  {elapsed:5.0f}s {prefix}packer: {part}", file=self._echo)
         self._echo.flush()
+
+
+# Packer's exit status for a command it does not have (`init` before Packer 1.7).
+_NO_SUCH_COMMAND = 127
+# At most this many of `packer init`'s last stderr lines go into a message.
+_INIT_ERROR_LINES = 6
+
+
+def _described(plugins: Mapping[str, Plugin]) -> str:
+    """`amazon (github.com/hashicorp/amazon >= 1.2.0), ...`: as an error names them."""
+    return ", ".join(f"{name} ({plugin})" for name, plugin in sorted(plugins.items()))
 
 
 # Packer's own summaries of a failure, which repeat the error lines they follow.

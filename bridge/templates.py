@@ -3,8 +3,9 @@
 A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files. It is read from a
 tree (git.TreeIndex), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
-and `${path.root}` expanded), the filters that choose a root's upstream image (sources.py), and
-whether a definition's directory holds other templates than its own.
+and `${path.root}` expanded), the filters that choose a root's upstream image (sources.py), the
+plugins an HCL2 template requires (`packer init`), and whether a definition's directory holds
+other templates than its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from bridge.catalog import Definition, normalize
 from bridge.errors import FingerprintError
 from bridge.git import TREE_MODE, TreeIndex
+from bridge.packer import Plugin
 from bridge.sources import SourceFilter, filter_from
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,25 @@ def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFi
                                 file=path,
                             )
                         )
+    return found
+
+
+def required_plugins(root: TreeIndex, d: Definition, commit: str) -> dict[str, Plugin]:
+    """The plugins `d`'s template requires, by local name: the `required_plugins` of the
+    `packer` blocks of its HCL2 files (what `packer init` installs). A JSON template has none."""
+    if d.template_format == "json":
+        return {}
+    found: dict[str, Plugin] = {}
+    for _, data in _hcl2_files(root, d, commit):
+        for packer in _dicts(data.get("packer")):
+            for block in _dicts(packer.get("required_plugins")):
+                for name, spec in block.items():
+                    if name == "__is_block__" or not isinstance(spec, dict):
+                        continue
+                    found[_hcl_string(name, d.directory)] = Plugin(
+                        source=str(_hcl_string(spec.get("source", ""), d.directory)),
+                        version=str(_hcl_string(spec.get("version", ""), d.directory)),
+                    )
     return found
 
 

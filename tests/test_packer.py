@@ -7,11 +7,13 @@ import pytest
 from bridge.errors import BuildError
 from bridge.packer import (
     PackerRunner,
+    Plugin,
     artifacts,
     declared_variables,
     manifest_artifacts,
     parse_line,
 )
+from testing.packer import Call, calls, standin
 
 OUTPUT = """\
 1795775700,,ui,say,==> amazon-ebs: Creating AMI base-1 from instance i-1
@@ -123,3 +125,46 @@ def test_build_failure_quotes_packer_errors(tmp_path, packer):
     assert "installing" not in message
     assert str(log) in message
     assert log.read_text().count(",ui,") > 0
+
+
+AMAZON = {"amazon": Plugin("github.com/hashicorp/amazon", ">= 1.2.0")}
+
+
+def test_init_runs_packer_init_on_the_template_with_the_users_environment(tmp_path, packer):
+    import os
+
+    fake = standin(tmp_path / "bin", packer, init="install")
+    (tmp_path / "tree" / "tools").mkdir(parents=True)
+    env = {**os.environ, "PACKER_PLUGIN_PATH": str(tmp_path / "plugins")}
+    PackerRunner(str(fake), env=env).init("tools", tmp_path / "tree", AMAZON)
+    assert calls(fake) == [
+        Call(["init", "tools"], str(tmp_path / "tree"), str(tmp_path / "plugins"))
+    ]
+
+
+def test_a_failed_init_names_plugins_and_packers_last_lines(tmp_path, packer):
+    import os
+
+    fake = standin(tmp_path / "bin", packer, init="fail")
+    (tmp_path / "tools").mkdir()
+    with pytest.raises(BuildError) as err:
+        PackerRunner(str(fake), env=dict(os.environ)).init("tools", tmp_path, AMAZON)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("`packer init tools` failed")
+    assert "amazon (github.com/hashicorp/amazon >= 1.2.0)" in message
+    assert (
+        'Packer said: Failed getting the "github.com/hashicorp/amazon" plugin: | 1 error' in message
+    )
+    assert "lookup api.github.com: no such host. Check" in message
+    assert "PACKER_PLUGIN_PATH" in message
+
+
+def test_packer_without_init_says_to_upgrade(tmp_path, packer):
+    """Packer 1.6.6 itself: `packer init` is a command it does not have."""
+    import os
+
+    (tmp_path / "t.pkr.hcl").write_text('source "null" "x" {}\n')
+    with pytest.raises(BuildError, match=r"no `init` command \(it is older than 1\.7\)") as err:
+        PackerRunner(packer, env=dict(os.environ)).init("t.pkr.hcl", tmp_path, AMAZON)
+    assert "Install Packer 1.7 or later" in str(err.value)

@@ -6,7 +6,11 @@ import json
 
 import pytest
 
+from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
+from bridge.git import TreeIndex, open_repo
+from bridge.packer import Plugin
+from bridge.templates import required_plugins
 from testing.fingerprint import fingerprints, rewrite_template
 
 
@@ -167,3 +171,42 @@ def test_hcl2_attributes_named_like_blocks_are_ignored(repo):
     add_tools(repo, 'source = "x"\nbuild = "y"\n')
     fps, _ = fingerprints(repo, ["tools"])
     assert len(fps["tools"]) == 40
+
+
+PLUGINS = """
+packer {
+  required_version = ">= 1.7.0"
+  required_plugins {
+    amazon = {
+      version = ">= 1.2.0"
+      source  = "github.com/hashicorp/amazon"
+    }
+    ansible = { source = "github.com/hashicorp/ansible" }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("layout", ["file", "directory"])
+def test_required_plugins_are_read_from_the_packer_block(repo, layout):
+    if layout == "file":
+        add_tools(repo, PLUGINS + 'source "null" "x" {\n  communicator = "none"\n}\n')
+    else:
+        repo.write("tools/plugins.pkr.hcl", PLUGINS)
+        add_tools(repo, 'source "null" "x" {\n  communicator = "none"\n}\n', "tools")
+    assert plugins_of(repo, "tools") == {
+        "amazon": Plugin("github.com/hashicorp/amazon", ">= 1.2.0"),
+        "ansible": Plugin("github.com/hashicorp/ansible", ""),
+    }
+
+
+def test_templates_without_required_plugins_have_none(repo):
+    add_tools(repo, 'packer {\n  required_version = ">= 1.7.0"\n}\nsource "null" "x" {}\n')
+    assert plugins_of(repo, "tools") == {}
+    assert plugins_of(repo, "base") == {}  # JSON
+
+
+def plugins_of(repo, name: str) -> dict[str, Plugin]:
+    commit = repo.git("rev-parse", "HEAD")
+    tree = TreeIndex(open_repo(repo.path), repo.git("rev-parse", "HEAD^{tree}"))
+    return required_plugins(tree, load_catalog(repo.path).get(name), commit)
