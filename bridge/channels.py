@@ -150,7 +150,7 @@ def current(
                 f"{definition} {channel}`; or check the region and the channel prefix."
             ) from None
         # GetParameter has no description: the history's last entry has it.
-        history = _history(ssm, name)
+        history = versions(ssm, name)
     last = history[-1] if history and history[-1].version == raw["Version"] else None
     return Version(
         version=int(raw["Version"]),
@@ -167,7 +167,7 @@ def history(
     """Every version of `channel` in `region`, oldest first."""
     name = parameter_name(prefix, definition, check_channel(channel))
     with aws_call(f"reading the history of {name} in {region}", "ssm:GetParameterHistory"):
-        found = _history(clients.ssm(region), name)
+        found = versions(clients.ssm(region), name)
     if not found:
         raise QueryError(
             f"Channel {channel!r} of {definition!r} has no history in {region} (no SSM parameter "
@@ -176,7 +176,19 @@ def history(
     return found
 
 
-def _history(ssm: Any, name: str) -> list[Version]:
+def listed(ssm: Any, prefix: str) -> dict[str, str]:
+    """Every parameter under `prefix` (any depth): name -> current value. AWS errors are the
+    caller's to wrap (status and gc say different things about them)."""
+    found: dict[str, str] = {}
+    root = "/" + prefix.strip("/")
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=root, Recursive=True):
+        for raw in page.get("Parameters", []):
+            found[str(raw["Name"])] = str(raw["Value"])
+    return found
+
+
+def versions(ssm: Any, name: str) -> list[Version]:
+    """Every version of the parameter `name`, oldest first (none when it does not exist)."""
     from botocore.exceptions import ClientError
 
     versions: list[Version] = []
@@ -330,11 +342,11 @@ def held(clients: AwsClients, prefix: str, region: str) -> dict[str, dict[str, t
     found: dict[str, dict[str, str]] = {}
     root = "/" + prefix.strip("/")
     with aws_call(f"listing the channels under {root} in {region}", "ssm:GetParametersByPath"):
-        for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=root, Recursive=True):
-            for raw in page.get("Parameters", []):
-                parts = str(raw["Name"])[len(root) + 1 :].split("/")
-                if len(parts) == 2:
-                    found.setdefault(parts[0], {})[parts[1]] = str(raw["Value"])
+        parameters = listed(ssm, prefix)
+    for name, value in parameters.items():
+        parts = name[len(root) + 1 :].split("/")
+        if len(parts) == 2:
+            found.setdefault(parts[0], {})[parts[1]] = value
     now = datetime.now(timezone.utc)
     revoked: dict[str, bool] = {}
     for ami in sorted({a for chans in found.values() for a in chans.values()}):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from bridge import model, registry
+from bridge import channels, model, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, RetentionError
 from bridge.model import Image
@@ -277,34 +277,16 @@ def _channels(ssm: Any, region: str, prefix: str, keep: int, uses: dict[str, lis
     """The promotion channels (channels.py): each parameter's current value and its `keep`
     newest versions."""
     path = "/" + prefix.strip("/")  # every /<prefix>/<definition>/<channel> (channels.py)
-    token: str | None = None
-    names: list[str] = []
-    while True:
-        with _check(f"listing the channels under {path}", region, "ssm:GetParametersByPath"):
-            page = ssm.get_parameters_by_path(
-                Path=path, Recursive=True, MaxResults=10, **({"NextToken": token} if token else {})
-            )
-        names += [p["Name"] for p in page.get("Parameters", [])]
-        token = page.get("NextToken")
-        if not token:
-            break
-    for name in sorted(set(names)):
-        history: list[Mapping[str, Any]] = []
-        token = None
-        while True:
-            with _check(f"reading the history of {name}", region, "ssm:GetParameterHistory"):
-                page = ssm.get_parameter_history(
-                    Name=name, MaxResults=50, **({"NextToken": token} if token else {})
-                )
-            history += page.get("Parameters", [])
-            token = page.get("NextToken")
-            if not token:
-                break
-        newest = sorted(history, key=lambda p: int(p.get("Version", 0)), reverse=True)
+    with _check(f"listing the channels under {path}", region, "ssm:GetParametersByPath"):
+        names = channels.listed(ssm, prefix)
+    for name in sorted(names):
+        with _check(f"reading the history of {name}", region, "ssm:GetParameterHistory"):
+            history = channels.versions(ssm, name)
+        newest = sorted(history, key=lambda v: v.version, reverse=True)
         for rank, version in enumerate(newest):
             if rank == 0 or rank < keep:
-                what = "current value" if rank == 0 else f"version {version.get('Version')}"
-                uses[str(version.get("Value", ""))].append(f"channel {name} {what}")
+                what = "current value" if rank == 0 else f"version {version.version}"
+                uses[version.ami_id].append(f"channel {name} {what}")
 
 
 def _ssm_launch_references(
