@@ -310,3 +310,45 @@ def test_a_catalog_source_that_cannot_be_honoured_is_refused(tracking, change, m
 
 
 SOURCE = {"owners": [CANONICAL], "filters": {"name": FOCAL + "*"}}
+
+
+def test_a_source_ami_variable_is_replaced_with_the_filter(tmp_path: Path):
+    (tmp_path / "t.pkr.hcl").write_text(
+        HCL.replace(
+            "  source_ami_filter {", "  source_ami = var.source_ami_id  \n  source_ami_filter {"
+        )
+    )
+    pin(tmp_path, [SourcePick(hcl_filter(), "ami-0abc", "", "us-east-1")])
+    text = (tmp_path / "t.pkr.hcl").read_text()
+    assert text.count("source_ami") == 1 and 'source_ami = "ami-0abc"' in text
+
+
+def test_a_data_source_used_in_another_file_is_pinned_there_and_removed(tmp_path: Path):
+    (tmp_path / "data.pkr.hcl").write_text(
+        'locals {\n  r = "focal"\n}\n'
+        'data "amazon-ami" "ubuntu" {\n  filters = { name = "u-${local.r}-*" }\n'
+        '  owners = ["self"]\n}\n'
+    )
+    (tmp_path / "t.pkr.hcl").write_text(
+        'source "amazon-ebs" "a" {\n  source_ami = data.amazon-ami.ubuntu.id\n'
+        '  ami_description = "from ${data.amazon-ami.ubuntu.id}"\n}\n'
+    )
+    f = SourceFilter("data.amazon-ami.ubuntu", "hcl2-data", ("self",), (("name", "x"),), True,
+                     file="data.pkr.hcl")  # fmt: skip
+    pin(tmp_path, [SourcePick(f, "ami-0abc", "", "us-east-1")])
+    main = (tmp_path / "t.pkr.hcl").read_text()
+    assert 'source_ami = "ami-0abc"' in main and 'from ${"ami-0abc"}' in main
+    assert (tmp_path / "data.pkr.hcl").read_text() == 'locals {\n  r = "focal"\n}\n'
+
+
+def test_a_data_source_still_used_otherwise_is_kept(tmp_path: Path):
+    text = (
+        'data "amazon-ami" "ubuntu" {\n  filters = { name = "x" }\n  owners = ["self"]\n}\n'
+        'source "amazon-ebs" "a" {\n  source_ami = data.amazon-ami.ubuntu.id\n'
+        "  ami_description = data.amazon-ami.ubuntu.name\n}\n"
+    )
+    (tmp_path / "t.pkr.hcl").write_text(text)
+    f = hcl_filter("hcl2-data", "data.amazon-ami.ubuntu")
+    pin(tmp_path, [SourcePick(f, "ami-0abc", "", "us-east-1")])
+    pinned = (tmp_path / "t.pkr.hcl").read_text()
+    assert 'source_ami = "ami-0abc"' in pinned and 'data "amazon-ami" "ubuntu"' in pinned
