@@ -7,8 +7,9 @@ fingerprint forever while the upstream image moves on. The bridge resolves each 
 built on what was fingerprinted even if a newer one appears mid-build.
 
 Filters come from a JSON template's amazon builders (`source_ami_filter`), an HCL2 template's
-amazon sources (`source_ami_filter` blocks) and `data "amazon-ami"` blocks (read by templates.py),
-or the catalog's `source` (for templates that take `ami_base`).
+amazon sources (`source_ami_filter` blocks) and `data "amazon-ami"` blocks (read by templates.py,
+their variables, locals and interpolation evaluated as Packer would by evaluate.py), or the
+catalog's `source` (for templates that take `ami_base`).
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ def filter_from(
     index: int = 0,
     most_recent_default: bool = False,
 ) -> SourceFilter:
-    """A filter from a template's or the catalog's block (`where` names it in messages).
+    """A filter from a template's block, its values evaluated, or the catalog's (`where` names
+    it in messages).
 
-    A value that is an expression (a Packer variable, say) is refused: the bridge cannot know
-    which image Packer would choose, and a fingerprint that guesses is worse than none.
+    A value that is still an expression is refused: the bridge cannot know which image Packer
+    would choose, and a fingerprint that guesses is worse than none.
     """
     raw_filters = spec.get("filters")
     raw_owners = spec.get("owners")
