@@ -3,9 +3,10 @@
 A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files. It is read from a
 tree (git.TreeIndex), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
-and `${path.root}` expanded), the filters that choose a root's upstream image (sources.py), the
-plugins an HCL2 template requires (`packer init`), and whether a definition's directory holds
-other templates than its own.
+and `${path.root}` expanded), the filters that choose a root's upstream image (sources.py; their
+values evaluated with the template's defaults, an HCL2 directory's auto-loaded var files and the
+catalog's `variables` by evaluate.py), the plugins an HCL2 template requires (`packer init`), and
+whether a definition's directory holds other templates than its own.
 """
 
 from __future__ import annotations
@@ -14,12 +15,30 @@ import json
 import logging
 import posixpath
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
-from bridge.catalog import Definition, normalize
+from bridge import hcl
+from bridge.build import ENDPOINT_VARIABLE
+from bridge.catalog import BRIDGE_VARIABLES, Definition, normalize
 from bridge.errors import FingerprintError
+from bridge.evaluate import (
+    HclScope,
+    Layer,
+    Unknowable,
+    Unknown,
+    arguments,
+    hcl_defaults,
+    hcl_var_file,
+    hcl_var_file_order,
+    json_var_file,
+    to_string,
+    unknown,
+)
 from bridge.git import TREE_MODE, TreeIndex
+from bridge.jsontemplate import JsonScope, json_defaults
 from bridge.packer import Plugin
 from bridge.sources import SourceFilter, filter_from
 
@@ -127,13 +146,8 @@ def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, 
     """The HCL2 files of a template (a file, or every *.pkr.hcl of a directory), parsed."""
     import hcl2
 
-    if d.template.endswith(".pkr.hcl"):
-        files = [d.template]
-    else:
-        prefix = "" if d.directory == "." else d.directory + "/"
-        files = [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
     parsed = []
-    for path in files:
+    for path in _hcl2_paths(root, d):
         if path not in root.parsed:
             text = _template_text(root, path, d, commit)
             try:
@@ -147,63 +161,61 @@ def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, 
     return parsed
 
 
+def _hcl2_paths(root: TreeIndex, d: Definition) -> list[str]:
+    """A template's HCL2 files: the file, or every *.pkr.hcl of its directory."""
+    if d.template.endswith(".pkr.hcl"):
+        return [d.template]
+    prefix = "" if d.directory == "." else d.directory + "/"
+    return [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
+
+
 def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
     """The filters that choose `d`'s upstream image (sources.py): the catalog's `source`, and
-    the template's amazon builders' `source_ami_filter` and `data "amazon-ami"` blocks. A
-    builder with a literal `source_ami` is built on that image; its filter only checks it."""
+    the template's amazon builders' `source_ami_filter` and `data "amazon-ami"` blocks, their
+    values evaluated as Packer would (evaluate.py). A builder whose `source_ami` has a value is
+    built on that image; its filter only checks it."""
     found = [] if d.source is None else [d.source]
     if d.template_format == "json":
-        template = _json_template(root, d, commit)
-        builders = template.get("builders") if isinstance(template, dict) else None
-        for index, builder in enumerate(builders if isinstance(builders, list) else []):
-            if not isinstance(builder, dict) or "source_ami_filter" not in builder:
+        return found + _json_filters(root, d, commit)
+    return found + _hcl2_filters(root, d, commit)
+
+
+def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
+    template = _json_template(root, d, commit)
+    builders = template.get("builders") if isinstance(template, dict) else None
+    declared = template.get("variables") if isinstance(template, dict) else None
+    variables = declared if isinstance(declared, dict) else {}
+    scope = JsonScope(
+        list(variables),
+        [
+            json_defaults(d.template, variables),
+            # The catalog's var files go here, in their order.
+            arguments(d.variables, "the catalog's `variables`"),
+            _bridge_values(d),
+        ],
+    )
+    found = []
+    for index, builder in enumerate(builders if isinstance(builders, list) else []):
+        if not isinstance(builder, dict) or "source_ami_filter" not in builder:
+            continue
+        if not str(builder.get("type", "")).startswith("amazon-"):
+            continue
+        where = f"Builder {index} of {d.template} (definition {d.name!r})"
+        source_ami = builder.get("source_ami")
+        with _knowable(where, "source_ami"):
+            if source_ami and (not isinstance(source_ami, str) or scope.render(source_ami)):
                 continue
-            if not str(builder.get("type", "")).startswith("amazon-") or builder.get("source_ami"):
-                continue
-            spec = builder["source_ami_filter"]
-            found.append(
-                filter_from(
-                    f"Builder {index} of {d.template} (definition {d.name!r})",
-                    spec if isinstance(spec, dict) else {},
-                    origin=f"builder {index}",
-                    kind="json-builder",
-                    file=d.template,
-                    index=index,
-                )
+        spec = builder["source_ami_filter"]
+        found.append(
+            filter_from(
+                where,
+                _json_spec(scope, spec, where) if isinstance(spec, dict) else {},
+                origin=f"builder {index}",
+                kind="json-builder",
+                file=d.template,
+                index=index,
             )
-        return found
-    for path, data in _hcl2_files(root, d, commit):
-        for key, kind, prefix in (
-            ("source", "hcl2-source", "source"),
-            ("data", "hcl2-data", "data"),
-        ):
-            for block in _dicts(data.get(key)):
-                for type_name, named in block.items():
-                    block_type = _hcl_string(type_name, d.directory)
-                    wanted = "amazon-ami" if kind == "hcl2-data" else "amazon-"
-                    if not isinstance(named, dict) or not block_type.startswith(wanted):
-                        continue
-                    for name, body in named.items():
-                        label = _hcl_string(name, d.directory)
-                        origin = f"{prefix}.{block_type}.{label}"
-                        if not isinstance(body, dict):
-                            continue
-                        if kind == "hcl2-source":
-                            specs = _dicts(body.get("source_ami_filter"))
-                            if not specs or body.get("source_ami"):
-                                continue
-                            spec = specs[0]
-                        else:
-                            spec = body
-                        found.append(
-                            filter_from(
-                                f"{origin} in {path} (definition {d.name!r})",
-                                _hcl_spec(spec, d.directory),
-                                origin=origin,
-                                kind=kind,  # type: ignore[arg-type]
-                                file=path,
-                            )
-                        )
+        )
     return found
 
 
@@ -226,21 +238,198 @@ def required_plugins(root: TreeIndex, d: Definition, commit: str) -> dict[str, P
     return found
 
 
-def _hcl_spec(spec: dict[str, Any], template_dir: str) -> dict[str, Any]:
-    """A filter block with python-hcl2's quoting removed (keys and string values)."""
-    filters = spec.get("filters")
-    owners = spec.get("owners")
+def _json_spec(scope: JsonScope, spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """A JSON builder's filter with its strings rendered (values of other types kept)."""
+
+    def render(value: Any, field: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        with _knowable(where, field):
+            return scope.render(value)
+
+    filters, owners = spec.get("filters"), spec.get("owners")
+    most_recent = render(spec.get("most_recent", False), "most_recent")
     return {
-        "filters": {
-            _hcl_string(k, template_dir): _hcl_string(v, template_dir) for k, v in filters.items()
-        }
+        "filters": {render(k, "filters"): render(v, f"filters.{k}") for k, v in filters.items()}
         if isinstance(filters, dict)
         else filters,
-        "owners": [_hcl_string(o, template_dir) for o in owners]
+        "owners": [render(o, f"owners[{i}]") for i, o in enumerate(owners)]
         if isinstance(owners, list)
         else owners,
-        "most_recent": spec.get("most_recent", False),
+        # Packer decodes a string as Go's strconv.ParseBool does (and "" as false).
+        "most_recent": most_recent in ("1", "t", "T", "true", "TRUE", "True")
+        if isinstance(most_recent, str)
+        else most_recent,
     }
+
+
+def _hcl2_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
+    documents = _hcl2_documents(root, d, commit)
+    layers: list[Layer] = []
+
+    def scope(data: Callable[[list[str]], object] | None = None) -> HclScope:
+        if not layers:  # read the var files only for a template that has a filter
+            layers.extend(_hcl2_layers(root, d, commit, documents))
+        return HclScope(documents, layers, template_dir=d.directory, data=data)
+
+    found = []
+    for doc in documents:
+        for kind, prefix in (("hcl2-source", "source"), ("hcl2-data", "data")):
+            for block in hcl.blocks(doc.body, prefix):
+                labels = hcl.block_labels(block)
+                wanted = (
+                    labels[:1] == ["amazon-ami"]
+                    if prefix == "data"
+                    else (labels[:1] != [] and labels[0].startswith("amazon-"))
+                )
+                if len(labels) != 2 or not wanted:
+                    continue
+                origin = f"{prefix}.{labels[0]}.{labels[1]}"
+                where = f"{origin} in {doc.path} (definition {d.name!r})"
+                body = hcl.block_body(block)
+                if prefix == "source":
+                    # For `source_ami`: a `data "amazon-ami"` ID has a value (or Packer fails).
+                    spec = _hcl2_source_filter(doc, body, where, lambda: scope(_ami_id))
+                    if spec is None:
+                        continue
+                    body = spec
+                found.append(
+                    filter_from(
+                        where,
+                        _hcl_spec(scope(), doc, body, where),
+                        origin=origin,
+                        kind=kind,  # type: ignore[arg-type]
+                        file=doc.path,
+                    )
+                )
+    return found
+
+
+def _hcl2_source_filter(
+    doc: hcl.Document, body: hcl.Node, where: str, scope: Callable[[], HclScope]
+) -> hcl.Node | None:
+    """The `source_ami_filter` block of an amazon source that Packer chooses its image with:
+    None without one, or when `source_ami` has a value (a `data "amazon-ami"` ID has one)."""
+    specs = list(hcl.blocks(body, "source_ami_filter"))
+    source_ami = hcl.attributes(body).get("source_ami")
+    if not specs:
+        return None
+    if source_ami is not None:
+        with _knowable(where, "source_ami"):
+            value = scope().evaluate(doc, hcl.value_of(source_ami))
+            if value is not None and to_string(value, "source_ami"):
+                return None
+    return hcl.block_body(specs[0])
+
+
+def _hcl_spec(scope: HclScope, doc: hcl.Document, body: hcl.Node, where: str) -> dict[str, Any]:
+    """A filter block's `filters`, `owners` and `most_recent`, evaluated (Packer's types:
+    strings in a map and a list, and a bool)."""
+    spec: dict[str, Any] = {}
+    for field, attribute in hcl.attributes(body).items():
+        if field not in ("filters", "owners", "most_recent"):
+            continue
+        with _knowable(where, field):
+            value = scope.evaluate(doc, hcl.value_of(attribute))
+            if field == "filters" and isinstance(value, dict):
+                value = {k: to_string(v, f"filters.{k}") for k, v in value.items()}
+            elif field == "owners" and isinstance(value, list):
+                value = [to_string(v, f"owners[{i}]") for i, v in enumerate(value)]
+            elif field == "most_recent" and value in ("true", "false"):
+                value = value == "true"
+        spec[field] = value
+    return spec
+
+
+def _ami_id(names: list[str]) -> object:
+    """A stand-in for a `data "amazon-ami"` block's ID (any other data source is unknowable)."""
+    if names[1] == "amazon-ami" and names[3:] == ["id"]:
+        return ".".join(names)
+    raise Unknowable(".".join(names), "data source")
+
+
+def _hcl2_layers(
+    root: TreeIndex, d: Definition, commit: str, documents: list[hcl.Document]
+) -> list[Layer]:
+    """Where the values of an HCL2 template's variables come from, lowest precedence first:
+    the defaults, the var files Packer loads from a template directory (not beside a single
+    file), the catalog's `variables`, and the variables the bridge sets per build."""
+    layers = [hcl_defaults(documents)]
+    if not d.template.endswith(".pkr.hcl"):
+        prefix = "" if d.directory == "." else d.directory + "/"
+        loaded = sorted(
+            name
+            for name, (mode, _) in root.listing(d.directory).items()
+            if name.endswith((".auto.pkrvars.hcl", ".auto.pkrvars.json")) and mode != TREE_MODE
+        )
+        # The catalog's var files are `given`, in their order.
+        for name in hcl_var_file_order(loaded, given=()):
+            path = prefix + name
+            text = _template_text(root, path, d, commit).decode("utf-8", errors="replace")
+            try:
+                layers.append(
+                    json_var_file(path, json.loads(text))
+                    if path.endswith(".json")
+                    else hcl_var_file(path, text)
+                )
+            except (ValueError, TypeError) as exc:
+                raise FingerprintError(
+                    f"The var file {path} of definition {d.name!r} cannot be parsed ({exc}). "
+                    "Check it with `packer validate`."
+                ) from None
+    layers.append(arguments(d.variables, "the catalog's `variables`"))
+    layers.append(_bridge_values(d))
+    return layers
+
+
+def _bridge_values(d: Definition) -> Layer:
+    """The variables the bridge passes to a root's build (build.packer_variables), whose values
+    a filter cannot know: they are the build's."""
+    values = {
+        name: Unknown(name, "build", BRIDGE_VARIABLES[name])
+        for name in ("ami_sha", "ami_name", "region")
+    }
+    values[ENDPOINT_VARIABLE] = Unknown(ENDPOINT_VARIABLE, "environment", "AWS_ENDPOINT_URL")
+    if d.source is not None:  # the catalog's `source` image, passed as `ami_base`
+        values["ami_base"] = Unknown("ami_base", "build", "the catalog's `source` image")
+    return unknown(values)
+
+
+@contextmanager
+def _knowable(where: str, field: str) -> Iterator[None]:
+    """Unknowable values of a filter's `field` as a FingerprintError that says why and what
+    to do."""
+    try:
+        yield
+    except Unknowable as exc:
+        raise FingerprintError(
+            f"{where} chooses its upstream image with `{field}{exc.path}` depending on "
+            f"{exc.reason}, so the bridge cannot know before the build which image Packer "
+            f"would build on. {exc.fix}"
+        ) from None
+    except hcl.HclSyntaxError as exc:
+        raise FingerprintError(
+            f"{where}: a value of `{field}` cannot be parsed ({exc}). Check the template with "
+            "`packer validate`."
+        ) from None
+
+
+def _hcl2_documents(root: TreeIndex, d: Definition, commit: str) -> list[hcl.Document]:
+    """The HCL2 files of a template with their syntax trees (hcl.py), each parsed once."""
+    documents = []
+    for path in _hcl2_paths(root, d):
+        key = path + "#syntax"  # beside python-hcl2's values of the same file
+        if key not in root.parsed:
+            text = _template_text(root, path, d, commit).decode("utf-8")
+            try:
+                root.parsed[key] = hcl.parse(path, text)
+            except hcl.HclSyntaxError as exc:
+                raise FingerprintError(
+                    f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
+                    f"({exc}). Check it with `packer validate`."
+                ) from None
+        documents.append(root.parsed[key])
+    return documents
 
 
 def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:

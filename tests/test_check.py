@@ -6,6 +6,7 @@ import json
 
 from testing import ROOT
 from testing.bridge import run_bridge
+from testing.fingerprint import rewrite_template
 
 # No AWS at all: credentials unset and an endpoint nothing listens on.
 OFFLINE = {
@@ -51,3 +52,25 @@ def test_the_pre_commit_hook_is_valid_and_runs_check():
     assert hook["id"] == "ami-bridge-check"
     assert hook["entry"].split() == ["ami-bridge", "check"]
     assert hook["pass_filenames"] is False and hook["language"] == "python"
+
+
+def test_a_filter_behind_an_empty_source_ami_is_upstream_not_fixed(repo, tmp_path):
+    """`source_ami` set from a variable that is empty leaves the choice to the filter."""
+
+    def change(template):
+        template["variables"]["source_ami_id"] = ""
+        template["builders"][0]["source_ami"] = "{{user `source_ami_id`}}"
+
+    rewrite_template(repo, "base/base.json", change)
+    data = repo.catalog()
+    data["definitions"]["base"]["track_source"] = True
+    repo.set_catalog(data)
+    env = {"AMI_BRIDGE_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    proc = check(repo, env)
+    assert proc.code == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split() == ["base", "base/base.json", "1", "builder", "0"]
+    # Given a value, `source_ami` is the image: the filter only checks it.
+    rewrite_template(repo, "base/base.json", lambda t: t["variables"].update(source_ami_id="ami-1"))
+    proc = check(repo, env)
+    assert proc.code == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split() == ["base", "base/base.json", "1", "fixed"]

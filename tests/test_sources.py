@@ -15,6 +15,7 @@ from bridge.errors import BuildError, FingerprintError
 from bridge.sandbox import BASE_IMAGE, access_key
 from bridge.sources import SourceFilter, SourcePick, pin
 from testing.bridge import run_bridge
+from testing.fingerprint import rewrite_template
 from testing.sandbox import builds_per_definition, tags_of
 
 CANONICAL = "099720109477"
@@ -167,17 +168,6 @@ def test_a_filter_matching_nothing_fails_naming_the_filter(sandbox_env, tracking
     assert builds_per_definition() == Counter()
 
 
-def test_a_filter_with_a_variable_is_refused_as_unknowable(sandbox_env, tracking):
-    template = tracking.path / "base" / "base.json"
-    data = json.loads(template.read_text())
-    data["builders"][0]["source_ami_filter"]["filters"]["name"] = "{{user `image_name`}}"
-    tracking.write("base/base.json", json.dumps(data))
-    tracking.commit("a filter with a variable")
-    code, out = resolve(tracking, sandbox_env, "--on-missing", "build")
-    assert code == 1
-    assert "not literal" in out["stderr"] and "track_source: false" in out["stderr"]
-
-
 def test_the_catalog_source_is_passed_as_ami_base(sandbox_env, tracking, packer):
     """A root template that takes `ami_base` (as a child's does) gets the catalog's choice."""
     template = tracking.path / "base" / "base.json"
@@ -198,6 +188,288 @@ def test_the_catalog_source_is_passed_as_ami_base(sandbox_env, tracking, packer)
     code, built = resolve(tracking, sandbox_env, "--on-missing", "build")
     assert code == 0, built
     assert launched_from(built["base"]) == patched
+
+
+# -- filters written with variables, locals and interpolation ---------------------------------
+
+AL2023 = "al2023-ami-2023.6."
+
+HCL_VARIABLES = """
+variable "ami_sha" {
+  type    = string
+  default = ""
+}
+variable "ami_name" {
+  type    = string
+  default = "templated"
+}
+variable "region" {
+  type    = string
+  default = "us-east-1"
+}
+variable "ec2_endpoint" {
+  type    = string
+  default = ""
+}
+variable "source_ami_name" {
+  type    = string
+  default = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-*"
+}
+variable "publisher" {
+  type    = string
+  default = "099720109477"
+}
+"""
+
+HCL_SOURCE = """
+source "amazon-ebs" "templated" {
+  region = var.region
+  source_ami_filter {
+    filters = {
+      name                = var.source_ami_name
+      "root-device-type"  = "ebs"
+    }
+    owners      = [var.publisher]
+    most_recent = true
+  }
+  instance_type          = "t3.micro"
+  ami_name               = "${var.ami_name}-${var.ami_sha}"
+  communicator           = "none"
+  custom_endpoint_ec2    = var.ec2_endpoint
+  skip_region_validation = true
+  run_tags = {
+    Name = "packer-${var.ami_name}"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.templated"]
+}
+"""
+
+
+def add_templated(repo, files: dict[str, str], **entry) -> None:
+    """A tracked root `templated` whose HCL2 directory template is `files` (name -> text)."""
+    for name, text in files.items():
+        repo.write(f"templated/{name}", text)
+    data = repo.catalog()
+    data["definitions"]["templated"] = {"template": "templated", "track_source": True, **entry}
+    repo.set_catalog(data)
+    repo.commit("a root whose filter is written with variables")
+
+
+def resolve_one(repo, env, name: str, on_missing: str) -> tuple[int, dict]:
+    args = ["resolve", name, "--repo", str(repo.path), "--json", "--on-missing", on_missing]
+    proc = run_bridge(args, env)
+    return proc.code, (json.loads(proc.stdout)[name] if proc.stdout else {"stderr": proc.stderr})
+
+
+def rebuilds_on_each_new_match(repo, env, name: str, first: str, matching: str, other: str):
+    """`name` is built on `first`; an image matching the filter as evaluated (named
+    `matching`) is a new identity built on exactly that image; one that does not match
+    (`other`) changes nothing."""
+    code, built = resolve_one(repo, env, name, "build")
+    assert code == 0, built
+    assert launched_from(built) == first
+    publish_upstream(other)
+    code, same = resolve_one(repo, env, name, "fail")
+    assert code == 0, same
+    assert same["fingerprint"] == built["fingerprint"]
+    patched = publish_upstream(matching)
+    code, stale = resolve_one(repo, env, name, "report")
+    assert code == 3 and stale["state"] == "missing", stale
+    code, rebuilt = resolve_one(repo, env, name, "build")
+    assert code == 0, rebuilt
+    assert rebuilt["fingerprint"] == stale["fingerprint"] != built["fingerprint"]
+    assert launched_from(rebuilt) == patched
+    image = boto3.client("ec2").describe_images(ImageIds=[rebuilt["ami_id"]])["Images"][0]
+    assert tags_of(image)["ami-chain:source-ami"] == patched
+
+
+def test_a_filter_through_a_variable_default_tracks_the_upstream_image(sandbox_env, repo, packer):
+    add_templated(repo, {"variables.pkr.hcl": HCL_VARIABLES, "main.pkr.hcl": HCL_SOURCE})
+    rebuilds_on_each_new_match(
+        repo, sandbox_env, "templated", BASE_IMAGE, FOCAL + "20261127", AL2023 + "20261127"
+    )
+
+
+def test_a_filter_through_an_auto_loaded_var_file_tracks_the_upstream_image(
+    sandbox_env, repo, packer
+):
+    """The directory's *.auto.pkrvars.hcl files set the variable, the later (lexically) last."""
+    first = publish_upstream(AL2023 + "20261101")
+    add_templated(
+        repo,
+        {
+            "variables.pkr.hcl": HCL_VARIABLES,
+            "main.pkr.hcl": HCL_SOURCE,
+            "a.auto.pkrvars.hcl": 'source_ami_name = "no-such-image-*"\n',
+            "b.auto.pkrvars.hcl": f'source_ami_name = "{AL2023}*"\n',
+        },
+    )
+    rebuilds_on_each_new_match(
+        repo, sandbox_env, "templated", first, AL2023 + "20261127", FOCAL + "20261127"
+    )
+
+
+def test_a_source_ami_variable_left_empty_leaves_the_choice_to_the_filter(
+    sandbox_env, repo, packer
+):
+    """Packer uses the filter when `source_ami` is empty: so does the bridge, and the pinned
+    template has only the chosen image as its `source_ami`."""
+    variables = HCL_VARIABLES + 'variable "source_ami_id" {\n  default = ""\n}\n'
+    main = HCL_SOURCE.replace(
+        "  source_ami_filter {", "  source_ami = var.source_ami_id\n  source_ami_filter {"
+    )
+    add_templated(repo, {"variables.pkr.hcl": variables, "main.pkr.hcl": main})
+    rebuilds_on_each_new_match(
+        repo, sandbox_env, "templated", BASE_IMAGE, FOCAL + "20261127", AL2023 + "20261127"
+    )
+
+
+JSON_TEMPLATED = {
+    "source_ami_id": "",
+    "source_ami_filter_name": FOCAL + "*",
+    "publisher": CANONICAL,
+}
+
+
+def templated_json(repo, **catalog_variables: str) -> None:
+    """The base's filter written with user variables, and a `source_ami` that is empty by
+    default, so the filter chooses."""
+
+    def change(template):
+        template["variables"].update(JSON_TEMPLATED)
+        builder = template["builders"][0]
+        builder["source_ami"] = "{{user `source_ami_id`}}"
+        builder["source_ami_filter"]["filters"]["name"] = "{{user `source_ami_filter_name`}}"
+        builder["source_ami_filter"]["owners"] = ["{{user `publisher`}}"]
+
+    rewrite_template(repo, "base/base.json", change)
+    data = repo.catalog()
+    data["definitions"]["base"]["track_source"] = True
+    if catalog_variables:
+        data["definitions"]["base"]["variables"] = catalog_variables
+    repo.set_catalog(data)
+    repo.commit("the base's filter is written with user variables")
+
+
+def test_a_json_filter_through_user_variables_tracks_the_upstream_image(sandbox_env, repo, packer):
+    templated_json(repo)
+    rebuilds_on_each_new_match(
+        repo, sandbox_env, "base", BASE_IMAGE, FOCAL + "20261127", AL2023 + "20261127"
+    )
+
+
+def test_the_catalogs_variables_override_the_templates_defaults_in_a_filter(
+    sandbox_env, repo, packer
+):
+    first = publish_upstream(AL2023 + "20261101")
+    templated_json(repo, source_ami_filter_name=AL2023 + "*")
+    rebuilds_on_each_new_match(
+        repo, sandbox_env, "base", first, AL2023 + "20261127", FOCAL + "20261127"
+    )
+
+
+HCL_DATA = """
+locals {
+  release = "focal-20.04"
+}
+
+data "amazon-ami" "ubuntu" {
+  filters = {
+    name               = "ubuntu/images/hvm-ssd/ubuntu-${local.release}-amd64-server-*"
+    "root-device-type" = "ebs"
+  }
+  owners      = [var.publisher]
+  most_recent = true
+}
+"""
+
+
+def test_a_data_source_through_locals_and_interpolation_tracks_the_upstream_image(
+    sandbox_env, repo, packer
+):
+    """The data source is in its own file; the pinned template no longer has it, so even a
+    Packer without data sources (1.6) builds on exactly the chosen image."""
+    main = HCL_SOURCE.replace(
+        HCL_SOURCE[HCL_SOURCE.index("  source_ami_filter") : HCL_SOURCE.index("  instance_type")],
+        "  source_ami = data.amazon-ami.ubuntu.id\n",
+    )
+    add_templated(
+        repo, {"variables.pkr.hcl": HCL_VARIABLES, "data.pkr.hcl": HCL_DATA, "main.pkr.hcl": main}
+    )
+    rebuilds_on_each_new_match(
+        repo,
+        sandbox_env,
+        "templated",
+        BASE_IMAGE,
+        FOCAL + "20261127",
+        "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20261127",
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "field", "shown"),
+    [
+        (
+            {"main.pkr.hcl": HCL_SOURCE, "variables.pkr.hcl": HCL_VARIABLES.replace(
+                'default = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-*"',
+                'default = env("SOURCE_AMI_NAME")')},
+            "`filters.name`",
+            'env("SOURCE_AMI_NAME") (through var.source_ami_name from the defaults in the '
+            "template), which comes from the environment Packer runs in",
+        ),
+        (
+            {"main.pkr.hcl": HCL_SOURCE.replace(
+                "name                = var.source_ami_name",
+                'name = "${var.source_ami_name}-${local.day}"',
+             ) + 'locals {\n  day = formatdate("YYYYMMDD", timestamp())\n}\n',
+             "variables.pkr.hcl": HCL_VARIABLES},
+            "`filters.name`",
+            "timestamp() (through local.day), which changes with every run",
+        ),
+        (
+            {"main.pkr.hcl": HCL_SOURCE.replace("[var.publisher]", "[var.ami_sha]"),
+             "variables.pkr.hcl": HCL_VARIABLES},
+            "`owners[0]`",
+            "ami_sha, which the bridge sets for each build (the fingerprint)",
+        ),
+    ],
+)  # fmt: skip
+def test_a_filter_only_the_build_can_know_is_refused_saying_why(
+    sandbox_env, repo, files, field, shown
+):
+    add_templated(repo, files)
+    code, out = resolve_one(repo, sandbox_env, "templated", "build")
+    assert code == 1, out
+    error = out["stderr"]
+    assert error.count("\n") == 1 and "Traceback" not in error  # one paragraph
+    assert "source.amazon-ebs.templated in templated/main.pkr.hcl (definition 'templated')" in (
+        error
+    )
+    assert field in error and shown in error
+    assert "so the bridge cannot know before the build which image Packer would build on" in error
+    assert "set `track_source: false`" in error
+    assert builds_per_definition() == Counter()
+
+
+def test_a_json_filter_with_an_environment_value_is_refused_saying_why(sandbox_env, tracking):
+    def change(template):
+        filters = template["builders"][0]["source_ami_filter"]["filters"]
+        filters["name"] = "ubuntu/images/{{env `UBUNTU_RELEASE`}}-*"
+
+    rewrite_template(tracking, "base/base.json", change)
+    tracking.commit("a filter from the environment")
+    code, out = resolve(tracking, sandbox_env, "--on-missing", "build")
+    assert code == 1
+    error = out["stderr"]
+    assert error.count("\n") == 1
+    assert "Builder 0 of base/base.json (definition 'base')" in error
+    assert "`filters.name` depending on {{env `UBUNTU_RELEASE`}}" in error
+    assert "comes from the environment Packer runs in" in error
+    assert "in the catalog's `variables`" in error and "`track_source: false`" in error
+    assert builds_per_definition() == Counter()
 
 
 # -- unit: fingerprints and pinning ----------------------------------------------------------
@@ -234,6 +506,100 @@ def test_the_chosen_image_is_in_the_fingerprint_of_the_root_and_its_children(tra
     assert one == same
     assert one["base"] != other["base"] and one["snowflake"] != other["snowflake"]
     assert one["base"] != tracking.tree_sha("base")
+
+
+def chosen_filters(repo, name: str) -> list[SourceFilter]:
+    """The filters fingerprinting `name` asks to resolve (an image per filter, made up)."""
+    from bridge.catalog import load_catalog
+    from bridge.fingerprint import fingerprint_all
+    from bridge.git import open_repo
+
+    asked: list[SourceFilter] = []
+
+    def pick(d, filters):
+        asked.extend(filters)
+        return [SourcePick(f, "ami-1", "", "us-east-1") for f in filters]
+
+    catalog = load_catalog(repo.path)
+    fingerprint_all(open_repo(repo.path), catalog.closure([name]), pick_sources=pick)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("source_ami_id", "tracked"), [("", True), ("ami-0123456789abcdef0", False)]
+)
+def test_a_source_ami_is_fixed_only_when_it_has_a_value(repo, source_ami_id, tracked):
+    """An empty `source_ami` leaves the choice to the filter: tracked, never "fixed"."""
+    templated_json(repo)
+    rewrite_template(
+        repo, "base/base.json", lambda t: t["variables"].update(source_ami_id=source_ami_id)
+    )
+    repo.commit("source_ami_id")
+    filters = chosen_filters(repo, "base")
+    assert [(f.origin, dict(f.filters)["name"], f.owners) for f in filters] == (
+        [("builder 0", FOCAL + "*", (CANONICAL,))] if tracked else []
+    )
+
+
+def test_a_source_ami_from_the_environment_is_refused_beside_a_filter(repo):
+    """Whether the filter chooses the image would depend on the environment."""
+    templated_json(repo)
+    rewrite_template(
+        repo, "base/base.json", lambda t: t["variables"].update(source_ami_id="{{env `AMI`}}")
+    )
+    repo.commit("source_ami from the environment")
+    with pytest.raises(FingerprintError) as caught:
+        chosen_filters(repo, "base")
+    message = str(caught.value)
+    assert "Builder 0 of base/base.json (definition 'base')" in message
+    assert "`source_ami` depending on {{env `AMI`}} (through {{user `source_ami_id`}}" in message
+    assert "`track_source: false`" in message and "\n" not in message
+
+
+def test_a_source_built_on_a_data_source_leaves_its_filter_to_check_it(repo):
+    """`source_ami = data.amazon-ami.x.id` has a value: the data source is what chooses."""
+    main = HCL_SOURCE.replace(
+        "  source_ami_filter {", "  source_ami = data.amazon-ami.ubuntu.id\n  source_ami_filter {"
+    )
+    add_templated(
+        repo, {"variables.pkr.hcl": HCL_VARIABLES, "data.pkr.hcl": HCL_DATA, "main.pkr.hcl": main}
+    )
+    (data,) = chosen_filters(repo, "templated")
+    assert data.origin == "data.amazon-ami.ubuntu"
+    assert dict(data.filters)["name"] == FOCAL + "*"
+
+
+def test_var_files_beside_a_single_file_template_are_not_read(repo):
+    """Packer loads *.auto.pkrvars.* for a template directory only; JSON after HCL ones."""
+    files = {
+        "variables.pkr.hcl": HCL_VARIABLES,
+        "main.pkr.hcl": HCL_SOURCE,
+        "a.auto.pkrvars.json": json.dumps({"source_ami_name": "from-json-*"}),
+        "b.auto.pkrvars.hcl": 'source_ami_name = "from-hcl-*"\n',
+    }
+    add_templated(repo, files)
+    (directory,) = chosen_filters(repo, "templated")
+    assert dict(directory.filters)["name"] == "from-json-*"
+    repo.write("single/main.pkr.hcl", HCL_VARIABLES + HCL_SOURCE)
+    repo.write("single/x.auto.pkrvars.hcl", 'source_ami_name = "ignored-*"\n')
+    data = repo.catalog()
+    data["definitions"]["single"] = {"template": "single/main.pkr.hcl", "track_source": True}
+    repo.set_catalog(data)
+    repo.commit("a single-file template")
+    (single,) = chosen_filters(repo, "single")
+    assert dict(single.filters)["name"] == FOCAL + "*"
+
+
+def test_a_literal_filter_keeps_its_fingerprint(tracking):
+    """Evaluating filters changes nothing for one written literally: the same filter values,
+    so the same image and fingerprint (this is the example base's, pinned)."""
+    (f,) = chosen_filters(tracking, "base")
+    assert (f.origin, f.owners, f.most_recent) == ("builder 0", (CANONICAL,), True)
+    assert f.filters == (
+        ("name", FOCAL + "*"),
+        ("root-device-type", "ebs"),
+        ("virtualization-type", "hvm"),
+    )
 
 
 HCL = """
@@ -310,3 +676,45 @@ def test_a_catalog_source_that_cannot_be_honoured_is_refused(tracking, change, m
 
 
 SOURCE = {"owners": [CANONICAL], "filters": {"name": FOCAL + "*"}}
+
+
+def test_a_source_ami_variable_is_replaced_with_the_filter(tmp_path: Path):
+    (tmp_path / "t.pkr.hcl").write_text(
+        HCL.replace(
+            "  source_ami_filter {", "  source_ami = var.source_ami_id  \n  source_ami_filter {"
+        )
+    )
+    pin(tmp_path, [SourcePick(hcl_filter(), "ami-0abc", "", "us-east-1")])
+    text = (tmp_path / "t.pkr.hcl").read_text()
+    assert text.count("source_ami") == 1 and 'source_ami = "ami-0abc"' in text
+
+
+def test_a_data_source_used_in_another_file_is_pinned_there_and_removed(tmp_path: Path):
+    (tmp_path / "data.pkr.hcl").write_text(
+        'locals {\n  r = "focal"\n}\n'
+        'data "amazon-ami" "ubuntu" {\n  filters = { name = "u-${local.r}-*" }\n'
+        '  owners = ["self"]\n}\n'
+    )
+    (tmp_path / "t.pkr.hcl").write_text(
+        'source "amazon-ebs" "a" {\n  source_ami = data.amazon-ami.ubuntu.id\n'
+        '  ami_description = "from ${data.amazon-ami.ubuntu.id}"\n}\n'
+    )
+    f = SourceFilter("data.amazon-ami.ubuntu", "hcl2-data", ("self",), (("name", "x"),), True,
+                     file="data.pkr.hcl")  # fmt: skip
+    pin(tmp_path, [SourcePick(f, "ami-0abc", "", "us-east-1")])
+    main = (tmp_path / "t.pkr.hcl").read_text()
+    assert 'source_ami = "ami-0abc"' in main and 'from ${"ami-0abc"}' in main
+    assert (tmp_path / "data.pkr.hcl").read_text() == 'locals {\n  r = "focal"\n}\n'
+
+
+def test_a_data_source_still_used_otherwise_is_kept(tmp_path: Path):
+    text = (
+        'data "amazon-ami" "ubuntu" {\n  filters = { name = "x" }\n  owners = ["self"]\n}\n'
+        'source "amazon-ebs" "a" {\n  source_ami = data.amazon-ami.ubuntu.id\n'
+        "  ami_description = data.amazon-ami.ubuntu.name\n}\n"
+    )
+    (tmp_path / "t.pkr.hcl").write_text(text)
+    f = hcl_filter("hcl2-data", "data.amazon-ami.ubuntu")
+    pin(tmp_path, [SourcePick(f, "ami-0abc", "", "us-east-1")])
+    pinned = (tmp_path / "t.pkr.hcl").read_text()
+    assert 'source_ami = "ami-0abc"' in pinned and 'data "amazon-ami" "ubuntu"' in pinned

@@ -1,0 +1,662 @@
+"""Packer expressions the bridge can know before a build, evaluated as Packer evaluates them.
+
+A source filter (sources.py) may take its values from the template's variables (`var.x`,
+`{{user `x`}}`), locals and string interpolation. The variables' values come from a list of
+layers, lowest precedence first, as Packer reads them: the template's defaults, the var files
+Packer loads itself (an HCL2 directory's `*.auto.pkrvars.hcl`, then `*.auto.pkrvars.json`, each
+in lexical order), var files given to it, and `-var` arguments (the catalog's `variables`, then
+the variables the bridge sets per build). `HclScope` here evaluates HCL2 expressions over such a
+list, and jsontemplate.JsonScope renders a JSON template's `{{ }}` strings.
+
+What only the build can know (the environment, the clock, another data source, a variable the
+bridge sets per build such as the fingerprint itself) raises Unknowable, which says why and what
+to do instead; so does what the bridge does not evaluate (a `for` expression, a function outside
+the common string ones). Evaluation is lazy: a local or a variable no filter uses is never
+evaluated, so a `timestamp()` in an image name does not keep a filter from being known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lark import Token, Tree
+
+from bridge.hcl import (
+    Document,
+    Node,
+    attributes,
+    block_body,
+    block_labels,
+    blocks,
+    name_of,
+    parse,
+    unescape,
+    value_of,
+)
+
+UnknownKind = Literal["environment", "clock", "data source", "build", "unset", "unsupported"]
+
+# Why each kind of value cannot be known before the build, and what to write instead.
+_WHY: dict[UnknownKind, tuple[str, str]] = {
+    "environment": (
+        "which comes from the environment Packer runs in",
+        "Give the value in the template (a variable's default, or a *.auto.pkrvars.hcl file in "
+        "an HCL2 template's directory) or in the catalog's `variables`",
+    ),
+    "clock": (
+        "which changes with every run",
+        "Write the filter without it (`most_recent` already chooses the newest match)",
+    ),
+    "data source": (
+        "which another data source reads during the build",
+        "Give the value in the template or in the catalog's `variables`",
+    ),
+    "build": (
+        "which the bridge sets for each build",
+        "Use a variable of your own, with its value in the template or the catalog's `variables`",
+    ),
+    "unset": (
+        "which has no value (no default, no var file and no catalog value sets it), so Packer "
+        "would refuse the template too",
+        "Give it a default, a value in a var file, or one in the catalog's `variables`",
+    ),
+    "unsupported": (
+        "which the bridge does not evaluate (it evaluates variables, locals, string "
+        "interpolation, conditionals and the common string functions)",
+        "Write the value with those",
+    ),
+}
+_LEAVE_TO_PACKER = (
+    "or set `track_source: false` to leave the choice to Packer (and out of the fingerprint)."
+)
+
+
+class Unknowable(Exception):
+    """A value the bridge cannot know before the build; `expression` is the part that decides
+    it, `via` the variables and locals it was reached through, and `path` where it is in the
+    value written in place (`.name` of an object, `[0]` of a list)."""
+
+    def __init__(
+        self,
+        expression: str,
+        kind: UnknownKind,
+        detail: str = "",
+        via: tuple[str, ...] = (),
+        path: str = "",
+    ) -> None:
+        super().__init__(expression)
+        self.expression = expression
+        self.kind = kind
+        self.detail = detail
+        self.via = via
+        self.path = path
+
+    def through(self, step: str) -> Unknowable:
+        """The same, reached through the variable or local `step` (the path is inside it)."""
+        return Unknowable(self.expression, self.kind, self.detail, (step, *self.via))
+
+    def within(self, step: str) -> Unknowable:
+        """The same, in the element `step` (`.key`, `[0]`) of a value written in place."""
+        return Unknowable(self.expression, self.kind, self.detail, self.via, step + self.path)
+
+    @property
+    def reason(self) -> str:
+        """What the value depends on and why that is unknown, for a message."""
+        path = f" (through {', '.join(self.via)})" if self.via else ""
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.expression}{path}, {_WHY[self.kind][0]}{detail}"
+
+    @property
+    def fix(self) -> str:
+        """What to write instead, as a sentence."""
+        return f"{_WHY[self.kind][1]}, {_LEAVE_TO_PACKER}"
+
+
+@dataclass(frozen=True)
+class Expr:
+    """An HCL2 expression as written: in a variable's default (`functions`: Packer evaluates
+    defaults with functions but without variables) or a var file (neither)."""
+
+    document: Document
+    node: Node
+    functions: bool = False
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A `-var name=text` value: Packer reads it as a string for a string, number or untyped
+    variable, and as an HCL2 expression for any other type."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A value only the build knows (a variable the bridge sets per build)."""
+
+    expression: str
+    kind: UnknownKind
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Values of a template's variables from one place; in a list, later layers win."""
+
+    origin: str  # "base/base.json's defaults", "img/a.auto.pkrvars.hcl", "the catalog's ..."
+    values: Mapping[str, Any]  # Expr, Argument, Unknown, or a plain value (str, list, ...)
+
+
+def arguments(values: Mapping[str, object], origin: str) -> Layer:
+    """`-var` values: strings as Packer reads them (Argument), other JSON values as they are."""
+    return Layer(origin, {k: Argument(v) if isinstance(v, str) else v for k, v in values.items()})
+
+
+def unknown(values: Mapping[str, Unknown]) -> Layer:
+    """`-var` values only the build knows: the variables the bridge sets per build."""
+    return Layer("the bridge", values)
+
+
+# -- HCL2 -----------------------------------------------------------------------------------------
+
+
+def hcl_defaults(documents: Sequence[Document]) -> Layer:
+    """The `default`s of an HCL2 template's `variable` blocks (and `variables` blocks)."""
+    values: dict[str, Any] = {}
+    for doc in documents:
+        for block in blocks(doc.body, "variable"):
+            default = attributes(block_body(block)).get("default")
+            if default is not None:
+                values[block_labels(block)[0]] = Expr(doc, value_of(default), functions=True)
+        for block in blocks(doc.body, "variables"):
+            for name, attr in attributes(block_body(block)).items():
+                values[name] = Expr(doc, value_of(attr), functions=True)
+    where = documents[0].path if len(documents) == 1 else "the template"
+    return Layer(f"the defaults in {where}", values)
+
+
+def hcl_var_file(path: str, text: str) -> Layer:
+    """The values in an HCL2 var file (`name = value` lines)."""
+    doc = parse(path, text)
+    return Layer(path, {n: Expr(doc, value_of(a)) for n, a in attributes(doc.body).items()})
+
+
+def json_var_file(path: str, data: Mapping[str, Any]) -> Layer:
+    """The values in a JSON var file (an object), for an HCL2 or a JSON template."""
+    return Layer(path, dict(data))
+
+
+def hcl_var_file_order(loaded: Sequence[str], given: Sequence[str]) -> list[str]:
+    """The order Packer applies var files in (later wins): the HCL ones it loads itself, the HCL
+    ones it is given, then the JSON ones likewise. `loaded` are the directory's
+    `*.auto.pkrvars.*` file names in lexical order, `given` the `-var-file`s in their order."""
+    files = [*loaded, *given]
+    return [f for f in files if not f.endswith(".json")] + [f for f in files if f.endswith(".json")]
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """A declared variable: whether Packer reads a `-var` for it as a plain string."""
+
+    plain: bool
+
+
+class HclScope:
+    """The variables and locals of an HCL2 template (its `documents`), evaluated on demand.
+
+    `data` answers references to data sources (`data.<type>.<name>.<attribute>` as a list of
+    names), or raises Unknowable; by default every data source is unknowable.
+    """
+
+    def __init__(
+        self,
+        documents: Sequence[Document],
+        layers: Sequence[Layer],
+        *,
+        template_dir: str,
+        data: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        self._layers = list(layers)
+        self.template_dir = template_dir  # `path.root`
+        self._data = data
+        self._declared: dict[str, _Declared] = {}
+        self._locals: dict[str, Expr] = {}
+        for doc in documents:
+            for block in blocks(doc.body, "variable"):
+                attrs = attributes(block_body(block))
+                self._declared[block_labels(block)[0]] = _Declared(_plain(attrs))
+            for block in blocks(doc.body, "variables"):
+                for name, attr in attributes(block_body(block)).items():
+                    self._declared[name] = _Declared(_plain({"default": attr}))
+            for block in blocks(doc.body, "locals"):
+                for name, attr in attributes(block_body(block)).items():
+                    self._locals[name] = Expr(doc, value_of(attr), functions=True)
+            for block in blocks(doc.body, "local"):
+                expression = attributes(block_body(block)).get("expression")
+                if expression is not None:
+                    self._locals[block_labels(block)[0]] = Expr(
+                        doc, value_of(expression), functions=True
+                    )
+        self._values: dict[str, Any] = {}
+        self._evaluating: list[str] = []
+
+    def evaluate(self, document: Document, node: Node) -> Any:
+        """The value of the expression `node` of `document`, with every variable and local."""
+        return _HclEvaluation(self, document, references=True, functions=True).value(node)
+
+    def variable(self, name: str) -> Any:
+        """The value Packer gives `var.<name>`: the last layer's that sets it."""
+        return self._lookup(f"var.{name}", lambda: self._variable(name))
+
+    def local(self, name: str) -> Any:
+        """The value of `local.<name>`."""
+        return self._lookup(f"local.{name}", lambda: self._local(name))
+
+    def data(self, names: list[str], expression: str) -> Any:
+        """The value of a data source's attribute (`names`: data, type, name, attribute)."""
+        if self._data is None:
+            raise Unknowable(expression, "data source")
+        return self._data(names)
+
+    def _lookup(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._values:
+            if key in self._evaluating:
+                cycle = " -> ".join([*self._evaluating[self._evaluating.index(key) :], key])
+                raise Unknowable(key, "unsupported", f"it refers to itself: {cycle}")
+            self._evaluating.append(key)
+            try:
+                self._values[key] = compute()
+            except Unknowable as exc:
+                self._values[key] = exc
+            finally:
+                self._evaluating.pop()
+        found = self._values[key]
+        if isinstance(found, Unknowable):
+            raise found
+        return found
+
+    def _variable(self, name: str) -> Any:
+        declared = self._declared.get(name)
+        if declared is None:
+            raise Unknowable(
+                f"var.{name}", "unsupported", "no `variable` block declares it; Packer refuses it"
+            )
+        layer = next((la for la in reversed(self._layers) if name in la.values), None)
+        if layer is None:
+            raise Unknowable(f"var.{name}", "unset")
+        value = layer.values[name]
+        try:
+            if isinstance(value, Unknown):
+                raise Unknowable(value.expression, value.kind, value.detail)
+            if isinstance(value, Expr):
+                evaluation = _HclEvaluation(
+                    self, value.document, references=False, functions=value.functions
+                )
+                return evaluation.value(value.node)
+            if isinstance(value, Argument) and declared.plain:
+                return value.text
+            if isinstance(value, Argument):
+                doc = parse(f"-var {name}", f"v = {value.text}\n")
+                (attr,) = attributes(doc.body).values()
+                return _HclEvaluation(self, doc, references=False, functions=False).value(
+                    value_of(attr)
+                )
+            return value
+        except Unknowable as exc:
+            if isinstance(value, Unknown):
+                raise
+            raise exc.through(f"var.{name} from {layer.origin}") from None
+
+    def _local(self, name: str) -> Any:
+        expr = self._locals.get(name)
+        if expr is None:
+            raise Unknowable(f"local.{name}", "unsupported", "no `locals` block defines it")
+        try:
+            return self.evaluate(expr.document, expr.node)
+        except Unknowable as exc:
+            raise exc.through(f"local.{name}") from None
+
+
+def _plain(attrs: Mapping[str, Node]) -> bool:
+    """Whether Packer reads a `-var` value as a plain string: the declared type (or, untyped,
+    the default's) is a string or a number, or there is neither."""
+    declared = attrs.get("type")
+    if declared is not None:
+        return name_of(value_of(declared)).strip() in ("string", "number")
+    default = attrs.get("default")
+    if default is None:
+        return True
+    term = value_of(default)
+    inner = term.children[0] if term.data == "expr_term" and len(term.children) == 1 else term
+    return isinstance(inner, Tree) and inner.data in ("string", "int_lit", "float_lit")
+
+
+class _HclEvaluation:
+    """One expression's evaluation: which references and functions its place allows."""
+
+    def __init__(
+        self, scope: HclScope, document: Document, *, references: bool, functions: bool
+    ) -> None:
+        self.scope = scope
+        self.doc = document
+        self.references = references
+        self.functions = functions
+
+    def value(self, node: Node) -> Any:
+        handler = getattr(self, f"_{node.data}", None)
+        if handler is None:
+            raise Unknowable(self.doc.source(node).strip(), "unsupported")
+        return handler(node)
+
+    def _trees(self, node: Node) -> list[Node]:
+        return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
+
+    def _expr_term(self, node: Node) -> Any:
+        (inner,) = self._trees(node)  # a term, or a parenthesised expression
+        return self.value(inner)
+
+    def _int_lit(self, node: Node) -> Any:
+        return int(str(node.children[0]))
+
+    def _float_lit(self, node: Node) -> Any:
+        return float(str(node.children[0]))
+
+    def _literal_value(self, node: Node) -> Any:
+        return {"true": True, "false": False, "null": None}[str(node.children[0])]
+
+    def _tuple(self, node: Node) -> Any:
+        return [self._element(f"[{i}]", item) for i, item in enumerate(self._trees(node))]
+
+    def _element(self, step: str, node: Node) -> Any:
+        try:
+            return self.value(node)
+        except Unknowable as exc:
+            raise exc.within(step) from None
+
+    def _object(self, node: Node) -> Any:
+        result = {}
+        for elem in self._trees(node):
+            key_node, value_node = self._trees(elem)
+            (key,) = self._trees(key_node) or [key_node]
+            if key.data == "keyword" or (
+                key.data == "expr_term" and self._trees(key)[0].data == "identifier"
+            ):
+                name = name_of(key)  # a bare name is the key itself, not a reference
+            else:
+                name = to_string(self.value(key), self.doc.source(key))
+            result[name] = self._element(f".{name}", value_node)
+        return result
+
+    def _string(self, node: Node) -> Any:
+        parts = [p for p in node.children if isinstance(p, Tree)]
+        pieces: list[Any] = []
+        for part in parts:
+            (inner,) = part.children
+            if isinstance(inner, Token):
+                kind = inner.type
+                raw = str(inner)
+                pieces.append(raw[1:] if kind.startswith("ESCAPED_") else unescape(raw))
+            elif inner.data == "interpolation":
+                (expression,) = self._trees(inner)
+                pieces.append((self.value(expression), self.doc.source(expression)))
+            else:
+                raise Unknowable(self.doc.source(node), "unsupported", "a template directive")
+        if len(pieces) == 1 and isinstance(pieces[0], tuple):
+            return pieces[0][0]  # "${x}" is x itself, whatever its type
+        return "".join(p if isinstance(p, str) else to_string(*p) for p in pieces)
+
+    def _heredoc_template(self, node: Node) -> Any:
+        text = str(node.children[0])
+        if "${" in text or "%{" in text:
+            raise Unknowable(text.splitlines()[0], "unsupported", "a heredoc with templates")
+        body = text.split("\n", 1)[1]
+        return body[: body.rstrip().rfind("\n") + 1]
+
+    def _conditional(self, node: Node) -> Any:
+        condition, yes, no = self._trees(node)
+        chosen = _bool(self.value(condition), self.doc.source(condition))
+        return self.value(yes if chosen else no)
+
+    def _unary_op(self, node: Node) -> Any:
+        operator, term = node.children
+        assert isinstance(term, Tree)
+        value = self.value(term)
+        if str(operator) == "!":
+            return not _bool(value, self.doc.source(node))
+        return -_number(value, self.doc.source(node))
+
+    def _binary_op(self, node: Node) -> Any:
+        left_node, term = self._trees(node)[:2]
+        operator_node, right_node = self._trees(term)
+        operator = name_of(operator_node).strip()
+        where = self.doc.source(node)
+        left = self.value(left_node)
+        if operator in ("&&", "||"):
+            first = _bool(left, where)
+            if (operator == "&&") != first:
+                return first
+            return _bool(self.value(right_node), where)
+        right = self.value(right_node)
+        if operator in ("==", "!="):
+            return (left == right) == (operator == "==")
+        a, b = _number(left, where), _number(right, where)
+        if operator in _COMPARISONS:
+            return _COMPARISONS[operator](a, b)
+        if operator in ("/", "%") and b == 0:
+            raise Unknowable(where, "unsupported", "a division by zero")
+        return _ARITHMETIC[operator](a, b)
+
+    def _get_attr_expr_term(self, node: Node) -> Any:
+        return self._reference(node)
+
+    def _index_expr_term(self, node: Node) -> Any:
+        return self._reference(node)
+
+    def _identifier(self, node: Node) -> Any:
+        return self._reference(node)
+
+    def _reference(self, node: Node) -> Any:
+        """A traversal (`var.x`, `local.m["k"]`, `[1, 2][0]`): its root, then each step."""
+        steps: list[tuple[str, Any]] = []
+        root = node
+        while root.data in ("get_attr_expr_term", "index_expr_term", "expr_term"):
+            if root.data == "expr_term":
+                inner = self._trees(root)
+                if len(inner) != 1 or len(root.children) != 1:
+                    break  # parenthesised
+                root = inner[0]
+                continue
+            base, step = self._trees(root)
+            if step.data == "get_attr":
+                steps.append(("attr", name_of(step.children[-1])))
+            elif step.data == "short_index":
+                steps.append(("index", int(str(step.children[-1]))))
+            else:
+                (index,) = self._trees(step)
+                steps.append(("index", self.value(index)))
+            root = base
+        steps.reverse()
+        where = self.doc.source(node).strip()
+        if root.data != "identifier":
+            value = self.value(root)
+        else:
+            value, steps = self._root(name_of(root), steps, where)
+        for kind, key in steps:
+            value = _step(value, kind, key, where)
+        return value
+
+    def _root(
+        self, name: str, steps: list[tuple[str, Any]], where: str
+    ) -> tuple[Any, list[tuple[str, Any]]]:
+        attrs = [key for kind, key in steps if kind == "attr"]
+        if name in ("var", "local", "data", "path", "packer", "source", "build"):
+            if not self.references:
+                raise Unknowable(
+                    where, "unsupported", "Packer allows no references in defaults and var files"
+                )
+        if name in ("var", "local") and steps and steps[0][0] == "attr":
+            first = str(steps[0][1])
+            value = self.scope.variable(first) if name == "var" else self.scope.local(first)
+            return value, steps[1:]
+        if name == "path" and attrs[:1] == ["root"]:
+            return self.scope.template_dir, steps[1:]
+        if name == "path" and attrs[:1] == ["cwd"]:
+            raise Unknowable(where, "environment", "the directory Packer runs in")
+        if name == "data" and len(attrs) >= 3:
+            return self.scope.data(["data", *map(str, attrs[:3])], where), steps[3:]
+        raise Unknowable(where, "unsupported")
+
+    def _function_call(self, node: Node) -> Any:
+        name_node, *rest = self._trees(node)
+        name = name_of(name_node)
+        where = self.doc.source(node).strip()
+        for kind, names in _UNKNOWABLE_FUNCTIONS.items():
+            if name in names:
+                raise Unknowable(where, kind)
+        function = _FUNCTIONS.get(name)
+        if not self.functions or len(rest) > 1:  # Packer's place for it, or a namespace
+            raise Unknowable(where, "unsupported")
+        arguments = rest[0] if rest else None
+        if arguments and any(
+            isinstance(t, Token) and t.type == "ELLIPSIS" for t in arguments.children
+        ):
+            raise Unknowable(where, "unsupported", "arguments expanded with `...`")
+        # The arguments first: what they depend on says more than an unsupported function.
+        values = [self.value(a) for a in (self._trees(arguments) if arguments else [])]
+        if function is None:
+            raise Unknowable(where, "unsupported")
+        try:
+            return function(*values)
+        except Unknowable:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as exc:
+            raise Unknowable(where, "unsupported", f"Packer would fail: {exc}") from None
+
+
+def _step(value: Any, kind: str, key: Any, where: str) -> Any:
+    if isinstance(value, list) and kind == "index":
+        index = _number(key, where)
+        if isinstance(index, int) and 0 <= index < len(value):
+            return value[index]
+    elif isinstance(value, dict) and to_string(key, where) in value:
+        return value[to_string(key, where)]
+    raise Unknowable(where, "unsupported", f"Packer would fail: there is no {key!r} there")
+
+
+def to_string(value: Any, where: str) -> str:
+    """A value in a string (cty's conversion): strings, numbers and bools."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, str):
+        return value
+    shown = "null" if value is None else type(value).__name__
+    raise Unknowable(where, "unsupported", f"a {shown} where Packer needs a string")
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Unknowable(where, "unsupported", "not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise Unknowable(where, "unsupported", f"{value!r} is not a number") from None
+    return int(number) if number.is_integer() and math.isfinite(number) else number
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return bool(value == "true")
+    raise Unknowable(where, "unsupported", f"{value!r} is not a bool")
+
+
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+}
+_ARITHMETIC: dict[str, Callable[[float, float], float]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "%": lambda a, b: math.fmod(a, b),
+}
+_UNKNOWABLE_FUNCTIONS: dict[UnknownKind, frozenset[str]] = {
+    "environment": frozenset({"env", "abspath", "pathexpand"}),
+    "clock": frozenset({"timestamp", "uuidv4", "bcrypt", "legacy_isotime"}),
+    "data source": frozenset(
+        {"aws_secretsmanager", "aws_secretsmanager_raw", "vault", "consul_key"}
+    ),
+}
+
+
+def _format(spec: str, *args: Any) -> str:
+    """HCL's format() for the verbs filters use: %s, %d, %v, %q and %%."""
+    out, i, used = [], 0, 0
+    while i < len(spec):
+        c = spec[i]
+        if c != "%":
+            out.append(c)
+            i += 1
+            continue
+        verb = spec[i + 1 : i + 2]
+        if verb == "%":
+            out.append("%")
+        elif verb in ("s", "v", "d", "q"):
+            arg = args[used]
+            used += 1
+            if verb == "d":
+                out.append(str(int(_number(arg, spec))))
+            elif verb == "q":
+                out.append(json.dumps(to_string(arg, spec)))
+            else:
+                out.append(to_string(arg, spec))
+        else:
+            raise ValueError(f"format verb %{verb} is not evaluated")
+        i += 2
+    return "".join(out)
+
+
+def _replace(value: str, old: str, new: str) -> str:
+    if len(old) > 1 and old.startswith("/") and old.endswith("/"):
+        raise ValueError("a regular expression is not evaluated")
+    return value.replace(old, new)
+
+
+def _element(items: list[Any], index: Any) -> Any:
+    return items[int(_number(index, "element")) % len(items)]
+
+
+def _coalesce(*values: Any) -> Any:
+    for value in values:
+        if value is not None and value != "":
+            return value
+    raise ValueError("no non-null, non-empty argument")
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "lower": lambda s: to_string(s, "lower").lower(),
+    "upper": lambda s: to_string(s, "upper").upper(),
+    "trimspace": lambda s: to_string(s, "trimspace").strip(),
+    "trimprefix": lambda s, p: to_string(s, "trimprefix").removeprefix(p),
+    "trimsuffix": lambda s, p: to_string(s, "trimsuffix").removesuffix(p),
+    "replace": _replace,
+    "format": _format,
+    "join": lambda sep, *lists: sep.join(to_string(v, "join") for items in lists for v in items),
+    "split": lambda sep, s: to_string(s, "split").split(sep),
+    "concat": lambda *lists: [v for items in lists for v in items],
+    "element": _element,
+    "lookup": lambda m, k, *default: m[k] if k in m or not default else default[0],
+    "coalesce": _coalesce,
+    "length": len,
+    "tostring": lambda v: to_string(v, "tostring"),
+}
