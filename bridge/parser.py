@@ -262,6 +262,19 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
     p.set_defaults(command_module="check", run="run")
 
     p = sub.add_parser(
+        "inputs",
+        parents=[shared.verbosity, shared.output],
+        help="what a definition's fingerprint is made of, and why each input is there (git "
+        "only, no AWS)",
+    )
+    p.add_argument("definition", metavar="DEF")
+    p.add_argument("--repo", default=".", help="root of the Packer git repository (default .)")
+    p.add_argument("--catalog", help="catalog path relative to the repo (default ami-chain.json)")
+    p.add_argument("--commit", help="commit to fingerprint (default HEAD)")
+    p.add_argument("--allow-dirty", action="store_true", help="fingerprint uncommitted changes")
+    p.set_defaults(command_module="inputs", run="run")
+
+    p = sub.add_parser(
         "manifest", parents=[common], help="print the build manifest of a definition's image"
     )
     p.add_argument("definition", metavar="DEF")
