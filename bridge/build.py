@@ -1,5 +1,9 @@
 """The build step: Packer variables for a definition, one `packer build`, its artifacts.
 
+A catalog variable reaches Packer as its variable types take a `-var` value: a string as it is,
+a number or boolean as its literal, a list or map as an HCL expression (JSON templates take
+strings only, which catalog.py checks).
+
 Nothing here tags or publishes (publish.py does, after the build is known to be ours), so a
 failed or interrupted build leaves nothing that names the fingerprint.
 """
@@ -15,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bridge import seed
-from bridge.catalog import Definition
+from bridge.catalog import Definition, VariableValue, canonical_value
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner, declared_variables
 from bridge.sources import SourcePick, pin
@@ -46,7 +50,7 @@ def packer_variables(
     (`ami_sha`, `ami_name`, `region`, and `ami_base` for a child) and `ec2_endpoint` where the
     template declares them. A variable the bridge has no value for keeps the template's default
     (catalog.py refuses catalog values for the bridge's own variables)."""
-    variables = dict(d.variables)
+    variables = {name: packer_value(value) for name, value in d.variables.items()}
     provided = {
         "ami_sha": fingerprint,
         "ami_name": f"{d.name}-{fingerprint[:12]}",
@@ -58,6 +62,37 @@ def packer_variables(
         provided[ENDPOINT_VARIABLE] = ec2_endpoint
     variables.update((k, v) for k, v in provided.items() if k in declared)
     return variables
+
+
+def packer_value(value: VariableValue) -> str:
+    """A catalog variable's value as `-var name=<value>` takes it. Packer reads a string, number
+    or untyped variable's value as literal text, and any other type's as an HCL expression."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return canonical_value(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_hcl(v) for v in value) + "]"
+    return "{" + ", ".join(f"{_hcl_string(k)} = {_hcl(v)}" for k, v in sorted(value.items())) + "}"
+
+
+def _hcl(value: VariableValue) -> str:
+    return _hcl_string(value) if isinstance(value, str) else packer_value(value)
+
+
+def _hcl_string(text: str) -> str:
+    """A quoted HCL string literal: escapes for quotes, backslashes and control characters, and
+    `$${`/`%%{` so no template sequence is interpreted."""
+    escaped = "".join(
+        _ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+        for c in text
+    )
+    return '"' + escaped.replace("${", "$${").replace("%{", "%%{") + '"'
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def build_image(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 from bridge.errors import CatalogError
 from bridge.sources import SourceFilter, filter_from
@@ -18,6 +19,11 @@ from bridge.validation import count_errors, first_error
 DEFAULT_CATALOG = "ami-chain.json"
 SCHEMA = "catalog.schema.json"
 TemplateFormat = Literal["json", "hcl2"]
+# A catalog variable's value: JSON without null, as Packer's string, number, bool, list and map
+# variable types take it (build.py renders it for -var).
+VariableValue: TypeAlias = (
+    "str | int | float | bool | list[VariableValue] | dict[str, VariableValue]"
+)
 # Packer variables the bridge sets on every build (build.py): a catalog value would build an image
 # that its fingerprint, name or parent tag does not describe.
 BRIDGE_VARIABLES = {
@@ -38,7 +44,7 @@ class Definition:
     directory: str
     inputs: tuple[str, ...]
     parent: str | None = None
-    variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    variables: Mapping[str, VariableValue] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Distribution: None where the definition does not say (the catalog's value applies).
@@ -317,13 +323,14 @@ def _definition(
             f"The template {template!r} of definition {name!r} does not exist {files.where}. "
             f"Fix the `template` path in {rel} (it is relative to the repository root)."
         )
-    for variable in spec.get("variables", {}):
+    for variable, value in spec.get("variables", {}).items():
         if variable in BRIDGE_VARIABLES:
             raise CatalogError(
                 f"Definition {name!r} in {rel} sets the Packer variable {variable!r}, which the "
                 f"bridge sets itself ({BRIDGE_VARIABLES[variable]}): a catalog value would build "
                 "an image its tags do not describe. Remove it from `variables`."
             )
+        _check_value(rel, name, variable, value, fmt)
     inputs = []
     for item in spec.get("inputs", []):
         if files.kind(item, f"input of {name!r}") == "dir" and not files.names(normalize(item)):
@@ -361,9 +368,47 @@ def _definition(
     )
 
 
+def _check_value(rel: str, name: str, variable: str, value: Any, fmt: TemplateFormat) -> None:
+    """A variable's value is one Packer can take: a string for a JSON template; any JSON value
+    but null and non-finite numbers for HCL2 (the schema refuses null)."""
+    where = f"$.definitions.{name}.variables.{variable}"
+    if fmt == "json" and not isinstance(value, str):
+        raise CatalogError(
+            f"The catalog {rel} is invalid at {where}: {json.dumps(value)} is not a string, and "
+            f"definition {name!r} has a JSON template, whose variables are strings. Write it as "
+            f"one ({json.dumps(json.dumps(value))}), or use an HCL2 template for typed variables."
+        )
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise CatalogError(
+                f"The catalog {rel} is invalid at {where}: it holds {item}, which Packer has no "
+                "number for. Use a finite number."
+            )
+        pending += item if isinstance(item, list) else []
+        pending += item.values() if isinstance(item, dict) else []
+
+
 def canonical_entry(spec: Any) -> str:
     """A catalog entry as canonical JSON, for comparing two versions of it."""
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_value(value: VariableValue) -> str:
+    """A variable's value as canonical JSON: keys sorted, no spaces, a whole number without a
+    fraction (1.0 is 1), so one value has one spelling. A string is `json.dumps` of it."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: VariableValue) -> VariableValue:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _topological_order(rel: str, definitions: Mapping[str, Definition]) -> list[str]:

@@ -18,7 +18,9 @@ A fingerprint names the content an image is built from, never the history that l
       source "<origin>" <AMI ID>                             (a root's upstream image, per source
                                                               filter, sorted; see sources.py)
       parent <parent fingerprint>                            (only when there is a parent)
-      variable "<name>" "<value>"                            (one line per variable, sorted by name)
+      variable "<name>" <value>                              (one line per variable, sorted by
+                                                              name; the value as canonical JSON,
+                                                              so a string is "<value>")
 
 Inputs are the definition's directory, its declared `inputs`, the files its template (JSON or
 HCL2) makes Packer read (templates.py), and what every symlink among or below those points to (a
@@ -45,7 +47,7 @@ from typing import Literal
 
 import git
 
-from bridge.catalog import Definition, canonical_entry, normalize
+from bridge.catalog import Definition, canonical_entry, canonical_value, normalize
 from bridge.errors import FingerprintError
 from bridge.git import (
     GITLINK_MODE,
@@ -233,7 +235,7 @@ def encode(
     if parent_fingerprint is not None:
         lines.append(f"parent {parent_fingerprint}")
     for name, value in sorted(definition.variables.items()):
-        lines.append(f"variable {json.dumps(name)} {json.dumps(value)}")
+        lines.append(f"variable {json.dumps(name)} {canonical_value(value)}")
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from bridge.build import build_image, packer_variables
+from bridge.build import build_image, packer_value, packer_variables
 from bridge.catalog import Definition, load_catalog
 from bridge.errors import BuildError
-from bridge.packer import PackerRunner
+from bridge.packer import PackerRunner, parse_line
 
 FP = "0123456789abcdef" * 2 + "01234567"
 SEED_VARIABLES = {"ami_sha", "ami_name", "ami_base", "region", "ec2_endpoint"}
@@ -145,3 +145,67 @@ def test_an_earlier_builds_manifest_is_not_this_builds_artifact(repo, runner, tm
             runner, repo.path, quiet, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
             log_dir=tmp_path / "logs", manifest_dir=None,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("1.31", "1.31"),  # a string as it is, as before typed variables
+        ('["a"]', '["a"]'),
+        (20, "20"),
+        (20.0, "20"),
+        (0.5, "0.5"),
+        (True, "true"),
+        (False, "false"),
+        (["curl", "jq"], '["curl", "jq"]'),
+        ({"b": 1, "a": [True]}, '{"a" = [true], "b" = 1}'),
+        # HCL's own escapes: no template sequence is interpreted, no JSON-only escape is used.
+        (["${var.x}", "%{if}", "$${y}"], '["$${var.x}", "%%{if}", "$$${y}"]'),
+        (['a"b\\c', "\n\t\b\x7f", "é"], '["a\\"b\\\\c", "\\n\\t\\u0008\\u007f", "é"]'),
+    ],
+)
+def test_typed_values_are_written_as_packer_takes_them(value, text):
+    assert packer_value(value) == text
+
+
+HCL_ECHO = """
+variable "value" {
+  type = %s
+}
+source "null" "echo" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.echo"]
+  provisioner "shell-local" {
+    inline = ["cat <<'EOF'\\n${jsonencode(var.value)}\\nEOF"]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("hcl_type", "value"),
+    [
+        ("list(string)", ["${var.x}", "%{if}", 'q"uote', "back\\slash", "tab\there", "é"]),
+        ("map(number)", {"b": 2, "a": 0.5}),
+        ("bool", True),
+        ("number", 1e100),
+        ("string", "${not.interpolated}"),
+    ],
+)
+def test_packer_reads_each_typed_value_back(repo, runner, tmp_path, hcl_type, value):
+    """Real Packer parses the -var text into the catalog's value (jsonencode prints it)."""
+    repo.write("echo/echo.pkr.hcl", HCL_ECHO % hcl_type)
+    d = Definition("echo", "echo", "hcl2", "echo", (), variables={"value": value})
+    variables = packer_variables(
+        d, FP, declared=set(), parent_ami=None, region="us-east-1", ec2_endpoint=None
+    )
+    log = tmp_path / "echo.log"
+    runner.build(d.template, variables, repo.path, log)
+    printed = [
+        line.data[1].split(": ", 1)[1]
+        for line in map(parse_line, log.read_text().splitlines())
+        if line and line.type == "ui" and line.data[0] == "message" and ": " in line.data[1]
+    ]
+    assert json.loads(printed[-1]) == value

@@ -270,3 +270,28 @@ def test_allow_dirty_hashes_files_a_dirty_template_newly_reads(repo):
     repo.commit("the base runs it, v2")
     committed, _ = fingerprints(repo, ["base"])
     assert dirty == committed  # the working tree's x.sh was hashed, not the commit's
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "same"),
+    [
+        ({"n": 20}, {"n": 20.0}, True),
+        ({"m": {"a": 1, "b": 2}}, {"m": {"b": 2, "a": 1}}, True),
+        ({"n": 20}, {"n": 21}, False),
+        ({"n": 20}, {"n": "20"}, False),
+        ({"l": ["a", "b"]}, {"l": ["b", "a"]}, False),
+        ({"on": True}, {"on": "true"}, False),
+    ],
+)
+def test_a_variable_is_identified_by_its_value_not_its_spelling(repo, before, after, same):
+    repo.write(
+        "fleet/main.pkr.hcl", 'source "null" "a" {}\nbuild {\n  sources = ["source.null.a"]\n}\n'
+    )
+    values = []
+    for variables in (before, after):
+        data = repo.catalog()
+        data["definitions"]["fleet"] = {"template": "fleet", "variables": variables}
+        repo.set_catalog(data)
+        repo.commit("variables")
+        values.append(fingerprints(repo, ["fleet"])[0]["fleet"])
+    assert (values[0] == values[1]) is same
