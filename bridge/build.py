@@ -145,7 +145,9 @@ def build_image(
     log.info("building %s (%s) with Packer; log: %s", d.name, fingerprint[:12], log_path)
     # Whole seconds: some filesystems keep coarse modification times.
     started = math.floor(time.time())
-    result = runner.build(d.template, variables, root, log_path, label=d.name)
+    result = runner.build(
+        d.template, variables, root, log_path, label=d.name, var_files=d.var_files
+    )
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     if regions[0] not in amis:
         raise BuildError(

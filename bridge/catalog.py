@@ -6,7 +6,7 @@ import json
 import math
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -56,6 +56,8 @@ class Definition:
     # the images its filters choose are part of its fingerprint (sources.py).
     source: SourceFilter | None = None
     track_source: bool = True
+    # Packer variable files, in the order they are passed (-var-file), before `variables`.
+    var_files: tuple[str, ...] = ()
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -223,7 +225,13 @@ def load_catalog(
     definitions: dict[str, Definition] = {}
     for name, spec in data["definitions"].items():
         definitions[name] = _definition(
-            files, rel, name, spec, track_source=data.get("track_source", True)
+            files,
+            rel,
+            name,
+            spec,
+            track_source=data.get("track_source", True),
+            var_files=data.get("var_files", []),
+            entry=entry_of(data, name),
         )
 
     for d in definitions.values():
@@ -294,7 +302,14 @@ def normalize(rel: str) -> str:
 
 
 def _definition(
-    files: Files, rel: str, name: str, spec: Mapping[str, Any], *, track_source: bool
+    files: Files,
+    rel: str,
+    name: str,
+    spec: Mapping[str, Any],
+    *,
+    track_source: bool,
+    var_files: Sequence[str],
+    entry: str,
 ) -> Definition:
     template = normalize(spec["template"])
     kind = files.kind(spec["template"], f"template of {name!r}")
@@ -331,6 +346,22 @@ def _definition(
                 "an image its tags do not describe. Remove it from `variables`."
             )
         _check_value(rel, name, variable, value, fmt)
+    var_files = spec.get("var_files", var_files)
+    for item in var_files:
+        what = f"var file of {name!r}"
+        found = files.kind(item, what)
+        if found != "file":
+            raise CatalogError(
+                f"The {what} {item!r} in {rel} "
+                + ("is a directory" if found == "dir" else f"does not exist {files.where}")
+                + ". List Packer variable files in `var_files` (paths relative to the repository "
+                "root)."
+            )
+        if fmt == "hcl2" and not item.endswith((".hcl", ".json")):
+            raise CatalogError(
+                f"The {what} {item!r} in {rel} ends neither in .hcl nor in .json, which Packer "
+                "needs to read it with an HCL2 template. Rename it (e.g. .pkrvars.hcl)."
+            )
     inputs = []
     for item in spec.get("inputs", []):
         if files.kind(item, f"input of {name!r}") == "dir" and not files.names(normalize(item)):
@@ -364,7 +395,8 @@ def _definition(
         if "source" in spec
         else None,
         track_source=spec.get("track_source", track_source),
-        entry=canonical_entry(spec),
+        var_files=tuple(normalize(item) for item in var_files),
+        entry=entry,
     )
 
 
@@ -388,6 +420,15 @@ def _check_value(rel: str, name: str, variable: str, value: Any, fmt: TemplateFo
             )
         pending += item if isinstance(item, list) else []
         pending += item.values() if isinstance(item, dict) else []
+
+
+def entry_of(data: Mapping[str, Any], name: str) -> str:
+    """The canonical JSON of what the catalog says about definition `name`: its entry, with the
+    catalog-wide `var_files` it inherits (they name its image too)."""
+    spec = data["definitions"][name]
+    if "var_files" in data and isinstance(spec, dict) and "var_files" not in spec:
+        spec = {**spec, "var_files": data["var_files"]}
+    return canonical_entry(spec)
 
 
 def canonical_entry(spec: Any) -> str:

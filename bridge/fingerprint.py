@@ -2,12 +2,11 @@
 
 A fingerprint names the content an image is built from, never the history that led to it:
 
-* A definition with a single input (its directory), no parent, no variables and no tracked
-  source filter (sources.py), whose directory holds no template file but its own, gets the git
-  tree SHA of that directory. That is what the
-  seed pipeline tags with (`git ls-tree HEAD <dir>`), so images it built are found as they are.
-  Two definitions in one directory would share that SHA, so they get the encoding below, which
-  names the template.
+* A definition with a single input (its directory), no parent, no variables or var files, and
+  no tracked source filter (sources.py), whose directory holds no template file but its own,
+  gets the git tree SHA of that directory. That is what the seed pipeline tags with
+  (`git ls-tree HEAD <dir>`), so images it built are found as they are. Two definitions in one
+  directory would share that SHA, so they get the encoding below, which names the template.
 * Every other definition gets the SHA-1 of the encoding below (version 2), UTF-8, each line ending
   in a newline, paths and values written as JSON strings:
 
@@ -18,14 +17,17 @@ A fingerprint names the content an image is built from, never the history that l
       source "<origin>" <AMI ID>                             (a root's upstream image, per source
                                                               filter, sorted; see sources.py)
       parent <parent fingerprint>                            (only when there is a parent)
+      var_file "<path>"                                      (one line per var file, in the order
+                                                              Packer reads them)
       variable "<name>" <value>                              (one line per variable, sorted by
                                                               name; the value as canonical JSON,
                                                               so a string is "<value>")
 
-Inputs are the definition's directory, its declared `inputs`, the files its template (JSON or
-HCL2) makes Packer read (templates.py), and what every symlink among or below those points to (a
-tree's SHA covers a link's text, not its target). An input inside another input's directory is
-dropped, since the directory's tree SHA covers it. The git objects are read through git.py.
+Inputs are the definition's directory, its declared `inputs` and var files, the files its
+template (JSON or HCL2) makes Packer read (templates.py), and what every symlink among or below
+those points to (a tree's SHA covers a link's text, not its target). An input inside another
+input's directory is dropped, since the directory's tree SHA covers it. The git objects are read
+through git.py.
 
 Version 2 differs from version 1 in what counts as an input (link targets) and in when a root keeps
 the seed's tree SHA (alone in its directory), and a submodule input's kind is `commit`. The new
@@ -47,7 +49,7 @@ from typing import Literal
 
 import git
 
-from bridge.catalog import Definition, canonical_entry, canonical_value, normalize
+from bridge.catalog import Definition, canonical_value, entry_of, normalize
 from bridge.errors import FingerprintError
 from bridge.git import (
     GITLINK_MODE,
@@ -193,7 +195,8 @@ def _check_entries(
     another: a variable edited but not committed, or today's catalog applied to an old commit."""
     raw = root.read(normalize(catalog_path))
     try:
-        committed = json.loads(raw or b"null")["definitions"]
+        data = json.loads(raw or b"null")
+        committed = data["definitions"]
     except (ValueError, TypeError, KeyError):
         committed = None
     if not isinstance(committed, dict):
@@ -202,7 +205,7 @@ def _check_entries(
         differing = [
             d.name
             for d in definitions
-            if d.name not in committed or canonical_entry(committed[d.name]) != d.entry
+            if d.name not in committed or entry_of(data, d.name) != d.entry
         ]
     if not differing or allow_dirty:
         return
@@ -234,6 +237,8 @@ def encode(
         lines.append(f"source {json.dumps(s.filter.origin)} {s.ami_id}")
     if parent_fingerprint is not None:
         lines.append(f"parent {parent_fingerprint}")
+    for path in definition.var_files:
+        lines.append(f"var_file {json.dumps(path)}")
     for name, value in sorted(definition.variables.items()):
         lines.append(f"variable {json.dumps(name)} {canonical_value(value)}")
     return "".join(line + "\n" for line in lines).encode("utf-8")
@@ -251,6 +256,7 @@ def _fingerprint(
         parent_fp is None
         and not sources
         and not d.variables
+        and not d.var_files
         and list(paths) == [d.directory]
         and not other_templates(root, d)
     )
@@ -264,7 +270,7 @@ def _fingerprint(
 
 
 def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
-    candidates = [d.directory, *d.inputs, *template_paths(root, d, commit)]
+    candidates = [d.directory, *d.inputs, *d.var_files, *template_paths(root, d, commit)]
     candidates += _link_targets(root, d, candidates, commit)
     unique = sorted(set(candidates))
     # A path below another input is covered by that input's tree SHA (only a tree has children).

@@ -231,10 +231,14 @@ class PackerRunner:
         log_path: Path,
         *,
         label: str = "",
+        var_files: Sequence[str] = (),
     ) -> BuildResult:
-        """Run `packer build`, streaming its output to `log_path` (and progress to echo, each
-        line prefixed with `label`, so concurrent builds read apart)."""
+        """Run `packer build` (with `var_files` in order, then `variables`, which win),
+        streaming its output to `log_path` (and progress to echo, each line prefixed with
+        `label`, so concurrent builds read apart)."""
         args = ["build", "-machine-readable", "-color=false"]
+        for path in var_files:
+            args += ["-var-file", path]
         for name, value in sorted(variables.items()):
             args += ["-var", f"{name}={value}"]
         args.append(template)

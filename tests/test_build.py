@@ -209,3 +209,33 @@ def test_packer_reads_each_typed_value_back(repo, runner, tmp_path, hcl_type, va
         if line and line.type == "ui" and line.data[0] == "message" and ": " in line.data[1]
     ]
     assert json.loads(printed[-1]) == value
+
+
+def echo_template(repo, *builders: str) -> None:
+    """app/app.json: null builders that print their name and three variables."""
+    echo = "echo {{build_name}} {{user `first`}} {{user `second`}} {{user `third`}}"
+    repo.write("app/app.json", json.dumps({
+        "variables": {"first": "", "second": "", "third": ""},
+        "builders": [{"type": "null", "name": n, "communicator": "none"} for n in builders],
+        "provisioners": [{"type": "shell-local", "inline": [echo]}],
+    }))  # fmt: skip
+
+
+def run(runner, repo, d: Definition, log: Path) -> str:
+    variables = packer_variables(
+        d, FP, declared=set(), parent_ami=None, region="us-east-1", ec2_endpoint=None
+    )
+    runner.build(d.template, variables, repo.path, log, var_files=d.var_files)
+    return log.read_text()
+
+
+def test_var_files_reach_packer_in_order_before_the_variables(repo, runner, tmp_path):
+    """Each later var file wins, and the catalog's variables over them all."""
+    repo.write("vars/a.json", json.dumps({"first": "a", "second": "a", "third": "a"}))
+    repo.write("vars/b.json", json.dumps({"second": "b", "third": "b"}))
+    echo_template(repo, "x")
+    d = Definition(
+        "app", "app/app.json", "json", "app", (), variables={"third": "catalog"},
+        var_files=("vars/a.json", "vars/b.json"),
+    )  # fmt: skip
+    assert "x: x a b catalog" in run(runner, repo, d, tmp_path / "app.log")

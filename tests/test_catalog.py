@@ -161,6 +161,9 @@ def test_normalize():
 def hcl2_definition(repo, **entry) -> dict:
     """A catalog with `hcl`, an HCL2 directory definition; `entry` adds to it (not written)."""
     repo.write("hcl/main.pkr.hcl", "# hcl\n")
+    repo.write("vars/defaults.pkrvars.hcl", 'x = "1"\n')
+    repo.write("vars/defaults.json", '{"x": "1"}\n')
+    repo.write("vars/notes.txt", "x\n")
     data = repo.catalog()
     data["definitions"]["hcl"] = {"template": "hcl", **entry}
     return data
@@ -194,9 +197,27 @@ def test_a_number_packer_cannot_take_is_refused(repo):
         load_catalog(repo.path)
 
 
+def test_var_files_are_the_catalogs_in_order_or_the_definitions_own(repo):
+    data = hcl2_definition(repo)
+    data["var_files"] = ["vars/defaults.json", "./vars/defaults.pkrvars.hcl"]
+    data["definitions"]["own"] = {"template": "hcl", "var_files": ["vars/defaults.json"]}
+    data["definitions"]["none"] = {"template": "hcl", "var_files": []}
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    assert catalog.get("hcl").var_files == ("vars/defaults.json", "vars/defaults.pkrvars.hcl")
+    assert catalog.get("base").var_files == ("vars/defaults.json", "vars/defaults.pkrvars.hcl")
+    assert catalog.get("own").var_files == ("vars/defaults.json",)
+    assert catalog.get("none").var_files == ()
+
+
 INVALID_ENTRIES = [
     ({"variables": {"x": None}}, "$.definitions.hcl.variables.x"),
     ({"variables": {"x": [1, None]}}, "$.definitions.hcl.variables.x[1]"),
+    ({"var_files": ["vars/missing.json"]}, "var file of 'hcl' 'vars/missing.json'"),
+    ({"var_files": ["vars"]}, "'vars' in ami-chain.json is a directory"),
+    ({"var_files": ["../outside.json"]}, "leaves the repository"),
+    ({"var_files": ["vars/defaults.json", "vars/defaults.json"]}, "$.definitions.hcl.var_files"),
+    ({"var_files": ["vars/notes.txt"]}, "ends neither in .hcl nor in .json"),
 ]
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
-from bridge.fingerprint import encode
+from bridge.fingerprint import encode, fingerprint_all
+from bridge.git import open_repo
 from testing.fingerprint import fingerprints, rewrite_template
 
 
@@ -295,3 +296,36 @@ def test_a_variable_is_identified_by_its_value_not_its_spelling(repo, before, af
         repo.commit("variables")
         values.append(fingerprints(repo, ["fleet"])[0]["fleet"])
     assert (values[0] == values[1]) is same
+
+
+def test_var_files_order_and_content_are_the_identity(repo):
+    repo.write("vars/a.json", '{"x": "1"}\n')
+    repo.write("vars/b.json", '{"x": "2"}\n')
+
+    def fingerprint(var_files):
+        data = repo.catalog()
+        data["var_files"] = var_files
+        repo.set_catalog(data)
+        repo.commit("var files")
+        return fingerprints(repo, ["base"])[0]["base"]
+
+    seed = repo.tree_sha("base")
+    ab, ba = (
+        fingerprint(["vars/a.json", "vars/b.json"]),
+        fingerprint(["vars/b.json", "vars/a.json"]),
+    )
+    assert len({seed, ab, ba}) == 3  # var files name the image; their order decides values
+    repo.write("vars/b.json", '{"x": "3"}\n')
+    assert fingerprint(["vars/b.json", "vars/a.json"]) != ba
+    assert fingerprint([]) == seed  # the base without var files keeps the seed's identity
+
+
+def test_an_uncommitted_catalog_wide_var_file_list_is_dirty(repo):
+    repo.write("vars/a.json", '{"x": "1"}\n')
+    repo.commit("a var file")
+    data = repo.catalog()
+    data["var_files"] = ["vars/a.json"]
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    with pytest.raises(FingerprintError, match="catalog entries of base, snowflake differ"):
+        fingerprint_all(open_repo(repo.path), catalog.all(), catalog_path=catalog.path)
