@@ -106,16 +106,24 @@ def build_image(
     ec2_endpoint: str | None,
     log_dir: Path,
     sources: Sequence[SourcePick] = (),
+    builds: Sequence[str] = (),
     manifest_dir: Path | None,
 ) -> Artifacts:
     """Run Packer for `d` from `root`; the AMIs it reports for `regions` (the first, where it
     builds, at least; a template may copy to others itself with `ami_regions`).
 
     `parent` is (definition, AMI) of the image to build on; `sources`, the upstream images a
-    root's fingerprint names, which the template in `root` is pinned to. Artifacts come from
+    root's fingerprint names, which the template in `root` is pinned to; `builds`, the builds
+    Packer runs for `d` (templates.py: one, or the build is refused). Artifacts come from
     Packer's machine-readable output, or from a seed-style manifest file in `manifest_dir`
     (default `root`).
     """
+    if len(builds) > 1:
+        raise BuildError(
+            f"The template {d.template} of definition {d.name!r} has {len(builds)} builds "
+            f"({', '.join(builds)}), and a definition makes one image. Choose its build with "
+            "`only` in the catalog (one definition per build), as `packer build -only` does."
+        )
     pinned = pin(root, sources)
     declared = declared_variables(root / d.template)
     if "ami_base" in pinned and "ami_base" not in declared:
@@ -146,7 +154,7 @@ def build_image(
     # Whole seconds: some filesystems keep coarse modification times.
     started = math.floor(time.time())
     result = runner.build(
-        d.template, variables, root, log_path, label=d.name, var_files=d.var_files
+        d.template, variables, root, log_path, label=d.name, only=d.only, var_files=d.var_files
     )
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     if regions[0] not in amis:

@@ -56,6 +56,9 @@ class Definition:
     # the images its filters choose are part of its fingerprint (sources.py).
     source: SourceFilter | None = None
     track_source: bool = True
+    # The one build of a template with several that this definition makes, as `packer build
+    # -only` names it (templates.py selects it); None: the template's only build.
+    only: str | None = None
     # Packer variable files, in the order they are passed (-var-file), before `variables`.
     var_files: tuple[str, ...] = ()
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
@@ -346,6 +349,13 @@ def _definition(
                 "an image its tags do not describe. Remove it from `variables`."
             )
         _check_value(rel, name, variable, value, fmt)
+    only = spec.get("only")
+    if only is not None and any(c in only for c in "*?[]{},"):
+        raise CatalogError(
+            f"The `only` of definition {name!r} in {rel} is {only!r}: a definition makes one "
+            "image, so it names one build exactly, without wildcards or commas. Name the source "
+            "(HCL2: <type>.<name>) or builder (JSON: its name) it builds."
+        )
     var_files = spec.get("var_files", var_files)
     for item in var_files:
         what = f"var file of {name!r}"
@@ -395,6 +405,7 @@ def _definition(
         if "source" in spec
         else None,
         track_source=spec.get("track_source", track_source),
+        only=only,
         var_files=tuple(normalize(item) for item in var_files),
         entry=entry,
     )

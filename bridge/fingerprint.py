@@ -2,9 +2,9 @@
 
 A fingerprint names the content an image is built from, never the history that led to it:
 
-* A definition with a single input (its directory), no parent, no variables or var files, and
-  no tracked source filter (sources.py), whose directory holds no template file but its own,
-  gets the git tree SHA of that directory. That is what the seed pipeline tags with
+* A definition with a single input (its directory), no parent, no variables, var files or
+  `only`, and no tracked source filter (sources.py), whose directory holds no template file but
+  its own, gets the git tree SHA of that directory. That is what the seed pipeline tags with
   (`git ls-tree HEAD <dir>`), so images it built are found as they are. Two definitions in one
   directory would share that SHA, so they get the encoding below, which names the template.
 * Every other definition gets the SHA-1 of the encoding below (version 2), UTF-8, each line ending
@@ -12,6 +12,7 @@ A fingerprint names the content an image is built from, never the history that l
 
       ami-chain-bridge/fingerprint/v2
       template "<template path>"
+      only "<build>"                                         (only when the definition selects one)
       input "<path>" <mode> <blob|tree|commit> <git SHA>     (one line per input, sorted by path;
                                                               commit: a submodule's recorded one)
       source "<origin>" <AMI ID>                             (a root's upstream image, per source
@@ -62,7 +63,7 @@ from bridge.git import (
     worktree_tree,
 )
 from bridge.sources import SourceFilter, SourcePick
-from bridge.templates import other_templates, source_filters, template_paths
+from bridge.templates import Reads, other_templates, source_filters, template_reads
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 
@@ -87,6 +88,8 @@ class Fingerprint:
     parent: str | None
     # The upstream images its source filters chose (a root's only), pinned for the build.
     sources: tuple[SourcePick, ...] = ()
+    # The builds `packer build` runs for it, as `-only` names them (one, or build.py refuses).
+    builds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ def fingerprint_all(
         _check_entries(
             root, catalog_path, definitions, commit_obj.hexsha, checks_worktree and allow_dirty
         )
-    inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+    reads = {d.name: template_reads(root, d, commit_obj.hexsha) for d in definitions}
+    inputs = {d.name: _inputs(root, d, reads[d.name], commit_obj.hexsha) for d in definitions}
     dirty = False
     if checks_worktree:
         paths = sorted({p for items in inputs.values() for p in items})
@@ -159,7 +163,10 @@ def fingerprint_all(
             # until the inputs stop growing.
             while True:
                 root = TreeIndex(repo, worktree_tree(repo, commit_obj, committed, paths))
-                inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+                reads = {d.name: template_reads(root, d, commit_obj.hexsha) for d in definitions}
+                inputs = {
+                    d.name: _inputs(root, d, reads[d.name], commit_obj.hexsha) for d in definitions
+                }
                 grown = sorted({p for items in inputs.values() for p in items} | set(paths))
                 if grown == paths:
                     break
@@ -179,7 +186,9 @@ def fingerprint_all(
                 )
             if filters and pick_sources is not None:
                 picks = pick_sources(d, filters)
-        result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp, picks)
+        result[d.name] = _fingerprint(
+            root, d, inputs[d.name], parent_fp, picks, builds=reads[d.name].builds
+        )
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
 
@@ -231,6 +240,8 @@ def encode(
 ) -> bytes:
     """The canonical encoding hashed into a composite fingerprint (ENCODING_VERSION)."""
     lines = [ENCODING_VERSION, f"template {json.dumps(definition.template)}"]
+    if definition.only is not None:
+        lines.append(f"only {json.dumps(definition.only)}")
     for e in sorted(entries, key=lambda e: e.path):
         lines.append(f"input {json.dumps(e.path)} {e.mode} {e.kind} {e.sha}")
     for s in sorted(sources, key=lambda s: s.filter.origin):
@@ -250,12 +261,15 @@ def _fingerprint(
     paths: Sequence[str],
     parent_fp: str | None,
     sources: Sequence[SourcePick] = (),
+    *,
+    builds: tuple[str, ...] = (),
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = (
         parent_fp is None
         and not sources
         and not d.variables
+        and d.only is None
         and not d.var_files
         and list(paths) == [d.directory]
         and not other_templates(root, d)
@@ -266,11 +280,11 @@ def _fingerprint(
         value = hashlib.sha1(
             encode(d, entries, parent_fp, sources), usedforsecurity=False
         ).hexdigest()
-    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources))
+    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds)
 
 
-def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
-    candidates = [d.directory, *d.inputs, *d.var_files, *template_paths(root, d, commit)]
+def _inputs(root: TreeIndex, d: Definition, reads: Reads, commit: str) -> list[str]:
+    candidates = [*reads.paths, *d.inputs]
     candidates += _link_targets(root, d, candidates, commit)
     unique = sorted(set(candidates))
     # A path below another input is covered by that input's tree SHA (only a tree has children).

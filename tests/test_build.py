@@ -211,6 +211,17 @@ def test_packer_reads_each_typed_value_back(repo, runner, tmp_path, hcl_type, va
     assert json.loads(printed[-1]) == value
 
 
+def test_a_template_with_several_builds_needs_only(repo, runner, tmp_path):
+    """Refused before Packer runs: it would make an image per build under one fingerprint."""
+    d = Definition("app", "app", "hcl2", "app", ())
+    with pytest.raises(BuildError, match=r"has 2 builds \(null.a, null.b\).*`only`"):
+        build_image(
+            runner, repo.path, d, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
+            log_dir=tmp_path / "logs", builds=("null.a", "null.b"), manifest_dir=None,
+        )  # fmt: skip
+    assert not (tmp_path / "logs").exists()
+
+
 def echo_template(repo, *builders: str) -> None:
     """app/app.json: null builders that print their name and three variables."""
     echo = "echo {{build_name}} {{user `first`}} {{user `second`}} {{user `third`}}"
@@ -225,7 +236,7 @@ def run(runner, repo, d: Definition, log: Path) -> str:
     variables = packer_variables(
         d, FP, declared=set(), parent_ami=None, region="us-east-1", ec2_endpoint=None
     )
-    runner.build(d.template, variables, repo.path, log, var_files=d.var_files)
+    runner.build(d.template, variables, repo.path, log, only=d.only, var_files=d.var_files)
     return log.read_text()
 
 
@@ -239,3 +250,10 @@ def test_var_files_reach_packer_in_order_before_the_variables(repo, runner, tmp_
         var_files=("vars/a.json", "vars/b.json"),
     )  # fmt: skip
     assert "x: x a b catalog" in run(runner, repo, d, tmp_path / "app.log")
+
+
+def test_only_builds_the_builder_it_names(repo, runner, tmp_path):
+    echo_template(repo, "x", "y")
+    d = Definition("app", "app/app.json", "json", "app", (), only="y")
+    text = run(runner, repo, d, tmp_path / "app.log")
+    assert "y: y" in text and "x: x" not in text

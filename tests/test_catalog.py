@@ -210,6 +210,13 @@ def test_var_files_are_the_catalogs_in_order_or_the_definitions_own(repo):
     assert catalog.get("none").var_files == ()
 
 
+def test_only_names_one_build(repo):
+    repo.set_catalog(hcl2_definition(repo, only="amazon-ebs.a"))
+    catalog = load_catalog(repo.path)
+    assert catalog.get("hcl").only == "amazon-ebs.a"
+    assert catalog.get("base").only is None
+
+
 INVALID_ENTRIES = [
     ({"variables": {"x": None}}, "$.definitions.hcl.variables.x"),
     ({"variables": {"x": [1, None]}}, "$.definitions.hcl.variables.x[1]"),
@@ -218,6 +225,9 @@ INVALID_ENTRIES = [
     ({"var_files": ["../outside.json"]}, "leaves the repository"),
     ({"var_files": ["vars/defaults.json", "vars/defaults.json"]}, "$.definitions.hcl.var_files"),
     ({"var_files": ["vars/notes.txt"]}, "ends neither in .hcl nor in .json"),
+    ({"only": "amazon-ebs.*"}, "names one build exactly, without wildcards or commas"),
+    ({"only": "amazon-ebs.a,amazon-ebs.b"}, "without wildcards or commas"),
+    ({"only": ""}, "$.definitions.hcl.only"),
 ]
 
 

@@ -273,6 +273,48 @@ def test_allow_dirty_hashes_files_a_dirty_template_newly_reads(repo):
     assert dirty == committed  # the working tree's x.sh was hashed, not the commit's
 
 
+def test_only_var_files_and_typed_variables_are_encoded(repo):
+    repo.write("fleet/main.pkr.hcl", 'source "null" "a" {}\nsource "null" "b" {}\n'
+               'build {\n  sources = ["source.null.a", "source.null.b"]\n}\n')  # fmt: skip
+    repo.write("vars/z.json", '{"x": "1"}\n')
+    repo.write("vars/a.json", '{"x": "2"}\n')
+    data = repo.catalog()
+    data["definitions"]["fleet"] = {
+        "template": "fleet/main.pkr.hcl",
+        "only": "null.a",
+        "var_files": ["vars/z.json", "vars/a.json"],
+        "variables": {
+            "s": "é",
+            "n": 20.0,
+            "on": True,
+            "names": ["a", "b"],
+            "tags": {"z": 1, "a": [0.5]},
+        },
+    }
+    repo.set_catalog(data)
+    repo.commit("a definition with every new key")
+    fps, snap = fingerprints(repo, ["fleet"])
+    blob = lambda rel: repo.git("rev-parse", f"HEAD:{rel}")  # noqa: E731
+    text = "".join(line + "\n" for line in [
+        "ami-chain-bridge/fingerprint/v2",
+        'template "fleet/main.pkr.hcl"',
+        'only "null.a"',
+        f'input "fleet" 040000 tree {repo.tree_sha("fleet")}',
+        f'input "vars/a.json" 100644 blob {blob("vars/a.json")}',
+        f'input "vars/z.json" 100644 blob {blob("vars/z.json")}',
+        'var_file "vars/z.json"',  # in the order Packer reads them, not sorted
+        'var_file "vars/a.json"',
+        'variable "n" 20',  # a whole number, however it is spelled
+        'variable "names" ["a","b"]',
+        'variable "on" true',
+        'variable "s" "\\u00e9"',  # a string, as before typed variables
+        'variable "tags" {"a":[0.5],"z":1}',
+    ])  # fmt: skip
+    fp = snap.fingerprints["fleet"]
+    assert encode(load_catalog(repo.path).get("fleet"), fp.inputs, None) == text.encode()
+    assert fps["fleet"] == hashlib.sha1(text.encode()).hexdigest()
+
+
 @pytest.mark.parametrize(
     ("before", "after", "same"),
     [
