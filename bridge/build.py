@@ -1,5 +1,9 @@
 """The build step: Packer variables for a definition, one `packer build`, its artifacts.
 
+A catalog variable reaches Packer as its variable types take a `-var` value: a string as it is,
+a number or boolean as its literal, a list or map as an HCL expression (JSON templates take
+strings only, which catalog.py checks).
+
 Nothing here tags or publishes (publish.py does, after the build is known to be ours), so a
 failed or interrupted build leaves nothing that names the fingerprint.
 """
@@ -15,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bridge import seed
-from bridge.catalog import Definition
+from bridge.catalog import Definition, VariableValue, canonical_value
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner, declared_variables
 from bridge.sources import SourcePick, pin
@@ -46,7 +50,7 @@ def packer_variables(
     (`ami_sha`, `ami_name`, `region`, and `ami_base` for a child) and `ec2_endpoint` where the
     template declares them. A variable the bridge has no value for keeps the template's default
     (catalog.py refuses catalog values for the bridge's own variables)."""
-    variables = dict(d.variables)
+    variables = {name: packer_value(value) for name, value in d.variables.items()}
     provided = {
         "ami_sha": fingerprint,
         "ami_name": f"{d.name}-{fingerprint[:12]}",
@@ -60,6 +64,37 @@ def packer_variables(
     return variables
 
 
+def packer_value(value: VariableValue) -> str:
+    """A catalog variable's value as `-var name=<value>` takes it. Packer reads a string, number
+    or untyped variable's value as literal text, and any other type's as an HCL expression."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return canonical_value(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_hcl(v) for v in value) + "]"
+    return "{" + ", ".join(f"{_hcl_string(k)} = {_hcl(v)}" for k, v in sorted(value.items())) + "}"
+
+
+def _hcl(value: VariableValue) -> str:
+    return _hcl_string(value) if isinstance(value, str) else packer_value(value)
+
+
+def _hcl_string(text: str) -> str:
+    """A quoted HCL string literal: escapes for quotes, backslashes and control characters, and
+    `$${`/`%%{` so no template sequence is interpreted."""
+    escaped = "".join(
+        _ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+        for c in text
+    )
+    return '"' + escaped.replace("${", "$${").replace("%{", "%%{") + '"'
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def build_image(
     runner: PackerRunner,
     root: Path,
@@ -71,16 +106,24 @@ def build_image(
     ec2_endpoint: str | None,
     log_dir: Path,
     sources: Sequence[SourcePick] = (),
+    builds: Sequence[str] = (),
     manifest_dir: Path | None,
 ) -> Artifacts:
     """Run Packer for `d` from `root`; the AMIs it reports for `regions` (the first, where it
     builds, at least; a template may copy to others itself with `ami_regions`).
 
     `parent` is (definition, AMI) of the image to build on; `sources`, the upstream images a
-    root's fingerprint names, which the template in `root` is pinned to. Artifacts come from
+    root's fingerprint names, which the template in `root` is pinned to; `builds`, the builds
+    Packer runs for `d` (templates.py: one, or the build is refused). Artifacts come from
     Packer's machine-readable output, or from a seed-style manifest file in `manifest_dir`
     (default `root`).
     """
+    if len(builds) > 1:
+        raise BuildError(
+            f"The template {d.template} of definition {d.name!r} has {len(builds)} builds "
+            f"({', '.join(builds)}), and a definition makes one image. Choose its build with "
+            "`only` in the catalog (one definition per build), as `packer build -only` does."
+        )
     pinned = pin(root, sources)
     declared = declared_variables(root / d.template)
     if "ami_base" in pinned and "ami_base" not in declared:
@@ -110,7 +153,9 @@ def build_image(
     log.info("building %s (%s) with Packer; log: %s", d.name, fingerprint[:12], log_path)
     # Whole seconds: some filesystems keep coarse modification times.
     started = math.floor(time.time())
-    result = runner.build(d.template, variables, root, log_path, label=d.name)
+    result = runner.build(
+        d.template, variables, root, log_path, label=d.name, only=d.only, var_files=d.var_files
+    )
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     if regions[0] not in amis:
         raise BuildError(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 from bridge.errors import CatalogError
 from bridge.sources import SourceFilter, filter_from
@@ -18,6 +19,11 @@ from bridge.validation import count_errors, first_error
 DEFAULT_CATALOG = "ami-chain.json"
 SCHEMA = "catalog.schema.json"
 TemplateFormat = Literal["json", "hcl2"]
+# A catalog variable's value: JSON without null, as Packer's string, number, bool, list and map
+# variable types take it (build.py renders it for -var).
+VariableValue: TypeAlias = (
+    "str | int | float | bool | list[VariableValue] | dict[str, VariableValue]"
+)
 # Packer variables the bridge sets on every build (build.py): a catalog value would build an image
 # that its fingerprint, name or parent tag does not describe.
 BRIDGE_VARIABLES = {
@@ -38,7 +44,7 @@ class Definition:
     directory: str
     inputs: tuple[str, ...]
     parent: str | None = None
-    variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    variables: Mapping[str, VariableValue] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Distribution: None where the definition does not say (the catalog's value applies).
@@ -50,6 +56,11 @@ class Definition:
     # the images its filters choose are part of its fingerprint (sources.py).
     source: SourceFilter | None = None
     track_source: bool = True
+    # The one build of a template with several that this definition makes, as `packer build
+    # -only` names it (templates.py selects it); None: the template's only build.
+    only: str | None = None
+    # Packer variable files, in the order they are passed (-var-file), before `variables`.
+    var_files: tuple[str, ...] = ()
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -217,7 +228,13 @@ def load_catalog(
     definitions: dict[str, Definition] = {}
     for name, spec in data["definitions"].items():
         definitions[name] = _definition(
-            files, rel, name, spec, track_source=data.get("track_source", True)
+            files,
+            rel,
+            name,
+            spec,
+            track_source=data.get("track_source", True),
+            var_files=data.get("var_files", []),
+            entry=entry_of(data, name),
         )
 
     for d in definitions.values():
@@ -288,7 +305,14 @@ def normalize(rel: str) -> str:
 
 
 def _definition(
-    files: Files, rel: str, name: str, spec: Mapping[str, Any], *, track_source: bool
+    files: Files,
+    rel: str,
+    name: str,
+    spec: Mapping[str, Any],
+    *,
+    track_source: bool,
+    var_files: Sequence[str],
+    entry: str,
 ) -> Definition:
     template = normalize(spec["template"])
     kind = files.kind(spec["template"], f"template of {name!r}")
@@ -317,12 +341,36 @@ def _definition(
             f"The template {template!r} of definition {name!r} does not exist {files.where}. "
             f"Fix the `template` path in {rel} (it is relative to the repository root)."
         )
-    for variable in spec.get("variables", {}):
+    for variable, value in spec.get("variables", {}).items():
         if variable in BRIDGE_VARIABLES:
             raise CatalogError(
                 f"Definition {name!r} in {rel} sets the Packer variable {variable!r}, which the "
                 f"bridge sets itself ({BRIDGE_VARIABLES[variable]}): a catalog value would build "
                 "an image its tags do not describe. Remove it from `variables`."
+            )
+        _check_value(rel, name, variable, value, fmt)
+    only = spec.get("only")
+    if only is not None and any(c in only for c in "*?[]{},"):
+        raise CatalogError(
+            f"The `only` of definition {name!r} in {rel} is {only!r}: a definition makes one "
+            "image, so it names one build exactly, without wildcards or commas. Name the source "
+            "(HCL2: <type>.<name>) or builder (JSON: its name) it builds."
+        )
+    var_files = spec.get("var_files", var_files)
+    for item in var_files:
+        what = f"var file of {name!r}"
+        found = files.kind(item, what)
+        if found != "file":
+            raise CatalogError(
+                f"The {what} {item!r} in {rel} "
+                + ("is a directory" if found == "dir" else f"does not exist {files.where}")
+                + ". List Packer variable files in `var_files` (paths relative to the repository "
+                "root)."
+            )
+        if fmt == "hcl2" and not item.endswith((".hcl", ".json")):
+            raise CatalogError(
+                f"The {what} {item!r} in {rel} ends neither in .hcl nor in .json, which Packer "
+                "needs to read it with an HCL2 template. Rename it (e.g. .pkrvars.hcl)."
             )
     inputs = []
     for item in spec.get("inputs", []):
@@ -357,13 +405,62 @@ def _definition(
         if "source" in spec
         else None,
         track_source=spec.get("track_source", track_source),
-        entry=canonical_entry(spec),
+        only=only,
+        var_files=tuple(normalize(item) for item in var_files),
+        entry=entry,
     )
+
+
+def _check_value(rel: str, name: str, variable: str, value: Any, fmt: TemplateFormat) -> None:
+    """A variable's value is one Packer can take: a string for a JSON template; any JSON value
+    but null and non-finite numbers for HCL2 (the schema refuses null)."""
+    where = f"$.definitions.{name}.variables.{variable}"
+    if fmt == "json" and not isinstance(value, str):
+        raise CatalogError(
+            f"The catalog {rel} is invalid at {where}: {json.dumps(value)} is not a string, and "
+            f"definition {name!r} has a JSON template, whose variables are strings. Write it as "
+            f"one ({json.dumps(json.dumps(value))}), or use an HCL2 template for typed variables."
+        )
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise CatalogError(
+                f"The catalog {rel} is invalid at {where}: it holds {item}, which Packer has no "
+                "number for. Use a finite number."
+            )
+        pending += item if isinstance(item, list) else []
+        pending += item.values() if isinstance(item, dict) else []
+
+
+def entry_of(data: Mapping[str, Any], name: str) -> str:
+    """The canonical JSON of what the catalog says about definition `name`: its entry, with the
+    catalog-wide `var_files` it inherits (they name its image too)."""
+    spec = data["definitions"][name]
+    if "var_files" in data and isinstance(spec, dict) and "var_files" not in spec:
+        spec = {**spec, "var_files": data["var_files"]}
+    return canonical_entry(spec)
 
 
 def canonical_entry(spec: Any) -> str:
     """A catalog entry as canonical JSON, for comparing two versions of it."""
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_value(value: VariableValue) -> str:
+    """A variable's value as canonical JSON: keys sorted, no spaces, a whole number without a
+    fraction (1.0 is 1), so one value has one spelling. A string is `json.dumps` of it."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: VariableValue) -> VariableValue:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _topological_order(rel: str, definitions: Mapping[str, Definition]) -> list[str]:

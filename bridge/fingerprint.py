@@ -2,28 +2,33 @@
 
 A fingerprint names the content an image is built from, never the history that led to it:
 
-* A definition with a single input (its directory), no parent, no variables and no tracked
-  source filter (sources.py), whose directory holds no template file but its own, gets the git
-  tree SHA of that directory. That is what the
-  seed pipeline tags with (`git ls-tree HEAD <dir>`), so images it built are found as they are.
-  Two definitions in one directory would share that SHA, so they get the encoding below, which
-  names the template.
+* A definition with a single input (its directory), no parent, no variables, var files or
+  `only`, and no tracked source filter (sources.py), whose directory holds no template file but
+  its own, gets the git tree SHA of that directory. That is what the seed pipeline tags with
+  (`git ls-tree HEAD <dir>`), so images it built are found as they are. Two definitions in one
+  directory would share that SHA, so they get the encoding below, which names the template.
 * Every other definition gets the SHA-1 of the encoding below (version 2), UTF-8, each line ending
   in a newline, paths and values written as JSON strings:
 
       ami-chain-bridge/fingerprint/v2
       template "<template path>"
+      only "<build>"                                         (only when the definition selects one)
       input "<path>" <mode> <blob|tree|commit> <git SHA>     (one line per input, sorted by path;
                                                               commit: a submodule's recorded one)
       source "<origin>" <AMI ID>                             (a root's upstream image, per source
                                                               filter, sorted; see sources.py)
       parent <parent fingerprint>                            (only when there is a parent)
-      variable "<name>" "<value>"                            (one line per variable, sorted by name)
+      var_file "<path>"                                      (one line per var file, in the order
+                                                              Packer reads them)
+      variable "<name>" <value>                              (one line per variable, sorted by
+                                                              name; the value as canonical JSON,
+                                                              so a string is "<value>")
 
-Inputs are the definition's directory, its declared `inputs`, the files its template (JSON or
-HCL2) makes Packer read (templates.py), and what every symlink among or below those points to (a
-tree's SHA covers a link's text, not its target). An input inside another input's directory is
-dropped, since the directory's tree SHA covers it. The git objects are read through git.py.
+Inputs are the definition's directory, its declared `inputs` and var files, the files its
+template (JSON or HCL2) makes Packer read (templates.py), and what every symlink among or below
+those points to (a tree's SHA covers a link's text, not its target). An input inside another
+input's directory is dropped, since the directory's tree SHA covers it. The git objects are read
+through git.py.
 
 Version 2 differs from version 1 in what counts as an input (link targets) and in when a root keeps
 the seed's tree SHA (alone in its directory), and a submodule input's kind is `commit`. The new
@@ -45,7 +50,7 @@ from typing import Literal
 
 import git
 
-from bridge.catalog import Definition, canonical_entry, normalize
+from bridge.catalog import Definition, canonical_value, entry_of, normalize
 from bridge.errors import FingerprintError
 from bridge.git import (
     GITLINK_MODE,
@@ -58,7 +63,7 @@ from bridge.git import (
     worktree_tree,
 )
 from bridge.sources import SourceFilter, SourcePick
-from bridge.templates import other_templates, source_filters, template_paths
+from bridge.templates import Reads, other_templates, source_filters, template_reads
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 
@@ -83,6 +88,8 @@ class Fingerprint:
     parent: str | None
     # The upstream images its source filters chose (a root's only), pinned for the build.
     sources: tuple[SourcePick, ...] = ()
+    # The builds `packer build` runs for it, as `-only` names them (one, or build.py refuses).
+    builds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def fingerprint_all(
         _check_entries(
             root, catalog_path, definitions, commit_obj.hexsha, checks_worktree and allow_dirty
         )
-    inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+    reads = {d.name: template_reads(root, d, commit_obj.hexsha) for d in definitions}
+    inputs = {d.name: _inputs(root, d, reads[d.name], commit_obj.hexsha) for d in definitions}
     dirty = False
     if checks_worktree:
         paths = sorted({p for items in inputs.values() for p in items})
@@ -155,7 +163,10 @@ def fingerprint_all(
             # until the inputs stop growing.
             while True:
                 root = TreeIndex(repo, worktree_tree(repo, commit_obj, committed, paths))
-                inputs = {d.name: _inputs(root, d, commit_obj.hexsha) for d in definitions}
+                reads = {d.name: template_reads(root, d, commit_obj.hexsha) for d in definitions}
+                inputs = {
+                    d.name: _inputs(root, d, reads[d.name], commit_obj.hexsha) for d in definitions
+                }
                 grown = sorted({p for items in inputs.values() for p in items} | set(paths))
                 if grown == paths:
                     break
@@ -175,7 +186,9 @@ def fingerprint_all(
                 )
             if filters and pick_sources is not None:
                 picks = pick_sources(d, filters)
-        result[d.name] = _fingerprint(root, d, inputs[d.name], parent_fp, picks)
+        result[d.name] = _fingerprint(
+            root, d, inputs[d.name], parent_fp, picks, builds=reads[d.name].builds
+        )
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
 
@@ -191,7 +204,8 @@ def _check_entries(
     another: a variable edited but not committed, or today's catalog applied to an old commit."""
     raw = root.read(normalize(catalog_path))
     try:
-        committed = json.loads(raw or b"null")["definitions"]
+        data = json.loads(raw or b"null")
+        committed = data["definitions"]
     except (ValueError, TypeError, KeyError):
         committed = None
     if not isinstance(committed, dict):
@@ -200,7 +214,7 @@ def _check_entries(
         differing = [
             d.name
             for d in definitions
-            if d.name not in committed or canonical_entry(committed[d.name]) != d.entry
+            if d.name not in committed or entry_of(data, d.name) != d.entry
         ]
     if not differing or allow_dirty:
         return
@@ -226,14 +240,18 @@ def encode(
 ) -> bytes:
     """The canonical encoding hashed into a composite fingerprint (ENCODING_VERSION)."""
     lines = [ENCODING_VERSION, f"template {json.dumps(definition.template)}"]
+    if definition.only is not None:
+        lines.append(f"only {json.dumps(definition.only)}")
     for e in sorted(entries, key=lambda e: e.path):
         lines.append(f"input {json.dumps(e.path)} {e.mode} {e.kind} {e.sha}")
     for s in sorted(sources, key=lambda s: s.filter.origin):
         lines.append(f"source {json.dumps(s.filter.origin)} {s.ami_id}")
     if parent_fingerprint is not None:
         lines.append(f"parent {parent_fingerprint}")
+    for path in definition.var_files:
+        lines.append(f"var_file {json.dumps(path)}")
     for name, value in sorted(definition.variables.items()):
-        lines.append(f"variable {json.dumps(name)} {json.dumps(value)}")
+        lines.append(f"variable {json.dumps(name)} {canonical_value(value)}")
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
@@ -243,12 +261,16 @@ def _fingerprint(
     paths: Sequence[str],
     parent_fp: str | None,
     sources: Sequence[SourcePick] = (),
+    *,
+    builds: tuple[str, ...] = (),
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = (
         parent_fp is None
         and not sources
         and not d.variables
+        and d.only is None
+        and not d.var_files
         and list(paths) == [d.directory]
         and not other_templates(root, d)
     )
@@ -258,11 +280,11 @@ def _fingerprint(
         value = hashlib.sha1(
             encode(d, entries, parent_fp, sources), usedforsecurity=False
         ).hexdigest()
-    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources))
+    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds)
 
 
-def _inputs(root: TreeIndex, d: Definition, commit: str) -> list[str]:
-    candidates = [d.directory, *d.inputs, *template_paths(root, d, commit)]
+def _inputs(root: TreeIndex, d: Definition, reads: Reads, commit: str) -> list[str]:
+    candidates = [*reads.paths, *d.inputs]
     candidates += _link_targets(root, d, candidates, commit)
     unique = sorted(set(candidates))
     # A path below another input is covered by that input's tree SHA (only a tree has children).

@@ -285,10 +285,17 @@ class PackerRunner:
         log_path: Path,
         *,
         label: str = "",
+        only: str | None = None,
+        var_files: Sequence[str] = (),
     ) -> BuildResult:
-        """Run `packer build`, streaming its output to `log_path` (and progress to echo, each
+        """Run `packer build` (of the build `only` names, with `var_files` in order, then
+        `variables`, which win), streaming its output to `log_path` (and progress to echo, each
         line prefixed with `label`, so concurrent builds read apart)."""
         args = ["build", "-machine-readable", "-color=false"]
+        if only is not None:
+            args.append(f"-only={only}")
+        for path in var_files:
+            args += ["-var-file", path]
         for name, value in sorted(variables.items()):
             args += ["-var", f"{name}={value}"]
         args.append(template)

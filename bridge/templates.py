@@ -3,10 +3,12 @@
 A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files. It is read from a
 tree (git.TreeIndex), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
-and `${path.root}` expanded), the filters that choose a root's upstream image (sources.py; their
-values evaluated with the template's defaults, an HCL2 directory's auto-loaded var files and the
-catalog's `variables` by evaluate.py), the plugins an HCL2 template requires (`packer init`), and
-whether a definition's directory holds other templates than its own.
+and `${path.root}` expanded), the builds `packer build` runs and the one a definition's `only`
+selects (with the provisioners and post-processors that apply to it), the filters that choose a
+root's upstream image (sources.py; their values evaluated with the template's defaults, an HCL2
+directory's auto-loaded var files and the catalog's `variables` by evaluate.py), the plugins an
+HCL2 template requires (`packer init`), and whether a definition's directory holds other
+templates than its own.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import posixpath
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from bridge import hcl
 from bridge.build import ENDPOINT_VARIABLE
@@ -114,6 +117,175 @@ def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     return found
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What Packer reads and builds for one definition (template_reads)."""
+
+    # Repository paths: the definition's directory, its var files, and the files its blocks name.
+    paths: tuple[str, ...]
+    # The builds `packer build` runs for it (just the one `only` selects), as `-only` names them.
+    builds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Build:
+    name: str  # as `packer build -only` names it
+    source: str  # as provisioners' and post-processors' only/except name it
+    block: int  # the build block it is in (0 in a JSON template)
+    type: str
+    body: dict[str, Any]  # its builder or source block
+
+
+@dataclass(frozen=True)
+class _Step:
+    kind: Literal["provisioner", "post-processor"]
+    index: int  # among the template's blocks of its kind, for messages
+    block: int  # the build block it is in (0 in a JSON template)
+    body: dict[str, Any]  # with its "type"
+
+
+def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
+    """What Packer reads for `d` and the builds it runs.
+
+    Without `only`, every block of the template counts (template_paths). With it, the selected
+    build's source and the provisioners and post-processors that apply to it (their only and
+    except).
+    """
+    builds, steps = (
+        _json_builds(root, d, commit)
+        if d.template_format == "json"
+        else _hcl2_builds(root, d, commit)
+    )
+    if d.only is None:
+        paths = [d.directory, *d.var_files, *template_paths(root, d, commit)]
+        return Reads(tuple(paths), tuple(b.name for b in builds))
+    build = _selected(d, builds)
+    block = "builder" if d.template_format == "json" else "source"
+    found = _paths(d, f"{block} {build.source}", build.body, _BUILDER_FILES)
+    for step in (s for s in steps if _applies(s, build)):
+        kind = str(step.body.get("type", ""))
+        where = f"{step.kind} {step.index}"
+        if step.kind == "post-processor":
+            if kind == "shell-local":
+                found += _paths(d, where, step.body, _PROVISIONER_FILES[kind])
+            continue
+        if kind == "file" and step.body.get("direction") == "download":
+            continue  # a download writes to the repository; it reads nothing from it
+        keys = _PROVISIONER_FILES.get(kind)
+        if keys is None:
+            log.warning(
+                "%s: %s has type %r, whose file references the bridge does not understand; list "
+                "the files it reads under the definition's `inputs` so changes to them rebuild "
+                "the image",
+                d.name,
+                where,
+                kind,
+            )
+        else:
+            found += _paths(d, where, step.body, keys)
+    return Reads((d.directory, *d.var_files, *found), (build.name,))
+
+
+def _selected(d: Definition, builds: list[_Build]) -> _Build:
+    """The one build `d.only` names."""
+    chosen = [b for b in builds if b.name == d.only]
+    if len(chosen) == 1:
+        return chosen[0]
+    names = ", ".join(sorted({b.name for b in builds})) or "none"
+    if not chosen:
+        raise FingerprintError(
+            f"The `only` of definition {d.name!r}, {d.only!r}, names no build of its template "
+            f"{d.template} (its builds: {names}). Use one of these names, as `packer build "
+            "-only` takes them."
+        )
+    raise FingerprintError(
+        f"The `only` of definition {d.name!r}, {d.only!r}, names {len(chosen)} builds of its "
+        f"template {d.template} (build blocks that run the same source), and a definition makes "
+        'one image. Name those build blocks (`name = "..."`) and select one as '
+        f"<build name>.{d.only}."
+    )
+
+
+def _applies(step: _Step, build: _Build) -> bool:
+    """Whether Packer runs `step` in `build`: its build block's, and its only/except lists let
+    it. A list the bridge cannot read (an expression) lets it: the step may run."""
+    if step.block != build.block:
+        return False
+    only, excepted = _names(step.body.get("only")), _names(step.body.get("except"))
+    if only and build.source not in only and build.name not in only:
+        return False
+    return not (excepted and build.source in excepted)
+
+
+def _names(value: Any) -> list[str] | None:
+    """The build names of an only/except list, or None when it is not a list of literals."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and "{{" not in v for v in value):
+        return None
+    return value
+
+
+def _json_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
+    """A JSON template's builds (one per builder, named by `name` or type) and steps."""
+    builders, provisioners, post_processors = _json_blocks(root, d, commit)
+    builds = []
+    for builder in builders:
+        name = str(builder.get("name") or builder.get("type", ""))
+        builds.append(_Build(name, name, 0, str(builder.get("type", "")), builder))
+    steps = [_Step("provisioner", i, 0, p) for i, p in enumerate(provisioners)]
+    steps += [_Step("post-processor", i, 0, p) for i, p in enumerate(post_processors)]
+    return builds, steps
+
+
+def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
+    """An HCL2 template's builds (one per source of each build block, named
+    `[<build name>.]<type>.<name>`) and steps (chained post-processors included)."""
+    files = _hcl2_files(root, d, commit)
+    sources: dict[str, tuple[str, dict[str, Any]]] = {}
+    for _, data in files:
+        for source in _dicts(data.get("source")):
+            for type_label, named in source.items():
+                kind = _hcl_string(type_label, d.directory)
+                for name, body in named.items() if isinstance(named, dict) else ():
+                    label = f"{kind}.{_hcl_string(name, d.directory)}"
+                    sources[label] = (kind, _hcl_block(body, d.directory))
+    builds: list[_Build] = []
+    steps: list[_Step] = []
+    blocks = [build for _, data in files for build in _dicts(data.get("build"))]
+    for block, build in enumerate(blocks):
+        name = _hcl_string(build.get("name"), d.directory)
+        prefix = f"{name}." if isinstance(name, str) and name else ""
+        refs = build.get("sources")
+        for ref in refs if isinstance(refs, list) else []:
+            label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
+            kind, body = sources.get(label, (label.partition(".")[0], {}))
+            builds.append(_Build(prefix + label, label, block, kind, body))
+        for nested in _dicts(build.get("source")):
+            for ref, body in nested.items():
+                label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
+                kind, base = sources.get(label, (label.partition(".")[0], {}))
+                override = _hcl_block(body, d.directory)
+                renamed = override.pop("name", None)
+                if isinstance(renamed, str):
+                    label = f"{kind}.{renamed}"
+                builds.append(_Build(prefix + label, label, block, kind, {**base, **override}))
+        chained = [
+            pp
+            for chain in _dicts(build.get("post-processors"))
+            for pp in _dicts(chain.get("post-processor"))
+        ]
+        items: list[tuple[Literal["provisioner", "post-processor"], dict[str, Any]]] = [
+            *(("provisioner", p) for p in _dicts(build.get("provisioner"))),
+            *(("post-processor", p) for p in _dicts(build.get("post-processor"))),
+            *(("post-processor", p) for p in chained),
+        ]
+        for key, item in items:
+            for kind, body in item.items():
+                index = sum(1 for s in steps if s.kind == key)
+                typed = {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
+                steps.append(_Step(key, index, block, typed))
+    return builds, steps
+
+
 Blocks = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 
 
@@ -189,7 +361,7 @@ def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFil
         list(variables),
         [
             json_defaults(d.template, variables),
-            # The catalog's var files go here, in their order.
+            *(_var_file(root, d, commit, path) for path in d.var_files),
             arguments(d.variables, "the catalog's `variables`"),
             _bridge_values(d),
         ],
@@ -355,31 +527,36 @@ def _hcl2_layers(
     the defaults, the var files Packer loads from a template directory (not beside a single
     file), the catalog's `variables`, and the variables the bridge sets per build."""
     layers = [hcl_defaults(documents)]
+    loaded: list[str] = []
     if not d.template.endswith(".pkr.hcl"):
         prefix = "" if d.directory == "." else d.directory + "/"
         loaded = sorted(
-            name
+            prefix + name
             for name, (mode, _) in root.listing(d.directory).items()
             if name.endswith((".auto.pkrvars.hcl", ".auto.pkrvars.json")) and mode != TREE_MODE
         )
-        # The catalog's var files are `given`, in their order.
-        for name in hcl_var_file_order(loaded, given=()):
-            path = prefix + name
-            text = _template_text(root, path, d, commit).decode("utf-8", errors="replace")
-            try:
-                layers.append(
-                    json_var_file(path, json.loads(text))
-                    if path.endswith(".json")
-                    else hcl_var_file(path, text)
-                )
-            except (ValueError, TypeError) as exc:
-                raise FingerprintError(
-                    f"The var file {path} of definition {d.name!r} cannot be parsed ({exc}). "
-                    "Check it with `packer validate`."
-                ) from None
+    # The catalog's var files are `given` (-var-file), in their order.
+    for path in hcl_var_file_order(loaded, given=d.var_files):
+        layers.append(_var_file(root, d, commit, path))
     layers.append(arguments(d.variables, "the catalog's `variables`"))
     layers.append(_bridge_values(d))
     return layers
+
+
+def _var_file(root: TreeIndex, d: Definition, commit: str, path: str) -> Layer:
+    """The variable values of one var file (HCL, or JSON by its name)."""
+    text = _template_text(root, path, d, commit).decode("utf-8", errors="replace")
+    try:
+        return (
+            json_var_file(path, json.loads(text))
+            if path.endswith(".json")
+            else hcl_var_file(path, text)
+        )
+    except (ValueError, TypeError) as exc:
+        raise FingerprintError(
+            f"The var file {path} of definition {d.name!r} cannot be parsed ({exc}). "
+            "Check it with `packer validate`."
+        ) from None
 
 
 def _bridge_values(d: Definition) -> Layer:

@@ -9,10 +9,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from bridge.build import build_image, packer_variables
+from bridge.build import build_image, packer_value, packer_variables
 from bridge.catalog import Definition, load_catalog
 from bridge.errors import BuildError
-from bridge.packer import PackerRunner
+from bridge.packer import PackerRunner, parse_line
 
 FP = "0123456789abcdef" * 2 + "01234567"
 SEED_VARIABLES = {"ami_sha", "ami_name", "ami_base", "region", "ec2_endpoint"}
@@ -145,3 +145,115 @@ def test_an_earlier_builds_manifest_is_not_this_builds_artifact(repo, runner, tm
             runner, repo.path, quiet, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
             log_dir=tmp_path / "logs", manifest_dir=None,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("1.31", "1.31"),  # a string as it is, as before typed variables
+        ('["a"]', '["a"]'),
+        (20, "20"),
+        (20.0, "20"),
+        (0.5, "0.5"),
+        (True, "true"),
+        (False, "false"),
+        (["curl", "jq"], '["curl", "jq"]'),
+        ({"b": 1, "a": [True]}, '{"a" = [true], "b" = 1}'),
+        # HCL's own escapes: no template sequence is interpreted, no JSON-only escape is used.
+        (["${var.x}", "%{if}", "$${y}"], '["$${var.x}", "%%{if}", "$$${y}"]'),
+        (['a"b\\c', "\n\t\b\x7f", "é"], '["a\\"b\\\\c", "\\n\\t\\u0008\\u007f", "é"]'),
+    ],
+)
+def test_typed_values_are_written_as_packer_takes_them(value, text):
+    assert packer_value(value) == text
+
+
+HCL_ECHO = """
+variable "value" {
+  type = %s
+}
+source "null" "echo" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.echo"]
+  provisioner "shell-local" {
+    inline = ["cat <<'EOF'\\n${jsonencode(var.value)}\\nEOF"]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("hcl_type", "value"),
+    [
+        ("list(string)", ["${var.x}", "%{if}", 'q"uote', "back\\slash", "tab\there", "é"]),
+        ("map(number)", {"b": 2, "a": 0.5}),
+        ("bool", True),
+        ("number", 1e100),
+        ("string", "${not.interpolated}"),
+    ],
+)
+def test_packer_reads_each_typed_value_back(repo, runner, tmp_path, hcl_type, value):
+    """Real Packer parses the -var text into the catalog's value (jsonencode prints it)."""
+    repo.write("echo/echo.pkr.hcl", HCL_ECHO % hcl_type)
+    d = Definition("echo", "echo", "hcl2", "echo", (), variables={"value": value})
+    variables = packer_variables(
+        d, FP, declared=set(), parent_ami=None, region="us-east-1", ec2_endpoint=None
+    )
+    log = tmp_path / "echo.log"
+    runner.build(d.template, variables, repo.path, log)
+    printed = [
+        line.data[1].split(": ", 1)[1]
+        for line in map(parse_line, log.read_text().splitlines())
+        if line and line.type == "ui" and line.data[0] == "message" and ": " in line.data[1]
+    ]
+    assert json.loads(printed[-1]) == value
+
+
+def test_a_template_with_several_builds_needs_only(repo, runner, tmp_path):
+    """Refused before Packer runs: it would make an image per build under one fingerprint."""
+    d = Definition("app", "app", "hcl2", "app", ())
+    with pytest.raises(BuildError, match=r"has 2 builds \(null.a, null.b\).*`only`"):
+        build_image(
+            runner, repo.path, d, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
+            log_dir=tmp_path / "logs", builds=("null.a", "null.b"), manifest_dir=None,
+        )  # fmt: skip
+    assert not (tmp_path / "logs").exists()
+
+
+def echo_template(repo, *builders: str) -> None:
+    """app/app.json: null builders that print their name and three variables."""
+    echo = "echo {{build_name}} {{user `first`}} {{user `second`}} {{user `third`}}"
+    repo.write("app/app.json", json.dumps({
+        "variables": {"first": "", "second": "", "third": ""},
+        "builders": [{"type": "null", "name": n, "communicator": "none"} for n in builders],
+        "provisioners": [{"type": "shell-local", "inline": [echo]}],
+    }))  # fmt: skip
+
+
+def run(runner, repo, d: Definition, log: Path) -> str:
+    variables = packer_variables(
+        d, FP, declared=set(), parent_ami=None, region="us-east-1", ec2_endpoint=None
+    )
+    runner.build(d.template, variables, repo.path, log, only=d.only, var_files=d.var_files)
+    return log.read_text()
+
+
+def test_var_files_reach_packer_in_order_before_the_variables(repo, runner, tmp_path):
+    """Each later var file wins, and the catalog's variables over them all."""
+    repo.write("vars/a.json", json.dumps({"first": "a", "second": "a", "third": "a"}))
+    repo.write("vars/b.json", json.dumps({"second": "b", "third": "b"}))
+    echo_template(repo, "x")
+    d = Definition(
+        "app", "app/app.json", "json", "app", (), variables={"third": "catalog"},
+        var_files=("vars/a.json", "vars/b.json"),
+    )  # fmt: skip
+    assert "x: x a b catalog" in run(runner, repo, d, tmp_path / "app.log")
+
+
+def test_only_builds_the_builder_it_names(repo, runner, tmp_path):
+    echo_template(repo, "x", "y")
+    d = Definition("app", "app/app.json", "json", "app", (), only="y")
+    text = run(runner, repo, d, tmp_path / "app.log")
+    assert "y: y" in text and "x: x" not in text

@@ -156,3 +156,84 @@ def test_normalize():
     assert normalize("./base/") == "base"
     assert normalize(".") == "."
     assert normalize("a/../b/c") == "b/c"
+
+
+def hcl2_definition(repo, **entry) -> dict:
+    """A catalog with `hcl`, an HCL2 directory definition; `entry` adds to it (not written)."""
+    repo.write("hcl/main.pkr.hcl", "# hcl\n")
+    repo.write("vars/defaults.pkrvars.hcl", 'x = "1"\n')
+    repo.write("vars/defaults.json", '{"x": "1"}\n')
+    repo.write("vars/notes.txt", "x\n")
+    data = repo.catalog()
+    data["definitions"]["hcl"] = {"template": "hcl", **entry}
+    return data
+
+
+def test_typed_variables_load(repo):
+    variables = {"n": 3, "ratio": 0.5, "on": True, "names": ["a"], "tags": {"k": "v"}, "s": "x"}
+    repo.set_catalog(hcl2_definition(repo, variables=variables))
+    assert dict(load_catalog(repo.path).get("hcl").variables) == variables
+
+
+@pytest.mark.parametrize("value", [3, True, ["a"], {"k": "v"}])
+def test_a_json_template_takes_string_variables_only(repo, value):
+    data = repo.catalog()
+    data["definitions"]["base"]["variables"] = {"count": value}
+    repo.set_catalog(data)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(repo.path)
+    assert "$.definitions.base.variables.count" in str(err.value)
+    assert "whose variables are strings" in str(err.value)
+
+
+def test_a_number_packer_cannot_take_is_refused(repo):
+    repo.set_catalog(hcl2_definition(repo))
+    text = (repo.path / "ami-chain.json").read_text()
+    repo.write(
+        "ami-chain.json",
+        text.replace('"template": "hcl"', '"template": "hcl", "variables": {"n": 1e999}'),
+    )
+    with pytest.raises(CatalogError, match="variables.n: it holds inf"):
+        load_catalog(repo.path)
+
+
+def test_var_files_are_the_catalogs_in_order_or_the_definitions_own(repo):
+    data = hcl2_definition(repo)
+    data["var_files"] = ["vars/defaults.json", "./vars/defaults.pkrvars.hcl"]
+    data["definitions"]["own"] = {"template": "hcl", "var_files": ["vars/defaults.json"]}
+    data["definitions"]["none"] = {"template": "hcl", "var_files": []}
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    assert catalog.get("hcl").var_files == ("vars/defaults.json", "vars/defaults.pkrvars.hcl")
+    assert catalog.get("base").var_files == ("vars/defaults.json", "vars/defaults.pkrvars.hcl")
+    assert catalog.get("own").var_files == ("vars/defaults.json",)
+    assert catalog.get("none").var_files == ()
+
+
+def test_only_names_one_build(repo):
+    repo.set_catalog(hcl2_definition(repo, only="amazon-ebs.a"))
+    catalog = load_catalog(repo.path)
+    assert catalog.get("hcl").only == "amazon-ebs.a"
+    assert catalog.get("base").only is None
+
+
+INVALID_ENTRIES = [
+    ({"variables": {"x": None}}, "$.definitions.hcl.variables.x"),
+    ({"variables": {"x": [1, None]}}, "$.definitions.hcl.variables.x[1]"),
+    ({"var_files": ["vars/missing.json"]}, "var file of 'hcl' 'vars/missing.json'"),
+    ({"var_files": ["vars"]}, "'vars' in ami-chain.json is a directory"),
+    ({"var_files": ["../outside.json"]}, "leaves the repository"),
+    ({"var_files": ["vars/defaults.json", "vars/defaults.json"]}, "$.definitions.hcl.var_files"),
+    ({"var_files": ["vars/notes.txt"]}, "ends neither in .hcl nor in .json"),
+    ({"only": "amazon-ebs.*"}, "names one build exactly, without wildcards or commas"),
+    ({"only": "amazon-ebs.a,amazon-ebs.b"}, "without wildcards or commas"),
+    ({"only": ""}, "$.definitions.hcl.only"),
+]
+
+
+@pytest.mark.parametrize(("entry", "message"), INVALID_ENTRIES)
+def test_invalid_entries_are_named(repo, entry, message):
+    repo.set_catalog(hcl2_definition(repo, **entry))
+    with pytest.raises(CatalogError) as err:
+        load_catalog(repo.path)
+    assert message in str(err.value)

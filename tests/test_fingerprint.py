@@ -8,7 +8,8 @@ import pytest
 
 from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
-from bridge.fingerprint import encode
+from bridge.fingerprint import encode, fingerprint_all
+from bridge.git import open_repo
 from testing.fingerprint import fingerprints, rewrite_template
 
 
@@ -270,3 +271,103 @@ def test_allow_dirty_hashes_files_a_dirty_template_newly_reads(repo):
     repo.commit("the base runs it, v2")
     committed, _ = fingerprints(repo, ["base"])
     assert dirty == committed  # the working tree's x.sh was hashed, not the commit's
+
+
+def test_only_var_files_and_typed_variables_are_encoded(repo):
+    repo.write("fleet/main.pkr.hcl", 'source "null" "a" {}\nsource "null" "b" {}\n'
+               'build {\n  sources = ["source.null.a", "source.null.b"]\n}\n')  # fmt: skip
+    repo.write("vars/z.json", '{"x": "1"}\n')
+    repo.write("vars/a.json", '{"x": "2"}\n')
+    data = repo.catalog()
+    data["definitions"]["fleet"] = {
+        "template": "fleet/main.pkr.hcl",
+        "only": "null.a",
+        "var_files": ["vars/z.json", "vars/a.json"],
+        "variables": {
+            "s": "é",
+            "n": 20.0,
+            "on": True,
+            "names": ["a", "b"],
+            "tags": {"z": 1, "a": [0.5]},
+        },
+    }
+    repo.set_catalog(data)
+    repo.commit("a definition with every new key")
+    fps, snap = fingerprints(repo, ["fleet"])
+    blob = lambda rel: repo.git("rev-parse", f"HEAD:{rel}")  # noqa: E731
+    text = "".join(line + "\n" for line in [
+        "ami-chain-bridge/fingerprint/v2",
+        'template "fleet/main.pkr.hcl"',
+        'only "null.a"',
+        f'input "fleet" 040000 tree {repo.tree_sha("fleet")}',
+        f'input "vars/a.json" 100644 blob {blob("vars/a.json")}',
+        f'input "vars/z.json" 100644 blob {blob("vars/z.json")}',
+        'var_file "vars/z.json"',  # in the order Packer reads them, not sorted
+        'var_file "vars/a.json"',
+        'variable "n" 20',  # a whole number, however it is spelled
+        'variable "names" ["a","b"]',
+        'variable "on" true',
+        'variable "s" "\\u00e9"',  # a string, as before typed variables
+        'variable "tags" {"a":[0.5],"z":1}',
+    ])  # fmt: skip
+    fp = snap.fingerprints["fleet"]
+    assert encode(load_catalog(repo.path).get("fleet"), fp.inputs, None) == text.encode()
+    assert fps["fleet"] == hashlib.sha1(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "same"),
+    [
+        ({"n": 20}, {"n": 20.0}, True),
+        ({"m": {"a": 1, "b": 2}}, {"m": {"b": 2, "a": 1}}, True),
+        ({"n": 20}, {"n": 21}, False),
+        ({"n": 20}, {"n": "20"}, False),
+        ({"l": ["a", "b"]}, {"l": ["b", "a"]}, False),
+        ({"on": True}, {"on": "true"}, False),
+    ],
+)
+def test_a_variable_is_identified_by_its_value_not_its_spelling(repo, before, after, same):
+    repo.write(
+        "fleet/main.pkr.hcl", 'source "null" "a" {}\nbuild {\n  sources = ["source.null.a"]\n}\n'
+    )
+    values = []
+    for variables in (before, after):
+        data = repo.catalog()
+        data["definitions"]["fleet"] = {"template": "fleet", "variables": variables}
+        repo.set_catalog(data)
+        repo.commit("variables")
+        values.append(fingerprints(repo, ["fleet"])[0]["fleet"])
+    assert (values[0] == values[1]) is same
+
+
+def test_var_files_order_and_content_are_the_identity(repo):
+    repo.write("vars/a.json", '{"x": "1"}\n')
+    repo.write("vars/b.json", '{"x": "2"}\n')
+
+    def fingerprint(var_files):
+        data = repo.catalog()
+        data["var_files"] = var_files
+        repo.set_catalog(data)
+        repo.commit("var files")
+        return fingerprints(repo, ["base"])[0]["base"]
+
+    seed = repo.tree_sha("base")
+    ab, ba = (
+        fingerprint(["vars/a.json", "vars/b.json"]),
+        fingerprint(["vars/b.json", "vars/a.json"]),
+    )
+    assert len({seed, ab, ba}) == 3  # var files name the image; their order decides values
+    repo.write("vars/b.json", '{"x": "3"}\n')
+    assert fingerprint(["vars/b.json", "vars/a.json"]) != ba
+    assert fingerprint([]) == seed  # the base without var files keeps the seed's identity
+
+
+def test_an_uncommitted_catalog_wide_var_file_list_is_dirty(repo):
+    repo.write("vars/a.json", '{"x": "1"}\n')
+    repo.commit("a var file")
+    data = repo.catalog()
+    data["var_files"] = ["vars/a.json"]
+    repo.set_catalog(data)
+    catalog = load_catalog(repo.path)
+    with pytest.raises(FingerprintError, match="catalog entries of base, snowflake differ"):
+        fingerprint_all(open_repo(repo.path), catalog.all(), catalog_path=catalog.path)

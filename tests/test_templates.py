@@ -210,3 +210,149 @@ def plugins_of(repo, name: str) -> dict[str, Plugin]:
     commit = repo.git("rev-parse", "HEAD")
     tree = TreeIndex(open_repo(repo.path), repo.git("rev-parse", "HEAD^{tree}"))
     return required_plugins(tree, load_catalog(repo.path).get(name), commit)
+
+
+# -- `only`: the build a definition selects, and precise inputs (README) ---------------------
+
+FLEET_SOURCES = """
+source "amazon-ebs" "web" {
+  region         = "us-east-1"
+  user_data_file = "${path.root}/web/user-data.sh"
+}
+source "amazon-ebs" "db" {
+  region         = "us-east-1"
+  user_data_file = "fleet/db/user-data.sh"
+}
+"""
+FLEET_BUILD = """
+build {
+  sources = ["source.amazon-ebs.web", "source.amazon-ebs.db"]
+  provisioner "shell" {
+    only   = ["amazon-ebs.web"]
+    script = "${path.root}/scripts/web.sh"
+  }
+  provisioner "shell" {
+    except  = ["amazon-ebs.web"]
+    scripts = ["fleet/scripts/db.sh"]
+  }
+  provisioner "file" {
+    source      = "shared/motd"
+    destination = "/etc/motd"
+  }
+  post-processor "manifest" {
+    only   = ["amazon-ebs.db"]
+    output = "manifest.json"
+  }
+}
+"""
+FLEET_FILES = {
+    "fleet/sources.pkr.hcl": FLEET_SOURCES,
+    "fleet/build.pkr.hcl": FLEET_BUILD,
+    "fleet/defaults.auto.pkrvars.hcl": 'x = "1"\n',
+    "fleet/extra.pkrvars.hcl": 'x = "2"\n',
+    "fleet/web/user-data.sh": "web\n",
+    "fleet/db/user-data.sh": "db\n",
+    "fleet/scripts/web.sh": "web\n",
+    "fleet/scripts/db.sh": "db\n",
+    "fleet/README.md": "# fleet\n",
+    "shared/motd": "hello\n",
+}
+
+
+def add_fleet(repo, files=None, **entry) -> None:
+    """`web`, selecting amazon-ebs.web of the HCL2 directory fleet/, committed."""
+    for rel, text in {**FLEET_FILES, **(files or {})}.items():
+        repo.write(rel, text)
+    data = repo.catalog()
+    data["definitions"]["web"] = {"template": "fleet", "only": "amazon-ebs.web", **entry}
+    repo.set_catalog(data)
+    repo.commit("web from fleet/")
+
+
+def web_inputs(repo) -> set[str]:
+    _, snap = fingerprints(repo, ["web"])
+    return {e.path for e in snap.fingerprints["web"].inputs}
+
+
+def test_the_builds_of_a_template_and_the_one_only_selects(repo):
+    add_fleet(repo)
+    _, snap = fingerprints(repo, ["web"])
+    assert snap.fingerprints["web"].builds == ("amazon-ebs.web",)
+    data = repo.catalog()
+    data["definitions"]["all"] = {"template": "fleet"}
+    repo.set_catalog(data)
+    repo.commit("the whole directory")
+    _, snap = fingerprints(repo, ["all"])
+    assert snap.fingerprints["all"].builds == ("amazon-ebs.web", "amazon-ebs.db")
+
+
+def test_only_naming_no_build_lists_the_builds(repo):
+    add_fleet(repo, only="web")
+    with pytest.raises(FingerprintError) as err:
+        fingerprints(repo, ["web"])
+    assert "'web', names no build" in str(err.value)
+    assert "its builds: amazon-ebs.db, amazon-ebs.web" in str(err.value)
+
+
+NAMED_BUILDS = """
+build {
+  name    = "blue"
+  sources = ["source.amazon-ebs.web"]
+}
+build {
+  sources = ["source.amazon-ebs.web"]
+  provisioner "shell" {
+    script = "shared/plain.sh"
+  }
+}
+build {
+  source "source.amazon-ebs.web" {
+    name = "green"
+  }
+  provisioner "shell" {
+    only   = ["amazon-ebs.green"]
+    script = "shared/green.sh"
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("only", "reads"),
+    [("blue.amazon-ebs.web", set()), ("amazon-ebs.web", {"shared/plain.sh"}),
+     ("amazon-ebs.green", {"shared/green.sh"})],
+)  # fmt: skip
+def test_builds_are_named_as_packer_names_them(repo, only, reads):
+    files = {
+        "fleet/build.pkr.hcl": NAMED_BUILDS,
+        "shared/plain.sh": "1\n",
+        "shared/green.sh": "2\n",
+    }
+    add_fleet(repo, files, only=only)
+    assert {p for p in web_inputs(repo) if p.startswith("shared/") and p.endswith(".sh")} == reads
+
+
+def test_the_same_source_in_two_build_blocks_says_to_name_them(repo):
+    twice = FLEET_BUILD + '\nbuild {\n  sources = ["source.amazon-ebs.web"]\n}\n'
+    add_fleet(repo, {"fleet/build.pkr.hcl": twice})
+    with pytest.raises(FingerprintError, match="names 2 builds .* Name those build blocks"):
+        fingerprints(repo, ["web"])
+
+
+def test_a_json_builders_steps_follow_its_only(repo):
+    """In a JSON template, `only` names a builder by its name; a step for another builder
+    reads nothing for it."""
+    repo.write("shared/web.sh", "web\n")
+    repo.write("shared/db.sh", "db\n")
+    repo.write("app/app.json", json.dumps({
+        "builders": [{"type": "null", "name": "web"}, {"type": "null", "name": "db"}],
+        "provisioners": [
+            {"type": "shell-local", "only": ["web"], "script": "shared/web.sh"},
+            {"type": "shell-local", "except": ["web"], "script": "shared/db.sh"},
+        ],
+    }))  # fmt: skip
+    data = repo.catalog()
+    data["definitions"]["web"] = {"template": "app/app.json", "only": "web"}
+    repo.set_catalog(data)
+    repo.commit("two builders")
+    assert web_inputs(repo) == {"app", "shared/web.sh"}
