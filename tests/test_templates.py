@@ -10,6 +10,7 @@ from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
 from bridge.git import TreeIndex, open_repo
 from bridge.packer import Plugin
+from bridge.sources import SourcePick
 from bridge.templates import required_plugins
 from testing.fingerprint import fingerprints, rewrite_template
 
@@ -356,3 +357,30 @@ def test_a_json_builders_steps_follow_its_only(repo):
     repo.set_catalog(data)
     repo.commit("two builders")
     assert web_inputs(repo) == {"app", "shared/web.sh"}
+
+
+def test_a_var_file_value_is_a_layer_of_the_filter_evaluation(repo):
+    """A JSON filter written through `{{user}}` takes the value the catalog's var file gives
+    (over the template default), and a later var file wins over an earlier one."""
+
+    def change(template):
+        template["variables"]["os"] = "focal"
+        filters = template["builders"][0]["source_ami_filter"]["filters"]
+        filters["name"] = "ubuntu/images/{{user `os`}}-*"
+
+    rewrite_template(repo, "base/base.json", change)
+    repo.write("base/vars-default.json", json.dumps({"os": "jammy"}))
+    repo.write("base/vars-1.31.json", json.dumps({"os": "noble"}))
+    data = repo.catalog()
+    data["definitions"]["base"]["track_source"] = True
+    data["definitions"]["base"]["var_files"] = ["base/vars-default.json", "base/vars-1.31.json"]
+    repo.set_catalog(data)
+    repo.commit("var files")
+    chosen: list[str] = []
+
+    def pick(d, filters):
+        chosen.extend(dict(f.filters)["name"] for f in filters)
+        return [SourcePick(f, "ami-0123456789abcdef0", "", "") for f in filters]
+
+    fingerprints(repo, ["base"], pick_sources=pick)
+    assert chosen == ["ubuntu/images/noble-*"]
