@@ -66,3 +66,14 @@ def test_an_unknown_definition_is_one_paragraph_naming_the_known_ones(repo):
     assert proc.code == 1
     assert "nope" in proc.stderr and "snowflake" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_var_file_is_an_input_named_as_the_catalogs(repo):
+    repo.write("vars/common.json", json.dumps({"docker_version": "27.3"}))
+    catalog = repo.catalog()
+    catalog["definitions"]["snowflake"]["var_files"] = ["vars/common.json"]
+    repo.set_catalog(catalog)
+    repo.commit("a var file")
+    shown = json.loads(inputs(repo, "snowflake", "--json").stdout)
+    why = {i["path"]: i["why"] for i in shown["inputs"]}
+    assert why["vars/common.json"].startswith("listed in the catalog's `var_files`")

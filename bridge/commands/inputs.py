@@ -104,6 +104,10 @@ def _why(d: Definition, path: str) -> str:
         return "the definition's directory (its template's directory)"
     if path in d.inputs:
         return "listed in the catalog's `inputs`"
+    if path in d.var_files:
+        return "listed in the catalog's `var_files` (passed as -var-file)"
     if path == d.template:
         return "the template"
+    if path.endswith((".pkr.hcl", ".pkr.json", ".auto.pkrvars.hcl", ".auto.pkrvars.json")):
+        return "a file of the template's directory that Packer loads"
     return "read by the template (a builder, provisioner or post-processor names it)"
