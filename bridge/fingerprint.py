@@ -26,9 +26,11 @@ A fingerprint names the content an image is built from, never the history that l
 
 Inputs are the definition's directory, its declared `inputs` and var files, the files its
 template (JSON or HCL2) makes Packer read (templates.py), and what every symlink among or below
-those points to (a tree's SHA covers a link's text, not its target). An input inside another
-input's directory is dropped, since the directory's tree SHA covers it. The git objects are read
-through git.py.
+those points to (a tree's SHA covers a link's text, not its target). A definition that selects
+its build with `only` from an HCL2 directory has that directory's Packer files in place of the
+directory, where the bridge knows everything Packer reads from it (templates.template_reads).
+An input inside another input's directory is dropped, since the directory's tree SHA covers it.
+The git objects are read through git.py.
 
 Version 2 differs from version 1 in what counts as an input (link targets) and in when a root keeps
 the seed's tree SHA (alone in its directory), and a submodule input's kind is `commit`. The new

@@ -117,11 +117,29 @@ def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     return found
 
 
+# Precise inputs: a definition that selects its build with `only` from an HCL2 directory counts
+# the directory through what Packer reads from it, when the bridge knows all of that. These are
+# the block types whose repository reads are exactly the keys above: they run on the machine
+# being built, or read nothing. Any other (shell-local and ansible run where the repository is
+# and may read any of it; other builders have file keys of their own) keeps the whole directory.
+_PRECISE_BUILDERS = frozenset({"amazon-ebs", "null"})
+_PRECISE_PROVISIONERS = frozenset(
+    {"shell", "powershell", "windows-shell", "file", "breakpoint", "windows-restart"}
+)
+_PRECISE_POST_PROCESSORS = frozenset({"manifest"})
+# The files of an HCL2 directory Packer reads (besides what its blocks name).
+_PACKER_FILES = (".pkr.hcl", ".auto.pkrvars.hcl", ".auto.pkrvars.json")
+# HCL2 functions that read files (`file`, `filebase64`, `fileset`, `templatefile`, ...), as
+# python-hcl2 writes a call in an expression.
+_FILE_FUNCTION = re.compile(r"\b(file\w*|templatefile)\(")
+
+
 @dataclass(frozen=True)
 class Reads:
     """What Packer reads and builds for one definition (template_reads)."""
 
-    # Repository paths: the definition's directory, its var files, and the files its blocks name.
+    # Repository paths: the definition's directory (or, with precise inputs, the Packer files
+    # in it), its var files, and the files its blocks name.
     paths: tuple[str, ...]
     # The builds `packer build` runs for it (just the one `only` selects), as `-only` names them.
     builds: tuple[str, ...]
@@ -145,11 +163,12 @@ class _Step:
 
 
 def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
-    """What Packer reads for `d` and the builds it runs.
+    """What Packer reads for `d` and the builds it runs (README: precise inputs).
 
     Without `only`, every block of the template counts (template_paths). With it, the selected
     build's source and the provisioners and post-processors that apply to it (their only and
-    except).
+    except); in an HCL2 directory, the directory then counts through its Packer files, unless
+    something in them may read what the bridge cannot name.
     """
     builds, steps = (
         _json_builds(root, d, commit)
@@ -160,14 +179,19 @@ def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
         paths = [d.directory, *d.var_files, *template_paths(root, d, commit)]
         return Reads(tuple(paths), tuple(b.name for b in builds))
     build = _selected(d, builds)
+    unknown: list[str] = []
     block = "builder" if d.template_format == "json" else "source"
-    found = _paths(d, f"{block} {build.source}", build.body, _BUILDER_FILES)
+    found = _paths(d, f"{block} {build.source}", build.body, _BUILDER_FILES, unknown)
+    if build.type not in _PRECISE_BUILDERS:
+        unknown.append(f"its source is of type {build.type!r}")
     for step in (s for s in steps if _applies(s, build)):
         kind = str(step.body.get("type", ""))
         where = f"{step.kind} {step.index}"
         if step.kind == "post-processor":
             if kind == "shell-local":
-                found += _paths(d, where, step.body, _PROVISIONER_FILES[kind])
+                found += _paths(d, where, step.body, _PROVISIONER_FILES[kind], unknown)
+            if kind not in _PRECISE_POST_PROCESSORS:
+                unknown.append(f"{where} has type {kind!r}")
             continue
         if kind == "file" and step.body.get("direction") == "download":
             continue  # a download writes to the repository; it reads nothing from it
@@ -182,7 +206,24 @@ def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
                 kind,
             )
         else:
-            found += _paths(d, where, step.body, keys)
+            found += _paths(d, where, step.body, keys, unknown)
+        if kind not in _PRECISE_PROVISIONERS:
+            unknown.append(f"{where} has type {kind!r}")
+    if d.template_format == "hcl2" and not d.template.endswith(".pkr.hcl"):
+        unknown += _unreadable(root, d, commit)
+        if not unknown:
+            packer_files = [
+                normalize(f"{d.directory}/{name}")
+                for name, (mode, _) in sorted(root.listing(d.directory).items())
+                if mode != TREE_MODE and name.endswith(_PACKER_FILES)
+            ]
+            return Reads((*packer_files, *d.var_files, *found), (build.name,))
+        log.info(
+            "%s: its whole directory %s is an input, since %s",
+            d.name,
+            d.directory,
+            "; ".join(unknown),
+        )
     return Reads((d.directory, *d.var_files, *found), (build.name,))
 
 
@@ -222,6 +263,36 @@ def _names(value: Any) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) and "{{" not in v for v in value):
         return None
     return value
+
+
+def _unreadable(root: TreeIndex, d: Definition, commit: str) -> list[str]:
+    """What in an HCL2 directory may make Packer read files the bridge cannot name: HCL2 in
+    JSON (`.pkr.json`, which it does not parse), and calls of file functions."""
+    found = [
+        f"{name} is HCL2 in JSON, which the bridge does not read"
+        for name in sorted(root.listing(d.directory))
+        if name.endswith(".pkr.json")
+    ]
+    for path, data in _hcl2_files(root, d, commit):
+        calls = sorted({m.group(1) for text in _texts(data) for m in _FILE_FUNCTION.finditer(text)})
+        if calls:
+            found.append(f"{path} calls {', '.join(calls)}")
+    return found
+
+
+def _texts(value: Any) -> list[str]:
+    """The expressions in a python-hcl2 value (its `${...}` strings, keys included)."""
+    found: list[str] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "${" in item:
+            found.append(item)
+        elif isinstance(item, list):
+            pending += item
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+    return found
 
 
 def _json_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
@@ -687,19 +758,30 @@ def _blocks(value: Any, *, nested: bool = False) -> list[dict[str, Any]]:
 
 
 def _paths(
-    d: Definition, where: str, block: dict[str, Any], keys: tuple[tuple[str, ...], tuple[str, ...]]
+    d: Definition,
+    where: str,
+    block: dict[str, Any],
+    keys: tuple[tuple[str, ...], tuple[str, ...]],
+    unknown: list[str] | None = None,
 ) -> list[str]:
+    """The paths `block` names under `keys`; references it cannot evaluate go to `unknown`."""
     single, lists = keys
     refs: list[Any] = [block.get(k) for k in single]
     for key in lists:
         value = block.get(key)
         refs += value if isinstance(value, list) else []
+        if value is not None and not isinstance(value, list) and unknown is not None:
+            unknown.append(f"the {where} reads {value!r}")
     found = []
     for ref in refs:
         if isinstance(ref, str) and ref:
             path = _template_path(d, where, ref)
             if path is not None:
                 found.append(path)
+            elif unknown is not None:
+                unknown.append(f"the {where} reads {ref!r}")
+        elif ref is not None and unknown is not None:
+            unknown.append(f"the {where} reads {ref!r}")
     return found
 
 

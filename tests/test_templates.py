@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -275,6 +276,19 @@ def web_inputs(repo) -> set[str]:
     return {e.path for e in snap.fingerprints["web"].inputs}
 
 
+def test_an_only_definition_of_an_hcl2_directory_reads_what_packer_reads(repo):
+    add_fleet(repo, var_files=["fleet/extra.pkrvars.hcl"])
+    assert web_inputs(repo) == {
+        "fleet/build.pkr.hcl",
+        "fleet/sources.pkr.hcl",
+        "fleet/defaults.auto.pkrvars.hcl",  # auto-loaded, as Packer loads it
+        "fleet/extra.pkrvars.hcl",  # a var file
+        "fleet/web/user-data.sh",  # its source's
+        "fleet/scripts/web.sh",  # only = [its source]
+        "shared/motd",  # every source's
+    }
+
+
 def test_the_builds_of_a_template_and_the_one_only_selects(repo):
     add_fleet(repo)
     _, snap = fingerprints(repo, ["web"])
@@ -285,6 +299,62 @@ def test_the_builds_of_a_template_and_the_one_only_selects(repo):
     repo.commit("the whole directory")
     _, snap = fingerprints(repo, ["all"])
     assert snap.fingerprints["all"].builds == ("amazon-ebs.web", "amazon-ebs.db")
+
+
+# What keeps the whole directory an input: Packer may read from it what the bridge cannot name.
+WHOLE_DIRECTORY = {
+    "a shell-local provisioner (it runs where the repository is)": {
+        "fleet/build.pkr.hcl": FLEET_BUILD.replace("  post-processor", '  provisioner "shell-local" '
+                                                   '{\n    inline = ["cat fleet/notes.txt"]\n  }\n  post-processor')
+    },
+    "a provisioner type the bridge does not know": {
+        "fleet/build.pkr.hcl": FLEET_BUILD.replace('provisioner "file"', 'provisioner "custom"')
+    },
+    "a reference through a variable": {
+        "fleet/build.pkr.hcl": FLEET_BUILD.replace('"${path.root}/scripts/web.sh"', "var.script")
+    },
+    "a file function": {
+        "fleet/sources.pkr.hcl": FLEET_SOURCES.replace(
+            'region         = "us-east-1"', 'user_data = file("fleet/cloud-init.yml")', 1
+        )
+    },
+    "a post-processor type other than manifest": {
+        "fleet/build.pkr.hcl": FLEET_BUILD.replace('post-processor "manifest" {\n    only   = '
+                                                   '["amazon-ebs.db"]', 'post-processor "compress" {\n    only   = ["amazon-ebs.web"]')
+    },
+    "HCL2 in JSON, which the bridge does not read": {"fleet/extra.pkr.json": "{}"},
+    "a builder type with file keys of its own": {
+        "fleet/sources.pkr.hcl": FLEET_SOURCES.replace('"amazon-ebs" "web"', '"amazon-instance" "web"'),
+        "fleet/build.pkr.hcl": FLEET_BUILD.replace("amazon-ebs.web", "amazon-instance.web"),
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("files", WHOLE_DIRECTORY.values(), ids=WHOLE_DIRECTORY.keys())
+def test_what_the_bridge_cannot_name_keeps_the_whole_directory(repo, files):
+    only = "amazon-instance.web" if "amazon-instance" in str(files) else "amazon-ebs.web"
+    add_fleet(repo, files, only=only)
+    assert "fleet" in web_inputs(repo)
+
+
+def test_a_step_for_another_source_keeps_nothing_of_its_own(repo):
+    """A shell-local step that only db runs does not make web read the whole directory."""
+    add_fleet(repo, {
+        "fleet/more.pkr.hcl": 'build {\n  sources = ["source.amazon-ebs.db"]\n'
+        '  provisioner "shell-local" {\n    inline = ["cat fleet/notes.txt"]\n  }\n}\n'
+    })  # fmt: skip
+    assert "fleet" not in web_inputs(repo)
+
+
+@pytest.mark.parametrize(
+    ("template", "only"), [("solo/solo.pkr.hcl", "amazon-ebs.web"), ("app/app.json", "web")]
+)
+def test_only_in_a_file_template_keeps_its_directory(repo, template, only):
+    """Precise inputs are for HCL2 directories: a file template's directory stays an input."""
+    repo.write("app/app.json", json.dumps({"builders": [{"type": "null", "name": "web"}]}))
+    repo.write("solo/solo.pkr.hcl", FLEET_SOURCES + FLEET_BUILD)
+    add_fleet(repo, template=template, only=only)
+    assert str(PurePosixPath(template).parent) in web_inputs(repo)
 
 
 def test_only_naming_no_build_lists_the_builds(repo):
