@@ -44,6 +44,8 @@ class Definition:
     directory: str
     inputs: tuple[str, ...]
     parent: str | None = None
+    # Names it had before a rename: their images are its images (plan.py, publish.adopt).
+    formerly: tuple[str, ...] = ()
     variables: Mapping[str, VariableValue] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -249,6 +251,16 @@ def load_catalog(
                 "(`track_source: false`): the bridge chooses that image, so it is always part of "
                 "the fingerprint. Remove `track_source: false` for it, or the `source`."
             )
+        for old in d.formerly:
+            taken = old in definitions or any(
+                old in o.formerly for o in definitions.values() if o.name != d.name
+            )
+            if taken:
+                raise CatalogError(
+                    f"Definition {d.name!r} in {rel} lists {old!r} in `formerly`, which is also "
+                    "a current definition or another definition's former name: images can be "
+                    "one definition's only. Remove it from `formerly` (or rename the other)."
+                )
         if d.parent is not None and d.parent not in definitions:
             raise CatalogError(
                 f"Definition {d.name!r} in {rel} names the parent {d.parent!r}, which the catalog "
@@ -388,6 +400,7 @@ def _definition(
         directory=directory,
         inputs=tuple(inputs),
         parent=spec.get("parent"),
+        formerly=tuple(spec.get("formerly", ())),
         variables=MappingProxyType(dict(sorted(spec.get("variables", {}).items()))),
         regions=tuple(spec.get("regions", ())),
         tags=MappingProxyType(dict(sorted(spec.get("tags", {}).items()))),

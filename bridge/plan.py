@@ -199,7 +199,7 @@ def decide(
                 i.tag(TAG_BUILD_ID) or i.ami_id
                 for region in regions
                 for i in seen.get(region, ())
-                if i.tag(TAG_DEFINITION) in (None, d.name)
+                if i.tag(TAG_DEFINITION) in (None, d.name, *d.formerly)
             }
         )
     )
@@ -225,8 +225,10 @@ def decide(
     withdrawn: list[Image] = []
     for region in regions:
         # An image whose provenance names another definition is that definition's, whatever
-        # fingerprint it carries.
-        candidates = [i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name)]
+        # fingerprint it carries (a name this one had before a rename is its own).
+        candidates = [
+            i for i in seen.get(region, ()) if i.tag(TAG_DEFINITION) in (None, d.name, *d.formerly)
+        ]
         # A revoked image is never used again, whatever its parent or age; a revocation
         # scheduled for later leaves it usable until then.
         withdrawn += [i for i in candidates if is_revoked(i, now)]
@@ -346,6 +348,17 @@ def next_step(
     if on_missing == "fail":
         return "fail"
     return "report"
+
+
+def renamed(decision: Decision, d: Definition) -> bool:
+    """A found image of this account's whose provenance names one of `d`'s former names
+    (`formerly`): to be adopted (retagged with the new name) rather than rebuilt."""
+    return (
+        decision.state == "found"
+        and decision.source == "ec2"
+        and not decision.foreign
+        and any(i.tag(TAG_DEFINITION) in d.formerly for i in decision.images.values())
+    )
 
 
 def needs_manifest(decision: Decision, definition: str) -> bool:

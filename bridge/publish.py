@@ -124,6 +124,30 @@ def publish(
     return Published(images, uri)
 
 
+def adopt(clients: AwsClients, d: Definition, images: Mapping[str, Image]) -> dict[str, Image]:
+    """The images of a renamed definition (tagged with a name in `d.formerly`) retagged with its
+    name, their manifest mark removed so that the manifest is written under the new name
+    (restore_manifest); the images as they are now."""
+    adopted: dict[str, Image] = {}
+    for region, image in sorted(images.items()):
+        if image.tag(model.TAG_DEFINITION) in d.formerly:
+            ec2 = clients.ec2(region)
+            registry.tag_image(ec2, image, {model.TAG_DEFINITION: d.name})
+            registry.untag_image(ec2, image, [model.TAG_MANIFEST])
+            log.info(
+                "%s: %s was built as %s; now tagged %s",
+                d.name,
+                image.ami_id,
+                image.tag(model.TAG_DEFINITION),
+                d.name,
+            )
+            tags = {**image.tags, model.TAG_DEFINITION: d.name}
+            tags.pop(model.TAG_MANIFEST, None)
+            image = replace(image, tags=MappingProxyType(tags))
+        adopted[region] = image
+    return adopted
+
+
 def restore_manifest(
     clients: AwsClients,
     d: Definition,

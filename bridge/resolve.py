@@ -147,6 +147,9 @@ class Resolver:
             step = "use"
         if step == "use":
             uri = None
+            if on_missing == "build" and plan.renamed(decision, d):
+                adopted = publish.adopt(self.ctx.clients, d, decision.images)
+                decision = replace(decision, images=MappingProxyType(adopted))
             if on_missing == "build" and plan.needs_manifest(decision, d.name):
                 uri = self._restore_manifest(decision, d, parent)
             if on_missing == "build" and decision.state == "found":
