@@ -134,11 +134,11 @@ def build_image(
             "template with `source_ami_filter`."
         )
     if parent is not None and "ami_base" not in declared:
-        log.warning(
-            "%s: the template declares no `ami_base` variable, so it cannot be told to build "
-            "on %s (%s)",
-            d.name,
-            *parent,
+        # fingerprint.py refuses this from git already; the exported tree is checked again.
+        raise BuildError(
+            f"Definition {d.name!r} is built on {parent[0]} ({parent[1]}), but its template "
+            f"{d.template} declares no variable `ami_base` to pass it through, so Packer would "
+            "build on another image. Declare `ami_base` and use it as the source AMI."
         )
     variables = packer_variables(
         d,

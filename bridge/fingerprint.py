@@ -65,7 +65,13 @@ from bridge.git import (
     worktree_tree,
 )
 from bridge.sources import SourceFilter, SourcePick
-from bridge.templates import Reads, other_templates, source_filters, template_reads
+from bridge.templates import (
+    Reads,
+    declared_variables,
+    other_templates,
+    source_filters,
+    template_reads,
+)
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 
@@ -176,6 +182,18 @@ def fingerprint_all(
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
+        if d.parent is not None and "ami_base" not in declared_variables(
+            root, d, commit_obj.hexsha
+        ):
+            # Packer would build it on the template's own source image, not the parent's, and
+            # the image would still be tagged as the parent's child.
+            raise FingerprintError(
+                f"Definition {d.name!r} is built on its parent {d.parent!r}, but its template "
+                f"{d.template} declares no variable `ami_base`, through which the bridge passes "
+                "the parent's AMI, so Packer would build it on another image. Declare "
+                '`variable "ami_base" { type = string }` (JSON: "ami_base" in `variables`) and '
+                "use it as the source AMI."
+            )
         picks: Sequence[SourcePick] = ()
         if d.parent is None and d.track_source:
             filters = source_filters(root, d, commit_obj.hexsha)

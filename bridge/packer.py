@@ -18,14 +18,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bridge.errors import BuildError, Cancelled
 
 log = logging.getLogger(__name__)
 
 _ARTIFACT = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d):(ami-[0-9a-f]+)$")
-_HCL_VARIABLE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -81,25 +80,51 @@ def artifacts(lines: Iterable[Line]) -> dict[str, str]:
 
 def declared_variables(template: Path) -> set[str]:
     """Names of the variables a template declares: a JSON template's `variables`, or the
-    `variable "name"` blocks of an HCL2 file or directory. Read directly: no Packer process."""
+    `variable` blocks of an HCL2 file or directory (labels quoted or not, read with the HCL
+    parser) and a directory's `*.pkr.json` files. Read directly: no Packer process."""
     if template.is_dir():
         files = sorted(template.glob("*.pkr.hcl"))
+        json_files = sorted(template.glob("*.pkr.json"))
     elif template.name.endswith(".pkr.hcl"):
-        files = [template]
+        files, json_files = [template], []
     else:
-        try:
-            data = json.loads(template.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BuildError(
-                f"The template {template} cannot be read as JSON ({exc}). Check it with "
-                "`packer validate`."
-            ) from None
+        data = _read_json(template)
         variables = data.get("variables") if isinstance(data, dict) else None
         return set(variables) if isinstance(variables, dict) else set()
+    import hcl2
+
     names: set[str] = set()
     for path in files:
-        names.update(_HCL_VARIABLE.findall(path.read_text(encoding="utf-8")))
+        try:
+            parsed = hcl2.loads(path.read_text(encoding="utf-8"))
+        except Exception as exc:  # the parser raises its own lark errors
+            raise BuildError(
+                f"The template {path} cannot be parsed as HCL2 ({type(exc).__name__}). Check "
+                "it with `packer validate`."
+            ) from None
+        for block in parsed.get("variable", []):
+            if isinstance(block, dict):
+                names.update(_unquoted(n) for n in block if n != "__is_block__")
+    for path in json_files:
+        data = _read_json(path)
+        variables = data.get("variable") if isinstance(data, dict) else None
+        if isinstance(variables, dict):
+            names.update(variables)
     return names
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BuildError(
+            f"The template {path} cannot be read as JSON ({exc}). Check it with `packer validate`."
+        ) from None
+
+
+def _unquoted(label: str) -> str:
+    """A block label as python-hcl2 gives it (quoted when it was written quoted) as plain text."""
+    return label[1:-1] if len(label) >= 2 and label[0] == label[-1] == '"' else label
 
 
 def manifest_artifacts(path: Path) -> dict[str, str]:

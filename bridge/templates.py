@@ -404,6 +404,37 @@ def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, 
     return parsed
 
 
+def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:
+    """The variables `d`'s template declares, read with each format's parser: a JSON template's
+    `variables`; the `variable` blocks of its HCL2 files (labels quoted or not), and in a
+    template directory the `variable` objects of its `*.pkr.json` files too."""
+    if d.template_format == "json":
+        template = _json_template(root, d, commit)
+        declared = template.get("variables") if isinstance(template, dict) else None
+        return set(declared) if isinstance(declared, dict) else set()
+    names: set[str] = set()
+    for _, data in _hcl2_files(root, d, commit):
+        for block in _dicts(data.get("variable")):
+            names.update(str(_hcl_string(n, d.directory)) for n in block if n != "__is_block__")
+    if not d.template.endswith(".pkr.hcl"):
+        prefix = "" if d.directory == "." else d.directory + "/"
+        for name in sorted(root.listing(d.directory)):
+            if not name.endswith(".pkr.json"):
+                continue
+            text = _template_text(root, prefix + name, d, commit)
+            try:
+                data = json.loads(text)
+            except ValueError:
+                raise FingerprintError(
+                    f"The Packer JSON file {prefix + name} of definition {d.name!r} is not valid "
+                    "JSON. Check it with `packer validate`."
+                ) from None
+            variables = data.get("variable") if isinstance(data, dict) else None
+            if isinstance(variables, dict):
+                names.update(variables)
+    return names
+
+
 def _hcl2_paths(root: TreeIndex, d: Definition) -> list[str]:
     """A template's HCL2 files: the file, or every *.pkr.hcl of its directory."""
     if d.template.endswith(".pkr.hcl"):

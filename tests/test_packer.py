@@ -168,3 +168,13 @@ def test_packer_without_init_says_to_upgrade(tmp_path, packer):
     with pytest.raises(BuildError, match=r"no `init` command \(it is older than 1\.7\)") as err:
         PackerRunner(packer, env=dict(os.environ)).init("t.pkr.hcl", tmp_path, AMAZON)
     assert "Install Packer 1.7 or later" in str(err.value)
+
+
+def test_declared_variables_are_read_with_the_hcl_parser_and_pkr_json_files(tmp_path):
+    template = tmp_path / "t"
+    template.mkdir()
+    (template / "a.pkr.hcl").write_text(
+        'variable ami_base {\n  type = string\n}\nvariable "x" {}\n'
+    )
+    (template / "variables.pkr.json").write_text(json.dumps({"variable": {"flavor": {}}}))
+    assert declared_variables(template) == {"ami_base", "x", "flavor"}

@@ -352,3 +352,70 @@ def test_seed_manifest_gives_a_just_built_parent(sandbox_env, repo, packer, tmp_
     ec2.deregister_image(ImageId=seed_base)
     rebuilt = resolve(env, repo, on_missing="report")
     assert rebuilt["found"] == "false"  # a manifest pointing at a gone image is not trusted
+
+
+UNQUOTED_CHILD = """
+variable ami_base {
+  type    = string
+  default = "ami-0c55b159cbfafe1f0"
+}
+variable ami_sha {
+  type    = string
+  default = ""
+}
+variable ec2_endpoint {
+  type    = string
+  default = ""
+}
+source "amazon-ebs" "child" {
+  region                 = "us-east-1"
+  source_ami             = var.ami_base
+  instance_type          = "t3.micro"
+  ami_name               = "child-${var.ami_sha}"
+  communicator           = "none"
+  custom_endpoint_ec2    = var.ec2_endpoint
+  skip_region_validation = true
+  run_tags = {
+    Name = "packer-child-${var.ami_sha}"
+  }
+}
+build {
+  sources = ["source.amazon-ebs.child"]
+}
+"""
+
+
+def launched_from(name: str) -> set[str]:
+    """The AMIs the build instances named `name` ran (what EC2 recorded)."""
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    found = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])
+    return {i["ImageId"] for r in found["Reservations"] for i in r["Instances"]}
+
+
+def test_a_child_declaring_ami_base_without_quotes_is_built_on_its_parent(
+    sandbox_env, repo, packer
+):
+    """HCL allows a bare label (`variable ami_base {`): the child still gets its parent's AMI,
+    not the template's default image."""
+    repo.write("child/child.pkr.hcl", UNQUOTED_CHILD)
+    data = repo.catalog()
+    data["definitions"]["child"] = {"template": "child", "parent": "base"}
+    repo.set_catalog(data)
+    repo.commit("a child with bare labels")
+    result = resolve(sandbox_env, repo, definition="child")
+    assert result["built"] == "true"
+    assert launched_from(f"packer-child-{result['fingerprint']}") == {result["parent_ami_id"]}
+
+
+def test_a_child_whose_template_cannot_take_its_parent_is_refused_before_any_build(
+    sandbox_env, repo, packer
+):
+    repo.write("child/child.pkr.hcl", UNQUOTED_CHILD.replace("variable ami_base", "variable other"))
+    data = repo.catalog()
+    data["definitions"]["child"] = {"template": "child", "parent": "base"}
+    repo.set_catalog(data)
+    repo.commit("a child that cannot take its parent")
+    proc = external(sandbox_env, {"definition": "child", "repo": str(repo.path)})
+    assert proc.code == 1
+    assert "declares no variable `ami_base`" in proc.stderr and "template child" in proc.stderr
+    assert own_images() == []  # not even the parent was built
