@@ -111,6 +111,15 @@ def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
             )
             continue
         found += _paths(d, f"provisioner {index}", prov, keys)
+        # A JSON provisioner's `override` replaces its keys for one builder: those files are
+        # read too.
+        overrides = prov.get("override")
+        for name, changed in sorted(overrides.items() if isinstance(overrides, dict) else []):
+            if isinstance(changed, dict):
+                where = f"provisioner {index} (override for {name})"
+                found += _paths(d, where, {**prov, **changed}, keys)
+        if kind == "ansible":
+            found += _ansible_reads(d, f"provisioner {index}", prov)
     for index, pp in enumerate(post_processors):
         if pp.get("type") == "shell-local":
             found += _paths(d, f"post-processor {index}", pp, _PROVISIONER_FILES["shell-local"])
@@ -813,6 +822,29 @@ def _paths(
                 unknown.append(f"the {where} reads {ref!r}")
         elif ref is not None and unknown is not None:
             unknown.append(f"the {where} reads {ref!r}")
+    return found
+
+
+def _ansible_reads(d: Definition, where: str, prov: dict[str, Any]) -> list[str]:
+    """What the remote `ansible` provisioner reads besides its named files: the playbook's
+    directory (its roles/, group_vars/, host_vars/ and ansible.cfg, which Ansible finds beside
+    the playbook), and the files `--extra-vars @FILE` loads."""
+    found: list[str] = []
+    playbook = prov.get("playbook_file")
+    if isinstance(playbook, str) and playbook:
+        path = _template_path(d, where, playbook)
+        if path is not None:
+            found.append(posixpath.dirname(path) or ".")
+    arguments = prov.get("extra_arguments")
+    items = [a for a in arguments if isinstance(a, str)] if isinstance(arguments, list) else []
+    for previous, item in zip(["", *items][: len(items)], items, strict=True):
+        value = item.split("=", 1)[1] if item.startswith("--extra-vars=") else item
+        if value.startswith("@") and (
+            previous in ("-e", "--extra-vars") or item.startswith("--extra-vars=")
+        ):
+            path = _template_path(d, f"{where} (--extra-vars)", value[1:])
+            if path is not None:
+                found.append(path)
     return found
 
 

@@ -454,3 +454,65 @@ def test_a_var_file_value_is_a_layer_of_the_filter_evaluation(repo):
 
     fingerprints(repo, ["base"], pick_sources=pick)
     assert chosen == ["ubuntu/images/noble-*"]
+
+
+READS = [
+    # (what the template says, the file whose change must rebuild)
+    pytest.param(
+        {
+            "type": "shell",
+            "script": "base/tasks/cleanup.sh",
+            "override": {"amazon-ebs": {"script": "shared/real.sh"}},
+        },
+        "shared/real.sh",
+        id="json-override",
+    ),
+    pytest.param(
+        {"type": "ansible", "playbook_file": "ansible/site.yml"},
+        "ansible/roles/web/tasks/main.yml",
+        id="ansible-roles-beside-the-playbook",
+    ),
+    pytest.param(
+        {"type": "ansible", "playbook_file": "ansible/site.yml"},
+        "ansible/group_vars/all.yml",
+        id="ansible-group-vars",
+    ),
+    pytest.param(
+        {
+            "type": "ansible",
+            "playbook_file": "playbooks/site.yml",
+            "extra_arguments": ["--extra-vars", "@vars/extra.yml"],
+        },
+        "vars/extra.yml",
+        id="ansible-extra-vars-file",
+    ),
+    pytest.param(
+        {
+            "type": "ansible",
+            "playbook_file": "playbooks/site.yml",
+            "extra_arguments": ["--extra-vars=@vars/extra.yml"],
+        },
+        "vars/extra.yml",
+        id="ansible-extra-vars-equals",
+    ),
+]
+
+
+@pytest.mark.parametrize(("provisioner", "read"), READS)
+def test_a_file_the_provisioner_reads_is_an_input(repo, provisioner, read):
+    for rel in (
+        "shared/real.sh",
+        "ansible/site.yml",
+        "ansible/roles/web/tasks/main.yml",
+        "ansible/group_vars/all.yml",
+        "playbooks/site.yml",
+        "vars/extra.yml",
+    ):
+        repo.write(rel, "one\n")
+    rewrite_template(repo, "base/base.json", lambda t: t["provisioners"].append(provisioner))
+    repo.commit("a provisioner that reads more")
+    before, _ = fingerprints(repo, ["base"])
+    repo.write(read, "two\n")
+    repo.commit("the file it reads changed")
+    after, _ = fingerprints(repo, ["base"])
+    assert after["base"] != before["base"]
