@@ -151,6 +151,25 @@ def manifest_artifacts(path: Path) -> dict[str, str]:
     return amis
 
 
+# Packer reads a variable's value from PKR_VAR_<name> in its environment (HCL2 templates).
+VARIABLE_ENV_PREFIX = "PKR_VAR_"
+
+
+def without_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the PKR_VAR_* variables, each named in a warning: Packer gets the values
+    the bridge chose (the catalog's, in the fingerprint), never one the caller's environment
+    (a CI job's, Terraform's) adds behind the image's back."""
+    dropped = sorted(k for k in env if k.startswith(VARIABLE_ENV_PREFIX))
+    if dropped:
+        log.warning(
+            "not passing %s to Packer: a variable's value from the environment is no part of "
+            "the image's fingerprint, so it could build a different image under the same name. "
+            "Set it in the catalog's `variables` (or `var_files`) instead",
+            ", ".join(dropped),
+        )
+    return {k: v for k, v in env.items() if not k.startswith(VARIABLE_ENV_PREFIX)}
+
+
 class PackerRunner:
     """Runs the `packer` program with argv lists, never a shell."""
 
@@ -169,7 +188,7 @@ class PackerRunner:
         self._verbose = verbose
         self._cache = cache
         # Packer's update check would reach out to the internet on every run.
-        self._env = {**env, "CHECKPOINT_DISABLE": "1"}
+        self._env = {**without_variables(env), "CHECKPOINT_DISABLE": "1"}
         self._echo = echo
         self._version: str | None = None
         # Builds running now (several, with --jobs), and whether the run was interrupted.

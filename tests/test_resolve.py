@@ -419,3 +419,28 @@ def test_a_child_whose_template_cannot_take_its_parent_is_refused_before_any_bui
     assert proc.code == 1
     assert "declares no variable `ami_base`" in proc.stderr and "template child" in proc.stderr
     assert own_images() == []  # not even the parent was built
+
+
+def test_pkr_var_in_the_environment_never_reaches_packer(sandbox_env, repo, packer):
+    """PKR_VAR_flavor in the CI job's (or Terraform's) environment would change what Packer
+    builds without changing the fingerprint: it is dropped, with a warning naming it."""
+    template = HCL_TEMPLATE.replace(
+        'variable "ami_base" {',
+        'variable "flavor" {\n  type    = string\n  default = "plain"\n}\nvariable "ami_base" {',
+    ).replace(
+        'ami_name               = "tools-${var.ami_sha}"',
+        'ami_name               = "tools-${var.flavor}-${var.ami_sha}"',
+    )
+    repo.write("tools/tools.pkr.hcl", template)
+    data = repo.catalog()
+    data["definitions"]["tools"] = {"template": "tools", "parent": "base"}
+    repo.set_catalog(data)
+    repo.commit("tools with a flavor")
+    proc = external(
+        {**sandbox_env, "PKR_VAR_flavor": "spicy"}, {"definition": "tools", "repo": str(repo.path)}
+    )
+    assert proc.code == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    images = {i["ImageId"]: i for i in own_images()}
+    assert images[result["ami_id"]]["Name"] == f"tools-plain-{result['fingerprint']}"
+    assert "PKR_VAR_flavor" in proc.stderr
