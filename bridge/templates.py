@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from lark import Tree
+
 from bridge import hcl
 from bridge.build import ENDPOINT_VARIABLE
 from bridge.catalog import BRIDGE_VARIABLES, Definition, normalize
@@ -123,6 +125,58 @@ def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     for index, pp in enumerate(post_processors):
         if pp.get("type") == "shell-local":
             found += _paths(d, f"post-processor {index}", pp, _PROVISIONER_FILES["shell-local"])
+    if d.template_format == "hcl2":
+        found += function_reads(root, d, commit)
+    return found
+
+
+# HCL2 functions that read a file (their first argument, relative to where Packer runs: the
+# repository root), and fileset, which lists a directory (its first argument).
+_FILE_FUNCTIONS = frozenset(
+    {"file", "filebase64", "filemd5", "filesha1", "filesha256", "filesha512", "templatefile"}
+)
+_DIRECTORY_FUNCTIONS = frozenset({"fileset"})
+
+
+def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
+    """The files and directories an HCL2 template reads through functions (`file`,
+    `templatefile`, `fileset`, ...), wherever they are called (sources, provisioners, locals,
+    variables' defaults), their path arguments evaluated as Packer would. A path the bridge
+    cannot know before the build is refused: the image would change with a file it cannot name.
+    """
+    documents = _hcl2_documents(root, d, commit)
+    calls = [
+        (doc, node)
+        for doc in documents
+        for node in hcl.walk(doc.tree)
+        if node.data == "function_call"
+        and hcl.name_of(node.children[0]) in _FILE_FUNCTIONS | _DIRECTORY_FUNCTIONS
+    ]
+    if not calls:
+        return []
+    scope = HclScope(documents, _hcl2_layers(root, d, commit, documents), template_dir=d.directory)
+    found = []
+    for doc, node in calls:
+        function = hcl.name_of(node.children[0])
+        args = [c for c in node.children if isinstance(c, Tree) and c.data == "arguments"]
+        first = next((a for a in args[0].children if isinstance(a, Tree)), None) if args else None
+        if first is None:
+            continue
+        where = f"`{function}(...)` in {doc.path}"
+        try:
+            value = scope.evaluate(doc, first)
+        except Unknowable as exc:
+            raise FingerprintError(
+                f"Definition {d.name!r}: {where} reads a path that depends on {exc.reason}, "
+                "which the bridge cannot know before the build, so a change to that file would "
+                "not change the fingerprint. Write the path as a literal (relative to the "
+                "repository root, or under ${path.root}), or from variables whose values are in "
+                "the template, its var files or the catalog."
+            ) from None
+        if isinstance(value, str) and value:
+            path = _template_path(d, where, value)
+            if path is not None:
+                found.append(path)
     return found
 
 

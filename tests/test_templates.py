@@ -80,7 +80,9 @@ def test_files_a_template_makes_packer_read_are_inputs(repo, block, fields, key,
     )
     repo.commit("a reference")
     before, snap = fingerprints(repo, ["base"])
-    assert ref in {e.path for e in snap.fingerprints["base"].inputs}
+    inputs = {e.path for e in snap.fingerprints["base"].inputs}
+    # The file itself, or a directory holding it (the remote ansible playbook's directory).
+    assert ref in inputs or any(ref.startswith(i + "/") for i in inputs)
     repo.write(target, "v2\n")
     repo.commit("the referenced file changes")
     after, _ = fingerprints(repo, ["base"])
@@ -516,3 +518,58 @@ def test_a_file_the_provisioner_reads_is_an_input(repo, provisioner, read):
     repo.commit("the file it reads changed")
     after, _ = fingerprints(repo, ["base"])
     assert after["base"] != before["base"]
+
+
+FILE_READS = [
+    pytest.param('user_data = file("shared/cloud-init.yml")', "shared/cloud-init.yml", id="file"),
+    pytest.param(
+        'user_data = templatefile("${path.root}/../shared/cloud-init.yml", { a = 1 })',
+        "shared/cloud-init.yml",
+        id="templatefile-path-root",
+    ),
+    pytest.param(
+        "user_data = file(var.init)", "shared/cloud-init.yml", id="file-through-a-variable"
+    ),
+    pytest.param(
+        'user_data = join(",", fileset("shared", "*.yml"))', "shared/other.yml", id="fileset"
+    ),
+]
+
+FILE_TEMPLATE = """
+variable "init" {
+  type    = string
+  default = "shared/cloud-init.yml"
+}
+locals {
+  unused = 1
+}
+source "null" "x" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.x"]
+  provisioner "shell-local" {
+    inline = ["echo ${local.unused}"]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(("expression", "read"), FILE_READS)
+def test_a_file_an_hcl2_function_reads_is_an_input(repo, expression, read):
+    repo.write("shared/cloud-init.yml", "one\n")
+    repo.write("shared/other.yml", "one\n")
+    add_tools(repo, FILE_TEMPLATE.replace("  unused = 1", f"  unused = 1\n  {expression}"))
+    before, _ = fingerprints(repo, ["tools"])
+    repo.write(read, "two\n")
+    repo.commit("the file it reads changed")
+    after, _ = fingerprints(repo, ["tools"])
+    assert after["tools"] != before["tools"]
+
+
+def test_a_file_path_the_bridge_cannot_know_is_refused(repo):
+    add_tools(repo, FILE_TEMPLATE.replace("  unused = 1", '  unused = 1\n  x = file(env("INIT"))'))
+    with pytest.raises(
+        FingerprintError, match=r"`file\(\.\.\.\)` in tools/tools.pkr.hcl reads a path"
+    ):
+        fingerprints(repo, ["tools"])
