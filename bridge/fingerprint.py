@@ -212,6 +212,21 @@ def fingerprint_all(
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
 
+def _followed(root: TreeIndex, path: str) -> str:
+    """`path`, or where it points when it is a symlink that stays in the repository (a catalog
+    kept elsewhere and linked to, say); followed as git stores it, a link at a time."""
+    for _ in range(40):  # as the kernel's limit on nested links
+        found = root.lookup(path)
+        if found is None or found[0] != LINK_MODE:
+            return path
+        target = (root.read(path) or b"").decode("utf-8", errors="replace")
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if target.startswith("/") or joined == ".." or joined.startswith("../"):
+            return path  # out of the repository: read as it is, and refused as not a catalog
+        path = joined
+    return path
+
+
 def _check_entries(
     root: TreeIndex,
     catalog_path: str,
@@ -222,7 +237,7 @@ def _check_entries(
     """The catalog entries in use are the ones committed at `commit` (or `allow_dirty` says the
     working tree's count). Otherwise the fingerprint would name one entry and the build use
     another: a variable edited but not committed, or today's catalog applied to an old commit."""
-    raw = root.read(normalize(catalog_path))
+    raw = root.read(_followed(root, normalize(catalog_path)))
     try:
         data = json.loads(raw or b"null")
         committed = data["definitions"]

@@ -10,6 +10,7 @@ from bridge.catalog import load_catalog
 from bridge.errors import FingerprintError
 from bridge.fingerprint import encode, fingerprint_all
 from bridge.git import open_repo
+from testing.bridge import run_bridge
 from testing.fingerprint import fingerprints, rewrite_template
 
 
@@ -371,3 +372,17 @@ def test_an_uncommitted_catalog_wide_var_file_list_is_dirty(repo):
     catalog = load_catalog(repo.path)
     with pytest.raises(FingerprintError, match="catalog entries of base, snowflake differ"):
         fingerprint_all(open_repo(repo.path), catalog.all(), catalog_path=catalog.path)
+
+
+def test_a_catalog_that_is_a_symlink_in_the_repository_is_read_through_it(repo):
+    """A catalog kept elsewhere in the repository and linked to: every command reads it, as
+    `check` does."""
+    config = repo.path / "config"
+    config.mkdir()
+    os.replace(repo.path / "ami-chain.json", config / "ami-chain.json")
+    os.symlink("config/ami-chain.json", repo.path / "ami-chain.json")
+    repo.commit("the catalog lives in config/")
+    found, _ = fingerprints(repo)
+    assert set(found) == {"base", "snowflake"}
+    proc = run_bridge(["inputs", "snowflake", "--repo", str(repo.path), "--json"], {})
+    assert proc.code == 0, proc.stderr
