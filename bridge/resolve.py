@@ -164,10 +164,31 @@ class Resolver:
         if step == "fail":
             raise NotFoundError(
                 not_found(
-                    self.ctx.settings, d, decision, max_age_days=self.ctx.catalog.max_age_for(d)
+                    self.ctx.settings,
+                    d,
+                    decision,
+                    max_age_days=self.ctx.catalog.max_age_for(d),
+                    built_before=decision.state == "missing" and self._has_manifest(d, decision),
                 )
             )
         return self._result(decision, d, parent, commit)
+
+    def _has_manifest(self, d: Definition, decision: plan.Decision) -> bool:
+        """Whether S3 holds a manifest for this fingerprint: it was built once (an image missing
+        now was deregistered since). False when unknown."""
+        settings = self.ctx.settings
+        if not settings.manifest_bucket:
+            return False
+        try:
+            return manifests.exists(
+                self.ctx.clients.s3(settings.region),
+                settings.manifest_bucket,
+                settings.manifest_prefix,
+                d.name,
+                decision.fingerprint,
+            )
+        except (AwsError, ManifestError):
+            return False
 
     def _restore_manifest(
         self, decision: plan.Decision, d: Definition, parent: ResolvedAmi | None

@@ -117,7 +117,12 @@ def outcome(
 
 
 def not_found(
-    settings: Settings, d: Definition, decision: plan.Decision, *, max_age_days: float | None
+    settings: Settings,
+    d: Definition,
+    decision: plan.Decision,
+    *,
+    max_age_days: float | None,
+    built_before: bool = False,
 ) -> str:
     """Why `d` has no usable image, and how to get one."""
     owners = ",".join(settings.owners)
@@ -143,17 +148,30 @@ def not_found(
             "they are outdated"
         )
     else:
-        why = "no image carries that fingerprint"
+        why = "no image carries that fingerprint" + (
+            " (it was built, its manifest says, and has been deregistered since)"
+            if built_before
+            else " (it has not been built yet: a new commit, or changed inputs)"
+        )
         if any(o != "self" for o in settings.owners) and not settings.manifest_bucket:
             why += (
                 " (another account's images are found through its manifests: EC2 never "
                 "shows their tags to other accounts; set the builder's manifest bucket)"
             )
+    if built_before:
+        terraform = (
+            'in the ami_chain and ami_catalog modules with build_phase = "apply", an image '
+            "deregistered since its build is built again by "
+            f"`terraform apply -replace='<module>.null_resource.build[\"{d.name}\"]'`"
+        )
+    else:
+        terraform = (
+            'in the ami_chain and ami_catalog modules with build_phase = "apply", a plain '
+            "`terraform apply` builds it (a -refresh-only apply never builds)"
+        )
     return (
         f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
         f"{', '.join(decision.regions)}, owners {owners}, tag {settings.tag_key}: {why}. "
         f"Build it with `ami-bridge build {d.name} --repo {settings.repo_root}` or "
-        "resolve with on_missing=build (in the ami_chain and ami_catalog modules with "
-        'build_phase = "apply", an image deregistered since its build is built again by '
-        f"`terraform apply -replace='<module>.null_resource.build[\"{d.name}\"]'`)."
+        f"resolve with on_missing=build ({terraform})."
     )

@@ -444,3 +444,21 @@ def test_pkr_var_in_the_environment_never_reaches_packer(sandbox_env, repo, pack
     images = {i["ImageId"]: i for i in own_images()}
     assert images[result["ami_id"]]["Name"] == f"tools-plain-{result['fingerprint']}"
     assert "PKR_VAR_flavor" in proc.stderr
+
+
+def test_the_not_found_message_says_whether_the_image_was_ever_built(sandbox_env, repo, packer):
+    """A commit not built yet asks for a build (a -refresh-only apply never builds); only an
+    image built and then deregistered is pointed at `terraform apply -replace`."""
+    data = repo.catalog()
+    data["manifest"] = {"bucket": BUCKET, "prefix": "images"}
+    repo.set_catalog(data)
+    repo.commit("manifests")
+    query = {"definition": "base", "repo": str(repo.path), "on_missing": "fail"}
+    never = external(sandbox_env, query)
+    assert never.code == 3
+    assert "has not been built yet" in never.stderr and "-replace" not in never.stderr
+    built = resolve(sandbox_env, repo, "base")
+    boto3.client("ec2", region_name="us-east-1").deregister_image(ImageId=built["ami_id"])
+    gone = external(sandbox_env, query)
+    assert gone.code == 3
+    assert "deregistered since" in gone.stderr and "-replace=" in gone.stderr
