@@ -63,6 +63,8 @@ class Definition:
     only: str | None = None
     # Packer variable files, in the order they are passed (-var-file), before `variables`.
     var_files: tuple[str, ...] = ()
+    # Environment variables its template may read; their values are part of its fingerprint.
+    env: tuple[str, ...] = ()
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
@@ -236,6 +238,7 @@ def load_catalog(
             spec,
             track_source=data.get("track_source", True),
             var_files=data.get("var_files", []),
+            env=data.get("env", []),
             entry=entry_of(data, name),
         )
 
@@ -324,6 +327,7 @@ def _definition(
     *,
     track_source: bool,
     var_files: Sequence[str],
+    env: Sequence[str] = (),
     entry: str,
 ) -> Definition:
     template = normalize(spec["template"])
@@ -420,6 +424,7 @@ def _definition(
         track_source=spec.get("track_source", track_source),
         only=only,
         var_files=tuple(normalize(item) for item in var_files),
+        env=tuple(spec.get("env", env)),
         entry=entry,
     )
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,8 +66,10 @@ from bridge.git import (
 )
 from bridge.sources import SourceFilter, SourcePick
 from bridge.templates import (
+    CREDENTIALS,
     Reads,
     declared_variables,
+    env_reads,
     other_templates,
     source_filters,
     template_reads,
@@ -124,6 +126,7 @@ def fingerprint_all(
     allow_dirty: bool = False,
     catalog_path: str | None = None,
     pick_sources: SourcePicker | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Snapshot:
     """Fingerprint `definitions` (parents before children) at `commit` (default HEAD).
 
@@ -206,10 +209,34 @@ def fingerprint_all(
                 )
             if filters and pick_sources is not None:
                 picks = pick_sources(d, filters)
+        _check_environment(root, d, commit_obj.hexsha)
+        values = {name: (environment or {}).get(name, "") for name in d.env}
         result[d.name] = _fingerprint(
-            root, d, inputs[d.name], parent_fp, picks, builds=reads[d.name].builds
+            root, d, inputs[d.name], parent_fp, picks, builds=reads[d.name].builds, env=values
         )
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
+
+
+def _check_environment(root: TreeIndex, d: Definition, commit: str) -> None:
+    """A template may read from the environment only what the catalog's `env` lists (whose
+    values are in the fingerprint), and the builder's credentials."""
+    read = env_reads(root, d, commit) - CREDENTIALS
+    if "*" in read:
+        raise FingerprintError(
+            f"The template {d.template} of definition {d.name!r} reads an environment variable "
+            "whose name it computes, so the bridge cannot tell which value builds the image. "
+            'Name it literally (env("X"), {{env `X`}}) and list it in the catalog\'s `env`.'
+        )
+    unlisted = sorted(read - set(d.env))
+    if unlisted:
+        raise FingerprintError(
+            f"The template {d.template} of definition {d.name!r} reads the environment variable"
+            f"{'s' if len(unlisted) > 1 else ''} {', '.join(unlisted)}, which the fingerprint "
+            "does not know: whichever environment builds first would define the image for "
+            f"everyone. List {'them' if len(unlisted) > 1 else 'it'} in the catalog's `env` "
+            "(the values at resolve time become part of the identity), or pass the value as a "
+            "Packer variable in `variables`."
+        )
 
 
 def _followed(root: TreeIndex, path: str) -> str:
@@ -272,6 +299,8 @@ def encode(
     entries: Iterable[InputEntry],
     parent_fingerprint: str | None,
     sources: Iterable[SourcePick] = (),
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> bytes:
     """The canonical encoding hashed into a composite fingerprint (ENCODING_VERSION)."""
     lines = [ENCODING_VERSION, f"template {json.dumps(definition.template)}"]
@@ -287,6 +316,8 @@ def encode(
         lines.append(f"var_file {json.dumps(path)}")
     for name, value in sorted(definition.variables.items()):
         lines.append(f"variable {json.dumps(name)} {canonical_value(value)}")
+    for name in sorted(definition.env):
+        lines.append(f"env {json.dumps(name)} {json.dumps((env or {}).get(name, ''))}")
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
@@ -298,6 +329,7 @@ def _fingerprint(
     sources: Sequence[SourcePick] = (),
     *,
     builds: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = (
@@ -306,6 +338,7 @@ def _fingerprint(
         and not d.variables
         and d.only is None
         and not d.var_files
+        and not d.env
         and list(paths) == [d.directory]
         and not other_templates(root, d)
     )
@@ -313,7 +346,7 @@ def _fingerprint(
         value = entries[0].sha
     else:
         value = hashlib.sha1(
-            encode(d, entries, parent_fp, sources), usedforsecurity=False
+            encode(d, entries, parent_fp, sources, env=env or {}), usedforsecurity=False
         ).hexdigest()
     return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds)
 

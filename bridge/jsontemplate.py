@@ -143,6 +143,29 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+def env_names(text: str) -> set[str]:
+    """The environment variables a template string reads (`{{env `X`}}`), "*" for one whose
+    name is not a literal; a string that is no valid template reads none (Packer refuses it)."""
+    try:
+        pieces = _actions(text)
+    except Unknowable:
+        return set()
+    names: set[str] = set()
+
+    def commands(pipeline: list[list[Any]]) -> None:
+        for command in pipeline:
+            if command and command[0] == _Name("env"):
+                names.add(command[1] if len(command) == 2 and isinstance(command[1], str) else "*")
+            for operand in command:
+                if isinstance(operand, list):
+                    commands(operand)
+
+    for piece in pieces:
+        if isinstance(piece, _Action):
+            commands(piece.pipeline)
+    return names
+
+
 @dataclass(frozen=True)
 class _Name:
     """A function name in an action."""

@@ -14,8 +14,9 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal, get_args
 
 from bridge.catalog import Catalog
@@ -234,6 +235,9 @@ class Settings:
     # Seed-style Packer manifests (manifest-<definition>.json) from builds in the same workflow.
     packer_manifest_dir: Path | None = None
     packer: str = DEFAULT_PACKER
+    # The values of the environment variables the catalog's definitions list in `env` (part of
+    # their fingerprints).
+    environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def log_dir(self) -> Path:
@@ -289,4 +293,7 @@ class Settings:
             lease_ttl=catalog.lease_ttl if catalog.lease_ttl is not None else DEFAULT_LEASE_TTL,
             packer_manifest_dir=Path(manifests) if manifests else None,
             packer=env.get("AMI_BRIDGE_PACKER") or DEFAULT_PACKER,
+            environment=MappingProxyType(
+                {name: env.get(name, "") for d in catalog.all() for name in d.env}
+            ),
         )

@@ -157,6 +157,7 @@ class Surveyor:
             allow_dirty=settings.allow_dirty,
             catalog_path=self.ctx.catalog.path,
             pick_sources=self._pick_sources,
+            environment=settings.environment,
         )
         pinned = {name for name, fp in snapshot.fingerprints.items() if fp.sources}
         if not pinned <= self._pinned:

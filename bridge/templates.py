@@ -43,7 +43,7 @@ from bridge.evaluate import (
     unknown,
 )
 from bridge.git import TREE_MODE, TreeIndex
-from bridge.jsontemplate import JsonScope, json_defaults
+from bridge.jsontemplate import JsonScope, env_names, json_defaults
 from bridge.packer import Plugin
 from bridge.sources import SourceFilter, filter_from
 
@@ -130,6 +130,59 @@ def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     return found
 
 
+# Environment variables a template may read without listing them in the catalog's `env`: the
+# builder's credentials, which choose who builds, not what is built.
+CREDENTIALS = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+    }
+)
+
+
+def env_reads(root: TreeIndex, d: Definition, commit: str) -> set[str]:
+    """The environment variables `d`'s template reads: `{{env `X`}}` in any string of a JSON
+    template, `env("X")` anywhere in its HCL2 files; "*" for a name that is not a literal."""
+    if d.template_format == "json":
+        names: set[str] = set()
+        pending: list[Any] = [_json_template(root, d, commit)]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, str):
+                names |= env_names(value)
+            elif isinstance(value, dict):
+                pending += [*value.keys(), *value.values()]
+            elif isinstance(value, list):
+                pending += value
+        return names
+    found: set[str] = set()
+    for doc in _hcl2_documents(root, d, commit):
+        for node in hcl.walk(doc.tree):
+            if node.data != "function_call" or hcl.name_of(node.children[0]) != "env":
+                continue
+            first = _first_argument(node)
+            found.add(_literal_name(doc.source(first)) if first is not None else "*")
+    return found
+
+
+def _first_argument(call: hcl.Node) -> hcl.Node | None:
+    """The first argument of a function call node, or None when it has none."""
+    args = [c for c in call.children if isinstance(c, Tree) and c.data == "arguments"]
+    return next((a for a in args[0].children if isinstance(a, Tree)), None) if args else None
+
+
+def _literal_name(source: str) -> str:
+    """The variable name a literal string argument spells, or "*" for any other expression."""
+    try:
+        value = json.loads(source)
+    except ValueError:
+        return "*"
+    return value if isinstance(value, str) and "${" not in value and value else "*"
+
+
 # HCL2 functions that read a file (their first argument, relative to where Packer runs: the
 # repository root), and fileset, which lists a directory (its first argument).
 _FILE_FUNCTIONS = frozenset(
@@ -158,8 +211,7 @@ def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     found = []
     for doc, node in calls:
         function = hcl.name_of(node.children[0])
-        args = [c for c in node.children if isinstance(c, Tree) and c.data == "arguments"]
-        first = next((a for a in args[0].children if isinstance(a, Tree)), None) if args else None
+        first = _first_argument(node)
         if first is None:
             continue
         where = f"`{function}(...)` in {doc.path}"

@@ -386,3 +386,69 @@ def test_a_catalog_that_is_a_symlink_in_the_repository_is_read_through_it(repo):
     assert set(found) == {"base", "snowflake"}
     proc = run_bridge(["inputs", "snowflake", "--repo", str(repo.path), "--json"], {})
     assert proc.code == 0, proc.stderr
+
+
+def _reads_env(repo, text: str) -> None:
+    rewrite_template(
+        repo,
+        "base/base.json",
+        lambda t: t["provisioners"].append({"type": "shell-local", "inline": [text]}),
+    )
+    repo.commit("a provisioner that reads the environment")
+
+
+def test_a_template_reading_an_unlisted_environment_variable_is_refused(repo):
+    _reads_env(repo, "echo {{env `FLAVOR`}}")
+    with pytest.raises(FingerprintError, match=r"environment variable FLAVOR.*catalog's `env`"):
+        fingerprints(repo, ["base"])
+    proc = run_bridge(["check", "--repo", str(repo.path)], {})
+    assert proc.code == 1 and "FLAVOR" in proc.stderr
+
+
+def test_a_listed_environment_variable_is_part_of_the_fingerprint(repo):
+    _reads_env(repo, "echo {{ env `FLAVOR` | upper }}")
+    data = repo.catalog()
+    data["definitions"]["base"]["env"] = ["FLAVOR"]
+    repo.set_catalog(data)
+    repo.commit("FLAVOR is identity")
+    one, _ = fingerprints(repo, ["base"], environment={"FLAVOR": "a"})
+    two, _ = fingerprints(repo, ["base"], environment={"FLAVOR": "b"})
+    again, _ = fingerprints(repo, ["base"], environment={"FLAVOR": "a"})
+    assert one["base"] != two["base"] and one == again
+
+
+def test_credentials_may_be_read_without_listing(repo):
+    _reads_env(repo, "echo {{env `AWS_ACCESS_KEY_ID`}}")
+    found, _ = fingerprints(repo, ["base"])
+    assert found["base"]
+
+
+HCL_ENV = """
+variable "flavor" {
+  default = env("FLAVOR")
+}
+source "null" "x" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.x"]
+}
+"""
+
+
+def test_hcl2_env_is_read_through_the_parser(repo):
+    repo.write("tools/tools.pkr.hcl", HCL_ENV)
+    data = repo.catalog()
+    data["definitions"]["tools"] = {"template": "tools/tools.pkr.hcl"}
+    repo.set_catalog(data)
+    repo.commit("tools reads FLAVOR")
+    with pytest.raises(FingerprintError, match="environment variable FLAVOR"):
+        fingerprints(repo, ["tools"])
+    data["definitions"]["tools"]["env"] = ["FLAVOR"]
+    repo.set_catalog(data)
+    repo.commit("listed")
+    assert fingerprints(repo, ["tools"], environment={"FLAVOR": "x"})[0]["tools"]
+    repo.write("tools/tools.pkr.hcl", HCL_ENV.replace('env("FLAVOR")', "env(var.other)"))
+    repo.commit("a computed name")
+    with pytest.raises(FingerprintError, match="whose name it computes"):
+        fingerprints(repo, ["tools"], environment={"FLAVOR": "x"})

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         catalog.all(),
         allow_dirty=True,
         catalog_path=catalog.path,
+        environment=env,
         pick_sources=lambda d, filters: [SourcePick(f, "-", "", "") for f in filters],
     )
     rows = [("DEFINITION", "TEMPLATE", "INPUTS", "UPSTREAM")]

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         commit=args.commit,
         allow_dirty=args.allow_dirty,
         catalog_path=catalog.path,
+        environment=env,
         pick_sources=lambda _, filters: [SourcePick(f, _UNCHOSEN, "", "") for f in filters],
     )
     fp = snapshot.fingerprints[d.name]
