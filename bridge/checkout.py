@@ -46,7 +46,9 @@ def exported(
             tree_sha = git.Commit(repo, binsha).tree.hexsha if is_commit(repo, commit) else commit
             # A root tree with its path set, so its entries know theirs.
             tree = git.Tree(repo, bytes.fromhex(tree_sha), TREE_MODE, "")
-            _write_tree(tree, dest, _Submodules(repo, inputs))
+            submodules = _Submodules(repo, inputs)
+            _write_tree(tree, dest, submodules)
+            _check_filters(repo, submodules.written)
         except OSError as exc:
             raise BuildError(
                 f"Cannot export commit {commit[:12]} to {directory} for the build: "
@@ -65,6 +67,44 @@ def exported(
         shutil.rmtree(dest, ignore_errors=True)
 
 
+# Checkout filters the bridge knows what to do about: none, and LFS (its pointers are refused
+# by content, above).
+_NO_FILTER = frozenset({"unspecified", "unset", "set", "lfs"})
+
+
+def _check_filters(repo: git.Repo, paths: Sequence[str]) -> None:
+    """Refuse inputs that a git checkout filter (a `filter=` attribute: git-crypt and the like)
+    transforms: the build gets the committed bytes, not what the working tree shows. One
+    `git check-attr` for all of them."""
+    if not paths:
+        return
+    import tempfile
+
+    with tempfile.TemporaryFile() as listing:
+        listing.write("\0".join(paths).encode())
+        listing.seek(0)
+        try:
+            out = repo.git.check_attr("filter", "--cached", "-z", "--stdin", istream=listing)
+        except git.GitCommandError:
+            return  # git cannot read attributes here: nothing it cannot name is refused
+    fields = out.split("\0")
+    filtered = sorted(
+        {
+            f"{fields[i]} (filter={fields[i + 2]})"
+            for i in range(0, len(fields) - 2, 3)
+            if fields[i + 2] not in _NO_FILTER
+        }
+    )
+    if filtered:
+        raise BuildError(
+            f"Inputs of the build pass through a git checkout filter: {', '.join(filtered[:5])}"
+            f"{' ...' if len(filtered) > 5 else ''}. Builds use the committed bytes (for "
+            "git-crypt, the encrypted ones), not the working tree's, so Packer would read "
+            "something else than the repository shows. Keep these files unfiltered, or decrypt "
+            "them in a provisioner."
+        )
+
+
 class _Submodules:
     """Finds the content of submodules (gitlinks) in their checkouts."""
 
@@ -72,6 +112,7 @@ class _Submodules:
         self.repo = repo
         self.inputs = inputs
         self.prefix = prefix  # the path of `repo` in the top repository
+        self.written = []
 
     def tree(self, rel: str, commit: str) -> tuple[git.Tree, _Submodules] | None:
         """The tree of the submodule at `rel` (in this repo) at `commit`, or None when absent."""
@@ -98,6 +139,9 @@ class _Submodules:
             log.debug("submodule %s is not checked out; nothing of the build reads it", top_rel)
             return None
         return tree, _Submodules(sub, self.inputs, top_rel + "/")
+
+    # The input files of the top repository written so far (repository-relative).
+    written: list[str]
 
     def needed(self, path: str) -> bool:
         """Whether `path` (repository-relative) is, or is inside, an input of the build."""
@@ -134,5 +178,7 @@ def _write_tree(tree: git.Tree, target: Path, submodules: _Submodules, rel: str 
                     "(not LFS), or fetch it in a provisioner."
                 )
             path.write_bytes(data)
+            if not submodules.prefix and submodules.needed(rel + name):
+                submodules.written.append(rel + name)
             if item.mode == EXECUTABLE_MODE:
                 path.chmod(0o755)

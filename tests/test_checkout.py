@@ -71,3 +71,16 @@ def test_a_git_lfs_pointer_among_the_inputs_is_refused(repo, tmp_path):
     with exported(git.Repo(repo.path), commit, tmp_path / "trees", inputs=["snowflake"]) as tree:
         assert (tree / "docs" / "diagram.png").read_text() == pointer
     assert list((tmp_path / "trees").iterdir()) == []
+
+
+def test_an_input_behind_a_checkout_filter_is_refused(repo, tmp_path):
+    """git-crypt and the like: the build would get the stored (encrypted) bytes."""
+    repo.write(".gitattributes", "base/tasks/*.sh filter=git-crypt diff=git-crypt\n")
+    commit = repo.commit("encrypted scripts")
+    with pytest.raises(BuildError, match=r"base/tasks/cleanup.sh \(filter=git-crypt\)"):
+        with exported(git.Repo(repo.path), commit, tmp_path / "trees", inputs=["base"]):
+            pass
+    # Not an input of this build: exported as it is.
+    with exported(git.Repo(repo.path), commit, tmp_path / "trees", inputs=["snowflake"]):
+        pass
+    assert list((tmp_path / "trees").iterdir()) == []
