@@ -48,7 +48,7 @@ def exported(
             tree = git.Tree(repo, bytes.fromhex(tree_sha), TREE_MODE, "")
             submodules = _Submodules(repo, inputs)
             _write_tree(tree, dest, submodules)
-            _check_filters(repo, submodules.written)
+            check_filters(repo, submodules.written)
         except OSError as exc:
             raise BuildError(
                 f"Cannot export commit {commit[:12]} to {directory} for the build: "
@@ -72,7 +72,7 @@ def exported(
 _NO_FILTER = frozenset({"unspecified", "unset", "set", "lfs"})
 
 
-def _check_filters(repo: git.Repo, paths: Sequence[str]) -> None:
+def check_filters(repo: git.Repo, paths: Sequence[str]) -> None:
     """Refuse inputs that a git checkout filter (a `filter=` attribute: git-crypt and the like)
     transforms: the build gets the committed bytes, not what the working tree shows. One
     `git check-attr` for all of them."""

@@ -74,3 +74,12 @@ def test_a_filter_behind_an_empty_source_ami_is_upstream_not_fixed(repo, tmp_pat
     proc = check(repo, env)
     assert proc.code == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split() == ["base", "base/base.json", "1", "fixed"]
+
+
+def test_check_reports_an_input_behind_a_checkout_filter(repo, sandbox_env):
+    repo.write(".gitattributes", "base/tasks/*.sh filter=git-crypt diff=git-crypt\n")
+    repo.commit("encrypted scripts")
+    proc = check(repo, sandbox_env)
+    assert proc.code == 1
+    assert "base/tasks/cleanup.sh (filter=git-crypt)" in proc.stderr
+    assert "Traceback" not in proc.stderr

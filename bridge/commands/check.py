@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from bridge import render
+from bridge.checkout import check_filters
 from bridge.errors import EXIT_OK
-from bridge.fingerprint import fingerprint_all
+from bridge.fingerprint import InputEntry, fingerprint_all
+from bridge.git import GITLINK_MODE, TREE_MODE, TreeIndex
 from bridge.sources import SourcePick
 from bridge.workspace import open_catalog, options
 
@@ -26,6 +28,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         environment=env,
         pick_sources=lambda d, filters: [SourcePick(f, "-", "", "") for f in filters],
     )
+    # What a build would refuse when it exports its tree: inputs behind a checkout filter.
+    files = TreeIndex(repo, snapshot.tree)
+    check_filters(
+        repo,
+        sorted({f for fp in snapshot.fingerprints.values() for f in _files(files, fp.inputs)}),
+    )
     rows = [("DEFINITION", "TEMPLATE", "INPUTS", "UPSTREAM")]
     for d in catalog.all():
         fp = snapshot.fingerprints[d.name]
@@ -35,3 +43,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         rows.append((d.name, d.template, str(len(fp.inputs)), upstream))
     render.table(rows, sys.stdout)
     return EXIT_OK
+
+
+def _files(tree: TreeIndex, inputs: Iterable[InputEntry]) -> Iterator[str]:
+    """The files of `inputs` (a tree input's, at any depth; submodules are their own)."""
+    pending: list[tuple[str, str]] = [(e.path, e.kind) for e in inputs]
+    while pending:
+        path, kind = pending.pop()
+        if kind == "blob":
+            yield path
+        elif kind == "tree":
+            prefix = "" if path == "." else path + "/"
+            for name, (mode, _) in tree.listing(path).items():
+                if mode != GITLINK_MODE:  # a submodule's files are its own repository's
+                    pending.append((prefix + name, "tree" if mode == TREE_MODE else "blob"))
