@@ -54,6 +54,7 @@ import git
 
 from bridge.catalog import Definition, canonical_value, entry_of, normalize
 from bridge.errors import FingerprintError
+from bridge.filters import source_filters
 from bridge.git import (
     GITLINK_MODE,
     LINK_MODE,
@@ -71,7 +72,6 @@ from bridge.templates import (
     declared_variables,
     env_reads,
     other_templates,
-    source_filters,
     template_reads,
 )
 

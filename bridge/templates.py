@@ -4,11 +4,11 @@ A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files. It
 tree (git.TreeIndex), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
 and `${path.root}` expanded), the builds `packer build` runs and the one a definition's `only`
-selects (with the provisioners and post-processors that apply to it), the filters that choose a
-root's upstream image (sources.py; their values evaluated with the template's defaults, an HCL2
-directory's auto-loaded var files and the catalog's `variables` by evaluate.py), the plugins an
-HCL2 template requires (`packer init`), and whether a definition's directory holds other
-templates than its own.
+selects (with the provisioners and post-processors that apply to it), the files its functions
+read and the environment variables it reads, the variables it declares and where their values
+come from (the layers filters.py evaluates source filters with), the plugins an HCL2 template
+requires (`packer init`), and whether a definition's directory holds other templates than its
+own.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import json
 import logging
 import posixpath
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -39,13 +37,11 @@ from bridge.evaluate import (
     hcl_var_file,
     hcl_var_file_order,
     json_var_file,
-    to_string,
     unknown,
 )
 from bridge.git import TREE_MODE, TreeIndex
-from bridge.jsontemplate import JsonScope, env_names, json_defaults
+from bridge.jsontemplate import env_names
 from bridge.packer import Plugin
-from bridge.sources import SourceFilter, filter_from
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +144,7 @@ def env_reads(root: TreeIndex, d: Definition, commit: str) -> set[str]:
     template, `env("X")` anywhere in its HCL2 files; "*" for a name that is not a literal."""
     if d.template_format == "json":
         names: set[str] = set()
-        pending: list[Any] = [_json_template(root, d, commit)]
+        pending: list[Any] = [json_template(root, d, commit)]
         while pending:
             value = pending.pop()
             if isinstance(value, str):
@@ -159,7 +155,7 @@ def env_reads(root: TreeIndex, d: Definition, commit: str) -> set[str]:
                 pending += value
         return names
     found: set[str] = set()
-    for doc in _hcl2_documents(root, d, commit):
+    for doc in hcl2_documents(root, d, commit):
         for node in hcl.walk(doc.tree):
             if node.data != "function_call" or hcl.name_of(node.children[0]) != "env":
                 continue
@@ -197,7 +193,7 @@ def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     variables' defaults), their path arguments evaluated as Packer would. A path the bridge
     cannot know before the build is refused: the image would change with a file it cannot name.
     """
-    documents = _hcl2_documents(root, d, commit)
+    documents = hcl2_documents(root, d, commit)
     calls = [
         (doc, node)
         for doc in documents
@@ -207,7 +203,7 @@ def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     ]
     if not calls:
         return []
-    scope = HclScope(documents, _hcl2_layers(root, d, commit, documents), template_dir=d.directory)
+    scope = HclScope(documents, hcl2_layers(root, d, commit, documents), template_dir=d.directory)
     found = []
     for doc, node in calls:
         function = hcl.name_of(node.children[0])
@@ -428,7 +424,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
     files = _hcl2_files(root, d, commit)
     sources: dict[str, tuple[str, dict[str, Any]]] = {}
     for _, data in files:
-        for source in _dicts(data.get("source")):
+        for source in dicts(data.get("source")):
             for type_label, named in source.items():
                 kind = _hcl_string(type_label, d.directory)
                 for name, body in named.items() if isinstance(named, dict) else ():
@@ -436,7 +432,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
                     sources[label] = (kind, _hcl_block(body, d.directory))
     builds: list[_Build] = []
     steps: list[_Step] = []
-    blocks = [build for _, data in files for build in _dicts(data.get("build"))]
+    blocks = [build for _, data in files for build in dicts(data.get("build"))]
     for block, build in enumerate(blocks):
         name = _hcl_string(build.get("name"), d.directory)
         prefix = f"{name}." if isinstance(name, str) and name else ""
@@ -445,7 +441,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
             label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
             kind, body = sources.get(label, (label.partition(".")[0], {}))
             builds.append(_Build(prefix + label, label, block, kind, body))
-        for nested in _dicts(build.get("source")):
+        for nested in dicts(build.get("source")):
             for ref, body in nested.items():
                 label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
                 kind, base = sources.get(label, (label.partition(".")[0], {}))
@@ -456,12 +452,12 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
                 builds.append(_Build(prefix + label, label, block, kind, {**base, **override}))
         chained = [
             pp
-            for chain in _dicts(build.get("post-processors"))
-            for pp in _dicts(chain.get("post-processor"))
+            for chain in dicts(build.get("post-processors"))
+            for pp in dicts(chain.get("post-processor"))
         ]
         items: list[tuple[Literal["provisioner", "post-processor"], dict[str, Any]]] = [
-            *(("provisioner", p) for p in _dicts(build.get("provisioner"))),
-            *(("post-processor", p) for p in _dicts(build.get("post-processor"))),
+            *(("provisioner", p) for p in dicts(build.get("provisioner"))),
+            *(("post-processor", p) for p in dicts(build.get("post-processor"))),
             *(("post-processor", p) for p in chained),
         ]
         for key, item in items:
@@ -477,7 +473,7 @@ Blocks = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 
 def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     """Builders, provisioners and post-processors of a JSON template."""
-    template = _json_template(root, d, commit)
+    template = json_template(root, d, commit)
     if not isinstance(template, dict):
         return [], [], []
     return (
@@ -487,9 +483,9 @@ def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     )
 
 
-def _json_template(root: TreeIndex, d: Definition, commit: str) -> Any:
+def json_template(root: TreeIndex, d: Definition, commit: str) -> Any:
     if d.template not in root.parsed:
-        data = _template_text(root, d.template, d, commit)
+        data = template_text(root, d.template, d, commit)
         try:
             root.parsed[d.template] = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -505,9 +501,9 @@ def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, 
     import hcl2
 
     parsed = []
-    for path in _hcl2_paths(root, d):
+    for path in hcl2_paths(root, d):
         if path not in root.parsed:
-            text = _template_text(root, path, d, commit)
+            text = template_text(root, path, d, commit)
             try:
                 root.parsed[path] = hcl2.loads(text.decode("utf-8"))
             except Exception as exc:  # the parser raises its own lark errors
@@ -524,19 +520,19 @@ def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:
     `variables`; the `variable` blocks of its HCL2 files (labels quoted or not), and in a
     template directory the `variable` objects of its `*.pkr.json` files too."""
     if d.template_format == "json":
-        template = _json_template(root, d, commit)
+        template = json_template(root, d, commit)
         declared = template.get("variables") if isinstance(template, dict) else None
         return set(declared) if isinstance(declared, dict) else set()
     names: set[str] = set()
     for _, data in _hcl2_files(root, d, commit):
-        for block in _dicts(data.get("variable")):
+        for block in dicts(data.get("variable")):
             names.update(str(_hcl_string(n, d.directory)) for n in block if n != "__is_block__")
     if not d.template.endswith(".pkr.hcl"):
         prefix = "" if d.directory == "." else d.directory + "/"
         for name in sorted(root.listing(d.directory)):
             if not name.endswith(".pkr.json"):
                 continue
-            text = _template_text(root, prefix + name, d, commit)
+            text = template_text(root, prefix + name, d, commit)
             try:
                 data = json.loads(text)
             except ValueError:
@@ -550,62 +546,12 @@ def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:
     return names
 
 
-def _hcl2_paths(root: TreeIndex, d: Definition) -> list[str]:
+def hcl2_paths(root: TreeIndex, d: Definition) -> list[str]:
     """A template's HCL2 files: the file, or every *.pkr.hcl of its directory."""
     if d.template.endswith(".pkr.hcl"):
         return [d.template]
     prefix = "" if d.directory == "." else d.directory + "/"
     return [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
-
-
-def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
-    """The filters that choose `d`'s upstream image (sources.py): the catalog's `source`, and
-    the template's amazon builders' `source_ami_filter` and `data "amazon-ami"` blocks, their
-    values evaluated as Packer would (evaluate.py). A builder whose `source_ami` has a value is
-    built on that image; its filter only checks it."""
-    found = [] if d.source is None else [d.source]
-    if d.template_format == "json":
-        return found + _json_filters(root, d, commit)
-    return found + _hcl2_filters(root, d, commit)
-
-
-def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
-    template = _json_template(root, d, commit)
-    builders = template.get("builders") if isinstance(template, dict) else None
-    declared = template.get("variables") if isinstance(template, dict) else None
-    variables = declared if isinstance(declared, dict) else {}
-    scope = JsonScope(
-        list(variables),
-        [
-            json_defaults(d.template, variables),
-            *(_var_file(root, d, commit, path) for path in d.var_files),
-            arguments(d.variables, "the catalog's `variables`"),
-            _bridge_values(d),
-        ],
-    )
-    found = []
-    for index, builder in enumerate(builders if isinstance(builders, list) else []):
-        if not isinstance(builder, dict) or "source_ami_filter" not in builder:
-            continue
-        if not str(builder.get("type", "")).startswith("amazon-"):
-            continue
-        where = f"Builder {index} of {d.template} (definition {d.name!r})"
-        source_ami = builder.get("source_ami")
-        with _knowable(where, "source_ami"):
-            if source_ami and (not isinstance(source_ami, str) or scope.render(source_ami)):
-                continue
-        spec = builder["source_ami_filter"]
-        found.append(
-            filter_from(
-                where,
-                _json_spec(scope, spec, where) if isinstance(spec, dict) else {},
-                origin=f"builder {index}",
-                kind="json-builder",
-                file=d.template,
-                index=index,
-            )
-        )
-    return found
 
 
 def required_plugins(root: TreeIndex, d: Definition, commit: str) -> dict[str, Plugin]:
@@ -615,8 +561,8 @@ def required_plugins(root: TreeIndex, d: Definition, commit: str) -> dict[str, P
         return {}
     found: dict[str, Plugin] = {}
     for _, data in _hcl2_files(root, d, commit):
-        for packer in _dicts(data.get("packer")):
-            for block in _dicts(packer.get("required_plugins")):
+        for packer in dicts(data.get("packer")):
+            for block in dicts(packer.get("required_plugins")):
                 for name, spec in block.items():
                     if name == "__is_block__" or not isinstance(spec, dict):
                         continue
@@ -627,117 +573,7 @@ def required_plugins(root: TreeIndex, d: Definition, commit: str) -> dict[str, P
     return found
 
 
-def _json_spec(scope: JsonScope, spec: dict[str, Any], where: str) -> dict[str, Any]:
-    """A JSON builder's filter with its strings rendered (values of other types kept)."""
-
-    def render(value: Any, field: str) -> Any:
-        if not isinstance(value, str):
-            return value
-        with _knowable(where, field):
-            return scope.render(value)
-
-    filters, owners = spec.get("filters"), spec.get("owners")
-    most_recent = render(spec.get("most_recent", False), "most_recent")
-    return {
-        "filters": {render(k, "filters"): render(v, f"filters.{k}") for k, v in filters.items()}
-        if isinstance(filters, dict)
-        else filters,
-        "owners": [render(o, f"owners[{i}]") for i, o in enumerate(owners)]
-        if isinstance(owners, list)
-        else owners,
-        # Packer decodes a string as Go's strconv.ParseBool does (and "" as false).
-        "most_recent": most_recent in ("1", "t", "T", "true", "TRUE", "True")
-        if isinstance(most_recent, str)
-        else most_recent,
-    }
-
-
-def _hcl2_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
-    documents = _hcl2_documents(root, d, commit)
-    layers: list[Layer] = []
-
-    def scope(data: Callable[[list[str]], object] | None = None) -> HclScope:
-        if not layers:  # read the var files only for a template that has a filter
-            layers.extend(_hcl2_layers(root, d, commit, documents))
-        return HclScope(documents, layers, template_dir=d.directory, data=data)
-
-    found = []
-    for doc in documents:
-        for kind, prefix in (("hcl2-source", "source"), ("hcl2-data", "data")):
-            for block in hcl.blocks(doc.body, prefix):
-                labels = hcl.block_labels(block)
-                wanted = (
-                    labels[:1] == ["amazon-ami"]
-                    if prefix == "data"
-                    else (labels[:1] != [] and labels[0].startswith("amazon-"))
-                )
-                if len(labels) != 2 or not wanted:
-                    continue
-                origin = f"{prefix}.{labels[0]}.{labels[1]}"
-                where = f"{origin} in {doc.path} (definition {d.name!r})"
-                body = hcl.block_body(block)
-                if prefix == "source":
-                    # For `source_ami`: a `data "amazon-ami"` ID has a value (or Packer fails).
-                    spec = _hcl2_source_filter(doc, body, where, lambda: scope(_ami_id))
-                    if spec is None:
-                        continue
-                    body = spec
-                found.append(
-                    filter_from(
-                        where,
-                        _hcl_spec(scope(), doc, body, where),
-                        origin=origin,
-                        kind=kind,  # type: ignore[arg-type]
-                        file=doc.path,
-                    )
-                )
-    return found
-
-
-def _hcl2_source_filter(
-    doc: hcl.Document, body: hcl.Node, where: str, scope: Callable[[], HclScope]
-) -> hcl.Node | None:
-    """The `source_ami_filter` block of an amazon source that Packer chooses its image with:
-    None without one, or when `source_ami` has a value (a `data "amazon-ami"` ID has one)."""
-    specs = list(hcl.blocks(body, "source_ami_filter"))
-    source_ami = hcl.attributes(body).get("source_ami")
-    if not specs:
-        return None
-    if source_ami is not None:
-        with _knowable(where, "source_ami"):
-            value = scope().evaluate(doc, hcl.value_of(source_ami))
-            if value is not None and to_string(value, "source_ami"):
-                return None
-    return hcl.block_body(specs[0])
-
-
-def _hcl_spec(scope: HclScope, doc: hcl.Document, body: hcl.Node, where: str) -> dict[str, Any]:
-    """A filter block's `filters`, `owners` and `most_recent`, evaluated (Packer's types:
-    strings in a map and a list, and a bool)."""
-    spec: dict[str, Any] = {}
-    for field, attribute in hcl.attributes(body).items():
-        if field not in ("filters", "owners", "most_recent"):
-            continue
-        with _knowable(where, field):
-            value = scope.evaluate(doc, hcl.value_of(attribute))
-            if field == "filters" and isinstance(value, dict):
-                value = {k: to_string(v, f"filters.{k}") for k, v in value.items()}
-            elif field == "owners" and isinstance(value, list):
-                value = [to_string(v, f"owners[{i}]") for i, v in enumerate(value)]
-            elif field == "most_recent" and value in ("true", "false"):
-                value = value == "true"
-        spec[field] = value
-    return spec
-
-
-def _ami_id(names: list[str]) -> object:
-    """A stand-in for a `data "amazon-ami"` block's ID (any other data source is unknowable)."""
-    if names[1] == "amazon-ami" and names[3:] == ["id"]:
-        return ".".join(names)
-    raise Unknowable(".".join(names), "data source")
-
-
-def _hcl2_layers(
+def hcl2_layers(
     root: TreeIndex, d: Definition, commit: str, documents: list[hcl.Document]
 ) -> list[Layer]:
     """Where the values of an HCL2 template's variables come from, lowest precedence first:
@@ -754,15 +590,15 @@ def _hcl2_layers(
         )
     # The catalog's var files are `given` (-var-file), in their order.
     for path in hcl_var_file_order(loaded, given=d.var_files):
-        layers.append(_var_file(root, d, commit, path))
+        layers.append(var_file(root, d, commit, path))
     layers.append(arguments(d.variables, "the catalog's `variables`"))
-    layers.append(_bridge_values(d))
+    layers.append(bridge_values(d))
     return layers
 
 
-def _var_file(root: TreeIndex, d: Definition, commit: str, path: str) -> Layer:
+def var_file(root: TreeIndex, d: Definition, commit: str, path: str) -> Layer:
     """The variable values of one var file (HCL, or JSON by its name)."""
-    text = _template_text(root, path, d, commit).decode("utf-8", errors="replace")
+    text = template_text(root, path, d, commit).decode("utf-8", errors="replace")
     try:
         return (
             json_var_file(path, json.loads(text))
@@ -776,7 +612,7 @@ def _var_file(root: TreeIndex, d: Definition, commit: str, path: str) -> Layer:
         ) from None
 
 
-def _bridge_values(d: Definition) -> Layer:
+def bridge_values(d: Definition) -> Layer:
     """The variables the bridge passes to a root's build (build.packer_variables), whose values
     a filter cannot know: they are the build's."""
     values = {
@@ -789,32 +625,13 @@ def _bridge_values(d: Definition) -> Layer:
     return unknown(values)
 
 
-@contextmanager
-def _knowable(where: str, field: str) -> Iterator[None]:
-    """Unknowable values of a filter's `field` as a FingerprintError that says why and what
-    to do."""
-    try:
-        yield
-    except Unknowable as exc:
-        raise FingerprintError(
-            f"{where} chooses its upstream image with `{field}{exc.path}` depending on "
-            f"{exc.reason}, so the bridge cannot know before the build which image Packer "
-            f"would build on. {exc.fix}"
-        ) from None
-    except hcl.HclSyntaxError as exc:
-        raise FingerprintError(
-            f"{where}: a value of `{field}` cannot be parsed ({exc}). Check the template with "
-            "`packer validate`."
-        ) from None
-
-
-def _hcl2_documents(root: TreeIndex, d: Definition, commit: str) -> list[hcl.Document]:
+def hcl2_documents(root: TreeIndex, d: Definition, commit: str) -> list[hcl.Document]:
     """The HCL2 files of a template with their syntax trees (hcl.py), each parsed once."""
     documents = []
-    for path in _hcl2_paths(root, d):
+    for path in hcl2_paths(root, d):
         key = path + "#syntax"  # beside python-hcl2's values of the same file
         if key not in root.parsed:
-            text = _template_text(root, path, d, commit).decode("utf-8")
+            text = template_text(root, path, d, commit).decode("utf-8")
             try:
                 root.parsed[key] = hcl.parse(path, text)
             except hcl.HclSyntaxError as exc:
@@ -834,12 +651,12 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     provisioners: list[dict[str, Any]] = []
     post_processors: list[dict[str, Any]] = []
     for path, data in _hcl2_files(root, d, commit):
-        for source in _dicts(data.get("source")):
-            for names in _dicts(list(source.values())):
+        for source in dicts(data.get("source")):
+            for names in dicts(list(source.values())):
                 builders += [_hcl_block(body, d.directory) for body in names.values()]
-        for build in _dicts(data.get("build")):
+        for build in dicts(data.get("build")):
             for key, into in (("provisioner", provisioners), ("post-processor", post_processors)):
-                for block in _dicts(build.get(key)):
+                for block in dicts(build.get(key)):
                     into += [
                         {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
                         for kind, body in block.items()
@@ -854,7 +671,7 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     return builders, provisioners, post_processors
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
+def dicts(value: Any) -> list[dict[str, Any]]:
     """The blocks in a python-hcl2 value (a list of dicts), ignoring other shapes."""
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
@@ -885,7 +702,7 @@ def _hcl_string(value: Any, template_dir: str) -> Any:
     return text.replace("${", "{{")
 
 
-def _template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:
+def template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:
     data = root.read(path)
     if data is None:
         raise FingerprintError(
