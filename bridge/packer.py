@@ -342,7 +342,10 @@ class PackerRunner:
             args += ["-var-file", path]
         for name, value in sorted(variables.items()):
             args += ["-var", f"{name}={value}"]
-        args.append(template)
+        # By its absolute path: Packer's `path.root` and the base of a relative path in an HCL2
+        # file function are then the template's directory (as with `packer build .` there),
+        # while the paths its blocks name stay relative to the repository root (the cwd).
+        args.append(str(cwd / template))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[Line] = []
         argv = self._argv(*args)
@@ -383,7 +386,8 @@ class PackerRunner:
         if self._interrupted and code != 0:
             raise Cancelled(f"Packer cancelled the build of {template} (log: {log_path}).")
         if code != 0:
-            quoted = " | ".join(_errors(lines)) or f"exit status {code}"
+            # Packer names files by the exported tree's path; the repository's is the one to fix.
+            quoted = (" | ".join(_errors(lines)) or f"exit status {code}").replace(f"{cwd}/", "")
             raise BuildError(
                 f"Packer failed to build {template}: {quoted}. The full output is in {log_path}. "
                 "Fix the template or its provisioners and run again; nothing was tagged or "

@@ -141,10 +141,16 @@ CREDENTIALS = frozenset(
 
 def env_reads(root: TreeIndex, d: Definition, commit: str) -> set[str]:
     """The environment variables `d`'s template reads: `{{env `X`}}` in any string of a JSON
-    template, `env("X")` anywhere in its HCL2 files; "*" for a name that is not a literal."""
+    template or of the values it is given (Packer renders `-var` and `-var-file` values as
+    templates too), `env("X")` anywhere in its HCL2 files; "*" for a name that is not a literal."""
     if d.template_format == "json":
         names: set[str] = set()
-        pending: list[Any] = [json_template(root, d, commit)]
+        pending: list[Any] = [json_template(root, d, commit), *d.variables.values()]
+        for path in d.var_files:
+            try:
+                pending.append(json.loads(template_text(root, path, d, commit)))
+            except ValueError:
+                continue  # refused where the var file is read for its values
         while pending:
             value = pending.pop()
             if isinstance(value, str):
@@ -203,7 +209,11 @@ def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     ]
     if not calls:
         return []
-    scope = HclScope(documents, hcl2_layers(root, d, commit, documents), template_dir=d.directory)
+    # Packer joins a relative path to the template's directory (its `path.root`), as the
+    # bridge passes the template to Packer by its absolute path (packer.py).
+    scope = HclScope(
+        documents, hcl2_layers(root, d, commit, documents), template_dir=_REPOSITORY + d.directory
+    )
     found = []
     for doc, node in calls:
         function = hcl.name_of(node.children[0])
@@ -218,14 +228,28 @@ def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
                 f"Definition {d.name!r}: {where} reads a path that depends on {exc.reason}, "
                 "which the bridge cannot know before the build, so a change to that file would "
                 "not change the fingerprint. Write the path as a literal (relative to the "
-                "repository root, or under ${path.root}), or from variables whose values are in "
+                "template's directory, as Packer reads it), or from variables whose values are in "
                 "the template, its var files or the catalog."
             ) from None
         if isinstance(value, str) and value:
-            path = _template_path(d, where, value)
+            path = _template_path(d, where, _from_template_dir(d, value))
             if path is not None:
                 found.append(path)
     return found
+
+
+# `path.root` while the bridge evaluates a file function's path: the template's directory below
+# a root no real path has, so a path under it is told from one outside the repository.
+_REPOSITORY = "/<repository>/"
+
+
+def _from_template_dir(d: Definition, value: str) -> str:
+    """A file function's path as a repository path (or an absolute one, refused as outside)."""
+    if value.startswith(_REPOSITORY):
+        return value[len(_REPOSITORY) :]
+    if value.startswith("/"):
+        return value
+    return posixpath.join(d.directory, value)
 
 
 # Precise inputs: a definition that selects its build with `only` from an HCL2 directory counts

@@ -12,6 +12,7 @@ a file that holds anything besides the `packer` block is refused rather than edi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,12 @@ class Call:
     argv: list[str]
     cwd: str
     plugin_path: str | None
+
+    @property
+    def template(self) -> str:
+        """The template a `build` was given (its last argument; the bridge passes it by its
+        absolute path), relative to the directory Packer ran in."""
+        return os.path.relpath(self.argv[-1], self.cwd)
 
 
 def standin(directory: Path, real: str, *, init: Literal["install", "fail"]) -> Path:

@@ -96,8 +96,8 @@ def test_init_runs_once_per_template_before_its_first_build(sandbox_env, repo, p
     init = made[inits[0]]
     assert init.plugin_path == str(plugins)  # the user's plugin directory, as given
     builds = {i: c for i, c in enumerate(made) if c.argv[0] == "build"}
-    assert sorted(c.argv[-1] for c in builds.values()) == ["base/base.json", "tools", "tools"]
-    tools = [i for i, c in builds.items() if c.argv[-1] == "tools"]
+    assert sorted(c.template for c in builds.values()) == ["base/base.json", "tools", "tools"]
+    tools = [i for i, c in builds.items() if c.template == "tools"]
     assert inits[0] < min(tools)
     # In the exported tree the first build of the template runs in, not the working tree.
     assert Path(init.cwd).parent == Path(env["AMI_BRIDGE_STATE_DIR"]) / "trees"
@@ -119,7 +119,7 @@ def test_a_failed_init_names_the_plugin_and_builds_nothing(sandbox_env, repo, pa
     assert "no such host" in error
     assert "PACKER_PLUGIN_PATH" in error
     # The parent was built; nothing of tools was: no Packer build, image, tag, manifest or lease.
-    assert [c.argv[-1] for c in calls(fake) if c.argv[0] == "build"] == ["base/base.json"]
+    assert [c.template for c in calls(fake) if c.argv[0] == "build"] == ["base/base.json"]
     assert [tags_of(i).get(model.TAG_DEFINITION) for i in own_images()] == ["base"]
     assert [k.split("/")[1] for k in manifest_keys()] == ["base"]
 
@@ -132,7 +132,7 @@ def test_a_template_without_required_plugins_never_runs_init(sandbox_env, repo, 
     assert proc.code == 0, proc.stderr
     made = calls(fake)
     assert [c.argv for c in made if c.argv[0] == "init"] == []
-    assert sorted(c.argv[-1] for c in made if c.argv[0] == "build") == [
+    assert sorted(c.template for c in made if c.argv[0] == "build") == [
         "base/base.json",
         "snowflake/snowflake.json",
         "tools/tools.pkr.hcl",
