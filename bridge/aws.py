@@ -169,12 +169,22 @@ def aws_call(action: str, permission: str) -> Iterator[None]:
         ParamValidationError,
     )
 
+    started = time.monotonic()
     try:
         yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         message = str(error.get("Message", "")).rstrip(".")
+        retried = int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts") or 0)
+        if retried:
+            # Throttling or a server error that botocore's backoff retried, to no avail.
+            raise AwsError(
+                f"AWS still refused {action} after {retried} retries over "
+                f"{time.monotonic() - started:.0f} s ({code}: {message}): the service is "
+                "throttling this account or failing for now. Run again later; with --jobs, "
+                "fewer concurrent builds make fewer calls."
+            ) from None
         if code in _PERMISSION_CODES:
             raise AwsError(
                 f"AWS denied {action}: the caller lacks {permission} ({code}: {message}). Grant "

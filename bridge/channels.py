@@ -12,7 +12,7 @@ available, unrevoked image in each region before it writes any parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -108,15 +108,40 @@ def find_build(
     )
 
 
-def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> dict[str, int]:
-    """Point `channel` at `build` in each of its regions; region -> the parameter's new version."""
+@dataclass(frozen=True)
+class Promotion:
+    """Where a promotion (or rollback) left a channel."""
+
+    # region -> the parameter's version holding the build
+    versions: Mapping[str, int]
+    # The regions whose channel held the build already: no new version was written.
+    unchanged: frozenset[str] = frozenset()
+
+
+def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Promotion:
+    """Point `channel` at `build` in each of its regions. A region whose channel holds the
+    build's image already keeps its version: promoting twice is one promotion."""
+    from botocore.exceptions import ClientError
+
     name = parameter_name(prefix, build.definition, check_channel(channel))
     description = DESCRIPTION.format(
         definition=build.definition, build_id=build.build_id, fingerprint=build.fingerprint
     )
     versions: dict[str, int] = {}
+    unchanged: set[str] = set()
     for region, image in sorted(build.images.items()):
         ssm = clients.ssm(region)
+        with aws_call(f"reading {name} in {region}", "ssm:GetParameter"):
+            try:
+                held = ssm.get_parameter(Name=name)["Parameter"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                    raise
+                held = None
+        if held is not None and held["Value"] == image.ami_id:
+            versions[region] = int(held["Version"])
+            unchanged.add(region)
+            continue
         with aws_call(f"writing {name} in {region}", "ssm:PutParameter"):
             response = ssm.put_parameter(
                 Name=name,
@@ -127,7 +152,7 @@ def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> dic
                 Overwrite=True,
             )
         versions[region] = int(response["Version"])
-    return versions
+    return Promotion(versions, frozenset(unchanged))
 
 
 def current(
@@ -213,7 +238,7 @@ def versions(ssm: Any, name: str) -> list[Version]:
 
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+        return model.timestamp(value)
     return str(value or "")
 
 
@@ -288,7 +313,7 @@ def _build_of(ctx: Context, definition: str, ami: str, regions: Sequence[str]) -
 
 def rollback(
     ctx: Context, definition: str, channel: str, to: int | None, regions: Sequence[str]
-) -> tuple[Build, dict[str, int]]:
+) -> tuple[Build, Promotion]:
     """Point `channel` back at the build its version `to` held (default: the version before the
     current one), as a new version; the history keeps everything."""
     d = ctx.catalog.get(definition)

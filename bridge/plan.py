@@ -21,11 +21,13 @@ from bridge.model import (
     TAG_DEFINITION,
     TAG_MANIFEST,
     TAG_PARENT_AMI,
+    TAG_PARENT_BUILD_ID,
     TAG_REVOKE_REASON,
     Image,
     is_revoked,
     parse_time,
     revoked_at,
+    timestamp,
 )
 from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked
 
@@ -69,6 +71,8 @@ class Decision:
     # When the image used is revoked (a revocation scheduled for later; ISO 8601 UTC; "" when
     # none is).
     revokes_at: str = ""
+    # The region the answer is for (one of `regions`; "" for the build region, the first).
+    asked: str = ""
 
     @property
     def usable(self) -> bool:
@@ -84,6 +88,16 @@ class Decision:
     def primary(self) -> Image | None:
         """The image in the build region, when there is one to use."""
         return self.images.get(self.regions[0]) if self._has_images else None
+
+    @property
+    def region(self) -> str:
+        """The region the answer is for."""
+        return self.asked or self.regions[0]
+
+    @property
+    def here(self) -> Image | None:
+        """The image to use in the region asked, when it has one: what a resolve answers."""
+        return self.images.get(self.region) if self._has_images else None
 
     @property
     def foreign(self) -> bool:
@@ -178,19 +192,26 @@ def decide(
     seen: Mapping[str, Sequence[Image]],
     *,
     parent_amis: Collection[str] | None,
+    parent_build: str | None = None,
     seeded: Mapping[str, Image] | None = None,
     max_age_days: float | None = None,
     now: datetime | None = None,
+    asked: str | None = None,
 ) -> Decision:
     """Classify `d` from the images seen with its fingerprint (region -> images, newest first).
 
     `parent_amis` are the AMIs of the parent's image, one per region (empty when the parent has
-    none yet; None for a root). A child's image counts only if its parent-AMI tag names one of
-    them: the child may be built in another region than the parent, on its copy there. `seeded`
-    is a root image a seed pipeline built in the same workflow (its manifest), used only when EC2
-    has no complete image by fingerprint and every region's copy is available.
+    none yet; None for a root), and `parent_build` the build ID they share (None when it has no
+    image). A child's image counts only if it was built on that build: its parent-AMI tag names
+    one of them (the child may be built in another region than the parent, on its copy there),
+    or its parent-build-ID tag names the build (the copy it was built on may be gone while the
+    build's other copies remain, and are copied back). `seeded` is a root image a seed pipeline
+    built in the same workflow (its manifest), used only when EC2 has no complete image by
+    fingerprint and every region's copy is available. `asked` is the region the answer is for
+    (the first of `regions` by default).
     """
     regions = tuple(regions)
+    region_asked = asked if asked in regions else regions[0]
     # As build IDs, from every region: a copy carries its original's, so the same images are
     # counted whichever region is resolved first.
     prior = tuple(
@@ -234,7 +255,12 @@ def decide(
         withdrawn += [i for i in candidates if is_revoked(i, now)]
         candidates = [i for i in candidates if not is_revoked(i, now)]
         if parent_amis is not None:
-            matching = [i for i in candidates if i.tag(TAG_PARENT_AMI) in parent_amis]
+            matching = [
+                i
+                for i in candidates
+                if i.tag(TAG_PARENT_AMI) in parent_amis
+                or (parent_build is not None and i.tag(TAG_PARENT_BUILD_ID) == parent_build)
+            ]
             outdated = outdated or (bool(candidates) and not matching)
             candidates = matching
         fresh = [i for i in candidates if (expiry(i) or now) >= now]
@@ -259,6 +285,7 @@ def decide(
             MappingProxyType({r: seeded[r] for r in regions}),
             source="seed-manifest",
             prior=prior,
+            asked=region_asked,
         )
     state: State
     if complete:
@@ -279,7 +306,7 @@ def decide(
             if expired
             else "missing"
         )
-    used = chosen.get(regions[0]) or next(iter(chosen.values()), None)
+    used = chosen.get(region_asked) or chosen.get(regions[0]) or next(iter(chosen.values()), None)
     ends = None if used is None else expiry(used)
     newest = max(withdrawn, key=lambda i: (i.creation_date, i.ami_id), default=None)
     reason = (newest.tag(TAG_REVOKE_REASON) or "") if newest and state == "revoked" else ""
@@ -293,9 +320,10 @@ def decide(
         MappingProxyType(duplicates),
         source="ec2" if chosen else "none",
         prior=prior,
-        expires_at="" if ends is None else ends.isoformat(timespec="seconds"),
+        expires_at="" if ends is None else timestamp(ends),
         revoke_reason=reason,
-        revokes_at="" if scheduled is None else scheduled.isoformat(timespec="seconds"),
+        revokes_at="" if scheduled is None else timestamp(scheduled),
+        asked=region_asked,
     )
 
 
@@ -304,7 +332,7 @@ def expires_at(creation_date: str, max_age_days: float | None) -> str:
     created = parse_time(creation_date)
     if created is None or max_age_days is None:
         return ""
-    return (created + timedelta(days=max_age_days)).isoformat(timespec="seconds")
+    return timestamp(created + timedelta(days=max_age_days))
 
 
 def next_step(
@@ -326,18 +354,21 @@ def next_step(
         return "build" if parent_ready else "report"
     if decision.state == "found":
         return "use"
+    here = decision.here
     if decision.state == "pending":
-        # Only copies elsewhere are still being made: this region's image serves a look.
-        primary = decision.primary
-        if on_missing != "build" and primary is not None and primary.state == "available":
+        # Only copies elsewhere are still being made: the image in the region asked serves a
+        # look.
+        if on_missing != "build" and here is not None and here.state == "available":
             return "use"
         return "wait"
     if decision.state == "partial":
         if on_missing == "build" and not decision.foreign:
             return "copy"
-        if decision.primary is not None:
-            # This region has its image; the others are copied by a build run (by the owner).
-            return "use" if decision.primary.state == "available" else "wait"
+        if here is not None:
+            # The region asked has its image; the others are copied by a build run (by the
+            # owner).
+            return "use" if here.state == "available" else "wait"
+        # Not in the region asked: whichever other region has a copy, the answer here is a miss.
         return "fail" if on_missing == "fail" else "report"
     if not parent_ready:
         return "report"

@@ -116,7 +116,7 @@ def publish(
             parent=provenance.parent,
             git_commit=provenance.commit,
             packer_version=provenance.packer_version,
-            build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            build_time=model.timestamp(datetime.now(timezone.utc)),
             build_url=provenance.build_url,
         )
         uri = manifests.publish(clients.s3(next(iter(amis))), bucket, prefix, manifest)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bridge.model import Build, parse_time
 
 if TYPE_CHECKING:
-    from bridge.channels import Version
+    from bridge.channels import Promotion, Version
     from bridge.result import ResolvedAmi
 
 
@@ -129,12 +129,14 @@ def channel_report(
     parameter: str,
     channel: str,
     build: Build,
-    versions: Mapping[str, int],
+    done: Promotion,
     out: TextIO,
     *,
     as_json: bool,
 ) -> None:
-    """Where a promotion or rollback pointed a channel: the build, and each region's version."""
+    """Where a promotion or rollback pointed a channel: the build, and each region's version
+    (the one it held already, where nothing changed)."""
+    versions = done.versions
     if as_json:
         json.dump(
             {
@@ -144,7 +146,11 @@ def channel_report(
                 "build_id": build.build_id,
                 "fingerprint": build.fingerprint,
                 "regions": {
-                    r: {"ami_id": i.ami_id, "version": versions[r]}
+                    r: {
+                        "ami_id": i.ami_id,
+                        "version": versions[r],
+                        "changed": r not in done.unchanged,
+                    }
                     for r, i in sorted(build.images.items())
                 },
             },
@@ -158,7 +164,8 @@ def channel_report(
         f"{parameter} -> build {build.build_id[:12]} (fingerprint {build.fingerprint[:12]})\n"
     )
     for region, image in sorted(build.images.items()):
-        out.write(f"  {region}  {image.ami_id}  version {versions[region]}\n")
+        held = "  (held already: nothing changed)" if region in done.unchanged else ""
+        out.write(f"  {region}  {image.ami_id}  version {versions[region]}{held}\n")
 
 
 def channel_history(

@@ -48,8 +48,10 @@ class Resolver:
             self.surveyor.regions(d),
             survey.seen(fp),
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
+            parent_build=_parent_build(parent),
             seeded=survey.seeded.get(d.name),
             max_age_days=self.ctx.catalog.max_age_for(d),
+            asked=self.surveyor.asked(d),
         )
         for region, others in decision.duplicates.items():
             log.warning(
@@ -300,7 +302,10 @@ class Resolver:
 
     def _look_again(self, d: Definition, fp: str, parent: ResolvedAmi | None) -> plan.Decision:
         return self.surveyor.look_again(
-            d, fp, None if parent is None else frozenset(parent.amis.values())
+            d,
+            fp,
+            None if parent is None else frozenset(parent.amis.values()),
+            _parent_build(parent),
         )
 
     def _result(
@@ -322,6 +327,12 @@ class Resolver:
             built=built,
             manifest_uri=manifest_uri,
         )
+
+
+def _parent_build(parent: ResolvedAmi | None) -> str | None:
+    """The build a child's images must be built on: the parent's, while any copy of it exists
+    (a build ID predicted for an image not built yet links nothing)."""
+    return parent.build_id if parent is not None and parent.amis else None
 
 
 def _combined(outcome: schedule.Results[ResolvedAmi]) -> BridgeError:

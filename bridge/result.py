@@ -75,14 +75,10 @@ def outcome(
     manifest_uri: str | None = None,
 ) -> ResolvedAmi:
     """The answer for `d` from the planner's `decision` (`built`: made by this resolve)."""
-    primary = decision.primary
-    region = decision.regions[0]
-    asked = settings.region
-    if settings.region_explicit and asked != region and asked in decision.regions:
-        # Built elsewhere (a parent asked for where only its child is built): the image
-        # here, never the build region's AMI.
-        region = asked
-        primary = decision.images.get(asked) if decision.amis else None
+    # The image in the region asked, never another region's (a parent asked for where only its
+    # child is built, a root built in its home region).
+    primary = decision.here
+    region = decision.region
     state: ResultState = "built" if built else decision.state
     bucket, prefix = settings.manifest_bucket, settings.manifest_prefix
     if manifest_uri is None:
@@ -158,7 +154,12 @@ def not_found(
                 " (another account's images are found through its manifests: EC2 never "
                 "shows their tags to other accounts; set the builder's manifest bucket)"
             )
-    if built_before:
+    if decision.state == "partial":
+        terraform = (
+            'in the ami_chain and ami_catalog modules with build_phase = "apply", a plain '
+            "`terraform apply` copies it; -replace would rebuild what only needs copies"
+        )
+    elif built_before:
         terraform = (
             'in the ami_chain and ami_catalog modules with build_phase = "apply", an image '
             "deregistered since its build is built again by "

@@ -158,15 +158,10 @@ class Revoker:
             )
         if revoked:
             by = [b.revocation.by for b in builds if b.revocation is not None]
-            hint = (
-                f" It is revoked because of the build {by[0][:12]}: restore that image "
-                "(its definition, with --ami or --fingerprint)."
-                if by
-                else ""
-            )
             raise QueryError(
                 f"The image of {d.name!r} with fingerprint {fp[:12]} is not revoked by a "
-                f"revocation of its own, so there is nothing to restore.{hint}"
+                "revocation of its own, so there is nothing to restore"
+                + (self._revoked_by(by[0]) if by else ".")
             )
         raise QueryError(
             f"Every image of {d.name!r} with fingerprint {fp[:12]} is revoked already. Name one "
@@ -331,11 +326,7 @@ class Revoker:
             raise QueryError(
                 f"The image {', '.join(target.amis.values())} of {d.name!r} is not revoked by a "
                 "revocation of its own, so there is nothing to restore"
-                + (
-                    f": it is revoked because of the build {own.by[:12]}; restore that one."
-                    if own is not None
-                    else "."
-                )
+                + (self._revoked_by(own.by) if own is not None else ".")
             )
         changes = [Change(target, own)]
         for build in self.descendants(target):
@@ -359,6 +350,25 @@ class Revoker:
             )
         self._record([(c.build, None) for c in changes if not c.kept])
         return changes
+
+    def _revoked_by(self, build_id: str) -> str:
+        """The end of restore's message for a build revoked through the build `build_id`: the
+        definition that build is of, and the command that restores it."""
+        for region in self.regions():
+            for image in registry.find_tagged(
+                self.clients.ec2(region),
+                region,
+                model.TAG_BUILD_ID,
+                [build_id],
+                owners=self.settings.owners,
+            ):
+                name = image.tag(model.TAG_DEFINITION) or "?"
+                return (
+                    f": it is revoked because its ancestor {name!r} (build {build_id[:12]}, "
+                    f"{image.ami_id} in {region}) is; restore that one with `ami-bridge restore "
+                    f"{name} --ami {image.ami_id}`, which restores this image too."
+                )
+        return f": it is revoked because of the build {build_id[:12]}, which no longer exists."
 
     def _record(self, records: Sequence[tuple[Build, model.Revocation | None]]) -> None:
         """Write (or clear) each build's revocation in its manifest, when it has one; the tags

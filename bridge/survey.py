@@ -113,6 +113,12 @@ class Surveyor:
             self._regions[d.name] = tuple(dict.fromkeys([*own, *below]))
         return self._regions[d.name]
 
+    def asked(self, d: Definition) -> str:
+        """The region an answer about `d` is for: the one resolved in, when `d`'s image exists
+        there; else the region it is built in."""
+        region = self.ctx.settings.region
+        return region if region in self.regions(d) else self.regions(d)[0]
+
     def everywhere(self) -> tuple[str, ...]:
         """Every region any definition's image must exist in, wherever it is resolved from."""
         return everywhere(self.ctx.catalog, self.ctx.settings)
@@ -214,7 +220,11 @@ class Surveyor:
         )
 
     def look_again(
-        self, d: Definition, fingerprint: str, parent_amis: frozenset[str] | None
+        self,
+        d: Definition,
+        fingerprint: str,
+        parent_amis: frozenset[str] | None,
+        parent_build: str | None = None,
     ) -> plan.Decision:
         """The planner's decision on what EC2 has now (after waiting for a lock, say)."""
         regions = self.regions(d)
@@ -225,7 +235,9 @@ class Surveyor:
             regions,
             seen,
             parent_amis=parent_amis,
+            parent_build=parent_build,
             max_age_days=self.ctx.catalog.max_age_for(d),
+            asked=self.asked(d),
         )
 
     def _add_shared(

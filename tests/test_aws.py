@@ -12,6 +12,7 @@ from botocore.exceptions import (
 
 from bridge.aws import MAX_ATTEMPTS, RETRY_MODE, AwsClients, aws_call
 from bridge.errors import AwsError
+from testing.faultproxy import FaultProxy
 
 
 def test_clients_are_made_once_with_the_shared_retry_policy(sandbox_env):
@@ -102,3 +103,17 @@ def test_create_tags_takes_a_token_from_its_regions_bucket(monkeypatch):
         ec2.create_tags(Resources=["ami-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
         ec2.describe_images(Owners=["self"])
     assert taken == [aws.RATE_LIMITS["CreateTags"][1]]  # DescribeImages took none
+
+
+def test_a_call_retried_to_no_avail_says_it_was_retried(sandbox_server, sandbox_env, monkeypatch):
+    """Unavailable every time: botocore's backoff retries, and the message says so (never "not
+    retried")."""
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=lambda *_: True) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        ec2 = AwsClients(max_attempts=3).ec2("us-east-1")
+        with pytest.raises(AwsError) as err:
+            with aws_call("looking up images in us-east-1", "ec2:DescribeImages"):
+                ec2.describe_images(Owners=["self"])
+    text = str(err.value)
+    assert "after 2 retries" in text and "Unavailable" in text
+    assert "not retried" not in text

@@ -56,6 +56,12 @@ def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follo
         held = parameter("/ami-chain/base/prod", region)
         assert held["Value"] == json.loads(first["amis_json"])[region]
         assert held["DataType"] == "aws:ec2:image" and held["Version"] == 1
+        assert promoted["regions"][region]["changed"] is True
+    # The same build again: nothing changes, and it says so.
+    again = bridge(repo, sandbox_env, "promote", "base", "prod")
+    assert again.code == 0, again.stderr
+    assert again.stdout.count("held already: nothing changed") == 2
+    assert {parameter("/ami-chain/base/prod", r)["Version"] for r in REGIONS} == {1}
 
     change_base(repo, "patched")
     second = built(repo, sandbox_env)["base"]

@@ -350,3 +350,16 @@ def test_build_progress_names_the_artifacts_and_verbose_streams_the_provisioners
     loud = run_bridge(["build", "base", "--force", "-v", "--repo", str(repo.path)], sandbox_env)
     assert loud.code == 0, loud.stderr
     assert re.search(r"\[base\] packer: .*waiting for cloud-init", loud.stderr), loud.stderr
+
+
+def test_status_shows_every_row_when_every_definition_is_broken(sandbox_env, repo):
+    repo.write("base/base.json", "{ not json")
+    repo.commit("the root's template is broken, and with it its child")
+    proc = run_bridge(["status", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 1
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert {name: row.split()[1] for name, row in rows.items()} == {
+        "base": "error",
+        "snowflake": "error",
+    }
+    assert "base/base.json" in rows["base"] and "cannot be parsed" in rows["snowflake"]

@@ -337,7 +337,7 @@ def test_an_image_past_its_maximum_age_is_expired_and_a_younger_one_wins():
         ROOT, FP, EAST, {"us-east-1": [young, old]}, parent_amis=None, max_age_days=30, now=now
     )
     assert both.state == "found" and both.amis == {"us-east-1": "ami-new"}
-    assert both.expires_at == "2026-03-22T00:00:00+00:00"
+    assert both.expires_at == "2026-03-22T00:00:00Z"
     gone = decide(ROOT, FP, EAST, {"us-east-1": [old]}, parent_amis=None, max_age_days=30, now=now)
     assert gone.state == "expired" and gone.amis == {} and gone.prior == ("ami-old",)
     assert next_step(gone, on_missing="build", forced=False, parent_ready=True) == "build"
@@ -410,7 +410,7 @@ def test_a_revocation_scheduled_for_later_leaves_the_image_usable_until_then():
     later = revoked("ami-1", "2026-03-01T12:00:03Z")
     decision = decide(ROOT, FP, EAST, {"us-east-1": [later]}, parent_amis=None, now=NOW)
     assert decision.state == "found" and decision.amis == {"us-east-1": "ami-1"}
-    assert decision.revokes_at == "2026-03-01T12:00:03+00:00"
+    assert decision.revokes_at == "2026-03-01T12:00:03Z"
     assert decision.revoke_reason == ""
     after = decide(
         ROOT, FP, EAST, {"us-east-1": [later]}, parent_amis=None, now=NOW + timedelta(seconds=3)
@@ -468,4 +468,18 @@ def test_a_revocation_written_by_hand_without_a_zone_counts_as_utc():
     )
     later = revoked("ami-1", "2026-03-01T12:00:01")
     decision = decide(ROOT, FP, EAST, {"us-east-1": [later]}, parent_amis=None, now=NOW)
-    assert decision.state == "found" and decision.revokes_at == "2026-03-01T12:00:01+00:00"
+    assert decision.state == "found" and decision.revokes_at == "2026-03-01T12:00:01Z"
+
+
+def test_a_partial_image_is_pointed_at_a_copy_never_at_a_rebuild():
+    from pathlib import Path
+
+    from bridge.result import not_found
+    from bridge.settings import Settings
+
+    seen = {"eu-west-1": [image("ami-9", "eu-west-1")]}
+    partial = decide(ROOT, FP, BOTH, seen, parent_amis=None)
+    settings = Settings(repo_root=Path("/repo"), region="us-east-1", state_dir=Path("/state"))
+    text = not_found(settings, ROOT, partial, max_age_days=None, built_before=True)
+    assert "copies it" in text and "no rebuild" in text
+    assert "-replace=" not in text

@@ -97,6 +97,12 @@ def test_revoking_the_base_revokes_the_snowflake_and_restore_brings_both_back(
     assert "REVOKED: CVE-2026-1 in openssl" in graph.stdout
     assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})  # nothing rebuilt
 
+    # The child is revoked through its parent: restore names the parent, and how to restore it.
+    proc = bridge(repo, sandbox_env, "restore", "snowflake")
+    assert proc.code == 1
+    assert f"its ancestor 'base' (build {base['build_id'][:12]}" in proc.stderr
+    assert f"`ami-bridge restore base --ami {base['ami_id']}`" in proc.stderr
+
     proc = bridge(repo, sandbox_env, "restore", "base")
     assert proc.code == 0, proc.stderr
     code, restored = resolve(repo, sandbox_env, "--on-missing", "fail")
@@ -163,10 +169,12 @@ def test_a_revocation_scheduled_for_later_takes_effect_then(sandbox_env, repo, p
     assert proc.code == 0, proc.stderr
     code, now = resolve(repo, sandbox_env, "--on-missing", "fail")
     assert code == 0, now
-    assert now["base"]["state"] == "found" and now["base"]["revokes_at"] == at.isoformat()
+    # One form of a time everywhere: the tag's, the result's, the table's.
+    assert now["base"]["state"] == "found" and now["base"]["revokes_at"] == stamp
+    assert tags_of(image(first["base"]["ami_id"]))[model.TAG_REVOKED_AT] == stamp
     assert now["snowflake"]["ami_id"] == first["snowflake"]["ami_id"]
     status = bridge(repo, sandbox_env, "status")
-    assert f"revoked at {at.isoformat()}" in status.stdout
+    assert f"revoked at {stamp}" in status.stdout
     time.sleep(max(0.0, (at - datetime.now(timezone.utc)).total_seconds()) + 1)
     code, later = resolve(repo, sandbox_env, "--on-missing", "report")
     assert code == 3

@@ -29,8 +29,8 @@ def promote(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         ami=args.ami,
         from_channel=args.from_channel,
     )
-    versions = channels.promote(ctx.clients, ctx.catalog.channel_prefix, build, args.channel)
-    _report(args, ctx.catalog.channel_prefix, build, versions)
+    done = channels.promote(ctx.clients, ctx.catalog.channel_prefix, build, args.channel)
+    _report(args, ctx.catalog.channel_prefix, build, done)
     return EXIT_OK
 
 
@@ -39,8 +39,8 @@ def rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ctx = context(options(args, env), env)
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
     d = ctx.catalog.get(args.definition)
-    build, versions = channels.rollback(ctx, d.name, args.channel, args.to, the.surveyor.regions(d))
-    _report(args, ctx.catalog.channel_prefix, build, versions)
+    build, done = channels.rollback(ctx, d.name, args.channel, args.to, the.surveyor.regions(d))
+    _report(args, ctx.catalog.channel_prefix, build, done)
     return EXIT_OK
 
 
@@ -57,8 +57,6 @@ def history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def _report(
-    args: argparse.Namespace, prefix: str, build: Build, versions: Mapping[str, int]
-) -> None:
+def _report(args: argparse.Namespace, prefix: str, build: Build, done: channels.Promotion) -> None:
     name = channels.parameter_name(prefix, build.definition, args.channel)
-    render.channel_report(name, args.channel, build, versions, sys.stdout, as_json=args.json)
+    render.channel_report(name, args.channel, build, done, sys.stdout, as_json=args.json)

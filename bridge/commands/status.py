@@ -23,17 +23,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     errors: dict[str, str] = {}
     try:
         results = the.status(names)
-    except BridgeError as exc:
+    except BridgeError:
         # One broken definition must not hide the others: look at each on its own (with its
-        # ancestors), and show the broken ones' rows with their errors.
+        # ancestors), and show the broken ones' rows with their errors (every row, when every
+        # definition is broken).
         results = {}
         for name in names:
             try:
                 results[name] = the.status([name])[name]
             except BridgeError as each:
                 errors[name] = str(each)
-        if not results:
-            raise exc from None
     report(args, results, channels=_channel_notes(ctx, results), errors=errors)
     return EXIT_ERROR if errors else EXIT_OK
 
