@@ -97,6 +97,15 @@ class Builder:
         commit = snapshot.commit
         if settings.manifest_bucket:
             validation.warm_up(manifests.SCHEMA)  # while Packer runs
+            # Before anything is built: the manifest it would write must be this catalog's.
+            manifests.check_owner(
+                ctx.clients.s3(settings.region),
+                settings.manifest_bucket,
+                settings.manifest_prefix,
+                d.name,
+                fp,
+                settings.catalog_id,
+            )
         with self._source(snapshot, d) as source:
             self._init(runner, d, snapshot, source)
             artifacts = build_image(
@@ -131,6 +140,9 @@ class Builder:
             build_id=build_id,
             parent_build_id=parent.build_id if parent else None,
             source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
+            catalog=settings.catalog_id,
+            origin=artifacts.amis.get(regions[0], ""),
+            parent_origin=parent.origin if parent else "",
         )
         published = publish.publish(
             ctx.clients,

@@ -76,6 +76,8 @@ class Catalog:
 
     path: str
     definitions: Mapping[str, Definition]
+    # The catalog's own ID (`id`), tagged on its images; None: derived (ownership.catalog_id).
+    id: str | None = None
     tag_key: str | None = None
     owners: tuple[str, ...] | None = None
     regions: tuple[str, ...] | None = None
@@ -275,6 +277,7 @@ def load_catalog(
     return Catalog(
         path=rel,
         definitions=definitions,
+        id=data.get("id"),
         tag_key=data.get("tag_key"),
         owners=tuple(data["owners"]) if "owners" in data else None,
         regions=tuple(data["regions"]) if "regions" in data else None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -235,6 +235,8 @@ def survey(
         tag_key=ctx.settings.tag_key,
         channel_prefix=ctx.catalog.channel_prefix,
         keep_channel_versions=retention.keep_channel_versions,
+        catalog=ctx.settings.catalog_id,
+        launched_since=now - timedelta(days=retention.launched_within_days),
     )
     verdicts = decide(
         world.builds, current=current_images(current()), uses=world.uses, policy=retention, now=now

@@ -40,6 +40,8 @@ class Manifest:
     build_time: str
     build_url: str
     revoked: Revocation | None = None
+    # The catalog whose build it is (ownership.py); "" in manifests older than catalog IDs.
+    catalog: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-ready data, in the shape of manifest.schema.json."""
@@ -60,6 +62,8 @@ class Manifest:
             "build_time": self.build_time,
             "build_url": self.build_url,
         }
+        if self.catalog:
+            data["catalog"] = self.catalog
         if self.revoked is not None:
             data["revoked"] = {
                 "at": self.revoked.at,
@@ -83,6 +87,7 @@ class Manifest:
             build_time=data["build_time"],
             build_url=data["build_url"],
             revoked=None if revoked is None else Revocation(**revoked),
+            catalog=data.get("catalog", ""),
         )
 
 
@@ -122,6 +127,23 @@ def publish(s3: S3Client, bucket: str, prefix: str | None, manifest: Manifest) -
             ContentType="application/json",
         )
     return uri
+
+
+def check_owner(
+    s3: S3Client, bucket: str, prefix: str | None, definition: str, fingerprint: str, catalog: str
+) -> None:
+    """A ManifestError when the manifest a build of `catalog` would write is another catalog's:
+    two catalogs sharing a manifest prefix would overwrite each other's record."""
+    found = fetch(s3, bucket, prefix, definition, fingerprint) if catalog else None
+    if found is not None and found.catalog and found.catalog != catalog:
+        raise ManifestError(
+            f"The manifest {manifest_uri(bucket, prefix, definition, fingerprint)} is the "
+            f"record of another catalog ({found.catalog}), which has a definition {definition!r} "
+            f"with the same content; this catalog ({catalog}) would overwrite it, and that "
+            "catalog's workload accounts would be handed this catalog's images. Give each "
+            "catalog its own manifest prefix (`manifest.prefix` in the catalog); nothing was "
+            "built."
+        )
 
 
 def exists(

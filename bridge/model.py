@@ -12,11 +12,18 @@ from typing import Literal
 
 TAG_PREFIX = "ami-chain:"
 TAG_DEFINITION = TAG_PREFIX + "definition"
+# The catalog whose build an image is (ownership.py): gc, revoke and lookups count only their own.
+TAG_CATALOG = TAG_PREFIX + "catalog"
 TAG_COMMIT = TAG_PREFIX + "git-commit"
 TAG_PARENT_AMI = TAG_PREFIX + "parent-ami"
 TAG_PARENT_FINGERPRINT = TAG_PREFIX + "parent-fingerprint"
 # The build ID of the parent image: the same for the parent's build and all its regional copies.
 TAG_PARENT_BUILD_ID = TAG_PREFIX + "parent-build-id"
+# The AMI Packer made for a build, in the region it was built in: on every image of the build
+# (its copies too), so it names the build event; a rebuild under the same build ID has another.
+TAG_ORIGIN = TAG_PREFIX + "origin-ami"
+# On a child: its parent build's origin AMI, which links it to every copy of that build.
+TAG_PARENT_ORIGIN = TAG_PREFIX + "parent-origin-ami"
 TAG_PACKER_VERSION = TAG_PREFIX + "packer-version"
 # The upstream image(s) a root was built on, chosen by its tracked source filters.
 TAG_SOURCE_AMI = TAG_PREFIX + "source-ami"

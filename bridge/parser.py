@@ -12,6 +12,7 @@ from bridge.graph import GRAPH_FORMATS
 from bridge.settings import (
     DEFAULT_GC_CHANNEL_VERSIONS,
     DEFAULT_GC_KEEP,
+    DEFAULT_GC_LAUNCHED_WITHIN_DAYS,
     DEFAULT_GC_MIN_AGE_HOURS,
     DEFAULT_JOBS,
     DEFAULT_ON_REVOKED,
@@ -340,6 +341,12 @@ def _lifecycle_commands(sub: Any, shared: _Shared) -> None:
         metavar="K",
         help="keep the images of each channel parameter's K newest versions (default "
         f"{DEFAULT_GC_CHANNEL_VERSIONS})",
+    )
+    p.add_argument(
+        "--launched-within",
+        metavar="DAYS",
+        help="keep an image shared with other accounts that any account launched in the last "
+        f"DAYS days, as EC2's lastLaunchedTime says (default {DEFAULT_GC_LAUNCHED_WITHIN_DAYS:g})",
     )
     p.add_argument(
         "--definition",

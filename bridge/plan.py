@@ -21,7 +21,7 @@ from bridge.model import (
     TAG_DEFINITION,
     TAG_MANIFEST,
     TAG_PARENT_AMI,
-    TAG_PARENT_BUILD_ID,
+    TAG_PARENT_ORIGIN,
     TAG_REVOKE_REASON,
     Image,
     is_revoked,
@@ -192,7 +192,7 @@ def decide(
     seen: Mapping[str, Sequence[Image]],
     *,
     parent_amis: Collection[str] | None,
-    parent_build: str | None = None,
+    parent_origin: str | None = None,
     seeded: Mapping[str, Image] | None = None,
     max_age_days: float | None = None,
     now: datetime | None = None,
@@ -201,14 +201,15 @@ def decide(
     """Classify `d` from the images seen with its fingerprint (region -> images, newest first).
 
     `parent_amis` are the AMIs of the parent's image, one per region (empty when the parent has
-    none yet; None for a root), and `parent_build` the build ID they share (None when it has no
-    image). A child's image counts only if it was built on that build: its parent-AMI tag names
-    one of them (the child may be built in another region than the parent, on its copy there),
-    or its parent-build-ID tag names the build (the copy it was built on may be gone while the
-    build's other copies remain, and are copied back). `seeded` is a root image a seed pipeline
-    built in the same workflow (its manifest), used only when EC2 has no complete image by
-    fingerprint and every region's copy is available. `asked` is the region the answer is for
-    (the first of `regions` by default).
+    none yet; None for a root), and `parent_origin` the origin AMI their build's images carry
+    (None when unknown). A child's image counts only if it was built on that build: its
+    parent-AMI tag names one of them (the child may be built in another region than the parent,
+    on its copy there), or its parent-origin tag names the build's origin (the copy it was built
+    on may be gone while the build's other copies remain, and are copied back; a parent rebuilt
+    after all its images went has another origin, whatever its build ID). `seeded` is a root
+    image a seed pipeline built in the same workflow (its manifest), used only when EC2 has no
+    complete image by fingerprint and every region's copy is available. `asked` is the region
+    the answer is for (the first of `regions` by default).
     """
     regions = tuple(regions)
     region_asked = asked if asked in regions else regions[0]
@@ -259,7 +260,7 @@ def decide(
                 i
                 for i in candidates
                 if i.tag(TAG_PARENT_AMI) in parent_amis
-                or (parent_build is not None and i.tag(TAG_PARENT_BUILD_ID) == parent_build)
+                or (parent_origin is not None and i.tag(TAG_PARENT_ORIGIN) == parent_origin)
             ]
             outdated = outdated or (bool(candidates) and not matching)
             candidates = matching

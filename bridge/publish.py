@@ -39,6 +39,11 @@ class Provenance:
     parent_build_id: str | None = None
     # The upstream images a root was built on (sources.py), when its filters are tracked.
     source_amis: tuple[str, ...] = ()
+    # The catalog the build is of (ownership.py); "" tags none.
+    catalog: str = ""
+    # The AMI Packer made, in the build region (TAG_ORIGIN), and the parent build's origin.
+    origin: str = ""
+    parent_origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,12 @@ def image_tags(
         tags[model.TAG_PARENT_BUILD_ID] = provenance.parent_build_id
     if provenance.source_amis:
         tags[model.TAG_SOURCE_AMI] = ",".join(provenance.source_amis)
+    if provenance.catalog:
+        tags[model.TAG_CATALOG] = provenance.catalog
+    if provenance.origin:
+        tags[model.TAG_ORIGIN] = provenance.origin
+    if provenance.parent_origin:
+        tags[model.TAG_PARENT_ORIGIN] = provenance.parent_origin
     tags[tag_key] = fingerprint
     return tags
 
@@ -118,10 +129,25 @@ def publish(
             packer_version=provenance.packer_version,
             build_time=model.timestamp(datetime.now(timezone.utc)),
             build_url=provenance.build_url,
+            catalog=provenance.catalog,
         )
         uri = manifests.publish(clients.s3(next(iter(amis))), bucket, prefix, manifest)
         _mark_published(clients, images.values(), uri)
     return Published(images, uri)
+
+
+def claim(clients: AwsClients, catalog: str, images: Mapping[str, Image]) -> dict[str, Image]:
+    """Images built before catalogs were told apart (no catalog tag), tagged as `catalog`'s: a
+    build run that uses one makes it its own (gc then counts it)."""
+    claimed: dict[str, Image] = {}
+    for region, image in sorted(images.items()):
+        if catalog and image.tag(model.TAG_CATALOG) is None and not image.foreign:
+            registry.tag_image(clients.ec2(region), image, {model.TAG_CATALOG: catalog})
+            image = replace(
+                image, tags=MappingProxyType({**image.tags, model.TAG_CATALOG: catalog})
+            )
+        claimed[region] = image
+    return claimed
 
 
 def adopt(clients: AwsClients, d: Definition, images: Mapping[str, Image]) -> dict[str, Image]:
@@ -188,6 +214,7 @@ def restore_manifest(
             packer_version=primary.tag(model.TAG_PACKER_VERSION) or "unknown",
             build_time=primary.creation_date,
             build_url=primary.tag(model.TAG_BUILD_URL) or "",
+            catalog=primary.tag(model.TAG_CATALOG) or "",
         )
         manifests.publish(s3, bucket, prefix, manifest)
         log.warning("%s: wrote the missing manifest %s from the image's tags", d.name, uri)

@@ -10,15 +10,17 @@ DescribeImageReferences, and the snapshots an earlier gc left. A scan that fails
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from bridge import channels, model, registry
+from bridge import channels, model, ownership, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, RetentionError
 from bridge.model import Image
@@ -26,6 +28,8 @@ from bridge.retention import World, builds_of
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+log = logging.getLogger(__name__)
 
 # Instances that can still start: every state but terminated.
 LIVE_INSTANCE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
@@ -56,15 +60,24 @@ def scan(
     tag_key: str,
     channel_prefix: str,
     keep_channel_versions: int,
+    catalog: str = "",
+    launched_since: datetime | None = None,
 ) -> World:
-    """The bridge's builds in `regions`, and every use of an image there."""
+    """This catalog's builds in `regions` (every bridge build, when `catalog` is ""), and every
+    use of an image there. Another catalog's images are never candidates; an image without a
+    catalog tag (built before catalogs were told apart) is left alone, and counted. An image
+    shared with other accounts, whose instances gc cannot see, is in use when any account
+    launched it after `launched_since` (None: always), or when EC2 cannot say."""
     images: list[Image] = []
     uses: dict[str, list[str]] = defaultdict(list)
     leftovers: dict[str, tuple[str, ...]] = {}
+    unclaimed = 0
     for region in regions:
         ec2 = clients.ec2(region)
         found = _own_images(ec2, region)
-        ours = [i for i in found if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)]
+        bridged = [i for i in found if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)]
+        ours = [i for i in bridged if not catalog or ownership.own(i, catalog)]
+        unclaimed += sum(1 for i in bridged if catalog and i.tag(model.TAG_CATALOG) is None)
         images += ours
         templates = _launch_templates(ec2, region, uses)
         _instances(ec2, region, uses)
@@ -73,7 +86,14 @@ def scan(
         _channels(ssm, region, channel_prefix, keep_channel_versions, uses)
         _ssm_launch_references(ssm, region, templates, uses)
         _image_references(ec2, region, [i.ami_id for i in ours], uses)
+        _launched(ec2, region, [i for i in ours if i.tag(model.TAG_SHARED)], launched_since, uses)
         leftovers[region] = _leftover_snapshots(ec2, region)
+    if unclaimed:
+        log.info(
+            "%d images carry no catalog ID (built before catalogs were told apart): gc leaves "
+            "them alone; a build run that uses one claims it for its catalog",
+            unclaimed,
+        )
     return World(
         builds_of(images, tag_key=tag_key),
         MappingProxyType({ami: tuple(dict.fromkeys(u)) for ami, u in uses.items()}),
@@ -349,6 +369,40 @@ def _image_references(
             token = page.get("NextToken")
             if not token:
                 break
+
+
+def _launched(
+    ec2: EC2Client,
+    region: str,
+    shared: Sequence[Image],
+    since: datetime | None,
+    uses: dict[str, list[str]],
+) -> None:
+    """Images shared with other accounts: in use when EC2's lastLaunchedTime (launches by any
+    account) is after `since`, or cannot be read. One DescribeImageAttribute per image."""
+    for image in shared:
+        whom = image.tag(model.TAG_SHARED)
+        try:
+            with aws_call(
+                f"reading when {image.ami_id} was last launched in {region}",
+                "ec2:DescribeImageAttribute",
+            ):
+                found = ec2.describe_image_attribute(
+                    ImageId=image.ami_id, Attribute="lastLaunchedTime"
+                )
+        except AwsError as exc:
+            uses[image.ami_id].append(
+                f"shared with {whom}, whose instances gc cannot see, and its last launch cannot "
+                f"be read ({exc})"
+            )
+            continue
+        value = str(found.get("LastLaunchedTime", {}).get("Value") or "")
+        at = model.parse_time(value) if value else None
+        if at is not None and (since is None or at >= since):
+            uses[image.ami_id].append(
+                f"shared with {whom} and launched at {model.timestamp(at)} by some account "
+                "(EC2's lastLaunchedTime)"
+            )
 
 
 def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ class Resolver:
             self.surveyor.regions(d),
             survey.seen(fp),
             parent_amis=None if parent is None else frozenset(parent.amis.values()),
-            parent_build=_parent_build(parent),
+            parent_origin=_parent_origin(parent),
             seeded=survey.seeded.get(d.name),
             max_age_days=self.ctx.catalog.max_age_for(d),
             asked=self.surveyor.asked(d),
@@ -152,6 +152,11 @@ class Resolver:
             if on_missing == "build" and plan.renamed(decision, d):
                 adopted = publish.adopt(self.ctx.clients, d, decision.images)
                 decision = replace(decision, images=MappingProxyType(adopted))
+            if on_missing == "build" and decision.state == "found":
+                claimed = publish.claim(
+                    self.ctx.clients, self.ctx.settings.catalog_id, decision.images
+                )
+                decision = replace(decision, images=MappingProxyType(claimed))
             if on_missing == "build" and plan.needs_manifest(decision, d.name):
                 uri = self._restore_manifest(decision, d, parent)
             if on_missing == "build" and decision.state == "found":
@@ -305,7 +310,7 @@ class Resolver:
             d,
             fp,
             None if parent is None else frozenset(parent.amis.values()),
-            _parent_build(parent),
+            _parent_origin(parent),
         )
 
     def _result(
@@ -329,10 +334,10 @@ class Resolver:
         )
 
 
-def _parent_build(parent: ResolvedAmi | None) -> str | None:
-    """The build a child's images must be built on: the parent's, while any copy of it exists
-    (a build ID predicted for an image not built yet links nothing)."""
-    return parent.build_id if parent is not None and parent.amis else None
+def _parent_origin(parent: ResolvedAmi | None) -> str | None:
+    """The origin of the build a child's images must be built on: the parent's, while any copy
+    of it exists."""
+    return parent.origin if parent is not None and parent.amis and parent.origin else None
 
 
 def _combined(outcome: schedule.Results[ResolvedAmi]) -> BridgeError:

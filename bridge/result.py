@@ -45,6 +45,8 @@ class ResolvedAmi:
     # Revoked: why (the revocation's reason); a usable image's scheduled revocation (ISO 8601).
     revoke_reason: str = ""
     revokes_at: str = ""
+    # The origin AMI of the image's build (model.TAG_ORIGIN; "" when it has none).
+    origin: str = ""
 
     @property
     def found(self) -> bool:
@@ -109,6 +111,11 @@ def outcome(
         expires_at=decision.expires_at,
         revoke_reason=decision.revoke_reason,
         revokes_at=decision.revokes_at,
+        origin=next(
+            (o for i in decision.images.values() if (o := i.tag(model.TAG_ORIGIN) or "")), ""
+        )
+        if decision.amis
+        else "",
     )
 
 

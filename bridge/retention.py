@@ -18,6 +18,7 @@ from bridge.model import Build, Image
 from bridge.settings import (
     DEFAULT_GC_CHANNEL_VERSIONS,
     DEFAULT_GC_KEEP,
+    DEFAULT_GC_LAUNCHED_WITHIN_DAYS,
     DEFAULT_GC_MIN_AGE_HOURS,
 )
 
@@ -38,6 +39,8 @@ class Policy:
     older_than_days: float | None = None
     min_age_hours: float = DEFAULT_MIN_AGE_HOURS
     keep_channel_versions: int = DEFAULT_KEEP_CHANNEL_VERSIONS
+    # A shared image launched (by any account) within this many days is kept.
+    launched_within_days: float = DEFAULT_GC_LAUNCHED_WITHIN_DAYS
     # Only these definitions' builds may be deleted (None: every definition's).
     definitions: frozenset[str] | None = None
 
@@ -48,6 +51,7 @@ def policy(
     older_than: str | None = None,
     min_age_hours: str | None = None,
     keep_channel_versions: str | None = None,
+    launched_within: str | None = None,
     definitions: Iterable[str] = (),
 ) -> Policy:
     """The gc options as given (strings, None when not given), checked: a QueryError names the
@@ -66,6 +70,13 @@ def policy(
             keep_channel_versions,
             DEFAULT_KEEP_CHANNEL_VERSIONS,
             "versions of each channel parameter whose images are kept",
+        ),
+        launched_within_days=DEFAULT_GC_LAUNCHED_WITHIN_DAYS
+        if launched_within is None
+        else _number(
+            "--launched-within",
+            launched_within,
+            "days: a shared image launched by any account since is kept",
         ),
         definitions=frozenset(chosen) if chosen else None,
     )

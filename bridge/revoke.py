@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from bridge import manifests, model, plan, registry
+from bridge import manifests, model, ownership, plan, registry
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
 from bridge.model import Build, Image
@@ -132,6 +132,7 @@ class Revoker:
                 owners=self.settings.owners,
             )
             if i.tag(model.TAG_DEFINITION) in (None, d.name)
+            and not ownership.foreign(i, self.settings.catalog_id)
         ]
         builds = sorted(
             (
@@ -181,7 +182,20 @@ class Revoker:
             if not registry.owned_by(image, self.settings.owners):
                 break
             named = image.tag(model.TAG_DEFINITION)
-            if named not in (None, d.name):
+            if named is None or image.tag(self.settings.tag_key) is None:
+                raise QueryError(
+                    f"{ami} is not a build of {d.name!r}: it carries no "
+                    f"{model.TAG_DEFINITION} and {self.settings.tag_key} tags, so the bridge did "
+                    "not build it and nothing was changed. Name an image of one of this "
+                    "catalog's definitions (`ami-bridge status` lists them)."
+                )
+            if ownership.foreign(image, self.settings.catalog_id):
+                raise QueryError(
+                    f"{ami} is an image of another catalog ({image.tag(model.TAG_CATALOG)}), "
+                    f"not of this one ({self.settings.catalog_id}), so nothing was changed. "
+                    "Revoke it from the repository whose catalog built it."
+                )
+            if named != d.name:
                 raise QueryError(
                     f"{ami} is an image of {named!r}, not {d.name!r}. Name its definition: "
                     f"`ami-bridge revoke {named} --ami {ami} ...`."

@@ -20,13 +20,18 @@ stock moto server:
   and OUs is recorded but not resolved into accounts.
 * EnableImageDeprecation and DisableImageDeprecation exist (stock moto has neither), and
   DescribeImages reports an image's `DeprecationTime` (`2026-01-01T00:00:00.000Z`) while it has
-  one. As in EC2, `DeprecateAt` is rounded to the nearest minute and a time in the past is
-  refused (`InvalidParameterValue`); the owner still sees a deprecated image in every listing
-  (EC2 hides deprecated images only from other accounts' listings, which the sandbox does not).
+  one. As in EC2, `DeprecateAt` is rounded to the nearest minute, a time in the past is
+  refused (`InvalidParameterValue`), and only the image's owner may set or clear it (another
+  account gets `AuthFailure`, "Not authorized for image:<id>"); the owner still sees a
+  deprecated image in every listing (EC2 hides deprecated images only from other accounts'
+  listings, which the sandbox does not).
 * DescribeImageReferences (which moto lacks) answers as EC2 does, for the resource types moto
   has: instances (its `state-name` option; default all states), launch templates (the newest
   `version-depth` versions, default 10), and SSM parameters of DataType `aws:ec2:image` (their
   current value); Image Builder recipes, which moto does not model, are never references.
+* DescribeImageAttribute answers `lastLaunchedTime` (stock moto answers nothing): the time the
+  last instance was launched from the image by any account, for the image's owner only (another
+  account gets `AuthFailure`). EC2 updates it within 24 hours of a launch; the sandbox at once.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -97,6 +102,7 @@ def _patch_moto() -> None:
     _patch_kms()
     _patch_instance_refresh()
     _patch_root_volume()
+    _patch_last_launched()
 
 
 def access_key(account: str) -> str:
@@ -231,7 +237,7 @@ def _patch_image_deprecation() -> None:
     from datetime import datetime, timedelta, timezone
 
     from moto.core.responses import ActionResult
-    from moto.ec2.exceptions import InvalidParameterValueError
+    from moto.ec2.exceptions import EC2ClientError, InvalidParameterValueError
     from moto.ec2.models.amis import Ami
     from moto.ec2.responses.amis import AmisResponse
 
@@ -241,7 +247,11 @@ def _patch_image_deprecation() -> None:
         ami_id = response._get_param("ImageId")
         response.error_on_dryrun()
         # Raises InvalidAMIID.NotFound / .Unavailable as EC2 does for an unknown image.
-        return response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+        image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+        if image.owner_id != response.ec2_backend.account_id:
+            # Only its owner deprecates an image (another account sees a shared or public one).
+            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+        return image
 
     def enable_image_deprecation(self: Any) -> Any:
         raw = str(self._get_param("DeprecateAt") or "")
@@ -413,6 +423,42 @@ def _patch_instance_refresh() -> None:
 
     AutoScalingResponse.start_instance_refresh = start_instance_refresh  # type: ignore[attr-defined]
     AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes  # type: ignore[attr-defined]
+
+
+def _patch_last_launched() -> None:
+    """DescribeImageAttribute `lastLaunchedTime` as EC2 has it: when an instance was last
+    launched from the image, by any account; only the image's owner may ask."""
+    from datetime import datetime, timezone
+
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses.amis import AmisResponse
+    from moto.ec2.responses.instances import InstanceResponse
+
+    launched: dict[tuple[str, str], str] = {}  # (region, AMI) -> when, as EC2 writes it
+    run_instances = InstanceResponse.run_instances
+    describe_image_attribute = AmisResponse.describe_image_attribute
+
+    def recording_run_instances(self: Any) -> Any:
+        result = run_instances(self)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        launched[(self.region, str(self._get_param("ImageId")))] = now
+        return result
+
+    def last_launched(self: Any) -> Any:
+        if self._get_param("Attribute") != "lastLaunchedTime":
+            return describe_image_attribute(self)
+        ami_id = self._get_param("ImageId")
+        image = self.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+        if image.owner_id != self.ec2_backend.account_id:
+            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+        when = launched.get((self.region, ami_id))
+        return ActionResult(
+            {"ImageId": ami_id, "LastLaunchedTime": {"Value": when} if when else {}}
+        )
+
+    InstanceResponse.run_instances = recording_run_instances  # type: ignore[method-assign]
+    AmisResponse.describe_image_attribute = last_launched  # type: ignore[method-assign]
 
 
 def _patch_root_volume() -> None:

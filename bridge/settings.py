@@ -43,6 +43,9 @@ DEFAULT_PACKER = "packer"
 DEFAULT_GC_KEEP = 2
 DEFAULT_GC_MIN_AGE_HOURS = 24.0
 DEFAULT_GC_CHANNEL_VERSIONS = 5
+# gc keeps an image shared with other accounts that was launched (by any account, as EC2's
+# lastLaunchedTime says) within this many days: gc cannot see other accounts' instances.
+DEFAULT_GC_LAUNCHED_WITHIN_DAYS = 30.0
 OPTIONS_SCHEMA = "query.schema.json"
 
 
@@ -238,6 +241,8 @@ class Settings:
     # The values of the environment variables the catalog's definitions list in `env` (part of
     # their fingerprints).
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The catalog's ID (ownership.catalog_id), tagged on its images; "" counts every image.
+    catalog_id: str = ""
 
     @property
     def log_dir(self) -> Path:

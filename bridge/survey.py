@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from bridge import manifests, model, plan, registry, seed, sources
+from bridge import manifests, model, ownership, plan, registry, seed, sources
 from bridge.catalog import Catalog, Definition
 from bridge.context import Context
 from bridge.errors import QueryError
@@ -210,21 +210,27 @@ class Surveyor:
         return Survey(definitions, snapshot, images, seeded)
 
     def find(self, region: str, fingerprints: Iterable[str]) -> dict[str, list[Image]]:
-        """Fingerprint -> this account's (or `owners`') images carrying it in `region`."""
-        return registry.find_images(
+        """Fingerprint -> this account's (or `owners`') images carrying it in `region`; never
+        another catalog's (ownership.py)."""
+        found = registry.find_images(
             self.ctx.clients.ec2(region),
             region,
             fingerprints,
             tag_key=self.ctx.settings.tag_key,
             owners=self.ctx.settings.owners,
         )
+        catalog = self.ctx.settings.catalog_id
+        return {
+            fp: [i for i in images if not ownership.foreign(i, catalog)]
+            for fp, images in found.items()
+        }
 
     def look_again(
         self,
         d: Definition,
         fingerprint: str,
         parent_amis: frozenset[str] | None,
-        parent_build: str | None = None,
+        parent_origin: str | None = None,
     ) -> plan.Decision:
         """The planner's decision on what EC2 has now (after waiting for a lock, say)."""
         regions = self.regions(d)
@@ -235,7 +241,7 @@ class Surveyor:
             regions,
             seen,
             parent_amis=parent_amis,
-            parent_build=parent_build,
+            parent_origin=parent_origin,
             max_age_days=self.ctx.catalog.max_age_for(d),
             asked=self.asked(d),
         )

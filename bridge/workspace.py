@@ -88,6 +88,9 @@ def context(
     settings = Settings.from_sources(
         options, catalog, env, repo_root=Path(str(repo.working_tree_dir))
     )
+    from bridge.ownership import catalog_id
+
+    settings = replace(settings, catalog_id=catalog_id(repo, catalog))
     if anywhere:
         settings = replace(settings, region_explicit=False)
     if not settings.manifest_bucket:

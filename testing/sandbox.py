@@ -54,9 +54,11 @@ def fake_build(
     *,
     parent: Mapping[str, str] | None = None,
     fp: str | None = None,
+    catalog: str = "example",
 ) -> dict[str, str]:
     """A build as the bridge tags it, made without Packer, copied to eu-west-1 with its tags:
-    region -> AMI. `parent`: region -> the parent build's AMI there."""
+    region -> AMI. `parent`: region -> the parent build's AMI there; `catalog`: its catalog's ID
+    (the example catalog's)."""
     us, eu = (
         boto3.client("ec2", region_name="us-east-1"),
         boto3.client("ec2", region_name="eu-west-1"),
@@ -68,6 +70,7 @@ def fake_build(
         "SHA": fp,
         model.TAG_BUILD_ID: build_id,
         model.TAG_COMMIT: "0" * 40,
+        model.TAG_CATALOG: catalog,
     }
     if parent:
         tags[model.TAG_PARENT_AMI] = parent["us-east-1"]

@@ -122,8 +122,10 @@ def make_build(
     d, fingerprint: str, regions, *, build_id: str, parent: tuple[str, str, str] | None = None
 ) -> dict[str, str]:
     """A build of `d` tagged as the bridge tags it, in regions[0], copied to the others with
-    its tags (as distribute.py copies); `parent`: (AMI there, fingerprint, build ID)."""
+    its tags (as distribute.py copies); `parent`: (AMI there, fingerprint, build ID), which is
+    also its build's origin (it was built there)."""
     home = boto3.client("ec2", region_name=regions[0])
+    ami = make_image(home, f"{d.name}-{build_id}")
     provenance = Provenance(
         commit="0" * 40,
         packer_version="1.6.6",
@@ -131,9 +133,10 @@ def make_build(
         build_id=build_id,
         parent=None if parent is None else manifests.ParentRef("base", parent[1], parent[0]),
         parent_build_id=None if parent is None else parent[2],
+        origin=ami,
+        parent_origin="" if parent is None else parent[0],
     )
     tags = image_tags(d, fingerprint, tag_key="SHA", provenance=provenance)
-    ami = make_image(home, f"{d.name}-{build_id}")
     home.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     amis = {regions[0]: ami}
     for region in regions[1:]:

@@ -1,0 +1,165 @@
+"""Several catalogs in one account (ownership.py): each counts, changes and deletes only its own
+images, and images another account may be running are never deleted from under it."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from bridge import model
+from bridge.sandbox import BASE_IMAGE, OTHER_ACCOUNT, access_key
+from testing.bridge import run_bridge
+from testing.git import make_repo
+from testing.sandbox import own_images, tags_of
+
+EAST, WEST = "us-east-1", "eu-west-1"
+
+
+def catalog(tmp_path, name: str, **settings):
+    """A repository of its own with the example's definitions, cloned from its own origin;
+    `settings` go into its catalog (the example's `id` is removed: each catalog's ID is derived
+    from its repository's origin)."""
+    repo = make_repo(tmp_path / name)
+    repo.git("remote", "add", "origin", f"git@github.com:acme/{name}.git")
+    data = repo.catalog()
+    data.pop("id", None)
+    data.update(settings)
+    repo.set_catalog(data)
+    repo.commit(f"{name}'s catalog")
+    return repo
+
+
+def bridge(repo, env, *args: str):
+    proc = run_bridge([*args, "--repo", str(repo.path)], env)
+    return proc
+
+
+def build(repo, env, *names: str) -> dict:
+    proc = bridge(repo, env, "build", *(names or ["--all"]), "--json")
+    assert proc.code == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def commit_change(repo, text: str) -> None:
+    baseline = repo.path / "base" / "tasks" / "baseline.sh"
+    baseline.write_text(baseline.read_text() + f"echo {text}\n")
+    repo.commit(text)
+
+
+def images_of(region: str) -> set[str]:
+    return {i["ImageId"] for i in own_images(region)}
+
+
+def test_gc_in_one_catalog_never_touches_anothers_images(sandbox_env, tmp_path, packer):
+    a = catalog(tmp_path, "a", regions=[EAST])
+    b = catalog(tmp_path, "b", regions=[EAST, WEST])
+    b_current = {n: json.loads(r["amis_json"]) for n, r in build(b, sandbox_env).items()}
+    for text in ("one", "two", "three"):
+        commit_change(a, text)
+        build(a, sandbox_env, "base")
+    a_tag = {tags_of(i).get(model.TAG_CATALOG) for i in own_images(EAST)} - {None}
+    assert len(a_tag) == 2  # two catalogs, told apart
+    dry = bridge(a, sandbox_env, "gc", "--min-age-hours", "0", "--keep", "0", "--json")
+    assert dry.code == 0, dry.stderr
+    listed = {ami for b_ in json.loads(dry.stdout)["builds"] for ami in b_["images"].values()}
+    b_amis = {ami for amis in b_current.values() for ami in amis.values()}
+    assert not listed & b_amis  # never even a candidate
+    applied = bridge(a, sandbox_env, "gc", "--min-age-hours", "0", "--keep", "0", "--apply")
+    assert applied.code == 0, applied.stderr
+    assert b_amis <= images_of(EAST) | images_of(WEST)
+    status = bridge(b, sandbox_env, "status", "--json")
+    assert {n: r["state"] for n, r in json.loads(status.stdout).items()} == {
+        "base": "found",
+        "snowflake": "found",
+    }
+
+
+def test_identical_catalogs_build_their_own_images_and_never_undo_each_other(
+    sandbox_env, tmp_path, packer
+):
+    """Byte-identical content, one shared with an account and one not: each has its own image,
+    its own launch permissions, manifest and commit."""
+    shared = catalog(tmp_path, "shared", share=[OTHER_ACCOUNT])
+    private = catalog(tmp_path, "private")
+    first = build(shared, sandbox_env, "base")["base"]
+    # One manifest prefix for both: the second would overwrite the first's record; refused
+    # before anything is built.
+    refused = bridge(private, sandbox_env, "build", "base")
+    assert refused.code == 1 and "Give each catalog its own manifest prefix" in refused.stderr
+    assert len(own_images(EAST)) == 1
+    data = private.catalog()
+    data["manifest"] = {**data["manifest"], "prefix": "private-images"}
+    private.set_catalog(data)
+    private.commit("its own manifest prefix")
+    second = build(private, sandbox_env, "base")["base"]
+    assert first["fingerprint"] == second["fingerprint"]  # the same content
+    assert first["ami_id"] != second["ami_id"]  # each catalog's own image
+    again = build(shared, sandbox_env, "base")["base"]
+    assert again["ami_id"] == first["ami_id"] and again["built"] == "false"
+    ec2 = boto3.client("ec2", region_name=EAST)
+    permissions = ec2.describe_image_attribute(
+        ImageId=first["ami_id"], Attribute="launchPermission"
+    )
+    assert permissions["LaunchPermissions"] == [{"UserId": OTHER_ACCOUNT}]
+    for result, repo in ((first, shared), (second, private)):
+        assert result["git_commit"] == repo.git("rev-parse", "HEAD").strip()
+        manifest = json.loads(bridge(repo, sandbox_env, "manifest", "base").stdout)
+        assert manifest["amis"] == {EAST: result["ami_id"]}
+
+
+def test_revoke_accepts_only_a_build_of_the_named_definition_in_this_catalog(
+    sandbox_env, tmp_path, packer
+):
+    mine = catalog(tmp_path, "mine")
+    theirs = catalog(tmp_path, "theirs")
+    built = build(theirs, sandbox_env, "base")["base"]
+    public = bridge(mine, sandbox_env, "revoke", "base", "--reason", "x", "--ami", BASE_IMAGE)
+    assert public.code == 1 and "is not a build of 'base'" in public.stderr
+    other = bridge(mine, sandbox_env, "revoke", "base", "--reason", "x", "--ami", built["ami_id"])
+    assert other.code == 1 and "another catalog" in other.stderr
+    (image,) = boto3.client("ec2").describe_images(ImageIds=[built["ami_id"]])["Images"]
+    assert model.TAG_REVOKED_AT not in tags_of(image) and "DeprecationTime" not in image
+    (upstream,) = boto3.client("ec2").describe_images(ImageIds=[BASE_IMAGE])["Images"]
+    assert "DeprecationTime" not in upstream
+
+
+def test_the_sandbox_refuses_deprecating_an_image_another_account_owns(sandbox_env):
+    ec2 = boto3.client("ec2", region_name=EAST)
+    try:
+        ec2.enable_image_deprecation(ImageId=BASE_IMAGE, DeprecateAt="2099-01-01T00:00:00Z")
+    except ec2.exceptions.ClientError as exc:
+        assert exc.response["Error"]["Code"] == "AuthFailure"
+    else:
+        raise AssertionError("a non-owner deprecated an image")
+
+
+def test_a_shared_image_a_workload_account_runs_survives_gc(sandbox_env, repo, packer):
+    """gc cannot see another account's instances; EC2's lastLaunchedTime (launches by any
+    account) keeps an image launched within --launched-within days."""
+    data = repo.catalog()
+    data["share"] = [OTHER_ACCOUNT]
+    repo.set_catalog(data)
+    repo.commit("shared with a workload account")
+    first = build(repo, sandbox_env)["snowflake"]
+    workload = boto3.client(
+        "ec2",
+        region_name=EAST,
+        aws_access_key_id=access_key(OTHER_ACCOUNT),
+        aws_secret_access_key="sandbox",
+    )
+    workload.run_instances(ImageId=first["ami_id"], MinCount=1, MaxCount=1)
+    commit_change(repo, "patched")
+    second = build(repo, sandbox_env)["snowflake"]
+    assert second["ami_id"] != first["ami_id"]
+    flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--json"]
+    # Without the window, the old image would go: nothing this account can see uses it.
+    blind = json.loads(bridge(repo, sandbox_env, *flags, "--launched-within", "0").stdout)
+    actions = {b["images"][EAST]: b["action"] for b in blind["builds"]}
+    assert actions[first["ami_id"]] == "delete"
+    applied = bridge(repo, sandbox_env, *flags, "--apply")
+    assert applied.code == 0, applied.stderr
+    kept = {b["images"][EAST]: b for b in json.loads(applied.stdout)["builds"]}
+    assert kept[first["ami_id"]]["action"] == "keep"
+    assert any("lastLaunchedTime" in r for r in kept[first["ami_id"]]["reasons"])
+    assert first["ami_id"] in images_of(EAST)
