@@ -42,10 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = getattr(command, args.run)(args, os.environ)
         return code
     except NotFoundError as exc:
-        print(f"ami-bridge: error: {one_paragraph(str(exc))}", file=sys.stderr)
+        print(f"ami-bridge: error: {_told(exc)}", file=sys.stderr)
         return EXIT_MISSING
     except BridgeError as exc:
-        print(f"ami-bridge: error: {one_paragraph(str(exc))}", file=sys.stderr)
+        print(f"ami-bridge: error: {_told(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("ami-bridge: interrupted", file=sys.stderr)
@@ -74,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def _told(exc: BaseException) -> str:
+    """An error as one paragraph, the environment's secrets masked (it may quote Packer)."""
+    from bridge.masking import mask, secrets_of
+
+    return mask(one_paragraph(str(exc)), secrets_of(os.environ))
 
 
 def _inside(filename: object, directory: Path) -> bool:

@@ -134,7 +134,10 @@ def check_owner(
 ) -> None:
     """A ManifestError when the manifest a build of `catalog` would write is another catalog's:
     two catalogs sharing a manifest prefix would overwrite each other's record."""
-    found = fetch(s3, bucket, prefix, definition, fingerprint) if catalog else None
+    try:
+        found = fetch(s3, bucket, prefix, definition, fingerprint) if catalog else None
+    except ManifestError:
+        return  # no catalog's record: a build replaces it
     if found is not None and found.catalog and found.catalog != catalog:
         raise ManifestError(
             f"The manifest {manifest_uri(bucket, prefix, definition, fingerprint)} is the "

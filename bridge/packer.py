@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.errors import BuildError, Cancelled
+from bridge.masking import mask, secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,8 @@ class PackerRunner:
         self._cache = cache
         # Packer's update check would reach out to the internet on every run.
         self._env = {**without_variables(env), "CHECKPOINT_DISABLE": "1"}
+        # Masked in all it writes: a provisioner may print its environment.
+        self._secrets = secrets_of(self._env)
         self._echo = echo
         self._version: str | None = None
         # Builds running now (several, with --jobs), and whether the run was interrupted.
@@ -230,9 +233,12 @@ class PackerRunner:
             text=True,
             check=False,
         )
-        lines = [ln for ln in map(parse_line, proc.stdout.splitlines()) if ln is not None]
+        out = mask(proc.stdout, self._secrets)
+        lines = [ln for ln in map(parse_line, out.splitlines()) if ln is not None]
         if proc.returncode != 0:
-            errors = _errors(lines) or [proc.stderr.strip() or f"exit status {proc.returncode}"]
+            errors = _errors(lines) or [
+                mask(proc.stderr, self._secrets).strip() or f"exit status {proc.returncode}"
+            ]
             raise BuildError(
                 f"`packer {' '.join(args)}` failed: {' | '.join(errors)}. Fix the template and "
                 "run again."
@@ -309,7 +315,11 @@ class PackerRunner:
                 "installs and builds with. Install Packer 1.7 or later (AMI_BRIDGE_PACKER "
                 "names the program)."
             )
-        said = [" ".join(ln.split()) for ln in proc.stderr.splitlines() if ln.strip()]
+        said = [
+            " ".join(ln.split())
+            for ln in mask(proc.stderr, self._secrets).splitlines()
+            if ln.strip()
+        ]
         quoted = " | ".join(said[-_INIT_ERROR_LINES:]) or f"exit status {proc.returncode}"
         raise BuildError(
             f"`packer init {template}` failed, so nothing is built from {template}: it could "
@@ -372,6 +382,7 @@ class PackerRunner:
             try:
                 # To the end, cancellation and clean-up included.
                 for raw in proc.stdout:
+                    raw = mask(raw, self._secrets)
                     logfile.write(raw)
                     logfile.flush()
                     line = parse_line(raw)

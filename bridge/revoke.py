@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -76,16 +76,21 @@ def check_reason(reason: str | None) -> str:
 
 
 def deprecate_at(at: datetime, now: datetime) -> datetime:
-    """EC2's deprecation time for a revocation at `at`: EC2 refuses a time in the past, so no
-    earlier than the next whole minute."""
-    soon = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    """EC2's deprecation time for a revocation at `at`, sent at `now` (the moment of the call):
+    EC2 rounds it to the nearest minute and refuses a time in the past, so no earlier than the
+    whole minute after next (at least a minute ahead, whatever the rounding and the time the
+    request takes). The revocation itself is the revoked-at tag, in force from `at`."""
+    soon = now.replace(second=0, microsecond=0) + timedelta(minutes=2)
     return max(at, soon)
 
 
 class Revoker:
     """Revokes and restores the builds of one catalog's definitions."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(
+        self, ctx: Context, *, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    ) -> None:
+        self._clock = clock
         self.settings = ctx.settings
         self.catalog = ctx.catalog
         self.clients = ctx.clients
@@ -276,14 +281,23 @@ class Revoker:
         ami: str | None = None,
         now: datetime | None = None,
     ) -> list[Change]:
-        """Revoke the named build of `name` and every build made on it; what was revoked."""
+        """Revoke the named build of `name` and every build made on it; what was revoked.
+
+        A revocation cut short (a failed call, a lost machine) is completed by running the same
+        command again: the build revoked by itself with the same reason is revoked again, as
+        recorded, with everything made on it (each step is idempotent)."""
         now = now or datetime.now(timezone.utc)
         d = self.catalog.get(name)
         text = check_reason(reason)
         when = parse_time(at, now)
-        target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=False)
+        try:
+            target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=False)
+            own = model.Revocation(model.timestamp(when), text, target.build_id)
+        except QueryError:
+            target, own = self._unfinished(d, fingerprint=fingerprint, ami=ami, reason=text)
+            when = model.revocation_time(own.at)
+            log.info("completing the revocation of %s %s", d.name, target.build_id[:12])
         below = self.descendants(target)
-        own = model.Revocation(model.timestamp(when), text, target.build_id)
         first = target.images.get(self.settings.region) or next(iter(target.images.values()))
         inherited = model.Revocation(
             own.at,
@@ -303,7 +317,6 @@ class Revoker:
                 changes.append(Change(build, earlier, kept=True))
             else:
                 changes.append(Change(build, inherited))
-        deprecation = deprecate_at(when, now)
         for change in changes:
             if change.kept:
                 continue
@@ -315,7 +328,8 @@ class Revoker:
             for region, image in sorted(change.build.images.items()):
                 ec2 = self.clients.ec2(region)
                 registry.tag_image(ec2, image, tags)
-                registry.deprecate(ec2, image, deprecation)
+                # From the clock at each call: a long revocation crosses minutes.
+                registry.deprecate(ec2, image, deprecate_at(when, self._clock()))
             log.info(
                 "revoked %s %s (%s) from %s",
                 change.build.definition,
@@ -332,7 +346,10 @@ class Revoker:
         self, name: str, *, fingerprint: str | None = None, ami: str | None = None
     ) -> list[Change]:
         """Lift the revocation of the named build of `name`, and of every build made on it that
-        was revoked because of it (not those revoked for a reason of their own)."""
+        was revoked because of it (not those revoked for a reason of their own).
+
+        The named build's own revocation tags go last: a restore cut short at any step leaves
+        them, so running the same command again completes it (each step is idempotent)."""
         d = self.catalog.get(name)
         target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=True)
         own = target.revocation
@@ -343,27 +360,60 @@ class Revoker:
                 + (self._revoked_by(own.by) if own is not None else ".")
             )
         changes = [Change(target, own)]
+        # Their manifests too: a descendant a run cut short restored already may still be
+        # recorded as revoked.
+        records = [target]
         for build in self.descendants(target):
             revocation = build.revocation
             if revocation is not None and revocation.by == target.build_id:
                 changes.append(Change(build, revocation))
             elif revocation is not None:
                 changes.append(Change(build, revocation, kept=True))
-        for change in changes:
-            if change.kept:
-                continue
-            for region, image in sorted(change.build.images.items()):
-                ec2 = self.clients.ec2(region)
-                registry.untag_image(ec2, image, model.REVOCATION_TAGS)
-                registry.deprecate(ec2, image, None)
+            if revocation is None or revocation.by == target.build_id:
+                records.append(build)
+        for change in changes[1:]:
+            if not change.kept:
+                self._lift(change.build, deprecation=True, untag=True)
+        self._lift(target, deprecation=True, untag=False)
+        self._record([(b, None) for b in records])
+        self._lift(target, deprecation=False, untag=True)  # last: what a second run finishes
+        return changes
+
+    def _lift(self, build: Build, *, deprecation: bool, untag: bool) -> None:
+        """Clear `build`'s EC2 deprecation and then its revocation tags, in every region."""
+        for region, image in sorted(build.images.items()):
+            if deprecation:
+                registry.deprecate(self.clients.ec2(region), image, None)
+        for region, image in sorted(build.images.items()):
+            if untag:
+                registry.untag_image(self.clients.ec2(region), image, model.REVOCATION_TAGS)
+        if untag:
             log.info(
                 "restored %s %s (%s)",
-                change.build.definition,
-                change.build.build_id[:12],
-                ", ".join(change.build.amis.values()),
+                build.definition,
+                build.build_id[:12],
+                ", ".join(build.amis.values()),
             )
-        self._record([(c.build, None) for c in changes if not c.kept])
-        return changes
+
+    def _unfinished(
+        self, d: Definition, *, fingerprint: str | None, ami: str | None, reason: str
+    ) -> tuple[Build, model.Revocation]:
+        """The build revoked by itself for `reason` (a revocation to complete), or the error that
+        there is nothing left to revoke."""
+        try:
+            build = self.target(d, fingerprint=fingerprint, ami=ami, revoked=True)
+        except QueryError:
+            build = None
+        own = None if build is None else build.revocation
+        if build is None or own is None or own.by != build.build_id or own.reason != reason:
+            # Nothing of this revocation to complete: the target's own message says why.
+            self.target(d, fingerprint=fingerprint, ami=None, revoked=False)
+            raise QueryError(
+                f"The image of {d.name!r} is revoked already"
+                + (f" ({own.reason})" if own is not None else "")
+                + ". Restore it first to revoke it again with another reason."
+            )
+        return build, own
 
     def _revoked_by(self, build_id: str) -> str:
         """The end of restore's message for a build revoked through the build `build_id`: the

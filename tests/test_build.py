@@ -13,6 +13,7 @@ from bridge.build import build_image, packer_value, packer_variables
 from bridge.catalog import Definition, load_catalog
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner, parse_line
+from testing.bridge import run_bridge
 
 FP = "0123456789abcdef" * 2 + "01234567"
 SEED_VARIABLES = {"ami_sha", "ami_name", "ami_base", "region", "ec2_endpoint"}
@@ -257,3 +258,38 @@ def test_only_builds_the_builder_it_names(repo, runner, tmp_path):
     d = Definition("app", "app/app.json", "json", "app", (), only="y")
     text = run(runner, repo, d, tmp_path / "app.log")
     assert "y: y" in text and "x: x" not in text
+
+
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI-K7MDENG-secret-for-the-test",
+    "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjE-session-token-for-the-test",
+}
+
+
+def _prints_its_environment(repo, then: str) -> None:
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    template["provisioners"].append({"type": "shell-local", "inline": [f"env; {then}"]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    repo.commit("a provisioner that prints its environment")
+
+
+def _leaks(env, proc) -> list[str]:
+    """Where a secret value shows: stderr, stdout, the build logs."""
+    logs = Path(env["AMI_BRIDGE_STATE_DIR"]).rglob("*.log")
+    places = {"stderr": proc.stderr, "stdout": proc.stdout}
+    places.update({str(p): p.read_text(errors="replace") for p in logs})
+    return [where for where, text in places.items() for s in SECRETS.values() if s in text]
+
+
+def test_secrets_in_the_environment_are_masked_in_everything_written(sandbox_env, repo, packer):
+    env = {**sandbox_env, **SECRETS}
+    _prints_its_environment(repo, "true")
+    ok = run_bridge(["build", "base", "--verbose", "--repo", str(repo.path)], env)
+    assert ok.code == 0, ok.stderr
+    assert _leaks(env, ok) == []
+    assert "AWS_SESSION_TOKEN=***" in ok.stderr  # printed, and masked
+    _prints_its_environment(repo, "echo $AWS_SECRET_ACCESS_KEY >&2; exit 1")
+    failed = run_bridge(["build", "base", "--repo", str(repo.path)], env)
+    assert failed.code == 1
+    assert _leaks(env, failed) == []
+    assert "***" in failed.stderr  # the provisioner's error, quoted, masked

@@ -298,9 +298,36 @@ def test_the_revocation_helpers_check_and_shape_their_values():
             raise AssertionError(f"{bad!r} was accepted")
         except QueryError:
             pass
-    # EC2 refuses a deprecation time in the past: no earlier than the next whole minute.
+    # EC2 refuses a deprecation time in the past and rounds to the nearest minute: at least a
+    # minute ahead of the call.
     assert deprecate_at(now - timedelta(hours=1), now) == datetime(
-        2026, 3, 1, 12, 1, tzinfo=timezone.utc
+        2026, 3, 1, 12, 2, tzinfo=timezone.utc
     )
     later = datetime(2026, 4, 1, tzinfo=timezone.utc)
     assert deprecate_at(later, now) == later
+
+
+def test_a_revocation_that_outlasts_the_minute_it_started_in_still_deprecates(
+    sandbox_env, repo, packer
+):
+    """The minute boundary forced: the run started minutes ago (a slow machine, many images);
+    each deprecation time is taken from the clock when it is sent, so EC2 never gets one in the
+    past."""
+    from bridge import workspace
+    from bridge.revoke import Revoker
+    from bridge.settings import cli_flag, parse_options, state_dir
+
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    options = parse_options(
+        {"repo": str(repo.path)}, spell=cli_flag, cache_dir=state_dir(sandbox_env)
+    )
+    ctx = workspace.context(options, sandbox_env)
+    started = datetime.now(timezone.utc) - timedelta(minutes=3)
+    changes = Revoker(ctx).revoke("base", reason="slow", at=None, now=started)
+    assert {c.build.definition for c in changes} == {"base", "snowflake"}
+    for name in ("base", "snowflake"):
+        found = image(first[name]["ami_id"])
+        assert datetime.fromisoformat(found["DeprecationTime"][:19]).replace(
+            tzinfo=timezone.utc
+        ) > datetime.now(timezone.utc)

@@ -1,0 +1,36 @@
+"""Secrets never leave the bridge: the values of the environment's credentials are masked in
+everything it writes (Packer's output echoed and logged, its errors), as CI systems mask theirs.
+
+A provisioner that prints its environment (`env`, `set -x`) would otherwise put the builder's
+AWS secret key and session token into the build log, stderr, CI logs and Terraform's output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+MASK = "***"
+# Environment variables whose values are secrets: AWS's, and any whose name says so.
+_SECRET_NAME = re.compile(
+    r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_SECURITY_TOKEN)$"
+    r"|(SECRET|TOKEN|PASSWORD|PASSWD|PRIVATE_KEY|CREDENTIALS?)(_|$)",
+    re.IGNORECASE,
+)
+# Shorter values are left alone: masking them would garble ordinary words.
+_SHORTEST = 8
+
+
+def secrets_of(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The secret values in `env`, longest first (so a value containing another is masked
+    whole)."""
+    found = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= _SHORTEST}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret value replaced by ***."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
