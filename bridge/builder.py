@@ -165,6 +165,7 @@ class Builder:
             images = distribute.distribute(ctx, d, images, regions)
             distribute.update_manifest(ctx, d, fp, images, before=before)
         distribute.share_image(ctx, d, images)
+        distribute.check_everywhere(ctx, d, fp, images, regions)
         decision = plan.Decision(
             d.name,
             fp,
@@ -172,6 +173,8 @@ class Builder:
             tuple(regions),
             MappingProxyType(images),
             source="ec2",
+            # The answer is for the region asked, wherever the build ran.
+            asked=settings.region if settings.region in regions else regions[0],
             expires_at=plan.expires_at(
                 images[regions[0]].creation_date, ctx.catalog.max_age_for(d)
             ),

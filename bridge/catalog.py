@@ -93,6 +93,9 @@ class Catalog:
     kms_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     share: tuple[str, ...] = ()
     max_age_days: float | None = None
+    # What a revocation in effect does in EC2 besides its tags: deprecate (default), or also
+    # disable (DisableImage: no account can launch it; restore enables it again).
+    on_revoke: str = "deprecate"
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -292,6 +295,7 @@ def load_catalog(
         kms_keys=MappingProxyType(dict(data.get("kms_keys", {}))),
         share=tuple(data.get("share", ())),
         max_age_days=data.get("max_age_days"),
+        on_revoke=data.get("on_revoke", "deprecate"),
         _order=tuple(order),
     )
 

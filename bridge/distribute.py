@@ -11,7 +11,7 @@ from types import MappingProxyType
 from bridge import model, plan, publish, registry, share
 from bridge.catalog import Definition
 from bridge.context import Context
-from bridge.errors import AwsError, ManifestError
+from bridge.errors import AwsError, BuildError, ManifestError
 from bridge.model import Image
 
 log = logging.getLogger(__name__)
@@ -132,3 +132,37 @@ def wait(ctx: Context, decision: plan.Decision) -> plan.Decision:
     }
     state: plan.State = "found" if decision.state == "pending" else decision.state
     return replace(decision, state=state, images=MappingProxyType(images))
+
+
+def check_everywhere(
+    ctx: Context,
+    d: Definition,
+    fingerprint: str,
+    images: Mapping[str, Image],
+    regions: Sequence[str],
+) -> None:
+    """The post-condition of a build or repair: every region `d` needs holds an image of the
+    build, available or pending and carrying its fingerprint, as EC2 says now (one
+    DescribeImages per region). A BuildError names each region that does not."""
+    tag_key = ctx.settings.tag_key
+    lacking = []
+    for region in regions:
+        image = images.get(region)
+        found = (
+            None
+            if image is None
+            else registry.image_by_id(ctx.clients.ec2(region), region, image.ami_id)
+        )
+        if (
+            found is None
+            or found.state not in ("available", "pending")
+            or found.tag(tag_key) != fingerprint
+        ):
+            lacking.append(f"{region} ({image.ami_id if image else 'no image'})")
+    if lacking:
+        raise BuildError(
+            f"After building or copying {d.name!r} ({fingerprint[:12]}), EC2 has no image of the "
+            f"build in {', '.join(lacking)}, though the definition needs one in every region of "
+            f"{', '.join(regions)}. Run the build again: it copies the build where it is missing "
+            "(an image deregistered meanwhile is copied again)."
+        )

@@ -253,8 +253,8 @@ def decide(
         ]
         # A revoked image is never used again, whatever its parent or age; a revocation
         # scheduled for later leaves it usable until then.
-        withdrawn += [i for i in candidates if is_revoked(i, now)]
-        candidates = [i for i in candidates if not is_revoked(i, now)]
+        withdrawn += [i for i in candidates if is_revoked(i, now) or i.state == "disabled"]
+        candidates = [i for i in candidates if not is_revoked(i, now) and i.state != "disabled"]
         if parent_amis is not None:
             matching = [
                 i

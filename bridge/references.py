@@ -110,6 +110,8 @@ def _own_images(ec2: EC2Client, region: str) -> list[Image]:
             page = ec2.describe_images(
                 Owners=["self"],
                 Filters=[{"Name": "tag-key", "Values": [model.TAG_DEFINITION]}],
+                # Disabled ones too (revoked with on_revoke=disable): gc may delete them.
+                IncludeDisabled=True,
                 **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
             )
         found += [registry.parse_image(raw, region) for raw in page.get("Images", [])]

@@ -38,7 +38,10 @@ def find_images(
     call is made per 200 fingerprints.
     """
     found: dict[str, list[Image]] = defaultdict(list)
-    for image in find_tagged(ec2, region, tag_key, fingerprints, owners=owners):
+    # Disabled ones too (a revocation with on_revoke=disable): seen as revoked, never used.
+    for image in find_tagged(
+        ec2, region, tag_key, fingerprints, owners=owners, include_disabled=True
+    ):
         found[str(image.tag(tag_key))].append(image)
     for images in found.values():
         images.sort(key=lambda i: (i.creation_date, i.ami_id), reverse=True)
@@ -76,11 +79,18 @@ def shared_images(
 
 
 def find_tagged(
-    ec2: EC2Client, region: str, key: str, values: Iterable[str], *, owners: Sequence[str]
+    ec2: EC2Client,
+    region: str,
+    key: str,
+    values: Iterable[str],
+    *,
+    owners: Sequence[str],
+    include_disabled: bool = False,
 ) -> list[Image]:
-    """Images (available or pending) tagged `key` = one of `values`, that `owners` count; one
-    DescribeImages call per 200 values."""
+    """Images (available or pending; and disabled, with `include_disabled`) tagged `key` = one
+    of `values`, that `owners` count; one DescribeImages call per 200 values."""
     wanted = sorted(set(values))
+    states = ["available", "pending", *(["disabled"] if include_disabled else [])]
     found: list[Image] = []
     for start in range(0, len(wanted), FILTER_BATCH):
         batch = wanted[start : start + FILTER_BATCH]
@@ -89,8 +99,9 @@ def find_tagged(
                 Owners=list(owners),
                 Filters=[
                     {"Name": f"tag:{key}", "Values": batch},
-                    {"Name": "state", "Values": ["available", "pending"]},
+                    {"Name": "state", "Values": states},
                 ],
+                IncludeDisabled=include_disabled,
             )
         for raw in response.get("Images", []):
             image = _image(raw, region)
@@ -99,6 +110,18 @@ def find_tagged(
             if image.tag(key) in batch and owned_by(image, owners):
                 found.append(image)
     return found
+
+
+def disable(ec2: EC2Client, image: Image) -> None:
+    """DisableImage: nobody can launch it; EC2 removes its launch permissions."""
+    with aws_call(f"disabling {image.ami_id} in {image.region}", "ec2:DisableImage"):
+        ec2.disable_image(ImageId=image.ami_id)
+
+
+def enable(ec2: EC2Client, image: Image) -> None:
+    """EnableImage: launchable again (its launch permissions are not restored by EC2)."""
+    with aws_call(f"enabling {image.ami_id} in {image.region}", "ec2:EnableImage"):
+        ec2.enable_image(ImageId=image.ami_id)
 
 
 def image_by_id(ec2: EC2Client, region: str, ami_id: str) -> Image | None:

@@ -265,6 +265,7 @@ class Resolver:
     ) -> ResolvedAmi:
         """Copy a partial image everywhere it lacks; under the image's lock and lease."""
         images = distribute.distribute(self.ctx, d, dict(current.images), current.regions)
+        distribute.check_everywhere(self.ctx, d, current.fingerprint, images, current.regions)
         done = replace(current, state="found", images=MappingProxyType(images))
         distribute.update_manifest(self.ctx, d, current.fingerprint, images, before=current.images)
         distribute.share_image(self.ctx, d, images)

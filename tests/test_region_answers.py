@@ -52,6 +52,12 @@ def test_a_tracked_root_missing_in_the_region_asked_is_not_an_empty_ami(
     missing in the region asked is a miss there, whatever the home region has."""
     repo = make_repo(tmp_path / "tracked", track_source=True)
     two_regions(repo)
+    # Built in its home region (us-east-1) when asked for in eu-west-1: the answer is the copy.
+    asked = external(sandbox_env, {"definition": "base", "repo": str(repo.path), "region": WEST})
+    assert asked.code == 0, asked.stderr
+    built = json.loads(asked.stdout)
+    assert built["built"] == "true" and built["region"] == WEST
+    assert built["ami_id"] == json.loads(built["amis_json"])[WEST]
     amis = build_all(repo, sandbox_env)
     deregister(WEST, amis["base"][WEST])
     query = {"definition": "base", "repo": str(repo.path), "region": WEST}

@@ -376,3 +376,19 @@ def test_a_pending_image_is_waited_for_and_used(pending_base, repo):
     assert result.ami_id == ami and dict(result.amis) == {EAST: ami}
     assert dict(result.region_states) == {EAST: "found"}
     assert image_ids() == {ami}
+
+
+def test_a_build_run_that_leaves_a_region_without_its_image_fails(sandbox_env, repo, monkeypatch):
+    """The post-condition: were the copy step to do nothing, the run fails naming the region,
+    never exits 0 with an image missing where the definition needs one."""
+    from bridge import distribute
+    from bridge.errors import BuildError
+
+    data = repo.catalog()
+    data["regions"] = [EAST, "eu-west-1"]
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    place(sandbox_env, repo, "base")
+    monkeypatch.setattr(distribute, "distribute", lambda ctx, d, images, regions: images)
+    with pytest.raises(BuildError, match=r"no image of the build in eu-west-1 \(no image\)"):
+        resolver(sandbox_env, repo).resolve(["base"], on_missing="build")

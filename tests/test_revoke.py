@@ -331,3 +331,42 @@ def test_a_revocation_that_outlasts_the_minute_it_started_in_still_deprecates(
         assert datetime.fromisoformat(found["DeprecationTime"][:19]).replace(
             tzinfo=timezone.utc
         ) > datetime.now(timezone.utc)
+
+
+def test_with_on_revoke_disable_nobody_can_launch_a_revoked_image_until_it_is_restored(
+    sandbox_env, repo, packer
+):
+    from bridge.sandbox import OTHER_ACCOUNT
+
+    data = repo.catalog()
+    data.update(on_revoke="disable", share=[OTHER_ACCOUNT])
+    repo.set_catalog(data)
+    repo.commit("revocations disable; shared with a workload account")
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    amis = [first[name]["ami_id"] for name in ("base", "snowflake")]
+    ec2 = boto3.client("ec2")
+
+    def permissions(ami: str) -> list:
+        return ec2.describe_image_attribute(ImageId=ami, Attribute="launchPermission")[
+            "LaunchPermissions"
+        ]
+
+    assert all(permissions(a) == [{"UserId": OTHER_ACCOUNT}] for a in amis)
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "CVE-2026-2")
+    assert proc.code == 0, proc.stderr
+    assert ec2.describe_images(ImageIds=amis)["Images"] == []  # EC2 hides disabled images
+    disabled = ec2.describe_images(ImageIds=amis, IncludeDisabled=True)["Images"]
+    assert {i["State"] for i in disabled} == {"disabled"}
+    assert all(permissions(a) == [] for a in amis)
+    code, report = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert code == 3 and report["base"]["state"] == "revoked"
+    assert report["base"]["revoke_reason"] == "CVE-2026-2"
+
+    proc = bridge(repo, sandbox_env, "restore", "base")
+    assert proc.code == 0, proc.stderr
+    assert {i["State"] for i in ec2.describe_images(ImageIds=amis)["Images"]} == {"available"}
+    assert all(permissions(a) == [{"UserId": OTHER_ACCOUNT}] for a in amis)  # shared again
+    code, restored = resolve(repo, sandbox_env, "--on-missing", "fail")
+    assert code == 0, restored
+    assert [restored[name]["ami_id"] for name in ("base", "snowflake")] == amis
