@@ -165,6 +165,7 @@ class Builder:
             images = distribute.distribute(ctx, d, images, regions)
             distribute.update_manifest(ctx, d, fp, images, before=before)
         distribute.share_image(ctx, d, images)
+        distribute.protect(ctx, images)
         distribute.check_everywhere(ctx, d, fp, images, regions)
         decision = plan.Decision(
             d.name,

@@ -96,6 +96,9 @@ class Catalog:
     # What a revocation in effect does in EC2 besides its tags: deprecate (default), or also
     # disable (DisableImage: no account can launch it; restore enables it again).
     on_revoke: str = "deprecate"
+    # Deregistration protection on every image built or copied (gc lifts it only for what it
+    # deletes).
+    protect: bool = True
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -296,6 +299,7 @@ def load_catalog(
         share=tuple(data.get("share", ())),
         max_age_days=data.get("max_age_days"),
         on_revoke=data.get("on_revoke", "deprecate"),
+        protect=data.get("protect", True),
         _order=tuple(order),
     )
 

@@ -134,6 +134,16 @@ def wait(ctx: Context, decision: plan.Decision) -> plan.Decision:
     return replace(decision, state=state, images=MappingProxyType(images))
 
 
+def protect(ctx: Context, images: Mapping[str, Image]) -> None:
+    """Deregistration protection on each image of this account, when the catalog asks (its
+    default); one call per image."""
+    if not ctx.catalog.protect:
+        return
+    for region, image in sorted(images.items()):
+        if not image.foreign:
+            registry.protect(ctx.clients.ec2(region), image, True)
+
+
 def check_everywhere(
     ctx: Context,
     d: Definition,

@@ -124,6 +124,7 @@ def delete_build(clients: AwsClients, build: Build) -> None:
                     Resources=list(image.snapshot_ids),
                     Tags=[{"Key": model.TAG_GC, "Value": image.ami_id}],
                 )
+        _unprotect(ec2, image)
         _deregister(ec2, image)
         for snapshot in image.snapshot_ids:
             _delete_snapshot(ec2, image.region, snapshot)
@@ -134,6 +135,26 @@ def delete_build(clients: AwsClients, build: Build) -> None:
             image.region,
             image.ami_id,
         )
+
+
+def _unprotect(ec2: EC2Client, image: Image) -> None:
+    """gc decided to delete the image, under its build's lease: its deregistration protection
+    (the catalog's `protect`) goes first."""
+    from botocore.exceptions import ClientError
+
+    with aws_call(
+        f"lifting the deregistration protection of {image.ami_id} in {image.region}",
+        "ec2:DisableImageDeregistrationProtection",
+    ):
+        try:
+            ec2.disable_image_deregistration_protection(ImageId=image.ami_id)
+        except ClientError as exc:
+            # Gone already (a retry whose first response was lost, or another gc).
+            if exc.response.get("Error", {}).get("Code") not in {
+                "InvalidAMIID.NotFound",
+                "InvalidAMIID.Unavailable",
+            }:
+                raise
 
 
 def _deregister(ec2: EC2Client, image: Image) -> None:

@@ -112,6 +112,20 @@ def find_tagged(
     return found
 
 
+def protect(ec2: EC2Client, image: Image, on: bool) -> None:
+    """Turn the image's deregistration protection on (nobody deregisters it by mistake) or off
+    (for gc, which decided to delete it)."""
+    action = "Enable" if on else "Disable"
+    with aws_call(
+        f"{'protecting' if on else 'lifting the protection of'} {image.ami_id} in {image.region}",
+        f"ec2:{action}ImageDeregistrationProtection",
+    ):
+        if on:
+            ec2.enable_image_deregistration_protection(ImageId=image.ami_id)
+        else:
+            ec2.disable_image_deregistration_protection(ImageId=image.ami_id)
+
+
 def disable(ec2: EC2Client, image: Image) -> None:
     """DisableImage: nobody can launch it; EC2 removes its launch permissions."""
     with aws_call(f"disabling {image.ami_id} in {image.region}", "ec2:DisableImage"):

@@ -265,6 +265,7 @@ class Resolver:
     ) -> ResolvedAmi:
         """Copy a partial image everywhere it lacks; under the image's lock and lease."""
         images = distribute.distribute(self.ctx, d, dict(current.images), current.regions)
+        distribute.protect(self.ctx, {r: i for r, i in images.items() if r not in current.images})
         distribute.check_everywhere(self.ctx, d, current.fingerprint, images, current.regions)
         done = replace(current, state="found", images=MappingProxyType(images))
         distribute.update_manifest(self.ctx, d, current.fingerprint, images, before=current.images)

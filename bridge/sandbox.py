@@ -36,6 +36,11 @@ stock moto server:
   owner may call them (`AuthFailure` otherwise), disabling removes every launch permission and
   enabling restores none, and DescribeImages leaves disabled images out unless
   `IncludeDisabled` is true.
+* Deregistration protection (stock moto has none): EnableImageDeregistrationProtection (with
+  `WithCooldown`) and DisableImageDeregistrationProtection for the owner only, DescribeImages'
+  `DeregistrationProtection`, and DeregisterImage refusing a protected image (or one in its
+  24-hour cooldown) with `OperationNotPermitted`: EC2's documentation names no error code for
+  that refusal, so the code is the sandbox's.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
@@ -108,6 +113,7 @@ def _patch_moto() -> None:
     _patch_root_volume()
     _patch_last_launched()
     _patch_disable_image()
+    _patch_deregistration_protection()
 
 
 def access_key(account: str) -> str:
@@ -505,6 +511,67 @@ def _patch_disable_image() -> None:
     AmisResponse.disable_image = disabling  # type: ignore[method-assign]
     AmisResponse.enable_image = enabling  # type: ignore[method-assign]
     AmisResponse.describe_images = without_disabled  # type: ignore[method-assign]
+
+
+def _patch_deregistration_protection() -> None:
+    """EnableImageDeregistrationProtection / DisableImageDeregistrationProtection (stock moto has
+    neither): only the owner may call them; DescribeImages reports `DeregistrationProtection`;
+    DeregisterImage refuses a protected image, and one whose protection was lifted less than 24
+    hours ago when it was enabled `WithCooldown`."""
+    from datetime import datetime, timedelta, timezone
+
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.responses.amis import AmisResponse
+
+    Ami.deregistration_protection = "disabled"  # type: ignore[attr-defined]
+    Ami.protection_cooldown = False  # type: ignore[attr-defined]
+    Ami.protection_lifted = None  # type: ignore[attr-defined]
+    deregister_image = AmisResponse.deregister_image
+
+    def own(response: Any) -> Any:
+        ami_id = response._get_param("ImageId")
+        response.error_on_dryrun()
+        image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+        if image.owner_id != response.ec2_backend.account_id:
+            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+        return image
+
+    def enable(self: Any) -> Any:
+        image = own(self)
+        cooldown = str(self._get_param("WithCooldown", "false")).lower() == "true"
+        image.protection_cooldown = cooldown
+        image.protection_lifted = None
+        image.deregistration_protection = "enabled-with-cooldown" if cooldown else "enabled"
+        return ActionResult({"Return": image.deregistration_protection})
+
+    def disable(self: Any) -> Any:
+        image = own(self)
+        if image.deregistration_protection != "disabled" and image.protection_cooldown:
+            image.protection_lifted = datetime.now(timezone.utc)
+        image.deregistration_protection = "disabled"
+        return ActionResult({"Return": "disabled"})
+
+    def guarded_deregister(self: Any) -> Any:
+        ami_id = self._get_param("ImageId")
+        found = [a for a in self.ec2_backend.amis.values() if a.id == ami_id]
+        if found:
+            image = found[0]
+            lifted = image.protection_lifted
+            cooling = lifted is not None and datetime.now(timezone.utc) - lifted < timedelta(1)
+            if image.deregistration_protection != "disabled" or cooling:
+                raise EC2ClientError(
+                    "OperationNotPermitted",
+                    f"The image {ami_id} has deregistration protection enabled"
+                    + (" (its 24-hour cooldown has not ended)" if cooling else "")
+                    + ". Disable deregistration protection first.",
+                )
+        return deregister_image(self)
+
+    AmisResponse.enable_image_deregistration_protection = enable  # type: ignore[attr-defined]
+    AmisResponse.disable_image_deregistration_protection = disable  # type: ignore[attr-defined]
+    AmisResponse.deregister_image = guarded_deregister  # type: ignore[method-assign]
 
 
 def _patch_root_volume() -> None:

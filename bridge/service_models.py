@@ -42,8 +42,10 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
             "DescribeSnapshots",
             "DisableImage",
             "DisableImageDeprecation",
+            "DisableImageDeregistrationProtection",
             "EnableImage",
             "EnableImageDeprecation",
+            "EnableImageDeregistrationProtection",
             "ModifyImageAttribute",
             "ModifySnapshotAttribute",
         }

@@ -39,6 +39,14 @@ def manifest_keys() -> list[str]:
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
+def deregister(region: str, ami: str) -> None:
+    """Deregister an image as a person would: its deregistration protection (the bridge turns it
+    on) lifted first."""
+    ec2 = boto3.client("ec2", region_name=region)
+    ec2.disable_image_deregistration_protection(ImageId=ami)
+    ec2.deregister_image(ImageId=ami)
+
+
 def make_image(ec2: Any, name: str, fingerprint: str | None = None) -> str:
     """A new image in the sandbox (an instance of the public base, imaged); tagged SHA=fp."""
     instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]

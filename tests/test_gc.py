@@ -15,7 +15,7 @@ from bridge import model
 from bridge.lease import LeaseConfig, LeaseManager, lease_key
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy
-from testing.sandbox import BUCKET, fake_build, make_image, manifest_keys, tags_of
+from testing.sandbox import BUCKET, deregister, fake_build, make_image, manifest_keys, tags_of
 
 REGIONS = ("us-east-1", "eu-west-1")
 
@@ -364,7 +364,7 @@ def test_snapshots_a_cut_short_gc_left_are_deleted_by_the_next(sandbox_env, repo
     snapshots = {ami: snapshots_of({"us-east-1": ami}).pop()[1] for ami in (left, kept)}
     for ami, snapshot in snapshots.items():
         us.create_tags(Resources=[snapshot], Tags=[{"Key": model.TAG_GC, "Value": ami}])
-    us.deregister_image(ImageId=left)
+    deregister("us-east-1", left)
     dry = run_bridge(["gc", "--repo", str(repo.path)], sandbox_env)
     assert dry.code == 0, dry.stderr
     assert f"leftover snapshots in us-east-1 (deleted by --apply): {snapshots[left]}" in dry.stdout

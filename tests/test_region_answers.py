@@ -24,6 +24,7 @@ from testing.bridge import external, run_bridge
 from testing.fingerprint import fingerprints
 from testing.git import make_repo
 from testing.sandbox import BUCKET, make_image, own_images, tags_of
+from testing.sandbox import deregister as sandbox_deregister
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -42,7 +43,7 @@ def build_all(repo, env) -> dict[str, dict[str, str]]:
 
 
 def deregister(region: str, ami: str) -> None:
-    boto3.client("ec2", region_name=region).deregister_image(ImageId=ami)
+    sandbox_deregister(region, ami)
 
 
 def test_a_tracked_root_missing_in_the_region_asked_is_not_an_empty_ami(

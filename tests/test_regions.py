@@ -14,7 +14,7 @@ from bridge.model import TAG_BUILD_ID, TAG_DEFINITION, TAG_PARENT_AMI
 from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy
-from testing.sandbox import own_images, tags_of
+from testing.sandbox import deregister, own_images, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -89,7 +89,7 @@ def test_a_region_added_later_is_copied_not_built_and_children_stay_current(
 def test_a_deregistered_copy_is_copied_again_from_the_original(sandbox_env, repo, packer):
     set_regions(repo, base=[EAST, WEST])
     first = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
-    boto3.client("ec2", region_name=WEST).deregister_image(ImageId=first[WEST])
+    deregister(WEST, first[WEST])
     proc = external(sandbox_env, {"definition": "base", "repo": str(repo.path)})
     assert proc.code == 0, proc.stderr
     amis = json.loads(json.loads(proc.stdout)["amis_json"])
@@ -104,7 +104,7 @@ def test_resolving_where_the_copy_exists_works_while_another_region_lacks_it(
 ):
     set_regions(repo, base=[EAST, WEST])
     first = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
-    boto3.client("ec2", region_name=EAST).deregister_image(ImageId=first[EAST])
+    deregister(EAST, first[EAST])
     proc = run_bridge(
         ["resolve", "base", "--region", WEST, "--repo", str(repo.path), "--json"], sandbox_env
     )
@@ -354,7 +354,7 @@ def test_a_copy_made_later_is_shared_like_the_original(sandbox_env, repo, packer
 def test_a_re_copied_region_replaces_the_gone_copy_in_the_manifest(sandbox_env, repo, packer):
     set_regions(repo, base=[EAST, WEST])
     first = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
-    boto3.client("ec2", region_name=WEST).deregister_image(ImageId=first[WEST])
+    deregister(WEST, first[WEST])
     again = json.loads(build(repo, sandbox_env, "base")["base"]["amis_json"])
     manifest = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
     assert json.loads(manifest.stdout)["amis"] == again != first

@@ -8,7 +8,7 @@ import boto3
 
 from bridge import model
 from testing.bridge import external
-from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
+from testing.sandbox import BUCKET, deregister, manifest_keys, own_images, tags_of
 
 HCL_TEMPLATE = """
 variable "ami_sha" {
@@ -101,9 +101,8 @@ def test_child_change_rebuilds_only_child(sandbox_env, repo, packer):
 
 def test_child_on_outdated_parent_ami_is_rebuilt(sandbox_env, repo, packer):
     first = resolve(sandbox_env, repo)
-    ec2 = boto3.client("ec2")
     # The base is rebuilt (same fingerprint, new AMI) and the old one deregistered.
-    ec2.deregister_image(ImageId=first["parent_ami_id"])
+    deregister("us-east-1", first["parent_ami_id"])
     report = resolve(sandbox_env, repo, on_missing="report")
     assert report["found"] == "false" and report["ami_id"] == ""
     rebuilt = resolve(sandbox_env, repo)
@@ -315,7 +314,7 @@ def test_multi_region_image_is_tagged_and_found_in_every_region(sandbox_env, rep
     again = resolve(sandbox_env, repo, definition="base")
     assert again["built"] == "false" and json.loads(again["amis_json"]) == amis
     # Losing the copy in one region makes the image partial: it is copied again, not rebuilt.
-    boto3.client("ec2", region_name="us-west-2").deregister_image(ImageId=amis["us-west-2"])
+    deregister("us-west-2", amis["us-west-2"])
     report = resolve(sandbox_env, repo, definition="base", on_missing="report")
     assert report["state"] == "partial" and report["ami_id"] == amis["us-east-1"]
     assert json.loads(report["regions_json"]) == {"us-east-1": "found", "us-west-2": "missing"}
@@ -349,7 +348,7 @@ def test_seed_manifest_gives_a_just_built_parent(sandbox_env, repo, packer, tmp_
     result = resolve(env, repo)
     assert result["parent_ami_id"] == seed_base and result["built"] == "true"
     assert len(own_images()) == 2  # the seed's base and the new snowflake; no base rebuilt
-    ec2.deregister_image(ImageId=seed_base)
+    deregister("us-east-1", seed_base)
     rebuilt = resolve(env, repo, on_missing="report")
     assert rebuilt["found"] == "false"  # a manifest pointing at a gone image is not trusted
 
@@ -458,7 +457,7 @@ def test_the_not_found_message_says_whether_the_image_was_ever_built(sandbox_env
     assert never.code == 3
     assert "has not been built yet" in never.stderr and "-replace" not in never.stderr
     built = resolve(sandbox_env, repo, "base")
-    boto3.client("ec2", region_name="us-east-1").deregister_image(ImageId=built["ami_id"])
+    deregister("us-east-1", built["ami_id"])
     gone = external(sandbox_env, query)
     assert gone.code == 3
     assert "deregistered since" in gone.stderr and "-replace=" in gone.stderr

@@ -26,7 +26,7 @@ from bridge.resolve import Resolver
 from bridge.revoke import Revoker
 from bridge.settings import cli_flag, parse_options, state_dir
 from testing.git import GitRepo
-from testing.sandbox import builds_per_definition, make_image, own_images, tags_of
+from testing.sandbox import builds_per_definition, deregister, make_image, own_images, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 # A maximum age every image has outlived by the time a resolve looks at it (86 microseconds;
@@ -161,7 +161,7 @@ def test_a_child_on_a_rebuilt_parent_is_outdated_and_rebuilt_on_the_new_parent(
     first_base = place(sandbox_env, repo, "base")
     first_snowflake = place(sandbox_env, repo, "snowflake")
     # The base is rebuilt under its fingerprint and its old image deregistered.
-    boto3.client("ec2").deregister_image(ImageId=first_base)
+    deregister(EAST, first_base)
     base = place(sandbox_env, repo, "base")
 
     reported = resolver(sandbox_env, repo).resolve(["snowflake"], on_missing="report")

@@ -163,3 +163,39 @@ def test_a_shared_image_a_workload_account_runs_survives_gc(sandbox_env, repo, p
     assert kept[first["ami_id"]]["action"] == "keep"
     assert any("lastLaunchedTime" in r for r in kept[first["ami_id"]]["reasons"])
     assert first["ami_id"] in images_of(EAST)
+
+
+def test_built_images_are_protected_from_deregistration_and_gc_lifts_it_to_delete(
+    sandbox_env, repo, packer
+):
+    data = repo.catalog()
+    data["regions"] = [EAST, WEST]
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    first = build(repo, sandbox_env, "base")["base"]
+    amis = json.loads(first["amis_json"])
+    for region, ami in amis.items():  # the build and its copy
+        ec2 = boto3.client("ec2", region_name=region)
+        (found,) = ec2.describe_images(ImageIds=[ami])["Images"]
+        assert found["DeregistrationProtection"] == "enabled"
+        try:
+            ec2.deregister_image(ImageId=ami)
+        except ec2.exceptions.ClientError as exc:
+            assert exc.response["Error"]["Code"] == "OperationNotPermitted"
+        else:
+            raise AssertionError("a protected image was deregistered")
+    commit_change(repo, "patched")
+    build(repo, sandbox_env, "base")
+    gc = bridge(repo, sandbox_env, "gc", "--min-age-hours", "0", "--keep", "0", "--apply")
+    assert gc.code == 0, gc.stderr
+    assert amis[EAST] not in images_of(EAST) and amis[WEST] not in images_of(WEST)
+
+
+def test_a_catalog_may_leave_its_images_unprotected(sandbox_env, repo, packer):
+    data = repo.catalog()
+    data["protect"] = False
+    repo.set_catalog(data)
+    repo.commit("no protection")
+    ami = build(repo, sandbox_env, "base")["base"]["ami_id"]
+    (found,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    assert found.get("DeregistrationProtection", "disabled") == "disabled"
