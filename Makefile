@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check demo test lint fmt docs bench clean
+.PHONY: setup packer-check demo test test-stress lint fmt docs bench clean
 
 setup: $(VENV)/.installed packer-check
 
@@ -28,6 +28,13 @@ demo: setup
 
 test: setup lint
 	$(BIN)/pytest -n auto
+
+# The suite under a CPU and I/O load on every core, RUNS times (default 3); ARGS go to pytest.
+test-stress: setup
+	@command -v stress-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq stress-ng; }
+	PYTHONPATH=$(CURDIR) $(PY) -m testing.stress $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check bridge testing tests examples bench

@@ -26,7 +26,7 @@ from bridge import model
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import BridgeError
 from bridge.model import Build, Image
-from bridge.references import scan
+from bridge.references import regions_holding, scan
 from bridge.retention import Policy, Verdict, World, decide, how_old
 from bridge.survey import everywhere
 
@@ -252,7 +252,12 @@ def survey(
         ctx.catalog.get(name)  # an unknown name is an error naming the known ones
     world = scan(
         ctx.clients,
-        everywhere(ctx.catalog, ctx.settings),
+        regions_holding(
+            ctx.clients,
+            everywhere(ctx.catalog, ctx.settings),
+            ctx.settings.catalog_id,
+            asked_in=ctx.settings.region,
+        ),
         tag_key=ctx.settings.tag_key,
         channel_prefix=ctx.catalog.channel_prefix,
         keep_channel_versions=retention.keep_channel_versions,

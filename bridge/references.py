@@ -101,6 +101,33 @@ def scan(
     )
 
 
+def regions_holding(
+    clients: AwsClients, known: Sequence[str], catalog: str, *, asked_in: str
+) -> tuple[str, ...]:
+    """`known`, and every other enabled region holding an image of `catalog` (a copy made by
+    hand, a region dropped from the catalog): one DescribeRegions, and one DescribeImages per
+    other region. A build is kept when any copy of it is in use, wherever that copy is."""
+    if not catalog:
+        return tuple(known)
+    with _check("listing the account's regions", asked_in, "ec2:DescribeRegions"):
+        listed = clients.ec2(asked_in).describe_regions()["Regions"]
+    found = list(known)
+    for region in sorted(str(r["RegionName"]) for r in listed):
+        if region in found:
+            continue
+        with _check("looking for this catalog's images", region, "ec2:DescribeImages"):
+            page = clients.ec2(region).describe_images(
+                Owners=["self"],
+                Filters=[{"Name": f"tag:{model.TAG_CATALOG}", "Values": [catalog]}],
+                IncludeDisabled=True,
+                MaxResults=5,
+            )
+        if page.get("Images"):
+            log.info("%s holds images of this catalog outside its regions: scanned too", region)
+            found.append(region)
+    return tuple(found)
+
+
 def _own_images(ec2: EC2Client, region: str) -> list[Image]:
     """Every image this account owns that carries the bridge's definition tag."""
     found: list[Image] = []

@@ -38,6 +38,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
             "DescribeInstances",
             "DescribeLaunchTemplateVersions",
             "DescribeLaunchTemplates",
+            "DescribeRegions",
             "DescribeSnapshotAttribute",
             "DescribeSnapshots",
             "DisableImage",

@@ -132,13 +132,15 @@ def test_owner_is_checked_even_if_the_filter_lets_an_image_through():
     }
 
     def sent(owners: list[str]) -> dict:
-        """The request find_images must make: the owners go to EC2 as its Owners filter."""
+        """The request find_images must make: the owners go to EC2 as its Owners filter (and
+        disabled images are asked for: revoked ones, seen as such)."""
         return {
             "Owners": owners,
             "Filters": [
                 {"Name": "tag:SHA", "Values": [fp]},
-                {"Name": "state", "Values": ["available", "pending"]},
+                {"Name": "state", "Values": ["available", "pending", "disabled"]},
             ],
+            "IncludeDisabled": True,
         }
 
     with Stubber(ec2) as stub:

@@ -199,3 +199,21 @@ def test_a_catalog_may_leave_its_images_unprotected(sandbox_env, repo, packer):
     ami = build(repo, sandbox_env, "base")["base"]["ami_id"]
     (found,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
     assert found.get("DeregistrationProtection", "disabled") == "disabled"
+
+
+def test_gc_sees_a_copy_in_a_region_the_catalog_does_not_list(sandbox_env, repo, packer):
+    """A build copied by hand to another region, where an instance runs it: the build is in
+    use, so none of its images is deleted."""
+    old = build(repo, sandbox_env, "base")["base"]["ami_id"]
+    far = boto3.client("ec2", region_name="ap-southeast-2")
+    copy = far.copy_image(SourceImageId=old, SourceRegion=EAST, Name="by-hand", CopyImageTags=True)[
+        "ImageId"
+    ]
+    far.run_instances(ImageId=copy, MinCount=1, MaxCount=1)
+    commit_change(repo, "patched")
+    build(repo, sandbox_env, "base")
+    gc = bridge(repo, sandbox_env, "gc", "--min-age-hours", "0", "--keep", "0", "--json", "--apply")
+    assert gc.code == 0, gc.stderr
+    (kept,) = [b for b in json.loads(gc.stdout)["builds"] if old in b["images"].values()]
+    assert kept["action"] == "keep" and kept["images"]["ap-southeast-2"] == copy
+    assert old in images_of(EAST)
