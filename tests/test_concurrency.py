@@ -75,6 +75,27 @@ def slow_base(repo, seconds: int, ttl: int) -> None:
     repo.commit("slow base, short lease")
 
 
+def held_base(repo, ttl: int) -> None:
+    """A base whose build waits, in its first provisioner, while a `hold` file is in the state
+    directory of the bridge running it (Packer inherits its environment): a test holds one
+    process's build for as long as it needs, whatever the machine's load, and lets the others'
+    run."""
+    template = json.loads(repo.path.joinpath("base/base.json").read_text())
+    wait = 'while [ -e "$AMI_BRIDGE_STATE_DIR/hold" ]; do sleep 0.1; done'
+    template["provisioners"].insert(0, {"type": "shell-local", "inline": [wait]})
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["lease"] = {"ttl_seconds": ttl}
+    repo.set_catalog(data)
+    repo.commit("a base a test can hold, short lease")
+
+
+def hold(state_dir: Path) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "hold").touch()
+    return state_dir / "hold"
+
+
 def wait_for(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,7 +150,8 @@ def kill_groups(pids: list[int]) -> None:
 
 
 def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, packer, tmp_path):
-    slow_base(repo, seconds=5, ttl=3)
+    held_base(repo, ttl=3)
+    hold(tmp_path / "victim")  # held until it is killed
     query = json.dumps({"definition": "base", "repo": str(repo.path)})
     victim = subprocess.Popen(
         [sys.executable, "-m", "bridge", "external"],
@@ -178,7 +200,8 @@ def test_a_builder_whose_lease_was_taken_over_tags_nothing(
 ):
     """A live builder cut off from S3 cannot renew its lease: another machine takes it over and
     builds. The first build's AMI stays untagged, and only the taker's image is findable."""
-    slow_base(repo, seconds=8, ttl=3)
+    held_base(repo, ttl=3)
+    held = hold(tmp_path / "holder")  # in Packer until the taker has built
     query = json.dumps({"definition": "base", "repo": str(repo.path)})
 
     def renewal(method: str, path: str, headers, body: bytes) -> bool:
@@ -206,6 +229,7 @@ def test_a_builder_whose_lease_was_taken_over_tags_nothing(
             taker = external(
                 {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "taker")}, query
             )
+            held.unlink()  # the holder's Packer finishes now, its lease long taken over
             out, err = holder.communicate(timeout=240)
         finally:
             if holder.poll() is None:
