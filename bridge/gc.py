@@ -43,8 +43,11 @@ log = logging.getLogger(__name__)
 # -- acting ---------------------------------------------------------------------------------------
 
 
-# keep / delete: decided (a dry run); deleted: done; gone: deleted meanwhile by someone else.
-Done = Literal["keep", "delete", "deleted", "gone"]
+# keep / delete / deprecate / disable: decided (a dry run); deleted, deprecated, disabled: done
+# (the last two, steps of a shared build's retirement); gone: deleted meanwhile by someone else.
+Done = Literal[
+    "keep", "delete", "deprecate", "disable", "deleted", "deprecated", "disabled", "gone"
+]
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def apply(
             _delete_snapshot(ec2, region, snapshot)
     fates: list[Fate] = []
     for verdict in verdicts:
-        if verdict.action != "delete":
+        if verdict.action == "keep":
             fates.append(Fate(verdict, "keep"))
             continue
 
@@ -89,13 +92,19 @@ def apply(
             if fresh is None:
                 log.info("%s build %s is gone already", *verdict.build.key)
                 return Fate(verdict, "gone")
-            if fresh.action != "delete":
+            if fresh.action == "keep":
                 log.warning(
                     "%s build %s is kept after all: %s",
                     *verdict.build.key,
                     "; ".join(fresh.reasons),
                 )
                 return Fate(fresh, "keep")
+            if fresh.action == "deprecate":
+                retire(clients, fresh.build, "deprecated")
+                return Fate(fresh, "deprecated")
+            if fresh.action == "disable":
+                retire(clients, fresh.build, "disabled")
+                return Fate(fresh, "disabled")
             delete_build(clients, fresh.build)
             return Fate(fresh, "deleted")
 
@@ -111,6 +120,32 @@ def apply(
                 "running it again finishes the rest."
             ) from None
     return fates
+
+
+def retire(clients: AwsClients, build: Build, stage: Literal["deprecated", "disabled"]) -> None:
+    """A step of a shared build's retirement, in every region, recorded in TAG_RETIRING:
+    deprecated (other accounts see it going), or disabled (nobody can launch it; EC2 drops its
+    launch permissions, which the shared tag then says)."""
+    from bridge import registry
+    from bridge.revoke import deprecate_at
+
+    now = datetime.now(timezone.utc)
+    for image in build.images.values():
+        ec2 = clients.ec2(image.region)
+        if stage == "deprecated":
+            registry.deprecate(ec2, image, deprecate_at(now, datetime.now(timezone.utc)))
+            registry.tag_image(
+                ec2, image, {model.TAG_RETIRING: f"deprecated {model.timestamp(now)}"}
+            )
+        else:
+            registry.tag_image(
+                ec2,
+                image,
+                {model.TAG_RETIRING: f"disabled {model.timestamp(now)}", model.TAG_SHARED: ""},
+            )
+            if image.state != "disabled":
+                registry.disable(ec2, image)
+        log.info("%s build %s in %s: %s", build.definition, build.build_id, image.region, stage)
 
 
 def delete_build(clients: AwsClients, build: Build) -> None:

@@ -40,6 +40,9 @@ TAG_REVOKED_BY = TAG_PREFIX + "revoked-by"
 REVOCATION_TAGS = (TAG_REVOKED_AT, TAG_REVOKE_REASON, TAG_REVOKED_BY)
 # Who may launch the image, as the catalog said when it was last shared (share.py).
 TAG_SHARED = TAG_PREFIX + "shared"
+# A shared build gc is retiring, in steps other accounts can see: "deprecated <time>", then
+# "disabled <time>" (retention.py), then it is deleted.
+TAG_RETIRING = TAG_PREFIX + "retiring"
 # Snapshots of an image gc deregistered carry this tag (the AMI's ID) until they are deleted,
 # so a run cut short between the two steps leaves nothing a later run cannot find.
 TAG_GC = TAG_PREFIX + "gc-deregistered"

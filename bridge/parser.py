@@ -14,6 +14,7 @@ from bridge.settings import (
     DEFAULT_GC_KEEP,
     DEFAULT_GC_LAUNCHED_WITHIN_DAYS,
     DEFAULT_GC_MIN_AGE_HOURS,
+    DEFAULT_GC_RETIRE_DAYS,
     DEFAULT_JOBS,
     DEFAULT_ON_REVOKED,
     EXTERNAL_ON_MISSING,
@@ -341,6 +342,12 @@ def _lifecycle_commands(sub: Any, shared: _Shared) -> None:
         metavar="K",
         help="keep the images of each channel parameter's K newest versions (default "
         f"{DEFAULT_GC_CHANNEL_VERSIONS})",
+    )
+    p.add_argument(
+        "--retire-days",
+        metavar="DAYS",
+        help="a shared build leaves service in steps: deprecated, disabled DAYS days later, "
+        f"deleted DAYS days after that (default {DEFAULT_GC_RETIRE_DAYS:g}; 0 deletes at once)",
     )
     p.add_argument(
         "--launched-within",

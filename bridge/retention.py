@@ -20,9 +20,11 @@ from bridge.settings import (
     DEFAULT_GC_KEEP,
     DEFAULT_GC_LAUNCHED_WITHIN_DAYS,
     DEFAULT_GC_MIN_AGE_HOURS,
+    DEFAULT_GC_RETIRE_DAYS,
 )
 
-Action = Literal["keep", "delete"]
+# keep; delete; or, for a shared build, a step of its retirement: deprecate, then disable.
+Action = Literal["keep", "delete", "deprecate", "disable"]
 
 DEFAULT_KEEP = DEFAULT_GC_KEEP
 DEFAULT_MIN_AGE_HOURS = DEFAULT_GC_MIN_AGE_HOURS
@@ -41,6 +43,8 @@ class Policy:
     keep_channel_versions: int = DEFAULT_KEEP_CHANNEL_VERSIONS
     # A shared image launched (by any account) within this many days is kept.
     launched_within_days: float = DEFAULT_GC_LAUNCHED_WITHIN_DAYS
+    # Days between the steps of a shared build's retirement (0: deleted at once).
+    retire_days: float = DEFAULT_GC_RETIRE_DAYS
     # Only these definitions' builds may be deleted (None: every definition's).
     definitions: frozenset[str] | None = None
 
@@ -52,6 +56,7 @@ def policy(
     min_age_hours: str | None = None,
     keep_channel_versions: str | None = None,
     launched_within: str | None = None,
+    retire_days: str | None = None,
     definitions: Iterable[str] = (),
 ) -> Policy:
     """The gc options as given (strings, None when not given), checked: a QueryError names the
@@ -78,6 +83,9 @@ def policy(
             launched_within,
             "days: a shared image launched by any account since is kept",
         ),
+        retire_days=DEFAULT_GC_RETIRE_DAYS
+        if retire_days is None
+        else _number("--retire-days", retire_days, "days between the retirement steps"),
         definitions=frozenset(chosen) if chosen else None,
     )
 
@@ -192,8 +200,44 @@ def decide(
         if why:
             verdicts.append(Verdict(b, "keep", tuple(dict.fromkeys(why))))
         else:
-            verdicts.append(Verdict(b, "delete", (_deletable(b, policy, now),)))
+            verdicts.append(_retired(b, _deletable(b, policy, now), policy, now))
     return verdicts
+
+
+def _retired(b: Build, deletable: str, policy: Policy, now: datetime) -> Verdict:
+    """A build to delete; when it is shared with other accounts (which gc cannot look into),
+    the step of its retirement now: deprecated first (visible to them), disabled
+    `retire_days` later (nobody can launch it), deleted `retire_days` after that."""
+    stage, since = retirement(b)
+    shared = any(i.tag(model.TAG_SHARED) for i in b.images.values())
+    if policy.retire_days == 0 or not (shared or stage):
+        return Verdict(b, "delete", (deletable,))
+    grace = timedelta(days=policy.retire_days)
+    if stage is None or since is None:
+        return Verdict(b, "deprecate", (deletable, "shared: deprecated first"))
+    due = since + grace
+    if now < due:
+        nxt = "disabled" if stage == "deprecated" else "deleted"
+        return Verdict(
+            b,
+            "keep",
+            (f"retiring: {stage} at {model.timestamp(since)}, {nxt} from "
+             f"{model.timestamp(due)} (--retire-days)",),
+        )  # fmt: skip
+    if stage == "deprecated":
+        return Verdict(b, "disable", (deletable, f"shared: deprecated at {model.timestamp(since)}"))
+    return Verdict(b, "delete", (deletable, f"shared: disabled at {model.timestamp(since)}"))
+
+
+def retirement(b: Build) -> tuple[str | None, datetime | None]:
+    """The step a build's retirement is at (its TAG_RETIRING: "deprecated" or "disabled") and
+    since when; (None, None) when it is not retiring."""
+    for image in b.images.values():
+        value = image.tag(model.TAG_RETIRING)
+        if value:
+            stage, _, when = value.partition(" ")
+            return stage, model.parse_time(when)
+    return None, None
 
 
 def _deletable(b: Build, policy: Policy, now: datetime) -> str:

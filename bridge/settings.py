@@ -46,6 +46,9 @@ DEFAULT_GC_CHANNEL_VERSIONS = 5
 # gc keeps an image shared with other accounts that was launched (by any account, as EC2's
 # lastLaunchedTime says) within this many days: gc cannot see other accounts' instances.
 DEFAULT_GC_LAUNCHED_WITHIN_DAYS = 30.0
+# A shared build gc deletes leaves service in steps: deprecated, then disabled this many days
+# later, then deleted as many days after that (0: deleted at once).
+DEFAULT_GC_RETIRE_DAYS = 7.0
 OPTIONS_SCHEMA = "query.schema.json"
 
 

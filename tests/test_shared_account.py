@@ -4,6 +4,7 @@ images, and images another account may be running are never deleted from under i
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import boto3
 
@@ -153,10 +154,11 @@ def test_a_shared_image_a_workload_account_runs_survives_gc(sandbox_env, repo, p
     second = build(repo, sandbox_env)["snowflake"]
     assert second["ami_id"] != first["ami_id"]
     flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--json"]
-    # Without the window, the old image would go: nothing this account can see uses it.
+    # Without the window, the old image would start leaving service: nothing this account can
+    # see uses it.
     blind = json.loads(bridge(repo, sandbox_env, *flags, "--launched-within", "0").stdout)
     actions = {b["images"][EAST]: b["action"] for b in blind["builds"]}
-    assert actions[first["ami_id"]] == "delete"
+    assert actions[first["ami_id"]] == "deprecate"
     applied = bridge(repo, sandbox_env, *flags, "--apply")
     assert applied.code == 0, applied.stderr
     kept = {b["images"][EAST]: b for b in json.loads(applied.stdout)["builds"]}
@@ -217,3 +219,48 @@ def test_gc_sees_a_copy_in_a_region_the_catalog_does_not_list(sandbox_env, repo,
     (kept,) = [b for b in json.loads(gc.stdout)["builds"] if old in b["images"].values()]
     assert kept["action"] == "keep" and kept["images"]["ap-southeast-2"] == copy
     assert old in images_of(EAST)
+
+
+def retiring_since(ami: str, stage: str, days: float) -> None:
+    """Record that the image's retirement reached `stage` `days` ago: the time gc waits between
+    steps, passed without waiting (the tag is the retirement's state)."""
+    at = datetime.now(timezone.utc) - timedelta(days=days)
+    boto3.client("ec2").create_tags(
+        Resources=[ami],
+        Tags=[{"Key": model.TAG_RETIRING, "Value": f"{stage} {at:%Y-%m-%dT%H:%M:%SZ}"}],
+    )
+
+
+def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_env, repo, packer):
+    data = repo.catalog()
+    data["share"] = [OTHER_ACCOUNT]
+    repo.set_catalog(data)
+    repo.commit("shared with a workload account")
+    old = build(repo, sandbox_env, "base")["base"]["ami_id"]
+    commit_change(repo, "patched")
+    build(repo, sandbox_env, "base")
+    flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--json", "--apply"]
+
+    def fate() -> dict:
+        proc = bridge(repo, sandbox_env, *flags)
+        assert proc.code == 0, proc.stderr
+        (row,) = [b for b in json.loads(proc.stdout)["builds"] if old in b["images"].values()]
+        return row
+
+    ec2 = boto3.client("ec2")
+    assert fate()["action"] == "deprecated"  # first, a step the workload account sees
+    (image,) = ec2.describe_images(ImageIds=[old])["Images"]
+    assert "DeprecationTime" in image
+    assert tags_of(image)[model.TAG_RETIRING].startswith("deprecated ")
+    waiting = fate()
+    assert waiting["action"] == "keep" and "retiring: deprecated at" in waiting["reasons"][0]
+    retiring_since(old, "deprecated", 8)
+    assert fate()["action"] == "disabled"  # a week on: nobody can launch it
+    assert ec2.describe_images(ImageIds=[old])["Images"] == []
+    (image,) = ec2.describe_images(ImageIds=[old], IncludeDisabled=True)["Images"]
+    assert image["State"] == "disabled"
+    permissions = ec2.describe_image_attribute(ImageId=old, Attribute="launchPermission")
+    assert permissions["LaunchPermissions"] == []
+    retiring_since(old, "disabled", 8)
+    assert fate()["action"] == "deleted"  # another week on
+    assert ec2.describe_images(ImageIds=[old], IncludeDisabled=True)["Images"] == []

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         min_age_hours=args.min_age_hours,
         keep_channel_versions=args.keep_channel_versions,
         launched_within=args.launched_within,
+        retire_days=args.retire_days,
         definitions=args.definition or (),
     )
     # gc looks in every region of the catalog, whichever region the environment names.
