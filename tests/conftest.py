@@ -74,6 +74,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-terraform looks for `terraform` on PATH; use the pinned one from the virtualenv.
     if terraform.binary().exists() and not config.getoption("dest_tf_binary", None):
         config.option.dest_tf_binary = str(terraform.binary())
+    if not hasattr(config, "workerinput"):  # once, before any worker starts
+        # pytest-terraform runs `terraform init` in the example directories themselves: a lock
+        # file an earlier run left records the checksums of that run's provider mirror, which
+        # this run builds anew, and init would refuse the new packages.
+        for lock in Path(__file__).parent.glob("terraform/*/.terraform.lock.hcl"):
+            lock.unlink()
 
 
 _TERRAFORMS: list[tuple[str, str]] = []
