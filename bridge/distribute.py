@@ -152,23 +152,16 @@ def check_everywhere(
     regions: Sequence[str],
 ) -> None:
     """The post-condition of a build or repair: every region `d` needs holds an image of the
-    build, available or pending and carrying its fingerprint, as EC2 says now (one
-    DescribeImages per region). A BuildError names each region that does not."""
+    build, available or pending and carrying its fingerprint, as the build and the copies (each
+    waited for in EC2) left them. A BuildError names each region that does not."""
     tag_key = ctx.settings.tag_key
-    lacking = []
-    for region in regions:
-        image = images.get(region)
-        found = (
-            None
-            if image is None
-            else registry.image_by_id(ctx.clients.ec2(region), region, image.ami_id)
-        )
-        if (
-            found is None
-            or found.state not in ("available", "pending")
-            or found.tag(tag_key) != fingerprint
-        ):
-            lacking.append(f"{region} ({image.ami_id if image else 'no image'})")
+    lacking = [
+        f"{region} ({image.ami_id if image else 'no image'})"
+        for region in regions
+        if (image := images.get(region)) is None
+        or image.state not in ("available", "pending")
+        or image.tag(tag_key) != fingerprint
+    ]
     if lacking:
         raise BuildError(
             f"After building or copying {d.name!r} ({fingerprint[:12]}), EC2 has no image of the "
