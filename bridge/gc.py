@@ -16,7 +16,8 @@ Look, decide, act, as resolves do:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -175,31 +176,28 @@ def delete_build(clients: AwsClients, build: Build) -> None:
 def _unprotect(ec2: EC2Client, image: Image) -> None:
     """gc decided to delete the image, under its build's lease: its deregistration protection
     (the catalog's `protect`) goes first."""
-    from botocore.exceptions import ClientError
-
-    with aws_call(
+    with _unless_gone(
         f"lifting the deregistration protection of {image.ami_id} in {image.region}",
         "ec2:DisableImageDeregistrationProtection",
     ):
-        try:
-            ec2.disable_image_deregistration_protection(ImageId=image.ami_id)
-        except ClientError as exc:
-            # Gone already (a retry whose first response was lost, or another gc).
-            if exc.response.get("Error", {}).get("Code") not in {
-                "InvalidAMIID.NotFound",
-                "InvalidAMIID.Unavailable",
-            }:
-                raise
+        ec2.disable_image_deregistration_protection(ImageId=image.ami_id)
 
 
 def _deregister(ec2: EC2Client, image: Image) -> None:
+    with _unless_gone(f"deregistering {image.ami_id} in {image.region}", "ec2:DeregisterImage"):
+        ec2.deregister_image(ImageId=image.ami_id)
+
+
+@contextmanager
+def _unless_gone(action: str, permission: str) -> Iterator[None]:
+    """aws_call, where an image gone already is no failure (a retry whose first response was
+    lost, or another gc)."""
     from botocore.exceptions import ClientError
 
-    with aws_call(f"deregistering {image.ami_id} in {image.region}", "ec2:DeregisterImage"):
+    with aws_call(action, permission):
         try:
-            ec2.deregister_image(ImageId=image.ami_id)
+            yield
         except ClientError as exc:
-            # Gone already (a retry whose first response was lost, or another gc).
             if exc.response.get("Error", {}).get("Code") not in {
                 "InvalidAMIID.NotFound",
                 "InvalidAMIID.Unavailable",

@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from git import GitCommandError
-
 from bridge import model
 from bridge.errors import CatalogError
 from bridge.model import Image
@@ -51,9 +49,9 @@ def catalog_id(repo: git.Repo, catalog: Catalog) -> str:
 
 def _origin(repo: git.Repo) -> str:
     """The `origin` remote's URL as host/path (no scheme, user, port or .git), or ""."""
-    try:
-        url = str(repo.git.config("--get", "remote.origin.url")).strip()
-    except GitCommandError:  # exit status 1: no such key
+    # Read in-process (no git subprocess): this runs as every command starts.
+    url = str(repo.config_reader().get_value('remote "origin"', "url", default="")).strip()
+    if not url:
         return ""
     match = _URL.match(url) or _SCP_LIKE.match(url)
     if match is None:

@@ -242,27 +242,30 @@ def _patch_copy_image() -> None:
     Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[method-assign,assignment]
 
 
+def _owned_image(response: Any) -> Any:
+    """The image a request's ImageId names, for a call only its owner may make (EC2 answers
+    another account `AuthFailure`, and an unknown image InvalidAMIID.NotFound/.Unavailable)."""
+    from moto.ec2.exceptions import EC2ClientError
+
+    ami_id = response._get_param("ImageId")
+    response.error_on_dryrun()
+    image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
+    if image.owner_id != response.ec2_backend.account_id:
+        raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+    return image
+
+
 def _patch_image_deprecation() -> None:
     """EnableImageDeprecation / DisableImageDeprecation as EC2 has them: ImageId and DeprecateAt
     in, `Return` true out; DescribeImages shows `DeprecationTime` while one is set."""
     from datetime import datetime, timedelta, timezone
 
     from moto.core.responses import ActionResult
-    from moto.ec2.exceptions import EC2ClientError, InvalidParameterValueError
+    from moto.ec2.exceptions import InvalidParameterValueError
     from moto.ec2.models.amis import Ami
     from moto.ec2.responses.amis import AmisResponse
 
     Ami.deprecation_time = None  # type: ignore[attr-defined]
-
-    def owned(response: Any) -> Any:
-        ami_id = response._get_param("ImageId")
-        response.error_on_dryrun()
-        # Raises InvalidAMIID.NotFound / .Unavailable as EC2 does for an unknown image.
-        image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
-        if image.owner_id != response.ec2_backend.account_id:
-            # Only its owner deprecates an image (another account sees a shared or public one).
-            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
-        return image
 
     def enable_image_deprecation(self: Any) -> Any:
         raw = str(self._get_param("DeprecateAt") or "")
@@ -277,12 +280,12 @@ def _patch_image_deprecation() -> None:
         at = (at + timedelta(seconds=30)).replace(second=0, microsecond=0)
         if at < datetime.now(timezone.utc):
             raise InvalidParameterValueError(raw)
-        image = owned(self)
+        image = _owned_image(self)
         image.deprecation_time = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return ActionResult({"Return": True})
 
     def disable_image_deprecation(self: Any) -> Any:
-        image = owned(self)
+        image = _owned_image(self)
         image.deprecation_time = None
         return ActionResult({"Return": True})
 
@@ -442,7 +445,6 @@ def _patch_last_launched() -> None:
     from datetime import datetime, timezone
 
     from moto.core.responses import ActionResult
-    from moto.ec2.exceptions import EC2ClientError
     from moto.ec2.responses.amis import AmisResponse
     from moto.ec2.responses.instances import InstanceResponse
 
@@ -459,10 +461,7 @@ def _patch_last_launched() -> None:
     def last_launched(self: Any) -> Any:
         if self._get_param("Attribute") != "lastLaunchedTime":
             return describe_image_attribute(self)
-        ami_id = self._get_param("ImageId")
-        image = self.ec2_backend.describe_images(ami_ids=[ami_id])[0]
-        if image.owner_id != self.ec2_backend.account_id:
-            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+        ami_id = _owned_image(self).id
         when = launched.get((self.region, ami_id))
         return ActionResult(
             {"ImageId": ami_id, "LastLaunchedTime": {"Value": when} if when else {}}
@@ -477,28 +476,20 @@ def _patch_disable_image() -> None:
     launch permission (a shared or public image becomes private) and enabling restores none; a
     disabled image is left out of DescribeImages unless `IncludeDisabled` is true."""
     from moto.core.responses import ActionResult
-    from moto.ec2.exceptions import EC2ClientError
     from moto.ec2.responses.amis import AmisResponse
 
     describe_images = AmisResponse.describe_images
     disable_image = AmisResponse.disable_image
     enable_image = AmisResponse.enable_image
 
-    def own(response: Any) -> Any:
-        ami_id = response._get_param("ImageId")
-        image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
-        if image.owner_id != response.ec2_backend.account_id:
-            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
-        return image
-
     def disabling(self: Any) -> Any:
-        image = own(self)
+        image = _owned_image(self)
         result = disable_image(self)
         image.launch_permissions = []
         return result
 
     def enabling(self: Any) -> Any:
-        own(self)
+        _owned_image(self)
         return enable_image(self)
 
     def without_disabled(self: Any) -> Any:
@@ -530,16 +521,8 @@ def _patch_deregistration_protection() -> None:
     Ami.protection_lifted = None  # type: ignore[attr-defined]
     deregister_image = AmisResponse.deregister_image
 
-    def own(response: Any) -> Any:
-        ami_id = response._get_param("ImageId")
-        response.error_on_dryrun()
-        image = response.ec2_backend.describe_images(ami_ids=[ami_id])[0]
-        if image.owner_id != response.ec2_backend.account_id:
-            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
-        return image
-
     def enable(self: Any) -> Any:
-        image = own(self)
+        image = _owned_image(self)
         cooldown = str(self._get_param("WithCooldown", "false")).lower() == "true"
         image.protection_cooldown = cooldown
         image.protection_lifted = None
@@ -547,7 +530,7 @@ def _patch_deregistration_protection() -> None:
         return ActionResult({"Return": image.deregistration_protection})
 
     def disable(self: Any) -> Any:
-        image = own(self)
+        image = _owned_image(self)
         if image.deregistration_protection != "disabled" and image.protection_cooldown:
             image.protection_lifted = datetime.now(timezone.utc)
         image.deregistration_protection = "disabled"
