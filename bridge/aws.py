@@ -147,6 +147,10 @@ class AwsClients:
         """The Auto Scaling client for `region` (what gc must not pull images from under)."""
         return self._client("autoscaling", region)
 
+    def rbin(self, region: str) -> Any:
+        """The Recycle Bin client for `region` (whether what gc deletes can be restored)."""
+        return self._client("rbin", region)
+
     def s3(self, region: str | None = None) -> S3Client:
         """The S3 client (bucket names are global; the region only picks the endpoint)."""
         client: S3Client = self._client("s3", region)

@@ -99,6 +99,12 @@ class Catalog:
     # Deregistration protection on every image built or copied (gc lifts it only for what it
     # deletes).
     protect: bool = True
+    # gc --apply deletes only what a Recycle Bin retention rule keeps restorable (false: it may
+    # delete for good, as --unrecoverable lets one run do).
+    require_recycle_bin: bool = True
+    # gc archives the snapshots of builds kept only for rollback once this many days old (None:
+    # never).
+    archive_after_days: float | None = None
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -300,6 +306,8 @@ def load_catalog(
         max_age_days=data.get("max_age_days"),
         on_revoke=data.get("on_revoke", "deprecate"),
         protect=data.get("protect", True),
+        require_recycle_bin=data.get("require_recycle_bin", True),
+        archive_after_days=data.get("archive_after_days"),
         _order=tuple(order),
     )
 

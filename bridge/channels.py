@@ -100,6 +100,14 @@ def find_build(
             "cannot be promoted. Promote another build, or restore it first (`ami-bridge "
             "restore`)."
         )
+    archived = sorted(f"{i.ami_id} in {r}" for r, i in images.items() if i.tag(model.TAG_ARCHIVED))
+    if archived:
+        raise QueryError(
+            f"Build {build_id[:12]} of {definition!r} has its snapshots archived "
+            f"({'; '.join(archived)}), so nobody could launch it from a channel. Restore them "
+            f"first (`ami-bridge unarchive {definition} --ami {images[regions[0]].ami_id}`), or "
+            "promote another build."
+        )
     return Build(
         definition=definition,
         fingerprint=images[regions[0]].tag(tag_key) or "",

@@ -24,9 +24,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from bridge import model
+from bridge.archive import archive
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import BridgeError
 from bridge.model import Build, Image
+from bridge.recovery import Recovery, look, require
 from bridge.references import regions_holding, scan
 from bridge.retention import Policy, Verdict, World, decide, how_old
 from bridge.survey import everywhere
@@ -44,10 +46,20 @@ log = logging.getLogger(__name__)
 # -- acting ---------------------------------------------------------------------------------------
 
 
-# keep / delete / deprecate / disable: decided (a dry run); deleted, deprecated, disabled: done
-# (the last two, steps of a shared build's retirement); gone: deleted meanwhile by someone else.
+# keep / delete / deprecate / disable / archive: decided (a dry run); deleted, deprecated,
+# disabled, archived: done (deprecated and disabled: steps of a shared build's retirement;
+# archived: a rollback build's snapshots); gone: deleted meanwhile by someone else.
 Done = Literal[
-    "keep", "delete", "deprecate", "disable", "deleted", "deprecated", "disabled", "gone"
+    "keep",
+    "delete",
+    "deprecate",
+    "disable",
+    "archive",
+    "deleted",
+    "deprecated",
+    "disabled",
+    "archived",
+    "gone",
 ]
 
 
@@ -106,6 +118,9 @@ def apply(
             if fresh.action == "disable":
                 retire(clients, fresh.build, "disabled")
                 return Fate(fresh, "disabled")
+            if fresh.action == "archive":
+                archive(clients, fresh.build)
+                return Fate(fresh, "archived")
             delete_build(clients, fresh.build)
             return Fate(fresh, "deleted")
 
@@ -223,8 +238,11 @@ def _delete_snapshot(ec2: EC2Client, region: str, snapshot: str) -> None:
 # -- reporting ------------------------------------------------------------------------------------
 
 
-def rows(fates: Sequence[Fate], *, now: datetime) -> list[dict[str, Any]]:
-    """One plain record per build, for the table and --json."""
+def rows(
+    fates: Sequence[Fate], *, now: datetime, recovery: Recovery | None = None
+) -> list[dict[str, Any]]:
+    """One plain record per build, for the table and --json; a build to delete says whether the
+    Recycle Bin would keep it (`recovery`)."""
     records = []
     for fate in fates:
         v, b = fate.verdict, fate.verdict.build
@@ -239,6 +257,11 @@ def rows(fates: Sequence[Fate], *, now: datetime) -> list[dict[str, Any]]:
                 "snapshots": {i.region: list(i.snapshot_ids) for i in b.images.values()},
                 "action": fate.done,
                 "reasons": list(v.reasons),
+                **(
+                    {"recovery": recovery.says(b.key)}
+                    if recovery is not None and b.key in recovery.builds
+                    else {}
+                ),
             }
         )
     return records
@@ -254,11 +277,16 @@ class Report:
     fates: tuple[Fate, ...]
     leftovers: Mapping[str, tuple[str, ...]]
     applied: bool
+    # Whether the Recycle Bin keeps what gc deletes (or, in a dry run, would delete).
+    recovery: Recovery
+
+    def rows(self, now: datetime) -> list[dict[str, Any]]:
+        return rows(self.fates, now=now, recovery=self.recovery)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         return {
             "applied": self.applied,
-            "builds": rows(self.fates, now=now),
+            "builds": self.rows(now),
             "leftover_snapshots": {r: list(s) for r, s in sorted(self.leftovers.items())},
         }
 
@@ -310,14 +338,20 @@ def run(
     current: Callable[[], Mapping[str, ResolvedAmi]],
     guard: Guard,
     delete: bool,
+    unrecoverable: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> Report:
     """gc: decide, and with `delete`, delete what it decided (each build re-checked under its
     lease). `current`: what every definition resolves to at the commit, asked again before
-    deleting."""
+    deleting. Deleting what the Recycle Bin would not keep is refused, before anything is
+    deleted, unless `unrecoverable` (or the catalog's `require_recycle_bin: false`)."""
     verdicts, world = survey(ctx, retention, current=current, now=clock())
+    recovery = look(
+        ctx.clients, [v.build for v in verdicts if v.action == "delete"], world.leftovers
+    )
     if not delete:
-        return Report(tuple(planned(verdicts)), world.leftovers, applied=False)
+        return Report(tuple(planned(verdicts)), world.leftovers, applied=False, recovery=recovery)
+    require(recovery, unrecoverable=unrecoverable or not ctx.catalog.require_recycle_bin)
     fates = apply(
         verdicts,
         leftovers=world.leftovers,
@@ -325,4 +359,4 @@ def run(
         exclusive=lambda definition, fp, action: guard.once(definition, fp, action),
         again=lambda: survey(ctx, retention, current=current, now=clock())[0],
     )
-    return Report(tuple(fates), MappingProxyType({}), applied=True)
+    return Report(tuple(fates), MappingProxyType({}), applied=True, recovery=recovery)

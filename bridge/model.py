@@ -46,6 +46,10 @@ TAG_RETIRING = TAG_PREFIX + "retiring"
 # Snapshots of an image gc deregistered carry this tag (the AMI's ID) until they are deleted,
 # so a run cut short between the two steps leaves nothing a later run cannot find.
 TAG_GC = TAG_PREFIX + "gc-deregistered"
+# A build kept only for rollback whose snapshots gc moved to EBS's archive tier: "archived <time>"
+# (set before the first snapshot moves), or "restoring <time>" once `ami-bridge unarchive` asked
+# for them back. Not launchable, so never resolved, until unarchive removes the tag.
+TAG_ARCHIVED = TAG_PREFIX + "archived"
 
 # DescribeImages' ImageState values.
 ImageState = Literal[

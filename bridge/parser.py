@@ -364,7 +364,26 @@ def _lifecycle_commands(sub: Any, shared: _Shared) -> None:
     p.add_argument(
         "--apply", action="store_true", help="delete (default: print what would be deleted)"
     )
+    p.add_argument(
+        "--archive-after",
+        metavar="DAYS",
+        help="archive the snapshots of builds kept only for rollback (--keep) once DAYS days "
+        "old (default: the catalog's archive_after_days, or never)",
+    )
+    p.add_argument(
+        "--unrecoverable",
+        action="store_true",
+        help="with --apply, delete even what no Recycle Bin retention rule keeps restorable "
+        "(default: refuse, naming it)",
+    )
     p.set_defaults(command_module="gc", run="run")
+
+    p = sub.add_parser(
+        "unarchive",
+        parents=[common, target],
+        help="restore the snapshots gc archived of a build kept for rollback, so it resolves",
+    )
+    p.set_defaults(command_module="unarchive", run="run")
 
     p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
     p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")

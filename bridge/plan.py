@@ -17,6 +17,7 @@ from typing import Literal
 from bridge.catalog import Definition
 from bridge.errors import QueryError
 from bridge.model import (
+    TAG_ARCHIVED,
     TAG_BUILD_ID,
     TAG_DEFINITION,
     TAG_MANIFEST,
@@ -37,8 +38,12 @@ from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked
 # expired: images with this fingerprint exist but all are older than the definition's maximum age;
 # revoked: images with this fingerprint exist but none is usable and some are revoked
 # (revoke.py), themselves or through an ancestor (this comes before outdated and expired);
+# archived: images with this fingerprint exist but their snapshots are in EBS's archive tier
+# (archive.py: gc archived a build kept only for rollback); `ami-bridge unarchive` restores them;
 # missing: no usable image in any region.
-State = Literal["found", "missing", "outdated", "expired", "revoked", "pending", "partial"]
+State = Literal[
+    "found", "missing", "outdated", "expired", "revoked", "archived", "pending", "partial"
+]
 # Per region: an available image; one being built (the build region) or copied (the others);
 # none.
 RegionState = Literal["found", "pending", "copying", "missing"]
@@ -245,6 +250,7 @@ def decide(
     duplicates: dict[str, tuple[str, ...]] = {}
     outdated = expired = False
     withdrawn: list[Image] = []
+    archived: list[Image] = []
     for region in regions:
         # An image whose provenance names another definition is that definition's, whatever
         # fingerprint it carries (a name this one had before a rename is its own).
@@ -255,6 +261,9 @@ def decide(
         # scheduled for later leaves it usable until then.
         withdrawn += [i for i in candidates if is_revoked(i, now) or i.state == "disabled"]
         candidates = [i for i in candidates if not is_revoked(i, now) and i.state != "disabled"]
+        # An image whose snapshots are archived cannot be launched until they are restored.
+        archived += [i for i in candidates if i.tag(TAG_ARCHIVED)]
+        candidates = [i for i in candidates if not i.tag(TAG_ARCHIVED)]
         if parent_amis is not None:
             matching = [
                 i
@@ -301,6 +310,8 @@ def decide(
         state = (
             "revoked"
             if withdrawn
+            else "archived"
+            if archived
             else "outdated"
             if outdated
             else "expired"
@@ -371,6 +382,9 @@ def next_step(
             return "use" if here.state == "available" else "wait"
         # Not in the region asked: whichever other region has a copy, the answer here is a miss.
         return "fail" if on_missing == "fail" else "report"
+    if decision.state == "archived":
+        # Its build exists, archived: restored by `ami-bridge unarchive`, never built again.
+        return "report" if on_missing == "report" else "fail"
     if not parent_ready:
         return "report"
     if decision.state == "revoked" and on_revoked == "fail":

@@ -113,10 +113,16 @@ def gc_table(records: Sequence[Mapping[str, Any]], out: TextIO) -> None:
                 r["build_id"],
                 r["age"],
                 " ".join(images),
-                f"{r['action']}: {'; '.join(r['reasons'])}",
+                f"{r['action']}: {'; '.join([*r['reasons'], *_recovery(r)])}",
             )
         )
     table(rows, out)
+
+
+def _recovery(record: Mapping[str, Any]) -> list[str]:
+    """Whether the Recycle Bin keeps a build gc deletes, once it is deleted or to be."""
+    said = record.get("recovery")
+    return [said] if said and record["action"] in ("delete", "deleted") else []
 
 
 def change_row(build: Build, *cells: str) -> tuple[str, ...]:

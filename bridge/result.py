@@ -15,7 +15,15 @@ from bridge.settings import Settings
 
 # What a resolve reports: a planner state, or `built` when the image was built during it.
 ResultState = Literal[
-    "found", "built", "missing", "outdated", "expired", "revoked", "pending", "partial"
+    "found",
+    "built",
+    "missing",
+    "outdated",
+    "expired",
+    "revoked",
+    "archived",
+    "pending",
+    "partial",
 ]
 
 
@@ -140,6 +148,12 @@ def not_found(
             f"its images are revoked ({decision.revoke_reason or 'no reason recorded'}); "
             f"`ami-bridge restore {d.name}` withdraws a revocation made in error"
         )
+    elif decision.state == "archived":
+        why = (
+            "its build is kept for rollback with its snapshots in EBS's archive tier, so it "
+            f"cannot be launched: `ami-bridge unarchive {d.name}` restores them (AWS takes "
+            "hours; run it again to finish) and then it resolves again"
+        )
     elif decision.state == "expired":
         why = (
             f"its images are older than the definition's max_age_days "
@@ -161,6 +175,12 @@ def not_found(
                 " (another account's images are found through its manifests: EC2 never "
                 "shows their tags to other accounts; set the builder's manifest bucket)"
             )
+    if decision.state == "archived":
+        return (
+            f"No usable image for definition {d.name!r} (fingerprint {decision.fingerprint}) in "
+            f"{', '.join(decision.regions)}: {why}. To build a new image instead, run "
+            f"`ami-bridge build {d.name} --force --repo {settings.repo_root}`."
+        )
     if decision.state == "partial":
         terraform = (
             'in the ami_chain and ami_catalog modules with build_phase = "apply", a plain '

@@ -23,8 +23,9 @@ from bridge.settings import (
     DEFAULT_GC_RETIRE_DAYS,
 )
 
-# keep; delete; or, for a shared build, a step of its retirement: deprecate, then disable.
-Action = Literal["keep", "delete", "deprecate", "disable"]
+# keep; delete; or, for a shared build, a step of its retirement: deprecate, then disable; or,
+# for a build kept only for rollback, archive its snapshots.
+Action = Literal["keep", "delete", "deprecate", "disable", "archive"]
 
 DEFAULT_KEEP = DEFAULT_GC_KEEP
 DEFAULT_MIN_AGE_HOURS = DEFAULT_GC_MIN_AGE_HOURS
@@ -45,6 +46,9 @@ class Policy:
     launched_within_days: float = DEFAULT_GC_LAUNCHED_WITHIN_DAYS
     # Days between the steps of a shared build's retirement (0: deleted at once).
     retire_days: float = DEFAULT_GC_RETIRE_DAYS
+    # A build kept only as one of the newest --keep (for rollback) this many days old has its
+    # snapshots archived (None: never; the catalog's archive_after_days).
+    archive_after_days: float | None = None
     # Only these definitions' builds may be deleted (None: every definition's).
     definitions: frozenset[str] | None = None
 
@@ -57,10 +61,13 @@ def policy(
     keep_channel_versions: str | None = None,
     launched_within: str | None = None,
     retire_days: str | None = None,
+    archive_after: str | None = None,
+    archive_after_days: float | None = None,
     definitions: Iterable[str] = (),
 ) -> Policy:
     """The gc options as given (strings, None when not given), checked: a QueryError names the
-    option and what it takes."""
+    option and what it takes. `archive_after_days`: the catalog's, which --archive-after
+    overrides."""
     chosen = tuple(definitions)
     return Policy(
         keep=_whole("--keep", keep, DEFAULT_KEEP, "builds to keep per definition"),
@@ -86,6 +93,11 @@ def policy(
         retire_days=DEFAULT_GC_RETIRE_DAYS
         if retire_days is None
         else _number("--retire-days", retire_days, "days between the retirement steps"),
+        archive_after_days=archive_after_days
+        if archive_after is None
+        else _number(
+            "--archive-after", archive_after, "days: older rollback builds' snapshots are archived"
+        ),
         definitions=frozenset(chosen) if chosen else None,
     )
 
@@ -198,7 +210,7 @@ def decide(
     for b in sorted(builds, key=lambda b: (b.created, b.build_id), reverse=True):
         why = reasons[b.key]
         if why:
-            verdicts.append(Verdict(b, "keep", tuple(dict.fromkeys(why))))
+            verdicts.append(_archived(Verdict(b, "keep", tuple(dict.fromkeys(why))), policy, now))
         else:
             verdicts.append(_retired(b, _deletable(b, policy, now), policy, now))
     return verdicts
@@ -227,6 +239,29 @@ def _retired(b: Build, deletable: str, policy: Policy, now: datetime) -> Verdict
     if stage == "deprecated":
         return Verdict(b, "disable", (deletable, f"shared: deprecated at {model.timestamp(since)}"))
     return Verdict(b, "delete", (deletable, f"shared: disabled at {model.timestamp(since)}"))
+
+
+def _archived(kept: Verdict, policy: Policy, now: datetime) -> Verdict:
+    """A kept build whose only reason is rollback (one of the newest --keep), older than
+    `archive_after_days`: its snapshots go to the archive tier. A build current, used, in a
+    channel, the parent of a kept build or still being made is never archived."""
+    b = kept.build
+    archived = [i.tag(model.TAG_ARCHIVED) for i in b.images.values()]
+    if all(archived):
+        return Verdict(b, "keep", (*kept.reasons, f"snapshots {archived[0]}"))
+    after = policy.archive_after_days
+    rollback = f"one of the newest {policy.keep} builds of {b.definition} (--keep)"
+    if after is None or kept.reasons != (rollback,) or _age(b.created, now) < timedelta(after):
+        return kept
+    return Verdict(
+        b,
+        "archive",
+        (
+            *kept.reasons,
+            f"kept only for rollback and older than {after:g} days (archive_after_days): its "
+            "snapshots go to the archive tier",
+        ),
+    )
 
 
 def retirement(b: Build) -> tuple[str | None, datetime | None]:

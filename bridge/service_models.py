@@ -40,6 +40,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
             "DescribeLaunchTemplates",
             "DescribeRegions",
             "DescribeSnapshotAttribute",
+            "DescribeSnapshotTierStatus",
             "DescribeSnapshots",
             "DisableImage",
             "DisableImageDeprecation",
@@ -49,6 +50,8 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
             "EnableImageDeregistrationProtection",
             "ModifyImageAttribute",
             "ModifySnapshotAttribute",
+            "ModifySnapshotTier",
+            "RestoreSnapshotTier",
         }
     ),
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),
@@ -58,6 +61,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
         {"GetParameter", "GetParameterHistory", "GetParametersByPath", "PutParameter"}
     ),
     "autoscaling": frozenset({"DescribeAutoScalingGroups", "DescribeLaunchConfigurations"}),
+    "rbin": frozenset({"GetRule", "ListRules"}),
 }
 
 

@@ -94,3 +94,16 @@ def fake_build(
             Resources=[copy], Tags=[{"Key": model.TAG_PARENT_AMI, "Value": parent["eu-west-1"]}]
         )
     return {"us-east-1": ami, "eu-west-1": copy}
+
+
+def recycle_bin(regions: tuple[str, ...] = ("us-east-1",), days: int = 7, **rule: Any) -> None:
+    """Recycle Bin retention rules in `regions` for images and for snapshots (region-level unless
+    `rule` gives ResourceTags): what gc deletes there stays restorable for `days`."""
+    for region in regions:
+        rbin = boto3.client("rbin", region_name=region)
+        for kind in ("EC2_IMAGE", "EBS_SNAPSHOT"):
+            rbin.create_rule(
+                ResourceType=kind,
+                RetentionPeriod={"RetentionPeriodValue": days, "RetentionPeriodUnit": "DAYS"},
+                **rule,
+            )

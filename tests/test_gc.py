@@ -15,7 +15,15 @@ from bridge import model
 from bridge.lease import LeaseConfig, LeaseManager, lease_key
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy
-from testing.sandbox import BUCKET, deregister, fake_build, make_image, manifest_keys, tags_of
+from testing.sandbox import (
+    BUCKET,
+    deregister,
+    fake_build,
+    make_image,
+    manifest_keys,
+    recycle_bin,
+    tags_of,
+)
 
 REGIONS = ("us-east-1", "eu-west-1")
 
@@ -58,7 +66,9 @@ class World:
 
 def two_region_world(repo, env) -> World:
     """A real build of base and snowflake at HEAD in two regions, and older builds: each kind of
-    use protecting one, and three nobody uses (a base, and a snowflake built on another)."""
+    use protecting one, and three nobody uses (a base, and a snowflake built on another). The
+    Recycle Bin keeps images and snapshots in both regions."""
+    recycle_bin(REGIONS)
     data = repo.catalog()
     data["regions"] = list(REGIONS)
     repo.set_catalog(data)
@@ -368,6 +378,7 @@ def test_snapshots_a_cut_short_gc_left_are_deleted_by_the_next(sandbox_env, repo
     for ami, snapshot in snapshots.items():
         us.create_tags(Resources=[snapshot], Tags=[{"Key": model.TAG_GC, "Value": ami}])
     deregister("us-east-1", left)
+    recycle_bin()
     dry = run_bridge(["gc", "--repo", str(repo.path)], sandbox_env)
     assert dry.code == 0, dry.stderr
     assert f"leftover snapshots in us-east-1 (deleted by --apply): {snapshots[left]}" in dry.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 
@@ -195,3 +196,42 @@ def test_the_defaults():
     assert retention.policy() == retention.Policy(
         keep=2, older_than_days=None, min_age_hours=24.0, keep_channel_versions=5
     )
+
+
+def test_only_a_build_kept_for_rollback_alone_is_archived_once_old_enough():
+    """archive_after_days: of the newest --keep builds, one kept for nothing else, older than
+    the setting, is archived; the current, a used one, a parent of a kept build, a younger one
+    and one archived already are not."""
+    young = "2026-11-27T00:00:00.000Z"
+    images = [
+        image("ami-cur", "base", "cur", created="2026-10-05T00:00:00.000Z"),
+        image("ami-roll", "base", "roll", created="2026-10-04T00:00:00.000Z"),
+        image("ami-used", "base", "used", created="2026-10-03T00:00:00.000Z"),
+        image("ami-kid", "app", "kid", created=young, parent="ami-par"),
+        image("ami-par", "base", "par", created="2026-10-02T00:00:00.000Z"),
+        image("ami-new", "app", "new", created="2026-11-28T00:00:00.000Z"),
+    ]
+    kept = decide(
+        images,
+        current=["ami-cur", "ami-new"],
+        uses={"ami-used": ("an instance",)},
+        keep=4,
+        archive_after_days=30,
+    )
+    assert {b: a for b, (a, _) in kept.items()} == {
+        "cur": "keep",
+        "roll": "archive",
+        "used": "keep",
+        "kid": "keep",  # kept for rollback alone, but younger than 30 days
+        "par": "keep",  # the parent of a kept build
+        "new": "keep",
+    }
+    assert "kept only for rollback" in kept["roll"][1][-1]
+    assert actions(images, current=["ami-cur"], keep=4)["roll"] == "keep"  # setting unset
+    mark = {model.TAG_ARCHIVED: "archived 2026-11-01T00:00:00Z"}
+    tagged = [
+        replace(i, tags=MappingProxyType({**i.tags, **mark})) if i.ami_id == "ami-roll" else i
+        for i in images
+    ]
+    again = decide(tagged, current=["ami-cur"], keep=4, archive_after_days=30)["roll"]
+    assert again[0] == "keep" and "snapshots archived 2026-11-01T00:00:00Z" in again[1]

@@ -12,7 +12,7 @@ from bridge import model
 from bridge.sandbox import BASE_IMAGE, OTHER_ACCOUNT, access_key
 from testing.bridge import run_bridge
 from testing.git import make_repo
-from testing.sandbox import own_images, tags_of
+from testing.sandbox import own_images, recycle_bin, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -53,6 +53,7 @@ def images_of(region: str) -> set[str]:
 
 
 def test_gc_in_one_catalog_never_touches_anothers_images(sandbox_env, tmp_path, packer):
+    recycle_bin((EAST, WEST))
     a = catalog(tmp_path, "a", regions=[EAST])
     b = catalog(tmp_path, "b", regions=[EAST, WEST])
     b_current = {n: json.loads(r["amis_json"]) for n, r in build(b, sandbox_env).items()}
@@ -170,6 +171,7 @@ def test_a_shared_image_a_workload_account_runs_survives_gc(sandbox_env, repo, p
 def test_built_images_are_protected_from_deregistration_and_gc_lifts_it_to_delete(
     sandbox_env, repo, packer
 ):
+    recycle_bin((EAST, WEST))
     data = repo.catalog()
     data["regions"] = [EAST, WEST]
     repo.set_catalog(data)
@@ -232,6 +234,7 @@ def retiring_since(ami: str, stage: str, days: float) -> None:
 
 
 def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_env, repo, packer):
+    recycle_bin()
     data = repo.catalog()
     data["share"] = [OTHER_ACCOUNT]
     repo.set_catalog(data)

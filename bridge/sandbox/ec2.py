@@ -1,92 +1,14 @@
-"""The sandbox: a local AWS (moto in server mode) for demos, tests and benchmarks.
-
-It is a real HTTP endpoint that boto3, Packer and Terraform talk to. These things differ from a
-stock moto server:
-
-* Images made by CreateImage or CopyImage get root device type `ebs`, as EBS-backed images do in
-  AWS. Stock moto says `standard`, and Packer's amazon-ebs builder then refuses them as a source
-  AMI, so a child could never be built on a sandbox-built parent.
-* CopyImage honours `CopyImageTags`, `Encrypted` and `KmsKeyId` (stock moto ignores all three;
-  without a key, the copy is under the account's AWS-managed `alias/aws/ebs` key, reported by its
-  ARN), and DescribeImages reports `Encrypted` and `KmsKeyId` in each EBS block device mapping.
-* The keys behind KMS's reserved aliases (`alias/aws/ebs`) are AWS-managed: DescribeKey says
-  `KeyManager: AWS` (stock moto says `CUSTOMER`).
-* Accounts: the access key `AKIA<account ID>SBOX` acts as that account (any other key, as
-  123456789012). An image shared with an account (a UserId launch permission) is visible to it
-  as in AWS: listed when `Owners` names its owner or is absent, found by ID, with the viewer's
-  own tags only (an owner's tags never reach other accounts). A public image (a launch
-  permission for the group `all`) is visible to every account the same way, so an upstream
-  publisher (say Canonical's 099720109477) can release a new image. Sharing with organizations
-  and OUs is recorded but not resolved into accounts.
-* EnableImageDeprecation and DisableImageDeprecation exist (stock moto has neither), and
-  DescribeImages reports an image's `DeprecationTime` (`2026-01-01T00:00:00.000Z`) while it has
-  one. As in EC2, `DeprecateAt` is rounded to the nearest minute, a time in the past is
-  refused (`InvalidParameterValue`), and only the image's owner may set or clear it (another
-  account gets `AuthFailure`, "Not authorized for image:<id>"); the owner still sees a
-  deprecated image in every listing (EC2 hides deprecated images only from other accounts'
-  listings, which the sandbox does not).
-* DescribeImageReferences (which moto lacks) answers as EC2 does, for the resource types moto
-  has: instances (its `state-name` option; default all states), launch templates (the newest
-  `version-depth` versions, default 10), and SSM parameters of DataType `aws:ec2:image` (their
-  current value); Image Builder recipes, which moto does not model, are never references.
-* DescribeImageAttribute answers `lastLaunchedTime` (stock moto answers nothing): the time the
-  last instance was launched from the image by any account, for the image's owner only (another
-  account gets `AuthFailure`). EC2 updates it within 24 hours of a launch; the sandbox at once.
-* DisableImage and EnableImage follow EC2's rules (stock moto only flips the state): only the
-  owner may call them (`AuthFailure` otherwise), disabling removes every launch permission and
-  enabling restores none, and DescribeImages leaves disabled images out unless
-  `IncludeDisabled` is true.
-* Deregistration protection (stock moto has none): EnableImageDeregistrationProtection (with
-  `WithCooldown`) and DisableImageDeregistrationProtection for the owner only, DescribeImages'
-  `DeregistrationProtection`, and DeregisterImage refusing a protected image (or one in its
-  24-hour cooldown) with `OperationNotPermitted`: EC2's documentation names no error code for
-  that refusal, so the code is the sandbox's.
-* Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
-  `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
-  both pass the check, where S3 lets only one win. Build leases rely on that guarantee.
-* Its public image catalog is a small file (sandbox_images.json) with Ubuntu base images, which
-  keeps start-up fast and the example templates' `source_ami` stable. Their creation dates are
-  their release dates (stock moto stamps its catalog with the time an account is first used, so
-  an image published before that would look older than the catalog's).
-* A launch template's (or RunInstances') mapping for the image's root device that names neither
-  a size nor a snapshot gets the image's root snapshot, as in EC2 (stock moto refuses it with
-  `MissingParameter`), so a template can set only the root volume's type or encryption.
-* Auto Scaling's StartInstanceRefresh and DescribeInstanceRefreshes exist (stock moto has
-  neither), with EC2 Auto Scaling's request and response shapes. A refresh needs a known group
-  and is recorded with its strategy and preferences. It completes at once (`Successful`,
-  `PercentageComplete` 100, no instances left to update): the group's instances are replaced in
-  one step (with `SkipMatching`, only those not on the group's launch template version's image)
-  instead of in batches over time, warm-up and minimum healthy percentage are not applied, and a
-  second refresh is never refused as `InstanceRefreshInProgress`.
-  DescribeInstanceRefreshes lists a group's refreshes newest first and ignores paging.
-"""
+"""The sandbox's corrections and additions to moto's EC2, KMS and Auto Scaling (the package's
+docstring lists each difference from a stock moto server). `patch()` applies them all, once, in the
+server process."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any, TextIO
-
-from bridge.errors import BridgeError
-
-BASE_IMAGE = "ami-0c55b159cbfafe1f0"
-ACCESS_KEY = "sandbox"
-# The account behind ACCESS_KEY, and a second one (a workload account images are shared with).
-ACCOUNT = "123456789012"
-OTHER_ACCOUNT = "210987654321"
-SECRET_KEY = "sandbox"  # noqa: S105 - the emulator accepts any credentials
+from typing import Any
 
 
-def _patch_moto() -> None:
+def patch() -> None:
     from moto.ec2.models.amis import AmiBackend
 
     create_image = AmiBackend.create_image
@@ -114,11 +36,7 @@ def _patch_moto() -> None:
     _patch_last_launched()
     _patch_disable_image()
     _patch_deregistration_protection()
-
-
-def access_key(account: str) -> str:
-    """The sandbox access key that acts as `account` (an access key ID's shape: 20 characters)."""
-    return f"AKIA{account}SBOX"
+    _patch_archived_launch()
 
 
 def _patch_accounts() -> None:
@@ -557,6 +475,27 @@ def _patch_deregistration_protection() -> None:
     AmisResponse.deregister_image = guarded_deregister  # type: ignore[method-assign]
 
 
+def _patch_archived_launch() -> None:
+    """RunInstances refuses an image whose snapshot is in the archive tier (restore it first)."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses.instances import InstanceResponse
+
+    run_instances = InstanceResponse.run_instances
+
+    def launchable_only(self: Any) -> Any:
+        image = self.ec2_backend.amis.get(self._get_param("ImageId"))
+        snapshot = getattr(image, "ebs_snapshot", None)
+        if snapshot is not None and getattr(snapshot, "storage_tier", "standard") == "archive":
+            raise EC2ClientError(
+                "IncorrectState",
+                f"The snapshot {snapshot.id} of {image.id} is archived: restore it "
+                "(RestoreSnapshotTier) before launching the image",
+            )
+        return run_instances(self)
+
+    InstanceResponse.run_instances = launchable_only  # type: ignore[method-assign]
+
+
 def _patch_root_volume() -> None:
     """A mapping of the image's root device without a size or snapshot uses the image's root
     snapshot, as EC2 does."""
@@ -574,119 +513,3 @@ def _patch_root_volume() -> None:
         add_block_device(self, size, device_path, snapshot_id, *args, **kwargs)
 
     Instance.add_block_device = add_root_aware  # type: ignore[method-assign]
-
-
-def _serialized_writes(app: Any) -> Any:
-    lock = threading.Lock()
-
-    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            return app(environ, start_response)
-        with lock:
-            return list(app(environ, start_response))
-
-    return wrapped
-
-
-def serve(host: str, port: int, *, announce: TextIO) -> None:
-    """Serve the sandbox until SIGTERM/SIGINT; prints `endpoint <url>` once it listens."""
-    images = resources.files("bridge").joinpath("sandbox_images.json")
-    with resources.as_file(images) as path:
-        os.environ.setdefault("MOTO_AMIS_PATH", str(path))
-        try:
-            from moto.moto_server.werkzeug_app import (
-                DomainDispatcherApplication,
-                MotoRequestHandler,
-                create_backend_app,
-            )
-            from werkzeug.serving import make_server
-        except ImportError:
-            raise BridgeError(
-                "The sandbox needs moto's server mode, which is not installed. Install it with "
-                "`pip install 'ami-chain-bridge[sandbox]'` (or run `make setup`)."
-            ) from None
-        _patch_moto()
-        app = _serialized_writes(DomainDispatcherApplication(create_backend_app))
-        try:
-            server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
-        except OSError as exc:
-            raise BridgeError(
-                f"The sandbox cannot listen on {host}:{port}: {exc.strerror}. Pick another port "
-                "(--port 0 picks a free one)."
-            ) from None
-
-        def stop(signum: int, frame: Any) -> None:
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        print(f"endpoint http://{host}:{server.server_port}", file=announce, flush=True)
-        server.serve_forever()
-
-
-@dataclass
-class Sandbox:
-    """A running sandbox server process."""
-
-    endpoint: str
-    process: subprocess.Popen[str]
-
-    def env(self, region: str = "us-east-1", account: str = ACCOUNT) -> dict[str, str]:
-        """Environment variables that point AWS SDKs, the bridge and Packer at the sandbox, as
-        `account` (ACCOUNT, or OTHER_ACCOUNT for a second one)."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY if account == ACCOUNT else access_key(account),
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-
-    def reset(self) -> None:
-        """Forget every resource (moto's reset API)."""
-        # The endpoint is always the http:// loopback URL this module started.
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            response.read()
-
-    def stop(self) -> None:
-        """Stop the server process."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start(host: str = "127.0.0.1", port: int = 0, *, log: TextIO | None = None) -> Sandbox:
-    """Start a sandbox server process on a free loopback port and wait until it answers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "sandbox", "--host", host, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=log if log is not None else subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("endpoint "):
-        process.kill()
-        process.wait()
-        raise BridgeError(
-            f"The sandbox did not start (it said {line!r}). Run `ami-bridge sandbox` to see why; "
-            "`make setup` installs what it needs."
-        )
-    return Sandbox(endpoint=line.split(" ", 1)[1], process=process)
-
-
-@contextmanager
-def running(**kwargs: Any) -> Iterator[Sandbox]:
-    """A sandbox for the duration of a with-block."""
-    box = start(**kwargs)
-    try:
-        yield box
-    finally:
-        box.stop()
