@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from bridge import model
 from testing.bridge import external, external_many, run_bridge
 from testing.faultproxy import FaultProxy
+from testing.hold import hold, holdable, provisioning, wait_for
 from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
 
 PROCESSES = 16
@@ -76,40 +76,12 @@ def slow_base(repo, seconds: int, ttl: int) -> None:
 
 
 def held_base(repo, ttl: int) -> None:
-    """A base whose build waits, in its first provisioner, while a `hold` file is in the state
-    directory of the bridge running it (Packer inherits its environment): a test holds one
-    process's build for as long as it needs, whatever the machine's load, and lets the others'
-    run."""
-    template = json.loads(repo.path.joinpath("base/base.json").read_text())
-    wait = 'while [ -e "$AMI_BRIDGE_STATE_DIR/hold" ]; do sleep 0.1; done'
-    template["provisioners"].insert(0, {"type": "shell-local", "inline": [wait]})
-    repo.write("base/base.json", json.dumps(template, indent=2))
+    """A base a test can hold (testing/hold.py), with a short lease."""
+    holdable(repo)
     data = repo.catalog()
     data["lease"] = {"ttl_seconds": ttl}
     repo.set_catalog(data)
     repo.commit("a base a test can hold, short lease")
-
-
-def hold(state_dir: Path) -> Path:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "hold").touch()
-    return state_dir / "hold"
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
-
-
-def packer_is_provisioning(state_dir) -> bool:
-    """The build's log shows Packer in its first (sleeping) provisioner."""
-    return any(
-        "Running local shell script" in log.read_text() for log in state_dir.glob("logs/*.log")
-    )
 
 
 def leases() -> list[str]:
@@ -165,7 +137,7 @@ def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, pack
     victim.stdin.close()
     packers: list[int] = []
     try:
-        wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "victim"))
+        wait_for(lambda: leases() != [] and provisioning(tmp_path / "victim"))
         packers = descendants(victim.pid)  # the victim's Packer, in its own process group
         assert packers, "the victim's Packer is not running"
         os.kill(victim.pid, signal.SIGKILL)
@@ -225,7 +197,7 @@ def test_a_builder_whose_lease_was_taken_over_tags_nothing(
             holder.stdin.write(query.encode())
             holder.stdin.close()
             holder.stdin = None  # sent; communicate() below only reads
-            wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "holder"))
+            wait_for(lambda: leases() != [] and provisioning(tmp_path / "holder"))
             taker = external(
                 {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "taker")}, query
             )
@@ -280,7 +252,7 @@ def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(
         start_new_session=True,
     )
     try:
-        wait_for(lambda: leases() != [] and packer_is_provisioning(tmp_path / "state"))
+        wait_for(lambda: leases() != [] and provisioning(tmp_path / "state"))
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends the bridge
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
@@ -299,13 +271,21 @@ def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(
 # -- several builds at once (--jobs) ------------------------------------------------------------
 
 
-def add_children(repo, names, seconds: int, failing=()) -> None:
+def add_children(repo, names, seconds: int = 0, failing=(), meet=False) -> None:
     """Children of the base that sleep `seconds` in their provisioner (those in `failing` then
-    fail with an error line of their own)."""
+    fail with an error line of their own). With `meet`, each instead waits (up to 120 s, then
+    fails) until every one of them is in its provisioner: they pass only by running at once."""
     template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
     data = repo.catalog()
+    here = '"$AMI_BRIDGE_STATE_DIR/here-{}"'
+    everyone = " && ".join(f"[ -e {here.format(n)} ]" for n in names)
     for name in names:
         inline = [f"sleep {seconds}"]
+        if meet:
+            inline = [
+                f"touch {here.format(name)}",
+                f"n=0; until {everyone}; do n=$((n+1)); [ $n -lt 1200 ] || exit 1; sleep 0.1; done",
+            ]
         if name in failing:
             inline += [f"echo 'E: {name} cannot install its package' >&2", "exit 3"]
         template["provisioners"] = [{"type": "shell-local", "inline": inline}]
@@ -325,14 +305,14 @@ def packer_span(state_dir, name: str) -> tuple[int, int]:
 
 
 def test_sibling_builds_run_at_once(sandbox_env, repo, packer, tmp_path):
-    add_children(repo, ["tools", "agent"], seconds=4)
+    add_children(repo, ["tools", "agent"], meet=True)
     proc = run_bridge(["build", "--all", "--jobs", "4", "--repo", str(repo.path)], sandbox_env)
     assert proc.code == 0, proc.stderr
     assert builds_per_definition() == Counter({"base": 1, "snowflake": 1, "tools": 1, "agent": 1})
     state = tmp_path / "state"
     spans = {name: packer_span(state, name) for name in ("base", "tools", "agent")}
     (t0, t1), (a0, a1) = spans["tools"], spans["agent"]
-    assert t0 < a1 and a0 < t1, spans  # the siblings' Packer runs overlap
+    assert t0 <= a1 and a0 <= t1, spans  # the siblings' Packer runs overlap
     assert min(t0, a0) >= spans["base"][1]  # after their parent
     # Progress lines say which build they belong to.
     assert "[tools] packer: ==> " in proc.stderr and "[agent] packer: ==> " in proc.stderr
@@ -380,14 +360,14 @@ def test_ctrl_c_cancels_every_running_build(sandbox_env, repo, packer, tmp_path)
     )
     state = tmp_path / "state"
 
-    def provisioning(name: str) -> bool:
+    def in_provisioner(name: str) -> bool:
         return any(
             "Running local shell script" in log.read_text()
             for log in state.glob(f"logs/{name}-*.log")
         )
 
     try:
-        wait_for(lambda: provisioning("tools") and provisioning("agent"), timeout=120)
+        wait_for(lambda: in_provisioner("tools") and in_provisioner("agent"), timeout=120)
         os.kill(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 130, stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import boto3
@@ -15,6 +14,7 @@ from bridge import model
 from bridge.lease import LeaseConfig, LeaseManager, lease_key
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy
+from testing.hold import wait_for
 from testing.sandbox import (
     BUCKET,
     deregister,
@@ -318,7 +318,9 @@ def test_bad_input_exits_1_with_one_paragraph(sandbox_env, repo, flags, says):
     assert proc.stdout == ""
 
 
-def test_gc_deletes_under_the_build_lease_and_looks_again_under_it(sandbox_env, repo, packer):
+def test_gc_deletes_under_the_build_lease_and_looks_again_under_it(
+    sandbox_env, repo, packer, tmp_path
+):
     """gc waits for the lease of a build it is to delete (a build of that fingerprint is
     running); a launch template made meanwhile keeps it."""
     world = two_region_world(repo, sandbox_env)
@@ -343,28 +345,28 @@ def test_gc_deletes_under_the_build_lease_and_looks_again_under_it(sandbox_env, 
         "--apply",
         "--json",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", *argv],
-        env=sandbox_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    told = tmp_path / "gc.err"
+    with told.open("w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", *argv],
+            env=sandbox_env,
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
     try:
-        deadline = time.monotonic() + 120
-        while others & state()[0]:  # the builds nobody holds go first
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
-        time.sleep(1)
-        assert {(r, a) for r, a in target.items()} <= state()[0]  # waiting for the lease
+        # gc says it waits for the build's lease: then, and only then, the build is still there.
+        wait_for(lambda: "is being built by" in told.read_text() or proc.poll() is not None)
+        assert proc.poll() is None, told.read_text()
+        assert not others & state()[0]  # the builds nobody holds went first
+        assert {(r, a) for r, a in target.items()} <= state()[0]
         ec2("us-east-1").create_launch_template(
             LaunchTemplateName="late", LaunchTemplateData={"ImageId": target["us-east-1"]}
         )
     finally:
         leases.release(lease)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, told.read_text()
     assert {(r, a) for r, a in target.items()} <= state()[0]
     verdict = {b["build_id"]: b for b in json.loads(out)["builds"]}["old-unused"]
     assert verdict["action"] == "keep"

@@ -4,11 +4,11 @@ its children follow (plan.decide, resolve.py)."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from testing.bridge import run_bridge
+from testing.hold import wait_for
 from testing.sandbox import builds_per_definition
 
 # EC2 creation dates have whole seconds: two seconds is enough to be past a 1.7 s maximum age.
@@ -33,7 +33,10 @@ def test_an_expired_base_is_rebuilt_under_its_fingerprint_and_its_child_follows(
     lifetime = datetime.fromisoformat(first["base"]["expires_at"]) - started
     assert 0 < lifetime.total_seconds() < 30  # built just now, lasting 1.7 s
     assert first["snowflake"]["expires_at"] == ""  # no maximum age: never
-    time.sleep(2.5)
+    # Past the expiry the bridge reported (creation dates have whole seconds): the clock's
+    # event, not a guessed sleep.
+    ends = datetime.fromisoformat(first["base"]["expires_at"]) + timedelta(seconds=1)
+    wait_for(lambda: datetime.now(timezone.utc) > ends, timeout=60)
 
     code, report = resolve(repo, sandbox_env, "--on-missing", "report")
     assert code == 3

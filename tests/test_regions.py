@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import boto3
@@ -14,6 +13,7 @@ from bridge.model import TAG_BUILD_ID, TAG_DEFINITION, TAG_PARENT_AMI
 from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy
+from testing.hold import hold, holdable, provisioning, wait_for
 from testing.sandbox import deregister, own_images, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
@@ -364,11 +364,11 @@ def test_a_build_found_partial_after_waiting_is_copied_not_built_again(
     sandbox_env, sandbox_server, repo, packer, tmp_path
 ):
     """The first builder's copy fails; the second, which saw the image missing and waited for
-    the lease, copies the built image instead of building again."""
-    template = json.loads(repo.path.joinpath("base/base.json").read_text())
-    template["provisioners"].insert(0, {"type": "shell-local", "inline": ["sleep 6"]})
-    repo.write("base/base.json", json.dumps(template, indent=2))
+    the lease, copies the built image instead of building again. The first is held in Packer
+    until the second is seen waiting (events, not a race against a sleep)."""
+    holdable(repo)
     set_regions(repo, base=[EAST, WEST])
+    held = hold(tmp_path / "first")
 
     def copy_image(method: str, path: str, headers, body: bytes) -> bool:
         return b"Action=CopyImage" in body
@@ -386,20 +386,31 @@ def test_a_build_found_partial_after_waiting_is_copied_not_built_again(
             stderr=subprocess.PIPE,
             text=True,
         )
-        # The second looks while the first is still in Packer: the image is missing.
-        logs = tmp_path / "first" / "logs"
-        deadline = time.monotonic() + 60
-        while not any("Running local shell script" in p.read_text() for p in logs.glob("*.log")):
-            assert time.monotonic() < deadline and first.poll() is None
-            time.sleep(0.1)
-        second = run_bridge(
-            ["build", "base", "--repo", str(repo.path), "--json"],
-            {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "second")},
+        wait_for(lambda: provisioning(tmp_path / "first") or first.poll() is not None)
+        assert first.poll() is None, first.communicate()
+        # The second looks while the first is in Packer: the image is missing, so it waits.
+        with (tmp_path / "second.err").open("w") as told:
+            argv = ["build", "base", "--repo", str(repo.path), "--json"]
+            second = subprocess.Popen(
+                [sys.executable, "-m", "bridge", *argv],
+                env={**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(tmp_path / "second")},
+                stdout=subprocess.PIPE,
+                stderr=told,
+                text=True,
+            )
+        wait_for(
+            lambda: (
+                "is being built by" in (tmp_path / "second.err").read_text()
+                or second.poll() is not None
+            )
         )
-        _, first_err = first.communicate(timeout=120)
+        held.unlink()
+        _, first_err = first.communicate(timeout=240)
+        second_out, _ = second.communicate(timeout=240)
+        second_err = (tmp_path / "second.err").read_text()
     assert first.returncode == 1 and "copying" in first_err, first_err
-    assert second.code == 0, second.stderr
-    result = json.loads(second.stdout)["base"]
+    assert second.returncode == 0, second_err
+    result = json.loads(second_out)["base"]
     assert made(EAST) == Counter({"base": 1}) and made(WEST) == Counter({"base": 1})
     assert set(json.loads(result["amis_json"])) == {EAST, WEST}
 

@@ -27,10 +27,18 @@ CHAIN = [
 
 
 class Recorder:
-    """Steps that sleep, recording when each ran and what its parent gave it."""
+    """Steps that wait (for `seconds`, or until cancelled), recording when each ran and what its
+    parent gave it. Steps named in `together` also wait for each other at a barrier: they pass
+    it only if they all run at once, whatever the machine's load."""
 
-    def __init__(self, seconds: float = 0.3, fail: frozenset[str] = frozenset()) -> None:
-        self.seconds, self.fail = seconds, fail
+    def __init__(
+        self,
+        seconds: float = 0.05,
+        fail: frozenset[str] = frozenset(),
+        together: frozenset[str] = frozenset(),
+    ) -> None:
+        self.seconds, self.fail, self.together = seconds, fail, together
+        self.barrier = threading.Barrier(len(together) or 1, timeout=60)
         self.spans: dict[str, tuple[float, float]] = {}
         self.parents: dict[str, str | None] = {}
         self.cancelled = threading.Event()
@@ -38,6 +46,8 @@ class Recorder:
 
     def step(self, d: Definition, parent: str | None) -> str:
         start = time.monotonic()
+        if d.name in self.together:
+            self.barrier.wait()  # BrokenBarrierError unless every one of them is running
         if self.cancelled.wait(self.seconds):
             raise Cancelled(f"{d.name} cancelled")
         with self.lock:
@@ -53,7 +63,7 @@ class Recorder:
 
 
 def test_siblings_run_at_once_each_after_its_parent():
-    rec = Recorder()
+    rec = Recorder(together=frozenset({"a", "b", "c"}))
     outcome = schedule.run(CHAIN, rec.step, jobs=4)
     assert outcome.results == {d.name: f"ami-{d.name}" for d in CHAIN}
     assert rec.overlap("a", "b") and rec.overlap("b", "c")
@@ -79,16 +89,16 @@ def test_a_failure_skips_its_descendants_not_its_siblings():
 
 
 def test_fail_fast_cancels_what_runs_and_starts_nothing_more():
-    rec = Recorder(seconds=2.0, fail=frozenset({"base"}))
+    # base's step would run for 60 s, and succeed, unless it is cancelled.
+    rec = Recorder(seconds=60.0)
     chain = [definition("base"), definition("x"), definition("y", "x")]
-    rec_fast = Recorder(seconds=0.05, fail=frozenset({"x"}))
+    rec_fast = Recorder(fail=frozenset({"x"}))
 
     def step(d: Definition, parent: str | None) -> str:
         return (rec_fast if d.name == "x" else rec).step(d, parent)
 
-    start = time.monotonic()
     outcome = schedule.run(chain, step, jobs=2, fail_fast=True, cancel=rec.cancelled.set)
-    assert time.monotonic() - start < 1.5  # base's 2 s step was cancelled
+    assert "base" not in outcome.results and rec.cancelled.is_set()
     assert list(outcome.failures) == ["x"]
     assert outcome.skipped == {
         "y": "its ancestor 'x' failed",
