@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
-from bridge import checkout, distribute, manifests, plan, publish, validation
+from bridge import checkout, distribute, gates, manifests, plan, publish, validation
 from bridge.aws import aws_call
 from bridge.build import build_image
 from bridge.catalog import Definition
@@ -121,13 +121,16 @@ class Builder:
                 log_dir=settings.log_dir,
                 manifest_dir=settings.packer_manifest_dir,
             )
-        if not self._guard.confirm(lease):
-            raise LeaseError(
-                f"The build lease of {d.name!r} was taken over while Packer ran (this process "
-                f"was too slow to renew it), so the AMIs it made "
-                f"({', '.join(artifacts.amis.values())}) are left untagged and the other "
-                "build's image counts. Run again to use it."
+            self._confirm(d, lease, artifacts.amis)
+            # Under the lease, from the same tree: the image is a candidate until they pass.
+            tested = gates.run(
+                ctx,
+                gates.Candidate(d, artifacts.amis, fp, build_id, regions[0]),
+                tree=source,
+                env=runner.environment,
             )
+        if tested:
+            self._confirm(d, lease, artifacts.amis)
         provenance = publish.Provenance(
             commit=commit,
             packer_version=runner.version(settings.repo_root),
@@ -143,6 +146,7 @@ class Builder:
             catalog=settings.catalog_id,
             origin=artifacts.amis.get(regions[0], ""),
             parent_origin=parent.origin if parent else "",
+            tests=tested,
         )
         published = publish.publish(
             ctx.clients,
@@ -181,6 +185,16 @@ class Builder:
             ),
         )
         return decision, published.manifest_uri
+
+    def _confirm(self, d: Definition, lease: Lease | None, amis: Mapping[str, str]) -> None:
+        """Refuse to publish a build whose lease was taken over meanwhile."""
+        if not self._guard.confirm(lease):
+            raise LeaseError(
+                f"The build lease of {d.name!r} was taken over while Packer ran (this process "
+                f"was too slow to renew it), so the AMIs it made "
+                f"({', '.join(amis.values())}) are left untagged and the other "
+                "build's image counts. Run again to use it."
+            )
 
     @contextmanager
     def _source(self, snapshot: Snapshot, d: Definition) -> Iterator[Path]:

@@ -35,6 +35,19 @@ BRIDGE_VARIABLES = {
 
 
 @dataclass(frozen=True)
+class ImageTest:
+    """A check a new image must pass before it is published (gates.py): a command (an argv list,
+    run from the exported tree) or a built-in (`boots`: one instance launched and terminated)."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    builtin: str | None = None
+    timeout_seconds: float = 1800.0
+    # `boots`: the instance type it launches.
+    instance_type: str = "t3.micro"
+
+
+@dataclass(frozen=True)
 class Definition:
     """One Packer definition: a template, its inputs and its place in the chain."""
 
@@ -68,6 +81,9 @@ class Definition:
     # The definition's catalog entry as canonical JSON: fingerprint.py checks it against the
     # entry committed at the fingerprinted commit.
     entry: str = ""
+    # The checks a new image passes before it is published (gates.py); not in the fingerprint:
+    # they qualify an image, they do not make it.
+    tests: tuple[ImageTest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,9 @@ class Catalog:
     # gc archives the snapshots of builds kept only for rollback once this many days old (None:
     # never).
     archive_after_days: float | None = None
+    # An image that failed its tests is kept, tagged rejected, for debugging (gc deletes it);
+    # by default it is deregistered at once.
+    keep_rejected: bool = False
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -308,7 +327,18 @@ def load_catalog(
         protect=data.get("protect", True),
         require_recycle_bin=data.get("require_recycle_bin", True),
         archive_after_days=data.get("archive_after_days"),
+        keep_rejected=data.get("keep_rejected", False),
         _order=tuple(order),
+    )
+
+
+def _test(spec: Mapping[str, Any]) -> ImageTest:
+    return ImageTest(
+        name=spec["name"],
+        command=tuple(spec.get("command", ())),
+        builtin=spec.get("builtin"),
+        timeout_seconds=float(spec.get("timeout_seconds", 1800)),
+        instance_type=spec.get("instance_type", "t3.micro"),
     )
 
 
@@ -431,6 +461,7 @@ def _definition(
         kms_keys=MappingProxyType(dict(spec["kms_keys"])) if "kms_keys" in spec else None,
         share=tuple(spec["share"]) if "share" in spec else None,
         max_age_days=spec.get("max_age_days"),
+        tests=tuple(_test(t) for t in spec.get("tests", ())),
         source=filter_from(
             f"The catalog's `source` of {name!r}",
             spec["source"],

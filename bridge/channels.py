@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bridge import model, registry
+from bridge import gates, model, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, QueryError
 from bridge.model import Build, Image
@@ -259,11 +259,13 @@ def chosen_build(
     fingerprint: str | None = None,
     ami: str | None = None,
     from_channel: str | None = None,
+    require: Sequence[str] = (),
 ) -> Build:
     """The build a promotion names: the image of `definition` at the commit (`resolved`), or the
     newest image with `fingerprint`, the build of the image `ami` (any of its regional copies),
     or what `from_channel` holds (a gate: staging -> prod). `regions`: where `definition`'s
-    image must exist, the first where it is built."""
+    image must exist, the first where it is built. It must have passed the definition's tests
+    and the checks `require` names (gates.py)."""
     d = ctx.catalog.get(definition)
     clients, settings = ctx.clients, ctx.settings
     build_id = ""
@@ -296,7 +298,9 @@ def chosen_build(
                 f"(`ami-bridge build {d.name}`), or name the image with --fingerprint or --ami."
             )
         build_id = result.build_id
-    return find_build(clients, d.name, build_id, regions, tag_key=settings.tag_key)
+    build = find_build(clients, d.name, build_id, regions, tag_key=settings.tag_key)
+    gates.check_passed(build, [t.name for t in d.tests], require)
+    return build
 
 
 def _build_of(ctx: Context, definition: str, ami: str, regions: Sequence[str]) -> str:

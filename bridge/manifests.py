@@ -42,6 +42,8 @@ class Manifest:
     revoked: Revocation | None = None
     # The catalog whose build it is (ownership.py); "" in manifests older than catalog IDs.
     catalog: str = ""
+    # The tests the image passed before it was published (gates.Outcome.to_dict), in order.
+    tests: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-ready data, in the shape of manifest.schema.json."""
@@ -64,6 +66,8 @@ class Manifest:
         }
         if self.catalog:
             data["catalog"] = self.catalog
+        if self.tests:
+            data["tests"] = [dict(t) for t in self.tests]
         if self.revoked is not None:
             data["revoked"] = {
                 "at": self.revoked.at,
@@ -88,6 +92,7 @@ class Manifest:
             build_url=data["build_url"],
             revoked=None if revoked is None else Revocation(**revoked),
             catalog=data.get("catalog", ""),
+            tests=tuple(data.get("tests", ())),
         )
 
 

@@ -46,6 +46,12 @@ TAG_RETIRING = TAG_PREFIX + "retiring"
 # Snapshots of an image gc deregistered carry this tag (the AMI's ID) until they are deleted,
 # so a run cut short between the two steps leaves nothing a later run cannot find.
 TAG_GC = TAG_PREFIX + "gc-deregistered"
+# An image whose tests (gates.py) run: the build ID; removed when they pass. An image that failed
+# them and is kept (keep_rejected): "<test> failed <time>". The names of the tests it passed,
+# comma-separated (promote --require checks them).
+TAG_CANDIDATE = TAG_PREFIX + "candidate"
+TAG_REJECTED = TAG_PREFIX + "rejected"
+TAG_TESTS = TAG_PREFIX + "tests"
 # A build kept only for rollback whose snapshots gc moved to EBS's archive tier: "archived <time>"
 # (set before the first snapshot moves), or "restoring <time>" once `ami-bridge unarchive` asked
 # for them back. Not launchable, so never resolved, until unarchive removes the tag.

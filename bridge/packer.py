@@ -199,6 +199,12 @@ class PackerRunner:
         self._lock = threading.Lock()
         self._interrupted = False
 
+    @property
+    def environment(self) -> Mapping[str, str]:
+        """The environment Packer runs in (the bridge's, without PKR_VAR_*); the image tests run
+        in it too (gates.py)."""
+        return self._env
+
     def interrupt(self) -> None:
         """Ask every running build to cancel and clean up (Packer's own Ctrl-C handling); builds
         not started yet are refused."""

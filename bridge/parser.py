@@ -416,6 +416,13 @@ def _channel_commands(sub: Any, shared: _Shared) -> None:
         metavar="CHANNEL",
         help="what this channel holds (a gate: promote staging's image to prod)",
     )
+    p.add_argument(
+        "--require",
+        action="append",
+        metavar="CHECK",
+        help="promote only a build that passed the test CHECK too (repeatable; the definition's "
+        "own tests are always required)",
+    )
     p.set_defaults(command_module="channels", run="promote")
 
     p = sub.add_parser(

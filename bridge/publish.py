@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from bridge import manifests, model, registry
+from bridge import gates, manifests, model, registry
 from bridge.catalog import Definition
 from bridge.errors import BuildError
 from bridge.model import Image
@@ -44,6 +44,8 @@ class Provenance:
     # The AMI Packer made, in the build region (TAG_ORIGIN), and the parent build's origin.
     origin: str = ""
     parent_origin: str = ""
+    # The tests the image passed before it was published (gates.py).
+    tests: tuple[gates.Outcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def image_tags(
         tags[model.TAG_ORIGIN] = provenance.origin
     if provenance.parent_origin:
         tags[model.TAG_PARENT_ORIGIN] = provenance.parent_origin
+    if provenance.tests:
+        tags[model.TAG_TESTS] = ",".join(t.name for t in provenance.tests if t.passed)
     tags[tag_key] = fingerprint
     return tags
 
@@ -130,6 +134,7 @@ def publish(
             build_time=model.timestamp(datetime.now(timezone.utc)),
             build_url=provenance.build_url,
             catalog=provenance.catalog,
+            tests=tuple(t.to_dict() for t in provenance.tests),
         )
         uri = manifests.publish(clients.s3(next(iter(amis))), bucket, prefix, manifest)
         _mark_published(clients, images.values(), uri)

@@ -75,7 +75,12 @@ def scan(
     for region in regions:
         ec2 = clients.ec2(region)
         found = _own_images(ec2, region)
-        bridged = [i for i in found if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)]
+        # The bridge's builds, and images that failed their tests, kept for debugging.
+        bridged = [
+            i
+            for i in found
+            if i.tag(model.TAG_DEFINITION) and (i.tag(tag_key) or i.tag(model.TAG_REJECTED))
+        ]
         ours = [i for i in bridged if not catalog or ownership.own(i, catalog)]
         unclaimed += sum(1 for i in bridged if catalog and i.tag(model.TAG_CATALOG) is None)
         images += ours

@@ -145,10 +145,22 @@ class World:
 
 
 def builds_of(images: Iterable[Image], *, tag_key: str) -> tuple[Build, ...]:
-    """The bridge's images (definition and fingerprint tags), grouped by definition and build ID
-    (an image without a build ID is a build of its own)."""
+    """The bridge's images (definition and fingerprint tags, or rejected by their tests),
+    grouped by definition and build ID (an image without a build ID is a build of its own)."""
     return model.builds_of(
-        (i for i in images if i.tag(model.TAG_DEFINITION) and i.tag(tag_key)), tag_key=tag_key
+        (
+            i
+            for i in images
+            if i.tag(model.TAG_DEFINITION) and (i.tag(tag_key) or i.tag(model.TAG_REJECTED))
+        ),
+        tag_key=tag_key,
+    )
+
+
+def rejected(b: Build) -> str | None:
+    """Why the build's images were rejected by their tests (gates.py), or None."""
+    return next(
+        (i.tag(model.TAG_REJECTED) for i in b.images.values() if i.tag(model.TAG_REJECTED)), None
     )
 
 
@@ -173,7 +185,8 @@ def decide(
     by_ami = {ami: b for b in builds for ami in b.amis.values()}
     ranked: dict[str, list[Build]] = defaultdict(list)
     for b in sorted(builds, key=lambda b: (b.created, b.build_id), reverse=True):
-        ranked[b.definition].append(b)
+        # A build rejected by its tests is no rollback: it counts toward no --keep.
+        ranked[b.definition if rejected(b) is None else ""].append(b)
     min_age = timedelta(hours=policy.min_age_hours)
     for definition, newest_first in ranked.items():
         for rank, b in enumerate(newest_first):
@@ -187,11 +200,11 @@ def decide(
             age = _age(b.created, now)
             if age < min_age:
                 why.append(f"younger than {policy.min_age_hours:g}h (--min-age-hours)")
-            if rank < policy.keep:
+            if rank < policy.keep and definition:
                 why.append(f"one of the newest {policy.keep} builds of {definition} (--keep)")
             if policy.older_than_days is not None and age < timedelta(days=policy.older_than_days):
                 why.append(f"younger than {policy.older_than_days:g} days (--older-than)")
-            if policy.definitions is not None and definition not in policy.definitions:
+            if policy.definitions is not None and b.definition not in policy.definitions:
                 why.append("its definition is not selected (--definition)")
     # A kept build's parent build is kept in every region, and so on up the chain.
     todo = [b for b in builds if reasons[b.key]]
@@ -276,6 +289,9 @@ def retirement(b: Build) -> tuple[str | None, datetime | None]:
 
 
 def _deletable(b: Build, policy: Policy, now: datetime) -> str:
+    failed = rejected(b)
+    if failed is not None:
+        return f"rejected by its tests ({failed}), kept for debugging (keep_rejected)"
     why = f"not current, used by nothing, {how_old(b.created, now)} old"
     if policy.keep:
         why += f", not one of the newest {policy.keep} builds of {b.definition}"

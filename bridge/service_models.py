@@ -35,6 +35,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
             "DescribeImageAttribute",
             "DescribeImageReferences",
             "DescribeImages",
+            "DescribeInstanceStatus",
             "DescribeInstances",
             "DescribeLaunchTemplateVersions",
             "DescribeLaunchTemplates",
@@ -52,6 +53,8 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
             "ModifySnapshotAttribute",
             "ModifySnapshotTier",
             "RestoreSnapshotTier",
+            "RunInstances",
+            "TerminateInstances",
         }
     ),
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),

@@ -28,6 +28,7 @@ def promote(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         fingerprint=args.fingerprint,
         ami=args.ami,
         from_channel=args.from_channel,
+        require=args.require or (),
     )
     done = channels.promote(ctx.clients, ctx.catalog.channel_prefix, build, args.channel)
     _report(args, ctx.catalog.channel_prefix, build, done)

@@ -1,0 +1,170 @@
+"""Test gates (gates.py), with real Packer against the sandbox: a new image is a candidate until
+its definition's tests pass, never resolvable meanwhile, rejected when one fails, and promoted
+only with every test (and every check --require names) passed."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import boto3
+
+from bridge import model
+from testing.bridge import run_bridge
+from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
+
+SMOKE = """#!/bin/sh
+# What a test is told, and what the bridge says of the image while the test runs.
+printf '%s\\n' "$AMI_BRIDGE_AMI" "$AMI_BRIDGE_FINGERPRINT" "$AMI_BRIDGE_REGION" \\
+  "$AMI_BRIDGE_BUILD_ID" "$AMI_BRIDGE_DEFINITION" "$AMI_BRIDGE_AMIS" "$(pwd)" > "$RECORD"
+"$PYTHON" -m bridge resolve base --on-missing report --json --repo "$REPO" > "$RECORD.resolve"
+echo "checking $AMI_BRIDGE_AMI"
+if [ -n "$BREAK_IT" ]; then
+  echo "E: nginx is not installed on $AMI_BRIDGE_AMI" >&2
+  exit 3
+fi
+"""
+
+
+def with_tests(repo, *tests: dict, **settings) -> None:
+    """The base definition with `tests`, and tests/smoke.sh in the repository."""
+    path = repo.write("tests/smoke.sh", SMOKE)
+    path.chmod(0o755)
+    data = repo.catalog()
+    data["definitions"]["base"]["tests"] = list(tests)
+    data.update(settings)
+    repo.set_catalog(data)
+    repo.commit("base has tests")
+
+
+SMOKE_TEST = {"name": "smoke", "command": ["tests/smoke.sh", "--quick"]}
+
+
+def env_for(sandbox_env, repo, tmp_path, **extra) -> dict:
+    return {
+        **sandbox_env,
+        "RECORD": str(tmp_path / "record"),
+        "PYTHON": sys.executable,
+        "REPO": str(repo.path),
+        **extra,
+    }
+
+
+def snapshots() -> set[str]:
+    ec2 = boto3.client("ec2")
+    return {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+
+
+def build(repo, env, *names: str):
+    return run_bridge(["build", *(names or ["base"]), "--repo", str(repo.path), "--json"], env)
+
+
+def test_a_passing_test_sees_a_candidate_nobody_can_resolve_then_the_image_publishes(
+    sandbox_env, repo, packer, tmp_path
+):
+    with_tests(repo, SMOKE_TEST)
+    env = env_for(sandbox_env, repo, tmp_path)
+    proc = build(repo, env)
+    assert proc.code == 0, proc.stderr
+    result = json.loads(proc.stdout)["base"]
+    told = (tmp_path / "record").read_text().splitlines()
+    ami, fingerprint, region, build_id, definition, amis, cwd = told
+    assert (ami, fingerprint, region, build_id, definition) == (
+        result["ami_id"],
+        result["fingerprint"],
+        "us-east-1",
+        result["build_id"],
+        "base",
+    )
+    assert json.loads(amis) == {"us-east-1": result["ami_id"]}
+    assert cwd != str(repo.path)  # the exported tree, not the working tree
+    # While the test ran, the image was a candidate: the bridge found nothing to use.
+    during = json.loads((tmp_path / "record.resolve").read_text())["base"]
+    assert during["found"] == "false" and during["ami_id"] == ""
+    (image,) = [i for i in own_images() if i["ImageId"] == result["ami_id"]]
+    tags = tags_of(image)
+    assert tags[model.TAG_TESTS] == "smoke" and model.TAG_CANDIDATE not in tags
+    (key,) = [k for k in manifest_keys() if k.endswith(f"{result['fingerprint']}.json")]
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    (recorded,) = manifest["tests"]
+    assert recorded["name"] == "smoke" and recorded["passed"] is True
+    assert recorded["command"] == ["tests/smoke.sh", "--quick"]
+
+
+def test_a_failing_test_fails_the_build_with_its_output_and_leaves_nothing_to_resolve(
+    sandbox_env, repo, packer, tmp_path
+):
+    with_tests(repo, SMOKE_TEST)
+    env = env_for(sandbox_env, repo, tmp_path, BREAK_IT="1")
+    snapshots_before = snapshots()
+    proc = build(repo, env)
+    assert proc.code == 1
+    error = " ".join(proc.stderr.split())
+    assert "failed its test 'smoke'" in error and "exited 3" in error
+    assert "E: nginx is not installed on ami-" in error and "Traceback" not in error
+    assert "deregistered" in error
+    assert own_images() == []  # the candidate and its snapshots are gone
+    assert snapshots() == snapshots_before
+    assert [k for k in manifest_keys() if "/leases/" in k] == []
+    assert manifest_keys() == []
+    looked = run_bridge(["resolve", "base", "--repo", str(repo.path)], env)
+    assert looked.code == 3
+
+
+def test_a_rejected_image_may_be_kept_for_debugging_and_gc_deletes_it(
+    sandbox_env, repo, packer, tmp_path
+):
+    with_tests(repo, SMOKE_TEST, keep_rejected=True, require_recycle_bin=False)
+    env = env_for(sandbox_env, repo, tmp_path, BREAK_IT="1")
+    proc = build(repo, env)
+    assert proc.code == 1 and "kept, tagged ami-chain:rejected" in proc.stderr
+    (kept,) = own_images()
+    tags = tags_of(kept)
+    assert tags[model.TAG_REJECTED].startswith("smoke failed ")
+    assert "SHA" not in tags  # never resolvable
+    assert run_bridge(["resolve", "base", "--repo", str(repo.path)], env).code == 3
+    gc = run_bridge(
+        ["gc", "--min-age-hours", "0", "--repo", str(repo.path), "--apply", "--json"], env
+    )
+    assert gc.code == 0, gc.stderr
+    (row,) = [b for b in json.loads(gc.stdout)["builds"] if kept["ImageId"] in b["images"].values()]
+    assert row["action"] == "deleted" and "rejected by its tests" in " ".join(row["reasons"])
+    assert own_images() == []
+
+
+def test_boots_launches_an_instance_of_the_candidate_and_terminates_it(
+    sandbox_env, repo, packer, tmp_path
+):
+    with_tests(repo, {"name": "boots", "builtin": "boots", "instance_type": "t3.small"})
+    proc = build(repo, sandbox_env)
+    assert proc.code == 0, proc.stderr
+    result = json.loads(proc.stdout)["base"]
+    reservations = boto3.client("ec2").describe_instances(
+        Filters=[{"Name": f"tag:{model.TAG_CANDIDATE}", "Values": [result["build_id"]]}]
+    )["Reservations"]
+    (instance,) = [i for r in reservations for i in r["Instances"]]
+    assert instance["ImageId"] == result["ami_id"] and instance["InstanceType"] == "t3.small"
+    assert instance["State"]["Name"] == "terminated"
+    (image,) = [i for i in own_images() if i["ImageId"] == result["ami_id"]]
+    assert tags_of(image)[model.TAG_TESTS] == "boots"
+
+
+def test_promote_refuses_an_untested_image_and_one_missing_a_required_check(
+    sandbox_env, repo, packer, tmp_path
+):
+    untested = build(repo, sandbox_env)
+    assert untested.code == 0, untested.stderr
+    # Tests added later are not in the fingerprint: the image stays, untested.
+    with_tests(repo, SMOKE_TEST)
+    promote = ["promote", "base", "prod", "--repo", str(repo.path)]
+    refused = run_bridge(promote, sandbox_env)
+    assert refused.code == 1 and "has not passed smoke" in refused.stderr
+    assert "it passed no tests" in refused.stderr
+
+    env = env_for(sandbox_env, repo, tmp_path)
+    forced = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], env)
+    assert forced.code == 0, forced.stderr
+    missing = run_bridge([*promote, "--require", "cve-scan"], env)
+    assert missing.code == 1 and "has not passed cve-scan" in missing.stderr
+    passed = run_bridge([*promote, "--require", "smoke"], env)
+    assert passed.code == 0, passed.stderr
