@@ -9,10 +9,22 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
-from bridge import checkout, distribute, gates, manifests, plan, publish, validation
+from bridge import (
+    checkout,
+    distribute,
+    gates,
+    manifests,
+    model,
+    plan,
+    provenance,
+    publish,
+    registry,
+    validation,
+)
 from bridge.aws import aws_call
 from bridge.build import build_image
 from bridge.catalog import Definition
@@ -22,6 +34,7 @@ from bridge.fingerprint import Snapshot
 from bridge.git import TreeIndex
 from bridge.guard import Guard
 from bridge.lease import Lease
+from bridge.model import Image
 from bridge.packer import PackerRunner
 from bridge.result import ResolvedAmi
 from bridge.templates import required_plugins
@@ -93,6 +106,13 @@ class Builder:
         """Build `d`'s image in `regions[0]`, tag and publish it, copy it to the other regions
         and share it: the decision that it is found, and its manifest's URI."""
         ctx, settings = self.ctx, self.ctx.settings
+        started = model.timestamp(datetime.now(timezone.utc))
+        if ctx.catalog.provenance_key and not settings.manifest_bucket:
+            raise BuildError(
+                "The catalog signs provenance (`provenance.key`), which is stored beside the "
+                "manifest, and no manifest bucket is set. Set `manifest.bucket` in the catalog "
+                "(or --manifest-bucket), or remove `provenance`."
+            )
         runner = self._runner()
         commit = snapshot.commit
         if settings.manifest_bucket:
@@ -171,6 +191,8 @@ class Builder:
         distribute.share_image(ctx, d, images)
         distribute.protect(ctx, images)
         distribute.check_everywhere(ctx, d, fp, images, regions)
+        if ctx.catalog.provenance_key and settings.manifest_bucket:
+            self._attest(d, fp, images, regions[0], parent, provenance, started)
         decision = plan.Decision(
             d.name,
             fp,
@@ -185,6 +207,62 @@ class Builder:
             ),
         )
         return decision, published.manifest_uri
+
+    def _attest(
+        self,
+        d: Definition,
+        fp: str,
+        images: Mapping[str, Image],
+        region: str,
+        parent: ResolvedAmi | None,
+        made: publish.Provenance,
+        started: str,
+    ) -> None:
+        """Sign the build's provenance, store it beside the manifest and tag every image with
+        where it is (provenance.py)."""
+        settings = self.ctx.settings
+        bucket, prefix = str(settings.manifest_bucket), settings.manifest_prefix
+        key = str(self.ctx.catalog.provenance_key)
+        uri = provenance.record(
+            self.ctx.clients,
+            key=key,
+            bucket=bucket,
+            prefix=prefix,
+            build=provenance.Build(
+                catalog=settings.catalog_id,
+                definition=d.name,
+                fingerprint=fp,
+                commit=made.commit,
+                repository=settings.catalog_id or str(settings.repo_root),
+                amis={r: i.ami_id for r, i in images.items()},
+                region=region,
+                account=images[region].owner_id,
+                source_amis=made.source_amis,
+                parent=None
+                if parent is None
+                else {
+                    "definition": parent.definition,
+                    "fingerprint": parent.fingerprint,
+                    "region": region,
+                    "ami": parent.amis[region],
+                    "provenance": provenance.statement_uri(
+                        bucket, prefix, parent.definition, parent.fingerprint
+                    ),
+                },
+                builder=made.build_url or "ami-bridge",
+                packer_version=made.packer_version,
+                bridge_version=_version(),
+                build_id=made.build_id,
+                started=started,
+                finished=model.timestamp(datetime.now(timezone.utc)),
+                tests=[t.to_dict() for t in made.tests],
+            ),
+        )
+        for image in images.values():
+            registry.tag_image(
+                self.ctx.clients.ec2(image.region), image, {model.TAG_PROVENANCE: uri}
+            )
+        log.info("signed the provenance of %s with %s: %s", d.name, key, uri)
 
     def _confirm(self, d: Definition, lease: Lease | None, amis: Mapping[str, str]) -> None:
         """Refuse to publish a build whose lease was taken over meanwhile."""
@@ -242,3 +320,12 @@ class Builder:
                 if self._cancelled.is_set():
                     self._packer.interrupt()
             return self._packer
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ami-chain-bridge")
+    except PackageNotFoundError:
+        return "unknown"

@@ -124,6 +124,9 @@ class Catalog:
     # An image that failed its tests is kept, tagged rejected, for debugging (gc deletes it);
     # by default it is deregistered at once.
     keep_rejected: bool = False
+    # The KMS asymmetric key (ID, ARN or alias) every build's provenance is signed with
+    # (provenance.py); None: no provenance is written.
+    provenance_key: str | None = None
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     def get(self, name: str) -> Definition:
@@ -328,6 +331,7 @@ def load_catalog(
         require_recycle_bin=data.get("require_recycle_bin", True),
         archive_after_days=data.get("archive_after_days"),
         keep_rejected=data.get("keep_rejected", False),
+        provenance_key=data.get("provenance", {}).get("key"),
         _order=tuple(order),
     )
 

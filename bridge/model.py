@@ -52,6 +52,8 @@ TAG_GC = TAG_PREFIX + "gc-deregistered"
 TAG_CANDIDATE = TAG_PREFIX + "candidate"
 TAG_REJECTED = TAG_PREFIX + "rejected"
 TAG_TESTS = TAG_PREFIX + "tests"
+# Where the build's signed provenance is (provenance.py): its s3:// URI.
+TAG_PROVENANCE = TAG_PREFIX + "provenance"
 # A build kept only for rollback whose snapshots gc moved to EBS's archive tier: "archived <time>"
 # (set before the first snapshot moves), or "restoring <time>" once `ami-bridge unarchive` asked
 # for them back. Not launchable, so never resolved, until unarchive removes the tag.

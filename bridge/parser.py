@@ -379,6 +379,19 @@ def _lifecycle_commands(sub: Any, shared: _Shared) -> None:
     p.set_defaults(command_module="gc", run="run")
 
     p = sub.add_parser(
+        "verify",
+        parents=[common, output],
+        help="check an image's signed provenance (and its ancestors') with the catalog's key",
+    )
+    p.add_argument("target", metavar="AMI|DEF", help="an AMI ID, or a definition at the commit")
+    p.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="verify with this public key (PEM or DER) instead of KMS (a path in the repository)",
+    )
+    p.set_defaults(command_module="verify", run="run")
+
+    p = sub.add_parser(
         "unarchive",
         parents=[common, target],
         help="restore the snapshots gc archived of a build kept for rollback, so it resolves",

@@ -58,7 +58,7 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
         }
     ),
     "s3": frozenset({"DeleteObject", "GetObject", "HeadObject", "PutObject"}),
-    "kms": frozenset({"DescribeKey"}),
+    "kms": frozenset({"DescribeKey", "Sign", "Verify"}),
     "sts": frozenset({"GetCallerIdentity"}),
     "ssm": frozenset(
         {"GetParameter", "GetParameterHistory", "GetParametersByPath", "PutParameter"}

@@ -10,7 +10,8 @@ stock moto server:
   without a key, the copy is under the account's AWS-managed `alias/aws/ebs` key, reported by its
   ARN), and DescribeImages reports `Encrypted` and `KmsKeyId` in each EBS block device mapping.
 * The keys behind KMS's reserved aliases (`alias/aws/ebs`) are AWS-managed: DescribeKey says
-  `KeyManager: AWS` (stock moto says `CUSTOMER`).
+  `KeyManager: AWS` (stock moto says `CUSTOMER`). Verify answers a signature that does not
+  match with `KMSInvalidSignatureException`, as KMS does (stock moto: `SignatureValid` false).
 * Accounts: the access key `AKIA<account ID>SBOX` acts as that account (any other key, as
   123456789012). An image shared with an account (a UserId launch permission) is visible to it
   as in AWS: listed when `Owners` names its owner or is absent, found by ID, with the viewer's

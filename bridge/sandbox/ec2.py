@@ -278,7 +278,7 @@ def _default_ebs_key(response: Any) -> str:
 
 def _patch_kms() -> None:
     """The keys behind KMS's reserved aliases (alias/aws/ebs, ...) are AWS-managed, as in AWS:
-    DescribeKey says KeyManager AWS (stock moto says CUSTOMER)."""
+    DescribeKey says KeyManager AWS (stock moto says CUSTOMER); Verify refuses a bad signature."""
     from moto.kms.models import KmsBackend
 
     generate = KmsBackend._generate_default_keys
@@ -290,6 +290,23 @@ def _patch_kms() -> None:
         return key_id
 
     KmsBackend._generate_default_keys = generate_aws_managed  # type: ignore[method-assign]
+
+    # Verify refuses a signature that does not match with KMSInvalidSignatureException, as KMS
+    # does (stock moto answers SignatureValid false).
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms.responses import KmsResponse
+
+    verify = KmsResponse.verify
+
+    def refusing_verify(self: Any) -> str:
+        import json
+
+        answer = verify(self)
+        if json.loads(answer).get("SignatureValid") is False:
+            raise JsonRESTError("KMSInvalidSignatureException", "")
+        return answer
+
+    KmsResponse.verify = refusing_verify  # type: ignore[method-assign]
 
 
 def _patch_instance_refresh() -> None:

@@ -1,0 +1,86 @@
+"""`ami-bridge verify`: check an image's signed provenance, and its ancestors' (provenance.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+
+from bridge import model, provenance, registry
+from bridge.catalog import resolve_inside
+from bridge.context import Context
+from bridge.errors import EXIT_OK, QueryError
+from bridge.workspace import context, options, resolver
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    ctx = context(options(args, env), env)
+    settings = ctx.settings
+    trust = _trust(ctx, args.public_key)
+    region = settings.region
+    if args.target.startswith("ami-"):
+        image = registry.image_by_id(ctx.clients.ec2(region), region, args.target)
+        if image is None or not image.tag(model.TAG_DEFINITION):
+            raise QueryError(
+                f"{args.target} is not an image of this catalog's in {region} whose tags this "
+                "account can read. Name its definition instead (`ami-bridge verify DEF`), "
+                "which finds the provenance through the manifest bucket, or set --region."
+            )
+        definition = str(image.tag(model.TAG_DEFINITION))
+        ami, fingerprint = image.ami_id, image.tag(settings.tag_key) or ""
+        uri = image.tag(model.TAG_PROVENANCE)
+    else:
+        d = ctx.catalog.get(args.target)
+        the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
+        result = the.status([d.name])[d.name]
+        if not result.ami_id:
+            raise QueryError(
+                f"{d.name!r} has no usable image in {region} at commit {result.commit[:12]} (it "
+                f"is {result.state}), so there is nothing to verify."
+            )
+        definition, ami, fingerprint, uri = d.name, result.ami_id, result.fingerprint, None
+    if uri is None:
+        if not settings.manifest_bucket:
+            raise QueryError(
+                "The provenance is stored beside the manifests, and no manifest bucket is set: "
+                "set it in the catalog or pass --manifest-bucket."
+            )
+        uri = provenance.statement_uri(
+            settings.manifest_bucket, settings.manifest_prefix, definition, fingerprint
+        )
+    chain = provenance.verify(
+        ctx.clients,
+        trust,
+        uri=uri,
+        definition=definition,
+        region=region,
+        ami=ami,
+        fingerprint=fingerprint,
+    )
+    if args.json:
+        json.dump([v.__dict__ for v in chain], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    for v in chain:
+        print(
+            f"verified {v.definition} {v.ami} in {v.region}: fingerprint {v.fingerprint[:12]}, "
+            f"commit {v.commit[:12]}, built by {v.builder}"
+        )
+    return EXIT_OK
+
+
+def _trust(ctx: Context, public_key: str | None) -> provenance.Trust:
+    if public_key:
+        path = resolve_inside(ctx.settings.repo_root, public_key, what="--public-key")
+        try:
+            return provenance.Trust(public_key=path.read_bytes())
+        except OSError as exc:
+            raise QueryError(f"Cannot read the public key {public_key}: {exc.strerror}.") from None
+    if not ctx.catalog.provenance_key:
+        raise QueryError(
+            "Nothing to verify with: the catalog names no provenance key (`provenance.key`). "
+            "Set it, or pass --public-key FILE (the key's public half, PEM or DER, from "
+            "`aws kms get-public-key`)."
+        )
+    return provenance.Trust(key=ctx.catalog.provenance_key, region=ctx.settings.region)

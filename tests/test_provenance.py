@@ -1,0 +1,148 @@
+"""Signed provenance (provenance.py), with real Packer and KMS in the sandbox: every build's
+in-toto statement is signed, stored beside its manifest and verified up the chain; a tampered
+statement, one for another AMI, one signed by another key and a missing parent's each fail with
+their reason."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import boto3
+import pytest
+
+from bridge import model
+from testing.bridge import run_bridge
+from testing.sandbox import BUCKET, own_images, tags_of
+
+ALIAS = "alias/ami-provenance"
+
+
+def kms_key() -> str:
+    kms = boto3.client("kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=ALIAS, TargetKeyId=key)
+    return key
+
+
+@pytest.fixture
+def signed(sandbox_env, repo, packer):
+    """The example chain built with a provenance key: (repo, result per definition)."""
+    kms_key()
+    data = repo.catalog()
+    data["provenance"] = {"key": ALIAS}
+    repo.set_catalog(data)
+    repo.commit("signed provenance")
+    proc = run_bridge(["build", "--all", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def envelope_key(definition: str, fingerprint: str) -> str:
+    return f"images/{definition}/{fingerprint}.intoto.json"
+
+
+def read(key: str) -> dict:
+    return json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def write(key: str, data: dict) -> None:
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=json.dumps(data).encode())
+
+
+def verify(repo, env, *args: str):
+    return run_bridge(["verify", *args, "--repo", str(repo.path)], env)
+
+
+def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, repo, signed):
+    base, snowflake = signed["base"], signed["snowflake"]
+    key = envelope_key("snowflake", snowflake["fingerprint"])
+    envelope = read(key)
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    (subject,) = statement["subject"]
+    assert subject["name"].endswith(f":image/{snowflake['ami_id']}")
+    assert subject["digest"] == {"amiChainFingerprint": snowflake["fingerprint"]}
+    build = statement["predicate"]["buildDefinition"]
+    assert build["externalParameters"]["commit"] == snowflake["git_commit"]
+    (parent,) = [d for d in build["resolvedDependencies"] if d.get("name") == "parent"]
+    assert parent["uri"] == f"ec2:us-east-1:{base['ami_id']}"
+    assert parent["annotations"]["provenance"] == (
+        f"s3://{BUCKET}/{envelope_key('base', base['fingerprint'])}"
+    )
+    run = statement["predicate"]["runDetails"]
+    assert run["builder"]["version"]["packer"] == "1.6.6"
+    assert run["metadata"]["invocationId"] == snowflake["build_id"]
+    (image,) = [i for i in own_images() if i["ImageId"] == snowflake["ami_id"]]
+    assert tags_of(image)[model.TAG_PROVENANCE] == f"s3://{BUCKET}/{key}"
+
+    by_kms = verify(repo, sandbox_env, "snowflake")
+    assert by_kms.code == 0, by_kms.stderr
+    lines = by_kms.stdout.splitlines()
+    assert lines[0].startswith(f"verified snowflake {snowflake['ami_id']}")
+    assert lines[1].startswith(f"verified base {base['ami_id']}")
+    by_ami = verify(repo, sandbox_env, snowflake["ami_id"])
+    assert by_ami.code == 0, by_ami.stderr
+
+    # A workload account's way: the public key alone, no access to KMS.
+    public = boto3.client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
+    repo.write("keys/provenance.der", "")
+    (repo.path / "keys" / "provenance.der").write_bytes(public)
+    offline = verify(repo, sandbox_env, "snowflake", "--public-key", "keys/provenance.der")
+    assert offline.code == 0, offline.stderr
+
+
+def refused(proc, *phrases: str) -> None:
+    assert proc.code == 1, proc.stdout
+    error = " ".join(proc.stderr.split())
+    assert "Traceback" not in error
+    for phrase in phrases:
+        assert phrase in error, error
+
+
+def test_a_tampered_statement_does_not_verify(sandbox_env, repo, signed):
+    key = envelope_key("snowflake", signed["snowflake"]["fingerprint"])
+    envelope = read(key)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["predicate"]["buildDefinition"]["externalParameters"]["commit"] = "0" * 40
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    write(key, envelope)
+    refused(verify(repo, sandbox_env, "snowflake"), "signature does not match")
+
+
+def test_a_statement_for_another_ami_does_not_verify(sandbox_env, repo, signed):
+    base_key = envelope_key("base", signed["base"]["fingerprint"])
+    write(envelope_key("snowflake", signed["snowflake"]["fingerprint"]), read(base_key))
+    refused(
+        verify(repo, sandbox_env, "snowflake"),
+        f"not {signed['snowflake']['ami_id']} in us-east-1",
+    )
+
+
+def test_a_statement_signed_by_another_key_does_not_verify(sandbox_env, repo, signed):
+    key = envelope_key("snowflake", signed["snowflake"]["fingerprint"])
+    envelope = read(key)
+    kms = boto3.client("kms")
+    other = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    payload = base64.b64decode(envelope["payload"])
+    kind = envelope["payloadType"].encode()
+    message = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+    signature = kms.sign(
+        KeyId=other, Message=message, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256"
+    )["Signature"]
+    envelope["signatures"] = [{"keyid": other, "sig": base64.b64encode(signature).decode()}]
+    write(key, envelope)
+    refused(verify(repo, sandbox_env, "snowflake"), "signature does not match")
+
+
+def test_a_child_whose_parents_provenance_is_missing_does_not_verify(sandbox_env, repo, signed):
+    boto3.client("s3").delete_object(
+        Bucket=BUCKET, Key=envelope_key("base", signed["base"]["fingerprint"])
+    )
+    refused(
+        verify(repo, sandbox_env, "snowflake"),
+        f"The provenance of base ({signed['base']['ami_id']} in us-east-1), the ancestor of "
+        f"snowflake {signed['snowflake']['ami_id']},",
+        "does not exist",
+    )
