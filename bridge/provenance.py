@@ -34,6 +34,8 @@ from bridge.errors import AwsError, QueryError
 
 if TYPE_CHECKING:
     from bridge.aws import AwsClients
+    from bridge.context import Context
+    from bridge.result import ResolvedAmi
 
 log = logging.getLogger(__name__)
 
@@ -384,3 +386,59 @@ def _fetch(clients: AwsClients, uri: str, region: str) -> dict[str, Any]:
     except ValueError:
         raise VerifyError(f"its provenance {uri} is not JSON") from None
     return data
+
+
+def trust(ctx: Context, *, key: str | None = None, public_key: bytes = b"") -> Trust:
+    """What to verify with: a public key's bytes, else `key`, else the catalog's key."""
+    if public_key:
+        return Trust(public_key=public_key)
+    chosen = key or ctx.catalog.provenance_key
+    if not chosen:
+        raise QueryError(
+            "Nothing to verify provenance with: the catalog names no provenance key "
+            "(`provenance.key`). Set it, pass the key (`provenance_key` in a query), or pass "
+            "--public-key FILE (the key's public half, from `aws kms get-public-key`)."
+        )
+    return Trust(key=chosen, region=ctx.settings.region)
+
+
+def verify_image(
+    ctx: Context,
+    using: Trust,
+    *,
+    definition: str,
+    ami: str,
+    fingerprint: str,
+    uri: str | None = None,
+) -> list[Verified]:
+    """`verify` for one image of this catalog in the settings' region; its provenance found
+    beside its manifest unless `uri` (its tag) says where."""
+    settings = ctx.settings
+    if uri is None:
+        if not settings.manifest_bucket:
+            raise QueryError(
+                "The provenance is stored beside the manifests, and no manifest bucket is set: "
+                "set it in the catalog or pass --manifest-bucket."
+            )
+        uri = statement_uri(
+            settings.manifest_bucket, settings.manifest_prefix, definition, fingerprint
+        )
+    return verify(
+        ctx.clients,
+        using,
+        uri=uri,
+        definition=definition,
+        region=settings.region,
+        ami=ami,
+        fingerprint=fingerprint,
+    )
+
+
+def require(ctx: Context, results: Sequence[ResolvedAmi], *, key: str | None) -> None:
+    """Every image in `results` verifies (an answer without an image has nothing to check)."""
+    using = trust(ctx, key=key)
+    for r in results:
+        if r.ami_id:
+            verify_image(
+                ctx, using, definition=r.definition, ami=r.ami_id, fingerprint=r.fingerprint
+            )

@@ -68,6 +68,9 @@ class Options:
     manifest_prefix: str | None = None
     allow_dirty: bool = False
     expect_fingerprint: str | None = None
+    # Answer only with images whose provenance verifies (provenance.require), with this key.
+    require_provenance: bool = False
+    provenance_key: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -142,6 +145,8 @@ def parse_options(
         manifest_prefix=given("manifest_prefix"),
         allow_dirty=values.get("allow_dirty") == "true",
         expect_fingerprint=given("expect_fingerprint"),
+        require_provenance=values.get("require_provenance") == "true",
+        provenance_key=given("provenance_key"),
     )
 
 

@@ -8,13 +8,16 @@ locals {
 module "images" {
   source = "../modules/ami_catalog"
 
-  definitions     = local.definitions
-  repo_dir        = var.repo_dir
-  commit          = var.commit
-  build_phase     = var.build_phase
-  on_revoked      = var.on_revoked
-  bridge_command  = var.bridge_command
-  manifest_bucket = var.manifest_bucket
+  definitions    = local.definitions
+  repo_dir       = var.repo_dir
+  commit         = var.commit
+  build_phase    = var.build_phase
+  on_revoked     = var.on_revoked
+  bridge_command = var.bridge_command
+  # An image nobody can vouch for fails the plan.
+  require_provenance = var.require_provenance
+  provenance_key     = var.provenance_key
+  manifest_bucket    = var.manifest_bucket
 }
 
 module "launch_template" {

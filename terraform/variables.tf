@@ -27,6 +27,18 @@ variable "on_revoked" {
   default     = "build"
 }
 
+variable "require_provenance" {
+  description = "Use only images whose signed provenance verifies (the catalog's provenance.key, or provenance_key): an image that does not fails the plan."
+  type        = bool
+  default     = false
+}
+
+variable "provenance_key" {
+  description = "The KMS key that require_provenance verifies with. Null means the catalog's."
+  type        = string
+  default     = null
+}
+
 variable "bridge_command" {
   description = "argv that runs ami-bridge."
   type        = list(string)

@@ -705,3 +705,28 @@ def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
     assert tf.plan(*changed).returncode == 0
     tf.apply(*changed)
     assert fleet(name) == ("2", refreshes)
+
+
+def test_require_provenance_fails_the_plan_for_an_unsigned_image_and_passes_signed_ones(
+    root_tf, repo, sandbox_env
+):
+    root_tf.apply(*root_vars(repo))  # built before the catalog signed anything
+    base = root_tf.outputs()["base_ami_id"]
+    kms = boto3.client("kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    data = repo.catalog()
+    data["provenance"] = {"key": key}
+    repo.set_catalog(data)
+    repo.commit("signed provenance")
+    strict = [*root_vars(repo), "-var", "require_provenance=true"]
+    refused = root_tf.run("plan", "-input=false", *strict, check=False)
+    assert refused.returncode == 1
+    stderr = " ".join(refused.stderr.split())  # Terraform wraps long lines
+    assert f"The provenance of base ({base} in us-east-1) does not verify" in stderr
+    assert "does not exist" in stderr
+
+    rebuilt = run_bridge(["build", "--all", "--force", "--repo", str(repo.path)], sandbox_env)
+    assert rebuilt.code == 0, rebuilt.stderr
+    signed = root_tf.run("plan", "-input=false", "-detailed-exitcode", *strict, check=False)
+    assert signed.returncode == 2, signed.stderr  # the signed images replace the old ones
+    assert "does not verify" not in signed.stderr

@@ -44,6 +44,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         expect_fingerprint=query.options.expect_fingerprint,
         jobs=jobs(None, env, ctx.catalog),
     )
+    if query.options.require_provenance:
+        from bridge import provenance
+
+        provenance.require(
+            ctx, [resolved[name] for name in query.definitions], key=query.options.provenance_key
+        )
     if query.many:
         values = protocol.results({name: resolved[name] for name in query.definitions})
     else:

@@ -40,23 +40,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 f"is {result.state}), so there is nothing to verify."
             )
         definition, ami, fingerprint, uri = d.name, result.ami_id, result.fingerprint, None
-    if uri is None:
-        if not settings.manifest_bucket:
-            raise QueryError(
-                "The provenance is stored beside the manifests, and no manifest bucket is set: "
-                "set it in the catalog or pass --manifest-bucket."
-            )
-        uri = provenance.statement_uri(
-            settings.manifest_bucket, settings.manifest_prefix, definition, fingerprint
-        )
-    chain = provenance.verify(
-        ctx.clients,
-        trust,
-        uri=uri,
-        definition=definition,
-        region=region,
-        ami=ami,
-        fingerprint=fingerprint,
+    chain = provenance.verify_image(
+        ctx, trust, definition=definition, ami=ami, fingerprint=fingerprint, uri=uri
     )
     if args.json:
         json.dump([v.__dict__ for v in chain], sys.stdout, indent=2)
@@ -71,16 +56,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _trust(ctx: Context, public_key: str | None) -> provenance.Trust:
-    if public_key:
-        path = resolve_inside(ctx.settings.repo_root, public_key, what="--public-key")
-        try:
-            return provenance.Trust(public_key=path.read_bytes())
-        except OSError as exc:
-            raise QueryError(f"Cannot read the public key {public_key}: {exc.strerror}.") from None
-    if not ctx.catalog.provenance_key:
-        raise QueryError(
-            "Nothing to verify with: the catalog names no provenance key (`provenance.key`). "
-            "Set it, or pass --public-key FILE (the key's public half, PEM or DER, from "
-            "`aws kms get-public-key`)."
-        )
-    return provenance.Trust(key=ctx.catalog.provenance_key, region=ctx.settings.region)
+    if not public_key:
+        return provenance.trust(ctx)
+    path = resolve_inside(ctx.settings.repo_root, public_key, what="--public-key")
+    try:
+        return provenance.trust(ctx, public_key=path.read_bytes())
+    except OSError as exc:
+        raise QueryError(f"Cannot read the public key {public_key}: {exc.strerror}.") from None

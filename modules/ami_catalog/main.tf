@@ -18,6 +18,9 @@ locals {
     manifest_prefix = var.manifest_prefix
     allow_dirty     = var.allow_dirty == null ? null : tostring(var.allow_dirty)
     on_revoked      = var.on_revoked
+    # Checked by every call, so the answer Terraform uses is verified wherever it came from.
+    require_provenance = var.require_provenance == null ? null : tostring(var.require_provenance)
+    provenance_key     = var.provenance_key
   }
   query = merge(
     { for key, value in local.options : key => value if value != null },

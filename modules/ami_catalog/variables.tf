@@ -34,6 +34,18 @@ variable "allow_dirty" {
   default     = null
 }
 
+variable "require_provenance" {
+  description = "Use only images whose signed provenance verifies up to the root (`ami-bridge verify`): an image that does not fails the plan, naming the image and the reason. Null means false."
+  type        = bool
+  default     = null
+}
+
+variable "provenance_key" {
+  description = "The KMS key (ID, ARN or alias) that require_provenance verifies with. Null means the catalog's provenance.key."
+  type        = string
+  default     = null
+}
+
 variable "region" {
   description = "AWS region to resolve in. Null means the AWS provider's region."
   type        = string
