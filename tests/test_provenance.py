@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from bridge import model
+from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import run_bridge
 from testing.sandbox import BUCKET, own_images, tags_of
 
@@ -31,6 +32,7 @@ def signed(sandbox_env, repo, packer):
     kms_key()
     data = repo.catalog()
     data["provenance"] = {"key": ALIAS}
+    data["share"] = [OTHER_ACCOUNT]  # a workload account launches them
     repo.set_catalog(data)
     repo.commit("signed provenance")
     proc = run_bridge(["build", "--all", "--repo", str(repo.path), "--json"], sandbox_env)
@@ -91,6 +93,30 @@ def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, r
     (repo.path / "keys" / "provenance.der").write_bytes(public)
     offline = verify(repo, sandbox_env, "snowflake", "--public-key", "keys/provenance.der")
     assert offline.code == 0, offline.stderr
+
+
+def test_a_workload_account_verifies_from_the_manifests_and_the_public_key_alone(
+    sandbox_env, sandbox_server, repo, signed, tmp_path
+):
+    """No KMS access and no tags (an owner's tags never reach another account): the images are
+    found through the manifests, their provenance beside them, the signature by the public key."""
+    public = boto3.client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
+    (repo.path / "keys").mkdir()
+    (repo.path / "keys" / "provenance.der").write_bytes(public)
+    consumer = {
+        **sandbox_env,
+        **sandbox_server.env(account=OTHER_ACCOUNT),
+        "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
+    }
+    args = ["snowflake", "--owners", ACCOUNT, "--public-key", "keys/provenance.der"]
+    proc = verify(repo, consumer, *args)
+    assert proc.code == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith(
+        f"verified snowflake {signed['snowflake']['ami_id']}"
+    )
+    without_key = verify(repo, consumer, "snowflake", "--owners", ACCOUNT)
+    # The catalog names its key by an alias of the builder's account: not the consumer's.
+    assert without_key.code == 1 and "Traceback" not in without_key.stderr
 
 
 def refused(proc, *phrases: str) -> None:
