@@ -247,6 +247,28 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
     )
     p.set_defaults(command_module="build", run="run")
 
+    p = sub.add_parser(
+        "matrix",
+        parents=[common],
+        help="the builds a run needs as CI matrix waves (a job per wave, each after the last)",
+    )
+    p.add_argument("definitions", nargs="*", metavar="DEF")
+    p.add_argument("--all", action="store_true", help="every definition in the catalog")
+    p.add_argument(
+        "--wave",
+        type=int,
+        metavar="N",
+        help="only wave N's matrix (0: the roots; empty past the last)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("github", "circleci"),
+        default="github",
+        help='github: {"include": [{"definition": ...}]} (strategy.matrix); circleci: '
+        '{"definition": [...]} (matrix parameters)',
+    )
+    p.set_defaults(command_module="matrix", run="run")
+
     p = sub.add_parser("status", parents=[common, output], help="table of every definition's image")
     p.set_defaults(command_module="status", run="run")
 

@@ -187,3 +187,92 @@ def test_the_circleci_workflow_runs_as_written(
     assert any("ami-bridge build --all" in s for s in ran)
     assert any("apply -input=false tfplan" in s for s in ran)
     check_outcome(workspace, url)
+
+
+def _fanout_children(packer_repo: Path) -> None:
+    """Three children of the base (the snowflake and two more), so a wave has three shards."""
+    import json
+
+    template = json.loads((packer_repo / "snowflake" / "snowflake.json").read_text())
+    catalog = json.loads((packer_repo / "ami-chain.json").read_text())
+    for name in ("tools", "agent"):
+        template["provisioners"] = [{"type": "shell-local", "inline": [f"echo {name}"]}]
+        (packer_repo / name).mkdir()
+        (packer_repo / name / f"{name}.json").write_text(json.dumps(template, indent=2))
+        catalog["definitions"][name] = {"template": f"{name}/{name}.json", "parent": "base"}
+    (packer_repo / "ami-chain.json").write_text(json.dumps(catalog, indent=2))
+    for argv in (["add", "-A"], ["commit", "-q", "-m", "three children"]):
+        subprocess.run(["git", *argv], cwd=packer_repo, check=True, capture_output=True)
+
+
+def run_fanout(workspace: Path, env: dict[str, str], tmp_path: Path) -> dict[str, list[str]]:
+    """The fan-out workflow as GitHub runs it: the plan job, then each wave job's matrix, every
+    shard at once on a runner of its own (its own state directory). The shards each wave ran."""
+    import json
+    import threading
+
+    workflow = yaml.safe_load((RECIPES / "github-actions" / "ami-chain-fanout.yml").read_text())
+    jobs = workflow["jobs"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    outputs_file = tmp_path / "github_output"
+    outputs_file.write_text("")
+    plan_steps = [
+        ("plan", s["run"], {"GITHUB_OUTPUT": str(outputs_file)})
+        for s in jobs["plan"]["steps"]
+        if "run" in s and not str(s.get("name", "")).startswith(PROVIDED)
+    ]
+    run_steps(plan_steps, env, workspace)
+    outputs = dict(line.split("=", 1) for line in outputs_file.read_text().splitlines())
+    assert set(outputs) == {"wave0", "wave1", "wave2"}
+    ran: dict[str, list[str]] = {}
+    for wave in ("wave0", "wave1", "wave2"):
+        job = jobs[wave]
+        assert job["strategy"]["matrix"] == f"${{{{ fromJSON(needs.plan.outputs.{wave}) }}}}"
+        include = json.loads(outputs[wave])["include"]
+        ran[wave] = [entry["definition"] for entry in include]
+        if not include:  # the job's `if` skips it
+            continue
+        steps = [s for s in job["steps"] if "run" in s and not str(s["name"]).startswith(PROVIDED)]
+        failures: list[BaseException] = []
+
+        def shard(entry: dict[str, str], steps=steps, job=job) -> None:
+            assert job["env"]["DEFINITION"] == "${{ matrix.definition }}"
+            runner = {
+                **env,
+                "DEFINITION": entry["definition"],
+                "AMI_BRIDGE_STATE_DIR": str(tmp_path / f"runner-{entry['definition']}"),
+            }
+            try:
+                run_steps([(wave, s["run"], {}) for s in steps], runner, workspace)
+            except BaseException as exc:  # reported by the test thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=shard, args=(e,)) for e in include]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures
+    return ran
+
+
+def test_the_github_actions_fanout_workflow_builds_wave_by_wave_each_image_once(
+    workspace, sandbox_env, terraform_env, terraform_bin, tmp_path
+):
+    _fanout_children(workspace / "packer-images")
+    env = ci_env(sandbox_env, terraform_env, terraform_bin, tmp_path)
+    ran = run_fanout(workspace, env, tmp_path)
+    assert ran == {"wave0": ["base"], "wave1": ["snowflake", "tools", "agent"], "wave2": []}
+    images = {tags_of(i)["ami-chain:definition"]: i for i in own_images()}
+    assert sorted(images) == ["agent", "base", "snowflake", "tools"]
+    assert len(own_images()) == 4  # each built once
+    base = images["base"]["ImageId"]
+    for child in ("snowflake", "tools", "agent"):
+        assert tags_of(images[child])["ami-chain:parent-ami"] == base
+    # A re-run plans nothing and builds nothing.
+    assert run_fanout(workspace, env, tmp_path / "again") == {
+        "wave0": [],
+        "wave1": [],
+        "wave2": [],
+    }
+    assert len(own_images()) == 4
