@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bridge import channels, model, ownership, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, RetentionError
+from bridge.fanout import each_region
 from bridge.model import Image
 from bridge.retention import World, builds_of
 
@@ -68,11 +69,10 @@ def scan(
     catalog tag (built before catalogs were told apart) is left alone, and counted. An image
     shared with other accounts, whose instances gc cannot see, is in use when any account
     launched it after `launched_since` (None: always), or when EC2 cannot say."""
-    images: list[Image] = []
-    uses: dict[str, list[str]] = defaultdict(list)
-    leftovers: dict[str, tuple[str, ...]] = {}
-    unclaimed = 0
-    for region in regions:
+
+    def look(region: str) -> tuple[list[Image], dict[str, list[str]], tuple[str, ...], int]:
+        """One region's part: its images of this catalog, their uses, leftover snapshots."""
+        uses: dict[str, list[str]] = defaultdict(list)
         ec2 = clients.ec2(region)
         found = _own_images(ec2, region)
         # The bridge's builds, and images that failed their tests, kept for debugging.
@@ -82,8 +82,7 @@ def scan(
             if i.tag(model.TAG_DEFINITION) and (i.tag(tag_key) or i.tag(model.TAG_REJECTED))
         ]
         ours = [i for i in bridged if not catalog or ownership.own(i, catalog)]
-        unclaimed += sum(1 for i in bridged if catalog and i.tag(model.TAG_CATALOG) is None)
-        images += ours
+        unclaimed = sum(1 for i in bridged if catalog and i.tag(model.TAG_CATALOG) is None)
         templates = _launch_templates(ec2, region, uses)
         _instances(ec2, region, uses)
         _auto_scaling(clients.autoscaling(region), region, templates, uses)
@@ -92,7 +91,19 @@ def scan(
         _ssm_launch_references(ssm, region, templates, uses)
         _image_references(ec2, region, [i.ami_id for i in ours], uses)
         _launched(ec2, region, [i for i in ours if i.tag(model.TAG_SHARED)], launched_since, uses)
-        leftovers[region] = _leftover_snapshots(ec2, region)
+        return ours, uses, _leftover_snapshots(ec2, region), unclaimed
+
+    images: list[Image] = []
+    uses: dict[str, list[str]] = defaultdict(list)
+    leftovers: dict[str, tuple[str, ...]] = {}
+    unclaimed = 0
+    # Every region at once, each with its own client (and pacing); merged in region order.
+    for region, (ours, used, left, loose) in each_region(regions, look).items():
+        images += ours
+        for ami, why in used.items():
+            uses[ami].extend(why)
+        leftovers[region] = left
+        unclaimed += loose
     if unclaimed:
         log.info(
             "%d images carry no catalog ID (built before catalogs were told apart): gc leaves "
@@ -116,10 +127,9 @@ def regions_holding(
         return tuple(known)
     with _check("listing the account's regions", asked_in, "ec2:DescribeRegions"):
         listed = clients.ec2(asked_in).describe_regions()["Regions"]
-    found = list(known)
-    for region in sorted(str(r["RegionName"]) for r in listed):
-        if region in found:
-            continue
+    others = [r for r in sorted(str(r["RegionName"]) for r in listed) if r not in known]
+
+    def holds(region: str) -> bool:
         with _check("looking for this catalog's images", region, "ec2:DescribeImages"):
             page = clients.ec2(region).describe_images(
                 Owners=["self"],
@@ -127,7 +137,11 @@ def regions_holding(
                 IncludeDisabled=True,
                 MaxResults=5,
             )
-        if page.get("Images"):
+        return bool(page.get("Images"))
+
+    found = list(known)
+    for region, held in each_region(others, holds).items():  # every other region at once
+        if held:
             log.info("%s holds images of this catalog outside its regions: scanned too", region)
             found.append(region)
     return tuple(found)

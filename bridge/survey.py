@@ -15,6 +15,7 @@ from bridge import manifests, model, ownership, plan, registry, seed, sources
 from bridge.catalog import Catalog, Definition
 from bridge.context import Context
 from bridge.errors import QueryError
+from bridge.fanout import each_region
 from bridge.fingerprint import Snapshot, fingerprint_all
 from bridge.model import Image
 from bridge.settings import Settings
@@ -190,7 +191,7 @@ class Surveyor:
         for d in definitions:
             for region in self.regions(d):
                 by_region.setdefault(region, set()).add(snapshot.fingerprints[d.name].value)
-        images = {region: self.find(region, fps) for region, fps in sorted(by_region.items())}
+        images = each_region(sorted(by_region), lambda region: self.find(region, by_region[region]))
         self._add_shared(definitions, snapshot, images)
         seeded: dict[str, Mapping[str, Image]] = {}
         directory = self.ctx.settings.packer_manifest_dir
@@ -234,7 +235,9 @@ class Surveyor:
     ) -> plan.Decision:
         """The planner's decision on what EC2 has now (after waiting for a lock, say)."""
         regions = self.regions(d)
-        seen = {region: self.find(region, [fingerprint]).get(fingerprint, []) for region in regions}
+        seen = each_region(
+            regions, lambda region: self.find(region, [fingerprint]).get(fingerprint, [])
+        )
         return plan.decide(
             d,
             fingerprint,

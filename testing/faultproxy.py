@@ -6,7 +6,9 @@ dropped connection; such a request has no effect. With `lost_responses`, half of
 happen after forwarding instead: AWS applied the request, and its response is replaced by a 500
 or the connection is dropped, as when a response is lost on the way back. A retry then meets its
 own effect (an object it created, a tag it set). `block` picks requests that always fail (503,
-before forwarding), e.g. one process's lease renewals.
+before forwarding), e.g. one process's lease renewals. `hold` is called with each request
+before it is forwarded, on the request's own thread: a test makes requests wait there (for
+each other, to see that they are in flight at once, or for a while, as a slow network would).
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ class FaultProxy:
         *,
         lost_responses: bool = False,
         block: Callable[[str, str, Mapping[str, str], bytes], bool] | None = None,
+        hold: Callable[[str, str, Mapping[str, str], bytes], None] | None = None,
     ) -> None:
-        """`block(method, path, headers, body)` true: the request fails with a 503 every time."""
+        """`block(method, path, headers, body)` true: the request fails with a 503 every time;
+        `hold(method, path, headers, body)` runs before a request is forwarded."""
         self.upstream = urlsplit(upstream)
         self.block = block
+        self.hold = hold
         self.rate = rate
         self.lost_responses = lost_responses
         self.random = random.Random(seed)
@@ -91,6 +96,8 @@ class FaultProxy:
                     proxy.counters.add(fault[0])
                     self._fault(fault, body)
                     return
+                if proxy.hold is not None:
+                    proxy.hold(self.command, self.path, dict(self.headers.items()), body)
                 proxy.counters.add("forwarded")
                 conn = http.client.HTTPConnection(
                     proxy.upstream.hostname, proxy.upstream.port, timeout=60

@@ -1,0 +1,76 @@
+"""Regions in parallel (fanout.py): what the bridge asks of every region is asked of all of them
+at once, as the requests themselves show."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from testing.bridge import run_bridge
+from testing.faultproxy import FaultProxy
+
+EAST, WEST = "us-east-1", "eu-west-1"
+
+
+def region_of(headers) -> str:
+    scope = headers.get("Authorization", "").split("Credential=", 1)[-1].split("/")
+    return scope[2] if len(scope) > 2 else ""
+
+
+class Rendezvous:
+    """The first `parties` requests `wanted` picks wait at the proxy until all of them are in
+    flight; one that waits in vain (the others come only after it) is recorded as alone."""
+
+    def __init__(self, parties: int, wanted) -> None:
+        self.barrier = threading.Barrier(parties, timeout=60)
+        self.wanted, self.left = wanted, parties
+        self.met: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, method, path, headers, body) -> None:
+        if not self.wanted(body):
+            return
+        with self.lock:
+            if self.left == 0:
+                return
+            self.left -= 1
+        try:
+            self.barrier.wait()
+            self.met.append(region_of(headers))
+        except threading.BrokenBarrierError:
+            self.met.append("alone")
+
+
+def test_a_lookup_asks_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = [EAST, WEST]
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    assert built.code == 0, built.stderr
+
+    lookups = Rendezvous(2, lambda body: b"Action=DescribeImages" in body and b"tag%3ASHA" in body)
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=lookups) as proxy:
+        proc = run_bridge(
+            ["resolve", "base", "--repo", str(repo.path), "--json"],
+            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
+        )
+    assert proc.code == 0, proc.stderr
+    assert json.loads(proc.stdout)["base"]["state"] == "found"
+    assert sorted(lookups.met) == [WEST, EAST]  # both in flight at once: neither alone
+
+
+def test_gc_scans_every_region_at_once(sandbox_env, sandbox_server, repo):
+    """gc's scan of two regions (their launch templates first): both at once."""
+    data = repo.catalog()
+    data["regions"] = [EAST, WEST]
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    scans = Rendezvous(2, lambda body: b"Action=DescribeLaunchTemplates" in body)
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=scans) as proxy:
+        proc = run_bridge(
+            ["gc", "--repo", str(repo.path), "--json"],
+            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
+        )
+    assert proc.code == 0, proc.stderr
+    assert sorted(scans.met) == [WEST, EAST]
