@@ -12,6 +12,7 @@ from bridge import model, plan, publish, registry, share
 from bridge.catalog import Definition
 from bridge.context import Context
 from bridge.errors import AwsError, BuildError, ManifestError
+from bridge.fanout import each_region
 from bridge.model import Image
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,7 @@ def distribute(
 ) -> dict[str, Image]:
     """`images` copied to every one of `regions` that lacks one, all available."""
     pending = {r: i for r, i in images.items() if i.state == "pending"}
-    for region, image in pending.items():
-        images[region] = available(ctx, image)
+    images.update(each_region(list(pending), lambda region: available(ctx, pending[region])))
     missing = [r for r in regions if r not in images]
     if not missing:
         return images
@@ -32,8 +32,8 @@ def distribute(
     if model.TAG_SHARED in tags:
         # EC2 copies no launch permissions: the copy is not shared until _share shares it.
         tags[model.TAG_SHARED] = ""
-    started: dict[str, Image] = {}
-    for region in missing:
+
+    def start(region: str) -> Image:
         ec2 = ctx.clients.ec2(region)
         ami = registry.copy_image(
             ec2,
@@ -53,11 +53,16 @@ def distribute(
         copy = registry.describe_image(ec2, region, ami)
         # At once, so another process sees the copy in progress, not a region to copy to.
         registry.tag_image(ec2, copy, tags)
-        started[region] = copy
-    for region, copy in started.items():
-        copy = available(ctx, copy)
+        return copy
+
+    def finish(region: str) -> Image:
+        copy = available(ctx, started[region])
         registry.tag_image(ctx.clients.ec2(region), copy, tags)  # its snapshots, now known
-        images[region] = replace(copy, tags=MappingProxyType({**copy.tags, **tags}))
+        return replace(copy, tags=MappingProxyType({**copy.tags, **tags}))
+
+    # Every region at once: started, then waited for (each region paces its own CopyImage).
+    started = each_region(missing, start)
+    images.update(each_region(list(started), finish))
     return images
 
 
@@ -75,8 +80,7 @@ def share_image(ctx: Context, d: Definition, images: Mapping[str, Image]) -> Non
             if entries and share.key_manager(ctx.clients.kms(region), key) == "AWS"
         ]
         share.check(image, entries, aws_managed=managed)
-    for region, image in todo.items():
-        share.apply(ctx.clients.ec2(region), image, entries)
+    each_region(list(todo), lambda r: share.apply(ctx.clients.ec2(r), todo[r], entries))
 
 
 def available(ctx: Context, image: Image) -> Image:
@@ -119,16 +123,10 @@ def update_manifest(
 
 def wait(ctx: Context, decision: plan.Decision) -> plan.Decision:
     """The decision once its pending images are available (bounded wait)."""
+    pending = {r: i for r, i in decision.images.items() if i.state == "pending"}
     images = {
-        region: registry.wait_available(
-            ctx.clients.ec2(region),
-            region,
-            image.ami_id,
-            timeout=ctx.settings.wait_timeout,
-        )
-        if image.state == "pending"
-        else image
-        for region, image in decision.images.items()
+        **decision.images,
+        **each_region(list(pending), lambda region: available(ctx, pending[region])),
     }
     state: plan.State = "found" if decision.state == "pending" else decision.state
     return replace(decision, state=state, images=MappingProxyType(images))
@@ -139,9 +137,8 @@ def protect(ctx: Context, images: Mapping[str, Image]) -> None:
     default); one call per image."""
     if not ctx.catalog.protect:
         return
-    for region, image in sorted(images.items()):
-        if not image.foreign:
-            registry.protect(ctx.clients.ec2(region), image, True)
+    mine = {r: i for r, i in sorted(images.items()) if not i.foreign}
+    each_region(list(mine), lambda r: registry.protect(ctx.clients.ec2(r), mine[r], True))
 
 
 def check_everywhere(

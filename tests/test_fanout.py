@@ -74,3 +74,27 @@ def test_gc_scans_every_region_at_once(sandbox_env, sandbox_server, repo):
         )
     assert proc.code == 0, proc.stderr
     assert sorted(scans.met) == [WEST, EAST]
+
+
+def test_a_build_copies_to_every_other_region_at_once(sandbox_env, sandbox_server, repo, packer):
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = [EAST, WEST, "ap-southeast-2"]
+    repo.set_catalog(data)
+    repo.commit("three regions")
+    copies = Rendezvous(2, lambda body: b"Action=CopyImage" in body)
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=copies) as proxy:
+        proc = run_bridge(
+            ["build", "base", "--repo", str(repo.path), "--json"],
+            {
+                **sandbox_env,
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+            },
+        )
+    assert proc.code == 0, proc.stderr
+    assert set(json.loads(json.loads(proc.stdout)["base"]["amis_json"])) == {
+        EAST,
+        WEST,
+        "ap-southeast-2",
+    }
+    assert sorted(copies.met) == ["ap-southeast-2", WEST]
