@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check demo test test-stress lint fmt docs bench clean
+.PHONY: setup packer-check graphviz-check demo test test-stress lint fmt docs bench clean
 
-setup: $(VENV)/.installed packer-check
+setup: $(VENV)/.installed packer-check graphviz-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,14 @@ packer-check:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq packer; }
 	@packer version
+
+# `ami-bridge graph --format svg|png` draws with Graphviz's dot (Debian's graphviz package).
+graphviz-check:
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "dot not on PATH: installing Debian's graphviz package"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz; }
+	@dot -V
 
 demo: setup
 	PYTHONPATH=$(CURDIR) $(PY) examples/demo.py

@@ -1,14 +1,41 @@
-"""The chain of a catalog as a Graphviz DOT or Mermaid graph."""
+"""The chain of a catalog as a Graphviz DOT or Mermaid graph, or drawn by Graphviz's `dot` as
+SVG or PNG (`draw`)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Collection, Mapping
 from typing import Literal, get_args
 
 from bridge.catalog import Catalog
+from bridge.errors import BridgeError
 
-GraphFormat = Literal["dot", "mermaid"]
+GraphFormat = Literal["dot", "mermaid", "svg", "png"]
 GRAPH_FORMATS: tuple[GraphFormat, ...] = get_args(GraphFormat)
+# Drawn by Graphviz from the DOT text.
+DRAWN: frozenset[GraphFormat] = frozenset({"svg", "png"})
+
+
+def draw(dot_text: str, fmt: GraphFormat) -> bytes:
+    """The DOT graph drawn as `fmt` (svg, png) by Graphviz's `dot`; a clear error without it."""
+    found = shutil.which("dot")
+    if found is None:
+        raise BridgeError(
+            f"Drawing the graph as {fmt} needs Graphviz's `dot`, which is not on PATH. Install "
+            "Graphviz (`apt-get install graphviz`; `make setup` does), or print the graph as "
+            "text with --format dot or mermaid."
+        )
+    proc = subprocess.run(
+        [found, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=120, check=False
+    )
+    if proc.returncode != 0:
+        said = proc.stderr.decode(errors="replace").strip()[:300]
+        raise BridgeError(
+            f"Graphviz's dot could not draw the graph ({said}). Print it with --format dot to "
+            "see the text it was given."
+        )
+    return proc.stdout
 
 
 def _mermaid_id(name: str) -> str:
@@ -51,6 +78,8 @@ def render(
             return ""
         return f"{newline}REVOKED: {_quoted(marked[name])}"
 
+    if fmt in DRAWN:
+        raise ValueError(f"render gives text: draw {fmt} from the dot format")
     if fmt == "mermaid":
         lines = ["graph TD"]
         lines += [

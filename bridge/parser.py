@@ -420,8 +420,16 @@ def _lifecycle_commands(sub: Any, shared: _Shared) -> None:
     )
     p.set_defaults(command_module="unarchive", run="run")
 
-    p = sub.add_parser("graph", parents=[common], help="the chain as Graphviz DOT or Mermaid")
-    p.add_argument("--format", choices=GRAPH_FORMATS, default="dot")
+    p = sub.add_parser(
+        "graph", parents=[common], help="the chain as Graphviz DOT or Mermaid, or drawn (SVG, PNG)"
+    )
+    p.add_argument(
+        "--format",
+        choices=GRAPH_FORMATS,
+        default="dot",
+        help="dot, mermaid (text), svg or png (drawn by Graphviz's dot; default dot)",
+    )
+    p.add_argument("--output", metavar="FILE", help="write to FILE (a PNG needs one on a terminal)")
     p.add_argument(
         "--status",
         action="store_true",

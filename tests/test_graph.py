@@ -65,3 +65,52 @@ def test_expired_definitions_are_marked(repo):
     # Revoked wins over expired: one mark per node.
     both = render(catalog, "dot", {"base": "bad"}, ["base"])
     assert "EXPIRED" not in both and "REVOKED: bad" in both
+
+
+def _svg_nodes(svg: str) -> dict[str, str]:
+    """Each node's title -> the text drawn in it, from Graphviz's SVG."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    root = ET.fromstring(svg)
+    nodes = {}
+    for group in root.iter("{http://www.w3.org/2000/svg}g"):
+        if group.get("class") == "node":
+            title = group.find("s:title", ns)
+            assert title is not None
+            nodes[str(title.text)] = " ".join(t.text or "" for t in group.findall("s:text", ns))
+    return nodes
+
+
+def test_svg_and_png_are_drawn_by_graphviz(repo, tmp_path):
+    from testing.bridge import run_bridge
+
+    svg = run_bridge(["graph", "--format", "svg", "--repo", str(repo.path)], {})
+    assert svg.code == 0, svg.stderr
+    assert set(_svg_nodes(svg.stdout)) == {"base", "snowflake"}
+    out = str(tmp_path / "chain.png")
+    png = run_bridge(["graph", "--format", "png", "--output", out, "--repo", str(repo.path)], {})
+    assert png.code == 0, png.stderr
+    assert (tmp_path / "chain.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_drawn_marks_say_revoked_and_expired(repo):
+    from bridge.graph import draw
+
+    catalog = load_catalog(repo.path)
+    svg = draw(render(catalog, "dot", {"base": "CVE-2026-7"}, ["snowflake"]), "svg").decode()
+    nodes = _svg_nodes(svg)
+    assert "REVOKED: CVE-2026-7" in nodes["base"] and "EXPIRED" in nodes["snowflake"]
+
+
+def test_drawing_without_graphviz_names_the_fix(repo, tmp_path):
+    import shutil
+
+    from testing.bridge import run_bridge
+
+    bare = tmp_path / "bin"  # git, and no dot
+    bare.mkdir()
+    (bare / "git").symlink_to(str(shutil.which("git")))
+    proc = run_bridge(["graph", "--format", "svg", "--repo", str(repo.path)], {"PATH": str(bare)})
+    assert proc.code == 1 and "Traceback" not in proc.stderr
+    assert "needs Graphviz's `dot`" in proc.stderr and "apt-get install graphviz" in proc.stderr

@@ -1,13 +1,15 @@
-"""`ami-bridge graph`: the chain as Graphviz DOT or Mermaid, with --status its images' marks."""
+"""`ami-bridge graph`: the chain as Graphviz DOT or Mermaid text, or drawn as SVG or PNG, with
+--status its images' marks."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
-from bridge.errors import EXIT_OK
-from bridge.graph import render
+from bridge.errors import EXIT_OK, QueryError
+from bridge.graph import DRAWN, draw, render
 from bridge.workspace import context, open_catalog, options, resolver
 
 
@@ -22,5 +24,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     else:
         _, catalog = open_catalog(options(args, env), env)
         revoked, expired = {}, []
-    print(render(catalog, args.format, revoked, expired))
+    if args.format not in DRAWN:
+        if args.output:
+            Path(args.output).write_text(render(catalog, args.format, revoked, expired) + "\n")
+        else:
+            print(render(catalog, args.format, revoked, expired))
+        return EXIT_OK
+    picture = draw(render(catalog, "dot", revoked, expired), args.format)
+    if args.output:
+        Path(args.output).write_bytes(picture)
+    elif args.format == "png" and sys.stdout.isatty():
+        raise QueryError("A PNG is no text for a terminal: pass --output FILE (e.g. chain.png).")
+    else:
+        sys.stdout.buffer.write(picture)
+        sys.stdout.flush()
     return EXIT_OK
