@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from bridge import gates, model, registry
 from bridge.aws import AwsClients, aws_call
 from bridge.errors import AwsError, QueryError
+from bridge.fanout import each_region
 from bridge.model import Build, Image
 
 if TYPE_CHECKING:
@@ -135,9 +136,10 @@ def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Pro
     description = DESCRIPTION.format(
         definition=build.definition, build_id=build.build_id, fingerprint=build.fingerprint
     )
-    versions: dict[str, int] = {}
-    unchanged: set[str] = set()
-    for region, image in sorted(build.images.items()):
+
+    def point(region: str) -> tuple[int, bool]:
+        """The region's parameter at the build's image: (its version, whether it held it)."""
+        image = build.images[region]
         ssm = clients.ssm(region)
         with aws_call(f"reading {name} in {region}", "ssm:GetParameter"):
             try:
@@ -147,9 +149,7 @@ def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Pro
                     raise
                 held = None
         if held is not None and held["Value"] == image.ami_id:
-            versions[region] = int(held["Version"])
-            unchanged.add(region)
-            continue
+            return int(held["Version"]), True
         with aws_call(f"writing {name} in {region}", "ssm:PutParameter"):
             response = ssm.put_parameter(
                 Name=name,
@@ -159,7 +159,12 @@ def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Pro
                 Description=description,
                 Overwrite=True,
             )
-        versions[region] = int(response["Version"])
+        return int(response["Version"]), False
+
+    # Every region at once.
+    pointed = each_region(sorted(build.images), point)
+    versions = {region: version for region, (version, _) in pointed.items()}
+    unchanged = {region for region, (_, held) in pointed.items() if held}
     return Promotion(versions, frozenset(unchanged))
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from bridge import distribute, manifests, model, ownership, plan, registry
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
+from bridge.fanout import each_region
 from bridge.model import Build, Image
 from bridge.survey import Surveyor
 
@@ -224,19 +225,25 @@ class Revoker:
     def _copies(self, build_ids: Iterable[str]) -> dict[str, Build]:
         """Build ID -> the build, with its copies in every region (one call per region)."""
         ids = sorted(set(build_ids))
-        images = [
-            i
-            for region in self.regions()
-            for i in registry.find_tagged(
-                self.clients.ec2(region),
-                region,
-                model.TAG_BUILD_ID,
-                ids,
-                owners=self.settings.owners,
-                include_disabled=True,
-            )
-        ]
+        images = [i for found in self._tagged(model.TAG_BUILD_ID, ids) for i in found]
         return _builds(images, self.settings.tag_key)
+
+    def _tagged(self, key: str, values: Iterable[str]) -> list[list[Image]]:
+        """Images tagged `key` = one of `values`, disabled ones too, in every region at once."""
+        wanted = sorted(set(values))
+        return list(
+            each_region(
+                self.regions(),
+                lambda region: registry.find_tagged(
+                    self.clients.ec2(region),
+                    region,
+                    key,
+                    wanted,
+                    owners=self.settings.owners,
+                    include_disabled=True,
+                ),
+            ).values()
+        )
 
     def descendants(self, root: Build) -> list[Build]:
         """Every build made on `root`, at any depth, parents before children: images whose
@@ -245,18 +252,7 @@ class Revoker:
         frontier = set(root.amis.values())
         found: list[Build] = []
         while frontier:
-            children = [
-                i
-                for region in self.regions()
-                for i in registry.find_tagged(
-                    self.clients.ec2(region),
-                    region,
-                    model.TAG_PARENT_AMI,
-                    frontier,
-                    owners=self.settings.owners,
-                    include_disabled=True,
-                )
-            ]
+            children = [i for found in self._tagged(model.TAG_PARENT_AMI, frontier) for i in found]
             new = {i.tag(model.TAG_BUILD_ID) or i.ami_id for i in children} - seen
             if not new:
                 break

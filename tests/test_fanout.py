@@ -28,7 +28,7 @@ class Rendezvous:
         self.lock = threading.Lock()
 
     def __call__(self, method, path, headers, body) -> None:
-        if not self.wanted(body):
+        if not self.wanted(body) and not self.wanted(headers.get("X-Amz-Target", "").encode()):
             return
         with self.lock:
             if self.left == 0:
@@ -98,3 +98,22 @@ def test_a_build_copies_to_every_other_region_at_once(sandbox_env, sandbox_serve
         "ap-southeast-2",
     }
     assert sorted(copies.met) == ["ap-southeast-2", WEST]
+
+
+def test_a_promotion_writes_every_regions_channel_at_once(
+    sandbox_env, sandbox_server, repo, packer
+):
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = [EAST, WEST]
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    assert built.code == 0, built.stderr
+    writes = Rendezvous(2, lambda text: text == b"AmazonSSM.PutParameter")
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=writes) as proxy:
+        proc = run_bridge(
+            ["promote", "base", "prod", "--repo", str(repo.path)],
+            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
+        )
+    assert proc.code == 0, proc.stderr
+    assert sorted(writes.met) == [WEST, EAST]
