@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check graphviz-check demo test test-stress lint fmt docs bench clean
+.PHONY: setup packer-check graphviz-check browser-check demo test test-stress lint fmt docs bench clean
 
-setup: $(VENV)/.installed packer-check graphviz-check
+setup: $(VENV)/.installed packer-check graphviz-check browser-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,15 @@ graphviz-check:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz; }
 	@dot -V
+
+# The report's tests open it in headless Chromium (Debian's chromium and chromium-driver).
+browser-check:
+	@command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium or chromedriver not on PATH: installing Debian's chromium, chromium-driver"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq chromium chromium-driver; }
+	@chromedriver --version
 
 demo: setup
 	PYTHONPATH=$(CURDIR) $(PY) examples/demo.py

@@ -59,12 +59,15 @@ def render(
     fmt: GraphFormat = "dot",
     revoked: Mapping[str, str] | None = None,
     expired: Collection[str] = (),
+    *,
+    states: Mapping[str, str] | None = None,
 ) -> str:
     """The parent -> child graph of every definition, labelled with its template.
 
     `revoked` maps the definitions whose image is revoked to the reason: those nodes are marked
     (red, dashed, `REVOKED` and the reason in the label). `expired` definitions (older than their
-    max_age_days) are marked too (orange, dotted, `EXPIRED`).
+    max_age_days) are marked too (orange, dotted, `EXPIRED`). `states` (definition -> its
+    state) classes each DOT node `state-<state>`, which Graphviz's SVG keeps (report.py).
     """
     definitions = catalog.all()
     marked = revoked or {}
@@ -110,6 +113,8 @@ def render(
             else ""
         )
         label = f"{d.name}{newline}{_dot_text(d.template)}{note(d.name, newline)}"
+        if states and d.name in states:
+            style += f', class="state-{states[d.name]}", id="node-{d.name}"'
         lines.append(f'    "{d.name}" [label="{label}"{style}];')
     lines += [f'    "{parent}" -> "{child}";' for parent, child in edges]
     lines.append("}")

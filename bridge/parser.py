@@ -269,6 +269,14 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
     )
     p.set_defaults(command_module="matrix", run="run")
 
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="the catalog at a glance: one self-contained HTML file (graph, states, images)",
+    )
+    p.add_argument("--html", required=True, metavar="DIR", help="write DIR/index.html")
+    p.set_defaults(command_module="report", run="run")
+
     p = sub.add_parser("status", parents=[common, output], help="table of every definition's image")
     p.set_defaults(command_module="status", run="run")
 

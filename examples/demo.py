@@ -216,8 +216,20 @@ def main() -> int:
 
         terraform(work, env, repo)
 
+        step("The catalog at a glance: ami-bridge report --html")
+        written = subprocess.run(
+            [sys.executable, "-m", "bridge", "report", "--html", str(work / "report"),
+             "--repo", str(repo), "-q"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()  # fmt: skip
+        report = Path(written)
+
         step("Stopping the sandbox")
     print(f"   done; build logs are under {work / 'state' / 'logs'}")
+    print(f"   the report: {report} (open it in a browser)")
     return 0
 
 
