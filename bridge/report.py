@@ -113,7 +113,12 @@ def _svg(catalog: Catalog, results: Mapping[str, ResolvedAmi]) -> str:
 
 
 def page(
-    catalog: Catalog, results: Mapping[str, ResolvedAmi], *, region: str, now: datetime
+    catalog: Catalog,
+    results: Mapping[str, ResolvedAmi],
+    *,
+    region: str,
+    now: datetime,
+    channels: Mapping[str, Mapping[str, tuple[str, bool]]] | None = None,
 ) -> str:
     """The report's HTML."""
     e = html.escape
@@ -144,14 +149,23 @@ def page(
         if r.revokes_at:
             notes.append(f"revocation scheduled {e(r.revokes_at)}")
         age = how_old(r.creation_date, now) if r.creation_date else "-"
+        held = (channels or {}).get(d.name, {})
+        chans = (
+            "<br>".join(
+                f"{e(c)}: <code>{e(ami)}</code>{' <strong>REVOKED</strong>' if bad else ''}"
+                for c, (ami, bad) in held.items()
+            )
+            or "-"
+        )
+        shared = ", ".join(catalog.share_for(d)) or "this account only"
         rows.append(
             f'<tr data-name="{e(d.name)}" data-state="{e(r.state)}" class="state-{e(r.state)}">'
             f'<th scope="row">{e(d.name)}</th>'
             f'<td><span class="badge" style="background:{COLOURS.get(r.state, "#6e7781")}">'
             f"{e(r.state)}</span> {'; '.join(notes)}</td>"
             f"<td>{e(d.parent or '-')}</td><td>{amis}</td><td>{e(age)}</td>"
-            f"<td>{e(r.expires_at or 'never')}</td><td><code>{e(r.fingerprint[:12])}</code></td>"
-            f"<td>{manifest}</td></tr>"
+            f"<td>{e(r.expires_at or 'never')}</td><td>{chans}</td><td>{e(shared)}</td>"
+            f"<td><code>{e(r.fingerprint[:12])}</code></td><td>{manifest}</td></tr>"
         )
     edges = [f"{d.parent} → {d.name}" for d in catalog.all() if d.parent]
     return f"""<!doctype html>
@@ -189,10 +203,11 @@ written {e(now.strftime("%Y-%m-%d %H:%M UTC"))} by ami-bridge report.</p>
 <output id="shown" aria-live="polite"></output>
 </form>
 <table id="definitions">
-<caption>{len(rows)} definitions: state, parent, image per region, age, expiry,
-fingerprint and manifest</caption>
+<caption>{len(rows)} definitions: state, parent, image per region, age, expiry, channels,
+sharing, fingerprint and manifest</caption>
 <thead><tr><th scope="col">Definition</th><th scope="col">State</th><th scope="col">Parent</th>
 <th scope="col">Images</th><th scope="col">Age</th><th scope="col">Expires</th>
+<th scope="col">Channels ({e(region)})</th><th scope="col">Shared with</th>
 <th scope="col">Fingerprint</th><th scope="col">Manifest</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
@@ -207,10 +222,16 @@ fingerprint and manifest</caption>
 
 
 def write(
-    directory: Path, catalog: Catalog, results: Mapping[str, ResolvedAmi], *, region: str
+    directory: Path,
+    catalog: Catalog,
+    results: Mapping[str, ResolvedAmi],
+    *,
+    region: str,
+    channels: Mapping[str, Mapping[str, tuple[str, bool]]] | None = None,
 ) -> Path:
     """Write DIR/index.html: its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
-    path.write_text(page(catalog, results, region=region, now=datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    path.write_text(page(catalog, results, region=region, now=now, channels=channels))
     return path

@@ -59,6 +59,8 @@ def test_the_report_shows_the_catalog_as_it_is(sandbox_env, repo, packer, tmp_pa
         ["revoke", "snowflake", "--reason", "leaked key", "--repo", str(repo.path)], sandbox_env
     )
     assert revoked.code == 0, revoked.stderr
+    promoted = run_bridge(["promote", "base", "prod", "--repo", str(repo.path)], sandbox_env)
+    assert promoted.code == 0, promoted.stderr
     proc = run_bridge(
         ["report", "--html", str(tmp_path / "site"), "--repo", str(repo.path)], sandbox_env
     )
@@ -84,6 +86,7 @@ def test_the_report_shows_the_catalog_as_it_is(sandbox_env, repo, packer, tmp_pa
     badge = row["snowflake"].find_element(By.CLASS_NAME, "badge")
     assert badge.value_of_css_property("background-color") == "rgba(207, 34, 46, 1)"  # red
     assert "missing" in row["tools"].text and "found" in row["base"].text
+    assert f"prod: {results['base']['ami_id']}" in row["base"].text  # its channel
 
     Select(browser.find_element(By.ID, "filter-state")).select_by_value("revoked")
     assert [n for n, r in row.items() if r.is_displayed()] == ["snowflake"]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from bridge import report
-from bridge.errors import EXIT_OK
+from bridge import channels, report
+from bridge.errors import EXIT_OK, AwsError
 from bridge.workspace import context, options, resolver
+
+log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -17,6 +20,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
     # The survey `status` reads: one pass, no call per definition.
     results = the.status([d.name for d in ctx.catalog.all()])
-    path = report.write(Path(args.html), ctx.catalog, results, region=ctx.settings.region)
+    region = ctx.settings.region
+    try:  # the channels `status` shows: one listing, and each held image looked at once
+        held = channels.held(ctx.clients, ctx.catalog.channel_prefix, region)
+    except AwsError as exc:
+        log.warning("channels are not shown: %s", exc)
+        held = {}
+    path = report.write(Path(args.html), ctx.catalog, results, region=region, channels=held)
     print(path)
     return EXIT_OK
