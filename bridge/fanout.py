@@ -10,7 +10,6 @@ when any region fails, every region is waited for and the first failure, in that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -24,6 +23,9 @@ def each_region(regions: Sequence[str], work: Callable[[str], T]) -> dict[str, T
     unique = list(dict.fromkeys(regions))
     if len(unique) <= 1:
         return {region: work(region) for region in unique}
+    # Imported here: a one-region resolve (Terraform's every plan) never pays for it.
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(
         max_workers=min(REGION_THREADS, len(unique)), thread_name_prefix="region"
     ) as pool:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from bridge.catalog import Definition
     from bridge.context import Context
-    from bridge.model import Build
+    from bridge.model import Build, Image
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,10 @@ def run(
     d = candidate.definition
     if not d.tests:
         return ()
+    images = {
+        region: registry.describe_image(ctx.clients.ec2(region), region, ami)
+        for region, ami in candidate.amis.items()
+    }
     marks = {
         model.TAG_CANDIDATE: candidate.build_id,
         model.TAG_DEFINITION: d.name,
@@ -101,7 +105,7 @@ def run(
     }
     if ctx.settings.catalog_id:
         marks[model.TAG_CATALOG] = ctx.settings.catalog_id
-    _tag(ctx, candidate, marks)
+    _tag(ctx, images, marks)
     outcomes = []
     for test in d.tests:
         log.info("testing %s (%s): %s", d.name, candidate.amis[candidate.region], test.name)
@@ -111,7 +115,7 @@ def run(
             outcome = _command(ctx, candidate, test, tree=tree, env=env)
         outcomes.append(outcome)
         if not outcome.passed:
-            kept = _reject(ctx, candidate, outcome)
+            kept = _reject(ctx, images, outcome)
             fate = (
                 "kept, tagged ami-chain:rejected, for debugging (keep_rejected; gc deletes it)"
                 if kept
@@ -124,16 +128,14 @@ def run(
                 f"was {fate}. Fix the image or the test, and build again."
             )
         log.info("%s passed %s in %.1f s", d.name, test.name, outcome.seconds)
-    for region, ami in candidate.amis.items():
-        ec2 = ctx.clients.ec2(region)
-        registry.untag_image(ec2, registry.describe_image(ec2, region, ami), (model.TAG_CANDIDATE,))
+    for image in images.values():
+        registry.untag_image(ctx.clients.ec2(image.region), image, (model.TAG_CANDIDATE,))
     return tuple(outcomes)
 
 
-def _tag(ctx: Context, candidate: Candidate, tags: Mapping[str, str]) -> None:
-    for region, ami in candidate.amis.items():
-        ec2 = ctx.clients.ec2(region)
-        registry.tag_image(ec2, registry.describe_image(ec2, region, ami), tags)
+def _tag(ctx: Context, images: Mapping[str, Image], tags: Mapping[str, str]) -> None:
+    for image in images.values():
+        registry.tag_image(ctx.clients.ec2(image.region), image, tags)
 
 
 def _command(
@@ -253,21 +255,15 @@ def _boots(ctx: Context, candidate: Candidate, test: ImageTest) -> Outcome:
     return Outcome(test.name, True, time.monotonic() - started, ("boots",))
 
 
-def _reject(ctx: Context, candidate: Candidate, outcome: Outcome) -> bool:
+def _reject(ctx: Context, images: Mapping[str, Image], outcome: Outcome) -> bool:
     """Deregister the candidate and delete its snapshots, or with keep_rejected tag it rejected:
     whether it was kept."""
     if ctx.catalog.keep_rejected:
         when = model.timestamp(datetime.now(timezone.utc))
-        _tag(ctx, candidate, {model.TAG_REJECTED: f"{outcome.name} failed {when}"})
+        _tag(ctx, images, {model.TAG_REJECTED: f"{outcome.name} failed {when}"})
         return True
-    for region, ami in candidate.amis.items():
-        ec2 = ctx.clients.ec2(region)
-        image = registry.describe_image(ec2, region, ami)
-        with aws_call(f"deregistering the rejected {ami} in {region}", "ec2:DeregisterImage"):
-            ec2.deregister_image(ImageId=ami)
-        for snapshot in image.snapshot_ids:
-            with aws_call(f"deleting the snapshot {snapshot} in {region}", "ec2:DeleteSnapshot"):
-                ec2.delete_snapshot(SnapshotId=snapshot)
+    for image in images.values():
+        registry.delete_image(ctx.clients.ec2(image.region), image)
     return False
 
 

@@ -16,26 +16,23 @@ Look, decide, act, as resolves do:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from bridge import model
+from bridge import model, registry
 from bridge.archive import archive
-from bridge.aws import AwsClients, aws_call
+from bridge.aws import AwsClients
 from bridge.errors import BridgeError
-from bridge.model import Build, Image
+from bridge.model import Build
 from bridge.recovery import Recovery, look, require
 from bridge.references import regions_holding, scan
 from bridge.retention import Policy, Verdict, World, decide, how_old
 from bridge.survey import everywhere
 
 if TYPE_CHECKING:
-    from mypy_boto3_ec2 import EC2Client
-
     from bridge.context import Context
     from bridge.guard import Guard
     from bridge.lease import Lease
@@ -93,7 +90,7 @@ def apply(
     for region, snapshots in sorted(leftovers.items()):
         ec2 = clients.ec2(region)
         for snapshot in snapshots:
-            _delete_snapshot(ec2, region, snapshot)
+            registry.delete_snapshot(ec2, region, snapshot)
     fates: list[Fate] = []
     for verdict in verdicts:
         if verdict.action == "keep":
@@ -167,18 +164,7 @@ def retire(clients: AwsClients, build: Build, stage: Literal["deprecated", "disa
 def delete_build(clients: AwsClients, build: Build) -> None:
     """Deregister every regional image of `build` and delete its snapshots."""
     for image in build.images.values():
-        ec2 = clients.ec2(image.region)
-        if image.snapshot_ids:
-            # Marked first: a run cut short after deregistering still finds them (TAG_GC).
-            with aws_call(f"marking the snapshots of {image.ami_id}", "ec2:CreateTags"):
-                ec2.create_tags(
-                    Resources=list(image.snapshot_ids),
-                    Tags=[{"Key": model.TAG_GC, "Value": image.ami_id}],
-                )
-        _unprotect(ec2, image)
-        _deregister(ec2, image)
-        for snapshot in image.snapshot_ids:
-            _delete_snapshot(ec2, image.region, snapshot)
+        registry.delete_image(clients.ec2(image.region), image)
         log.info(
             "deleted %s build %s in %s: %s",
             build.definition,
@@ -186,53 +172,6 @@ def delete_build(clients: AwsClients, build: Build) -> None:
             image.region,
             image.ami_id,
         )
-
-
-def _unprotect(ec2: EC2Client, image: Image) -> None:
-    """gc decided to delete the image, under its build's lease: its deregistration protection
-    (the catalog's `protect`) goes first."""
-    with _unless_gone(
-        f"lifting the deregistration protection of {image.ami_id} in {image.region}",
-        "ec2:DisableImageDeregistrationProtection",
-    ):
-        ec2.disable_image_deregistration_protection(ImageId=image.ami_id)
-
-
-def _deregister(ec2: EC2Client, image: Image) -> None:
-    with _unless_gone(f"deregistering {image.ami_id} in {image.region}", "ec2:DeregisterImage"):
-        ec2.deregister_image(ImageId=image.ami_id)
-
-
-@contextmanager
-def _unless_gone(action: str, permission: str) -> Iterator[None]:
-    """aws_call, where an image gone already is no failure (a retry whose first response was
-    lost, or another gc)."""
-    from botocore.exceptions import ClientError
-
-    with aws_call(action, permission):
-        try:
-            yield
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in {
-                "InvalidAMIID.NotFound",
-                "InvalidAMIID.Unavailable",
-            }:
-                raise
-
-
-def _delete_snapshot(ec2: EC2Client, region: str, snapshot: str) -> None:
-    from botocore.exceptions import ClientError
-
-    with aws_call(f"deleting the snapshot {snapshot} in {region}", "ec2:DeleteSnapshot"):
-        try:
-            ec2.delete_snapshot(SnapshotId=snapshot)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "InvalidSnapshot.InUse":
-                # Another image is registered from it: it stays with that image.
-                log.warning("%s in %s is used by another image; kept", snapshot, region)
-            elif code != "InvalidSnapshot.NotFound":
-                raise
 
 
 # -- reporting ------------------------------------------------------------------------------------

@@ -246,22 +246,19 @@ def _valid(clients: AwsClients, trust: Trust, message: bytes, signature: bytes) 
     from botocore.exceptions import ClientError
 
     kms = clients.kms(_key_region(trust.key, trust.region))
-    try:
-        with aws_call(f"verifying a signature with {trust.key}", "kms:Verify"):
-            try:
-                answer = kms.verify(
-                    KeyId=trust.key,
-                    Message=message,
-                    MessageType="RAW",
-                    Signature=signature,
-                    SigningAlgorithm=ALGORITHM,
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "KMSInvalidSignatureException":
-                    return False
-                raise
-    except AwsError:
-        raise
+    with aws_call(f"verifying a signature with {trust.key}", "kms:Verify"):
+        try:
+            answer = kms.verify(
+                KeyId=trust.key,
+                Message=message,
+                MessageType="RAW",
+                Signature=signature,
+                SigningAlgorithm=ALGORITHM,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "KMSInvalidSignatureException":
+                return False
+            raise
     return bool(answer.get("SignatureValid"))
 
 

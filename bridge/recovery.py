@@ -103,21 +103,18 @@ def look(
                 gaps[build.key] = f"no EC2_IMAGE rule covers {image.ami_id} in {image.region}"
                 break
             kept.append(held)
-            bare = [
-                s
+            snapshots = {
+                s: _kept_for(rules[image.region], "EBS_SNAPSHOT", snapshot_tags.get(s, {}))
                 for s in image.snapshot_ids
-                if _kept_for(rules[image.region], "EBS_SNAPSHOT", snapshot_tags.get(s, {})) is None
-            ]
+            }
+            bare = [s for s, d in snapshots.items() if d is None]
             if bare:
                 gaps[build.key] = (
                     f"no EBS_SNAPSHOT rule covers {' '.join(bare)} of {image.ami_id} in "
                     f"{image.region}"
                 )
                 break
-            kept.extend(
-                _kept_for(rules[image.region], "EBS_SNAPSHOT", snapshot_tags.get(s, {})) or 0
-                for s in image.snapshot_ids
-            )
+            kept.extend(d for d in snapshots.values() if d is not None)
         days[build.key] = None if build.key in gaps else min(kept, default=0)
     bare_leftovers = {
         region: tuple(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bridge.aws import aws_call
 from bridge.errors import AwsError
-from bridge.model import Image
+from bridge.model import TAG_GC, Image
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -287,3 +288,57 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
 def parse_image(raw: Mapping[str, Any], region: str) -> Image:
     """An image from one DescribeImages entry."""
     return _image(raw, region)
+
+
+def delete_image(ec2: EC2Client, image: Image) -> None:
+    """Deregister `image` and delete its snapshots (gc's deletions, a rejected candidate's): its
+    snapshots are marked first (TAG_GC), so a run cut short after deregistering still finds
+    them, and its deregistration protection is lifted. An image or snapshot gone already is no
+    failure (a retry whose first response was lost, or another gc)."""
+    if image.snapshot_ids:
+        with aws_call(f"marking the snapshots of {image.ami_id}", "ec2:CreateTags"):
+            ec2.create_tags(
+                Resources=list(image.snapshot_ids),
+                Tags=[{"Key": TAG_GC, "Value": image.ami_id}],
+            )
+    with _unless_gone(
+        f"lifting the deregistration protection of {image.ami_id} in {image.region}",
+        "ec2:DisableImageDeregistrationProtection",
+    ):
+        ec2.disable_image_deregistration_protection(ImageId=image.ami_id)
+    with _unless_gone(f"deregistering {image.ami_id} in {image.region}", "ec2:DeregisterImage"):
+        ec2.deregister_image(ImageId=image.ami_id)
+    for snapshot in image.snapshot_ids:
+        delete_snapshot(ec2, image.region, snapshot)
+
+
+@contextmanager
+def _unless_gone(action: str, permission: str) -> Iterator[None]:
+    """aws_call, where an image gone already is no failure."""
+    from botocore.exceptions import ClientError
+
+    with aws_call(action, permission):
+        try:
+            yield
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {
+                "InvalidAMIID.NotFound",
+                "InvalidAMIID.Unavailable",
+            }:
+                raise
+
+
+def delete_snapshot(ec2: EC2Client, region: str, snapshot: str) -> None:
+    """Delete `snapshot`; one gone already is no failure, one another image uses is kept."""
+    from botocore.exceptions import ClientError
+
+    with aws_call(f"deleting the snapshot {snapshot} in {region}", "ec2:DeleteSnapshot"):
+        try:
+            ec2.delete_snapshot(SnapshotId=snapshot)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "InvalidSnapshot.InUse":
+                # Another image is registered from it: it stays with that image.
+                log.warning("%s in %s is used by another image; kept", snapshot, region)
+            elif code != "InvalidSnapshot.NotFound":
+                raise

@@ -41,13 +41,17 @@ class Rendezvous:
             self.met.append("alone")
 
 
-def test_a_lookup_asks_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
+def built_in_two_regions(repo, env) -> None:
     data = repo.catalog()
     data["definitions"]["base"]["regions"] = [EAST, WEST]
     repo.set_catalog(data)
     repo.commit("two regions")
-    built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    built = run_bridge(["build", "base", "--repo", str(repo.path)], env)
     assert built.code == 0, built.stderr
+
+
+def test_a_lookup_asks_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
+    built_in_two_regions(repo, sandbox_env)
 
     lookups = Rendezvous(2, lambda body: b"Action=DescribeImages" in body and b"tag%3ASHA" in body)
     with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=lookups) as proxy:
@@ -103,12 +107,7 @@ def test_a_build_copies_to_every_other_region_at_once(sandbox_env, sandbox_serve
 def test_a_promotion_writes_every_regions_channel_at_once(
     sandbox_env, sandbox_server, repo, packer
 ):
-    data = repo.catalog()
-    data["definitions"]["base"]["regions"] = [EAST, WEST]
-    repo.set_catalog(data)
-    repo.commit("two regions")
-    built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
-    assert built.code == 0, built.stderr
+    built_in_two_regions(repo, sandbox_env)
     writes = Rendezvous(2, lambda text: text == b"AmazonSSM.PutParameter")
     with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=writes) as proxy:
         proc = run_bridge(

@@ -26,6 +26,23 @@ def binned(region: str) -> set[str]:
     return {i["ImageId"] for i in ec2.list_images_in_recycle_bin()["Images"]}
 
 
+def two_builds(repo, env) -> tuple[str, str, str]:
+    """The base built, then a commit and the base built again: the first AMI, its commit, and
+    the new AMI."""
+
+    def build() -> str:
+        proc = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], env)
+        assert proc.code == 0, proc.stderr
+        return str(json.loads(proc.stdout)["base"]["ami_id"])
+
+    old = build()
+    old_commit = repo.git("rev-parse", "HEAD").strip()
+    baseline = repo.path / "base" / "tasks" / "baseline.sh"
+    baseline.write_text(baseline.read_text() + "echo patched\n")
+    repo.commit("patched")
+    return old, old_commit, build()
+
+
 def test_without_a_rule_gc_refuses_to_delete_and_says_what_it_would_lose(sandbox_env, repo):
     old = fake_build("base", "old")
     dry = run_bridge([*GC, "--repo", str(repo.path)], sandbox_env)
@@ -82,15 +99,7 @@ def test_what_gc_deleted_under_a_rule_is_restored_and_resolves_again(sandbox_env
     snapshots and then the image come back under their IDs, with their tags, and the old
     commit resolves to its image again without a build."""
     recycle_bin((EAST,), days=3)
-    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
-    assert first.code == 0, first.stderr
-    old = json.loads(first.stdout)["base"]["ami_id"]
-    old_commit = repo.git("rev-parse", "HEAD").strip()
-    baseline = repo.path / "base" / "tasks" / "baseline.sh"
-    baseline.write_text(baseline.read_text() + "echo patched\n")
-    repo.commit("patched")
-    second = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
-    assert second.code == 0, second.stderr
+    old, old_commit, _ = two_builds(repo, sandbox_env)
 
     proc = run_bridge([*GC, "--repo", str(repo.path), "--apply", "--json"], sandbox_env)
     assert proc.code == 0, proc.stderr
@@ -124,16 +133,7 @@ def test_a_rollback_build_is_archived_and_resolves_again_only_once_unarchived(
     data["archive_after_days"] = 0
     repo.set_catalog(data)
     repo.commit("archive rollback builds")
-    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
-    assert first.code == 0, first.stderr
-    old = json.loads(first.stdout)["base"]["ami_id"]
-    old_commit = repo.git("rev-parse", "HEAD").strip()
-    baseline = repo.path / "base" / "tasks" / "baseline.sh"
-    baseline.write_text(baseline.read_text() + "echo patched\n")
-    repo.commit("patched")
-    second = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
-    assert second.code == 0, second.stderr
-    new = json.loads(second.stdout)["base"]["ami_id"]
+    old, old_commit, new = two_builds(repo, sandbox_env)
 
     gc = run_bridge(
         ["gc", "--min-age-hours", "0", "--repo", str(repo.path), "--apply", "--json"], sandbox_env
