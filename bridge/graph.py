@@ -67,7 +67,8 @@ def render(
     `revoked` maps the definitions whose image is revoked to the reason: those nodes are marked
     (red, dashed, `REVOKED` and the reason in the label). `expired` definitions (older than their
     max_age_days) are marked too (orange, dotted, `EXPIRED`). `states` (definition -> its
-    state) classes each DOT node `state-<state>`, which Graphviz's SVG keeps (report.py).
+    state) classes each DOT node `state-<state>` and names it `node-<name>` (and each edge
+    `edge-<child>`), which Graphviz's SVG keeps (report.py).
     """
     definitions = catalog.all()
     marked = revoked or {}
@@ -116,7 +117,10 @@ def render(
         if states and d.name in states:
             style += f', class="state-{states[d.name]}", id="node-{d.name}"'
         lines.append(f'    "{d.name}" [label="{label}"{style}];')
-    lines += [f'    "{parent}" -> "{child}";' for parent, child in edges]
+    # With states (the report), each edge is named after its child: `edge-<child>`.
+    for parent, child in edges:
+        named = f' [id="edge-{child}"]' if states else ""
+        lines.append(f'    "{parent}" -> "{child}"{named};')
     lines.append("}")
     return "\n".join(lines)
 

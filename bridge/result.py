@@ -55,6 +55,10 @@ class ResolvedAmi:
     revokes_at: str = ""
     # The origin AMI of the image's build (model.TAG_ORIGIN; "" when it has none).
     origin: str = ""
+    # The tests the image passed (model.TAG_TESTS, comma-separated; "" when none ran) and where
+    # its signed provenance is (model.TAG_PROVENANCE; "" when unsigned): as its tags record them.
+    tests: str = ""
+    provenance: str = ""
 
     @property
     def found(self) -> bool:
@@ -124,6 +128,8 @@ def outcome(
         )
         if decision.amis
         else "",
+        tests=(primary.tag(model.TAG_TESTS) or "") if primary else "",
+        provenance=(primary.tag(model.TAG_PROVENANCE) or "") if primary else "",
     )
 
 

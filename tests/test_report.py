@@ -1,6 +1,8 @@
 """`ami-bridge report --html` (report.py), opened in headless Chromium through Selenium as a
 person would see it: every definition drawn, a revoked one coloured and labelled, the state
-filter, the manifest links, no console errors and no request leaving the page."""
+filter, the manifest links, no console errors and no request leaving the page; the tests an
+image passed, its signed provenance and a channel's history; and a catalog of a thousand
+definitions narrowed by collapsing subtrees from the keyboard."""
 
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from testing.bridge import run_bridge
+from tests.test_channels import change_base
+from tests.test_provenance import ALIAS, kms_key
 
 
 @pytest.fixture
@@ -81,7 +86,7 @@ def test_the_report_shows_the_catalog_as_it_is(sandbox_env, repo, packer, tmp_pa
         r.get_attribute("data-name"): r
         for r in browser.find_elements(By.CSS_SELECTOR, "#definitions tbody tr")
     }
-    assert set(row) == {"base", "snowflake", "tools"}
+    assert list(row) == ["base", "snowflake", "tools"]  # the tree: children under the parent
     assert "revoked" in row["snowflake"].text and "leaked key" in row["snowflake"].text
     badge = row["snowflake"].find_element(By.CLASS_NAME, "badge")
     assert badge.value_of_css_property("background-color") == "rgba(207, 34, 46, 1)"  # red
@@ -90,7 +95,7 @@ def test_the_report_shows_the_catalog_as_it_is(sandbox_env, repo, packer, tmp_pa
 
     Select(browser.find_element(By.ID, "filter-state")).select_by_value("revoked")
     assert [n for n, r in row.items() if r.is_displayed()] == ["snowflake"]
-    assert browser.find_element(By.ID, "shown").text == "1 shown"
+    assert browser.find_element(By.ID, "shown").text == "1 of 3 shown"
     Select(browser.find_element(By.ID, "filter-state")).select_by_value("")
     browser.find_element(By.ID, "filter-name").send_keys("too")
     assert [n for n, r in row.items() if r.is_displayed()] == ["tools"]
@@ -116,3 +121,138 @@ def test_the_report_shows_the_catalog_as_it_is(sandbox_env, repo, packer, tmp_pa
     shot = os.environ.get("AMI_BRIDGE_REPORT_SCREENSHOT")
     if shot:  # the README's picture, taken by this test
         browser.save_screenshot(shot)
+
+
+def report(repo, env, site: Path) -> Path:
+    proc = run_bridge(["report", "--html", str(site), "--repo", str(repo.path)], env)
+    assert proc.code == 0, proc.stderr
+    return Path(proc.stdout.strip())
+
+
+def test_the_report_shows_tests_passed_signed_provenance_and_channel_history(
+    sandbox_env, repo, packer, tmp_path, browser
+):
+    kms_key()
+    repo.write("tests/smoke.sh", '#!/bin/sh\necho "checking $AMI_BRIDGE_AMI"\n').chmod(0o755)
+    data = repo.catalog()
+    data["provenance"] = {"key": ALIAS}
+    data["definitions"]["base"]["tests"] = [{"name": "smoke", "command": ["tests/smoke.sh"]}]
+    repo.set_catalog(data)
+    repo.commit("base is tested and signed")
+    built = []
+    for patch in ("", "patched"):  # two builds of base, each promoted to prod: its history
+        if patch:
+            change_base(repo, patch)
+        proc = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+        assert proc.code == 0, proc.stderr
+        built.append(json.loads(proc.stdout)["base"])
+        promoted = run_bridge(["promote", "base", "prod", "--repo", str(repo.path)], sandbox_env)
+        assert promoted.code == 0, promoted.stderr
+
+    browser.get(report(repo, sandbox_env, tmp_path / "site").as_uri())
+    base = browser.find_element(By.CSS_SELECTOR, '#definitions tr[data-name="base"]')
+    cells = base.find_elements(By.TAG_NAME, "td")
+    heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#definitions thead th")][1:]
+    cell = dict(zip(heads, cells))
+    assert cell["Tests passed"].text == "smoke"
+    signed = cell["Provenance"].find_element(By.LINK_TEXT, "signed")
+    statement = f"images/base/{built[1]['fingerprint']}.intoto.json"
+    assert signed.get_attribute("href").endswith(f"?prefix={statement}")
+    snowflake = browser.find_element(By.CSS_SELECTOR, '#definitions tr[data-name="snowflake"]')
+    assert [td.text for td in snowflake.find_elements(By.TAG_NAME, "td")][6:8] == ["-", "-"]
+
+    channel = cell["Channels (us-east-1)"]
+    assert channel.text.startswith(f"prod: {built[1]['ami_id']}")
+    summary = channel.find_element(By.TAG_NAME, "summary")
+    assert summary.text == "history: 2 versions"
+    versions = channel.find_elements(By.CSS_SELECTOR, "details li")
+    assert not versions[0].is_displayed()  # folded until asked
+    summary.click()
+    assert [v.text.split(": ", 1)[1] for v in versions] == [
+        f"{built[1]['ami_id']} build {built[1]['build_id']}",  # the newest first
+        f"{built[0]['ami_id']} build {built[0]['build_id']}",
+    ]
+    assert [v.text.split(" ", 1)[0] for v in versions] == ["v2", "v1"]
+
+
+def a_thousand(repo) -> dict[str, str | None]:
+    """The catalog grown to 1,000 definitions: ten roots, each with nine children, each with ten
+    children of its own (name -> parent)."""
+    child = repo.path.joinpath("snowflake/snowflake.json").read_text()
+    root = repo.path.joinpath("base/base.json").read_text()
+    parents: dict[str, str | None] = {}
+    for r in range(10):
+        parents[f"r{r}"] = "base" if r == 0 else None
+        for c in range(9):
+            parents[f"r{r}-c{c}"] = f"r{r}"
+            for g in range(10):
+                parents[f"r{r}-c{c}-g{g}"] = f"r{r}-c{c}"
+    data = repo.catalog()
+    del data["definitions"]["snowflake"]
+    for name, parent in parents.items():
+        text, was = (child, "snowflake") if parent else (root, "base")
+        repo.write(
+            f"images/{name}.json", text.replace(f'"ami_name": "{was}"', f'"ami_name": "{name}"')
+        )
+        data["definitions"][name] = {"template": f"images/{name}.json"}
+        if parent:
+            data["definitions"][name]["parent"] = parent
+    repo.set_catalog(data)
+    repo.commit("a thousand definitions")
+    return parents
+
+
+def test_a_thousand_definitions_are_narrowed_by_collapsing_subtrees_from_the_keyboard(
+    sandbox_env, repo, tmp_path, browser
+):
+    parents = a_thousand(repo)
+    browser.get(report(repo, sandbox_env, tmp_path / "site").as_uri())
+
+    def shown() -> list[str]:  # the rows and graph nodes a person sees, in one round trip
+        return browser.execute_script(
+            "return Array.from(document.querySelectorAll('#definitions tbody tr'))"
+            ".filter(r => !r.hidden).map(r => r.dataset.name)"
+        )
+
+    def drawn() -> set[str]:
+        return set(
+            browser.execute_script(
+                "return Array.from(document.querySelectorAll('svg g.node'))"
+                ".filter(g => getComputedStyle(g).display !== 'none')"
+                ".map(g => g.querySelector('title').textContent)"
+            )
+        )
+
+    everything = ["base", *parents]
+    assert len(shown()) == 1001 and drawn() == set(everything)
+    assert shown()[:3] == ["base", "r0", "r0-c0"]  # each child under its parent
+    assert browser.find_element(By.ID, "shown").text == "1001 of 1001 shown"
+
+    def toggle(name: str):
+        return browser.find_element(By.CSS_SELECTOR, f'tr[data-name="{name}"] button.toggle')
+
+    assert toggle("r3").get_attribute("aria-label") == "subtree of r3: 99 definitions"
+    # Tab from the filter reaches the first toggle: the buttons are in the keyboard order.
+    browser.find_element(By.ID, "filter-name").click()
+    active = browser.switch_to.active_element
+    for _ in range(2):  # past the state filter
+        active.send_keys(Keys.TAB)
+        active = browser.switch_to.active_element
+    assert active.get_attribute("aria-label") == "subtree of base: 100 definitions"
+
+    toggle("r3-c4").send_keys(Keys.ENTER)  # a child's subtree, then its root's
+    toggle("r3").send_keys(Keys.SPACE)
+    below_r3 = {n for n in parents if n.startswith("r3-")}
+    assert toggle("r3").get_attribute("aria-expanded") == "false"
+    assert set(shown()) == set(everything) - below_r3
+    assert drawn() == set(everything) - below_r3  # the graph folds the same subtree
+    assert browser.find_element(By.ID, "shown").text == "902 of 1001 shown"
+
+    toggle("r3").send_keys(Keys.ENTER)  # open again: the child folded inside stays folded
+    assert set(shown()) == set(everything) - {f"r3-c4-g{g}" for g in range(10)}
+
+    browser.find_element(By.ID, "filter-name").send_keys("r7-c2")
+    assert shown() == ["r7-c2", *(f"r7-c2-g{g}" for g in range(10))]
+    dim = browser.execute_script("return document.querySelectorAll('svg g.node.dim').length")
+    assert dim == 1001 - 11  # the graph keeps every node, the others dimmed
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bridge import channels, report
-from bridge.errors import EXIT_OK, AwsError
+from bridge.errors import EXIT_OK, AwsError, QueryError
 from bridge.workspace import context, options, resolver
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,19 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     region = ctx.settings.region
     try:  # the channels `status` shows: one listing, and each held image looked at once
         held = channels.held(ctx.clients, ctx.catalog.channel_prefix, region)
-    except AwsError as exc:
+        # Their history: one GetParameterHistory per channel (none per definition without one).
+        history = {
+            d: {
+                c: channels.history(ctx.clients, ctx.catalog.channel_prefix, d, c, region)
+                for c in chans
+            }
+            for d, chans in held.items()
+        }
+    except (AwsError, QueryError) as exc:
         log.warning("channels are not shown: %s", exc)
-        held = {}
-    path = report.write(Path(args.html), ctx.catalog, results, region=region, channels=held)
+        held, history = {}, {}
+    path = report.write(
+        Path(args.html), ctx.catalog, results, region=region, channels=held, history=history
+    )
     print(path)
     return EXIT_OK
