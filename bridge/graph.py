@@ -16,6 +16,19 @@ GRAPH_FORMATS: tuple[GraphFormat, ...] = get_args(GraphFormat)
 # Drawn by Graphviz from the DOT text.
 DRAWN: frozenset[GraphFormat] = frozenset({"svg", "png"})
 
+# A state -> its colour, in drawn graphs and the report (the text says the state too).
+COLOURS = {
+    "found": "#1a7f37",
+    "built": "#1a7f37",
+    "pending": "#0969da",
+    "partial": "#9a6700",
+    "missing": "#6e7781",
+    "outdated": "#bc4c00",
+    "expired": "#bc4c00",
+    "archived": "#8250df",
+    "revoked": "#cf222e",
+}
+
 
 def draw(dot_text: str, fmt: GraphFormat) -> bytes:
     """The DOT graph drawn as `fmt` (svg, png) by Graphviz's `dot`; a clear error without it."""
@@ -67,8 +80,9 @@ def render(
     `revoked` maps the definitions whose image is revoked to the reason: those nodes are marked
     (red, dashed, `REVOKED` and the reason in the label). `expired` definitions (older than their
     max_age_days) are marked too (orange, dotted, `EXPIRED`). `states` (definition -> its
-    state) classes each DOT node `state-<state>` and names it `node-<name>` (and each edge
-    `edge-<child>`), which Graphviz's SVG keeps (report.py).
+    state) writes each other node's state in its label and colours it (COLOURS), classes each
+    DOT node `state-<state>` and names it `node-<name>` (and each edge `edge-<child>`), which
+    Graphviz's SVG keeps (report.py).
     """
     definitions = catalog.all()
     marked = revoked or {}
@@ -115,7 +129,11 @@ def render(
         )
         label = f"{d.name}{newline}{_dot_text(d.template)}{note(d.name, newline)}"
         if states and d.name in states:
-            style += f', class="state-{states[d.name]}", id="node-{d.name}"'
+            state = states[d.name]
+            style += f', class="state-{state}", id="node-{d.name}"'
+            if not style.startswith(", color="):  # revoked and expired are marked already
+                label += f"{newline}{state}"
+                style += f', color="{COLOURS.get(state, "black")}", penwidth=2'
         lines.append(f'    "{d.name}" [label="{label}"{style}];')
     # With states (the report), each edge is named after its child: `edge-<child>`.
     for parent, child in edges:

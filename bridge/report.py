@@ -20,22 +20,10 @@ from pathlib import Path
 
 from bridge.catalog import Catalog, Definition
 from bridge.channels import Version
-from bridge.graph import draw, render
+from bridge.graph import COLOURS, draw, render
 from bridge.result import ResolvedAmi
 from bridge.retention import how_old
 
-# State -> its colour (the text says it too).
-COLOURS = {
-    "found": "#1a7f37",
-    "built": "#1a7f37",
-    "pending": "#0969da",
-    "partial": "#9a6700",
-    "missing": "#6e7781",
-    "outdated": "#bc4c00",
-    "expired": "#bc4c00",
-    "archived": "#8250df",
-    "revoked": "#cf222e",
-}
 MEANING = {
     "found": "an image for the commit, in every region",
     "built": "built by this run",
@@ -120,14 +108,6 @@ SCRIPT = """
   apply();
 })();
 """
-
-
-def _node_colours() -> str:
-    """Each state's colour on its graph nodes (Graphviz classes them `state-<state>`)."""
-    return "".join(
-        f"g.node.state-{state} ellipse {{ stroke: {colour}; stroke-width: 2px; }}\n"
-        for state, colour in COLOURS.items()
-    )
 
 
 def manifest_link(uri: str) -> str:
@@ -284,7 +264,7 @@ def page(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Image catalog: {e(catalog.path)}</title>
-<style>{STYLE}{_node_colours()}</style>
+<style>{STYLE}</style>
 </head>
 <body>
 <header>

@@ -75,7 +75,7 @@ def _svg_nodes(svg: str) -> dict[str, str]:
     root = ET.fromstring(svg)
     nodes = {}
     for group in root.iter("{http://www.w3.org/2000/svg}g"):
-        if group.get("class") == "node":
+        if "node" in (group.get("class") or "").split():
             title = group.find("s:title", ns)
             assert title is not None
             nodes[str(title.text)] = " ".join(t.text or "" for t in group.findall("s:text", ns))
@@ -114,3 +114,30 @@ def test_drawing_without_graphviz_names_the_fix(repo, tmp_path):
     proc = run_bridge(["graph", "--format", "svg", "--repo", str(repo.path)], {"PATH": str(bare)})
     assert proc.code == 1 and "Traceback" not in proc.stderr
     assert "needs Graphviz's `dot`" in proc.stderr and "apt-get install graphviz" in proc.stderr
+
+
+def test_a_drawn_graph_with_status_says_and_colours_each_state_as_the_report_does(
+    sandbox_env, repo, packer, tmp_path
+):
+    import xml.etree.ElementTree as ET
+
+    from bridge.graph import COLOURS
+    from testing.bridge import run_bridge
+
+    built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    assert built.code == 0, built.stderr
+    out = tmp_path / "chain.svg"
+    proc = run_bridge(
+        ["graph", "--status", "--format", "svg", "--output", str(out), "--repo", str(repo.path)],
+        sandbox_env,
+    )
+    assert proc.code == 0, proc.stderr
+    svg = out.read_text()
+    nodes = _svg_nodes(svg)
+    assert nodes["base"].endswith("found") and nodes["snowflake"].endswith("missing")
+    strokes = {
+        group.get("id"): group.find("{http://www.w3.org/2000/svg}ellipse").get("stroke")
+        for group in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}g")
+        if (group.get("class") or "").startswith("node ")
+    }
+    assert strokes == {"node-base": COLOURS["found"], "node-snowflake": COLOURS["missing"]}

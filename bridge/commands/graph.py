@@ -21,16 +21,18 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         looked = the.status([d.name for d in catalog.all()])
         revoked = {n: r.revoke_reason for n, r in looked.items() if r.revoked}
         expired = [n for n, r in looked.items() if r.state == "expired"]
+        states: dict[str, str] | None = {n: r.state for n, r in looked.items()}
     else:
         _, catalog = open_catalog(options(args, env), env)
-        revoked, expired = {}, []
+        revoked, expired, states = {}, [], None
     if args.format not in DRAWN:
         if args.output:
             Path(args.output).write_text(render(catalog, args.format, revoked, expired) + "\n")
         else:
             print(render(catalog, args.format, revoked, expired))
         return EXIT_OK
-    picture = draw(render(catalog, "dot", revoked, expired), args.format)
+    # Drawn, each node says its state and is coloured by it, as in the report.
+    picture = draw(render(catalog, "dot", revoked, expired, states=states), args.format)
     if args.output:
         Path(args.output).write_bytes(picture)
     elif args.format == "png" and sys.stdout.isatty():
