@@ -28,7 +28,6 @@ import sys
 import uuid
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 from tf import blocks, schema, types
 from tf import provider as p
@@ -81,6 +80,9 @@ class AwsProvider(p.Provider):
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
+            import boto3  # here: Terraform starts the provider several times per command, and
+            # most starts only read its schema (boto3's import is most of a start)
+
             self._clients[service] = boto3.client(service, region_name=self.config.get("region"))
         return self._clients[service]
 
