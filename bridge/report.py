@@ -110,8 +110,9 @@ SCRIPT = """
 """
 
 
-def manifest_link(uri: str) -> str:
-    """An s3:// manifest URI as a link people can follow (the S3 console's object page)."""
+def console_link(uri: str) -> str:
+    """An s3:// URI (a manifest, a provenance statement) as a link people can follow: the S3
+    console's object page."""
     if not uri.startswith("s3://") or "/" not in uri[5:]:
         return ""
     bucket, key = uri[5:].split("/", 1)
@@ -192,7 +193,7 @@ def _trust(r: ResolvedAmi) -> tuple[str, str]:
     if not r.ami_id:
         return "-", "-"
     tests = ", ".join(e(t) for t in r.tests.split(",") if t) or "none recorded"
-    link = manifest_link(r.provenance)
+    link = console_link(r.provenance)
     signed = f'<a href="{e(link)}" title="{e(r.provenance)}">signed</a>' if link else "unsigned"
     return tests, signed
 
@@ -227,7 +228,7 @@ def page(
             )
             or "-"
         )
-        link = manifest_link(r.manifest_uri)
+        link = console_link(r.manifest_uri)
         manifest = f'<a href="{e(link)}" title="{e(r.manifest_uri)}">manifest</a>' if link else "-"
         notes = []
         if r.revoke_reason:
