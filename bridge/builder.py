@@ -245,8 +245,11 @@ class Builder:
                     "fingerprint": parent.fingerprint,
                     "region": region,
                     "ami": parent.amis[region],
-                    "provenance": provenance.statement_uri(
-                        bucket, prefix, parent.definition, parent.fingerprint
+                    # The parent build's own statement (its tag; else where this bridge writes
+                    # it), which no later build of its fingerprint replaces.
+                    "provenance": parent.provenance
+                    or provenance.build_uri(
+                        bucket, prefix, parent.definition, parent.fingerprint, parent.build_id
                     ),
                 },
                 builder=made.build_url or "ami-bridge",

@@ -13,8 +13,11 @@ in-toto Statement (v1) with the SLSA provenance (v1) predicate:
   build ID, start and finish, and the tests the image passed (byproducts).
 
 It is signed as a DSSE envelope (KMS Sign, ECDSA_SHA_256 over DSSE's pre-authentication
-encoding), stored in S3 beside the manifest (`<definition>/<fingerprint>.intoto.json`), and the
-image carries a tag pointing at it (TAG_PROVENANCE). `verify` checks the signature (with KMS, or
+encoding) and stored in S3 twice: as the build's own (`<definition>/<fingerprint>/<build
+ID>.intoto.json`), which the image's tag points at (TAG_PROVENANCE) and which no later build
+replaces, and beside the manifest (`<definition>/<fingerprint>.intoto.json`), which, like the
+manifest, describes the newest build of the fingerprint (what a workload account, reading no
+tags, finds). `verify` checks the signature (with KMS, or
 a public key file), that the statement's subject is the image, its fingerprint, and the parent's
 provenance in turn, up to the root.
 """
@@ -70,6 +73,22 @@ def statement_key(prefix: str | None, definition: str, fingerprint: str) -> str:
 
 def statement_uri(bucket: str, prefix: str | None, definition: str, fingerprint: str) -> str:
     return f"s3://{bucket}/{statement_key(prefix, definition, fingerprint)}"
+
+
+def build_uri(
+    bucket: str, prefix: str | None, definition: str, fingerprint: str, build_id: str
+) -> str:
+    return f"s3://{bucket}/{build_statement_key(prefix, definition, fingerprint, build_id)}"
+
+
+def build_statement_key(
+    prefix: str | None, definition: str, fingerprint: str, build_id: str
+) -> str:
+    """The S3 key of one build's own statement: another build of the fingerprint (a forced
+    rebuild, a rebuild after expiry) never replaces it."""
+    return statement_key(prefix, definition, fingerprint).removesuffix(".intoto.json") + (
+        f"/{build_id}.intoto.json"
+    )
 
 
 @dataclass(frozen=True)
@@ -293,15 +312,24 @@ def record(
     prefix: str | None,
     build: Build,
 ) -> str:
-    """Sign `build`'s statement and store it beside its manifest: the envelope's s3:// URI."""
+    """Sign `build`'s statement and store it as the build's own and beside its manifest: the
+    build's own s3:// URI (what its images' tag names)."""
     envelope = sign(clients, key, build.region, statement(build))
-    return store(
+    own = store(
+        clients,
+        bucket,
+        build_statement_key(prefix, build.definition, build.fingerprint, build.build_id),
+        build.region,
+        envelope,
+    )
+    store(
         clients,
         bucket,
         statement_key(prefix, build.definition, build.fingerprint),
         build.region,
         envelope,
     )
+    return own
 
 
 @dataclass(frozen=True)
@@ -432,10 +460,16 @@ def verify_image(
 
 
 def require(ctx: Context, results: Sequence[ResolvedAmi], *, key: str | None) -> None:
-    """Every image in `results` verifies (an answer without an image has nothing to check)."""
+    """Every image in `results` verifies (an answer without an image has nothing to check): each
+    by its build's own statement when its tags name it, else the one beside its manifest."""
     using = trust(ctx, key=key)
     for r in results:
         if r.ami_id:
             verify_image(
-                ctx, using, definition=r.definition, ami=r.ami_id, fingerprint=r.fingerprint
+                ctx,
+                using,
+                definition=r.definition,
+                ami=r.ami_id,
+                fingerprint=r.fingerprint,
+                uri=r.provenance or None,
             )

@@ -41,7 +41,13 @@ def signed(sandbox_env, repo, packer):
 
 
 def envelope_key(definition: str, fingerprint: str) -> str:
+    """Beside the manifest: the newest build of the fingerprint (what a workload account finds)."""
     return f"images/{definition}/{fingerprint}.intoto.json"
+
+
+def own_key(result: dict) -> str:
+    """The build's own statement, which its images' tag names."""
+    return f"images/{result['definition']}/{result['fingerprint']}/{result['build_id']}.intoto.json"
 
 
 def read(key: str) -> dict:
@@ -58,8 +64,9 @@ def verify(repo, env, *args: str):
 
 def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, repo, signed):
     base, snowflake = signed["base"], signed["snowflake"]
-    key = envelope_key("snowflake", snowflake["fingerprint"])
+    key = own_key(snowflake)
     envelope = read(key)
+    assert read(envelope_key("snowflake", snowflake["fingerprint"])) == envelope
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     statement = json.loads(base64.b64decode(envelope["payload"]))
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
@@ -70,9 +77,7 @@ def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, r
     assert build["externalParameters"]["commit"] == snowflake["git_commit"]
     (parent,) = [d for d in build["resolvedDependencies"] if d.get("name") == "parent"]
     assert parent["uri"] == f"ec2:us-east-1:{base['ami_id']}"
-    assert parent["annotations"]["provenance"] == (
-        f"s3://{BUCKET}/{envelope_key('base', base['fingerprint'])}"
-    )
+    assert parent["annotations"]["provenance"] == f"s3://{BUCKET}/{own_key(base)}"
     run = statement["predicate"]["runDetails"]
     assert run["builder"]["version"]["packer"] == "1.6.6"
     assert run["metadata"]["invocationId"] == snowflake["build_id"]
@@ -128,7 +133,7 @@ def refused(proc, *phrases: str) -> None:
 
 
 def test_a_tampered_statement_does_not_verify(sandbox_env, repo, signed):
-    key = envelope_key("snowflake", signed["snowflake"]["fingerprint"])
+    key = own_key(signed["snowflake"])
     envelope = read(key)
     statement = json.loads(base64.b64decode(envelope["payload"]))
     statement["predicate"]["buildDefinition"]["externalParameters"]["commit"] = "0" * 40
@@ -138,8 +143,7 @@ def test_a_tampered_statement_does_not_verify(sandbox_env, repo, signed):
 
 
 def test_a_statement_for_another_ami_does_not_verify(sandbox_env, repo, signed):
-    base_key = envelope_key("base", signed["base"]["fingerprint"])
-    write(envelope_key("snowflake", signed["snowflake"]["fingerprint"]), read(base_key))
+    write(own_key(signed["snowflake"]), read(own_key(signed["base"])))
     refused(
         verify(repo, sandbox_env, "snowflake"),
         f"not {signed['snowflake']['ami_id']} in us-east-1",
@@ -147,7 +151,7 @@ def test_a_statement_for_another_ami_does_not_verify(sandbox_env, repo, signed):
 
 
 def test_a_statement_signed_by_another_key_does_not_verify(sandbox_env, repo, signed):
-    key = envelope_key("snowflake", signed["snowflake"]["fingerprint"])
+    key = own_key(signed["snowflake"])
     envelope = read(key)
     kms = boto3.client("kms")
     other = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
@@ -163,12 +167,33 @@ def test_a_statement_signed_by_another_key_does_not_verify(sandbox_env, repo, si
 
 
 def test_a_child_whose_parents_provenance_is_missing_does_not_verify(sandbox_env, repo, signed):
-    boto3.client("s3").delete_object(
-        Bucket=BUCKET, Key=envelope_key("base", signed["base"]["fingerprint"])
-    )
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=own_key(signed["base"]))
     refused(
         verify(repo, sandbox_env, "snowflake"),
         f"The provenance of base ({signed['base']['ami_id']} in us-east-1), the ancestor of "
         f"snowflake {signed['snowflake']['ami_id']},",
         "does not exist",
     )
+
+
+def test_a_build_replaced_by_a_rebuild_of_its_fingerprint_still_verifies(sandbox_env, repo, signed):
+    """A forced rebuild (or one after expiry) makes a second build of the same fingerprint: the
+    first keeps its own statement, and a child built on it still verifies through it."""
+    old_base, old_child = signed["base"], signed["snowflake"]
+    proc = run_bridge(["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    new_base = json.loads(proc.stdout)["base"]
+    assert new_base["fingerprint"] == old_base["fingerprint"]
+    assert new_base["ami_id"] != old_base["ami_id"]
+    for ami in (old_base["ami_id"], new_base["ami_id"]):
+        proc = verify(repo, sandbox_env, ami)
+        assert proc.code == 0, proc.stderr
+        assert proc.stdout.startswith(f"verified base {ami}")
+    proc = verify(repo, sandbox_env, old_child["ami_id"])  # built on the old base
+    assert proc.code == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith(f"verified base {old_base['ami_id']}")
+    # Beside the manifest: the newest build, as the manifest describes it.
+    newest = json.loads(
+        base64.b64decode(read(envelope_key("base", new_base["fingerprint"]))["payload"])
+    )
+    assert newest["subject"][0]["name"].endswith(f":image/{new_base['ami_id']}")

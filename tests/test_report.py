@@ -156,7 +156,7 @@ def test_the_report_shows_tests_passed_signed_provenance_and_channel_history(
     cell = dict(zip(heads, cells))
     assert cell["Tests passed"].text == "smoke"
     signed = cell["Provenance"].find_element(By.LINK_TEXT, "signed")
-    statement = f"images/base/{built[1]['fingerprint']}.intoto.json"
+    statement = f"images/base/{built[1]['fingerprint']}/{built[1]['build_id']}.intoto.json"
     assert signed.get_attribute("href").endswith(f"?prefix={statement}")
     snowflake = browser.find_element(By.CSS_SELECTOR, '#definitions tr[data-name="snowflake"]')
     assert [td.text for td in snowflake.find_elements(By.TAG_NAME, "td")][6:8] == ["-", "-"]

@@ -39,7 +39,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 f"{d.name!r} has no usable image in {region} at commit {result.commit[:12]} (it "
                 f"is {result.state}), so there is nothing to verify."
             )
-        definition, ami, fingerprint, uri = d.name, result.ami_id, result.fingerprint, None
+        definition, ami, fingerprint = d.name, result.ami_id, result.fingerprint
+        # Its build's own statement when its tags name it (an owner), else beside its manifest.
+        uri = result.provenance or None
     chain = provenance.verify_image(
         ctx, trust, definition=definition, ami=ami, fingerprint=fingerprint, uri=uri
     )
