@@ -45,15 +45,17 @@ def packer_variables(
     parent_ami: str | None,
     region: str,
     ec2_endpoint: str | None,
+    ami_name: str | None = None,
 ) -> dict[str, str]:
     """The `-var` values of a build: the catalog's variables, plus the seed pipeline's variables
     (`ami_sha`, `ami_name`, `region`, and `ami_base` for a child) and `ec2_endpoint` where the
     template declares them. A variable the bridge has no value for keeps the template's default
-    (catalog.py refuses catalog values for the bridge's own variables)."""
+    (catalog.py refuses catalog values for the bridge's own variables). `ami_name` defaults to
+    image_name()."""
     variables = {name: packer_value(value) for name, value in d.variables.items()}
     provided = {
         "ami_sha": fingerprint,
-        "ami_name": f"{d.name}-{fingerprint[:12]}",
+        "ami_name": ami_name or image_name(d, fingerprint),
         "region": region,
     }
     if parent_ami:
@@ -62,6 +64,15 @@ def packer_variables(
         provided[ENDPOINT_VARIABLE] = ec2_endpoint
     variables.update((k, v) for k, v in provided.items() if k in declared)
     return variables
+
+
+def image_name(d: Definition, fingerprint: str, build_id: str | None = None) -> str:
+    """The `ami_name` variable: `<definition>-<fingerprint[:12]>`, as the seed pipeline named
+    images; for a second build of the same fingerprint (a forced rebuild, a rebuild after expiry
+    or revocation) followed by its build ID's first 8 digits, since EC2 refuses a name an image
+    of the account has in the region already."""
+    name = f"{d.name}-{fingerprint[:12]}"
+    return f"{name}-{build_id[:8]}" if build_id else name
 
 
 def packer_value(value: VariableValue) -> str:
@@ -108,6 +119,7 @@ def build_image(
     sources: Sequence[SourcePick] = (),
     builds: Sequence[str] = (),
     manifest_dir: Path | None,
+    ami_name: str | None = None,
 ) -> Artifacts:
     """Run Packer for `d` from `root`; the AMIs it reports for `regions` (the first, where it
     builds, at least; a template may copy to others itself with `ami_regions`).
@@ -147,6 +159,7 @@ def build_image(
         parent_ami=parent[1] if parent else pinned.get("ami_base"),
         region=regions[0],
         ec2_endpoint=ec2_endpoint,
+        ami_name=ami_name,
     )
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log_path = log_dir / f"{d.name}-{fingerprint[:12]}-{stamp}.log"

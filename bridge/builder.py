@@ -26,7 +26,7 @@ from bridge import (
     validation,
 )
 from bridge.aws import aws_call
-from bridge.build import build_image
+from bridge.build import build_image, image_name
 from bridge.catalog import Definition
 from bridge.context import Context
 from bridge.errors import BuildError, LeaseError
@@ -140,6 +140,7 @@ class Builder:
                 ec2_endpoint=settings.ec2_endpoint,
                 log_dir=settings.log_dir,
                 manifest_dir=settings.packer_manifest_dir,
+                ami_name=self._image_name(d, fp, regions[0], build_id),
             )
             self._confirm(d, lease, artifacts.amis)
             # Under the lease, from the same tree: the image is a candidate until they pass.
@@ -207,6 +208,12 @@ class Builder:
             ),
         )
         return decision, published.manifest_uri
+
+    def _image_name(self, d: Definition, fp: str, region: str, build_id: str) -> str:
+        """The `ami_name` for this build: the fingerprint's name, or, when an image of the
+        account has it already (an earlier build of the fingerprint), one with the build ID."""
+        taken = registry.name_taken(self.ctx.clients.ec2(region), region, image_name(d, fp))
+        return image_name(d, fp, build_id if taken else None)
 
     def _attest(
         self,

@@ -113,6 +113,15 @@ def find_tagged(
     return found
 
 
+def name_taken(ec2: EC2Client, region: str, name: str) -> bool:
+    """Whether an image of this account in `region` is named `name` (names are unique there)."""
+    with aws_call(f"looking up the image named {name} in {region}", "ec2:DescribeImages"):
+        response = ec2.describe_images(
+            Owners=["self"], Filters=[{"Name": "name", "Values": [name]}], IncludeDisabled=True
+        )
+    return any(raw.get("Name") == name for raw in response.get("Images", []))
+
+
 def protect(ec2: EC2Client, image: Image, on: bool) -> None:
     """Turn the image's deregistration protection on (nobody deregisters it by mistake) or off
     (for gc, which decided to delete it)."""

@@ -293,3 +293,27 @@ def test_secrets_in_the_environment_are_masked_in_everything_written(sandbox_env
     assert failed.code == 1
     assert _leaks(env, failed) == []
     assert "***" in failed.stderr  # the provisioner's error, quoted, masked
+
+
+def test_a_second_build_of_a_fingerprint_gets_a_name_of_its_own(sandbox_env, repo, packer):
+    """Templates often name the image by `ami_name` alone; EC2 refuses a name the account has in
+    the region, so a forced rebuild (or one after expiry or revocation) is named apart."""
+    template = repo.path / "base" / "base.json"
+    template.write_text(
+        template.read_text().replace("{{user `ami_name`}}-{{timestamp}}", "{{user `ami_name`}}")
+    )
+    repo.commit("the image is named by ami_name alone")
+    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert first.code == 0, first.stderr
+    again = run_bridge(
+        ["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env
+    )
+    assert again.code == 0, again.stderr
+    one, two = json.loads(first.stdout)["base"], json.loads(again.stdout)["base"]
+    assert one["fingerprint"] == two["fingerprint"] and one["ami_id"] != two["ami_id"]
+    names = {
+        i["ImageId"]: i["Name"]
+        for i in boto3.client("ec2").describe_images(Owners=["self"])["Images"]
+    }
+    assert names[one["ami_id"]] == f"base-{one['fingerprint'][:12]}"
+    assert names[two["ami_id"]] == f"base-{one['fingerprint'][:12]}-{two['build_id'][:8]}"
