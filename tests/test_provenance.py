@@ -96,8 +96,14 @@ def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, r
     public = boto3.client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
     repo.write("keys/provenance.der", "")
     (repo.path / "keys" / "provenance.der").write_bytes(public)
-    offline = verify(repo, sandbox_env, "snowflake", "--public-key", "keys/provenance.der")
+    offline = run_bridge(  # a file named from the working directory, wherever it is
+        ["verify", "snowflake", "--public-key", "provenance.der", "--repo", str(repo.path)],
+        sandbox_env,
+        cwd=repo.path / "keys",
+    )
     assert offline.code == 0, offline.stderr
+    missing = verify(repo, sandbox_env, "snowflake", "--public-key", "provenance.der")
+    assert missing.code == 1 and "Cannot read the public key provenance.der" in missing.stderr
 
 
 def test_a_workload_account_verifies_from_the_manifests_and_the_public_key_alone(
@@ -113,7 +119,8 @@ def test_a_workload_account_verifies_from_the_manifests_and_the_public_key_alone
         **sandbox_server.env(account=OTHER_ACCOUNT),
         "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
     }
-    args = ["snowflake", "--owners", ACCOUNT, "--public-key", "keys/provenance.der"]
+    key = str(repo.path / "keys" / "provenance.der")  # an absolute path
+    args = ["snowflake", "--owners", ACCOUNT, "--public-key", key]
     proc = verify(repo, consumer, *args)
     assert proc.code == 0, proc.stderr
     assert proc.stdout.splitlines()[0].startswith(

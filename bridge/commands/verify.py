@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from bridge import model, provenance, registry
-from bridge.catalog import resolve_inside
 from bridge.context import Context
 from bridge.errors import EXIT_OK, QueryError
 from bridge.workspace import context, options, resolver
@@ -60,7 +60,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _trust(ctx: Context, public_key: str | None) -> provenance.Trust:
     if not public_key:
         return provenance.trust(ctx)
-    path = resolve_inside(ctx.settings.repo_root, public_key, what="--public-key")
+    # A file on this machine, as the user names it (from the working directory): not an input
+    # of the repository's.
+    path = Path(public_key).expanduser()
     try:
         return provenance.trust(ctx, public_key=path.read_bytes())
     except OSError as exc:
