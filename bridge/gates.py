@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -138,6 +140,15 @@ def _tag(ctx: Context, images: Mapping[str, Image], tags: Mapping[str, str]) -> 
         registry.tag_image(ctx.clients.ec2(image.region), image, tags)
 
 
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """Kill every process of a test's session (it leads its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # all gone already
+        pass
+    proc.wait()
+
+
 def _command(
     ctx: Context, candidate: Candidate, test: ImageTest, *, tree: Path, env: Mapping[str, str]
 ) -> Outcome:
@@ -150,8 +161,9 @@ def _command(
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{candidate.definition.name}-{candidate.build_id}-test-{test.name}.log"
     try:
-        # An argv list from the catalog, never a shell.
-        proc = subprocess.run(
+        # An argv list from the catalog, never a shell; in a session of its own, so a timeout
+        # stops everything it started (a server it backgrounded, a `sleep` in a script).
+        proc = subprocess.Popen(
             argv,
             cwd=tree,
             env={**env, **candidate.environment()},
@@ -160,7 +172,7 @@ def _command(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            timeout=test.timeout_seconds,
+            start_new_session=True,
         )
     except FileNotFoundError:
         return Outcome(
@@ -171,8 +183,11 @@ def _command(
             f"its program {test.command[0]!r} does not exist (a path is relative to the "
             "repository root).",
         )
-    except subprocess.TimeoutExpired as exc:
-        output = mask(_text(exc.output), secrets)
+    try:
+        stdout, _ = proc.communicate(timeout=test.timeout_seconds)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        output = mask(proc.communicate()[0] or "", secrets)
         log_path.write_text(output)
         return Outcome(
             test.name,
@@ -182,7 +197,9 @@ def _command(
             f"it ran longer than {test.timeout_seconds:g} s (timeout_seconds) and was stopped."
             + _tail(output),
         )
-    output = mask(proc.stdout, secrets)
+    finally:
+        _stop_group(proc)  # what it left running in the background ends with it
+    output = mask(stdout, secrets)
     log_path.write_text(output)
     seconds = time.monotonic() - started
     if proc.returncode == 0:
@@ -194,12 +211,6 @@ def _command(
         test.command,
         f"`{' '.join(test.command)}` exited {proc.returncode}." + _tail(output),
     )
-
-
-def _text(output: Any) -> str:
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
 
 
 def _tail(output: str) -> str:

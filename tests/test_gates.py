@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import boto3
 
@@ -168,3 +169,25 @@ def test_promote_refuses_an_untested_image_and_one_missing_a_required_check(
     assert missing.code == 1 and "has not passed cve-scan" in missing.stderr
     passed = run_bridge([*promote, "--require", "smoke"], env)
     assert passed.code == 0, passed.stderr
+
+
+def test_a_test_that_runs_too_long_is_stopped_with_everything_it_started(
+    sandbox_env, repo, packer, tmp_path
+):
+    # The test starts a process in the background (as a test starting a server does) and waits.
+    record = tmp_path / "background.pid"
+    waits = {
+        "name": "slow",
+        "command": ["sh", "-c", f"sleep 300 & echo $! > {record}; echo started; wait"],
+        "timeout_seconds": 2,
+    }
+    with_tests(repo, waits)
+    proc = build(repo, env_for(sandbox_env, repo, tmp_path))
+    assert proc.code == 1
+    error = " ".join(proc.stderr.split())
+    assert "ran longer than 2 s (timeout_seconds) and was stopped" in error
+    assert "started" in error  # its output so far
+    pid = int(record.read_text())
+    state = Path(f"/proc/{pid}/stat")
+    # Killed with its test: gone, or a zombie its new parent has not reaped yet.
+    assert not state.exists() or state.read_text().split(") ", 1)[1].startswith("Z")
