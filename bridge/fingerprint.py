@@ -209,12 +209,24 @@ def fingerprint_all(
                 )
             if filters and pick_sources is not None:
                 picks = pick_sources(d, filters)
+        _check_one_build(d, reads[d.name].builds)
         _check_environment(root, d, commit_obj.hexsha)
         values = {name: (environment or {}).get(name, "") for name in d.env}
         result[d.name] = _fingerprint(
             root, d, inputs[d.name], parent_fp, picks, builds=reads[d.name].builds, env=values
         )
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
+
+
+def _check_one_build(d: Definition, builds: Sequence[str]) -> None:
+    """A definition makes one image: a template with several builds needs `only` (refused here,
+    so check, status, plans and matrices say it before a build would)."""
+    if d.only is None and len(builds) > 1:
+        raise FingerprintError(
+            f"The template {d.template} of definition {d.name!r} has {len(builds)} builds "
+            f"({', '.join(builds)}), and a definition makes one image. Choose its build with "
+            "`only` in the catalog (one definition per build), as `packer build -only` does."
+        )
 
 
 def _check_environment(root: TreeIndex, d: Definition, commit: str) -> None:

@@ -333,8 +333,20 @@ def test_a_template_with_several_builds_and_no_only_is_refused(sandbox_env, flee
     data["definitions"]["fleet"] = {"template": "fleet"}
     fleet.set_catalog(data)
     fleet.commit("a definition of the whole directory")
-    proc = run_bridge(["build", "fleet", "--repo", str(fleet.path)], sandbox_env)
-    assert proc.code == 1
-    err = " ".join(proc.stderr.split())
-    assert "has 2 builds (amazon-ebs.web, amazon-ebs.db)" in err and "`only`" in err
+    # Refused by every command that looks at it, before anything is built: the pre-commit
+    # check, the status, a dry run and the CI matrix say it as the build does.
+    for argv in (
+        ["check"],
+        ["build", "fleet", "--dry-run"],
+        ["matrix", "--all"],
+        ["resolve", "fleet", "--on-missing", "report"],
+        ["build", "fleet"],
+    ):
+        proc = run_bridge([*argv, "--repo", str(fleet.path)], sandbox_env)
+        assert proc.code == 1, (argv, proc.stdout)
+        err = " ".join(proc.stderr.split())
+        assert "has 2 builds (amazon-ebs.web, amazon-ebs.db)" in err and "`only`" in err, argv
+        assert "Traceback" not in err
+    status = run_bridge(["status", "--repo", str(fleet.path)], sandbox_env)
+    assert "has 2 builds" in " ".join((status.stdout + status.stderr).split())
     assert own_images() == []

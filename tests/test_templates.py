@@ -73,11 +73,15 @@ def test_files_a_template_makes_packer_read_are_inputs(repo, block, fields, key,
     repo.write(target, "v1\n")
     repo.write("x.yml", "- hosts: all\n")  # the playbook some of the blocks name as well
     ref = target.rsplit("/", 1)[0] if form == "dir" else target
-    rewrite_template(
-        repo,
-        "base/base.json",
-        lambda t: t.setdefault(block, []).append({**fields, key: [ref] if form == "list" else ref}),
-    )
+
+    def add(template: dict) -> None:
+        entry = {**fields, key: [ref] if form == "list" else ref}
+        if block == "builders":  # replaces the template's: one definition, one build
+            template["builders"] = [entry]
+        else:
+            template.setdefault(block, []).append(entry)
+
+    rewrite_template(repo, "base/base.json", add)
     repo.commit("a reference")
     before, snap = fingerprints(repo, ["base"])
     inputs = {e.path for e in snap.fingerprints["base"].inputs}
@@ -299,8 +303,12 @@ def test_the_builds_of_a_template_and_the_one_only_selects(repo):
     data["definitions"]["all"] = {"template": "fleet"}
     repo.set_catalog(data)
     repo.commit("the whole directory")
-    _, snap = fingerprints(repo, ["all"])
-    assert snap.fingerprints["all"].builds == ("amazon-ebs.web", "amazon-ebs.db")
+    # Without `only`, a template of several builds would make several images: refused before
+    # anything is built, so `check` and `status` say it.
+    with pytest.raises(FingerprintError) as refused:
+        fingerprints(repo, ["all"])
+    assert "has 2 builds (amazon-ebs.web, amazon-ebs.db)" in str(refused.value)
+    assert "Choose its build with `only`" in str(refused.value)
 
 
 # What keeps the whole directory an input: Packer may read from it what the bridge cannot name.
