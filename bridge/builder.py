@@ -61,6 +61,8 @@ class Builder:
         # Several builds run at once (--jobs): one of each shared object.
         self._shared = threading.Lock()
         self._git = threading.Lock()
+        # The provenance keys found able to sign (looked at once per run).
+        self._keys_checked: set[str] = set()
         self._account: str | None = None
         # `packer init` per (tree, template) this run: None once done, or the error it raised.
         # One at a time: concurrent inits would write the same plugin directory.
@@ -113,6 +115,8 @@ class Builder:
                 "manifest, and no manifest bucket is set. Set `manifest.bucket` in the catalog "
                 "(or --manifest-bucket), or remove `provenance`."
             )
+        if ctx.catalog.provenance_key:
+            self._check_key(str(ctx.catalog.provenance_key))
         runner = self._runner()
         commit = snapshot.commit
         if settings.manifest_bucket:
@@ -208,6 +212,15 @@ class Builder:
             ),
         )
         return decision, published.manifest_uri
+
+    def _check_key(self, key: str) -> None:
+        """The provenance key can sign (provenance.check_key), looked at once per run."""
+        with self._shared:
+            if key in self._keys_checked:
+                return
+        provenance.check_key(self.ctx.clients, key, self.ctx.settings.region)
+        with self._shared:
+            self._keys_checked.add(key)
 
     def _image_name(self, d: Definition, fp: str, region: str, build_id: str) -> str:
         """The `ami_name` for this build: the fingerprint's name, or, when an image of the

@@ -190,6 +190,42 @@ def sign(clients: AwsClients, key: str, region: str, stmt: Mapping[str, Any]) ->
     }
 
 
+def check_key(clients: AwsClients, key: str, region: str) -> None:
+    """Refuse, before anything is built, a provenance key that cannot sign: one that does not
+    exist (a typo), is disabled, or is not an ECC_NIST_P256 signing key. An image built with it
+    would be published unsigned."""
+    from botocore.exceptions import ClientError
+
+    kms = clients.kms(_key_region(key, region))
+    with aws_call(f"looking up the provenance key {key}", "kms:DescribeKey"):
+        try:
+            meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NotFoundException":
+                raise
+            raise QueryError(
+                f"The catalog's provenance key {key} does not exist in "
+                f"{_key_region(key, region)} (or this account cannot see it), so no build could "
+                "be signed; nothing was built. Fix `provenance.key` (an alias, key ID or ARN of "
+                "an ECC_NIST_P256 SIGN_VERIFY key), or remove `provenance`."
+            ) from None
+    problems = [
+        what
+        for what, bad in (
+            (f"its state is {meta.get('KeyState')}", meta.get("KeyState") != "Enabled"),
+            (f"its usage is {meta.get('KeyUsage')}", meta.get("KeyUsage") != "SIGN_VERIFY"),
+            (f"its spec is {meta.get('KeySpec')}", meta.get("KeySpec") != "ECC_NIST_P256"),
+        )
+        if bad
+    ]
+    if problems:
+        raise QueryError(
+            f"The catalog's provenance key {key} cannot sign provenance: {', '.join(problems)} "
+            "(an enabled ECC_NIST_P256 key with usage SIGN_VERIFY is needed); nothing was built. "
+            "Point `provenance.key` at such a key, or remove `provenance`."
+        )
+
+
 def _key_region(key: str, default: str) -> str:
     """A key ARN's region; an ID or alias is in `default`."""
     parts = key.split(":")

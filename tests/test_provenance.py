@@ -204,3 +204,25 @@ def test_a_build_replaced_by_a_rebuild_of_its_fingerprint_still_verifies(sandbox
         base64.b64decode(read(envelope_key("base", new_base["fingerprint"]))["payload"])
     )
     assert newest["subject"][0]["name"].endswith(f":image/{new_base['ami_id']}")
+
+
+@pytest.mark.parametrize("wrong", ["a typo", "an encryption key"])
+def test_a_key_that_cannot_sign_is_refused_before_anything_is_built(
+    sandbox_env, repo, packer, wrong
+):
+    kms_key()
+    if wrong == "a typo":
+        key, said = ALIAS[:-1], "does not exist"
+    else:
+        key = boto3.client("kms").create_key(KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+        said = "its usage is ENCRYPT_DECRYPT"
+    data = repo.catalog()
+    data["provenance"] = {"key": key}
+    repo.set_catalog(data)
+    repo.commit("a provenance key that cannot sign")
+    proc = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    refused(proc, f"provenance key {key}", said, "nothing was built")
+    # Nothing half-written: no image (an unsigned one would be found and never signed), no
+    # manifest, no lease.
+    assert own_images() == []
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
