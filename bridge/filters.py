@@ -22,6 +22,7 @@ from bridge.templates import (
     hcl2_documents,
     hcl2_layers,
     json_template,
+    selected_origin,
     var_file,
 )
 
@@ -30,7 +31,8 @@ def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFi
     """The filters that choose `d`'s upstream image (sources.py): the catalog's `source`, and
     the template's amazon builders' `source_ami_filter` and `data "amazon-ami"` blocks, their
     values evaluated as Packer would (evaluate.py). A builder whose `source_ami` has a value is
-    built on that image; its filter only checks it."""
+    built on that image; its filter only checks it. With `only`, the other builds' builders and
+    sources are not: Packer never builds them for this definition."""
     found = [] if d.source is None else [d.source]
     if d.template_format == "json":
         return found + _json_filters(root, d, commit)
@@ -52,9 +54,12 @@ def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFil
         ],
     )
     found = []
+    selected = selected_origin(root, d, commit)
     for index, builder in enumerate(builders if isinstance(builders, list) else []):
         if not isinstance(builder, dict) or "source_ami_filter" not in builder:
             continue
+        if selected not in (None, str(builder.get("name") or builder.get("type", ""))):
+            continue  # another build's (`only` selects one): Packer never uses it for this one
         if not str(builder.get("type", "")).startswith("amazon-"):
             continue
         where = f"Builder {index} of {d.template} (definition {d.name!r})"
@@ -111,6 +116,7 @@ def _hcl2_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFil
         return HclScope(documents, layers, template_dir=d.directory, data=data)
 
     found = []
+    selected = selected_origin(root, d, commit)
     for doc in documents:
         for kind, prefix in (("hcl2-source", "source"), ("hcl2-data", "data")):
             for block in hcl.blocks(doc.body, prefix):
@@ -122,6 +128,8 @@ def _hcl2_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFil
                 )
                 if len(labels) != 2 or not wanted:
                     continue
+                if prefix == "source" and selected not in (None, f"{labels[0]}.{labels[1]}"):
+                    continue  # another build's source (`only` selects one): never used here
                 origin = f"{prefix}.{labels[0]}.{labels[1]}"
                 where = f"{origin} in {doc.path} (definition {d.name!r})"
                 body = hcl.block_body(block)

@@ -287,6 +287,9 @@ class _Build:
     block: int  # the build block it is in (0 in a JSON template)
     type: str
     body: dict[str, Any]  # its builder or source block
+    # The top-level block it builds from: an HCL2 source's `<type>.<name>` before a build
+    # block renames it, or a JSON builder's name.
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -362,6 +365,19 @@ def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
     return Reads((d.directory, *d.var_files, *found), (build.name,))
 
 
+def selected_origin(root: TreeIndex, d: Definition, commit: str) -> str | None:
+    """The top-level block the build `d.only` selects builds from (an HCL2 source's
+    `<type>.<name>`, a JSON builder's name); None without `only` (every block counts)."""
+    if d.only is None:
+        return None
+    builds, _ = (
+        _json_builds(root, d, commit)
+        if d.template_format == "json"
+        else _hcl2_builds(root, d, commit)
+    )
+    return _selected(d, builds).origin
+
+
 def _selected(d: Definition, builds: list[_Build]) -> _Build:
     """The one build `d.only` names."""
     chosen = [b for b in builds if b.name == d.only]
@@ -433,10 +449,10 @@ def _texts(value: Any) -> list[str]:
 def _json_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
     """A JSON template's builds (one per builder, named by `name` or type) and steps."""
     builders, provisioners, post_processors = _json_blocks(root, d, commit)
-    builds = []
+    builds: list[_Build] = []
     for builder in builders:
         name = str(builder.get("name") or builder.get("type", ""))
-        builds.append(_Build(name, name, 0, str(builder.get("type", "")), builder))
+        builds.append(_Build(name, name, 0, str(builder.get("type", "")), builder, name))
     steps = [_Step("provisioner", i, 0, p) for i, p in enumerate(provisioners)]
     steps += [_Step("post-processor", i, 0, p) for i, p in enumerate(post_processors)]
     return builds, steps
@@ -464,16 +480,18 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
         for ref in refs if isinstance(refs, list) else []:
             label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
             kind, body = sources.get(label, (label.partition(".")[0], {}))
-            builds.append(_Build(prefix + label, label, block, kind, body))
+            builds.append(_Build(prefix + label, label, block, kind, body, label))
         for nested in dicts(build.get("source")):
             for ref, body in nested.items():
-                label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
+                origin = label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
                 kind, base = sources.get(label, (label.partition(".")[0], {}))
                 override = _hcl_block(body, d.directory)
                 renamed = override.pop("name", None)
                 if isinstance(renamed, str):
                     label = f"{kind}.{renamed}"
-                builds.append(_Build(prefix + label, label, block, kind, {**base, **override}))
+                builds.append(
+                    _Build(prefix + label, label, block, kind, {**base, **override}, origin)
+                )
         chained = [
             pp
             for chain in dicts(build.get("post-processors"))

@@ -718,3 +718,36 @@ def test_a_data_source_still_used_otherwise_is_kept(tmp_path: Path):
     pin(tmp_path, [SourcePick(f, "ami-0abc", "", "us-east-1")])
     pinned = (tmp_path / "t.pkr.hcl").read_text()
     assert 'source_ami = "ami-0abc"' in pinned and 'data "amazon-ami" "ubuntu"' in pinned
+
+
+def test_only_the_selected_builds_filter_is_part_of_its_identity(sandbox_env, repo, packer):
+    """Two sources in one directory, each definition selecting one with `only`: another source's
+    filter neither refuses the definition (matching nothing) nor moves its fingerprint."""
+    other = (
+        HCL_SOURCE.split("build {")[0]
+        .replace('"templated"', '"other"')
+        .replace("var.source_ami_name", '"vendor/other-image-*"')
+    )
+    build = 'build {\n  sources = ["source.amazon-ebs.templated", "source.amazon-ebs.other"]\n}\n'
+    files = {
+        "variables.pkr.hcl": HCL_VARIABLES,
+        "main.pkr.hcl": HCL_SOURCE.split("build {")[0] + other + build,
+    }
+    add_templated(repo, files, only="amazon-ebs.templated")
+    data = repo.catalog()
+    data["definitions"]["other"] = {
+        "template": "templated",
+        "only": "amazon-ebs.other",
+        "track_source": True,
+    }
+    repo.set_catalog(data)
+    repo.commit("a second definition of the directory")
+    code, first = resolve_one(repo, sandbox_env, "templated", "report")
+    assert code == 3 and first["state"] == "missing", first  # not refused for `other`'s filter
+    code, refused = resolve_one(repo, sandbox_env, "other", "report")
+    assert code == 1 and "vendor/other-image-*" in refused["stderr"]  # its own filter counts
+    publish_upstream("vendor/other-image-20261201")  # `other`'s upstream moves
+    code, after = resolve_one(repo, sandbox_env, "templated", "report")
+    assert code == 3 and after["fingerprint"] == first["fingerprint"]
+    code, found = resolve_one(repo, sandbox_env, "other", "report")
+    assert code == 3, found
