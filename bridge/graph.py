@@ -27,6 +27,7 @@ COLOURS = {
     "expired": "#bc4c00",
     "archived": "#8250df",
     "revoked": "#cf222e",
+    "error": "#24292f",
 }
 
 
@@ -98,11 +99,17 @@ def render(
 
     if fmt in DRAWN:
         raise ValueError(f"render gives text: draw {fmt} from the dot format")
+
+    def state(name: str, newline: str) -> str:  # written out unless the mark says it
+        if not states or name not in states or name in marked or name in aged:
+            return ""
+        return f"{newline}{states[name]}"
+
     if fmt == "mermaid":
         lines = ["graph TD"]
         lines += [
             f'    {_mermaid_id(d.name)}["{d.name}<br/>{_mermaid_text(d.template)}'
-            f'{note(d.name, "<br/>")}"]'
+            f'{note(d.name, "<br/>")}{state(d.name, "<br/>")}"]'
             for d in definitions
         ]
         lines += [f"    {_mermaid_id(parent)} --> {_mermaid_id(child)}" for parent, child in edges]
@@ -129,11 +136,10 @@ def render(
         )
         label = f"{d.name}{newline}{_dot_text(d.template)}{note(d.name, newline)}"
         if states and d.name in states:
-            state = states[d.name]
-            style += f', class="state-{state}", id="node-{d.name}"'
-            if not style.startswith(", color="):  # revoked and expired are marked already
-                label += f"{newline}{state}"
-                style += f', color="{COLOURS.get(state, "black")}", penwidth=2'
+            style += f', class="state-{states[d.name]}", id="node-{d.name}"'
+            if state(d.name, newline):  # revoked and expired are marked already
+                label += state(d.name, newline)
+                style += f', color="{COLOURS.get(states[d.name], "black")}", penwidth=2'
         lines.append(f'    "{d.name}" [label="{label}"{style}];')
     # With states (the report), each edge is named after its child: `edge-<child>`.
     for parent, child in edges:

@@ -34,6 +34,7 @@ MEANING = {
     "expired": "older than max_age_days: rebuilt",
     "archived": "snapshots archived: ami-bridge unarchive",
     "revoked": "withdrawn: never used",
+    "error": "cannot be looked at: the error says why and how to fix it",
 }
 
 STYLE = """
@@ -119,11 +120,11 @@ def console_link(uri: str) -> str:
     return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
 
 
-def _svg(catalog: Catalog, results: Mapping[str, ResolvedAmi]) -> str:
+def _svg(catalog: Catalog, results: Mapping[str, ResolvedAmi], errors: Mapping[str, str]) -> str:
     """The chain drawn by Graphviz, each node classed by its state (and coloured by it)."""
     revoked = {n: r.revoke_reason for n, r in results.items() if r.revoked}
     expired = [n for n, r in results.items() if r.state == "expired"]
-    states = {n: r.state for n, r in results.items()}
+    states = {n: r.state for n, r in results.items()} | {n: "error" for n in errors}
     dot = render(catalog, "dot", revoked, expired, states=states)
     svg = draw(dot, "svg").decode()
     return svg[svg.index("<svg") :]
@@ -198,6 +199,22 @@ def _trust(r: ResolvedAmi) -> tuple[str, str]:
     return tests, signed
 
 
+def _head(d: Definition, depth: int, below: int) -> str:
+    """A row's header: the definition's name, indented by its depth, after the button that
+    collapses its subtree (when it has one)."""
+    e = html.escape
+    toggle = (
+        f'<button type="button" class="toggle" aria-expanded="true" '
+        f'aria-label="subtree of {e(d.name)}: {below} definition{"s" if below != 1 else ""}"'
+        ">\u25be</button>"
+        if below
+        else '<span class="leaf"></span>'
+    )
+    return (
+        f'<th scope="row" style="padding-left:{0.5 + 1.25 * depth:g}rem">{toggle}{e(d.name)}</th>'
+    )
+
+
 def page(
     catalog: Catalog,
     results: Mapping[str, ResolvedAmi],
@@ -206,8 +223,9 @@ def page(
     now: datetime,
     channels: Mapping[str, Mapping[str, tuple[str, bool]]] | None = None,
     history: Mapping[str, History] | None = None,
+    errors: Mapping[str, str] | None = None,
 ) -> str:
-    """The report's HTML."""
+    """The report's HTML (`errors`: the definitions that could not be looked at, and why)."""
     e = html.escape
     commit = next(iter(results.values())).commit if results else ""
     legend = "".join(
@@ -218,6 +236,17 @@ def page(
     rows = []
     for d, depth, below in tree(catalog):
         r = results.get(d.name)
+        head = _head(d, depth, below)
+        if r is None and d.name in (errors or {}):
+            rows.append(
+                f'<tr data-name="{e(d.name)}" data-parent="{e(d.parent or "")}" '
+                f'data-state="error" class="state-error">{head}'
+                f'<td><span class="badge" style="background:{COLOURS["error"]}">error</span> '
+                f"{e((errors or {})[d.name])}</td><td>{e(d.parent or '-')}</td>"
+                + "<td>-</td>" * 9
+                + "</tr>"
+            )
+            continue
         if r is None:
             continue
         amis = (
@@ -239,18 +268,10 @@ def page(
         chans = _channels((channels or {}).get(d.name, {}), (history or {}).get(d.name, {}))
         tests, signed = _trust(r)
         shared = ", ".join(catalog.share_for(d)) or "this account only"
-        toggle = (
-            f'<button type="button" class="toggle" aria-expanded="true" '
-            f'aria-label="subtree of {e(d.name)}: {below} definition{"s" if below != 1 else ""}"'
-            f">\u25be</button>"
-            if below
-            else '<span class="leaf"></span>'
-        )
         rows.append(
             f'<tr data-name="{e(d.name)}" data-parent="{e(d.parent or "")}" '
             f'data-state="{e(r.state)}" class="state-{e(r.state)}">'
-            f'<th scope="row" style="padding-left:{0.5 + 1.25 * depth:g}rem">{toggle}'
-            f"{e(d.name)}</th>"
+            f"{head}"
             f'<td><span class="badge" style="background:{COLOURS.get(r.state, "#6e7781")}">'
             f"{e(r.state)}</span> {'; '.join(notes)}</td>"
             f"<td>{e(d.parent or '-')}</td><td>{amis}</td><td>{e(age)}</td>"
@@ -280,7 +301,7 @@ written {e(now.strftime("%Y-%m-%d %H:%M UTC"))} by ami-bridge report.</p>
 </section>
 <section aria-labelledby="chain-title">
 <h2 id="chain-title">Chain</h2>
-<figure>{_svg(catalog, results)}
+<figure>{_svg(catalog, results, errors or {})}
 <figcaption>Built on: {e("; ".join(edges) or "no parents")}.</figcaption>
 </figure>
 </section>
@@ -322,12 +343,21 @@ def write(
     region: str,
     channels: Mapping[str, Mapping[str, tuple[str, bool]]] | None = None,
     history: Mapping[str, History] | None = None,
+    errors: Mapping[str, str] | None = None,
 ) -> Path:
     """Write DIR/index.html: its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
     now = datetime.now(timezone.utc)
     path.write_text(
-        page(catalog, results, region=region, now=now, channels=channels, history=history)
+        page(
+            catalog,
+            results,
+            region=region,
+            now=now,
+            channels=channels,
+            history=history,
+            errors=errors,
+        )
     )
     return path

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bridge.catalog import Catalog
     from bridge.context import Context
     from bridge.resolve import Resolver
+    from bridge.result import ResolvedAmi
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +133,22 @@ def names(args: argparse.Namespace, catalog: Catalog) -> list[str]:
     for name in args.definitions:
         catalog.get(name)
     return list(dict.fromkeys(args.definitions))
+
+
+def survey_each(the: Resolver, names: list[str]) -> tuple[dict[str, ResolvedAmi], dict[str, str]]:
+    """`the.status(names)` in one pass; when a definition is broken, each one on its own (with
+    its ancestors), so one broken definition does not hide the others: (results, definition ->
+    its error)."""
+    from bridge.errors import BridgeError
+
+    try:
+        return the.status(names), {}
+    except BridgeError:
+        results: dict[str, ResolvedAmi] = {}
+        errors: dict[str, str] = {}
+        for name in names:
+            try:
+                results[name] = the.status([name])[name]
+            except BridgeError as each:
+                errors[name] = str(each)
+        return results, errors

@@ -256,3 +256,34 @@ def test_a_thousand_definitions_are_narrowed_by_collapsing_subtrees_from_the_key
     dim = browser.execute_script("return document.querySelectorAll('svg g.node.dim').length")
     assert dim == 1001 - 11  # the graph keeps every node, the others dimmed
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_broken_definition_is_shown_with_its_error_and_hides_nothing(
+    sandbox_env, repo, tmp_path, browser
+):
+    with_tools(repo)
+    data = repo.catalog()
+    data["definitions"]["tools"]["only"] = "amazon-ebs.nowhere"  # names no build
+    repo.set_catalog(data)
+    repo.commit("a definition whose only names no build")
+    proc = run_bridge(
+        ["report", "--html", str(tmp_path / "site"), "--repo", str(repo.path)], sandbox_env
+    )
+    assert proc.code == 1 and "Traceback" not in proc.stderr  # said, and written all the same
+    assert "tools: The `only` of definition 'tools'" in " ".join(proc.stderr.split())
+    browser.get(Path(proc.stdout.strip()).as_uri())
+    row = {
+        r.get_attribute("data-name"): r
+        for r in browser.find_elements(By.CSS_SELECTOR, "#definitions tbody tr")
+    }
+    assert list(row) == ["base", "snowflake", "tools"]
+    assert row["tools"].get_attribute("data-state") == "error"
+    assert "names no build of its template" in row["tools"].text
+    assert "missing" in row["base"].text and "missing" in row["snowflake"].text
+    node = browser.find_element(By.CSS_SELECTOR, "svg g.node.state-error")
+    assert node.find_element(By.TAG_NAME, "title").get_attribute("textContent") == "tools"
+
+    graph = run_bridge(["graph", "--status", "--repo", str(repo.path)], sandbox_env)
+    assert graph.code == 1 and "names no build" in graph.stderr  # and the graph still printed:
+    assert '"base" [label="base\\nbase/base.json\\nmissing"' in graph.stdout
+    assert '"tools" [label="tools\\ntools/tools.json\\nerror"' in graph.stdout

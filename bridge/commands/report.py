@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bridge import channels, report
-from bridge.errors import EXIT_OK, AwsError, QueryError
-from bridge.workspace import context, options, resolver
+from bridge.errors import EXIT_ERROR, EXIT_OK, AwsError, QueryError
+from bridge.workspace import context, options, resolver, survey_each
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ctx = context(options(args, env), env)
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
-    # The survey `status` reads: one pass, no call per definition.
-    results = the.status([d.name for d in ctx.catalog.all()])
+    # The survey `status` reads: one pass, no call per definition (and, as in `status`, a
+    # broken definition shown with its error instead of hiding the others).
+    results, errors = survey_each(the, [d.name for d in ctx.catalog.all()])
     region = ctx.settings.region
     try:  # the channels `status` shows: one listing, and each held image looked at once
         held = channels.held(ctx.clients, ctx.catalog.channel_prefix, region)
@@ -35,7 +36,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         log.warning("channels are not shown: %s", exc)
         held, history = {}, {}
     path = report.write(
-        Path(args.html), ctx.catalog, results, region=region, channels=held, history=history
+        Path(args.html),
+        ctx.catalog,
+        results,
+        region=region,
+        channels=held,
+        history=history,
+        errors=errors,
     )
     print(path)
-    return EXIT_OK
+    for name, error in errors.items():
+        log.error("%s: %s", name, error)
+    return EXIT_ERROR if errors else EXIT_OK

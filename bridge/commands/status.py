@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 from bridge.commands.resolve import report
 from bridge.context import Context
-from bridge.errors import EXIT_ERROR, EXIT_OK, BridgeError
+from bridge.errors import EXIT_ERROR, EXIT_OK
 from bridge.result import ResolvedAmi
-from bridge.workspace import context, options, resolver
+from bridge.workspace import context, options, resolver, survey_each
 
 log = logging.getLogger(__name__)
 
@@ -19,20 +19,8 @@ log = logging.getLogger(__name__)
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ctx = context(options(args, env), env)
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
-    names = [d.name for d in ctx.catalog.all()]
-    errors: dict[str, str] = {}
-    try:
-        results = the.status(names)
-    except BridgeError:
-        # One broken definition must not hide the others: look at each on its own (with its
-        # ancestors), and show the broken ones' rows with their errors (every row, when every
-        # definition is broken).
-        results = {}
-        for name in names:
-            try:
-                results[name] = the.status([name])[name]
-            except BridgeError as each:
-                errors[name] = str(each)
+    # One broken definition does not hide the others: its row shows its error.
+    results, errors = survey_each(the, [d.name for d in ctx.catalog.all()])
     report(args, results, channels=_channel_notes(ctx, results), errors=errors)
     return EXIT_ERROR if errors else EXIT_OK
 
