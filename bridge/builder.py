@@ -131,6 +131,7 @@ class Builder:
                 settings.catalog_id,
             )
         with self._source(snapshot, d) as source:
+            gates.check_programs(d, lambda path: (source / path).is_file())
             self._init(runner, d, snapshot, source)
             artifacts = build_image(
                 runner,

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +87,29 @@ class Candidate:
             "AMI_BRIDGE_BUILD_ID": self.build_id,
             "AMI_BRIDGE_DEFINITION": self.definition.name,
         }
+
+
+def programs(d: Definition) -> list[tuple[str, str]]:
+    """(test name, repository path) of each test whose program is a path in the repository (an
+    argv[0] with a `/`; a bare name is looked up on PATH when it runs)."""
+    return [
+        (t.name, posixpath.normpath(t.command[0]))
+        for t in d.tests
+        if t.command and "/" in t.command[0]
+    ]
+
+
+def check_programs(d: Definition, exists: Callable[[str], bool]) -> None:
+    """Refuse, before anything is built, a test whose program is not in the repository (a
+    typo would otherwise fail the build only after Packer made the image)."""
+    missing = [(name, path) for name, path in programs(d) if not exists(path)]
+    if missing:
+        raise QueryError(
+            f"The tests of definition {d.name!r} run programs the repository does not have: "
+            + ", ".join(f"{path} (test {name!r})" for name, path in missing)
+            + ". A test's program is a path from the repository root (or a name on PATH); "
+            "fix the path in the catalog's `tests`, or commit the program."
+        )
 
 
 def run(

@@ -191,3 +191,16 @@ def test_a_test_that_runs_too_long_is_stopped_with_everything_it_started(
     state = Path(f"/proc/{pid}/stat")
     # Killed with its test: gone, or a zombie its new parent has not reaped yet.
     assert not state.exists() or state.read_text().split(") ", 1)[1].startswith("Z")
+
+
+def test_a_test_program_that_is_not_there_is_refused_before_anything_is_built(
+    sandbox_env, repo, packer, tmp_path
+):
+    with_tests(repo, {"name": "smoke", "command": ["tests/smok.sh"]})  # smoke.sh is there
+    for argv in (["check"], ["build", "base"]):
+        proc = run_bridge([*argv, "--repo", str(repo.path)], env_for(sandbox_env, repo, tmp_path))
+        assert proc.code == 1, argv
+        error = " ".join(proc.stderr.split())
+        assert "run programs the repository does not have: tests/smok.sh (test 'smoke')" in error
+        assert "Traceback" not in error and "packer" not in error.lower()  # Packer never ran
+    assert own_images() == [] and manifest_keys() == []

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 
-from bridge import render
+from bridge import gates, render
 from bridge.checkout import check_filters
 from bridge.errors import EXIT_OK
 from bridge.fingerprint import InputEntry, fingerprint_all
@@ -34,6 +34,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         repo,
         sorted({f for fp in snapshot.fingerprints.values() for f in _files(files, fp.inputs)}),
     )
+    # What a build would refuse before Packer: a test whose program is not there.
+    for d in catalog.all():
+        gates.check_programs(d, lambda path: files.lookup(path) is not None)
     rows = [("DEFINITION", "TEMPLATE", "INPUTS", "UPSTREAM")]
     for d in catalog.all():
         fp = snapshot.fingerprints[d.name]
