@@ -164,8 +164,9 @@ def fingerprint_all(
             shown = ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else "")
             raise FingerprintError(
                 f"Uncommitted changes to inputs of {', '.join(owners)}: {shown}. An image is "
-                "named by committed content: commit (or stash) these changes, or set "
-                "allow_dirty=true to fingerprint the working tree as it is."
+                "named by committed content: commit (or stash) these changes, or pass "
+                "--allow-dirty (allow_dirty=true in a query) to fingerprint the working tree "
+                "as it is."
             )
         if changed:
             dirty = True
@@ -302,7 +303,8 @@ def _check_entries(
     raise FingerprintError(
         f"Cannot fingerprint {', '.join(differing)}: {found}. An image is named by the catalog "
         "entry committed with its files: commit the catalog (or stash its changes), resolve at "
-        "the commit whose catalog you have, or set allow_dirty=true to use the working tree's."
+        "the commit whose catalog you have, or pass --allow-dirty (allow_dirty=true in a "
+        "query) to use the working tree's."
     )
 
 

@@ -312,9 +312,18 @@ def check_passed(build: Build, tests: Sequence[str], require: Sequence[str]) -> 
         passed = set(filter(None, (image.tag(model.TAG_TESTS) or "").split(",")))
         missing = [name for name in wanted if name not in passed]
         if missing:
+            unknown = [name for name in missing if name not in tests]
+            fix = (
+                f"The definition has no test named {', '.join(unknown)}, so no build can pass "
+                f"it: add it to the definition's `tests` (then `ami-bridge build "
+                f"{build.definition} --force`), or drop it from --require."
+                if unknown
+                else f"Rebuild it so its tests run (`ami-bridge build {build.definition} "
+                "--force`: tests run at build time, and an image found is not built again), or "
+                "promote another build."
+            )
             raise QueryError(
                 f"Build {build.build_id[:12]} of {build.definition!r} ({image.ami_id} in "
                 f"{region}) has not passed {', '.join(missing)} (it passed "
-                f"{', '.join(sorted(passed)) or 'no tests'}), so it cannot be promoted. Build an "
-                "image that passes them (tests run at build time), or promote another build."
+                f"{', '.join(sorted(passed)) or 'no tests'}), so it cannot be promoted. {fix}"
             )

@@ -161,12 +161,14 @@ def test_promote_refuses_an_untested_image_and_one_missing_a_required_check(
     refused = run_bridge(promote, sandbox_env)
     assert refused.code == 1 and "has not passed smoke" in refused.stderr
     assert "it passed no tests" in refused.stderr
+    assert "`ami-bridge build base --force`" in " ".join(refused.stderr.split())  # how to fix it
 
     env = env_for(sandbox_env, repo, tmp_path)
     forced = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], env)
     assert forced.code == 0, forced.stderr
     missing = run_bridge([*promote, "--require", "cve-scan"], env)
     assert missing.code == 1 and "has not passed cve-scan" in missing.stderr
+    assert "has no test named cve-scan, so no build can pass it" in " ".join(missing.stderr.split())
     passed = run_bridge([*promote, "--require", "smoke"], env)
     assert passed.code == 0, passed.stderr
 
