@@ -116,3 +116,16 @@ def test_a_promotion_writes_every_regions_channel_at_once(
         )
     assert proc.code == 0, proc.stderr
     assert sorted(writes.met) == [WEST, EAST]
+
+
+def test_a_revocation_writes_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
+    built_in_two_regions(repo, sandbox_env)
+    writes = Rendezvous(2, lambda body: b"Action=EnableImageDeprecation" in body)
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=writes) as proxy:
+        proc = run_bridge(
+            ["revoke", "base", "--reason", "CVE-1", "--repo", str(repo.path)],
+            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
+        )
+    assert proc.code == 0, proc.stderr
+    assert sorted(writes.met) == [WEST, EAST]
+
