@@ -104,9 +104,14 @@ class Builder:
         build_id: str,
         *,
         lease: Lease | None,
+        published: Callable[[plan.Decision, str], None] = lambda made, uri: None,
     ) -> tuple[plan.Decision, str]:
         """Build `d`'s image in `regions[0]`, tag and publish it, copy it to the other regions
-        and share it: the decision that it is found, and its manifest's URI."""
+        and share it: the decision that it is found, and its manifest's URI.
+
+        When it has regions to be copied to, `published` gets the decision and the URI once the
+        build is tagged where it was made, before the copies (children can be built on it
+        there meanwhile)."""
         ctx, settings = self.ctx, self.ctx.settings
         started = model.timestamp(datetime.now(timezone.utc))
         if ctx.catalog.provenance_key and not settings.manifest_bucket:
@@ -174,7 +179,7 @@ class Builder:
             parent_origin=parent.origin if parent else "",
             tests=tested,
         )
-        published = publish.publish(
+        made = publish.publish(
             ctx.clients,
             d,
             fp,
@@ -188,31 +193,38 @@ class Builder:
         log.info(
             "built %s: %s", d.name, ", ".join(f"{r}:{a}" for r, a in sorted(artifacts.amis.items()))
         )
-        images = dict(published.images)
+        images = dict(made.images)
+        before = dict(images)
         if any(r not in images for r in regions):
+            published(self._decision(d, fp, regions, images), made.manifest_uri)
             # Tagged first, so a failed copy leaves a found image to copy from on the next run.
-            before = dict(images)
             images = distribute.distribute(ctx, d, images, regions)
             distribute.update_manifest(ctx, d, fp, images, before=before)
-        distribute.share_image(ctx, d, images)
+        distribute.share_image(ctx, d, images, fresh=[r for r in images if r not in before])
         distribute.protect(ctx, images)
         distribute.check_everywhere(ctx, d, fp, images, regions)
         if ctx.catalog.provenance_key and settings.manifest_bucket:
             self._attest(d, fp, images, regions[0], parent, provenance, started)
-        decision = plan.Decision(
+        return self._decision(d, fp, regions, images), made.manifest_uri
+
+    def _decision(
+        self, d: Definition, fp: str, regions: Sequence[str], images: Mapping[str, Image]
+    ) -> plan.Decision:
+        """The decision that the build is found, with its `images` so far."""
+        region = self.ctx.settings.region
+        return plan.Decision(
             d.name,
             fp,
             "found",
             tuple(regions),
-            MappingProxyType(images),
+            MappingProxyType(dict(images)),
             source="ec2",
             # The answer is for the region asked, wherever the build ran.
-            asked=settings.region if settings.region in regions else regions[0],
+            asked=region if region in regions else regions[0],
             expires_at=plan.expires_at(
-                images[regions[0]].creation_date, ctx.catalog.max_age_for(d)
+                images[regions[0]].creation_date, self.ctx.catalog.max_age_for(d)
             ),
         )
-        return decision, published.manifest_uri
 
     def _check_key(self, key: str) -> None:
         """The provenance key can sign (provenance.check_key), looked at once per run."""

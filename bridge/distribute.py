@@ -4,7 +4,7 @@ manifest), and sharing it exactly as the catalog says."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -29,12 +29,15 @@ def distribute(
         return images
     source = next(images[r] for r in regions if r in images)
     tags = {k: v for k, v in source.tags.items() if not k.startswith("aws:")}
+    # EC2 copies no launch permissions: a copy is not shared until share_image shares it.
+    shared = bool(tags.get(model.TAG_SHARED))
     if model.TAG_SHARED in tags:
-        # EC2 copies no launch permissions: the copy is not shared until _share shares it.
         tags[model.TAG_SHARED] = ""
 
-    def start(region: str) -> Image:
+    def copy(region: str) -> Image:
         ec2 = ctx.clients.ec2(region)
+        # CopyImageTags: the copy carries the source's tags from its first moment, so another
+        # process sees a copy in progress, not a region to copy to.
         ami = registry.copy_image(
             ec2,
             source,
@@ -50,25 +53,26 @@ def distribute(
             region,
             ami,
         )
-        copy = registry.describe_image(ec2, region, ami)
-        # At once, so another process sees the copy in progress, not a region to copy to.
-        registry.tag_image(ec2, copy, tags)
-        return copy
+        if shared:  # at once: the source's shared tag came with the copy
+            registry.tag_image(
+                ec2, registry.describe_image(ec2, region, ami), {model.TAG_SHARED: ""}
+            )
+        made = registry.wait_available(ec2, region, ami, timeout=ctx.settings.wait_timeout)
+        registry.tag_image(ec2, made, tags)  # its snapshots, known now
+        return replace(made, tags=MappingProxyType({**made.tags, **tags}))
 
-    def finish(region: str) -> Image:
-        copy = available(ctx, started[region])
-        registry.tag_image(ctx.clients.ec2(region), copy, tags)  # its snapshots, now known
-        return replace(copy, tags=MappingProxyType({**copy.tags, **tags}))
-
-    # Every region at once: started, then waited for (each region paces its own CopyImage).
-    started = each_region(missing, start)
-    images.update(each_region(list(started), finish))
+    # Every region at once: each copied, waited for and tagged (each region paces its own
+    # CopyImage).
+    images.update(each_region(missing, copy))
     return images
 
 
-def share_image(ctx: Context, d: Definition, images: Mapping[str, Image]) -> None:
+def share_image(
+    ctx: Context, d: Definition, images: Mapping[str, Image], *, fresh: Collection[str] = ()
+) -> None:
     """Launch permissions on every regional image exactly as the catalog's `share` says
-    (nothing to do when the images' shared tag says it is so already)."""
+    (nothing to do when the images' shared tag says it is so already). The images of the
+    regions in `fresh` are copies just made, which EC2 shares with nobody."""
     entries = ctx.catalog.share_for(d)
     todo = {
         r: i for r, i in sorted(images.items()) if not i.foreign and share.needs_update(i, entries)
@@ -80,7 +84,10 @@ def share_image(ctx: Context, d: Definition, images: Mapping[str, Image]) -> Non
             if entries and share.key_manager(ctx.clients.kms(region), key) == "AWS"
         ]
         share.check(image, entries, aws_managed=managed)
-    each_region(list(todo), lambda r: share.apply(ctx.clients.ec2(r), todo[r], entries))
+    each_region(
+        list(todo),
+        lambda r: share.apply(ctx.clients.ec2(r), todo[r], entries, fresh=r in fresh),
+    )
 
 
 def available(ctx: Context, image: Image) -> Image:

@@ -99,8 +99,10 @@ class Resolver:
         """Resolve `names` (and their ancestors), acting on misses as `on_missing` says.
 
         Up to `jobs` definitions are resolved (built) at once, each as soon as its parent has an
-        image (schedule.py). A failure skips the failed definition's descendants, not its
-        siblings (`fail_fast` stops everything), and is raised once the rest is done.
+        image where it is built (schedule.py): a child starts on a parent just built and
+        tagged there while the parent's copies to other regions are being made. A failure skips
+        the failed definition's descendants not started yet, not its siblings (`fail_fast`
+        stops everything), and is raised once the rest is done.
         A revoked image is built again like a missing one, unless `on_revoked` is `fail`.
         With `expect_fingerprint`, the one definition named must have that fingerprint, or
         nothing is done: what was reviewed (a saved plan) is what is built.
@@ -108,13 +110,27 @@ class Resolver:
         forced = set(force)
         survey = self.surveyor.survey(names, expect_fingerprint=expect_fingerprint)
 
-        def step(d: Definition, parent: ResolvedAmi | None) -> ResolvedAmi:
+        def step(
+            d: Definition, parent: ResolvedAmi | None, release: Callable[[ResolvedAmi], None]
+        ) -> ResolvedAmi:
             return self._resolve_one(
-                survey, d, parent, on_missing=on_missing, on_revoked=on_revoked, forced=forced
+                survey,
+                d,
+                parent,
+                on_missing=on_missing,
+                on_revoked=on_revoked,
+                forced=forced,
+                release=release,
             )
 
         outcome = schedule.run(
-            survey.definitions, step, jobs=jobs, fail_fast=fail_fast, cancel=self.cancel
+            survey.definitions,
+            step,
+            jobs=jobs,
+            fail_fast=fail_fast,
+            cancel=self.cancel,
+            # A child is built on its parent's image in the child's first region.
+            early=lambda child, parent: self.surveyor.regions(child)[0] in parent.amis,
         )
         if outcome.failures:
             raise _combined(outcome)
@@ -134,6 +150,7 @@ class Resolver:
         on_missing: OnMissing,
         on_revoked: OnRevoked,
         forced: set[str],
+        release: Callable[[ResolvedAmi], None] = lambda result: None,
     ) -> ResolvedAmi:
         commit = survey.snapshot.commit
         decision = self._decide(survey, d, parent)
@@ -164,7 +181,7 @@ class Resolver:
             return self._result(decision, d, parent, commit, manifest_uri=uri)
         if step == "build":
             return self._locked_build(
-                d, decision, parent, survey.snapshot, recheck=d.name not in forced
+                d, decision, parent, survey.snapshot, recheck=d.name not in forced, release=release
             )
         if step == "copy":
             return self._locked_copy(d, decision, parent, commit)
@@ -224,7 +241,19 @@ class Resolver:
         self, d: Definition, fp: str, parent: ResolvedAmi | None, commit: str, *, built: bool = True
     ) -> ResolvedAmi | None:
         """The image, if another process built (or copied) it since we looked."""
-        decision = self._look_again(d, fp, parent)
+        return self._made_meanwhile(self._look_again(d, fp, parent), d, parent, commit, built=built)
+
+    def _made_meanwhile(
+        self,
+        decision: plan.Decision,
+        d: Definition,
+        parent: ResolvedAmi | None,
+        commit: str,
+        *,
+        built: bool = True,
+    ) -> ResolvedAmi | None:
+        """The image `decision` found, if another process built (or copied) it: None when it
+        is not usable yet."""
         if not decision.usable:
             return None
         if decision.state == "pending":
@@ -269,7 +298,9 @@ class Resolver:
         distribute.check_everywhere(self.ctx, d, current.fingerprint, images, current.regions)
         done = replace(current, state="found", images=MappingProxyType(images))
         distribute.update_manifest(self.ctx, d, current.fingerprint, images, before=current.images)
-        distribute.share_image(self.ctx, d, images)
+        distribute.share_image(
+            self.ctx, d, images, fresh=[r for r in images if r not in current.images]
+        )
         return self._result(done, d, parent, commit, built=built)
 
     def _locked_build(
@@ -280,32 +311,43 @@ class Resolver:
         snapshot: Snapshot,
         *,
         recheck: bool,
+        release: Callable[[ResolvedAmi], None],
     ) -> ResolvedAmi:
-        """Build exactly once; an image another process built meanwhile is used instead."""
+        """Build exactly once; an image another process built meanwhile is used instead.
+        `release` gets the build once it is published where it was built, before its copies."""
         fp = decision.fingerprint
         build_id = plan.predicted_build_id(decision, parent.build_id if parent else None)
         self._builder.check_account()
+        # What EC2 had when `done` last looked: under the lock (and lease), just before `build`.
+        looked: list[plan.Decision] = []
+
+        def done() -> ResolvedAmi | None:
+            looked[:] = [self._look_again(d, fp, parent)]
+            return self._made_meanwhile(looked[0], d, parent, snapshot.commit)
+
+        def published(made: plan.Decision, uri: str) -> None:
+            release(self._result(made, d, parent, snapshot.commit, built=True, manifest_uri=uri))
 
         def build(lease: Lease | None) -> ResolvedAmi:
             if recheck:
                 # Built meanwhile by the process we waited for, whose copies failed: copy, under
                 # the lease we hold now, instead of building again.
-                current = self._look_again(d, fp, parent)
+                current = looked[0] if looked else self._look_again(d, fp, parent)
                 if current.state == "partial" and not current.foreign:
                     return self._copy_now(d, current, parent, snapshot.commit, built=True)
             made, uri = self._builder.build(
-                d, fp, self.surveyor.regions(d), parent, snapshot, build_id, lease=lease
+                d,
+                fp,
+                self.surveyor.regions(d),
+                parent,
+                snapshot,
+                build_id,
+                lease=lease,
+                published=published,
             )
             return self._result(made, d, parent, snapshot.commit, built=True, manifest_uri=uri)
 
-        return self.guard.once(
-            d.name,
-            fp,
-            build,
-            done=(lambda: self._recheck(d, fp, parent, snapshot.commit))
-            if recheck
-            else (lambda: None),
-        )
+        return self.guard.once(d.name, fp, build, done=done if recheck else (lambda: None))
 
     def _look_again(self, d: Definition, fp: str, parent: ResolvedAmi | None) -> plan.Decision:
         return self.surveyor.look_again(

@@ -130,15 +130,8 @@ class Revoker:
         fp = fingerprint or self._surveyor.fingerprints([d.name])[d.name]
         images = [
             i
-            for region in self.regions()
-            for i in registry.find_tagged(
-                self.clients.ec2(region),
-                region,
-                self.settings.tag_key,
-                [fp],
-                owners=self.settings.owners,
-                include_disabled=True,
-            )
+            for found in self._tagged(self.settings.tag_key, [fp])
+            for i in found
             if i.tag(model.TAG_DEFINITION) in (None, d.name)
             and not ownership.foreign(i, self.settings.catalog_id)
         ]
@@ -320,16 +313,22 @@ class Revoker:
                 changes.append(Change(build, earlier, kept=True))
             else:
                 changes.append(Change(build, inherited))
-        for change in changes:
-            if change.kept:
-                continue
-            tags = {
-                model.TAG_REVOKED_AT: change.revocation.at,
-                model.TAG_REVOKE_REASON: change.revocation.reason,
-                model.TAG_REVOKED_BY: change.revocation.by,
-            }
-            for region, image in sorted(change.build.images.items()):
-                ec2 = self.clients.ec2(region)
+        written = [c for c in changes if not c.kept]
+
+        def write(region: str) -> None:
+            # In each region the revoked build first, then what was built on it, parents before
+            # children: a run cut short leaves the build's own record wherever anything is
+            # written, and running it again completes it.
+            ec2 = self.clients.ec2(region)
+            for change in written:
+                image = change.build.images.get(region)
+                if image is None:
+                    continue
+                tags = {
+                    model.TAG_REVOKED_AT: change.revocation.at,
+                    model.TAG_REVOKE_REASON: change.revocation.reason,
+                    model.TAG_REVOKED_BY: change.revocation.by,
+                }
                 registry.tag_image(ec2, image, tags)
                 # From the clock at each call: a long revocation crosses minutes.
                 registry.deprecate(ec2, image, deprecate_at(when, self._clock()))
@@ -339,6 +338,11 @@ class Revoker:
                     registry.tag_image(ec2, image, {model.TAG_SHARED: ""})
                     if image.state != "disabled":
                         registry.disable(ec2, image)
+
+        # Every region at once (each region's writes are one after another, paced by its
+        # client), so twenty regions take one region's writes, not twenty.
+        each_region(sorted({r for c in written for r in c.build.images}), write)
+        for change in written:
             log.info(
                 "revoked %s %s (%s) from %s",
                 change.build.definition,

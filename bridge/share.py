@@ -3,8 +3,9 @@ to create volumes from their snapshots.
 
 The catalog's `share` list (account IDs, organization ARNs, organizational unit ARNs) is the
 whole truth: what it lacks is removed. Applying it costs a DescribeImageAttribute and a
-ModifyImageAttribute per image, so each image carries a tag naming the list last applied
-(TAG_SHARED) and an unchanged list costs nothing on later resolves.
+ModifyImageAttribute per image (every entry in one call; a copy just made has nothing to read),
+so each image carries a tag naming the list last applied (TAG_SHARED) and an unchanged list
+costs nothing on later resolves.
 """
 
 from __future__ import annotations
@@ -74,19 +75,27 @@ def check(image: Image, entries: Sequence[str], *, aws_managed: Sequence[str]) -
         )
 
 
-def apply(ec2: EC2Client, image: Image, entries: Sequence[str]) -> None:
+def apply(ec2: EC2Client, image: Image, entries: Sequence[str], *, fresh: bool = False) -> None:
     """Make `image`'s launch permissions (and its snapshots' volume permissions, for accounts)
-    exactly `entries`, then record that on the image. `check` it first."""
+    exactly `entries`, then record that on the image. `check` it first.
+
+    A `fresh` image is a copy just made: EC2 gave it and its snapshots no permissions, so there
+    are none to read. Every change is one call per image (and per snapshot), whatever the number
+    of entries."""
     wanted = [permission(e) for e in entries]
     accounts = sorted(e for e in entries if e.isdigit())
     where = f"{image.ami_id} in {image.region}"
-    with aws_call(f"reading the launch permissions of {where}", "ec2:DescribeImageAttribute"):
-        response = ec2.describe_image_attribute(ImageId=image.ami_id, Attribute="launchPermission")
-    current = [
-        {k: str(v) for k, v in p.items() if k in _KINDS}
-        for p in response.get("LaunchPermissions", [])
-        if any(k in p for k in _KINDS)
-    ]
+    current: list[dict[str, str]] = []
+    if not fresh:
+        with aws_call(f"reading the launch permissions of {where}", "ec2:DescribeImageAttribute"):
+            response = ec2.describe_image_attribute(
+                ImageId=image.ami_id, Attribute="launchPermission"
+            )
+        current = [
+            {k: str(v) for k, v in p.items() if k in _KINDS}
+            for p in response.get("LaunchPermissions", [])
+            if any(k in p for k in _KINDS)
+        ]
     add = [p for p in wanted if p not in current]
     remove = [p for p in current if p not in wanted]
     if add or remove:
@@ -99,19 +108,25 @@ def apply(ec2: EC2Client, image: Image, entries: Sequence[str]) -> None:
         with aws_call(f"sharing {where}", "ec2:ModifyImageAttribute"):
             ec2.modify_image_attribute(ImageId=image.ami_id, LaunchPermission=cast(Any, changes))
     for snapshot in image.snapshot_ids:
-        _share_snapshot(ec2, snapshot, accounts, image.region)
+        _share_snapshot(ec2, snapshot, accounts, image.region, fresh=fresh)
     tag_image(ec2, image, {TAG_SHARED: marker(entries)})
 
 
-def _share_snapshot(ec2: EC2Client, snapshot: str, accounts: list[str], region: str) -> None:
+def _share_snapshot(
+    ec2: EC2Client, snapshot: str, accounts: list[str], region: str, *, fresh: bool
+) -> None:
     where = f"{snapshot} in {region}"
-    with aws_call(f"reading the volume permissions of {where}", "ec2:DescribeSnapshotAttribute"):
-        response = ec2.describe_snapshot_attribute(
-            SnapshotId=snapshot, Attribute="createVolumePermission"
+    current: list[str] = []
+    if not fresh:
+        with aws_call(
+            f"reading the volume permissions of {where}", "ec2:DescribeSnapshotAttribute"
+        ):
+            response = ec2.describe_snapshot_attribute(
+                SnapshotId=snapshot, Attribute="createVolumePermission"
+            )
+        current = sorted(
+            p["UserId"] for p in response.get("CreateVolumePermissions", []) if "UserId" in p
         )
-    current = sorted(
-        p["UserId"] for p in response.get("CreateVolumePermissions", []) if "UserId" in p
-    )
     operations: list[tuple[Literal["add", "remove"], list[str]]] = [
         ("add", [a for a in accounts if a not in current]),
         ("remove", [a for a in current if a not in accounts]),

@@ -1,5 +1,6 @@
 """Regions in parallel (fanout.py): what the bridge asks of every region is asked of all of them
-at once, as the requests themselves show."""
+at once, as the requests themselves show; and a child is built while its parent's copies to
+other regions are still being made."""
 
 from __future__ import annotations
 
@@ -116,3 +117,50 @@ def test_a_promotion_writes_every_regions_channel_at_once(
         )
     assert proc.code == 0, proc.stderr
     assert sorted(writes.met) == [WEST, EAST]
+
+
+def test_a_revocation_writes_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
+    built_in_two_regions(repo, sandbox_env)
+    writes = Rendezvous(2, lambda body: b"Action=EnableImageDeprecation" in body)
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=writes) as proxy:
+        proc = run_bridge(
+            ["revoke", "base", "--reason", "CVE-1", "--repo", str(repo.path)],
+            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
+        )
+    assert proc.code == 0, proc.stderr
+    assert sorted(writes.met) == [WEST, EAST]
+
+
+def test_a_child_is_built_while_its_parents_copies_are_made(
+    sandbox_env, sandbox_server, repo, packer
+):
+    """The base's copy to eu-west-1 is held at the proxy until the snowflake (built in
+    us-east-1, on the base there) is tagged: a child that waited for its parent's copies would
+    never be."""
+    data = repo.catalog()
+    data["definitions"]["base"]["regions"] = [EAST, WEST]
+    repo.set_catalog(data)
+    repo.commit("the base in two regions")
+    child_tagged = threading.Event()
+    copies: list[bool] = []
+
+    def hold(method, path, headers, body) -> None:
+        if b"Action=CreateTags" in body and b"snowflake" in body:
+            child_tagged.set()
+        if b"Action=CopyImage" in body:
+            copies.append(child_tagged.wait(timeout=60))
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=hold) as proxy:
+        proc = run_bridge(
+            ["build", "snowflake", "--repo", str(repo.path), "--json"],
+            {
+                **sandbox_env,
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+            },
+        )
+    assert proc.code == 0, proc.stderr
+    built = json.loads(proc.stdout)
+    assert set(json.loads(built["base"]["amis_json"])) == {EAST, WEST}
+    assert built["snowflake"]["state"] == "built"
+    assert copies == [True]  # the base's one copy went on only once the snowflake was tagged

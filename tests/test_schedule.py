@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from bridge import schedule
 from bridge.catalog import Definition
 from bridge.errors import BuildError, Cancelled
+
+Release = Callable[[str], None] | None
 
 
 def definition(name: str, parent: str | None = None) -> Definition:
@@ -44,7 +47,7 @@ class Recorder:
         self.cancelled = threading.Event()
         self.lock = threading.Lock()
 
-    def step(self, d: Definition, parent: str | None) -> str:
+    def step(self, d: Definition, parent: str | None, release: Release = None) -> str:
         start = time.monotonic()
         if d.name in self.together:
             self.barrier.wait()  # BrokenBarrierError unless every one of them is running
@@ -94,7 +97,7 @@ def test_fail_fast_cancels_what_runs_and_starts_nothing_more():
     chain = [definition("base"), definition("x"), definition("y", "x")]
     rec_fast = Recorder(fail=frozenset({"x"}))
 
-    def step(d: Definition, parent: str | None) -> str:
+    def step(d: Definition, parent: str | None, release: Release) -> str:
         return (rec_fast if d.name == "x" else rec).step(d, parent)
 
     outcome = schedule.run(chain, step, jobs=2, fail_fast=True, cancel=rec.cancelled.set)
@@ -109,7 +112,7 @@ def test_fail_fast_cancels_what_runs_and_starts_nothing_more():
 def test_a_bug_in_a_step_is_raised_after_cancelling_the_rest():
     rec = Recorder(seconds=2.0)
 
-    def step(d: Definition, parent: str | None) -> str:
+    def step(d: Definition, parent: str | None, release: Release) -> str:
         if d.name == "x":
             raise ZeroDivisionError("a bug")
         return rec.step(d, parent)
@@ -117,3 +120,52 @@ def test_a_bug_in_a_step_is_raised_after_cancelling_the_rest():
     with pytest.raises(ZeroDivisionError):
         schedule.run([definition("base"), definition("x")], step, jobs=2, cancel=rec.cancelled.set)
     assert rec.cancelled.is_set()
+
+
+def test_a_step_releases_the_children_it_is_ready_for_before_it_ends():
+    # base releases its children half way; a and b may start on what it released, c only on
+    # its result. a's barrier with base passes only while base still runs.
+    meet = threading.Barrier(2, timeout=60)
+    parents: dict[str, str | None] = {}
+    lock = threading.Lock()
+
+    def step(d: Definition, parent: str | None, release: Callable[[str], None]) -> str:
+        with lock:
+            parents[d.name] = parent
+        if d.name == "base":
+            release("ami-base (here)")
+            meet.wait()  # a is running now
+        if d.name == "a":
+            meet.wait()
+        return f"ami-{d.name}"
+
+    outcome = schedule.run(
+        CHAIN, step, jobs=4, early=lambda child, result: child.name in ("a", "a1", "b")
+    )
+    assert outcome.results == {d.name: f"ami-{d.name}" for d in CHAIN}
+    assert parents == {
+        "base": None,
+        "a": "ami-base (here)",
+        "b": "ami-base (here)",
+        "c": "ami-base",
+        "a1": "ami-a",  # a released nothing: its child waits for its result
+    }
+
+
+def test_a_child_released_early_stands_when_its_parent_then_fails():
+    def step(d: Definition, parent: str | None, release: Callable[[str], None]) -> str:
+        if d.name == "base":
+            release("ami-base (here)")
+            time.sleep(0.2)
+            raise BuildError("base's copies failed")
+        return f"ami-{d.name} on {parent}"
+
+    outcome = schedule.run(
+        CHAIN, step, jobs=4, early=lambda child, result: child.name in ("a", "a1")
+    )
+    assert list(outcome.failures) == ["base"]
+    assert outcome.results == {
+        "a": "ami-a on ami-base (here)",
+        "a1": "ami-a1 on ami-a on ami-base (here)",
+    }
+    assert outcome.skipped == {"b": "its ancestor 'base' failed", "c": "its ancestor 'base' failed"}
