@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -201,23 +200,25 @@ def describe_image(ec2: EC2Client, region: str, ami_id: str) -> Image:
 def wait_available(
     ec2: EC2Client, region: str, ami_id: str, *, timeout: float, delay: int = 15
 ) -> Image:
-    """Wait (bounded) until a pending image is available, looking every `delay` seconds (as
-    EC2's image_available waiter does): the image as the look that found it available describes
-    it. A failed image is an error."""
-    deadline = time.monotonic() + timeout
-    image = describe_image(ec2, region, ami_id)
-    if image.state not in ("available", "failed"):
-        log.info("waiting for %s in %s to become available (up to %ds)", ami_id, region, timeout)
-    while image.state not in ("available", "failed") and time.monotonic() + delay <= deadline:
-        time.sleep(delay)
-        image = describe_image(ec2, region, ami_id)
-    if image.state != "available":
-        raise AwsError(
-            f"The image {ami_id} in {region} did not become available within {timeout:.0f}s "
-            f"(state: {image.state}). Check it in the EC2 console; a failed image is ignored "
-            "by later resolves and rebuilt."
-        )
-    return image
+    """Wait (bounded) until a pending image is available; a failed image is an error."""
+    from botocore.exceptions import WaiterError
+
+    attempts = max(1, int(timeout // max(delay, 1)))
+    log.info("waiting for %s in %s to become available (up to %ds)", ami_id, region, timeout)
+    with aws_call(f"waiting for {ami_id} in {region}", "ec2:DescribeImages"):
+        try:
+            ec2.get_waiter("image_available").wait(
+                ImageIds=[ami_id], WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
+            )
+        except WaiterError as exc:
+            last: Any = exc.last_response
+            states = [i.get("State", "?") for i in (last or {}).get("Images", [])]
+            raise AwsError(
+                f"The image {ami_id} in {region} did not become available within "
+                f"{timeout:.0f}s (state: {', '.join(states) or 'unknown'}). Check it in the EC2 "
+                "console; a failed image is ignored by later resolves and rebuilt."
+            ) from None
+    return describe_image(ec2, region, ami_id)
 
 
 def tag_image(ec2: EC2Client, image: Image, tags: Mapping[str, str]) -> None:
