@@ -77,6 +77,8 @@ class Image:
     tags: Mapping[str, str]
     snapshot_ids: tuple[str, ...]
     name: str = ""
+    # EC2's deprecation time (ISO 8601, as DescribeImages gives it; "" for none).
+    deprecation_time: str = ""
     # The KMS keys of its encrypted snapshots (none when unencrypted).
     kms_key_ids: tuple[str, ...] = ()
     # Another account's image, found through its manifest: never tagged, shared or copied here.

@@ -282,6 +282,7 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
         tags=MappingProxyType({t["Key"]: t["Value"] for t in raw.get("Tags", [])}),
         snapshot_ids=snapshots,
         name=raw.get("Name", ""),
+        deprecation_time=str(raw.get("DeprecationTime") or ""),
         kms_key_ids=tuple(
             sorted(
                 {

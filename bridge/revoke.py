@@ -120,8 +120,23 @@ class Revoker:
         """The build named: by AMI (any regional copy), else the newest one with the fingerprint
         (default: the definition's at the commit) that is in effect (`revoked` False) or
         revoked by its own revocation (`revoked` True)."""
+        return self.targets(d, fingerprint=fingerprint, ami=ami, revoked=revoked)[0]
+
+    def targets(
+        self,
+        d: Definition,
+        *,
+        fingerprint: str | None,
+        ami: str | None,
+        revoked: bool,
+    ) -> list[Build]:
+        """The builds named: the one of an AMI (any regional copy), else every build with the
+        fingerprint (default: the definition's at the commit), newest first, that is not
+        revoked yet (`revoked` False) or revoked by its own revocation (`revoked` True). Every
+        build of a fingerprint is built from the same content: what is wrong with one (a CVE in
+        it) is wrong with all, and an older one must not take the place of the one revoked."""
         if ami is not None:
-            return self._by_ami(d, ami)
+            return [self._by_ami(d, ami)]
         if fingerprint is not None and not FINGERPRINT.fullmatch(fingerprint):
             raise QueryError(
                 f"--fingerprint is {fingerprint[:60]!r}, not a fingerprint (40 hexadecimal "
@@ -149,7 +164,7 @@ class Revoker:
         else:
             wanted = [b for b in builds if not _in_effect(b, now)]
         if wanted:
-            return wanted[0]
+            return wanted
         where = ", ".join(self.regions())
         if not builds:
             raise QueryError(
@@ -274,45 +289,39 @@ class Revoker:
         ami: str | None = None,
         now: datetime | None = None,
     ) -> list[Change]:
-        """Revoke the named build of `name` and every build made on it; what was revoked.
+        """Revoke the named build of `name` (with --ami), else every build of its fingerprint,
+        and every build made on them; what was revoked.
 
         A revocation cut short (a failed call, a lost machine) is completed by running the same
-        command again: the build revoked by itself with the same reason is revoked again, as
-        recorded, with everything made on it (each step is idempotent)."""
+        command again: the builds revoked by themselves with the same reason are revoked again,
+        as recorded, with everything made on them (each step is idempotent)."""
         now = now or datetime.now(timezone.utc)
         d = self.catalog.get(name)
         text = check_reason(reason)
         when = parse_time(at, now)
+        refused: QueryError | None = None
         try:
-            target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=False)
-            own = model.Revocation(model.timestamp(when), text, target.build_id)
-        except QueryError:
-            unfinished = None if ami is not None else self._unfinished(d, fingerprint, text)
-            if unfinished is None:
+            fresh = self.targets(d, fingerprint=fingerprint, ami=ami, revoked=False)
+        except QueryError as exc:
+            if ami is not None:
                 raise
-            target, own = unfinished
-            when = model.revocation_time(own.at)
-            log.info("completing the revocation of %s %s", d.name, target.build_id[:12])
-        below = self.descendants(target)
-        first = target.images.get(self.settings.region) or next(iter(target.images.values()))
-        inherited = model.Revocation(
-            own.at,
-            f"{d.name} {target.build_id[:12]} ({first.ami_id}) revoked: {text}",
-            target.build_id,
-        )
-        changes = [Change(target, own)]
-        for build in below:
-            earlier = build.revocation
-            if (
-                earlier is not None
-                and earlier.by != target.build_id
-                and model.revocation_time(earlier.at) <= when
-            ):
-                # Revoked before, for its own reason or an ancestor's: that record stands, so
-                # restoring this target never lifts it.
-                changes.append(Change(build, earlier, kept=True))
-            else:
-                changes.append(Change(build, inherited))
+            fresh, refused = [], exc
+        plans = [(t, model.Revocation(model.timestamp(when), text, t.build_id)) for t in fresh]
+        # Those a run cut short revoked already (their own tags on): completed as recorded.
+        unfinished = [] if ami is not None else self._unfinished(d, fingerprint, text)
+        planned = {b.build_id for b in fresh}
+        plans += [(b, own) for b, own in unfinished if b.build_id not in planned]
+        if refused is not None and not plans:
+            raise refused
+        if refused is not None:
+            log.info("completing the revocation of %s", d.name)
+        changes: list[Change] = []
+        seen: set[str] = set()
+        for target, own in plans:
+            for change in self._revocation(d, target, own, text):
+                if change.build.build_id not in seen:
+                    seen.add(change.build.build_id)
+                    changes.append(change)
         written = [c for c in changes if not c.kept]
 
         def write(region: str) -> None:
@@ -331,8 +340,10 @@ class Revoker:
                 }
                 registry.tag_image(ec2, image, tags)
                 # From the clock at each call: a long revocation crosses minutes.
-                registry.deprecate(ec2, image, deprecate_at(when, self._clock()))
-                if self.catalog.on_revoke == "disable" and when <= self._clock():
+                at = model.revocation_time(change.revocation.at)
+                if not _deprecated_by(image, at):  # a run completed again leaves it as it is
+                    registry.deprecate(ec2, image, deprecate_at(at, self._clock()))
+                if self.catalog.on_revoke == "disable" and at <= self._clock():
                     # Nobody can launch it, in any account. EC2 drops its launch permissions:
                     # the shared tag says so, and a restore shares it again.
                     registry.tag_image(ec2, image, {model.TAG_SHARED: ""})
@@ -355,16 +366,61 @@ class Revoker:
         )
         return changes
 
+    def _revocation(
+        self, d: Definition, target: Build, own: model.Revocation, text: str
+    ) -> list[Change]:
+        """What revoking `target` (with `own`) does: its own change, then each build made on it,
+        parents before children (one revoked before, for another reason, is kept as it is)."""
+        when = model.revocation_time(own.at)
+        first = target.images.get(self.settings.region) or next(iter(target.images.values()))
+        inherited = model.Revocation(
+            own.at,
+            f"{d.name} {target.build_id[:12]} ({first.ami_id}) revoked: {text}",
+            target.build_id,
+        )
+        changes = [Change(target, own)]
+        for build in self.descendants(target):
+            earlier = build.revocation
+            if (
+                earlier is not None
+                and earlier.by != target.build_id
+                and model.revocation_time(earlier.at) <= when
+            ):
+                # Revoked before, for its own reason or an ancestor's: that record stands, so
+                # restoring this target never lifts it.
+                changes.append(Change(build, earlier, kept=True))
+            else:
+                changes.append(Change(build, inherited))
+        return changes
+
     def restore(
         self, name: str, *, fingerprint: str | None = None, ami: str | None = None
     ) -> list[Change]:
-        """Lift the revocation of the named build of `name`, and of every build made on it that
-        was revoked because of it (not those revoked for a reason of their own).
+        """Lift the revocation of the named build of `name` (with --ami), else of the newest
+        revoked build of its fingerprint and the other builds that revocation revoked, and of
+        every build made on them that was revoked because of them (not those revoked for a
+        reason of their own).
 
         The named build's own revocation tags go last: a restore cut short at any step leaves
         them, so running the same command again completes it (each step is idempotent)."""
         d = self.catalog.get(name)
-        target = self.target(d, fingerprint=fingerprint, ami=ami, revoked=True)
+        found = self.targets(d, fingerprint=fingerprint, ami=ami, revoked=True)
+        newest = found[0].revocation
+        # The newest revoked build, and the other builds of the fingerprint the same revocation
+        # (`revoke DEF` revokes every build of it) revoked.
+        changes: list[Change] = []
+        for target in found:
+            own = target.revocation
+            if target is found[0] or (
+                own is not None
+                and newest is not None
+                and (own.at, own.reason) == (newest.at, newest.reason)
+            ):
+                changes += self._restore_one(d, target)
+        return changes
+
+    def _restore_one(self, d: Definition, target: Build) -> list[Change]:
+        """Restore `target` and what was revoked because of it (its own tags last)."""
         own = target.revocation
         if own is None or own.by != target.build_id:
             raise QueryError(
@@ -419,16 +475,20 @@ class Revoker:
 
     def _unfinished(
         self, d: Definition, fingerprint: str | None, reason: str
-    ) -> tuple[Build, model.Revocation] | None:
-        """The build revoked by itself for `reason`: a revocation to complete (None: none)."""
+    ) -> list[tuple[Build, model.Revocation]]:
+        """The builds of the fingerprint revoked by themselves for `reason`: revocations to
+        complete (a run cut short may have left what was built on them)."""
         try:
-            build = self.target(d, fingerprint=fingerprint, ami=None, revoked=True)
+            builds = self.targets(d, fingerprint=fingerprint, ami=None, revoked=True)
         except QueryError:
-            return None
-        own = build.revocation
-        if own is None or own.by != build.build_id or own.reason != reason:
-            return None
-        return build, own
+            return []
+        return [
+            (b, b.revocation)
+            for b in builds
+            if b.revocation is not None
+            and b.revocation.by == b.build_id
+            and b.revocation.reason == reason
+        ]
 
     def _revoked_by(self, build_id: str) -> str:
         """The end of restore's message for a build revoked through the build `build_id`: the
@@ -488,6 +548,14 @@ def _builds(images: Iterable[Image], tag_key: str) -> dict[str, Build]:
 def _in_effect(build: Build, now: datetime) -> bool:
     revocation = build.revocation
     return revocation is not None and model.revocation_time(revocation.at) <= now
+
+
+def _deprecated_by(image: Image, at: datetime) -> bool:
+    """EC2 deprecates `image` already, from `at` or the moment after it that EC2 accepted (a
+    revocation made before): setting it again would move it later."""
+    since = model.parse_time(image.deprecation_time, assume_utc=True)
+    # EC2 rounds to the minute; deprecate_at sends no earlier than the minute after next.
+    return since is not None and -timedelta(minutes=1) <= since - at <= timedelta(minutes=3)
 
 
 def _revoked_by_itself(build: Build) -> bool:

@@ -375,3 +375,50 @@ def test_with_on_revoke_disable_nobody_can_launch_a_revoked_image_until_it_is_re
     code, restored = resolve(repo, sandbox_env, "--on-missing", "fail")
     assert code == 0, restored
     assert [restored[name]["ami_id"] for name in ("base", "snowflake")] == amis
+
+
+def test_revoking_a_definition_revokes_every_build_of_its_fingerprint(sandbox_env, repo, packer):
+    """Two builds of one fingerprint (a forced rebuild): the same content, so a revocation for
+    what is in it holds for both, and the older never takes the revoked one's place."""
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    older, child = first["base"], first["snowflake"]
+    proc = bridge(repo, sandbox_env, "build", "base", "--force", "--json")
+    assert proc.code == 0, proc.stderr
+    newer = json.loads(proc.stdout)["base"]
+    assert newer["fingerprint"] == older["fingerprint"] and newer["ami_id"] != older["ami_id"]
+
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "CVE-2026-9 in glibc")
+    assert proc.code == 0, proc.stderr
+    for result in (older, newer):
+        tags = tags_of(image(result["ami_id"]))
+        assert tags[model.TAG_REVOKED_BY] == result["build_id"]  # each by its own revocation
+        assert image(result["ami_id"]).get("DeprecationTime")
+    # The child built on the older build goes with it.
+    assert tags_of(image(child["ami_id"]))[model.TAG_REVOKED_BY] == older["build_id"]
+    looked = bridge(repo, sandbox_env, "resolve", "base", "--on-missing", "report", "--json")
+    assert looked.code == 3, looked.stdout  # revoked: no older build of the same content
+    assert json.loads(looked.stdout)["base"]["state"] == "revoked"
+    assert manifest("base", newer["fingerprint"])["revoked"]["reason"] == "CVE-2026-9 in glibc"
+    # Run again (as to complete a run cut short), ten minutes later: it completes, and moves no
+    # deprecation EC2 has already (the images stay deprecated).
+    from bridge import workspace
+    from bridge.revoke import Revoker
+    from bridge.settings import cli_flag, parse_options, state_dir
+
+    deprecated = {r["ami_id"]: image(r["ami_id"])["DeprecationTime"] for r in (older, newer)}
+    options = parse_options(
+        {"repo": str(repo.path)}, spell=cli_flag, cache_dir=state_dir(sandbox_env)
+    )
+    later = datetime.now(timezone.utc) + timedelta(minutes=10)
+    Revoker(workspace.context(options, sandbox_env), clock=lambda: later).revoke(
+        "base", reason="CVE-2026-9 in glibc", at=None
+    )
+    assert {a: image(a)["DeprecationTime"] for a in deprecated} == deprecated
+
+    proc = bridge(repo, sandbox_env, "restore", "base")
+    assert proc.code == 0, proc.stderr
+    for result in (older, newer, child):
+        assert not REVOCATION & set(tags_of(image(result["ami_id"]))), result["definition"]
+    code, after = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert after["base"]["ami_id"] == newer["ami_id"] and after["base"]["state"] == "found"
