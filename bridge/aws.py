@@ -28,10 +28,16 @@ MAX_ATTEMPTS = 8
 
 # EC2's request-rate buckets are per account and region, and shared with Packer, Terraform and
 # everyone else in the account: the bridge takes at most half of each (EC2's: CreateTags 100
-# burst / 10 per second, CopyImage 100 / 1). Throttling past that is retried, but not relied on.
-RATE_LIMITS: dict[str, tuple[float, float]] = {  # operation -> (burst, refill per second)
-    "CreateTags": (50.0, 5.0),
-    "CopyImage": (50.0, 0.5),
+# burst / 10 per second, CopyImage 100 / 1, ModifyImageAttribute 100 / 5). Parameter Store's
+# throughput is per account and region too, and shared by every reader of its parameters: the
+# bridge writes channels at a few a second. Throttling past that is retried, but not relied on.
+RATE_LIMITS: dict[str, dict[str, tuple[float, float]]] = {  # operation -> (burst, per second)
+    "ec2": {
+        "CreateTags": (50.0, 5.0),
+        "CopyImage": (50.0, 0.5),
+        "ModifyImageAttribute": (50.0, 2.5),
+    },
+    "ssm": {"PutParameter": (5.0, 2.5)},
 }
 
 _PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
@@ -115,13 +121,13 @@ class AwsClients:
                     f"Cannot create the AWS {service} client for region {region}: {exc}. Check "
                     "the region name and the AWS configuration (profile, endpoint variables)."
                 ) from None
-            if service == "ec2":
-                for operation, (burst, rate) in RATE_LIMITS.items():
-                    bucket = TokenBucket(burst, rate)
-                    client.meta.events.register(
-                        f"before-parameter-build.ec2.{operation}",
-                        lambda bucket=bucket, **_: bucket.take(),
-                    )
+            # A bucket per operation, client and so region (the quotas are per region).
+            for operation, (burst, rate) in RATE_LIMITS.get(service, {}).items():
+                bucket = TokenBucket(burst, rate)
+                client.meta.events.register(
+                    f"before-parameter-build.{service}.{operation}",
+                    lambda bucket=bucket, **_: bucket.take(),
+                )
             self._clients[key] = client
         return self._clients[key]
 

@@ -102,7 +102,32 @@ def test_create_tags_takes_a_token_from_its_regions_bucket(monkeypatch):
         stub.add_response("describe_images", {"Images": []})
         ec2.create_tags(Resources=["ami-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
         ec2.describe_images(Owners=["self"])
-    assert taken == [aws.RATE_LIMITS["CreateTags"][1]]  # DescribeImages took none
+    assert taken == [aws.RATE_LIMITS["ec2"]["CreateTags"][1]]  # DescribeImages took none
+
+
+def test_sharing_and_channel_writes_take_tokens_from_their_regions_buckets(monkeypatch):
+    from botocore.stub import Stubber
+
+    from bridge import aws
+
+    taken: list[float] = []
+    monkeypatch.setattr(aws.TokenBucket, "take", lambda self: taken.append(self.rate))
+    clients = aws.AwsClients()
+    ec2, ssm = clients.ec2("eu-west-1"), clients.ssm("eu-west-1")
+    with Stubber(ec2) as stub_ec2, Stubber(ssm) as stub_ssm:
+        stub_ec2.add_response("modify_image_attribute", {})
+        stub_ssm.add_response("put_parameter", {"Version": 1})
+        stub_ssm.add_response("get_parameter_history", {"Parameters": []})
+        ec2.modify_image_attribute(
+            ImageId="ami-0123456789abcdef0",
+            LaunchPermission={"Add": [{"UserId": "111122223333"}]},
+        )
+        ssm.put_parameter(Name="/ami-chain/base/prod", Value="ami-0123456789abcdef0")
+        ssm.get_parameter_history(Name="/ami-chain/base/prod")
+    assert taken == [  # reads took none
+        aws.RATE_LIMITS["ec2"]["ModifyImageAttribute"][1],
+        aws.RATE_LIMITS["ssm"]["PutParameter"][1],
+    ]
 
 
 def test_a_call_retried_to_no_avail_says_it_was_retried(sandbox_server, sandbox_env, monkeypatch):
