@@ -137,6 +137,12 @@ class Revoker:
         it) is wrong with all, and an older one must not take the place of the one revoked."""
         if ami is not None:
             return [self._by_ami(d, ami)]
+        fp, builds = self._of_fingerprint(d, fingerprint)
+        return self._wanted(d, fp, builds, revoked=revoked)
+
+    def _of_fingerprint(self, d: Definition, fingerprint: str | None) -> tuple[str, list[Build]]:
+        """The fingerprint (default: the definition's at the commit) and every build of `d`
+        with it, newest first (one lookup per region)."""
         if fingerprint is not None and not FINGERPRINT.fullmatch(fingerprint):
             raise QueryError(
                 f"--fingerprint is {fingerprint[:60]!r}, not a fingerprint (40 hexadecimal "
@@ -158,6 +164,11 @@ class Revoker:
             key=lambda b: max(i.creation_date for i in b.images.values()),
             reverse=True,
         )
+        return fp, builds
+
+    def _wanted(self, d: Definition, fp: str, builds: list[Build], *, revoked: bool) -> list[Build]:
+        """Of `builds`, those not revoked yet (`revoked` False) or revoked by their own
+        revocation (`revoked` True); an error saying why when there are none."""
         now = datetime.now(timezone.utc)
         if revoked:
             wanted = [b for b in builds if _revoked_by_itself(b)]
@@ -300,15 +311,24 @@ class Revoker:
         text = check_reason(reason)
         when = parse_time(at, now)
         refused: QueryError | None = None
-        try:
-            fresh = self.targets(d, fingerprint=fingerprint, ami=ami, revoked=False)
-        except QueryError as exc:
-            if ami is not None:
-                raise
-            fresh, refused = [], exc
+        unfinished: list[tuple[Build, model.Revocation]] = []
+        if ami is not None:
+            fresh = [self._by_ami(d, ami)]
+        else:
+            fp, builds = self._of_fingerprint(d, fingerprint)
+            try:
+                fresh = self._wanted(d, fp, builds, revoked=False)
+            except QueryError as exc:
+                fresh, refused = [], exc
+            # Those a run cut short revoked already (their own tags on): completed as recorded.
+            unfinished = [
+                (b, b.revocation)
+                for b in builds
+                if b.revocation is not None
+                and b.revocation.by == b.build_id
+                and b.revocation.reason == text
+            ]
         plans = [(t, model.Revocation(model.timestamp(when), text, t.build_id)) for t in fresh]
-        # Those a run cut short revoked already (their own tags on): completed as recorded.
-        unfinished = [] if ami is not None else self._unfinished(d, fingerprint, text)
         planned = {b.build_id for b in fresh}
         plans += [(b, own) for b, own in unfinished if b.build_id not in planned]
         if refused is not None and not plans:
@@ -472,23 +492,6 @@ class Revoker:
                 build.build_id[:12],
                 ", ".join(build.amis.values()),
             )
-
-    def _unfinished(
-        self, d: Definition, fingerprint: str | None, reason: str
-    ) -> list[tuple[Build, model.Revocation]]:
-        """The builds of the fingerprint revoked by themselves for `reason`: revocations to
-        complete (a run cut short may have left what was built on them)."""
-        try:
-            builds = self.targets(d, fingerprint=fingerprint, ami=None, revoked=True)
-        except QueryError:
-            return []
-        return [
-            (b, b.revocation)
-            for b in builds
-            if b.revocation is not None
-            and b.revocation.by == b.build_id
-            and b.revocation.reason == reason
-        ]
 
     def _revoked_by(self, build_id: str) -> str:
         """The end of restore's message for a build revoked through the build `build_id`: the
