@@ -188,12 +188,14 @@ def _channels(
     return "<br>".join(cells) or "-"
 
 
-def _trust(r: ResolvedAmi) -> tuple[str, str]:
+def _trust(d: Definition, r: ResolvedAmi) -> tuple[str, str]:
     """The tests the image passed, and its signed provenance (a link), as its tags record them."""
     e = html.escape
     if not r.ami_id:
         return "-", "-"
-    tests = ", ".join(e(t) for t in r.tests.split(",") if t) or "none recorded"
+    tests = ", ".join(e(t) for t in r.tests.split(",") if t) or (
+        "none recorded" if d.tests else "none defined"
+    )
     link = console_link(r.provenance)
     signed = f'<a href="{e(link)}" title="{e(r.provenance)}">signed</a>' if link else "unsigned"
     return tests, signed
@@ -266,7 +268,7 @@ def page(
             notes.append(f"revocation scheduled {e(r.revokes_at)}")
         age = how_old(r.creation_date, now) if r.creation_date else "-"
         chans = _channels((channels or {}).get(d.name, {}), (history or {}).get(d.name, {}))
-        tests, signed = _trust(r)
+        tests, signed = _trust(d, r)
         shared = ", ".join(catalog.share_for(d)) or "this account only"
         rows.append(
             f'<tr data-name="{e(d.name)}" data-parent="{e(d.parent or "")}" '

@@ -91,6 +91,7 @@ def test_the_report_shows_the_catalog_as_it_is(sandbox_env, repo, packer, tmp_pa
     badge = row["snowflake"].find_element(By.CLASS_NAME, "badge")
     assert badge.value_of_css_property("background-color") == "rgba(207, 34, 46, 1)"  # red
     assert "missing" in row["tools"].text and "found" in row["base"].text
+    assert "none defined" in row["base"].text  # the catalog gives base no tests
     assert f"prod: {results['base']['ami_id']}" in row["base"].text  # its channel
 
     Select(browser.find_element(By.ID, "filter-state")).select_by_value("revoked")
