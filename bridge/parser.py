@@ -121,6 +121,8 @@ class _Shared:
     revoked: argparse.ArgumentParser
     loud: argparse.ArgumentParser
     expect: argparse.ArgumentParser
+    # DEF ... or --all (workspace.names reads them).
+    chosen: argparse.ArgumentParser
 
 
 def _shared() -> _Shared:
@@ -181,7 +183,10 @@ def _shared() -> _Shared:
         help="refuse unless the one DEF has this fingerprint (the one a reviewed plan showed)",
     )
 
-    return _Shared(verbosity, common, output, parallel, revoked, loud, expect)
+    chosen = _Parser(add_help=False)
+    chosen.add_argument("definitions", nargs="*", metavar="DEF")
+    chosen.add_argument("--all", action="store_true", help="every definition in the catalog")
+    return _Shared(verbosity, common, output, parallel, revoked, loud, expect, chosen)
 
 
 def _image_commands(sub: Any, shared: _Shared) -> None:
@@ -193,6 +198,7 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
     revoked = shared.revoked
     loud = shared.loud
     expect = shared.expect
+    chosen = shared.chosen
     p = sub.add_parser(
         "external",
         help="Terraform external data source: query on stdin, result on stdout",
@@ -211,11 +217,9 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
 
     p = sub.add_parser(
         "resolve",
-        parents=[common, output, expect, parallel, revoked, loud],
+        parents=[common, chosen, output, expect, parallel, revoked, loud],
         help="find the AMIs of definitions",
     )
-    p.add_argument("definitions", nargs="*", metavar="DEF")
-    p.add_argument("--all", action="store_true", help="every definition in the catalog")
     p.add_argument(
         "--on-missing",
         choices=ON_MISSING,
@@ -226,11 +230,9 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
 
     p = sub.add_parser(
         "build",
-        parents=[common, output, expect, parallel, revoked, loud],
+        parents=[common, chosen, output, expect, parallel, revoked, loud],
         help="build missing AMIs, parents first",
     )
-    p.add_argument("definitions", nargs="*", metavar="DEF")
-    p.add_argument("--all", action="store_true", help="every definition in the catalog")
     p.add_argument(
         "--force", action="store_true", help="rebuild the named definitions even if present"
     )
@@ -249,11 +251,9 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
 
     p = sub.add_parser(
         "matrix",
-        parents=[common],
+        parents=[common, chosen],
         help="the builds a run needs as CI matrix waves (a job per wave, each after the last)",
     )
-    p.add_argument("definitions", nargs="*", metavar="DEF")
-    p.add_argument("--all", action="store_true", help="every definition in the catalog")
     p.add_argument(
         "--wave",
         type=int,

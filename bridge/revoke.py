@@ -109,19 +109,6 @@ class Revoker:
             )
         return tuple(dict.fromkeys(found))
 
-    def target(
-        self,
-        d: Definition,
-        *,
-        fingerprint: str | None,
-        ami: str | None,
-        revoked: bool,
-    ) -> Build:
-        """The build named: by AMI (any regional copy), else the newest one with the fingerprint
-        (default: the definition's at the commit) that is in effect (`revoked` False) or
-        revoked by its own revocation (`revoked` True)."""
-        return self.targets(d, fingerprint=fingerprint, ami=ami, revoked=revoked)[0]
-
     def targets(
         self,
         d: Definition,

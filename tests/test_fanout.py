@@ -51,15 +51,25 @@ def built_in_two_regions(repo, env) -> None:
     assert built.code == 0, built.stderr
 
 
+def through(hold, sandbox_server, env, repo, *args: str):
+    """`ami-bridge ARGS --repo REPO`, every AWS call through a proxy that runs `hold` on it
+    (Packer talks to the sandbox directly)."""
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=hold) as proxy:
+        return run_bridge(
+            [*args, "--repo", str(repo.path)],
+            {
+                **env,
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+            },
+        )
+
+
 def test_a_lookup_asks_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
     built_in_two_regions(repo, sandbox_env)
 
     lookups = Rendezvous(2, lambda body: b"Action=DescribeImages" in body and b"tag%3ASHA" in body)
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=lookups) as proxy:
-        proc = run_bridge(
-            ["resolve", "base", "--repo", str(repo.path), "--json"],
-            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
-        )
+    proc = through(lookups, sandbox_server, sandbox_env, repo, "resolve", "base", "--json")
     assert proc.code == 0, proc.stderr
     assert json.loads(proc.stdout)["base"]["state"] == "found"
     assert sorted(lookups.met) == [WEST, EAST]  # both in flight at once: neither alone
@@ -72,11 +82,7 @@ def test_gc_scans_every_region_at_once(sandbox_env, sandbox_server, repo):
     repo.set_catalog(data)
     repo.commit("two regions")
     scans = Rendezvous(2, lambda body: b"Action=DescribeLaunchTemplates" in body)
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=scans) as proxy:
-        proc = run_bridge(
-            ["gc", "--repo", str(repo.path), "--json"],
-            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
-        )
+    proc = through(scans, sandbox_server, sandbox_env, repo, "gc", "--json")
     assert proc.code == 0, proc.stderr
     assert sorted(scans.met) == [WEST, EAST]
 
@@ -87,15 +93,7 @@ def test_a_build_copies_to_every_other_region_at_once(sandbox_env, sandbox_serve
     repo.set_catalog(data)
     repo.commit("three regions")
     copies = Rendezvous(2, lambda body: b"Action=CopyImage" in body)
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=copies) as proxy:
-        proc = run_bridge(
-            ["build", "base", "--repo", str(repo.path), "--json"],
-            {
-                **sandbox_env,
-                "AWS_ENDPOINT_URL": proxy.endpoint,
-                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
-            },
-        )
+    proc = through(copies, sandbox_server, sandbox_env, repo, "build", "base", "--json")
     assert proc.code == 0, proc.stderr
     assert set(json.loads(json.loads(proc.stdout)["base"]["amis_json"])) == {
         EAST,
@@ -110,11 +108,7 @@ def test_a_promotion_writes_every_regions_channel_at_once(
 ):
     built_in_two_regions(repo, sandbox_env)
     writes = Rendezvous(2, lambda text: text == b"AmazonSSM.PutParameter")
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=writes) as proxy:
-        proc = run_bridge(
-            ["promote", "base", "prod", "--repo", str(repo.path)],
-            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
-        )
+    proc = through(writes, sandbox_server, sandbox_env, repo, "promote", "base", "prod")
     assert proc.code == 0, proc.stderr
     assert sorted(writes.met) == [WEST, EAST]
 
@@ -122,11 +116,7 @@ def test_a_promotion_writes_every_regions_channel_at_once(
 def test_a_revocation_writes_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
     built_in_two_regions(repo, sandbox_env)
     writes = Rendezvous(2, lambda body: b"Action=EnableImageDeprecation" in body)
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=writes) as proxy:
-        proc = run_bridge(
-            ["revoke", "base", "--reason", "CVE-1", "--repo", str(repo.path)],
-            {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint},
-        )
+    proc = through(writes, sandbox_server, sandbox_env, repo, "revoke", "base", "--reason", "CVE-1")
     assert proc.code == 0, proc.stderr
     assert sorted(writes.met) == [WEST, EAST]
 
@@ -150,15 +140,7 @@ def test_a_child_is_built_while_its_parents_copies_are_made(
         if b"Action=CopyImage" in body:
             copies.append(child_tagged.wait(timeout=60))
 
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=hold) as proxy:
-        proc = run_bridge(
-            ["build", "snowflake", "--repo", str(repo.path), "--json"],
-            {
-                **sandbox_env,
-                "AWS_ENDPOINT_URL": proxy.endpoint,
-                "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
-            },
-        )
+    proc = through(hold, sandbox_server, sandbox_env, repo, "build", "snowflake", "--json")
     assert proc.code == 0, proc.stderr
     built = json.loads(proc.stdout)
     assert set(json.loads(built["base"]["amis_json"])) == {EAST, WEST}
