@@ -36,6 +36,27 @@ def run_bridge(
     return Proc(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
+# Python leaves SIGINT ignored when it starts with it ignored, as everything a shell without
+# job control starts in the background does (`make test-stress &` in a script); a program that
+# is to take a Ctrl-C is started by this one, which puts SIGINT back to its default first.
+_WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def start_interruptible(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start `python -m bridge ARGS` in a session of its own, as a terminal would, so that
+    `os.kill(proc.pid, SIGINT)` is a Ctrl-C however the test suite itself was started."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _WITH_CTRL_C, "-m", "bridge", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,
+    )
+
+
 def external(env: Mapping[str, str], query: Mapping[str, str] | str) -> Proc:
     """`ami-bridge external` with `query` on stdin, as Terraform's data source runs it."""
     text = query if isinstance(query, str) else json.dumps(query)

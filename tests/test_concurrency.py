@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from bridge import model
-from testing.bridge import external, external_many, run_bridge
+from testing.bridge import external, external_many, run_bridge, start_interruptible
 from testing.faultproxy import FaultProxy
 from testing.hold import hold, holdable, provisioning, wait_for
 from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
@@ -244,13 +244,7 @@ def test_ctrl_c_cancels_packer_releases_the_lease_and_tags_nothing(
     sandbox_env, repo, packer, tmp_path
 ):
     slow_base(repo, seconds=30, ttl=600)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "build", "base", "--repo", str(repo.path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=sandbox_env,
-        start_new_session=True,
-    )
+    proc = start_interruptible(["build", "base", "--repo", str(repo.path)], sandbox_env)
     try:
         wait_for(lambda: leases() != [] and provisioning(tmp_path / "state"))
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends the bridge
@@ -351,12 +345,8 @@ def test_a_failed_build_skips_its_descendants_not_its_siblings(sandbox_env, repo
 
 def test_ctrl_c_cancels_every_running_build(sandbox_env, repo, packer, tmp_path):
     add_children(repo, ["tools", "agent"], seconds=60)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "build", "--all", "--jobs", "4", "--repo", str(repo.path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=sandbox_env,
-        start_new_session=True,
+    proc = start_interruptible(
+        ["build", "--all", "--jobs", "4", "--repo", str(repo.path)], sandbox_env
     )
     state = tmp_path / "state"
 
