@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+import queue
+import shlex
+import subprocess
+import sys
+import threading
 from xml.etree import ElementTree
 
 import boto3
@@ -28,6 +34,48 @@ def test_reset_forgets_resources(sandbox_server, sandbox_env):
     sandbox_server.reset()
     names = {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
     assert "to-forget" not in names
+
+
+def test_the_sandbox_says_how_to_point_a_shell_at_it():
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        endpoint = server.stdout.readline().split()[1]
+        # Read on the side: a sandbox that said nothing would leave readline waiting forever.
+        lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(
+            target=lambda: [lines.put(ln) for ln in server.stderr], daemon=True
+        ).start()
+        said = [lines.get(timeout=120), lines.get(timeout=120)]
+        assert endpoint in said[0] and "Ctrl-C" in said[0]
+        command, *assignments = shlex.split(said[1])
+        assert command == "export"
+        exported = dict(a.split("=", 1) for a in assignments)
+        # A shell with nothing else of AWS's: what the line sets is all a client needs.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | exported
+        account = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import boto3; print(boto3.client('sts').get_caller_identity()['Account'])",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.strip()
+        assert account == ACCOUNT
+        assert exported["AWS_ENDPOINT_URL"] == endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def xml_conforms(element, shape, ec2: bool = True) -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,19 @@ from typing import Any, TextIO
 from bridge.errors import BridgeError
 from bridge.sandbox import ec2, recycle_bin
 from bridge.sandbox.accounts import ACCESS_KEY, ACCOUNT, SECRET_KEY, access_key
+
+
+def environment(endpoint: str, region: str = "us-east-1", account: str = ACCOUNT) -> dict[str, str]:
+    """Environment variables that point AWS SDKs, the bridge and Packer at the sandbox at
+    `endpoint`, as `account` (ACCOUNT, or OTHER_ACCOUNT for a second one)."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY if account == ACCOUNT else access_key(account),
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 def _serialized_writes(app: Any) -> Any:
@@ -67,7 +81,18 @@ def serve(host: str, port: int, *, announce: TextIO) -> None:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        print(f"endpoint http://{host}:{server.server_port}", file=announce, flush=True)
+        endpoint = f"http://{host}:{server.server_port}"
+        print(f"endpoint {endpoint}", file=announce, flush=True)
+        # For a person at a terminal: the line that points a shell at it (stdout stays the one
+        # line `start` reads).
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment(endpoint).items())
+        print(
+            f"ami-bridge: the sandbox listens on {endpoint} (Ctrl-C stops it; what it holds "
+            f"goes with it). Point a shell at it, as its account {ACCOUNT}, with:\n"
+            f"  export {exports}",
+            file=sys.stderr,
+            flush=True,
+        )
         server.serve_forever()
 
 
@@ -81,14 +106,7 @@ class Sandbox:
     def env(self, region: str = "us-east-1", account: str = ACCOUNT) -> dict[str, str]:
         """Environment variables that point AWS SDKs, the bridge and Packer at the sandbox, as
         `account` (ACCOUNT, or OTHER_ACCOUNT for a second one)."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY if account == ACCOUNT else access_key(account),
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
+        return environment(self.endpoint, region, account)
 
     def reset(self) -> None:
         """Forget every resource (moto's reset API)."""
