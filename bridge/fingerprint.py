@@ -78,6 +78,32 @@ from bridge.templates import (
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 
 
+def _refuse_undeclared(d: Definition, declared: set[str]) -> None:
+    """A catalog variable the template does not declare counts in the fingerprint but would
+    not reach the image: a JSON template ignores a `-var` it does not declare, and HCL2
+    refuses one only when Packer runs."""
+    unknown = sorted(set(d.variables) - declared)
+    if not unknown:
+        return
+    import difflib
+
+    named = ", ".join(f"`{n}`" for n in unknown)
+    hints = [
+        f"`{n}` (did you mean `{close[0]}`?)"
+        for n in unknown
+        if (close := difflib.get_close_matches(n, sorted(declared), n=1, cutoff=0.6))
+    ]
+    raise FingerprintError(
+        f"Definition {d.name!r} sets {named} in the catalog's `variables`, but its template "
+        f"{d.template} declares no such variable, so the value would not reach the image (a "
+        "JSON template ignores a -var it does not declare; HCL2 refuses it) while it counts "
+        "in the image's fingerprint. Correct the name in the catalog"
+        + (f", {'; '.join(hints)}" if hints else "")
+        + ', or declare the variable in the template (`variable "NAME" {}`; JSON: in '
+        "`variables`) and use it."
+    )
+
+
 @dataclass(frozen=True)
 class InputEntry:
     """One git object that goes into a fingerprint."""
@@ -186,9 +212,11 @@ def fingerprint_all(
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
-        if d.parent is not None and "ami_base" not in declared_variables(
-            root, d, commit_obj.hexsha
-        ):
+        declared = (
+            declared_variables(root, d, commit_obj.hexsha) if d.parent or d.variables else set()
+        )
+        _refuse_undeclared(d, declared)
+        if d.parent is not None and "ami_base" not in declared:
             # Packer would build it on the template's own source image, not the parent's, and
             # the image would still be tagged as the parent's child.
             raise FingerprintError(

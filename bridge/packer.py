@@ -103,9 +103,10 @@ def declared_variables(template: Path) -> set[str]:
                 f"The template {path} cannot be parsed as HCL2 ({type(exc).__name__}). Check "
                 "it with `packer validate`."
             ) from None
-        for block in parsed.get("variable", []):
-            if isinstance(block, dict):
-                names.update(_unquoted(n) for n in block if n != "__is_block__")
+        for kind in ("variable", "variables"):  # `variables { name = default }` declares too
+            for block in parsed.get(kind, []):
+                if isinstance(block, dict):
+                    names.update(_unquoted(n) for n in block if n != "__is_block__")
     for path in json_files:
         data = _read_json(path)
         variables = data.get("variable") if isinstance(data, dict) else None

@@ -559,8 +559,9 @@ def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, 
 
 def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:
     """The variables `d`'s template declares, read with each format's parser: a JSON template's
-    `variables`; the `variable` blocks of its HCL2 files (labels quoted or not), and in a
-    template directory the `variable` objects of its `*.pkr.json` files too."""
+    `variables`; the `variable` blocks of its HCL2 files (labels quoted or not) and the names in
+    their `variables` blocks, and in a template directory the `variable` objects of its
+    `*.pkr.json` files too."""
     if d.template_format == "json":
         template = json_template(root, d, commit)
         declared = template.get("variables") if isinstance(template, dict) else None
@@ -569,6 +570,8 @@ def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:
     for _, data in _hcl2_files(root, d, commit):
         for block in dicts(data.get("variable")):
             names.update(str(_hcl_string(n, d.directory)) for n in block if n != "__is_block__")
+        for block in dicts(data.get("variables")):  # `variables { name = default }`
+            names.update(n for n in block if n != "__is_block__")
     if not d.template.endswith(".pkr.hcl"):
         prefix = "" if d.directory == "." else d.directory + "/"
         for name in sorted(root.listing(d.directory)):

@@ -79,6 +79,8 @@ def test_child_change_leaves_parent(repo):
 
 
 def test_variables_are_fingerprinted(repo):
+    rewrite_template(repo, "base/base.json", lambda t: t["variables"].update(instance_type=""))
+    repo.commit("instance_type")
     before, _ = fingerprints(repo)
     data = repo.catalog()
     data["definitions"]["base"]["variables"] = {"instance_type": "t3.small"}
@@ -212,7 +214,9 @@ def test_allow_dirty_hashes_files_a_dirty_template_newly_reads(repo):
 
 def test_only_var_files_and_typed_variables_are_encoded(repo):
     repo.write("fleet/main.pkr.hcl", 'source "null" "a" {}\nsource "null" "b" {}\n'
-               'build {\n  sources = ["source.null.a", "source.null.b"]\n}\n')  # fmt: skip
+               'build {\n  sources = ["source.null.a", "source.null.b"]\n}\n'
+               'variable "s" {}\nvariable "n" {}\nvariable "on" {}\nvariable "names" {}\n'
+               'variable "tags" {}\n')  # fmt: skip
     repo.write("vars/z.json", '{"x": "1"}\n')
     repo.write("vars/a.json", '{"x": "2"}\n')
     data = repo.catalog()
@@ -265,7 +269,9 @@ def test_only_var_files_and_typed_variables_are_encoded(repo):
 )
 def test_a_variable_is_identified_by_its_value_not_its_spelling(repo, before, after, same):
     repo.write(
-        "fleet/main.pkr.hcl", 'source "null" "a" {}\nbuild {\n  sources = ["source.null.a"]\n}\n'
+        "fleet/main.pkr.hcl",
+        'source "null" "a" {}\nbuild {\n  sources = ["source.null.a"]\n}\n'
+        + "".join(f'variable "{name}" {{}}\n' for name in before),
     )
     values = []
     for variables in (before, after):

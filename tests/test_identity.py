@@ -17,6 +17,7 @@ from bridge.errors import FingerprintError
 from bridge.fingerprint import fingerprint_all
 from bridge.git import open_repo
 from testing.bridge import external, run_bridge
+from testing.fingerprint import rewrite_template
 from testing.git import GitRepo, make_repo
 from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
 
@@ -112,6 +113,13 @@ def fingerprint_at(repo, commit=None, allow_dirty=False):
     return {name: fp.value for name, fp in snapshot.fingerprints.items()}
 
 
+def declare_docker_version(repo):
+    rewrite_template(
+        repo, "snowflake/snowflake.json", lambda t: t["variables"].update(docker_version="")
+    )
+    repo.commit("snowflake declares docker_version")
+
+
 def set_variable(repo, value):
     data = repo.catalog()
     data["definitions"]["snowflake"]["variables"] = {"docker_version": value}
@@ -119,6 +127,7 @@ def set_variable(repo, value):
 
 
 def test_a_pinned_commit_is_not_fingerprinted_with_todays_catalog(repo):
+    declare_docker_version(repo)
     set_variable(repo, "26")
     old = repo.commit("docker 26")
     old_fps = fingerprint_at(repo)
@@ -142,6 +151,7 @@ def fingerprint_at_names(repo, commit, names):
 
 
 def test_an_uncommitted_catalog_entry_is_dirty(sandbox_env, repo):
+    declare_docker_version(repo)
     committed = fingerprint_at(repo)
     set_variable(repo, "27")
     proc = external(sandbox_env, query(repo, "snowflake"))
@@ -292,6 +302,7 @@ def test_a_missing_manifest_is_written_again_from_the_images_tags(sandbox_env, r
 
 
 def test_a_pinned_commit_is_resolved_with_its_own_catalog(sandbox_env, repo):
+    declare_docker_version(repo)
     set_variable(repo, "26")
     old = repo.commit("docker 26")
     old_fps = fingerprint_at(repo)

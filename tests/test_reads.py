@@ -87,6 +87,13 @@ def json_step(rel: str, step: dict[str, object], key: str = "provisioners") -> S
     )
 
 
+def declare(rel: str, name: str) -> Step:
+    """Declare variable `name` in the JSON template at `rel`."""
+    return lambda repo, env: rewrite_template(
+        repo, rel, lambda t: t.setdefault("variables", {}).update({name: ""})
+    )
+
+
 def setenv(name: str, value: str) -> Step:
     def step(repo: GitRepo, env: Env) -> None:
         env[name] = value
@@ -287,7 +294,25 @@ ROWS = {
         "base",
     ),
     "catalog variable": Row(
-        definition("snowflake", variables={"docker": "27"}), definition("snowflake", variables={"docker": "28"}), NEW
+        steps(declare("snowflake/snowflake.json", "docker"), definition("snowflake", variables={"docker": "27"})),
+        definition("snowflake", variables={"docker": "28"}),
+        NEW,
+    ),
+    # Packer ignores a -var a JSON template does not declare: the value would not be in the image.
+    "json catalog variable the template does not declare": Row(
+        declare("snowflake/snowflake.json", "docker"),
+        definition("snowflake", variables={"dokcer": "27"}),
+        Refused("sets `dokcer` in the catalog's `variables`, but its template .* declares no such "
+                "variable.*did you mean `docker`"),
+    ),
+    "hcl2 catalog variable the template does not declare": Row(
+        tools(), definition("tools", variables={"flavour": "a"}), Refused("declares no such variable"), "tools"
+    ),
+    "hcl2 catalog variable in a variables block": Row(
+        tools(template=TOOLS + 'variables {\n  flavour = "a"\n}\n'),
+        definition("tools", variables={"flavour": "b"}),
+        NEW,
+        "tools",
     ),
     "json var file": Row(
         steps(write("base/vars.json", '{"os": "focal"}'), definition("base", var_files=["base/vars.json"])),
@@ -352,7 +377,10 @@ ROWS = {
         nothing, shell_local("echo {{env (user `x`)}}"), Refused("whose name it computes"), "base"
     ),
     "json {{env}} in a catalog variable's value": Row(
-        nothing, definition("base", variables={"flavor": "{{env `FLAVOR`}}"}), Refused(UNLISTED_ENV), "base"
+        declare("base/base.json", "flavor"),
+        definition("base", variables={"flavor": "{{env `FLAVOR`}}"}),
+        Refused(UNLISTED_ENV),
+        "base",
     ),
     "json {{env}} in a var file's value": Row(
         steps(write("base/vars.json", '{"os": "focal"}'), definition("base", var_files=["base/vars.json"])),
