@@ -63,7 +63,8 @@ class Decision:
     regions: tuple[str, ...]
     # region -> the image to use (every region for found/pending; otherwise what was usable)
     images: Mapping[str, Image] = field(default_factory=lambda: MappingProxyType({}))
-    # region -> further images with the same fingerprint (older duplicates), for warnings
+    # region -> further images of the chosen one's build (or of builds without IDs) there, for
+    # warnings: an earlier build of the fingerprint is not one
     duplicates: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     source: Source = "none"
     # The build IDs of every image of this definition with this fingerprint, in any of its
@@ -278,8 +279,14 @@ def decide(
         candidates = fresh
         if candidates:
             chosen[region] = candidates[0]
-            if len(candidates) > 1:
-                duplicates[region] = tuple(i.ami_id for i in candidates[1:])
+            # Another build of the fingerprint (a forced rebuild's predecessor) is expected
+            # until gc; two images of one build in a region (or of builds without IDs) are not.
+            build = candidates[0].tag(TAG_BUILD_ID)
+            doubled = [
+                i for i in candidates[1:] if build is None or i.tag(TAG_BUILD_ID) in (None, build)
+            ]
+            if doubled:
+                duplicates[region] = tuple(i.ami_id for i in doubled)
     complete = all(r in chosen for r in regions)
     if (
         not complete

@@ -115,6 +115,20 @@ def test_decide(definition, regions, seen, parent_ami, seeded, state, amis):
     assert decision.fingerprint == FP
 
 
+def test_an_earlier_build_of_the_fingerprint_is_no_duplicate_but_two_images_of_one_build_are():
+    def built(ami: str, build: str, created: str) -> Image:
+        i = image(ami, created=created)
+        return replace(i, tags=MappingProxyType({**i.tags, TAG_BUILD_ID: build}))
+
+    forced = built("ami-2", "b2", "2026-01-02T00:00:00.000Z")
+    earlier = built("ami-1", "b1", "2026-01-01T00:00:00.000Z")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [forced, earlier]}, parent_amis=None)
+    assert decision.primary == forced and dict(decision.duplicates) == {}
+    twin = built("ami-3", "b2", "2026-01-02T00:00:00.000Z")
+    decision = decide(ROOT, FP, EAST, {"us-east-1": [forced, twin, earlier]}, parent_amis=None)
+    assert dict(decision.duplicates) == {"us-east-1": ("ami-3",)}
+
+
 def test_decide_lists_duplicates_for_warnings():
     seen = {"us-east-1": [image("ami-3"), image("ami-2"), image("ami-1")]}
     decision = decide(ROOT, FP, EAST, seen, parent_amis=None)
