@@ -184,8 +184,9 @@ def current(
                 raise
             raise QueryError(
                 f"Channel {channel!r} of {definition!r} does not exist in {region} (no SSM "
-                f"parameter {name}). Promote an image to it first: `ami-bridge promote "
-                f"{definition} {channel}`; or check the region and the channel prefix."
+                f"parameter {name}){_others(ssm, prefix, definition, channel)}. Promote an "
+                f"image to it first: `ami-bridge promote {definition} {channel}`; or check the "
+                "channel's name, the region and the channel prefix."
             ) from None
         # GetParameter has no description: the history's last entry has it.
         history = versions(ssm, name)
@@ -212,6 +213,24 @@ def history(
             f"{name}). Promote an image to it first: `ami-bridge promote {definition} {channel}`."
         )
     return found
+
+
+def _others(ssm: Any, prefix: str, definition: str, channel: str) -> str:
+    """For a channel that does not exist: the definition's channels in the region, and the
+    closest name (a typo), or nothing when they cannot be listed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        names = sorted(n.rsplit("/", 1)[1] for n in listed(ssm, f"{prefix}/{definition}"))
+    except (BotoCoreError, ClientError):  # ssm:GetParametersByPath not allowed: no hint
+        return ""
+    if not names:
+        return f"; {definition!r} has no channel there"
+    import difflib
+
+    close = difflib.get_close_matches(channel, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"; its channels there: {', '.join(names)}{hint}"
 
 
 def listed(ssm: Any, prefix: str) -> dict[str, str]:

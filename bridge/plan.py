@@ -281,9 +281,9 @@ def decide(
             chosen[region] = candidates[0]
             # Another build of the fingerprint (a forced rebuild's predecessor) is expected
             # until gc; two images of one build in a region (or of builds without IDs) are not.
-            build = candidates[0].tag(TAG_BUILD_ID)
+            own = candidates[0].tag(TAG_BUILD_ID)
             doubled = [
-                i for i in candidates[1:] if build is None or i.tag(TAG_BUILD_ID) in (None, build)
+                i for i in candidates[1:] if own is None or i.tag(TAG_BUILD_ID) in (None, own)
             ]
             if doubled:
                 duplicates[region] = tuple(i.ami_id for i in doubled)

@@ -97,6 +97,10 @@ def test_a_gate_promotes_only_what_the_earlier_channel_holds(sandbox_env, repo, 
     change_base(repo, "newer")
     newer = built(repo, sandbox_env)["snowflake"]
     assert newer["ami_id"] != first["ami_id"]
+    typo = bridge(repo, sandbox_env, "promote", "snowflake", "prod", "--from", "stagign")
+    assert typo.code == 1 and "Traceback" not in typo.stderr
+    said = " ".join(typo.stderr.split())
+    assert "its channels there: staging; did you mean 'staging'?" in said, said
     proc = bridge(repo, sandbox_env, "promote", "snowflake", "prod", "--from", "staging")
     assert proc.code == 0, proc.stderr
     assert parameter("/ami-chain/snowflake/prod", "us-east-1")["Value"] == first["ami_id"]
