@@ -5,7 +5,11 @@ At a configurable rate it answers a request itself instead of forwarding it: EC2
 dropped connection; such a request has no effect. With `lost_responses`, half of the faults
 happen after forwarding instead: AWS applied the request, and its response is replaced by a 500
 or the connection is dropped, as when a response is lost on the way back. A retry then meets its
-own effect (an object it created, a tag it set). `block` picks requests that always fail (503,
+own effect (an object it created, a tag it set). These faults are transient: none falls on a
+call's last attempt (botocore's `amz-sdk-request: attempt=N; max=M` header says which it is), so
+every call outlasts them within its retry budget, however the requests of concurrent processes
+interleave (at 30%, eight faults in a row would otherwise end one call in about 15,000, and a
+test of many processes makes thousands). `block` picks requests that always fail (503,
 before forwarding), e.g. one process's lease renewals. `hold` is called with each request
 before it is forwarded, on the request's own thread: a test makes requests wait there (for
 each other, to see that they are in flight at once, or for a while, as a slow network would).
@@ -35,6 +39,13 @@ FAULTS = [
     ("unavailable", 503, "Unavailable", "ServiceUnavailable"),
     ("drop", 0, "", ""),
 ]
+
+
+def _last_attempt(header: str) -> bool:
+    """Whether botocore's `amz-sdk-request` header (`ttl=...; attempt=N; max=M`) marks the
+    call's last attempt."""
+    fields = dict(part.strip().partition("=")[::2] for part in header.split(";") if "=" in part)
+    return "attempt" in fields and fields["attempt"] == fields.get("max")
 
 
 @dataclass
@@ -92,6 +103,8 @@ class FaultProxy:
                     proxy.counters.add("blocked")
                     self._fault(FAULTS[2], body)
                     return
+                if _last_attempt(self.headers.get("amz-sdk-request", "")):
+                    roll = 1.0  # transient faults: the retry budget outlasts them
                 if roll < proxy.rate and not after:
                     proxy.counters.add(fault[0])
                     self._fault(fault, body)

@@ -57,6 +57,22 @@ def test_faults_are_retried_by_the_shared_retry_policy(faulty, monkeypatch):
     assert len(sent) == 20 + sum(proxy.counters.injected.values())
 
 
+def test_the_proxys_faults_never_fall_on_a_calls_last_attempt(sandbox_server, sandbox_env):
+    """Transient faults: even at a rate of 1, each call gets through on its last attempt, so a
+    test's outcome does not depend on how concurrent processes' requests interleave."""
+    import boto3
+    from botocore.config import Config
+
+    with FaultProxy(sandbox_server.endpoint, rate=1.0) as proxy:
+        retries = Config(retries={"mode": "standard", "max_attempts": 3})
+        ec2 = boto3.client("ec2", endpoint_url=proxy.endpoint, config=retries)
+        for _ in range(5):
+            ec2.describe_images(Owners=["self"])
+    # Two faults a call at least (a dropped connection may be sent again at the same attempt).
+    assert sum(proxy.counters.injected.values()) >= 10
+    assert proxy.counters.forwarded == 5
+
+
 def test_sixteen_processes_build_once_through_faults_and_lost_responses(
     faulty, repo, packer, tmp_path
 ):
