@@ -50,7 +50,7 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
         )
         assert [p.code for p in procs] == [0] * PROCESSES, [p.stderr for p in procs if p.code]
         results = {p.stdout for p in procs}
-        assert len(results) == 1, results  # all sixteen results identical
+        assert len(results) == 1, differing(results)  # all sixteen results identical
         result = json.loads(results.pop())
         # Exactly one Packer build per definition.
         assert builds_per_definition() == Counter({"base": 1, "snowflake": 1})
@@ -63,6 +63,17 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
         print(
             f"{machines}: trial {trial + 1}: {PROCESSES} processes, builds {dict(builds_per_definition())}"
         )
+
+
+def differing(outputs: set[str]) -> dict[str, list[str]]:
+    """The result fields on which `outputs` (JSON objects) disagree, with each value seen."""
+    parsed = [json.loads(o) for o in outputs]
+    keys = sorted({k for p in parsed for k in p})
+    return {
+        k: sorted({str(p.get(k)) for p in parsed})
+        for k in keys
+        if len({str(p.get(k)) for p in parsed}) > 1
+    }
 
 
 def slow_base(repo, seconds: int, ttl: int) -> None:
