@@ -79,9 +79,19 @@ ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 
 
 def _refuse_undeclared(d: Definition, declared: set[str]) -> None:
-    """A catalog variable the template does not declare counts in the fingerprint but would
-    not reach the image: a JSON template ignores a `-var` it does not declare, and HCL2
-    refuses one only when Packer runs."""
+    """Refuse a definition whose values would not reach its image while they count in its
+    fingerprint: a child's template must declare `ami_base` (else Packer builds it on the
+    template's own source image, tagged as the parent's child); every catalog variable must be
+    declared (a JSON template ignores a `-var` it does not declare; HCL2 refuses one only when
+    Packer runs)."""
+    if d.parent is not None and "ami_base" not in declared:
+        raise FingerprintError(
+            f"Definition {d.name!r} is built on its parent {d.parent!r}, but its template "
+            f"{d.template} declares no variable `ami_base`, through which the bridge passes "
+            "the parent's AMI, so Packer would build it on another image. Declare "
+            '`variable "ami_base" { type = string }` (JSON: "ami_base" in `variables`) and '
+            "use it as the source AMI."
+        )
     unknown = sorted(set(d.variables) - declared)
     if not unknown:
         return
@@ -212,20 +222,8 @@ def fingerprint_all(
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
-        declared = (
-            declared_variables(root, d, commit_obj.hexsha) if d.parent or d.variables else set()
-        )
-        _refuse_undeclared(d, declared)
-        if d.parent is not None and "ami_base" not in declared:
-            # Packer would build it on the template's own source image, not the parent's, and
-            # the image would still be tagged as the parent's child.
-            raise FingerprintError(
-                f"Definition {d.name!r} is built on its parent {d.parent!r}, but its template "
-                f"{d.template} declares no variable `ami_base`, through which the bridge passes "
-                "the parent's AMI, so Packer would build it on another image. Declare "
-                '`variable "ami_base" { type = string }` (JSON: "ami_base" in `variables`) and '
-                "use it as the source AMI."
-            )
+        if d.parent is not None or d.variables:
+            _refuse_undeclared(d, declared_variables(root, d, commit_obj.hexsha))
         picks: Sequence[SourcePick] = ()
         if d.parent is None and d.track_source:
             filters = source_filters(root, d, commit_obj.hexsha)
