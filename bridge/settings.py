@@ -200,11 +200,23 @@ def channel_region(region: str | None, env: Mapping[str, str]) -> str:
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
-    """Where logs, locks, crash reports and caches go."""
+    """Where logs, locks and crash reports go."""
     if env.get("AMI_BRIDGE_STATE_DIR"):
         return Path(env["AMI_BRIDGE_STATE_DIR"])
     base = env.get("XDG_STATE_HOME") or os.path.join(
         env.get("HOME") or tempfile.gettempdir(), ".local", "state"
+    )
+    return Path(base) / "ami-bridge"
+
+
+def cache_dir(env: Mapping[str, str]) -> Path:
+    """Where caches go (slim service models, what validated, Packer's version): keyed by what
+    they were made from and shared by every process and repository; deleting it costs time,
+    never correctness."""
+    if env.get("AMI_BRIDGE_CACHE_DIR"):
+        return Path(env["AMI_BRIDGE_CACHE_DIR"])
+    base = env.get("XDG_CACHE_HOME") or os.path.join(
+        env.get("HOME") or tempfile.gettempdir(), ".cache"
     )
     return Path(base) / "ami-bridge"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bridge.errors import QueryError
-from bridge.settings import Options, Spell, cli_flag, parse_options, state_dir
+from bridge.settings import Options, Spell, cache_dir, cli_flag, parse_options
 
 if TYPE_CHECKING:
     import git
@@ -44,7 +44,7 @@ def options(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
     values = {key: getattr(args, key) for key in OPTION_FLAGS if getattr(args, key, None)}
     if getattr(args, "allow_dirty", False):
         values["allow_dirty"] = "true"
-    return parse_options(values, spell=cli_flag, cache_dir=state_dir(env))
+    return parse_options(values, spell=cli_flag, cache_dir=cache_dir(env))
 
 
 def open_catalog(
@@ -69,7 +69,7 @@ def open_catalog(
         if options.commit and not is_head(repo, options.commit)
         else None
     )
-    return repo, load_catalog(root, rel, cache_dir=state_dir(env), files=files)
+    return repo, load_catalog(root, rel, cache_dir=cache_dir(env), files=files)
 
 
 def context(
@@ -99,7 +99,7 @@ def context(
     return Context(
         repo=repo,
         catalog=catalog,
-        clients=AwsClients(model_cache=state_dir(env) / "models"),
+        clients=AwsClients(model_cache=cache_dir(env) / "models"),
         settings=settings,
     )
 
@@ -111,14 +111,13 @@ def resolver(
     from bridge.packer import PackerRunner
     from bridge.resolve import Resolver
 
-    state = state_dir(env)
     return Resolver(
         ctx,
         packer=lambda: PackerRunner(
             ctx.settings.packer,
             env=dict(env),
             echo=echo,
-            cache=state / "packer-version.json",
+            cache=cache_dir(env) / "packer-version.json",
             verbose=verbose,
         ),
     )

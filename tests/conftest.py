@@ -37,6 +37,23 @@ def packer() -> str:
     return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache directory (slim service models, what validated, Packer's version) for every
+    process a worker's tests start, as one machine's processes share theirs; each test keeps a
+    state directory (logs, locks) of its own."""
+    path = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("AMI_BRIDGE_CACHE_DIR")
+    os.environ["AMI_BRIDGE_CACHE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("AMI_BRIDGE_CACHE_DIR", None)
+        else:
+            os.environ["AMI_BRIDGE_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[sandbox.Sandbox]:
     """The sandbox server, one for the session."""

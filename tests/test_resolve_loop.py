@@ -24,7 +24,7 @@ from bridge import manifests, model, publish, workspace
 from bridge.errors import NotFoundError
 from bridge.resolve import Resolver
 from bridge.revoke import Revoker
-from bridge.settings import cli_flag, parse_options, state_dir
+from bridge.settings import cache_dir, cli_flag, parse_options
 from testing.git import GitRepo
 from testing.sandbox import builds_per_definition, deregister, make_image, own_images, tags_of
 
@@ -36,7 +36,7 @@ OUTLIVED_DAYS = 1e-9
 
 def resolver(env: Mapping[str, str], repo: GitRepo) -> Resolver:
     """A Resolver of `repo`'s catalog, made the way `ami-bridge resolve --repo` makes it."""
-    options = parse_options({"repo": str(repo.path)}, spell=cli_flag, cache_dir=state_dir(env))
+    options = parse_options({"repo": str(repo.path)}, spell=cli_flag, cache_dir=cache_dir(env))
     return workspace.resolver(workspace.context(options, env), env, echo=None)
 
 

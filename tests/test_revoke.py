@@ -320,12 +320,12 @@ def test_a_revocation_that_outlasts_the_minute_it_started_in_still_deprecates(
     past."""
     from bridge import workspace
     from bridge.revoke import Revoker
-    from bridge.settings import cli_flag, parse_options, state_dir
+    from bridge.settings import cache_dir, cli_flag, parse_options
 
     code, first = resolve(repo, sandbox_env, "--on-missing", "build")
     assert code == 0, first
     options = parse_options(
-        {"repo": str(repo.path)}, spell=cli_flag, cache_dir=state_dir(sandbox_env)
+        {"repo": str(repo.path)}, spell=cli_flag, cache_dir=cache_dir(sandbox_env)
     )
     ctx = workspace.context(options, sandbox_env)
     started = datetime.now(timezone.utc) - timedelta(minutes=3)
@@ -404,11 +404,11 @@ def test_revoking_a_definition_revokes_every_build_of_its_fingerprint(sandbox_en
     # deprecation EC2 has already (the images stay deprecated).
     from bridge import workspace
     from bridge.revoke import Revoker
-    from bridge.settings import cli_flag, parse_options, state_dir
+    from bridge.settings import cache_dir, cli_flag, parse_options
 
     deprecated = {r["ami_id"]: image(r["ami_id"])["DeprecationTime"] for r in (older, newer)}
     options = parse_options(
-        {"repo": str(repo.path)}, spell=cli_flag, cache_dir=state_dir(sandbox_env)
+        {"repo": str(repo.path)}, spell=cli_flag, cache_dir=cache_dir(sandbox_env)
     )
     later = datetime.now(timezone.utc) + timedelta(minutes=10)
     Revoker(workspace.context(options, sandbox_env), clock=lambda: later).revoke(

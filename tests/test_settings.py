@@ -15,6 +15,7 @@ from bridge.settings import (
     DEFAULT_TAG_KEY,
     Options,
     Settings,
+    cache_dir,
     parse_options,
     query_key,
     state_dir,
@@ -122,6 +123,28 @@ def test_state_dir():
     assert str(state_dir({"HOME": "/h"})) == "/h/.local/state/ami-bridge"
     settings = merged(env={"AWS_REGION": "us-east-1", "AMI_BRIDGE_STATE_DIR": "/s"})
     assert (str(settings.log_dir), str(settings.lock_dir)) == ("/s/logs", "/s/locks")
+
+
+def test_cache_dir():
+    assert str(cache_dir({"AMI_BRIDGE_CACHE_DIR": "/c", "AMI_BRIDGE_STATE_DIR": "/s"})) == "/c"
+    assert str(cache_dir({"XDG_CACHE_HOME": "/x", "AMI_BRIDGE_STATE_DIR": "/s"})) == "/x/ami-bridge"
+    assert str(cache_dir({"HOME": "/h"})) == "/h/.cache/ami-bridge"
+
+
+def test_caches_go_to_the_cache_directory_and_the_state_directory_keeps_logs_and_locks(
+    sandbox_env, repo, packer, tmp_path
+):
+    from testing.bridge import run_bridge
+
+    state, cache = tmp_path / "state", tmp_path / "cache"
+    env = {**sandbox_env, "AMI_BRIDGE_STATE_DIR": str(state), "AMI_BRIDGE_CACHE_DIR": str(cache)}
+    proc = run_bridge(["build", "base", "--repo", str(repo.path)], env)
+    assert proc.code == 0, proc.stderr
+    assert sorted(p.name for p in cache.iterdir()) == ["models", "packer-version.json", "validated"]
+    assert {"models", "packer-version.json", "validated"}.isdisjoint(
+        p.name for p in state.iterdir()
+    )
+    assert list((state / "logs").glob("base-*.log"))
 
 
 def test_parse_options_reads_strings_and_treats_empty_as_unset():

@@ -21,7 +21,11 @@ def test_valid_documents_are_remembered_invalid_ones_are_not(tmp_path):
 def test_repeated_resolve_does_not_import_jsonschema(sandbox_env, repo, packer, tmp_path):
     """The second plan with the same catalog and query skips schema validation entirely."""
     query = json.dumps({"definition": "base", "repo": str(repo.path)})
-    env = {**sandbox_env, "PYTHONPROFILEIMPORTTIME": "1"}
+    env = {
+        **sandbox_env,
+        "AMI_BRIDGE_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPROFILEIMPORTTIME": "1",
+    }
 
     def imports() -> str:
         proc = subprocess.run(

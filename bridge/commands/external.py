@@ -13,11 +13,11 @@ from bridge.protocol import Query
 from bridge.settings import (
     DEFAULT_ON_REVOKED,
     EXTERNAL_ON_MISSING,
+    cache_dir,
     channel_region,
     jobs,
     module_variable,
     query_key,
-    state_dir,
 )
 from bridge.workspace import context, resolver
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             'strings, e.g. {"definition": "base"}.'
         ) from None
     spell = module_variable if args.module else query_key
-    query = protocol.parse_query(text, cache_dir=state_dir(env), spell=spell)
+    query = protocol.parse_query(text, cache_dir=cache_dir(env), spell=spell)
     if query.channel is not None:
         sys.stdout.write(protocol.encode_result(_through_channel(query, env)))
         return EXIT_OK
@@ -66,7 +66,7 @@ def _through_channel(query: Query, env: Mapping[str, str]) -> dict[str, str]:
     assert query.channel is not None
     definition = query.definitions[0]
     region = channel_region(query.options.region, env)
-    clients = AwsClients(model_cache=state_dir(env) / "models")
+    clients = AwsClients(model_cache=cache_dir(env) / "models")
     held = channels.current(clients, query.channel_prefix, definition, query.channel, region)
     channels.check_not_revoked(clients, region, definition, query.channel, held)
     return protocol.channel_result(
