@@ -237,8 +237,9 @@ class Builder:
 
     def _image_name(self, d: Definition, fp: str, region: str, build_id: str) -> str:
         """The `ami_name` for this build: the fingerprint's name, or, when an image of the
-        account has it already (an earlier build of the fingerprint), one with the build ID."""
-        taken = registry.name_taken(self.ctx.clients.ec2(region), region, image_name(d, fp))
+        account is named with it already (an earlier build of the fingerprint), one with the
+        build ID."""
+        taken = registry.name_in_use(self.ctx.clients.ec2(region), region, image_name(d, fp))
         return image_name(d, fp, build_id if taken else None)
 
     def _attest(

@@ -113,13 +113,18 @@ def find_tagged(
     return found
 
 
-def name_taken(ec2: EC2Client, region: str, name: str) -> bool:
-    """Whether an image of this account in `region` is named `name` (names are unique there)."""
-    with aws_call(f"looking up the image named {name} in {region}", "ec2:DescribeImages"):
+def name_in_use(ec2: EC2Client, region: str, name: str) -> bool:
+    """Whether the name of an image of this account in `region` holds `name`: `ami_name` as it
+    is, or as a template names the image with it (`{{user `ami_name`}}-{{timestamp}}`, whose
+    second build within the same second EC2 would refuse). `name` is a definition and a
+    fingerprint, so holds no wildcard."""
+    with aws_call(f"looking up the images named with {name} in {region}", "ec2:DescribeImages"):
         response = ec2.describe_images(
-            Owners=["self"], Filters=[{"Name": "name", "Values": [name]}], IncludeDisabled=True
+            Owners=["self"],
+            Filters=[{"Name": "name", "Values": [f"*{name}*"]}],
+            IncludeDisabled=True,
         )
-    return any(raw.get("Name") == name for raw in response.get("Images", []))
+    return any(name in raw.get("Name", "") for raw in response.get("Images", []))
 
 
 def protect(ec2: EC2Client, image: Image, on: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -28,9 +29,15 @@ def tags_of(resource: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
-def builds_per_definition() -> Counter[str]:
-    """Every AMI Packer made, tagged or not, by the definition in its name."""
-    return Counter(image["Name"].rsplit("-", 2)[0] for image in own_images())
+def builds_per_definition(region: str = "us-east-1") -> Counter[str]:
+    """Every AMI in `region` Packer made (or copied: a copy keeps its source's name), tagged or
+    not, by the definition in its name: the example names images
+    `<definition>-<fingerprint[:12]>[-<build ID[:8]>]-<timestamp>` (the build ID on a second
+    build of the fingerprint)."""
+    return Counter(
+        re.sub(r"-[0-9a-f]{12}(-[0-9a-f]{8})?-\d+$", "", image["Name"])
+        for image in own_images(region)
+    )
 
 
 def manifest_keys() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import boto3
@@ -317,3 +318,23 @@ def test_a_second_build_of_a_fingerprint_gets_a_name_of_its_own(sandbox_env, rep
     }
     assert names[one["ami_id"]] == f"base-{one['fingerprint'][:12]}"
     assert names[two["ami_id"]] == f"base-{one['fingerprint'][:12]}-{two['build_id'][:8]}"
+
+
+def test_a_rebuild_is_named_apart_when_the_template_adds_a_timestamp(sandbox_env, repo, packer):
+    """The example names its image `{{user `ami_name`}}-{{timestamp}}`: Packer's timestamp is in
+    seconds, so a second build of the fingerprint within the same second as the first would ask
+    EC2 for a name it has. A second build carries its build ID whenever it comes."""
+    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert first.code == 0, first.stderr
+    again = run_bridge(
+        ["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env
+    )
+    assert again.code == 0, again.stderr
+    one, two = json.loads(first.stdout)["base"], json.loads(again.stdout)["base"]
+    names = {
+        i["ImageId"]: i["Name"]
+        for i in boto3.client("ec2").describe_images(Owners=["self"])["Images"]
+    }
+    prefix = f"base-{one['fingerprint'][:12]}-"
+    assert re.fullmatch(rf"{prefix}\d+", names[one["ami_id"]]), names
+    assert re.fullmatch(rf"{prefix}{two['build_id'][:8]}-\d+", names[two["ami_id"]]), names

@@ -14,7 +14,7 @@ from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy
 from testing.hold import hold, holdable, provisioning, wait_for
-from testing.sandbox import deregister, own_images, tags_of
+from testing.sandbox import builds_per_definition, deregister, own_images, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -29,7 +29,7 @@ def set_regions(repo, **regions: list[str]) -> None:
 
 def made(region: str) -> Counter[str]:
     """Images per definition in `region`, built or copied (a copy keeps its source's name)."""
-    return Counter(image["Name"].rsplit("-", 2)[0] for image in own_images(region))
+    return builds_per_definition(region)
 
 
 def tagged(region: str, definition: str) -> list[dict]:
