@@ -296,6 +296,20 @@ def test_secrets_in_the_environment_are_masked_in_everything_written(sandbox_env
     assert "***" in failed.stderr  # the provisioner's error, quoted, masked
 
 
+def built_twice(repo, env) -> tuple[dict, dict, dict[str, str]]:
+    """`build base`, then `build base --force`: both results, and every image's name by AMI."""
+    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], env)
+    assert first.code == 0, first.stderr
+    again = run_bridge(["build", "base", "--force", "--repo", str(repo.path), "--json"], env)
+    assert again.code == 0, again.stderr
+    one, two = json.loads(first.stdout)["base"], json.loads(again.stdout)["base"]
+    names = {
+        i["ImageId"]: i["Name"]
+        for i in boto3.client("ec2").describe_images(Owners=["self"])["Images"]
+    }
+    return one, two, names
+
+
 def test_a_second_build_of_a_fingerprint_gets_a_name_of_its_own(sandbox_env, repo, packer):
     """Templates often name the image by `ami_name` alone; EC2 refuses a name the account has in
     the region, so a forced rebuild (or one after expiry or revocation) is named apart."""
@@ -304,18 +318,8 @@ def test_a_second_build_of_a_fingerprint_gets_a_name_of_its_own(sandbox_env, rep
         template.read_text().replace("{{user `ami_name`}}-{{timestamp}}", "{{user `ami_name`}}")
     )
     repo.commit("the image is named by ami_name alone")
-    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
-    assert first.code == 0, first.stderr
-    again = run_bridge(
-        ["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env
-    )
-    assert again.code == 0, again.stderr
-    one, two = json.loads(first.stdout)["base"], json.loads(again.stdout)["base"]
+    one, two, names = built_twice(repo, sandbox_env)
     assert one["fingerprint"] == two["fingerprint"] and one["ami_id"] != two["ami_id"]
-    names = {
-        i["ImageId"]: i["Name"]
-        for i in boto3.client("ec2").describe_images(Owners=["self"])["Images"]
-    }
     assert names[one["ami_id"]] == f"base-{one['fingerprint'][:12]}"
     assert names[two["ami_id"]] == f"base-{one['fingerprint'][:12]}-{two['build_id'][:8]}"
 
@@ -324,17 +328,7 @@ def test_a_rebuild_is_named_apart_when_the_template_adds_a_timestamp(sandbox_env
     """The example names its image `{{user `ami_name`}}-{{timestamp}}`: Packer's timestamp is in
     seconds, so a second build of the fingerprint within the same second as the first would ask
     EC2 for a name it has. A second build carries its build ID whenever it comes."""
-    first = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
-    assert first.code == 0, first.stderr
-    again = run_bridge(
-        ["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env
-    )
-    assert again.code == 0, again.stderr
-    one, two = json.loads(first.stdout)["base"], json.loads(again.stdout)["base"]
-    names = {
-        i["ImageId"]: i["Name"]
-        for i in boto3.client("ec2").describe_images(Owners=["self"])["Images"]
-    }
+    one, two, names = built_twice(repo, sandbox_env)
     prefix = f"base-{one['fingerprint'][:12]}-"
     assert re.fullmatch(rf"{prefix}\d+", names[one["ami_id"]]), names
     assert re.fullmatch(rf"{prefix}{two['build_id'][:8]}-\d+", names[two["ami_id"]]), names
