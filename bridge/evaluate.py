@@ -23,8 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lark import Token, Tree
-
 from bridge.hcl import (
     Document,
     Node,
@@ -32,6 +30,8 @@ from bridge.hcl import (
     block_body,
     block_labels,
     blocks,
+    is_token,
+    is_tree,
     name_of,
     parse,
     unescape,
@@ -332,7 +332,7 @@ def _plain(attrs: Mapping[str, Node]) -> bool:
         return True
     term = value_of(default)
     inner = term.children[0] if term.data == "expr_term" and len(term.children) == 1 else term
-    return isinstance(inner, Tree) and inner.data in ("string", "int_lit", "float_lit")
+    return is_tree(inner) and inner.data in ("string", "int_lit", "float_lit")
 
 
 class _HclEvaluation:
@@ -353,7 +353,7 @@ class _HclEvaluation:
         return handler(node)
 
     def _trees(self, node: Node) -> list[Node]:
-        return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
+        return [c for c in node.children if is_tree(c) and c.data != "new_line_or_comment"]
 
     def _expr_term(self, node: Node) -> Any:
         (inner,) = self._trees(node)  # a term, or a parenthesised expression
@@ -392,11 +392,11 @@ class _HclEvaluation:
         return result
 
     def _string(self, node: Node) -> Any:
-        parts = [p for p in node.children if isinstance(p, Tree)]
+        parts = [p for p in node.children if is_tree(p)]
         pieces: list[Any] = []
         for part in parts:
             (inner,) = part.children
-            if isinstance(inner, Token):
+            if is_token(inner):
                 kind = inner.type
                 raw = str(inner)
                 pieces.append(raw[1:] if kind.startswith("ESCAPED_") else unescape(raw))
@@ -423,7 +423,7 @@ class _HclEvaluation:
 
     def _unary_op(self, node: Node) -> Any:
         operator, term = node.children
-        assert isinstance(term, Tree)
+        assert is_tree(term)
         value = self.value(term)
         if str(operator) == "!":
             return not _bool(value, self.doc.source(node))
@@ -521,9 +521,7 @@ class _HclEvaluation:
         if not self.functions or len(rest) > 1:  # Packer's place for it, or a namespace
             raise Unknowable(where, "unsupported")
         arguments = rest[0] if rest else None
-        if arguments and any(
-            isinstance(t, Token) and t.type == "ELLIPSIS" for t in arguments.children
-        ):
+        if arguments and any(is_token(t) and t.type == "ELLIPSIS" for t in arguments.children):
             raise Unknowable(where, "unsupported", "arguments expanded with `...`")
         # The arguments first: what they depend on says more than an unsupported function.
         values = [self.value(a) for a in (self._trees(arguments) if arguments else [])]

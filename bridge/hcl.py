@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
-from lark import Token, Tree
+if TYPE_CHECKING:
+    from lark import Token, Tree
 
-Node = Tree[Any]
+# Lark is imported when a file is parsed, not with this module: most runs of the bridge (a
+# plan's `external` calls that find their images) parse no HCL, and Lark is a tenth of a start.
+Node: TypeAlias = "Tree[Any]"
 
 
 class HclSyntaxError(ValueError):
@@ -51,6 +54,20 @@ def parse(path: str, text: str) -> Document:
     return Document(path, text, tree)
 
 
+def is_tree(value: object) -> TypeGuard[Node]:
+    """Whether `value` is a node of a syntax tree (not one of its tokens)."""
+    from lark import Tree
+
+    return isinstance(value, Tree)
+
+
+def is_token(value: object) -> TypeGuard[Token]:
+    """Whether `value` is a token of a syntax tree (a name, a keyword, literal text)."""
+    from lark import Token
+
+    return isinstance(value, Token)
+
+
 def span(node: Node) -> tuple[int, int]:
     """Where `node` is in its document's text (start, end)."""
     return node.meta.start_pos, node.meta.end_pos
@@ -59,7 +76,7 @@ def span(node: Node) -> tuple[int, int]:
 def blocks(body: Node, kind: str | None = None) -> Iterator[Node]:
     """The blocks directly in `body` (of type `kind`, when given)."""
     for child in body.children:
-        if isinstance(child, Tree) and child.data == "block":
+        if is_tree(child) and child.data == "block":
             if kind is None or block_type(child) == kind:
                 yield child
 
@@ -73,11 +90,11 @@ def block_labels(block: Node) -> list[str]:
     """A block's labels, quoted or not: ["amazon-ebs", "x"] in `source "amazon-ebs" "x" {}`."""
     labels = []
     for child in block.children[1:]:
-        if isinstance(child, Tree) and child.data == "body":
+        if is_tree(child) and child.data == "body":
             break
-        if isinstance(child, Tree) and child.data == "string":
+        if is_tree(child) and child.data == "string":
             labels.append(literal_string(child))
-        elif isinstance(child, Tree) and child.data != "new_line_or_comment":
+        elif is_tree(child) and child.data != "new_line_or_comment":
             labels.append(name_of(child))
     return labels
 
@@ -92,22 +109,22 @@ def attributes(body: Node) -> dict[str, Node]:
     return {
         name_of(child.children[0]): child
         for child in body.children
-        if isinstance(child, Tree) and child.data == "attribute"
+        if is_tree(child) and child.data == "attribute"
     }
 
 
 def value_of(attribute: Node) -> Node:
     """The expression an attribute is set to."""
     node = attribute.children[-1]
-    assert isinstance(node, Tree)
+    assert is_tree(node)
     return node
 
 
 def name_of(node: Node | Token) -> str:
     """The text of an identifier (or keyword, or true/false/null used as a name)."""
-    if isinstance(node, Token):
-        return str(node)
-    return "".join(str(t) for t in node.scan_values(lambda v: isinstance(v, Token)))
+    if is_tree(node):
+        return "".join(str(t) for t in node.scan_values(is_token))
+    return str(node)
 
 
 def literal_string(node: Node) -> str:
@@ -115,9 +132,9 @@ def literal_string(node: Node) -> str:
     text = "".join(
         str(token)
         for part in node.children
-        if isinstance(part, Tree)
+        if is_tree(part)
         for token in part.children
-        if isinstance(token, Token)
+        if is_token(token)
     )
     return unescape(text)
 
@@ -142,12 +159,12 @@ def traversal(node: Node) -> list[str] | None:
     while True:
         if node.data == "expr_term" and len(node.children) == 1:
             inner = node.children[0]
-            if isinstance(inner, Tree):
+            if is_tree(inner):
                 node = inner
                 continue
         if node.data == "get_attr_expr_term":
             base, step = node.children
-            assert isinstance(base, Tree) and isinstance(step, Tree)
+            assert is_tree(base) and is_tree(step)
             steps.append(name_of(step.children[-1]))
             node = base
             continue
@@ -160,12 +177,12 @@ def walk(node: Node) -> Iterator[Node]:
     """`node` and every tree below it, outermost first."""
     yield node
     for child in node.children:
-        if isinstance(child, Tree):
+        if is_tree(child):
             yield from walk(child)
 
 
 def _child(node: Node, data: str) -> Node:
     for child in node.children:
-        if isinstance(child, Tree) and child.data == data:
+        if is_tree(child) and child.data == data:
             return child
     raise HclSyntaxError(f"no {data} in {node.data}")

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from lark import Tree
-
 from bridge import hcl
 from bridge.build import ENDPOINT_VARIABLE
 from bridge.catalog import BRIDGE_VARIABLES, Definition, normalize
@@ -172,8 +170,8 @@ def env_reads(root: TreeIndex, d: Definition, commit: str) -> set[str]:
 
 def _first_argument(call: hcl.Node) -> hcl.Node | None:
     """The first argument of a function call node, or None when it has none."""
-    args = [c for c in call.children if isinstance(c, Tree) and c.data == "arguments"]
-    return next((a for a in args[0].children if isinstance(a, Tree)), None) if args else None
+    args = [c for c in call.children if hcl.is_tree(c) and c.data == "arguments"]
+    return next((a for a in args[0].children if hcl.is_tree(a)), None) if args else None
 
 
 def _literal_name(source: str) -> str:
