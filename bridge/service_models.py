@@ -3,10 +3,10 @@
 botocore parses a service's whole model whenever it creates a client. EC2's is 4 MB of JSON,
 about 80 ms of a 0.5 s cache-hit `external` call, and Terraform makes that call on every plan.
 The first client of a service writes a copy of its model holding only OPERATIONS, and every
-shape they reach, unchanged, under the state directory (keyed by botocore's version, the API
-version and the operation list); later processes load that copy through botocore's own loader
-search path. Waiters, paginators and endpoint rules still come from botocore. When the copy
-cannot be written (a read-only state directory), clients use the full model.
+shape they reach, unchanged, under the cache directory (settings.cache_dir; keyed by botocore's
+version, the API version and the operation list); later processes load that copy through
+botocore's own loader search path. Waiters, paginators and endpoint rules still come from botocore. When the copy
+cannot be written (a read-only cache directory), clients use the full model.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """JSON Schema validation of the catalog, the query and manifests (schemas in bridge/schemas/).
 
 A document that passed once is remembered by the SHA-256 of schema and document bytes in the
-state directory, so the resolve path Terraform runs on every plan does not even import jsonschema
-when neither the catalog nor the query changed. Invalid documents are always validated afresh,
+cache directory (settings.cache_dir), so the resolve path Terraform runs on every plan does not
+even import jsonschema when neither the catalog nor the query changed. Invalid documents are always validated afresh,
 for their messages.
 """
 
