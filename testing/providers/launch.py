@@ -13,6 +13,7 @@ Only the standard library, and no site packages (-S): a start costs a bare inter
 
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -26,6 +27,9 @@ def main() -> None:
         conn.close()
         python = sys.executable
         os.execv(python, [python, script, *args])
+    # A Ctrl-C reaches every process of the terminal's group; Terraform stops its providers
+    # itself, and go-plugin servers ignore the interrupt, so this one does not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     umask = os.umask(0)
     os.umask(umask)
     request = json.dumps(

@@ -104,19 +104,20 @@ def warm_starts(root: Path) -> Iterator[subprocess.Popen[str]]:
     scripts = [str(script) for _, script in STANDINS.values()]
     server = subprocess.Popen(
         [sys.executable, str(WARM), str(sock), *scripts],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,  # its end is the server's: it stops when this process goes
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert server.stdin is not None and server.stdout is not None
     try:
-        assert server.stdout is not None
         line = server.stdout.readline()
         if line != "ready\n":
             raise RuntimeError(f"the warm provider server did not start (it said {line!r})")
         yield server
     finally:
-        server.terminate()
+        server.stdin.close()
         server.wait()
+        server.stdout.close()
         sock.unlink(missing_ok=True)
 
 

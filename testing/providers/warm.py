@@ -1,7 +1,8 @@
 """A warm server for the STAND-IN providers: imports them once, forks one per start.
 
 `python warm.py SOCKET SCRIPT...` imports each stand-in SCRIPT's modules (not its main),
-listens at SOCKET, prints "ready" and forks a child for each launch.py that connects. The
+listens at SOCKET, prints "ready" and forks a child for each launch.py that connects, until
+its standard input ends. The
 child takes the launcher's standard streams, environment, working directory, umask and argv,
 and runs SCRIPT as `__main__`, as a fresh `python SCRIPT` would; its exit status goes back to
 the launcher. A child whose launcher goes away (Terraform killed it) exits too.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -44,10 +46,12 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, _reap)
     print("ready", flush=True)
     while True:
-        try:
-            conn, _ = server.accept()
-        except InterruptedError:
-            continue
+        # Standard input is a pipe from whoever started the server: at its end (closed, or its
+        # holder gone however it went) the server ends too, and never outlives the test session.
+        readable, _, _ = select.select([server, sys.stdin], [], [])
+        if sys.stdin in readable:
+            return
+        conn, _ = server.accept()
         pid = os.fork()
         if pid == 0:
             server.close()
@@ -74,7 +78,7 @@ def _child(conn: socket.socket, compiled: dict[str, CodeType]) -> None:
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the provider waits for its programs
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         header, fds, _, _ = socket.recv_fds(conn, 8, 3)
         length = int.from_bytes(header, "big")
