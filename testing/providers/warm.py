@@ -2,10 +2,10 @@
 
 `python warm.py SOCKET SCRIPT...` imports each stand-in SCRIPT's modules (not its main),
 listens at SOCKET, prints "ready" and forks a child for each launch.py that connects, until
-its standard input ends. The
-child takes the launcher's standard streams, environment, working directory, umask and argv,
-and runs SCRIPT as `__main__`, as a fresh `python SCRIPT` would; its exit status goes back to
-the launcher. A child whose launcher goes away (Terraform killed it) exits too.
+its standard input ends. The child takes the launcher's standard streams, environment,
+working directory, umask and argv, and runs SCRIPT as `__main__`, as a fresh `python SCRIPT`
+would; its exit status goes back to the launcher. A child whose launcher goes away (Terraform
+killed it) exits too.
 
 What differs from a cold start: the provider's process is a child of this server, not of
 Terraform (Terraform sees and signals the launcher), and its modules were imported before its
