@@ -5,6 +5,7 @@ The code behind them is the `testing` package; fixtures are named for what they 
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import subprocess
@@ -97,6 +98,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # this run builds anew, and init would refuse the new packages.
         for lock in Path(__file__).parent.glob("terraform/*/.terraform.lock.hcl"):
             lock.unlink()
+        # Every test starts Python programs from this tree (`python -m bridge`, the stand-ins'
+        # server); where PYTHONDONTWRITEBYTECODE is set (CI images often set it), each of them
+        # would compile every module it imports from source again. Compiled once, here.
+        root = Path(__file__).resolve().parent.parent
+        for package in ("bridge", "testing"):
+            compileall.compile_dir(root / package, quiet=1)
 
 
 _TERRAFORMS: list[tuple[str, str]] = []
