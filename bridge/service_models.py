@@ -5,8 +5,9 @@ about 80 ms of a 0.5 s cache-hit `external` call, and Terraform makes that call 
 The first client of a service writes a copy of its model holding only OPERATIONS, and every
 shape they reach, unchanged, under the cache directory (settings.cache_dir; keyed by botocore's
 version, the API version and the operation list); later processes load that copy through
-botocore's own loader search path. Waiters, paginators and endpoint rules still come from botocore. When the copy
-cannot be written (a read-only cache directory), clients use the full model.
+botocore's own loader search path. Waiters, paginators and endpoint rules still come from
+botocore. When the copy cannot be written (a read-only cache directory), clients use the full
+model.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A document that passed once is remembered by the SHA-256 of schema and document bytes in the
 cache directory (settings.cache_dir), so the resolve path Terraform runs on every plan does not
-even import jsonschema when neither the catalog nor the query changed. Invalid documents are always validated afresh,
-for their messages.
+even import jsonschema when neither the catalog nor the query changed. Invalid documents are
+always validated afresh, for their messages.
 """
 
 from __future__ import annotations
