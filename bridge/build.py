@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 from bridge import seed
 from bridge.catalog import Definition, VariableValue, canonical_value
 from bridge.errors import BuildError
-from bridge.packer import PackerRunner, declared_variables
+from bridge.packer import PackerRunner
 from bridge.sources import SourcePick, pin
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def packer_variables(
     d: Definition,
     fingerprint: str,
     *,
-    declared: set[str],
+    declared: Collection[str],
     parent_ami: str | None,
     region: str,
     ec2_endpoint: str | None,
@@ -118,6 +118,7 @@ def build_image(
     log_dir: Path,
     sources: Sequence[SourcePick] = (),
     builds: Sequence[str] = (),
+    declared: Collection[str],
     manifest_dir: Path | None,
     ami_name: str | None = None,
 ) -> Artifacts:
@@ -126,9 +127,10 @@ def build_image(
 
     `parent` is (definition, AMI) of the image to build on; `sources`, the upstream images a
     root's fingerprint names, which the template in `root` is pinned to; `builds`, the builds
-    Packer runs for `d` (templates.py: one, or the build is refused). Artifacts come from
-    Packer's machine-readable output, or from a seed-style manifest file in `manifest_dir`
-    (default `root`).
+    Packer runs for `d` (templates.py: one, or the build is refused); `declared`, the variables
+    its template declares (fingerprint.py reads them from the tree `root` was exported from).
+    Artifacts come from Packer's machine-readable output, or from a seed-style manifest file in
+    `manifest_dir` (default `root`).
     """
     if len(builds) > 1:
         raise BuildError(
@@ -137,7 +139,6 @@ def build_image(
             "`only` in the catalog (one definition per build), as `packer build -only` does."
         )
     pinned = pin(root, sources)
-    declared = declared_variables(root / d.template)
     if "ami_base" in pinned and "ami_base" not in declared:
         raise BuildError(
             f"Definition {d.name!r} chooses its upstream image with the catalog's `source`, "
@@ -146,7 +147,7 @@ def build_image(
             "template with `source_ami_filter`."
         )
     if parent is not None and "ami_base" not in declared:
-        # fingerprint.py refuses this from git already; the exported tree is checked again.
+        # fingerprint.py refuses this already; a caller that did not fingerprint is checked.
         raise BuildError(
             f"Definition {d.name!r} is built on {parent[0]} ({parent[1]}), but its template "
             f"{d.template} declares no variable `ami_base` to pass it through, so Packer would "

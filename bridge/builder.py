@@ -147,6 +147,7 @@ class Builder:
                 parent=(parent.definition, parent.amis[regions[0]]) if parent else None,
                 sources=snapshot.fingerprints[d.name].sources,
                 builds=snapshot.fingerprints[d.name].builds,
+                declared=snapshot.fingerprints[d.name].variables,
                 ec2_endpoint=settings.ec2_endpoint,
                 log_dir=settings.log_dir,
                 manifest_dir=settings.packer_manifest_dir,

@@ -136,6 +136,8 @@ class Fingerprint:
     sources: tuple[SourcePick, ...] = ()
     # The builds `packer build` runs for it, as `-only` names them (one, or build.py refuses).
     builds: tuple[str, ...] = ()
+    # The variables its template declares, read from this tree: the `-var`s a build may pass.
+    variables: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -222,8 +224,9 @@ def fingerprint_all(
     result: dict[str, Fingerprint] = {}
     for d in definitions:
         parent_fp = result[d.parent].value if d.parent is not None else None
+        declared = declared_variables(root, d, commit_obj.hexsha)
         if d.parent is not None or d.variables:
-            _refuse_undeclared(d, declared_variables(root, d, commit_obj.hexsha))
+            _refuse_undeclared(d, declared)
         picks: Sequence[SourcePick] = ()
         if d.parent is None and d.track_source:
             filters = source_filters(root, d, commit_obj.hexsha)
@@ -240,7 +243,14 @@ def fingerprint_all(
         _check_environment(root, d, commit_obj.hexsha)
         values = {name: (environment or {}).get(name, "") for name in d.env}
         result[d.name] = _fingerprint(
-            root, d, inputs[d.name], parent_fp, picks, builds=reads[d.name].builds, env=values
+            root,
+            d,
+            inputs[d.name],
+            parent_fp,
+            picks,
+            builds=reads[d.name].builds,
+            env=values,
+            variables=frozenset(declared),
         )
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
@@ -370,6 +380,7 @@ def _fingerprint(
     *,
     builds: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
+    variables: frozenset[str] = frozenset(),
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = (
@@ -388,7 +399,7 @@ def _fingerprint(
         value = hashlib.sha1(
             encode(d, entries, parent_fp, sources, env=env or {}), usedforsecurity=False
         ).hexdigest()
-    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds)
+    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds, variables)
 
 
 def _inputs(root: TreeIndex, d: Definition, reads: Reads, commit: str) -> list[str]:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from bridge.errors import BuildError, Cancelled
 from bridge.masking import mask, secrets_of
@@ -77,56 +77,6 @@ def artifacts(lines: Iterable[Line]) -> dict[str, str]:
                 if match:
                     amis[match.group(1)] = match.group(2)
     return amis
-
-
-def declared_variables(template: Path) -> set[str]:
-    """Names of the variables a template declares: a JSON template's `variables`, or the
-    `variable` blocks of an HCL2 file or directory (labels quoted or not, read with the HCL
-    parser) and a directory's `*.pkr.json` files. Read directly: no Packer process."""
-    if template.is_dir():
-        files = sorted(template.glob("*.pkr.hcl"))
-        json_files = sorted(template.glob("*.pkr.json"))
-    elif template.name.endswith(".pkr.hcl"):
-        files, json_files = [template], []
-    else:
-        data = _read_json(template)
-        variables = data.get("variables") if isinstance(data, dict) else None
-        return set(variables) if isinstance(variables, dict) else set()
-    import hcl2
-
-    names: set[str] = set()
-    for path in files:
-        try:
-            parsed = hcl2.loads(path.read_text(encoding="utf-8"))
-        except Exception as exc:  # the parser raises its own lark errors
-            raise BuildError(
-                f"The template {path} cannot be parsed as HCL2 ({type(exc).__name__}). Check "
-                "it with `packer validate`."
-            ) from None
-        for kind in ("variable", "variables"):  # `variables { name = default }` declares too
-            for block in parsed.get(kind, []):
-                if isinstance(block, dict):
-                    names.update(_unquoted(n) for n in block if n != "__is_block__")
-    for path in json_files:
-        data = _read_json(path)
-        variables = data.get("variable") if isinstance(data, dict) else None
-        if isinstance(variables, dict):
-            names.update(variables)
-    return names
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BuildError(
-            f"The template {path} cannot be read as JSON ({exc}). Check it with `packer validate`."
-        ) from None
-
-
-def _unquoted(label: str) -> str:
-    """A block label as python-hcl2 gives it (quoted when it was written quoted) as plain text."""
-    return label[1:-1] if len(label) >= 2 and label[0] == label[-1] == '"' else label
 
 
 def manifest_artifacts(path: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ from bridge.catalog import Definition, load_catalog
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner, parse_line
 from testing.bridge import run_bridge
+from testing.fingerprint import fingerprints
 
 FP = "0123456789abcdef" * 2 + "01234567"
 SEED_VARIABLES = {"ami_sha", "ami_name", "ami_base", "region", "ec2_endpoint"}
@@ -83,6 +84,7 @@ def test_build_image_runs_packer_and_returns_every_region(repo, runner, sandbox_
         parent=None,
         ec2_endpoint=sandbox_env["AWS_ENDPOINT_URL"],
         log_dir=tmp_path / "logs",
+        declared=fingerprints(repo, ["base"])[1].fingerprints["base"].variables,
         manifest_dir=None,
     )
     ami = artifacts.amis["us-east-1"]
@@ -105,6 +107,7 @@ def test_build_image_returns_the_regions_packer_built(repo, runner, sandbox_env,
         parent=None,
         ec2_endpoint=sandbox_env["AWS_ENDPOINT_URL"],
         log_dir=tmp_path / "logs",
+        declared=fingerprints(repo, ["base"])[1].fingerprints["base"].variables,
         manifest_dir=None,
     )
     assert list(artifacts.amis) == ["us-east-1"]
@@ -133,7 +136,7 @@ def test_artifacts_from_the_manifest_this_build_wrote(repo, runner, tmp_path):
     quiet = quiet_template(repo, f"printf '%s' '{MANIFEST}' > {target}")
     artifacts = build_image(
         runner, repo.path, quiet, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
-        log_dir=tmp_path / "logs", manifest_dir=workspace,
+        log_dir=tmp_path / "logs", declared=(), manifest_dir=workspace,
     )  # fmt: skip
     assert dict(artifacts.amis) == {"us-east-1": "ami-0123456789abcdef0"}
 
@@ -145,7 +148,7 @@ def test_an_earlier_builds_manifest_is_not_this_builds_artifact(repo, runner, tm
     with pytest.raises(BuildError, match="reported no AMI in us-east-1"):
         build_image(
             runner, repo.path, quiet, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
-            log_dir=tmp_path / "logs", manifest_dir=None,
+            log_dir=tmp_path / "logs", declared=(), manifest_dir=None,
         )  # fmt: skip
 
 
@@ -219,7 +222,8 @@ def test_a_template_with_several_builds_needs_only(repo, runner, tmp_path):
     with pytest.raises(BuildError, match=r"has 2 builds \(null.a, null.b\).*`only`"):
         build_image(
             runner, repo.path, d, FP, regions=["us-east-1"], parent=None, ec2_endpoint=None,
-            log_dir=tmp_path / "logs", builds=("null.a", "null.b"), manifest_dir=None,
+            log_dir=tmp_path / "logs", builds=("null.a", "null.b"), declared=(),
+            manifest_dir=None,
         )  # fmt: skip
     assert not (tmp_path / "logs").exists()
 

@@ -9,7 +9,6 @@ from bridge.packer import (
     PackerRunner,
     Plugin,
     artifacts,
-    declared_variables,
     manifest_artifacts,
     parse_line,
 )
@@ -58,23 +57,6 @@ def test_seed_packer_manifest_is_understood(tmp_path):
     path.write_text("")
     with pytest.raises(BuildError, match="cannot be read"):
         manifest_artifacts(path)
-
-
-def test_declared_variables_json_and_hcl2(tmp_path):
-    (tmp_path / "t.json").write_text(
-        json.dumps({"variables": {"ami_sha": "", "ami_base": "x"}, "builders": []})
-    )
-    assert declared_variables(tmp_path / "t.json") == {"ami_sha", "ami_base"}
-    (tmp_path / "h").mkdir()
-    (tmp_path / "h" / "a.pkr.hcl").write_text('variable "ami_sha" {\n  type = string\n}\n')
-    (tmp_path / "h" / "b.pkr.hcl").write_text(
-        '  variable "ec2_endpoint" {}\nsource "null" "x" {}\n'
-    )
-    assert declared_variables(tmp_path / "h") == {"ami_sha", "ec2_endpoint"}
-    assert declared_variables(tmp_path / "h" / "a.pkr.hcl") == {"ami_sha"}
-    (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(BuildError, match="cannot be read as JSON"):
-        declared_variables(tmp_path / "bad.json")
 
 
 def test_version_is_read_once_then_cached(tmp_path, packer):
@@ -168,13 +150,3 @@ def test_packer_without_init_says_to_upgrade(tmp_path, packer):
     with pytest.raises(BuildError, match=r"no `init` command \(it is older than 1\.7\)") as err:
         PackerRunner(packer, env=dict(os.environ)).init("t.pkr.hcl", tmp_path, AMAZON)
     assert "Install Packer 1.7 or later" in str(err.value)
-
-
-def test_declared_variables_are_read_with_the_hcl_parser_and_pkr_json_files(tmp_path):
-    template = tmp_path / "t"
-    template.mkdir()
-    (template / "a.pkr.hcl").write_text(
-        'variable ami_base {\n  type = string\n}\nvariable "x" {}\n'
-    )
-    (template / "variables.pkr.json").write_text(json.dumps({"variable": {"flavor": {}}}))
-    assert declared_variables(template) == {"ami_base", "x", "flavor"}

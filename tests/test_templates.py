@@ -464,3 +464,28 @@ def test_a_var_file_value_is_a_layer_of_the_filter_evaluation(repo):
 
     fingerprints(repo, ["base"], pick_sources=pick)
     assert chosen == ["ubuntu/images/noble-*"]
+
+
+def test_the_variables_a_template_declares_are_read_from_the_commit(repo):
+    """A JSON template's `variables`; an HCL2 directory's `variable` blocks (labels quoted or
+    not, in every file) and `variables` blocks, and its `*.pkr.json` files' `variable` objects.
+    The build passes only these (-var for another is an error in Packer), read from the tree it
+    builds."""
+    data = repo.catalog()
+    data["definitions"]["app"] = {"template": "app"}
+    data["definitions"]["one"] = {"template": "app/a.pkr.hcl"}
+    repo.set_catalog(data)
+    repo.write("app/a.pkr.hcl", 'variable ami_sha {\n  type = string\n}\nvariable "x" {}\n')
+    repo.write("app/b.pkr.hcl", 'variables {\n  region = "us-east-1"\n}\nsource "null" "y" {}\n')
+    repo.write("app/vars.pkr.json", json.dumps({"variable": {"flavor": {}}}))
+    repo.commit("app")
+    _, snap = fingerprints(repo, ["base", "app", "one"])
+    assert snap.fingerprints["base"].variables == set(
+        json.loads(repo.path.joinpath("base/base.json").read_text())["variables"]
+    )
+    assert snap.fingerprints["app"].variables == {"ami_sha", "x", "region", "flavor"}
+    assert snap.fingerprints["one"].variables == {"ami_sha", "x"}
+    # With allow_dirty the working tree is fingerprinted and built: its declarations count.
+    repo.write("app/a.pkr.hcl", 'variable "uncommitted" {}\n')
+    _, snap = fingerprints(repo, ["app"], allow_dirty=True)
+    assert snap.fingerprints["app"].variables == {"uncommitted", "region", "flavor"}
