@@ -1,7 +1,8 @@
 """Source filters: the `source_ami_filter` blocks and `data "amazon-ami"` sources that choose a
-root's upstream image, read from its template (templates.py) and their values evaluated as
-Packer would (evaluate.py, jsontemplate.py): the template's defaults, var files and the
-catalog's `variables`. What cannot be known before the build is refused, with the reason.
+root's upstream image, read from its template (templatefiles.py, templates.py) and their values
+evaluated as Packer would (evaluate.py, jsontemplate.py) with the template's variables
+(templatevars.py): its defaults, var files and the catalog's `variables`. What cannot be known
+before the build is refused, with the reason.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from bridge.evaluate import HclScope, Layer, Unknowable, arguments, to_string
 from bridge.git import TreeIndex
 from bridge.jsontemplate import JsonScope, json_defaults
 from bridge.sources import SourceFilter, filter_from
-from bridge.templates import (
-    bridge_values,
-    hcl2_documents,
-    hcl2_layers,
-    json_template,
-    selected_origin,
-    var_file,
-)
+from bridge.templatefiles import hcl2_documents, json_template
+from bridge.templates import selected_origin
+from bridge.templatevars import bridge_values, hcl2_layers, var_file
 
 
 def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:

@@ -66,14 +66,9 @@ from bridge.git import (
     worktree_tree,
 )
 from bridge.sources import SourceFilter, SourcePick
-from bridge.templates import (
-    CREDENTIALS,
-    Reads,
-    declared_variables,
-    env_reads,
-    other_templates,
-    template_reads,
-)
+from bridge.templatefiles import other_templates
+from bridge.templates import CREDENTIALS, Reads, env_reads, template_reads
+from bridge.templatevars import declared_variables
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 

@@ -7,7 +7,7 @@ fingerprint forever while the upstream image moves on. The bridge resolves each 
 built on what was fingerprinted even if a newer one appears mid-build.
 
 Filters come from a JSON template's amazon builders (`source_ami_filter`), an HCL2 template's
-amazon sources (`source_ami_filter` blocks) and `data "amazon-ami"` blocks (read by templates.py,
+amazon sources (`source_ami_filter` blocks) and `data "amazon-ami"` blocks (read by filters.py,
 their variables, locals and interpolation evaluated as Packer would by evaluate.py), or the
 catalog's `source` (for templates that take `ami_base`).
 """

@@ -1,14 +1,12 @@
 """What a Packer template makes Packer read, from its files in one git tree.
 
-A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files. It is read from a
-tree (git.TreeIndex), never from the working tree, for: the repository files its builders,
+A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files, read from a tree
+(templatefiles.py), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
 and `${path.root}` expanded), the builds `packer build` runs and the one a definition's `only`
 selects (with the provisioners and post-processors that apply to it), the files its functions
-read and the environment variables it reads, the variables it declares and where their values
-come from (the layers filters.py evaluates source filters with), the plugins an HCL2 template
-requires (`packer init`), and whether a definition's directory holds other templates than its
-own.
+read (their paths evaluated with the template's variables, templatevars.py) and the environment
+variables it reads.
 """
 
 from __future__ import annotations
@@ -22,24 +20,20 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from bridge import hcl
-from bridge.build import ENDPOINT_VARIABLE
-from bridge.catalog import BRIDGE_VARIABLES, Definition, normalize
+from bridge.catalog import Definition, normalize
 from bridge.errors import FingerprintError
-from bridge.evaluate import (
-    HclScope,
-    Layer,
-    Unknowable,
-    Unknown,
-    arguments,
-    hcl_defaults,
-    hcl_var_file,
-    hcl_var_file_order,
-    json_var_file,
-    unknown,
-)
+from bridge.evaluate import HclScope, Unknowable
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.jsontemplate import env_names
-from bridge.packer import Plugin
+from bridge.templatefiles import (
+    dicts,
+    hcl2_documents,
+    hcl2_values,
+    hcl_string,
+    json_template,
+    template_text,
+)
+from bridge.templatevars import hcl2_layers
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +416,7 @@ def _unreadable(root: TreeIndex, d: Definition, commit: str) -> list[str]:
         for name in sorted(root.listing(d.directory))
         if name.endswith(".pkr.json")
     ]
-    for path, data in _hcl2_files(root, d, commit):
+    for path, data in hcl2_values(root, d, commit):
         calls = sorted({m.group(1) for text in _texts(data) for m in _FILE_FUNCTION.finditer(text)})
         if calls:
             found.append(f"{path} calls {', '.join(calls)}")
@@ -459,29 +453,29 @@ def _json_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
 def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
     """An HCL2 template's builds (one per source of each build block, named
     `[<build name>.]<type>.<name>`) and steps (chained post-processors included)."""
-    files = _hcl2_files(root, d, commit)
+    files = hcl2_values(root, d, commit)
     sources: dict[str, tuple[str, dict[str, Any]]] = {}
     for _, data in files:
         for source in dicts(data.get("source")):
             for type_label, named in source.items():
-                kind = _hcl_string(type_label, d.directory)
+                kind = hcl_string(type_label, d.directory)
                 for name, body in named.items() if isinstance(named, dict) else ():
-                    label = f"{kind}.{_hcl_string(name, d.directory)}"
+                    label = f"{kind}.{hcl_string(name, d.directory)}"
                     sources[label] = (kind, _hcl_block(body, d.directory))
     builds: list[_Build] = []
     steps: list[_Step] = []
     blocks = [build for _, data in files for build in dicts(data.get("build"))]
     for block, build in enumerate(blocks):
-        name = _hcl_string(build.get("name"), d.directory)
+        name = hcl_string(build.get("name"), d.directory)
         prefix = f"{name}." if isinstance(name, str) and name else ""
         refs = build.get("sources")
         for ref in refs if isinstance(refs, list) else []:
-            label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
+            label = str(hcl_string(ref, d.directory)).removeprefix("source.")
             kind, body = sources.get(label, (label.partition(".")[0], {}))
             builds.append(_Build(prefix + label, label, block, kind, body, label))
         for nested in dicts(build.get("source")):
             for ref, body in nested.items():
-                origin = label = str(_hcl_string(ref, d.directory)).removeprefix("source.")
+                origin = label = str(hcl_string(ref, d.directory)).removeprefix("source.")
                 kind, base = sources.get(label, (label.partition(".")[0], {}))
                 override = _hcl_block(body, d.directory)
                 renamed = override.pop("name", None)
@@ -503,7 +497,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Bui
         for key, item in items:
             for kind, body in item.items():
                 index = sum(1 for s in steps if s.kind == key)
-                typed = {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
+                typed = {**_hcl_block(body, d.directory), "type": hcl_string(kind, d.directory)}
                 steps.append(_Step(key, index, block, typed))
     return builds, steps
 
@@ -523,169 +517,6 @@ def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     )
 
 
-def json_template(root: TreeIndex, d: Definition, commit: str) -> Any:
-    if d.template not in root.parsed:
-        data = template_text(root, d.template, d, commit)
-        try:
-            root.parsed[d.template] = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FingerprintError(
-                f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: "
-                f"{exc}. Check it with `packer validate`."
-            ) from None
-    return root.parsed[d.template]
-
-
-def _hcl2_files(root: TreeIndex, d: Definition, commit: str) -> list[tuple[str, dict[str, Any]]]:
-    """The HCL2 files of a template (a file, or every *.pkr.hcl of a directory), parsed."""
-    import hcl2
-
-    parsed = []
-    for path in hcl2_paths(root, d):
-        if path not in root.parsed:
-            text = template_text(root, path, d, commit)
-            try:
-                root.parsed[path] = hcl2.loads(text.decode("utf-8"))
-            except Exception as exc:  # the parser raises its own lark errors
-                raise FingerprintError(
-                    f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
-                    f"({type(exc).__name__}). Check it with `packer validate`."
-                ) from None
-        parsed.append((path, root.parsed[path]))
-    return parsed
-
-
-def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:
-    """The variables `d`'s template declares, read with each format's parser: a JSON template's
-    `variables`; the `variable` blocks of its HCL2 files (labels quoted or not) and the names in
-    their `variables` blocks, and in a template directory the `variable` objects of its
-    `*.pkr.json` files too."""
-    if d.template_format == "json":
-        template = json_template(root, d, commit)
-        declared = template.get("variables") if isinstance(template, dict) else None
-        return set(declared) if isinstance(declared, dict) else set()
-    names: set[str] = set()
-    for _, data in _hcl2_files(root, d, commit):
-        for block in dicts(data.get("variable")):
-            names.update(str(_hcl_string(n, d.directory)) for n in block if n != "__is_block__")
-        for block in dicts(data.get("variables")):  # `variables { name = default }`
-            names.update(n for n in block if n != "__is_block__")
-    if not d.template.endswith(".pkr.hcl"):
-        prefix = "" if d.directory == "." else d.directory + "/"
-        for name in sorted(root.listing(d.directory)):
-            if not name.endswith(".pkr.json"):
-                continue
-            text = template_text(root, prefix + name, d, commit)
-            try:
-                data = json.loads(text)
-            except ValueError:
-                raise FingerprintError(
-                    f"The Packer JSON file {prefix + name} of definition {d.name!r} is not valid "
-                    "JSON. Check it with `packer validate`."
-                ) from None
-            variables = data.get("variable") if isinstance(data, dict) else None
-            if isinstance(variables, dict):
-                names.update(variables)
-    return names
-
-
-def hcl2_paths(root: TreeIndex, d: Definition) -> list[str]:
-    """A template's HCL2 files: the file, or every *.pkr.hcl of its directory."""
-    if d.template.endswith(".pkr.hcl"):
-        return [d.template]
-    prefix = "" if d.directory == "." else d.directory + "/"
-    return [prefix + n for n in sorted(root.listing(d.directory)) if n.endswith(".pkr.hcl")]
-
-
-def required_plugins(root: TreeIndex, d: Definition, commit: str) -> dict[str, Plugin]:
-    """The plugins `d`'s template requires, by local name: the `required_plugins` of the
-    `packer` blocks of its HCL2 files (what `packer init` installs). A JSON template has none."""
-    if d.template_format == "json":
-        return {}
-    found: dict[str, Plugin] = {}
-    for _, data in _hcl2_files(root, d, commit):
-        for packer in dicts(data.get("packer")):
-            for block in dicts(packer.get("required_plugins")):
-                for name, spec in block.items():
-                    if name == "__is_block__" or not isinstance(spec, dict):
-                        continue
-                    found[_hcl_string(name, d.directory)] = Plugin(
-                        source=str(_hcl_string(spec.get("source", ""), d.directory)),
-                        version=str(_hcl_string(spec.get("version", ""), d.directory)),
-                    )
-    return found
-
-
-def hcl2_layers(
-    root: TreeIndex, d: Definition, commit: str, documents: list[hcl.Document]
-) -> list[Layer]:
-    """Where the values of an HCL2 template's variables come from, lowest precedence first:
-    the defaults, the var files Packer loads from a template directory (not beside a single
-    file), the catalog's `variables`, and the variables the bridge sets per build."""
-    layers = [hcl_defaults(documents)]
-    loaded: list[str] = []
-    if not d.template.endswith(".pkr.hcl"):
-        prefix = "" if d.directory == "." else d.directory + "/"
-        loaded = sorted(
-            prefix + name
-            for name, (mode, _) in root.listing(d.directory).items()
-            if name.endswith((".auto.pkrvars.hcl", ".auto.pkrvars.json")) and mode != TREE_MODE
-        )
-    # The catalog's var files are `given` (-var-file), in their order.
-    for path in hcl_var_file_order(loaded, given=d.var_files):
-        layers.append(var_file(root, d, commit, path))
-    layers.append(arguments(d.variables, "the catalog's `variables`"))
-    layers.append(bridge_values(d))
-    return layers
-
-
-def var_file(root: TreeIndex, d: Definition, commit: str, path: str) -> Layer:
-    """The variable values of one var file (HCL, or JSON by its name)."""
-    text = template_text(root, path, d, commit).decode("utf-8", errors="replace")
-    try:
-        return (
-            json_var_file(path, json.loads(text))
-            if path.endswith(".json")
-            else hcl_var_file(path, text)
-        )
-    except (ValueError, TypeError) as exc:
-        raise FingerprintError(
-            f"The var file {path} of definition {d.name!r} cannot be parsed ({exc}). "
-            "Check it with `packer validate`."
-        ) from None
-
-
-def bridge_values(d: Definition) -> Layer:
-    """The variables the bridge passes to a root's build (build.packer_variables), whose values
-    a filter cannot know: they are the build's."""
-    values = {
-        name: Unknown(name, "build", BRIDGE_VARIABLES[name])
-        for name in ("ami_sha", "ami_name", "region")
-    }
-    values[ENDPOINT_VARIABLE] = Unknown(ENDPOINT_VARIABLE, "environment", "AWS_ENDPOINT_URL")
-    if d.source is not None:  # the catalog's `source` image, passed as `ami_base`
-        values["ami_base"] = Unknown("ami_base", "build", "the catalog's `source` image")
-    return unknown(values)
-
-
-def hcl2_documents(root: TreeIndex, d: Definition, commit: str) -> list[hcl.Document]:
-    """The HCL2 files of a template with their syntax trees (hcl.py), each parsed once."""
-    documents = []
-    for path in hcl2_paths(root, d):
-        key = path + "#syntax"  # beside python-hcl2's values of the same file
-        if key not in root.parsed:
-            text = template_text(root, path, d, commit).decode("utf-8")
-            try:
-                root.parsed[key] = hcl.parse(path, text)
-            except hcl.HclSyntaxError as exc:
-                raise FingerprintError(
-                    f"The HCL2 file {path} of definition {d.name!r} cannot be parsed "
-                    f"({exc}). Check it with `packer validate`."
-                ) from None
-        documents.append(root.parsed[key])
-    return documents
-
-
 def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     """Sources (builders), provisioners and post-processors of HCL2 files, as JSON-like blocks
     whose string values are plain paths (`${path.root}` expanded; other expressions left as
@@ -693,7 +524,7 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     builders: list[dict[str, Any]] = []
     provisioners: list[dict[str, Any]] = []
     post_processors: list[dict[str, Any]] = []
-    for path, data in _hcl2_files(root, d, commit):
+    for path, data in hcl2_values(root, d, commit):
         for source in dicts(data.get("source")):
             for names in dicts(list(source.values())):
                 builders += [_hcl_block(body, d.directory) for body in names.values()]
@@ -701,7 +532,7 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
             for key, into in (("provisioner", provisioners), ("post-processor", post_processors)):
                 for block in dicts(build.get(key)):
                     into += [
-                        {**_hcl_block(body, d.directory), "type": _hcl_string(kind, d.directory)}
+                        {**_hcl_block(body, d.directory), "type": hcl_string(kind, d.directory)}
                         for kind, body in block.items()
                     ]
             if "post-processors" in build:
@@ -714,45 +545,16 @@ def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
     return builders, provisioners, post_processors
 
 
-def dicts(value: Any) -> list[dict[str, Any]]:
-    """The blocks in a python-hcl2 value (a list of dicts), ignoring other shapes."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
 def _hcl_block(body: Any, template_dir: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         return {}
     return {
-        key: [_hcl_string(v, template_dir) for v in value]
+        key: [hcl_string(v, template_dir) for v in value]
         if isinstance(value, list)
-        else _hcl_string(value, template_dir)
+        else hcl_string(value, template_dir)
         for key, value in body.items()
         if key != "__is_block__"
     }
-
-
-def _hcl_string(value: Any, template_dir: str) -> Any:
-    """An HCL2 string literal as text (python-hcl2 keeps the quotes); expressions stay marked."""
-    if not isinstance(value, str):
-        return value
-    text = value
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        try:
-            text = json.loads(value)
-        except ValueError:
-            text = value[1:-1]
-    text = text.replace("${path.root}", template_dir).replace("${path.cwd}/", "")
-    return text.replace("${", "{{")
-
-
-def template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:
-    data = root.read(path)
-    if data is None:
-        raise FingerprintError(
-            f"The template {path} of definition {d.name!r} is not in commit {commit[:12]}. "
-            "Commit it (git add, git commit) or fix the `template` path in the catalog."
-        )
-    return data
 
 
 def _blocks(value: Any, *, nested: bool = False) -> list[dict[str, Any]]:
@@ -834,15 +636,3 @@ def _template_path(d: Definition, where: str, ref: str) -> str | None:
             "the repository and reference it relative to the repository root."
         )
     return path
-
-
-def other_templates(root: TreeIndex, d: Definition) -> bool:
-    """Whether the definition's directory holds a template file besides its own: one another
-    definition, catalog or pipeline may build, whose images the tree SHA would name too. An HCL2
-    directory template counts every file as another's, so it never takes the tree SHA."""
-    own = posixpath.basename(d.template)
-    return any(
-        name != own and name.endswith((".json", ".pkr.hcl"))
-        for name, (mode, _) in root.listing(d.directory).items()
-        if mode != TREE_MODE
-    )

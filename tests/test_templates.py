@@ -12,7 +12,7 @@ from bridge.errors import FingerprintError
 from bridge.git import TreeIndex, open_repo
 from bridge.packer import Plugin
 from bridge.sources import SourcePick
-from bridge.templates import required_plugins
+from bridge.templatefiles import required_plugins
 from testing.fingerprint import fingerprints, rewrite_template
 
 
