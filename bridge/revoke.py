@@ -275,15 +275,25 @@ class Revoker:
         return changes
 
     def _lift(self, build: Build, *, deprecation: bool, untag: bool) -> None:
-        """Clear `build`'s EC2 deprecation and then its revocation tags, in every region."""
-        for region, image in sorted(build.images.items()):
-            if deprecation and image.state == "disabled":
-                registry.enable(self.clients.ec2(region), image)
-            if deprecation:
-                registry.deprecate(self.clients.ec2(region), image, None)
-        for region, image in sorted(build.images.items()):
-            if untag:
-                registry.untag_image(self.clients.ec2(region), image, model.REVOCATION_TAGS)
+        """Clear `build`'s EC2 deprecation and then its revocation tags: each step in every
+        region at once, and the tags only once every region's deprecation is cleared."""
+        regions = sorted(build.images)
+
+        def clear_deprecation(region: str) -> None:
+            ec2, image = self.clients.ec2(region), build.images[region]
+            if image.state == "disabled":
+                registry.enable(ec2, image)
+            registry.deprecate(ec2, image, None)
+
+        def clear_tags(region: str) -> None:
+            registry.untag_image(
+                self.clients.ec2(region), build.images[region], model.REVOCATION_TAGS
+            )
+
+        if deprecation:
+            each_region(regions, clear_deprecation)
+        if untag:
+            each_region(regions, clear_tags)
         if deprecation and build.definition in self.catalog.definitions:
             # Shared again as the catalog says (EC2 dropped the permissions of a disabled one).
             enabled = {

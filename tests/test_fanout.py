@@ -121,6 +121,25 @@ def test_a_revocation_writes_every_region_at_once(sandbox_env, sandbox_server, r
     assert sorted(writes.met) == [WEST, EAST]
 
 
+def test_a_restore_writes_every_region_at_once(sandbox_env, sandbox_server, repo, packer):
+    built_in_two_regions(repo, sandbox_env)
+    revoked = run_bridge(
+        ["revoke", "base", "--reason", "CVE-1", "--repo", str(repo.path)], sandbox_env
+    )
+    assert revoked.code == 0, revoked.stderr
+    lifts = Rendezvous(2, lambda body: b"Action=DisableImageDeprecation" in body)
+    untags = Rendezvous(2, lambda body: b"Action=DeleteTags" in body)
+
+    def hold(method, path, headers, body) -> None:
+        lifts(method, path, headers, body)
+        untags(method, path, headers, body)
+
+    proc = through(hold, sandbox_server, sandbox_env, repo, "restore", "base")
+    assert proc.code == 0, proc.stderr
+    assert sorted(lifts.met) == [WEST, EAST]
+    assert sorted(untags.met) == [WEST, EAST]
+
+
 def test_a_child_is_built_while_its_parents_copies_are_made(
     sandbox_env, sandbox_server, repo, packer
 ):
