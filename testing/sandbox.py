@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -15,12 +16,27 @@ from bridge.sandbox import BASE_IMAGE
 
 BUCKET = "ami-chain-manifests"
 
+_CLIENTS: dict[tuple[str, str | None, tuple[tuple[str, str], ...]], Any] = {}
+
+
+def aws_client(service: str, region: str | None = None) -> Any:
+    """A boto3 client of `service` in `region` (default: the environment's), for the endpoint
+    and account the environment names now. Made once per process for each service, region and
+    AWS_* environment: making a client (its class built from the service model) costs more than
+    most of the calls a test makes with it. A test that registers event handlers on a client
+    makes its own with boto3.client."""
+    aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (service, region, aws)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = boto3.client(service, region_name=region)
+    return _CLIENTS[key]
+
 
 def own_images(region: str = "us-east-1") -> list[dict[str, Any]]:
     """Every image the caller's account owns in `region`."""
-    images: list[dict[str, Any]] = boto3.client("ec2", region_name=region).describe_images(
-        Owners=["self"]
-    )["Images"]
+    images: list[dict[str, Any]] = aws_client("ec2", region).describe_images(Owners=["self"])[
+        "Images"
+    ]
     return images
 
 
@@ -42,14 +58,14 @@ def builds_per_definition(region: str = "us-east-1") -> Counter[str]:
 
 def manifest_keys() -> list[str]:
     """Every key in the manifest bucket, sorted."""
-    listing = boto3.client("s3").list_objects_v2(Bucket=BUCKET)
+    listing = aws_client("s3").list_objects_v2(Bucket=BUCKET)
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
 def deregister(region: str, ami: str) -> None:
     """Deregister an image as a person would: its deregistration protection (the bridge turns it
     on) lifted first."""
-    ec2 = boto3.client("ec2", region_name=region)
+    ec2 = aws_client("ec2", region)
     ec2.disable_image_deregistration_protection(ImageId=ami)
     ec2.deregister_image(ImageId=ami)
 
@@ -75,8 +91,8 @@ def fake_build(
     region -> AMI. `parent`: region -> the parent build's AMI there; `catalog`: its catalog's ID
     (the example catalog's)."""
     us, eu = (
-        boto3.client("ec2", region_name="us-east-1"),
-        boto3.client("ec2", region_name="eu-west-1"),
+        aws_client("ec2", "us-east-1"),
+        aws_client("ec2", "eu-west-1"),
     )
     fp = fp or hashlib.sha1(build_id.encode()).hexdigest()
     ami = make_image(us, f"{definition}-{build_id}")
@@ -107,7 +123,7 @@ def recycle_bin(regions: tuple[str, ...] = ("us-east-1",), days: int = 7, **rule
     """Recycle Bin retention rules in `regions` for images and for snapshots (region-level unless
     `rule` gives ResourceTags): what gc deletes there stays restorable for `days`."""
     for region in regions:
-        rbin = boto3.client("rbin", region_name=region)
+        rbin = aws_client("rbin", region)
         for kind in ("EC2_IMAGE", "EBS_SNAPSHOT"):
             rbin.create_rule(
                 ResourceType=kind,

@@ -12,13 +12,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from bridge import sandbox
 from testing import terraform
 from testing.git import GitRepo, make_repo
-from testing.sandbox import BUCKET
+from testing.sandbox import BUCKET, aws_client
 
 
 @pytest.fixture
@@ -83,7 +82,7 @@ def sandbox_env(
         env.pop(key, None)
     for key, value in sandbox_server.env().items():
         monkeypatch.setenv(key, value)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    aws_client("s3").create_bucket(Bucket=BUCKET)
     return env
 
 

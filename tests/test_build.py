@@ -7,7 +7,6 @@ import os
 import re
 from pathlib import Path
 
-import boto3
 import pytest
 
 from bridge.build import build_image, packer_value, packer_variables
@@ -16,6 +15,7 @@ from bridge.errors import BuildError
 from bridge.packer import PackerRunner, parse_line
 from testing.bridge import run_bridge
 from testing.fingerprint import fingerprints
+from testing.sandbox import aws_client
 
 FP = "0123456789abcdef" * 2 + "01234567"
 SEED_VARIABLES = {"ami_sha", "ami_name", "ami_base", "region", "ec2_endpoint"}
@@ -88,7 +88,7 @@ def test_build_image_runs_packer_and_returns_every_region(repo, runner, sandbox_
         manifest_dir=None,
     )
     ami = artifacts.amis["us-east-1"]
-    image = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"][0]
+    image = aws_client("ec2").describe_images(ImageIds=[ami])["Images"][0]
     assert image["Name"].startswith(f"base-{FP[:12]}-")  # the template names images by ami_name
     assert "Tags" not in image or not any(t["Key"] == "SHA" for t in image["Tags"])
     assert artifacts.log_path.parent == tmp_path / "logs"
@@ -309,7 +309,7 @@ def built_twice(repo, env) -> tuple[dict, dict, dict[str, str]]:
     one, two = json.loads(first.stdout)["base"], json.loads(again.stdout)["base"]
     names = {
         i["ImageId"]: i["Name"]
-        for i in boto3.client("ec2").describe_images(Owners=["self"])["Images"]
+        for i in aws_client("ec2").describe_images(Owners=["self"])["Images"]
     }
     return one, two, names
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from testing.bridge import external, run_bridge
+from testing.sandbox import aws_client
 
 REGIONS = ["us-east-1", "eu-west-1"]
 
@@ -18,7 +18,7 @@ def bridge(repo, env, *args: str):
 
 
 def parameter(name: str, region: str) -> dict:
-    return boto3.client("ssm", region_name=region).get_parameter(Name=name)["Parameter"]
+    return aws_client("ssm", region).get_parameter(Name=name)["Parameter"]
 
 
 def change_base(repo, text: str) -> None:
@@ -108,14 +108,14 @@ def test_a_gate_promotes_only_what_the_earlier_channel_holds(sandbox_env, repo, 
 
 def test_a_revoked_build_cannot_be_promoted(sandbox_env, repo, packer):
     base = built(repo, sandbox_env)["base"]
-    boto3.client("ec2").create_tags(
+    aws_client("ec2").create_tags(
         Resources=[base["ami_id"]],
         Tags=[{"Key": "ami-chain:revoked-at", "Value": "2026-01-01T00:00:00+00:00"}],
     )
     proc = bridge(repo, sandbox_env, "promote", "base", "prod", "--ami", base["ami_id"])
     assert proc.code == 1
     assert "revoked" in proc.stderr and "Traceback" not in proc.stderr
-    assert not boto3.client("ssm").describe_parameters()["Parameters"]
+    assert not aws_client("ssm").describe_parameters()["Parameters"]
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_bad_requests_are_refused_and_write_nothing(sandbox_env, repo, args, mes
     proc = bridge(repo, sandbox_env, *args)
     assert proc.code == 1, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert not boto3.client("ssm").describe_parameters()["Parameters"]
+    assert not aws_client("ssm").describe_parameters()["Parameters"]
 
 
 def test_a_channel_whose_image_is_revoked_is_reported_not_rolled_back(sandbox_env, repo, packer):

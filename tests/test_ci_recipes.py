@@ -17,12 +17,11 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
 from testing import ROOT
-from testing.sandbox import BUCKET, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, own_images, tags_of
 
 RECIPES = ROOT / "examples" / "ci"
 PROVIDED = ("Check out", "Install")
@@ -155,7 +154,7 @@ def check_outcome(workspace: Path, build_url: str) -> None:
     assert set(images) == {"base", "snowflake"}
     assert {tags_of(i)["ami-chain:build-url"] for i in images.values()} == {build_url}
     assert (workspace / "images.json").exists()
-    templates = boto3.client("ec2").describe_launch_templates()["LaunchTemplates"]
+    templates = aws_client("ec2").describe_launch_templates()["LaunchTemplates"]
     assert len(templates) == 1  # the saved plan was applied
 
 

@@ -8,7 +8,7 @@ import pytest
 from bridge.cli import main
 from bridge.settings import build_url
 from testing.bridge import run_bridge
-from testing.sandbox import own_images
+from testing.sandbox import aws_client, own_images
 
 
 def test_status_table_and_json(sandbox_env, repo, packer):
@@ -131,7 +131,6 @@ def test_build_url():
 
 
 def test_manifest_command_prints_and_checks_the_manifest(sandbox_env, repo, packer):
-    import boto3
 
     from testing.sandbox import BUCKET
 
@@ -145,7 +144,7 @@ def test_manifest_command_prints_and_checks_the_manifest(sandbox_env, repo, pack
     manifest = json.loads(shown.stdout)
     assert manifest["amis"] == {"us-east-1": built["base"]["ami_id"]}
     key = built["base"]["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"schema_version": 1}')
+    aws_client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"schema_version": 1}')
     tampered = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
     assert tampered.code == 1 and tampered.stdout == ""
     assert "does not match the manifest schema" in tampered.stderr

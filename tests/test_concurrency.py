@@ -10,14 +10,20 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import boto3
 import pytest
 
 from bridge import model
 from testing.bridge import external, external_many, run_bridge, start_interruptible
 from testing.faultproxy import FaultProxy
 from testing.hold import hold, holdable, provisioning, wait_for
-from testing.sandbox import BUCKET, builds_per_definition, manifest_keys, own_images, tags_of
+from testing.sandbox import (
+    BUCKET,
+    aws_client,
+    builds_per_definition,
+    manifest_keys,
+    own_images,
+    tags_of,
+)
 
 PROCESSES = 16
 
@@ -38,7 +44,7 @@ def test_sixteen_concurrent_resolves_build_each_image_once(
         repo.commit("no manifest bucket")
     for trial in range(trials):
         sandbox_server.reset()
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        aws_client("s3").create_bucket(Bucket=BUCKET)
 
         def env_for(i, trial=trial):
             # Separate state directories: no shared local lock, only the S3 lease coordinates.
@@ -190,7 +196,7 @@ def test_killed_builder_is_taken_over_after_lease_expiry(sandbox_env, repo, pack
     # points at an image that exists and carries the fingerprint.
     tagged = [i for i in own_images() if tags_of(i).get("SHA")]
     assert [i["ImageId"] for i in tagged] == [result["ami_id"]]
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     manifests = [k for k in manifest_keys() if "/leases/" not in k]
     assert len(manifests) == 1
     body = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[0])["Body"].read())

@@ -18,14 +18,13 @@ import random
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 
 from bridge.cli import main
 from testing.bridge import run_bridge
-from testing.sandbox import own_images
+from testing.sandbox import aws_client, own_images
 
 KEYS = [
     "definition", "repo", "catalog", "commit", "region", "tag_key", "owners",
@@ -91,7 +90,7 @@ def check_case(code: int, out: str, err: str, canary: Path) -> None:
         canary.unlink()  # each case on its own, so Hypothesis can shrink to the one that built
         raise AssertionError(f"Packer ran: {ran}")
     assert own_images() == []
-    assert boto3.client("ec2").describe_instances()["Reservations"] == []
+    assert aws_client("ec2").describe_instances()["Reservations"] == []
     if code == 0:  # a valid query asking for a report of the missing image
         result = json.loads(out)
         assert out == json.dumps(result, sort_keys=True) + "\n"

@@ -8,11 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-import boto3
-
 from bridge import model
 from testing.bridge import run_bridge
-from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, manifest_keys, own_images, tags_of
 
 SMOKE = """#!/bin/sh
 # What a test is told, and what the bridge says of the image while the test runs.
@@ -52,7 +50,7 @@ def env_for(sandbox_env, repo, tmp_path, **extra) -> dict:
 
 
 def snapshots() -> set[str]:
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     return {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
 
 
@@ -86,7 +84,7 @@ def test_a_passing_test_sees_a_candidate_nobody_can_resolve_then_the_image_publi
     tags = tags_of(image)
     assert tags[model.TAG_TESTS] == "smoke" and model.TAG_CANDIDATE not in tags
     (key,) = [k for k in manifest_keys() if k.endswith(f"{result['fingerprint']}.json")]
-    manifest = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    manifest = json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
     (recorded,) = manifest["tests"]
     assert recorded["name"] == "smoke" and recorded["passed"] is True
     assert recorded["command"] == ["tests/smoke.sh", "--quick"]
@@ -140,7 +138,7 @@ def test_boots_launches_an_instance_of_the_candidate_and_terminates_it(
     proc = build(repo, sandbox_env)
     assert proc.code == 0, proc.stderr
     result = json.loads(proc.stdout)["base"]
-    reservations = boto3.client("ec2").describe_instances(
+    reservations = aws_client("ec2").describe_instances(
         Filters=[{"Name": f"tag:{model.TAG_CANDIDATE}", "Values": [result["build_id"]]}]
     )["Reservations"]
     (instance,) = [i for r in reservations for i in r["Instances"]]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-import boto3
 import pytest
 
 from bridge import model
@@ -17,6 +16,7 @@ from testing.faultproxy import FaultProxy
 from testing.hold import wait_for
 from testing.sandbox import (
     BUCKET,
+    aws_client,
     deregister,
     fake_build,
     make_image,
@@ -29,7 +29,7 @@ REGIONS = ("us-east-1", "eu-west-1")
 
 
 def ec2(region):
-    return boto3.client("ec2", region_name=region)
+    return aws_client("ec2", region)
 
 
 def state():
@@ -102,14 +102,14 @@ def two_region_world(repo, env) -> World:
     )
     ec2("us-east-1").stop_instances(InstanceIds=[instance["Instances"][0]["InstanceId"]])
     # A channel whose previous version is the old image.
-    ssm = boto3.client("ssm", region_name="us-east-1")
+    ssm = aws_client("ssm", "us-east-1")
     name = "/ami-chain/base/prod"
     for ami in (in_channel["us-east-1"], current["base"]["us-east-1"]):
         ssm.put_parameter(
             Name=name, Value=ami, Type="String", DataType="aws:ec2:image", Overwrite=True
         )
     # An Auto Scaling group's launch configuration in eu-west-1.
-    autoscaling = boto3.client("autoscaling", region_name="eu-west-1")
+    autoscaling = aws_client("autoscaling", "eu-west-1")
     autoscaling.create_launch_configuration(
         LaunchConfigurationName="old", ImageId=in_asg["eu-west-1"], InstanceType="t3.micro"
     )
@@ -122,7 +122,7 @@ def two_region_world(repo, env) -> World:
     )
     # An application's own parameter, outside the channels: only EC2's DescribeImageReferences
     # knows it.
-    boto3.client("ssm", region_name="eu-west-1").put_parameter(
+    aws_client("ssm", "eu-west-1").put_parameter(
         Name="/app/ami", Value=in_parameter["eu-west-1"], Type="String", DataType="aws:ec2:image"
     )
     # An Auto Scaling group launching the template's old version, named by number.
@@ -331,7 +331,7 @@ def test_gc_deletes_under_the_build_lease_and_looks_again_under_it(
     fp = tags_of(ec2("us-east-1").describe_images(ImageIds=[target["us-east-1"]])["Images"][0])[
         "SHA"
     ]
-    leases = LeaseManager(boto3.client("s3"), LeaseConfig(bucket=BUCKET, prefix="images", ttl=600))
+    leases = LeaseManager(aws_client("s3"), LeaseConfig(bucket=BUCKET, prefix="images", ttl=600))
     lease = leases.try_acquire(lease_key("images", "base", fp), "base", fp)
     assert lease is not None
     argv = [

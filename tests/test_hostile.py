@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 
 from testing.bridge import external, run_bridge
-from testing.sandbox import BUCKET, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, own_images, tags_of
 
 
 def test_tag_values_with_shell_characters_are_plain_data(sandbox_env, repo, packer):
@@ -55,7 +55,7 @@ def test_provisioner_symlink_leaving_repo_is_refused(sandbox_env, repo, tmp_path
 def test_image_with_our_fingerprint_from_another_account_is_not_used(sandbox_env, repo):
     """Someone else's public image carrying our tag must never be picked up."""
     fingerprint = repo.tree_sha("base")
-    creds = boto3.client("sts").assume_role(
+    creds = aws_client("sts").assume_role(
         RoleArn="arn:aws:iam::111111111111:role/other", RoleSessionName="other"
     )["Credentials"]
     other = boto3.client(
@@ -84,7 +84,7 @@ def test_image_with_our_fingerprint_from_another_account_is_not_used(sandbox_env
 def test_tampered_manifest_does_not_change_what_resolves(sandbox_env, repo, packer):
     first = json.loads(external(sandbox_env, {"definition": "base", "repo": str(repo.path)}).stdout)
     key = first["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"amis": {"us-east-1": "ami-0badbadbadbadbad0"}')
     again = external(sandbox_env, {"definition": "base", "repo": str(repo.path)})
     assert again.code == 0
@@ -105,7 +105,7 @@ def test_no_secrets_in_results_logs_tags_or_manifests(sandbox_env, repo, packer,
     seen = [proc.stdout, proc.stderr]
     state = tmp_path / "state"
     seen += [p.read_text(errors="replace") for p in state.rglob("*") if p.is_file()]
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
         seen.append(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read().decode())
     seen += [json.dumps(i) for i in own_images()]

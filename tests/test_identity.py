@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 
 from bridge.catalog import load_catalog
@@ -19,7 +18,7 @@ from bridge.git import open_repo
 from testing.bridge import external, run_bridge
 from testing.fingerprint import rewrite_template
 from testing.git import GitRepo, make_repo
-from testing.sandbox import BUCKET, manifest_keys, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, manifest_keys, own_images, tags_of
 
 
 def query(repo, definition="base", **extra):
@@ -282,7 +281,7 @@ def test_a_missing_manifest_is_written_again_from_the_images_tags(sandbox_env, r
     assert first.code == 0, first.stderr
     result = json.loads(first.stdout)
     key = result["manifest_uri"].split("/", 3)[3]
-    s3, ec2 = boto3.client("s3"), boto3.client("ec2")
+    s3, ec2 = aws_client("s3"), aws_client("ec2")
     written = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     # The manifest write failed after tagging: no object, no manifest tag.
     s3.delete_object(Bucket=BUCKET, Key=key)

@@ -2,19 +2,18 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from bridge.errors import LeaseError
 from bridge.lease import LeaseConfig, LeaseManager, lease_key
-from testing.sandbox import BUCKET
+from testing.sandbox import BUCKET, aws_client
 
 FP = "f" * 40
 
 
 def manager(clock=None, **config) -> LeaseManager:
     settings = LeaseConfig(bucket=BUCKET, prefix="images", ttl=30, **config)
-    return LeaseManager(boto3.client("s3"), settings, **({"clock": clock} if clock else {}))
+    return LeaseManager(aws_client("s3"), settings, **({"clock": clock} if clock else {}))
 
 
 def test_key_depends_on_region_set_not_order():
@@ -79,7 +78,7 @@ def test_renew_after_takeover_marks_lost_and_keeps_the_new_lease(sandbox_env):
 
 def test_corrupt_lease_counts_as_expired(sandbox_env):
     key = lease_key("images", "base", FP)
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"{garbage")
+    aws_client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"{garbage")
     assert manager().try_acquire(key, "base", FP) is not None
 
 
@@ -94,7 +93,7 @@ def test_wait_returns_holders_result_or_names_holder(sandbox_env):
     with pytest.raises(LeaseError) as err:
         manager(wait_timeout=0.5, poll_min=0.1, poll_max=0.1).wait(key, "base", FP, lambda: None)
     assert "still being built by pid" in str(err.value)
-    body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    body = json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert body["definition"] == "base" and body["fingerprint"] == FP
 
 

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from bridge.errors import ManifestError
 from bridge.manifests import Manifest, ParentRef, fetch, manifest_key, manifest_uri, publish
-from testing.sandbox import BUCKET
+from testing.sandbox import BUCKET, aws_client
 
 FP = "a" * 40
 
@@ -30,7 +29,7 @@ def test_keys_and_uris():
 
 
 def test_publish_and_fetch_round_trip(sandbox_env):
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     manifest = sample(ParentRef("base", "c" * 40, "ami-0fedcba9876543210"))
     uri = publish(s3, BUCKET, "images", manifest)
     assert uri == f"s3://{BUCKET}/images/snowflake/{FP}.json"
@@ -41,7 +40,7 @@ def test_publish_and_fetch_round_trip(sandbox_env):
 
 
 def test_invalid_manifest_is_not_written(sandbox_env):
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     bad = Manifest(**{**sample().__dict__, "amis": {"us-east-1": "not-an-ami"}})
     with pytest.raises(ManifestError, match=r"\$.amis"):
         publish(s3, BUCKET, "images", bad)
@@ -56,14 +55,14 @@ def test_invalid_manifest_is_not_written(sandbox_env):
     ],
 )
 def test_tampered_manifest_is_refused(sandbox_env, body, message):
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     s3.put_object(Bucket=BUCKET, Key=f"images/snowflake/{FP}.json", Body=body)
     with pytest.raises(ManifestError, match=message):
         fetch(s3, BUCKET, "images", "snowflake", FP)
 
 
 def test_manifest_for_another_image_is_refused(sandbox_env):
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     publish(s3, BUCKET, "images", sample())
     body = s3.get_object(Bucket=BUCKET, Key=f"images/snowflake/{FP}.json")["Body"].read()
     s3.put_object(Bucket=BUCKET, Key=f"images/snowflake/{'e' * 40}.json", Body=body)

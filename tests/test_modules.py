@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-import boto3
 import pytest
 from pytest_terraform import terraform
 
 from bridge.sandbox import BASE_IMAGE
 from testing.bridge import bridge_command, run_bridge
-from testing.sandbox import BUCKET, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, own_images, tags_of
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +36,7 @@ def test_launch_template_example(launch_template_example):
     out = {k: v["value"] for k, v in launch_template_example.outputs.items()}
     assert out["image_id"] == BASE_IMAGE
     assert out["latest_version"] == 1
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     template = ec2.describe_launch_templates(LaunchTemplateIds=[out["id"]])["LaunchTemplates"][0]
     assert template["LaunchTemplateName"].startswith("example-")
     data = ec2.describe_launch_template_versions(LaunchTemplateId=out["id"], Versions=["1"])[
@@ -56,7 +55,7 @@ def test_launch_template_example(launch_template_example):
 
 def test_ami_manifest_example(ami_manifest_example):
     out = {k: v["value"] for k, v in ami_manifest_example.outputs.items()}
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     obj = s3.get_object(Bucket=BUCKET, Key=out["key"])
     body = obj["Body"].read()
     assert obj["ContentType"] == "application/json"
@@ -98,7 +97,7 @@ def test_ami_channel_example_needs_no_repository(promoted, ami_channel_example):
     assert out["channel_version"] == 2
     assert out["build_id"] == promoted["build_id"]
     assert out["parameter_name"] == "/ami-chain/snowflake/prod"
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     data = ec2.describe_launch_template_versions(
         LaunchTemplateId=out["launch_template_id"], Versions=["1"]
     )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
@@ -109,7 +108,7 @@ def test_ami_channel_example_needs_no_repository(promoted, ami_channel_example):
 
 def test_asg_example_runs_the_templates_newest_version(asg_example):
     out = {k: v["value"] for k, v in asg_example.outputs.items()}
-    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+    (group,) = aws_client("autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[out["name"]]
     )["AutoScalingGroups"]
     assert group["AutoScalingGroupName"].startswith("example-")
@@ -119,7 +118,7 @@ def test_asg_example_runs_the_templates_newest_version(asg_example):
     tags = {t["Key"]: (t["Value"], t["PropagateAtLaunch"]) for t in group["Tags"]}
     assert tags["Environment"] == ("example", True)
     # A group made with its template starts no refresh.
-    refreshes = boto3.client("autoscaling").describe_instance_refreshes(
+    refreshes = aws_client("autoscaling").describe_instance_refreshes(
         AutoScalingGroupName=out["name"]
     )["InstanceRefreshes"]
     assert refreshes == []

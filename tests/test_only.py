@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 
 from bridge.packer import parse_line
 from bridge.sandbox import BASE_IMAGE
 from testing.bridge import run_bridge
 from testing.git import GitRepo
-from testing.sandbox import own_images, tags_of
+from testing.sandbox import aws_client, own_images, tags_of
 
 VARIABLES = """
 variable "ami_name" {
@@ -132,7 +131,7 @@ def build_output(env, definition: str) -> str:
 
 def launched_types(ami_name: str) -> set[str]:
     """The instance types Packer launched to build the image named `ami_name`."""
-    found = boto3.client("ec2").describe_instances(
+    found = aws_client("ec2").describe_instances(
         Filters=[{"Name": "tag:Name", "Values": [f"packer-{ami_name}"]}]
     )
     return {i["InstanceType"] for r in found["Reservations"] for i in r["Instances"]}

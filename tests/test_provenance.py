@@ -8,19 +8,18 @@ from __future__ import annotations
 import base64
 import json
 
-import boto3
 import pytest
 
 from bridge import model
 from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import run_bridge
-from testing.sandbox import BUCKET, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, own_images, tags_of
 
 ALIAS = "alias/ami-provenance"
 
 
 def kms_key() -> str:
-    kms = boto3.client("kms")
+    kms = aws_client("kms")
     key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     kms.create_alias(AliasName=ALIAS, TargetKeyId=key)
     return key
@@ -51,11 +50,11 @@ def own_key(result: dict) -> str:
 
 
 def read(key: str) -> dict:
-    return json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    return json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def write(key: str, data: dict) -> None:
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=json.dumps(data).encode())
+    aws_client("s3").put_object(Bucket=BUCKET, Key=key, Body=json.dumps(data).encode())
 
 
 def verify(repo, env, *args: str):
@@ -93,7 +92,7 @@ def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, r
     assert by_ami.code == 0, by_ami.stderr
 
     # A workload account's way: the public key alone, no access to KMS.
-    public = boto3.client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
+    public = aws_client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
     repo.write("keys/provenance.der", "")
     (repo.path / "keys" / "provenance.der").write_bytes(public)
     offline = run_bridge(  # a file named from the working directory, wherever it is
@@ -111,7 +110,7 @@ def test_a_workload_account_verifies_from_the_manifests_and_the_public_key_alone
 ):
     """No KMS access and no tags (an owner's tags never reach another account): the images are
     found through the manifests, their provenance beside them, the signature by the public key."""
-    public = boto3.client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
+    public = aws_client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
     (repo.path / "keys").mkdir()
     (repo.path / "keys" / "provenance.der").write_bytes(public)
     consumer = {
@@ -160,7 +159,7 @@ def test_a_statement_for_another_ami_does_not_verify(sandbox_env, repo, signed):
 def test_a_statement_signed_by_another_key_does_not_verify(sandbox_env, repo, signed):
     key = own_key(signed["snowflake"])
     envelope = read(key)
-    kms = boto3.client("kms")
+    kms = aws_client("kms")
     other = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     payload = base64.b64decode(envelope["payload"])
     kind = envelope["payloadType"].encode()
@@ -174,7 +173,7 @@ def test_a_statement_signed_by_another_key_does_not_verify(sandbox_env, repo, si
 
 
 def test_a_child_whose_parents_provenance_is_missing_does_not_verify(sandbox_env, repo, signed):
-    boto3.client("s3").delete_object(Bucket=BUCKET, Key=own_key(signed["base"]))
+    aws_client("s3").delete_object(Bucket=BUCKET, Key=own_key(signed["base"]))
     refused(
         verify(repo, sandbox_env, "snowflake"),
         f"The provenance of base ({signed['base']['ami_id']} in us-east-1), the ancestor of "
@@ -214,7 +213,7 @@ def test_a_key_that_cannot_sign_is_refused_before_anything_is_built(
     if wrong == "a typo":
         key, said = ALIAS[:-1], "does not exist"
     else:
-        key = boto3.client("kms").create_key(KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+        key = aws_client("kms").create_key(KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
         said = "its usage is ENCRYPT_DECRYPT"
     data = repo.catalog()
     data["provenance"] = {"key": key}
@@ -225,4 +224,4 @@ def test_a_key_that_cannot_sign_is_refused_before_anything_is_built(
     # Nothing half-written: no image (an unsigned one would be found and never signed), no
     # manifest, no lease.
     assert own_images() == []
-    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    assert aws_client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from bridge import model, registry
@@ -11,7 +10,7 @@ from bridge.catalog import Definition
 from bridge.errors import BuildError
 from bridge.manifests import ParentRef, fetch
 from bridge.publish import Provenance, image_tags, publish
-from testing.sandbox import BUCKET, make_image, tags_of
+from testing.sandbox import BUCKET, aws_client, make_image, tags_of
 
 FP = "a" * 40
 CHILD = Definition(
@@ -64,7 +63,7 @@ def test_a_catalog_tag_cannot_fake_the_fingerprint():
 
 
 def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
-    east, west = boto3.client("ec2"), boto3.client("ec2", region_name="eu-west-1")
+    east, west = aws_client("ec2"), aws_client("ec2", "eu-west-1")
     amis = {"us-east-1": make_image(east, "app"), "eu-west-1": make_image(west, "app")}
     published = publish(
         AwsClients(),
@@ -84,13 +83,13 @@ def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
         snapshot_ids = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]]
         for snap in client.describe_snapshots(SnapshotIds=snapshot_ids)["Snapshots"]:
             assert tags_of(snap)[model.TAG_PARENT_AMI] == "ami-0123456789abcdef0"
-    manifest = fetch(boto3.client("s3"), BUCKET, "images", "app", FP)
+    manifest = fetch(aws_client("s3"), BUCKET, "images", "app", FP)
     assert manifest is not None
     assert dict(manifest.amis) == amis and manifest.parent == PROVENANCE.parent
 
 
 def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_env):
-    ami = make_image(boto3.client("ec2"), "app")
+    ami = make_image(aws_client("ec2"), "app")
     with pytest.raises(BuildError, match=r"belongs to account 123456789012.*left untagged"):
         publish(
             AwsClients(),
@@ -103,13 +102,13 @@ def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_en
             bucket=BUCKET,
             prefix="images",
         )
-    (image,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    (image,) = aws_client("ec2").describe_images(ImageIds=[ami])["Images"]
     assert "SHA" not in tags_of(image)
-    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET)
+    assert "Contents" not in aws_client("s3").list_objects_v2(Bucket=BUCKET)
 
 
 def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):
-    ami = make_image(boto3.client("ec2"), "app")
+    ami = make_image(aws_client("ec2"), "app")
     published = publish(
         AwsClients(),
         CHILD,
@@ -122,7 +121,7 @@ def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):
         prefix=None,
     )
     assert published.manifest_uri == ""
-    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET)
+    assert "Contents" not in aws_client("s3").list_objects_v2(Bucket=BUCKET)
 
 
 def test_restore_leaves_a_manifest_that_describes_other_images_alone(sandbox_env):
@@ -130,14 +129,14 @@ def test_restore_leaves_a_manifest_that_describes_other_images_alone(sandbox_env
     from bridge.manifests import publish as write_manifest
     from bridge.publish import restore_manifest
 
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     ours, theirs = make_image(ec2, "ours"), make_image(ec2, "theirs")
     other = Manifest(
         definition="app", fingerprint=FP, amis={"us-east-1": theirs}, parent=None,
         git_commit="c" * 40, packer_version="1.6.6", build_time="2026-01-01T00:00:00Z",
         build_url="",
     )  # fmt: skip
-    write_manifest(boto3.client("s3"), BUCKET, "images", other)
+    write_manifest(aws_client("s3"), BUCKET, "images", other)
     clients = AwsClients()
     image = registry.describe_image(clients.ec2("us-east-1"), "us-east-1", ours)
     uri = restore_manifest(

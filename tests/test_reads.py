@@ -16,13 +16,13 @@ import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
-import boto3
 import pytest
 
 from bridge.cli import main
 from testing.bridge import external
 from testing.fingerprint import rewrite_template
 from testing.git import GitRepo
+from testing.sandbox import aws_client
 
 NEW = "new"
 SAME = "same"
@@ -506,7 +506,7 @@ def resolve(env: Env, repo: GitRepo, name: str) -> dict[str, str]:
 
 def user_data_of_build(fingerprint: str) -> str:
     """The user data EC2 recorded for the build instance of `fingerprint`."""
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = aws_client("ec2", "us-east-1")
     found = ec2.describe_instances(
         Filters=[{"Name": "tag:Name", "Values": [f"packer-tools-{fingerprint}"]}]
     )

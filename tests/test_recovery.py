@@ -5,24 +5,23 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from bridge import model
 from testing.bridge import run_bridge
-from testing.sandbox import fake_build, manifest_keys, recycle_bin, tags_of
+from testing.sandbox import aws_client, fake_build, manifest_keys, recycle_bin, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 GC = ["gc", "--min-age-hours", "0", "--keep", "0"]
 
 
 def images(region: str) -> set[str]:
-    ec2 = boto3.client("ec2", region_name=region)
+    ec2 = aws_client("ec2", region)
     return {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
 
 
 def binned(region: str) -> set[str]:
-    ec2 = boto3.client("ec2", region_name=region)
+    ec2 = aws_client("ec2", region)
     return {i["ImageId"] for i in ec2.list_images_in_recycle_bin()["Images"]}
 
 
@@ -79,11 +78,11 @@ def test_a_rule_that_keeps_images_but_not_their_snapshots_is_not_enough(sandbox_
     """A restored image without its snapshots cannot launch: both must be kept."""
     old = fake_build("base", "old")
     for region in (EAST, WEST):
-        boto3.client("rbin", region_name=region).create_rule(
+        aws_client("rbin", region).create_rule(
             ResourceType="EC2_IMAGE",
             RetentionPeriod={"RetentionPeriodValue": 7, "RetentionPeriodUnit": "DAYS"},
         )
-        boto3.client("rbin", region_name=region).create_rule(
+        aws_client("rbin", region).create_rule(
             ResourceType="EBS_SNAPSHOT",
             RetentionPeriod={"RetentionPeriodValue": 7, "RetentionPeriodUnit": "DAYS"},
             ResourceTags=[{"ResourceTagKey": "backup", "ResourceTagValue": "yes"}],
@@ -108,7 +107,7 @@ def test_what_gc_deleted_under_a_rule_is_restored_and_resolves_again(sandbox_env
     assert row["recovery"] == "the Recycle Bin keeps it 3 days"
     assert old not in images(EAST) and old in binned(EAST)
 
-    ec2 = boto3.client("ec2", region_name=EAST)
+    ec2 = aws_client("ec2", EAST)
     with pytest.raises(ec2.exceptions.ClientError, match="IncorrectState"):
         ec2.restore_image_from_recycle_bin(ImageId=old)  # its snapshots first
     for snapshot in ec2.list_snapshots_in_recycle_bin()["Snapshots"]:
@@ -143,7 +142,7 @@ def test_a_rollback_build_is_archived_and_resolves_again_only_once_unarchived(
         ami: b["action"] for b in json.loads(gc.stdout)["builds"] for ami in b["images"].values()
     }
     assert fates[old] == "archived" and fates[new] == "keep"
-    ec2 = boto3.client("ec2", region_name=EAST)
+    ec2 = aws_client("ec2", EAST)
 
     def tier(ami: str) -> str:
         (found,) = ec2.describe_images(ImageIds=[ami])["Images"]

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 
-import boto3
-
 from testing.bridge import run_bridge
-from testing.sandbox import fake_build
+from testing.sandbox import aws_client, fake_build
 
 
 def ec2(region):
-    return boto3.client("ec2", region_name=region)
+    return aws_client("ec2", region)
 
 
 def test_a_launch_template_resolving_its_image_through_ssm_keeps_that_versions_image(
     sandbox_env, repo
 ):
     first, second = fake_build("base", "old-first"), fake_build("base", "old-second")
-    ssm = boto3.client("ssm")
+    ssm = aws_client("ssm")
     for build in (first, second):
         ssm.put_parameter(Name="/app/base", Value=build["us-east-1"], Type="String", Overwrite=True)
     ec2("us-east-1").create_launch_template(

@@ -11,7 +11,6 @@ import random
 import sys
 from dataclasses import dataclass
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
@@ -23,7 +22,7 @@ from bridge.publish import Provenance, image_tags
 from testing.bridge import external, run_bridge
 from testing.fingerprint import fingerprints
 from testing.git import make_repo
-from testing.sandbox import BUCKET, make_image, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, make_image, own_images, tags_of
 from testing.sandbox import deregister as sandbox_deregister
 
 EAST, WEST = "us-east-1", "eu-west-1"
@@ -131,7 +130,7 @@ def make_build(
     """A build of `d` tagged as the bridge tags it, in regions[0], copied to the others with
     its tags (as distribute.py copies); `parent`: (AMI there, fingerprint, build ID), which is
     also its build's origin (it was built there)."""
-    home = boto3.client("ec2", region_name=regions[0])
+    home = aws_client("ec2", regions[0])
     ami = make_image(home, f"{d.name}-{build_id}")
     provenance = Provenance(
         commit="0" * 40,
@@ -147,7 +146,7 @@ def make_build(
     home.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     amis = {regions[0]: ami}
     for region in regions[1:]:
-        amis[region] = boto3.client("ec2", region_name=region).copy_image(
+        amis[region] = aws_client("ec2", region).copy_image(
             SourceImageId=ami, SourceRegion=regions[0], Name=f"{d.name}-{build_id}",
             CopyImageTags=True,
         )["ImageId"]  # fmt: skip
@@ -170,7 +169,7 @@ def world(repo, sandbox_server, sandbox_env, monkeypatch, tmp_path_factory):
 def check_case(case: Case, world, monkeypatch, capsys, tmp_path_factory) -> None:
     repo, fps, record, server = world
     server.reset()
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    aws_client("s3").create_bucket(Bucket=BUCKET)
     monkeypatch.setenv("AMI_BRIDGE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     record.unlink(missing_ok=True)
     data = repo.catalog()
@@ -186,7 +185,7 @@ def check_case(case: Case, world, monkeypatch, capsys, tmp_path_factory) -> None
     )  # fmt: skip
     made = {"base": base, "snowflake": child}
     for name, region in case.gone:
-        boto3.client("ec2", region_name=region).deregister_image(ImageId=made[name][region])
+        aws_client("ec2", region).deregister_image(ImageId=made[name][region])
     survivors = {n: {r for r in case.regions if (n, r) not in case.gone} for n in made}
     query = {
         "definition": case.definition,
@@ -218,9 +217,9 @@ def check_case(case: Case, world, monkeypatch, capsys, tmp_path_factory) -> None
         assert result["ami_id"], "exit 0 with an empty ami_id"
     if result["ami_id"]:
         assert result["region"] == case.region
-        (image,) = boto3.client("ec2", region_name=case.region).describe_images(
-            ImageIds=[result["ami_id"]]
-        )["Images"]
+        (image,) = aws_client("ec2", case.region).describe_images(ImageIds=[result["ami_id"]])[
+            "Images"
+        ]
         assert tags_of(image)["SHA"] == fps[case.definition]
         assert image["State"] == "available"
 

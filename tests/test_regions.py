@@ -14,7 +14,7 @@ from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy
 from testing.hold import hold, holdable, provisioning, wait_for
-from testing.sandbox import builds_per_definition, deregister, own_images, tags_of
+from testing.sandbox import aws_client, builds_per_definition, deregister, own_images, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -53,7 +53,7 @@ def test_a_two_region_image_is_built_once_and_copied_with_its_tags(sandbox_env, 
     assert west["Description"] == f"Copy of {east['ImageId']} from {EAST}"
     # The copy's snapshot is tagged too, once the copy is available.
     (snapshot,) = [m["Ebs"]["SnapshotId"] for m in west["BlockDeviceMappings"] if "Ebs" in m]
-    described = boto3.client("ec2", region_name=WEST).describe_snapshots(SnapshotIds=[snapshot])
+    described = aws_client("ec2", WEST).describe_snapshots(SnapshotIds=[snapshot])
     assert tags_of(described["Snapshots"][0])["SHA"] == result["fingerprint"]
     # The manifest lists both.
     manifest = run_bridge(["manifest", "base", "--repo", str(repo.path)], sandbox_env)
@@ -208,7 +208,7 @@ def set_share(repo, entries: list[str] | None, **extra) -> None:
 
 def permissions(region: str, image: dict) -> tuple[list[dict], list[dict]]:
     """(launch permissions of the image, volume permissions of its snapshot)."""
-    ec2 = boto3.client("ec2", region_name=region)
+    ec2 = aws_client("ec2", region)
     launch = ec2.describe_image_attribute(ImageId=image["ImageId"], Attribute="launchPermission")
     (snapshot,) = [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m]
     volume = ec2.describe_snapshot_attribute(
@@ -269,7 +269,7 @@ def test_an_image_under_the_aws_managed_key_is_not_shared_at_all(sandbox_env, re
 
 
 def test_copies_are_encrypted_with_the_key_named_for_their_region(sandbox_env, repo, packer):
-    key = boto3.client("kms", region_name=WEST).create_key()["KeyMetadata"]["Arn"]
+    key = aws_client("kms", WEST).create_key()["KeyMetadata"]["Arn"]
     set_regions(repo, base=[EAST, WEST])
     set_share(repo, ["111122223333"], kms_keys={WEST: key})
     build(repo, sandbox_env, "base")
@@ -325,7 +325,7 @@ def test_a_workload_account_resolves_the_builders_shared_image_through_its_manif
     assert f"these credentials are account {OTHER_ACCOUNT}" in " ".join(missing.stderr.split())
     # Nothing was built or tagged in the workload account.
     assert ec2.describe_images(Owners=["self"])["Images"] == []
-    assert boto3.client("ec2").describe_images(Owners=["self"])["Images"] != []
+    assert aws_client("ec2").describe_images(Owners=["self"])["Images"] != []
 
 
 def test_an_image_not_shared_with_the_workload_account_is_not_found_there(

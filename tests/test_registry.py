@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from bridge.aws import AwsClients
 from bridge.errors import AwsError
 from bridge.registry import describe_image, find_images, tag_image
-from testing.sandbox import make_image
+from testing.sandbox import aws_client, make_image
 
 
 def counted_client():
@@ -18,7 +17,7 @@ def counted_client():
 
 
 def test_one_call_per_200_fingerprints(sandbox_env):
-    raw = boto3.client("ec2")
+    raw = aws_client("ec2")
     wanted = [f"{i:040x}" for i in range(450)]
     ami = make_image(raw, "one", wanted[321])
     ec2, calls = counted_client()
@@ -29,7 +28,7 @@ def test_one_call_per_200_fingerprints(sandbox_env):
 
 
 def test_several_matches_newest_first(sandbox_env):
-    raw = boto3.client("ec2")
+    raw = aws_client("ec2")
     first = make_image(raw, "first", "f" * 40)
     second = make_image(raw, "second", "f" * 40)
     ec2, _ = counted_client()
@@ -39,7 +38,7 @@ def test_several_matches_newest_first(sandbox_env):
 
 
 def test_other_tag_key(sandbox_env):
-    raw = boto3.client("ec2")
+    raw = aws_client("ec2")
     ami = make_image(raw, "keyed", None)
     raw.create_tags(Resources=[ami], Tags=[{"Key": "ImageFingerprint", "Value": "1" * 40}])
     ec2, _ = counted_client()
@@ -49,7 +48,7 @@ def test_other_tag_key(sandbox_env):
 
 
 def test_tag_image_tags_snapshots_too(sandbox_env):
-    raw = boto3.client("ec2")
+    raw = aws_client("ec2")
     ami = make_image(raw, "tagged", None)
     ec2, _ = counted_client()
     image = describe_image(ec2, "us-east-1", ami)

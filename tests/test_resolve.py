@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import boto3
-
 from bridge import model
 from testing.bridge import external
-from testing.sandbox import BUCKET, deregister, manifest_keys, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, deregister, manifest_keys, own_images, tags_of
 
 HCL_TEMPLATE = """
 variable "ami_sha" {
@@ -64,7 +62,7 @@ def test_build_on_miss_tags_image_with_provenance(sandbox_env, repo, packer):
     assert snow["Team"] == "platform"
     # Snapshots carry the same tags.
     snap_id = images[result["ami_id"]]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-    snap = boto3.client("ec2").describe_snapshots(SnapshotIds=[snap_id])["Snapshots"][0]
+    snap = aws_client("ec2").describe_snapshots(SnapshotIds=[snap_id])["Snapshots"][0]
     assert tags_of(snap)["SHA"] == result["fingerprint"]
 
 
@@ -179,7 +177,7 @@ def test_on_missing_report_gives_fingerprint_without_building(sandbox_env, repo)
 
 def test_seed_built_image_is_found(sandbox_env, repo):
     """An image tagged the seed's way (SHA = git ls-tree tree hash) is used as is."""
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     reservation = ec2.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
     ami = ec2.create_image(InstanceId=reservation["Instances"][0]["InstanceId"], Name="seed-base")
     ec2.create_tags(
@@ -232,7 +230,7 @@ def test_manifest_matches_schema_and_images(sandbox_env, repo, packer):
 
     result = resolve(sandbox_env, repo)
     key = result["manifest_uri"].removeprefix(f"s3://{BUCKET}/")
-    body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    body = json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
     validate(body, key)
     assert body["definition"] == "snowflake"
     assert body["fingerprint"] == result["fingerprint"]
@@ -281,8 +279,8 @@ def test_a_visible_image_of_another_account_carrying_our_tag_is_never_used(sandb
     the fingerprint tag on it, a search without the owner filter would return it."""
     from bridge.sandbox import BASE_IMAGE
 
-    ec2 = boto3.client("ec2")
-    me = boto3.client("sts").get_caller_identity()["Account"]
+    ec2 = aws_client("ec2")
+    me = aws_client("sts").get_caller_identity()["Account"]
     (public,) = ec2.describe_images(ImageIds=[BASE_IMAGE])["Images"]
     assert public["OwnerId"] != me
     fp = resolve(sandbox_env, repo, definition="base", on_missing="report")["fingerprint"]
@@ -327,7 +325,7 @@ def test_multi_region_image_is_tagged_and_found_in_every_region(sandbox_env, rep
 
 def test_seed_manifest_gives_a_just_built_parent(sandbox_env, repo, packer, tmp_path):
     """The seed pipeline's manifest-base.json (Packer manifest format) from the same workflow."""
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     instance = ec2.run_instances(ImageId="ami-0c55b159cbfafe1f0", MinCount=1, MaxCount=1)
     seed_base = ec2.create_image(
         InstanceId=instance["Instances"][0]["InstanceId"], Name="seed-base"
@@ -387,7 +385,7 @@ build {
 
 def launched_from(name: str) -> set[str]:
     """The AMIs the build instances named `name` ran (what EC2 recorded)."""
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = aws_client("ec2", "us-east-1")
     found = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])
     return {i["ImageId"] for r in found["Reservations"] for i in r["Instances"]}
 

@@ -17,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 
 from bridge import manifests, model, publish, workspace
@@ -26,7 +25,14 @@ from bridge.resolve import Resolver
 from bridge.revoke import Revoker
 from bridge.settings import cache_dir, cli_flag, parse_options
 from testing.git import GitRepo
-from testing.sandbox import builds_per_definition, deregister, make_image, own_images, tags_of
+from testing.sandbox import (
+    aws_client,
+    builds_per_definition,
+    deregister,
+    make_image,
+    own_images,
+    tags_of,
+)
 
 EAST, WEST = "us-east-1", "eu-west-1"
 # A maximum age every image has outlived by the time a resolve looks at it (86 microseconds;
@@ -49,7 +55,7 @@ def place(env: Mapping[str, str], repo: GitRepo, name: str, region: str = EAST) 
     planned = found.status([name])
     result = planned[name]
     parent = planned[result.parent_definition] if result.parent_definition else None
-    ami = make_image(boto3.client("ec2", region_name=region), f"{name}-{result.fingerprint[:12]}-0")
+    ami = make_image(aws_client("ec2", region), f"{name}-{result.fingerprint[:12]}-0")
     publish.publish(
         ctx.clients,
         ctx.catalog.get(name),
@@ -85,7 +91,7 @@ def image_ids(region: str = EAST) -> set[str]:
 
 
 def tags(ami: str, region: str = EAST) -> dict[str, str]:
-    (image,) = boto3.client("ec2", region_name=region).describe_images(ImageIds=[ami])["Images"]
+    (image,) = aws_client("ec2", region).describe_images(ImageIds=[ami])["Images"]
     return tags_of(image)
 
 

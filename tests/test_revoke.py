@@ -8,12 +8,10 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-import boto3
-
 from bridge import model
 from bridge.sandbox import ACCOUNT, OTHER_ACCOUNT
 from testing.bridge import external, run_bridge
-from testing.sandbox import BUCKET, builds_per_definition, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, builds_per_definition, own_images, tags_of
 
 REVOCATION = set(model.REVOCATION_TAGS)
 
@@ -28,19 +26,19 @@ def bridge(repo, env, *args: str):
 
 
 def image(ami: str) -> dict:
-    (found,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    (found,) = aws_client("ec2").describe_images(ImageIds=[ami])["Images"]
     return found
 
 
 def snapshot_tags(ami: str) -> dict[str, str]:
     snapshot = next(m["Ebs"]["SnapshotId"] for m in image(ami)["BlockDeviceMappings"])
-    (found,) = boto3.client("ec2").describe_snapshots(SnapshotIds=[snapshot])["Snapshots"]
+    (found,) = aws_client("ec2").describe_snapshots(SnapshotIds=[snapshot])["Snapshots"]
     return tags_of(found)
 
 
 def manifest(name: str, fingerprint: str) -> dict:
     key = f"images/{name}/{fingerprint}.json"
-    return json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    return json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def test_revoking_the_base_revokes_the_snowflake_and_restore_brings_both_back(
@@ -254,7 +252,7 @@ def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env
     code, first = resolve(repo, sandbox_env, "--on-missing", "build", "--region", "eu-west-1")
     assert code == 0, first
     base_amis = json.loads(first["base"]["amis_json"])
-    west = boto3.client("ec2", region_name="eu-west-1")
+    west = aws_client("ec2", "eu-west-1")
     snow = json.loads(first["snowflake"]["amis_json"])["eu-west-1"]
 
     proc = bridge(
@@ -262,7 +260,7 @@ def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env
     )
     assert proc.code == 0, proc.stderr
     for region, ami in [*base_amis.items(), ("eu-west-1", snow)]:
-        (found,) = boto3.client("ec2", region_name=region).describe_images(ImageIds=[ami])["Images"]
+        (found,) = aws_client("ec2", region).describe_images(ImageIds=[ami])["Images"]
         assert tags_of(found)[model.TAG_REVOKED_BY] == first["base"]["build_id"], (region, ami)
         assert found["DeprecationTime"]
     status = bridge(repo, sandbox_env, "status", "--region", "eu-west-1")
@@ -350,7 +348,7 @@ def test_with_on_revoke_disable_nobody_can_launch_a_revoked_image_until_it_is_re
     code, first = resolve(repo, sandbox_env, "--on-missing", "build")
     assert code == 0, first
     amis = [first[name]["ami_id"] for name in ("base", "snowflake")]
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
 
     def permissions(ami: str) -> list:
         return ec2.describe_image_attribute(ImageId=ami, Attribute="launchPermission")[

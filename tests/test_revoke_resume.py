@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 
 from bridge import model, workspace
@@ -24,7 +23,7 @@ from bridge.errors import BridgeError
 from bridge.revoke import Revoker
 from bridge.settings import cli_flag, parse_options, state_dir
 from testing.faultproxy import FaultProxy
-from testing.sandbox import BUCKET, tags_of
+from testing.sandbox import BUCKET, aws_client, tags_of
 from tests.test_resolve_loop import place
 
 WRITES = (b"Action=CreateTags", b"Action=DeleteTags", b"Action=EnableImageDeprecation",
@@ -58,7 +57,7 @@ def context(env, repo) -> Context:
 def chain(sandbox_server, env, repo) -> dict[str, str]:
     """A fresh sandbox with base and snowflake built at HEAD (registered, not built)."""
     sandbox_server.reset()
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    aws_client("s3").create_bucket(Bucket=BUCKET)
     return {name: place(env, repo, name) for name in ("base", "snowflake")}
 
 
@@ -80,14 +79,14 @@ def cut_short(
 
 
 def image(ami: str) -> dict:
-    (found,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    (found,) = aws_client("ec2").describe_images(ImageIds=[ami])["Images"]
     return found
 
 
 def manifest_of(name: str) -> dict:
-    keys = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"images/{name}/")
+    keys = aws_client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"images/{name}/")
     (key,) = [o["Key"] for o in keys["Contents"]]
-    return json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    return json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def assert_revoked(amis: dict[str, str], reason: str) -> None:

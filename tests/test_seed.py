@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-import boto3
-
 from bridge.aws import AwsClients
 from bridge.seed import build_artifacts, built_images
-from testing.sandbox import make_image
+from testing.sandbox import aws_client, make_image
 
 OURS = {"fingerprint": "a" * 40, "tag_key": "SHA"}
 
@@ -23,7 +21,7 @@ def write_manifest(directory, name, artifact_id):
 
 
 def test_built_images_are_described_in_every_region(sandbox_env, tmp_path):
-    ami = make_image(boto3.client("ec2"), "base")
+    ami = make_image(aws_client("ec2"), "base")
     write_manifest(tmp_path, "base", f"us-east-1:{ami}")
     images = built_images(AwsClients(), tmp_path, "base", ["us-east-1"], **OURS)
     assert images is not None
@@ -33,7 +31,7 @@ def test_built_images_are_described_in_every_region(sandbox_env, tmp_path):
 def test_no_manifest_a_missing_region_or_a_vanished_image_gives_none(sandbox_env, tmp_path):
     clients = AwsClients()
     assert built_images(clients, tmp_path, "base", ["us-east-1"], **OURS) is None
-    ami = make_image(boto3.client("ec2"), "base")
+    ami = make_image(aws_client("ec2"), "base")
     write_manifest(tmp_path, "base", f"us-east-1:{ami}")
     assert built_images(clients, tmp_path, "base", ["us-east-1", "eu-west-1"], **OURS) is None
     write_manifest(tmp_path, "base", "us-east-1:ami-0000000000000dead")
@@ -41,7 +39,7 @@ def test_no_manifest_a_missing_region_or_a_vanished_image_gives_none(sandbox_env
 
 
 def test_an_image_whose_tags_name_another_image_is_not_trusted(sandbox_env, tmp_path):
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     placeholder = make_image(ec2, "seed", "!!sha!!")  # the seed's own tag: no contradiction
     other_fp = make_image(ec2, "old", "b" * 40)  # built from other content
     ec2.create_tags(

@@ -12,7 +12,7 @@ from bridge import model
 from bridge.sandbox import BASE_IMAGE, OTHER_ACCOUNT, access_key
 from testing.bridge import run_bridge
 from testing.git import make_repo
-from testing.sandbox import own_images, recycle_bin, tags_of
+from testing.sandbox import aws_client, own_images, recycle_bin, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -99,7 +99,7 @@ def test_identical_catalogs_build_their_own_images_and_never_undo_each_other(
     assert first["ami_id"] != second["ami_id"]  # each catalog's own image
     again = build(shared, sandbox_env, "base")["base"]
     assert again["ami_id"] == first["ami_id"] and again["built"] == "false"
-    ec2 = boto3.client("ec2", region_name=EAST)
+    ec2 = aws_client("ec2", EAST)
     permissions = ec2.describe_image_attribute(
         ImageId=first["ami_id"], Attribute="launchPermission"
     )
@@ -120,14 +120,14 @@ def test_revoke_accepts_only_a_build_of_the_named_definition_in_this_catalog(
     assert public.code == 1 and "is not a build of 'base'" in public.stderr
     other = bridge(mine, sandbox_env, "revoke", "base", "--reason", "x", "--ami", built["ami_id"])
     assert other.code == 1 and "another catalog" in other.stderr
-    (image,) = boto3.client("ec2").describe_images(ImageIds=[built["ami_id"]])["Images"]
+    (image,) = aws_client("ec2").describe_images(ImageIds=[built["ami_id"]])["Images"]
     assert model.TAG_REVOKED_AT not in tags_of(image) and "DeprecationTime" not in image
-    (upstream,) = boto3.client("ec2").describe_images(ImageIds=[BASE_IMAGE])["Images"]
+    (upstream,) = aws_client("ec2").describe_images(ImageIds=[BASE_IMAGE])["Images"]
     assert "DeprecationTime" not in upstream
 
 
 def test_the_sandbox_refuses_deprecating_an_image_another_account_owns(sandbox_env):
-    ec2 = boto3.client("ec2", region_name=EAST)
+    ec2 = aws_client("ec2", EAST)
     try:
         ec2.enable_image_deprecation(ImageId=BASE_IMAGE, DeprecateAt="2099-01-01T00:00:00Z")
     except ec2.exceptions.ClientError as exc:
@@ -179,7 +179,7 @@ def test_built_images_are_protected_from_deregistration_and_gc_lifts_it_to_delet
     first = build(repo, sandbox_env, "base")["base"]
     amis = json.loads(first["amis_json"])
     for region, ami in amis.items():  # the build and its copy
-        ec2 = boto3.client("ec2", region_name=region)
+        ec2 = aws_client("ec2", region)
         (found,) = ec2.describe_images(ImageIds=[ami])["Images"]
         assert found["DeregistrationProtection"] == "enabled"
         try:
@@ -201,7 +201,7 @@ def test_a_catalog_may_leave_its_images_unprotected(sandbox_env, repo, packer):
     repo.set_catalog(data)
     repo.commit("no protection")
     ami = build(repo, sandbox_env, "base")["base"]["ami_id"]
-    (found,) = boto3.client("ec2").describe_images(ImageIds=[ami])["Images"]
+    (found,) = aws_client("ec2").describe_images(ImageIds=[ami])["Images"]
     assert found.get("DeregistrationProtection", "disabled") == "disabled"
 
 
@@ -209,7 +209,7 @@ def test_gc_sees_a_copy_in_a_region_the_catalog_does_not_list(sandbox_env, repo,
     """A build copied by hand to another region, where an instance runs it: the build is in
     use, so none of its images is deleted."""
     old = build(repo, sandbox_env, "base")["base"]["ami_id"]
-    far = boto3.client("ec2", region_name="ap-southeast-2")
+    far = aws_client("ec2", "ap-southeast-2")
     copy = far.copy_image(SourceImageId=old, SourceRegion=EAST, Name="by-hand", CopyImageTags=True)[
         "ImageId"
     ]
@@ -227,7 +227,7 @@ def retiring_since(ami: str, stage: str, days: float) -> None:
     """Record that the image's retirement reached `stage` `days` ago: the time gc waits between
     steps, passed without waiting (the tag is the retirement's state)."""
     at = datetime.now(timezone.utc) - timedelta(days=days)
-    boto3.client("ec2").create_tags(
+    aws_client("ec2").create_tags(
         Resources=[ami],
         Tags=[{"Key": model.TAG_RETIRING, "Value": f"{stage} {at:%Y-%m-%dT%H:%M:%SZ}"}],
     )
@@ -250,7 +250,7 @@ def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_e
         (row,) = [b for b in json.loads(proc.stdout)["builds"] if old in b["images"].values()]
         return row
 
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     assert fate()["action"] == "deprecated"  # first, a step the workload account sees
     (image,) = ec2.describe_images(ImageIds=[old])["Images"]
     assert "DeprecationTime" in image

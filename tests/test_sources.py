@@ -16,7 +16,7 @@ from bridge.sandbox import BASE_IMAGE, access_key
 from bridge.sources import SourceFilter, SourcePick, pin
 from testing.bridge import run_bridge
 from testing.fingerprint import rewrite_template
-from testing.sandbox import builds_per_definition, tags_of
+from testing.sandbox import aws_client, builds_per_definition, tags_of
 
 CANONICAL = "099720109477"
 FOCAL = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-"
@@ -46,7 +46,7 @@ def resolve(repo, env, *flags: str) -> tuple[int, dict]:
 def launched_from(result: dict) -> str:
     """The AMI Packer's build instance ran (what EC2 recorded), for a resolved image."""
     name = f"packer-{result['definition']}-{result['fingerprint'][:12]}"
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = aws_client("ec2", "us-east-1")
     found = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])
     images = {i["ImageId"] for r in found["Reservations"] for i in r["Instances"]}
     assert len(images) == 1, images
@@ -118,7 +118,7 @@ def test_packer_builds_on_the_fingerprinted_image_even_when_a_newer_one_appears(
     assert code == 0, built
     assert launched_from(built["base"]) == BASE_IMAGE  # what was fingerprinted
     tags = tags_of(
-        boto3.client("ec2").describe_images(ImageIds=[built["base"]["ami_id"]])["Images"][0]
+        aws_client("ec2").describe_images(ImageIds=[built["base"]["ami_id"]])["Images"][0]
     )
     assert tags["ami-chain:source-ami"] == BASE_IMAGE
     # The release is seen by the next resolve: a new identity.
@@ -282,7 +282,7 @@ def rebuilds_on_each_new_match(repo, env, name: str, first: str, matching: str, 
     assert code == 0, rebuilt
     assert rebuilt["fingerprint"] == stale["fingerprint"] != built["fingerprint"]
     assert launched_from(rebuilt) == patched
-    image = boto3.client("ec2").describe_images(ImageIds=[rebuilt["ami_id"]])["Images"][0]
+    image = aws_client("ec2").describe_images(ImageIds=[rebuilt["ami_id"]])["Images"][0]
     assert tags_of(image)["ami-chain:source-ami"] == patched
 
 

@@ -10,14 +10,13 @@ import json
 import re
 from pathlib import Path
 
-import boto3
 import pytest
 
 from bridge import model
 from bridge.sandbox import BASE_IMAGE
 from testing import ROOT
 from testing.bridge import bridge_command, run_bridge
-from testing.sandbox import BUCKET, own_images, tags_of
+from testing.sandbox import BUCKET, aws_client, own_images, tags_of
 from testing.terraform import Terraform, copy_tree
 
 
@@ -46,7 +45,7 @@ def images_by_definition() -> dict[str, list[str]]:
 
 
 def launch_template_image(template_id: str) -> tuple[int, str]:
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     template = ec2.describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"][0]
     version = ec2.describe_launch_template_versions(
         LaunchTemplateId=template_id, Versions=[str(template["DefaultVersionNumber"])]
@@ -55,7 +54,7 @@ def launch_template_image(template_id: str) -> tuple[int, str]:
 
 
 def deployment_manifest() -> dict:
-    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="deployments/main/amis.json")["Body"]
+    body = aws_client("s3").get_object(Bucket=BUCKET, Key="deployments/main/amis.json")["Body"]
     return json.loads(body.read())
 
 
@@ -512,7 +511,7 @@ FINGERPRINT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def template_data(template_id: str, version: int) -> dict:
-    (found,) = boto3.client("ec2").describe_launch_template_versions(
+    (found,) = aws_client("ec2").describe_launch_template_versions(
         LaunchTemplateId=template_id, Versions=[str(version)]
     )["LaunchTemplateVersions"]
     return dict(found)
@@ -529,9 +528,9 @@ def test_a_full_launch_template_carries_every_input_and_requires_imdsv2(
     (workdir / "main.tf").write_text(FULL_TEMPLATE % {"fingerprint": FINGERPRINT})
     tf = Terraform(any_terraform, workdir, {**sandbox_env, **terraform_env})
     tf.init()
-    ec2 = boto3.client("ec2")
+    ec2 = aws_client("ec2")
     group = ec2.create_security_group(GroupName="fleet", Description="fleet")["GroupId"]
-    key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    key = aws_client("kms").create_key()["KeyMetadata"]["Arn"]
     variables = [
         "-var", f"image_id={BASE_IMAGE}", "-var", f"security_group={group}",
         "-var", f"kms_key={key}", "-var", "profile=fleet-profile",
@@ -608,7 +607,7 @@ def test_a_full_launch_template_carries_every_input_and_requires_imdsv2(
 
 def fleet(name: str) -> tuple[str, list[dict]]:
     """The group's launch template version and its instance refreshes (newest first)."""
-    autoscaling = boto3.client("autoscaling")
+    autoscaling = aws_client("autoscaling")
     (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
         "AutoScalingGroups"
     ]
@@ -666,7 +665,7 @@ def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
     (workdir / "main.tf").write_text(FLEET)
     tf = Terraform(any_terraform, workdir, {**sandbox_env, **terraform_env})
     tf.init()
-    images = boto3.client("ec2").describe_images(Owners=["099720109477"])["Images"]
+    images = aws_client("ec2").describe_images(Owners=["099720109477"])["Images"]
     (other_image,) = [i["ImageId"] for i in images if i["ImageId"] != BASE_IMAGE]
 
     tf.apply("-var", f"image_id={BASE_IMAGE}", "-var", "team=a")
@@ -674,9 +673,9 @@ def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
     assert fleet(name) == ("1", [])
     # A change to the group that leaves its launch template alone replaces no instance.
     tf.apply("-var", f"image_id={BASE_IMAGE}", "-var", "team=b")
-    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[name]
-    )["AutoScalingGroups"]
+    (group,) = aws_client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ]
     assert {t["Key"]: t["Value"] for t in group["Tags"]}["Team"] == "b"
     assert fleet(name) == ("1", [])
 
@@ -696,11 +695,11 @@ def test_a_group_refreshes_when_its_image_changes_and_not_otherwise(
         "SkipMatching": True,
     }
     # The sandbox's refresh completes at once: every instance runs the new image.
-    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[name]
-    )["AutoScalingGroups"]
+    (group,) = aws_client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ]
     ids = [i["InstanceId"] for i in group["Instances"]]
-    reservations = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    reservations = aws_client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
     assert [i["ImageId"] for r in reservations for i in r["Instances"]] == [other_image] * 2
     assert tf.plan(*changed).returncode == 0
     tf.apply(*changed)
@@ -712,7 +711,7 @@ def test_require_provenance_fails_the_plan_for_an_unsigned_image_and_passes_sign
 ):
     root_tf.apply(*root_vars(repo))  # built before the catalog signed anything
     base = root_tf.outputs()["base_ami_id"]
-    kms = boto3.client("kms")
+    kms = aws_client("kms")
     key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     data = repo.catalog()
     data["provenance"] = {"key": key}
