@@ -1,14 +1,30 @@
-"""The real `ami-bridge` program, run as Terraform or a person would."""
+"""The real `ami-bridge` program, run as Terraform or a person would.
+
+While a test session runs a warm server for it (`warm_starts`), each start is forked from that
+server, which has imported the bridge once (testing/providers/warm.py, ami_bridge.py): the same
+code, argv, environment, working directory and standard streams, without a second or so of
+imports each time. A start whose Python settings from the environment (PYTHON*, the locale)
+differ from the server's starts cold, as does everything when no server runs.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from testing.providers import mirror
+
+PROGRAM = Path(__file__).resolve().parent / "providers" / "ami_bridge.py"
+
+# The socket of this process's warm server, and the Python settings it started with.
+_warm: tuple[Path, dict[str, str]] | None = None
 
 
 @dataclass
@@ -25,7 +41,7 @@ def run_bridge(
 ) -> Proc:
     """Run `python -m bridge ARGS` with `env`, feeding `stdin`."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
+        [*program(env), *args],
         input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
         env=dict(env),
@@ -72,5 +88,37 @@ def external_many(
 
 
 def bridge_command() -> list[str]:
-    """The installed `ami-bridge` entry point, as a Terraform `bridge_command` argv."""
+    """The bridge as a Terraform `bridge_command` argv: forked from the warm server while one
+    runs, or else the installed `ami-bridge` entry point."""
+    if _warm is not None:
+        return program(os.environ)
     return [str(Path(sys.executable).parent / "ami-bridge")]
+
+
+def _python_settings(env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in env.items()
+        if key.startswith(("PYTHON", "LC_")) or key in ("LANG", "LANGUAGE")
+    }
+
+
+def program(env: Mapping[str, str]) -> list[str]:
+    """The argv that starts the bridge with `env`: warm when it can be, else `python -m bridge`."""
+    if _warm is not None and _python_settings(env) == _warm[1]:
+        return mirror.launcher(_warm[0], PROGRAM)
+    return [sys.executable, "-m", "bridge"]
+
+
+@contextmanager
+def warm_starts(directory: Path) -> Iterator[subprocess.Popen[str]]:
+    """Fork each start of the bridge in this process from a warm server while this runs."""
+    global _warm
+    before = _warm
+    sock = directory / "bridge.sock"
+    with mirror.warm_server(sock, [PROGRAM]) as server:
+        _warm = (sock, _python_settings(os.environ))
+        try:
+            yield server
+        finally:
+            _warm = before

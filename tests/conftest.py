@@ -16,6 +16,7 @@ import pytest
 
 from bridge import sandbox
 from testing import terraform
+from testing.bridge import warm_starts
 from testing.git import GitRepo, make_repo
 from testing.sandbox import BUCKET, aws_client
 
@@ -52,6 +53,17 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop("AMI_BRIDGE_CACHE_DIR", None)
         else:
             os.environ["AMI_BRIDGE_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each start of the bridge forked from a server that imported it once (testing.bridge);
+    AMI_BRIDGE_COLD_STARTS=1 starts every one as a fresh `python -m bridge` instead."""
+    if os.environ.get("AMI_BRIDGE_COLD_STARTS") == "1":
+        yield
+        return
+    with warm_starts(tmp_path_factory.mktemp("bridge")):
+        yield
 
 
 @pytest.fixture(scope="session")

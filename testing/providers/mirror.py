@@ -54,7 +54,7 @@ def build(root: Path, *, real_providers: bool = False) -> dict[str, str]:
             directory = base / name / version / PLATFORM
             directory.mkdir(parents=True, exist_ok=True)
             executable = directory / f"terraform-provider-{name}_v{version}"
-            argv = [sys.executable, "-I", "-S", str(LAUNCH), str(warm_socket(root)), str(script)]
+            argv = launcher(warm_socket(root), script)
             executable.write_text(
                 "#!/bin/sh\n"
                 f"# STAND-IN for hashicorp/{name}: {script.name}, started by launch.py\n"
@@ -90,6 +90,11 @@ def warm_socket(root: Path) -> Path:
     return root / "warm.sock"
 
 
+def launcher(sock: Path, script: Path) -> list[str]:
+    """The argv that runs `script` forked from the warm server at `sock`, or cold without one."""
+    return [sys.executable, "-I", "-S", str(LAUNCH), str(sock), str(script)]
+
+
 @contextmanager
 def warm_starts(root: Path) -> Iterator[subprocess.Popen[str]]:
     """Fork the stand-ins of the mirror under `root` from one warm server while this runs.
@@ -97,13 +102,18 @@ def warm_starts(root: Path) -> Iterator[subprocess.Popen[str]]:
     Terraform starts each provider several times per command; a warm start costs a bare
     interpreter instead of the imports of gRPC, protobuf, cryptography and boto3.
     """
-    sock = warm_socket(root)
+    with warm_server(warm_socket(root), [script for _, script in STANDINS.values()]) as server:
+        yield server
+
+
+@contextmanager
+def warm_server(sock: Path, scripts: list[Path]) -> Iterator[subprocess.Popen[str]]:
+    """warm.py serving `scripts` at `sock` while this runs."""
     if len(os.fsencode(sock)) > _SOCKET_PATH_MAX:
         raise ValueError(f"{sock} is too long for a socket path: build the mirror higher up.")
     sock.unlink(missing_ok=True)
-    scripts = [str(script) for _, script in STANDINS.values()]
     server = subprocess.Popen(
-        [sys.executable, str(WARM), str(sock), *scripts],
+        [sys.executable, str(WARM), str(sock), *map(str, scripts)],
         stdin=subprocess.PIPE,  # its end is the server's: it stops when this process goes
         stdout=subprocess.PIPE,
         text=True,
@@ -112,7 +122,7 @@ def warm_starts(root: Path) -> Iterator[subprocess.Popen[str]]:
     try:
         line = server.stdout.readline()
         if line != "ready\n":
-            raise RuntimeError(f"the warm provider server did not start (it said {line!r})")
+            raise RuntimeError(f"the warm server did not start (it said {line!r})")
         yield server
     finally:
         server.stdin.close()

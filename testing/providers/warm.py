@@ -1,7 +1,8 @@
-"""A warm server for the STAND-IN providers: imports them once, forks one per start.
+"""A warm server for the stand-in providers and the bridge: imports once, forks per start.
 
-`python warm.py SOCKET SCRIPT...` imports each stand-in SCRIPT's modules (not its main),
-listens at SOCKET, prints "ready" and forks a child for each launch.py that connects, until
+`python warm.py SOCKET SCRIPT...` imports each SCRIPT's modules (not its main), and what the
+script's `warm_up()` imports when it has one (ami_bridge.py: the commands' modules), listens at
+SOCKET, prints "ready" and forks a child for each launch.py that connects, until
 its standard input ends. The child takes the launcher's standard streams, environment,
 working directory, umask and argv, and runs SCRIPT as `__main__`, as a fresh `python SCRIPT`
 would; its exit status goes back to the launcher. A child whose launcher goes away (Terraform
@@ -9,7 +10,9 @@ killed it) exits too.
 
 What differs from a cold start: the provider's process is a child of this server, not of
 Terraform (Terraform sees and signals the launcher), and its modules were imported before its
-environment was set; the stand-ins read the environment only when Terraform calls them.
+environment was set; the stand-ins read the environment only when Terraform calls them, and
+the bridge's modules read none when imported. Python's own settings from the environment
+(PYTHON*, the locale) are the server's: testing.bridge starts a bridge cold when they differ.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ def main() -> None:
     compiled = {}
     for script in scripts:
         compiled[script] = compile(Path(script).read_bytes(), script, "exec")
-        _run(script, compiled[script], "warm")  # the imports; not the provider's main
+        _run(script, compiled[script], "warm")  # the imports; not the script's main
+        warm_up = sys.modules["warm"].__dict__.get("warm_up")
+        if warm_up is not None:
+            warm_up()
     # Imported by the provider only when it runs: boto3 by the aws stand-in when Terraform first
     # calls it, cryptography by the `tf` package's TLS set-up on every start.
     import boto3  # noqa: F401

@@ -1,0 +1,63 @@
+"""Tests start the bridge forked from a warm server (testing.bridge): the same program, the
+caller's streams, directory and environment, or a cold start where Python's settings differ."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from testing import bridge
+from tests.test_external_standin import children_of
+
+
+def test_a_bridge_started_warm_is_forked_and_runs_with_the_callers_streams_and_directory(
+    tmp_path,
+):
+    with bridge.warm_starts(tmp_path) as server:
+        argv = bridge.program(os.environ)
+        assert str(bridge.PROGRAM) in argv
+        proc = subprocess.Popen(
+            [*argv, "external"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            text=True,
+        )
+        # `external` reads its query first: until it has one, the forked bridge is waiting.
+        (child,) = wait_for(lambda: children_of(server.pid))
+        out, err = proc.communicate(json.dumps({"definition": "base", "repo": "."}))
+        assert child != proc.pid
+    assert (proc.returncode, out) == (1, "")
+    # The relative repository was taken from the caller's working directory.
+    assert f"{tmp_path} is not inside a git repository" in err
+    assert "Traceback" not in err
+
+
+def test_a_bridge_started_warm_reads_the_callers_environment(tmp_path, repo):
+    env = {**os.environ, "AMI_BRIDGE_JOBS": "many", "AMI_BRIDGE_STATE_DIR": str(tmp_path / "s")}
+    with bridge.warm_starts(tmp_path):
+        assert "launch.py" in " ".join(bridge.program(env))
+        proc = bridge.run_bridge(["build", "base", "--repo", "."], env, cwd=repo.path)
+    assert proc.code == 1
+    assert "AMI_BRIDGE_JOBS is 'many'" in proc.stderr
+
+
+def test_python_settings_that_differ_from_the_servers_start_the_bridge_cold(tmp_path):
+    with bridge.warm_starts(tmp_path):
+        assert "launch.py" in " ".join(bridge.program(os.environ))
+        other_locale = "C" if os.environ.get("LC_CTYPE") != "C" else "C.UTF-8"
+        for setting in ({"PYTHONIOENCODING": "latin-1"}, {"LC_CTYPE": other_locale}):
+            assert bridge.program({**os.environ, **setting}) == [sys.executable, "-m", "bridge"]
+
+
+def wait_for(found):
+    """`found()` once it is not empty: it happens as soon as the launcher reaches the server."""
+    start = time.monotonic()
+    while not (result := found()):
+        assert time.monotonic() - start < 600, "the launcher never reached the server"
+        time.sleep(0.01)
+    return result
