@@ -2,9 +2,13 @@
 
 While a test session runs a warm server for it (`warm_starts`), each start is forked from that
 server, which has imported the bridge once (testing/providers/warm.py, ami_bridge.py): the same
-code, argv, environment, working directory and standard streams, without a second or so of
-imports each time. A start whose Python settings from the environment (PYTHON*, the locale)
-differ from the server's starts cold, as does everything when no server runs.
+code, argv, environment, working directory and standard streams, without paying for the imports
+each time (about 0.2 CPU-s a start). A start whose Python settings from the environment (PYTHON*,
+the locale, GIT_PYTHON_*) differ from the server's starts cold, as does everything when no
+server runs.
+Forked starts share the server's hash seed and the order its modules were imported in; the
+starts that stay cold (tests/test_warm_bridge.py, the Ctrl-C tests, the installed wheel, the CI
+recipes) and `AMI_BRIDGE_COLD_STARTS=1` take the real path.
 """
 
 from __future__ import annotations
@@ -89,17 +93,21 @@ def external_many(
 
 def bridge_command() -> list[str]:
     """The bridge as a Terraform `bridge_command` argv: forked from the warm server while one
-    runs, or else the installed `ami-bridge` entry point."""
+    runs, or else the installed `ami-bridge` entry point. Terraform runs it with the test's
+    environment (this process's, plus Terraform's own variables), so the choice is made on
+    this process's."""
     if _warm is not None:
         return program(os.environ)
     return [str(Path(sys.executable).parent / "ami-bridge")]
 
 
 def _python_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables read when Python starts or a library is imported (GitPython reads its
+    own then), which a forked start takes from the server instead of from `env`."""
     return {
         key: value
         for key, value in env.items()
-        if key.startswith(("PYTHON", "LC_")) or key in ("LANG", "LANGUAGE")
+        if key.startswith(("PYTHON", "LC_", "GIT_PYTHON_")) or key in ("LANG", "LANGUAGE")
     }
 
 

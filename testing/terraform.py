@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -34,10 +33,16 @@ def _wrapper() -> Path:
     return Path(sys.executable).parent / "terraform"
 
 
-@functools.cache
+_VERSIONS: dict[str, str] = {}
+
+
 def version_of(path: str) -> str | None:
-    """`terraform version -json`'s version, or None when `path` does not run as Terraform
-    (asked once per path in a process)."""
+    """`terraform version -json`'s version, or None when `path` does not run as Terraform.
+
+    A version is asked once per path in a process; a failure is asked again next time, so a
+    start that timed out on a loaded machine fails one test, not every later one."""
+    if path in _VERSIONS:
+        return _VERSIONS[path]
     try:
         proc = subprocess.run(
             [path, "version", "-json"], capture_output=True, text=True, timeout=60, check=False
@@ -45,7 +50,8 @@ def version_of(path: str) -> str | None:
         version = json.loads(proc.stdout)["terraform_version"]
     except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError):
         return None
-    return str(version)
+    _VERSIONS[path] = str(version)
+    return _VERSIONS[path]
 
 
 def modern() -> Path:

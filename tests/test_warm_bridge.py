@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from testing import bridge
+from testing import ROOT, bridge
 from tests.test_external_standin import children_of
 
 
@@ -61,3 +61,27 @@ def wait_for(found):
         assert time.monotonic() - start < 600, "the launcher never reached the server"
         time.sleep(0.01)
     return result
+
+
+def test_every_command_imports_in_a_fresh_interpreter_as_the_cli_imports_it():
+    """A warm server has imported every module before a command runs; a cold start imports only
+    the CLI and its command. An import that works only after another module was imported first
+    would pass every warm test, and fails here."""
+    commands = sorted(
+        path.stem for path in (ROOT / "bridge" / "commands").glob("*.py") if path.stem != "__init__"
+    )
+    assert "external" in commands
+    for command in commands:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import importlib, sys; import bridge.cli; "
+                "importlib.import_module('bridge.commands.' + sys.argv[1])",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, f"bridge.commands.{command}:\n{proc.stderr}"

@@ -110,7 +110,10 @@ def warm_starts(root: Path) -> Iterator[subprocess.Popen[str]]:
 def warm_server(sock: Path, scripts: list[Path]) -> Iterator[subprocess.Popen[str]]:
     """warm.py serving `scripts` at `sock` while this runs."""
     if len(os.fsencode(sock)) > _SOCKET_PATH_MAX:
-        raise ValueError(f"{sock} is too long for a socket path: build the mirror higher up.")
+        raise ValueError(
+            f"{sock} is too long for a socket path ({_SOCKET_PATH_MAX} bytes at most): give "
+            "the server a shorter directory (a shorter --basetemp or TMPDIR)."
+        )
     sock.unlink(missing_ok=True)
     server = subprocess.Popen(
         [sys.executable, str(WARM), str(sock), *map(str, scripts)],

@@ -12,7 +12,8 @@ What differs from a cold start: the provider's process is a child of this server
 Terraform (Terraform sees and signals the launcher), and its modules were imported before its
 environment was set; the stand-ins read the environment only when Terraform calls them, and
 the bridge's modules read none when imported. Python's own settings from the environment
-(PYTHON*, the locale) are the server's: testing.bridge starts a bridge cold when they differ.
+(PYTHON*, the locale) and GitPython's (GIT_PYTHON_*, read at its import) are the server's:
+testing.bridge starts a bridge cold when they differ.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ def _child(conn: socket.socket, compiled: dict[str, CodeType]) -> None:
     except BaseException:
         traceback.print_exc()
     finally:
+        # What differs from a cold start at the end: a flush that fails here (the reader went)
+        # or a child killed by a signal reaches the launcher as exit 1, where Python would exit
+        # 120 or die of the signal. No test depends on either; those that do start cold.
         try:
             sys.stdout.flush()
             sys.stderr.flush()
