@@ -5,10 +5,9 @@ server, which has imported the bridge once (testing/providers/warm.py, ami_bridg
 code, argv, environment, working directory and standard streams, without paying for the imports
 each time (about 0.2 CPU-s a start). A start whose Python settings from the environment (PYTHON*,
 the locale, GIT_PYTHON_*) differ from the server's starts cold, as does everything when no
-server runs.
-Forked starts share the server's hash seed and the order its modules were imported in; the
-starts that stay cold (tests/test_warm_bridge.py, the Ctrl-C tests, the installed wheel, the CI
-recipes) and `AMI_BRIDGE_COLD_STARTS=1` take the real path.
+server runs. Forked starts share the server's hash seed and the order its modules were
+imported in; the starts that stay cold (tests/test_warm_bridge.py, the Ctrl-C tests, the
+installed wheel, the CI recipes) and `AMI_BRIDGE_COLD_STARTS=1` take the real path.
 """
 
 from __future__ import annotations
@@ -43,7 +42,8 @@ class Proc:
 def run_bridge(
     args: Sequence[str], env: Mapping[str, str], stdin: str | bytes = "", cwd: Path | None = None
 ) -> Proc:
-    """Run `python -m bridge ARGS` with `env`, feeding `stdin`."""
+    """Run `python -m bridge ARGS` with `env`, feeding `stdin` (forked warm when it can be:
+    `program`)."""
     proc = subprocess.run(
         [*program(env), *args],
         input=stdin.encode() if isinstance(stdin, str) else stdin,

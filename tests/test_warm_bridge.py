@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from testing import ROOT, bridge
+from testing.hold import wait_for
 from tests.test_external_standin import children_of
 
 
@@ -28,7 +28,8 @@ def test_a_bridge_started_warm_is_forked_and_runs_with_the_callers_streams_and_d
             text=True,
         )
         # `external` reads its query first: until it has one, the forked bridge is waiting.
-        (child,) = wait_for(lambda: children_of(server.pid))
+        wait_for(lambda: bool(children_of(server.pid)))
+        (child,) = children_of(server.pid)
         out, err = proc.communicate(json.dumps({"definition": "base", "repo": "."}))
         assert child != proc.pid
     assert (proc.returncode, out) == (1, "")
@@ -52,15 +53,6 @@ def test_python_settings_that_differ_from_the_servers_start_the_bridge_cold(tmp_
         other_locale = "C" if os.environ.get("LC_CTYPE") != "C" else "C.UTF-8"
         for setting in ({"PYTHONIOENCODING": "latin-1"}, {"LC_CTYPE": other_locale}):
             assert bridge.program({**os.environ, **setting}) == [sys.executable, "-m", "bridge"]
-
-
-def wait_for(found):
-    """`found()` once it is not empty: it happens as soon as the launcher reaches the server."""
-    start = time.monotonic()
-    while not (result := found()):
-        assert time.monotonic() - start < 600, "the launcher never reached the server"
-        time.sleep(0.01)
-    return result
 
 
 def test_every_command_imports_in_a_fresh_interpreter_as_the_cli_imports_it():
