@@ -2,12 +2,14 @@
 
 botocore parses a service's whole model whenever it creates a client. EC2's is 4 MB of JSON,
 about 80 ms of a 0.5 s cache-hit `external` call, and Terraform makes that call on every plan.
-The first client of a service writes a copy of its model holding only OPERATIONS, and every
+The first client writes a copy of each service's model holding only OPERATIONS, and every
 shape they reach, unchanged, under the cache directory (settings.cache_dir; keyed by botocore's
-version, the API version and the operation list); later processes load that copy through
-botocore's own loader search path. Waiters, paginators and endpoint rules still come from
-botocore. When the copy cannot be written (a read-only cache directory), clients use the full
-model.
+version, the API versions and the operation list), beside the other data a client reads,
+copied unchanged (endpoint rules, waiters, paginators, partitions, retry and default settings)
+but for endpoints.json, cut to these services. Later processes read only that tree: listing
+botocore's 400 service directories and parsing its 1 MB endpoints.json took a third of a
+client's creation. When the tree cannot be written (a read-only cache directory), clients use
+botocore's own data.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -70,14 +73,19 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
 
 
 def loader(cache: Path) -> Any:
-    """A botocore Loader that finds the slim models under `cache` first (written on demand)."""
+    """A botocore Loader that reads only the slim tree under `cache` (written on demand), or
+    botocore's own Loader when that tree cannot be written."""
     from botocore.loaders import Loader
 
     full = Loader()
     root = cache / _key(full)
-    for service in OPERATIONS:
-        _ensure(full, root, service)
-    return Loader(extra_search_paths=[str(root)])
+    if not (root / _COMPLETE).is_file():
+        try:
+            _write_tree(full, root)
+        except OSError as exc:
+            log.debug("cannot write the slim models under %s (%s); using botocore's", root, exc)
+            return full
+    return Loader(extra_search_paths=[str(root)], include_default_search_paths=False)
 
 
 def slim(model: Mapping[str, Any], operations: frozenset[str]) -> dict[str, Any]:
@@ -123,24 +131,62 @@ def _key(full: Any) -> str:
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def _ensure(full: Any, root: Path, service: str) -> None:
-    version = full.determine_latest_version(service, "service-2")
-    path = root / service / version / "service-2.json"
-    if path.is_file():
-        return
-    model = slim(full.load_service_model(service, "service-2"), OPERATIONS[service])
+def _write_tree(full: Any, root: Path) -> None:
+    """Write under `root` everything a client of OPERATIONS' services reads: each slim model
+    and its service's other files (endpoint rules, waiters, paginators), and botocore's
+    top-level files, with endpoints.json cut to those services. The marker goes last: a tree
+    without it is written again (every file is replaced atomically, with the same content)."""
+    prefixes = set()
+    for service in sorted(OPERATIONS):
+        version = full.determine_latest_version(service, "service-2")
+        model = full.load_service_model(service, "service-2", version)  # with its sdk-extras
+        _, where = full.load_data_with_path(f"{service}/{version}/service-2")
+        prefixes.add(model["metadata"]["endpointPrefix"])
+        _write_json(root / service / version / "service-2.json", slim(model, OPERATIONS[service]))
+        for name in _companions(Path(where).parent):
+            data = full.load_data(f"{service}/{version}/{name}")
+            _write_json(root / service / version / f"{name}.json", data)
+    for name in _TOP_LEVEL:
+        data = full.load_data(name)
+        if name == "endpoints":
+            data = _endpoints_for(data, prefixes)
+        _write_json(root / f"{name}.json", data)
+    _write_json(root / _COMPLETE, {"complete": True})
+
+
+# botocore's own files beside the service directories that clients read.
+_TOP_LEVEL = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
+_COMPLETE = "complete.json"
+
+
+def _companions(directory: Path) -> list[str]:
+    """The data a client may read from a service's directory besides its model (merged into
+    the slim one with its sdk-extras) and the documentation examples."""
+    names = {re.sub(r"\.json(\.gz)?$", "", p.name) for p in directory.iterdir()}
+    return sorted(n for n in names if not n.startswith(("service-2", "examples-")))
+
+
+def _endpoints_for(endpoints: Mapping[str, Any], prefixes: set[str]) -> dict[str, Any]:
+    """botocore's endpoints.json with each partition's services cut to `prefixes`; every other
+    key (regions, defaults, variants) unchanged."""
+    partitions = [
+        {**p, "services": {k: v for k, v in p["services"].items() if k in prefixes}}
+        for p in endpoints["partitions"]
+    ]
+    return {**endpoints, "partitions": partitions}
+
+
+def _write_json(path: Path, data: Any) -> None:
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=".service-2.", delete=False
+            "w", dir=path.parent, prefix=f".{path.stem}.", delete=False
         ) as out:
             temporary = out.name
-            json.dump(model, out, separators=(",", ":"))
+            json.dump(data, out, separators=(",", ":"))
         os.replace(temporary, path)  # atomic: concurrent processes write the same content
-    except OSError as exc:
-        log.debug(
-            "cannot write the slim %s model to %s (%s); using the full one", service, path, exc
-        )
+    except OSError:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
+        raise

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
+import botocore
 import botocore.session
 import pytest
-from botocore.loaders import Loader
+from botocore.exceptions import DataNotFoundError
+from botocore.loaders import JSONFileLoader, Loader
 
 from bridge import service_models
 from bridge.aws import AwsClients
@@ -113,3 +116,58 @@ def test_an_unwritable_cache_leaves_the_full_model_and_no_files(tmp_path, sandbo
     ec2 = AwsClients(model_cache=blocked).ec2("us-east-1")
     assert len(ec2.meta.service_model.operation_names) > 500
     assert [p.name for p in tmp_path.iterdir()] == ["models"]
+
+
+def test_clients_read_only_the_slim_tree_and_resolve_as_botocore_does(tmp_path, monkeypatch):
+    """Once written, the tree is all a client reads (no listing of botocore's 400 services, no
+    1 MB endpoints.json), and what it reads gives the clients botocore's own data gives."""
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    AwsClients(model_cache=tmp_path).ec2("us-east-1")  # writes the tree
+    reads: list[str] = []
+    listed: list[str] = []
+    original, listdir = JSONFileLoader.load_file, os.listdir
+    monkeypatch.setattr(
+        JSONFileLoader, "load_file", lambda self, path: reads.append(path) or original(self, path)
+    )
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed.append(str(path)) or listdir(path))
+    slim_session = botocore.session.get_session()
+    slim_loader = service_models.loader(tmp_path)
+    slim_session.register_component("data_loader", slim_loader)
+    regions = ("us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1")
+    credentials = {"aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    kinds = ("waiters-2", "paginators-1", "endpoint-rule-set-1")
+    slim: dict[tuple[str, str], object] = {}
+    for service in sorted(service_models.OPERATIONS):
+        for region in regions:
+            client = slim_session.create_client(service, region_name=region, **credentials)
+            slim[service, region] = client.meta
+        for kind in kinds:
+            slim[service, kind] = _data(slim_loader, service, kind)
+    # Every file the slim clients read is in the tree, and botocore's list of services is not
+    # read (only the directories of these services, for their API versions: the tree's key).
+    assert reads and all(Path(p).is_relative_to(tmp_path) for p in reads), reads
+    botocore_data = Path(botocore.__file__).parent / "data"
+    assert str(botocore_data) not in listed
+    assert {Path(p).name for p in listed if Path(p).parent == botocore_data} <= set(
+        service_models.OPERATIONS
+    )
+    monkeypatch.undo()
+
+    full_session, full_loader = botocore.session.get_session(), Loader()
+    for service in sorted(service_models.OPERATIONS):
+        for region in regions:
+            full = full_session.create_client(service, region_name=region, **credentials).meta
+            meta = slim[service, region]
+            assert meta.endpoint_url == full.endpoint_url, (service, region)
+            assert (meta.partition, meta.region_name) == (full.partition, full.region_name)
+        for kind in kinds:
+            assert slim[service, kind] == _data(full_loader, service, kind), (service, kind)
+
+
+def _data(loader, service, kind):
+    """A service's `kind` data as a client gets it (with its sdk-extras), or None."""
+    try:
+        return loader.load_service_model(service, kind)
+    except DataNotFoundError:
+        return None
