@@ -4,7 +4,7 @@
 Not the real provider: a Python provider (PyPI `tf` package, plugin protocol 6) for machines that
 cannot download hashicorp/aws. It keeps the real provider's attribute names and types for every
 attribute this project's modules use, and creates, reads, updates and deletes the objects in
-whatever AWS endpoint boto3 is pointed at (the sandbox, through AWS_ENDPOINT_URL).
+whatever AWS endpoint botocore is pointed at (the sandbox, through AWS_ENDPOINT_URL).
 
 Known differences:
 
@@ -28,6 +28,7 @@ import sys
 import uuid
 from typing import Any
 
+import botocore_data
 from botocore.exceptions import ClientError
 from tf import blocks, schema, types
 from tf import provider as p
@@ -80,10 +81,15 @@ class AwsProvider(p.Provider):
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            import boto3  # here: Terraform starts the provider several times per command, and
-            # most starts only read its schema (boto3's import is most of a start)
+            # A session made now reads this start's environment (endpoint, credentials, region).
+            import botocore.session  # here: Terraform starts the provider several times per
+            # command, and most starts only read its schema (botocore's import is most of a start)
 
-            self._clients[service] = boto3.client(service, region_name=self.config.get("region"))
+            session = botocore.session.get_session()
+            session.register_component("data_loader", botocore_data.loader())
+            self._clients[service] = session.create_client(
+                service, region_name=self.config.get("region")
+            )
         return self._clients[service]
 
     def region(self) -> str:
@@ -748,6 +754,23 @@ class S3Object(_Resource):
             self.provider.client("s3").delete_object(Bucket=current["bucket"], Key=current["key"])
         except ClientError as exc:
             _error(ctx, "deleting S3 Object", exc)
+
+
+# The AWS services the stand-in calls.
+SERVICES = ("autoscaling", "ec2", "s3")
+
+
+def warm_up() -> None:
+    """What the warm server parses once for every start: a client of each service, made with
+    placeholder credentials and no call, reads all the data the real ones read."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.register_component("data_loader", botocore_data.loader())
+    for service in SERVICES:
+        session.create_client(
+            service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,8 @@ def main() -> None:
         warm_up = sys.modules["warm"].__dict__.get("warm_up")
         if warm_up is not None:
             warm_up()
-    # Imported by the provider only when it runs: boto3 by the aws stand-in when Terraform first
-    # calls it, cryptography by the `tf` package's TLS set-up on every start.
-    import boto3  # noqa: F401
+    # Imported by the provider only when it runs: cryptography by the `tf` package's TLS set-up
+    # on every start (the aws stand-in's `warm_up` imports botocore and parses its data).
     from cryptography import x509  # noqa: F401
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: F401
     from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: F401
