@@ -140,10 +140,9 @@ def _write_tree(full: Any, root: Path) -> None:
     for service in sorted(OPERATIONS):
         version = full.determine_latest_version(service, "service-2")
         model = full.load_service_model(service, "service-2", version)  # with its sdk-extras
-        _, where = full.load_data_with_path(f"{service}/{version}/service-2")
         prefixes.add(model["metadata"]["endpointPrefix"])
         _write_json(root / service / version / "service-2.json", slim(model, OPERATIONS[service]))
-        for name in _companions(Path(where).parent):
+        for name in _companions(full, f"{service}/{version}"):
             data = full.load_data(f"{service}/{version}/{name}")
             _write_json(root / service / version / f"{name}.json", data)
     for name in _TOP_LEVEL:
@@ -159,10 +158,17 @@ _TOP_LEVEL = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
 _COMPLETE = "complete.json"
 
 
-def _companions(directory: Path) -> list[str]:
-    """The data a client may read from a service's directory besides its model (merged into
-    the slim one with its sdk-extras) and the documentation examples."""
-    names = {re.sub(r"\.json(\.gz)?$", "", p.name) for p in directory.iterdir()}
+def _companions(full: Any, directory: str) -> list[str]:
+    """The data a client may read from a service's `directory` besides its model (merged into
+    the slim one with its sdk-extras) and the documentation examples, in every directory of
+    that name on the search path (~/.aws/models may hold some of a service's files, botocore
+    the rest); `load_data` then takes each from where botocore would."""
+    names = {
+        re.sub(r"\.json(\.gz)?$", "", p.name)
+        for base in full.search_paths
+        if (Path(base) / directory).is_dir()
+        for p in (Path(base) / directory).iterdir()
+    }
     return sorted(n for n in names if not n.startswith(("service-2", "examples-")))
 
 

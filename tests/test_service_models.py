@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 from pathlib import Path
 
@@ -171,3 +172,23 @@ def _data(loader, service, kind):
         return loader.load_service_model(service, kind)
     except DataNotFoundError:
         return None
+
+
+def test_a_model_in_the_customer_directory_keeps_botocores_other_files(tmp_path, monkeypatch):
+    """~/.aws/models may hold a service's model alone (a preview API): the tree takes that model
+    and still gets the service's endpoint rules and waiters from botocore, as botocore would."""
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    version = Loader().determine_latest_version("ec2", "service-2")
+    model = Loader().load_service_model("ec2", "service-2")
+    model["metadata"]["serviceFullName"] = "EC2 from the customer directory"
+    customer = tmp_path / "models"
+    (customer / "ec2" / version).mkdir(parents=True)
+    (customer / "ec2" / version / "service-2.json").write_text(json.dumps(model))
+    monkeypatch.setattr(Loader, "CUSTOMER_DATA_PATH", str(customer))
+
+    clients = AwsClients(model_cache=tmp_path / "cache")
+    ec2 = clients.ec2("eu-central-1")
+    assert ec2.meta.service_model.metadata["serviceFullName"] == "EC2 from the customer directory"
+    assert ec2.meta.endpoint_url == "https://ec2.eu-central-1.amazonaws.com"
+    assert ec2.get_waiter("image_available").config.operation == "DescribeImages"
