@@ -23,3 +23,14 @@ def loader() -> Any:
 
         _LOADER = Loader()
     return _LOADER
+
+
+def session() -> Any:
+    """A new botocore session on this process's Loader. A session reads the environment
+    (endpoint, credentials, region) when it makes a client, so one made in a forked provider
+    reads that start's."""
+    import botocore.session
+
+    made = botocore.session.get_session()
+    made.register_component("data_loader", loader())
+    return made

@@ -81,13 +81,9 @@ class AwsProvider(p.Provider):
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            # A session made now reads this start's environment (endpoint, credentials, region).
-            import botocore.session  # here: Terraform starts the provider several times per
-            # command, and most starts only read its schema (botocore's import is most of a start)
-
-            session = botocore.session.get_session()
-            session.register_component("data_loader", botocore_data.loader())
-            self._clients[service] = session.create_client(
+            # Made here, not at import: Terraform starts the provider several times per command,
+            # and most starts only read its schema (botocore's import is most of a start).
+            self._clients[service] = botocore_data.session().create_client(
                 service, region_name=self.config.get("region")
             )
         return self._clients[service]
@@ -763,10 +759,7 @@ SERVICES = ("autoscaling", "ec2", "s3")
 def warm_up() -> None:
     """What the warm server parses once for every start: a client of each service, made with
     placeholder credentials and no call, reads all the data the real ones read."""
-    import botocore.session
-
-    session = botocore.session.get_session()
-    session.register_component("data_loader", botocore_data.loader())
+    session = botocore_data.session()
     for service in SERVICES:
         session.create_client(
             service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
