@@ -113,7 +113,8 @@ class Builder:
         build is tagged where it was made, before the copies (children can be built on it
         there meanwhile)."""
         ctx, settings = self.ctx, self.ctx.settings
-        started = model.timestamp(datetime.now(timezone.utc))
+        begun = datetime.now(timezone.utc)
+        started = model.timestamp(begun)
         if ctx.catalog.provenance_key and not settings.manifest_bucket:
             raise BuildError(
                 "The catalog signs provenance (`provenance.key`), which is stored beside the "
@@ -173,6 +174,7 @@ class Builder:
                 parent.definition, parent.fingerprint, parent.amis[regions[0]]
             ),
             build_id=build_id,
+            built_at=model.precise_timestamp(begun),
             parent_build_id=parent.build_id if parent else None,
             source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
             catalog=settings.catalog_id,

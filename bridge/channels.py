@@ -81,7 +81,7 @@ def find_build(
             if i.state == "available" and i.tag(model.TAG_DEFINITION) == definition
         ]
         if found:
-            images[region] = max(found, key=lambda i: (i.creation_date, i.ami_id))
+            images[region] = max(found, key=lambda i: i.recency)
     missing = [r for r in regions if r not in images]
     if missing:
         raise AwsError(

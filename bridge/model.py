@@ -30,6 +30,10 @@ TAG_SOURCE_AMI = TAG_PREFIX + "source-ami"
 TAG_BUILD_URL = TAG_PREFIX + "build-url"
 # Known before the build (plan.predicted_build_id), so a Terraform plan can name the build to come.
 TAG_BUILD_ID = TAG_PREFIX + "build-id"
+# When the bridge started the build, to the microsecond (ISO 8601 UTC). EC2's CreationDate is in
+# whole seconds: of two builds of one fingerprint made within a second (a quick build and its
+# forced rebuild), this says which is the newer (`recency`).
+TAG_BUILT_AT = TAG_PREFIX + "built-at"
 # Put on once the image's manifest is written: an image without it may lack its manifest.
 TAG_MANIFEST = TAG_PREFIX + "manifest"
 # A revocation (revoke.py): from this time (ISO 8601 UTC) the image is not used, for this reason,
@@ -88,6 +92,13 @@ class Image:
         """The value of tag `key`, or None."""
         return self.tags.get(key)
 
+    @property
+    def recency(self) -> tuple[str, str, str]:
+        """Its place in time among images, the newest highest: EC2's creation date, then within
+        that second its build's built-at tag (an image without one, built before the bridge set
+        it or by hand, counts as older), then its AMI ID so that the order is total."""
+        return (self.creation_date, self.tag(TAG_BUILT_AT) or "", self.ami_id)
+
 
 @dataclass(frozen=True)
 class Revocation:
@@ -116,6 +127,13 @@ class Build:
     def created(self) -> str:
         """When it was built: its oldest image's creation date (a copy is younger)."""
         return min(i.creation_date for i in self.images.values())
+
+    @property
+    def recency(self) -> tuple[str, str, str]:
+        """Its place in time among builds, the newest highest: when it was built, then within
+        that second its built-at tag (Image.recency), then its build ID."""
+        built_at = max((i.tag(TAG_BUILT_AT) or "" for i in self.images.values()), default="")
+        return (self.created, built_at, self.build_id)
 
     @property
     def amis(self) -> dict[str, str]:
@@ -183,6 +201,11 @@ def parse_time(text: str | None, *, assume_utc: bool = True) -> datetime | None:
 def timestamp(at: datetime) -> str:
     """The bridge's form of a time in tags and manifests: ISO 8601 UTC, whole seconds, `Z`."""
     return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def precise_timestamp(at: datetime) -> str:
+    """`timestamp` to the microsecond (TAG_BUILT_AT), so that such values sort as times do."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def revocation_time(text: str) -> datetime:

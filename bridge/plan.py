@@ -327,7 +327,7 @@ def decide(
         )
     used = chosen.get(region_asked) or chosen.get(regions[0]) or next(iter(chosen.values()), None)
     ends = None if used is None else expiry(used)
-    newest = max(withdrawn, key=lambda i: (i.creation_date, i.ami_id), default=None)
+    newest = max(withdrawn, key=lambda i: i.recency, default=None)
     reason = (newest.tag(TAG_REVOKE_REASON) or "") if newest and state == "revoked" else ""
     scheduled = None if used is None else revoked_at(used)
     return Decision(

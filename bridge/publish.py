@@ -35,6 +35,8 @@ class Provenance:
     parent: manifests.ParentRef | None
     # plan.predicted_build_id, computed before the build
     build_id: str
+    # When the build started, to the microsecond (model.TAG_BUILT_AT); "" tags none.
+    built_at: str = ""
     # The parent image's build ID (None for a root)
     parent_build_id: str | None = None
     # The upstream images a root was built on (sources.py), when its filters are tracked.
@@ -67,6 +69,8 @@ def image_tags(
         model.TAG_PACKER_VERSION: provenance.packer_version,
         model.TAG_BUILD_ID: provenance.build_id,
     }
+    if provenance.built_at:
+        tags[model.TAG_BUILT_AT] = provenance.built_at
     if provenance.build_url:
         tags[model.TAG_BUILD_URL] = provenance.build_url
     if provenance.parent is not None:

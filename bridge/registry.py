@@ -45,7 +45,7 @@ def find_images(
     ):
         found[str(image.tag(tag_key))].append(image)
     for images in found.values():
-        images.sort(key=lambda i: (i.creation_date, i.ami_id), reverse=True)
+        images.sort(key=lambda i: i.recency, reverse=True)
     return dict(found)
 
 

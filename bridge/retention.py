@@ -184,7 +184,7 @@ def decide(
     reasons: dict[tuple[str, str], list[str]] = {b.key: [] for b in builds}
     by_ami = {ami: b for b in builds for ami in b.amis.values()}
     ranked: dict[str, list[Build]] = defaultdict(list)
-    for b in sorted(builds, key=lambda b: (b.created, b.build_id), reverse=True):
+    for b in sorted(builds, key=lambda b: b.recency, reverse=True):
         # A build rejected by its tests is no rollback: it counts toward no --keep.
         ranked[b.definition if rejected(b) is None else ""].append(b)
     min_age = timedelta(hours=policy.min_age_hours)
@@ -220,7 +220,7 @@ def decide(
             if newly:
                 todo.append(parent)
     verdicts = []
-    for b in sorted(builds, key=lambda b: (b.created, b.build_id), reverse=True):
+    for b in sorted(builds, key=lambda b: b.recency, reverse=True):
         why = reasons[b.key]
         if why:
             verdicts.append(_archived(Verdict(b, "keep", tuple(dict.fromkeys(why))), policy, now))

@@ -81,7 +81,7 @@ class Lookup:
                 replace(b, definition=b.definition or d.name)
                 for b in _builds(images, self.settings.tag_key).values()
             ),
-            key=lambda b: max(i.creation_date for i in b.images.values()),
+            key=lambda b: b.recency,
             reverse=True,
         )
         return fp, builds

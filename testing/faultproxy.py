@@ -13,6 +13,8 @@ test of many processes makes thousands). `block` picks requests that always fail
 before forwarding), e.g. one process's lease renewals. `hold` is called with each request
 before it is forwarded, on the request's own thread: a test makes requests wait there (for
 each other, to see that they are in flight at once, or for a while, as a slow network would).
+`rewrite` is given each forwarded request and its response body, and returns the body to send
+back: a test makes the sandbox answer as AWS may (e.g. images created in the same second).
 """
 
 from __future__ import annotations
@@ -72,12 +74,15 @@ class FaultProxy:
         lost_responses: bool = False,
         block: Callable[[str, str, Mapping[str, str], bytes], bool] | None = None,
         hold: Callable[[str, str, Mapping[str, str], bytes], None] | None = None,
+        rewrite: Callable[[str, str, Mapping[str, str], bytes, bytes], bytes] | None = None,
     ) -> None:
         """`block(method, path, headers, body)` true: the request fails with a 503 every time;
-        `hold(method, path, headers, body)` runs before a request is forwarded."""
+        `hold(method, path, headers, body)` runs before a request is forwarded;
+        `rewrite(method, path, headers, body, response)` is the response body sent back."""
         self.upstream = urlsplit(upstream)
         self.block = block
         self.hold = hold
+        self.rewrite = rewrite
         self.rate = rate
         self.lost_responses = lost_responses
         self.random = random.Random(seed)
@@ -120,6 +125,10 @@ class FaultProxy:
                 response = conn.getresponse()
                 data = response.read()
                 conn.close()
+                if proxy.rewrite is not None:
+                    data = proxy.rewrite(
+                        self.command, self.path, dict(self.headers.items()), body, data
+                    )
                 if roll < proxy.rate:  # applied upstream; the response is lost
                     lost = fault if fault[0] in ("drop", "internal") else FAULTS[1]
                     proxy.counters.add(f"lost-{lost[0]}")

@@ -5,11 +5,13 @@ only with every test (and every check --require names) passed."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 from bridge import model
 from testing.bridge import run_bridge
+from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, aws_client, manifest_keys, own_images, tags_of
 
 SMOKE = """#!/bin/sh
@@ -169,6 +171,62 @@ def test_promote_refuses_an_untested_image_and_one_missing_a_required_check(
     assert "has no test named cve-scan, so no build can pass it" in " ".join(missing.stderr.split())
     passed = run_bridge([*promote, "--require", "smoke"], env)
     assert passed.code == 0, passed.stderr
+
+
+def test_a_forced_rebuild_made_in_the_same_second_as_the_build_it_replaces_is_the_one_used(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    """EC2 gives an image's CreationDate in whole seconds, so a quick build and its forced
+    rebuild can carry the same one (the proxy answers so for every image). The rebuild is what
+    resolves, what promote checks and what gc keeps as the newest, whichever AMI ID sorts
+    first."""
+    second = re.compile(rb"<creationDate>[^<]*</creationDate>")
+
+    def same_second(method, path, headers, body, response):
+        if b"Action=DescribeImages" not in body:
+            return response
+        return second.sub(b"<creationDate>2026-12-05T10:00:00.000Z</creationDate>", response)
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, rewrite=same_second) as proxy:
+        env = env_for(
+            sandbox_env,
+            repo,
+            tmp_path,
+            AWS_ENDPOINT_URL=proxy.endpoint,
+            AMI_BRIDGE_PACKER_EC2_ENDPOINT=sandbox_server.endpoint,
+        )
+        first = build(repo, env)
+        assert first.code == 0, first.stderr
+        with_tests(repo, SMOKE_TEST)
+        # Builds in order, as (AMI ID, build ID). Rebuilt until the newest is the highest by
+        # neither, so an order by either (on a tied date) would pick an older build.
+        builds = [made_since([])]
+        while builds[-1] in (max(builds), max(builds, key=lambda b: b[1])):
+            assert len(builds) < 16, builds  # each rebuild has at least an even chance
+            forced = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], env)
+            assert forced.code == 0, forced.stderr
+            builds.append(made_since(builds))
+        amis = [ami for ami, _ in builds]
+        resolved = run_bridge(["resolve", "base", "--json", "--repo", str(repo.path)], env)
+        assert resolved.code == 0, resolved.stderr
+        assert json.loads(resolved.stdout)["base"]["ami_id"] == amis[-1]
+        promoted = run_bridge(
+            ["promote", "base", "prod", "--require", "smoke", "--repo", str(repo.path)], env
+        )
+        assert promoted.code == 0, promoted.stderr
+        assert amis[-1] in promoted.stdout
+        # --keep 1 keeps the newest build (also current, and prod's): the older ones go.
+        gc = ["gc", "--keep", "1", "--min-age-hours", "0", "--apply", "--unrecoverable"]
+        swept = run_bridge([*gc, "--repo", str(repo.path)], env)
+        assert swept.code == 0, swept.stderr
+        assert [i["ImageId"] for i in own_images()] == [amis[-1]]
+
+
+def made_since(builds: list[tuple[str, str]]) -> tuple[str, str]:
+    """The one image in the account that is not one of `builds`: (AMI ID, build ID)."""
+    known = {ami for ami, _ in builds}
+    (image,) = [i for i in own_images() if i["ImageId"] not in known]
+    return image["ImageId"], tags_of(image)[model.TAG_BUILD_ID]
 
 
 def test_a_test_that_runs_too_long_is_stopped_with_everything_it_started(
