@@ -1,27 +1,22 @@
-"""Packer expressions the bridge can know before a build, evaluated as Packer evaluates them.
+"""HCL2 expressions the bridge can know before a build, evaluated as Packer evaluates them.
 
-A source filter (sources.py) may take its values from the template's variables (`var.x`,
-`{{user `x`}}`), locals and string interpolation. The variables' values come from a list of
-layers, lowest precedence first, as Packer reads them: the template's defaults, the var files
-Packer loads itself (an HCL2 directory's `*.auto.pkrvars.hcl`, then `*.auto.pkrvars.json`, each
-in lexical order), var files given to it, and `-var` arguments (the catalog's `variables`, then
-the variables the bridge sets per build). `HclScope` here evaluates HCL2 expressions over such a
-list, and jsontemplate.JsonScope renders a JSON template's `{{ }}` strings.
+A source filter (sources.py) may take its values from the template's variables (`var.x`),
+locals and string interpolation. `HclScope` evaluates them over the variables' layers
+(layers.py); jsontemplate.JsonScope does the same for a JSON template's `{{ }}` strings.
 
 What only the build can know (the environment, the clock, another data source, a variable the
-bridge sets per build such as the fingerprint itself) raises Unknowable, which says why and what
-to do instead; so does what the bridge does not evaluate (a `for` expression, a function outside
-the common string ones). Evaluation is lazy: a local or a variable no filter uses is never
-evaluated, so a `timestamp()` in an image name does not keep a filter from being known.
+bridge sets per build such as the fingerprint itself) raises Unknowable (unknowable.py), which
+says why and what to do instead; so does what the bridge does not evaluate (a `for` expression,
+a function outside those in hclfunctions.py). Evaluation is lazy: a local or a variable no
+filter uses is never evaluated, so a `timestamp()` in an image name does not keep a filter from
+being known.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from bridge.hcl import (
     Document,
@@ -37,165 +32,18 @@ from bridge.hcl import (
     unescape,
     value_of,
 )
-
-UnknownKind = Literal["environment", "clock", "data source", "build", "unset", "unsupported"]
-
-# Why each kind of value cannot be known before the build, and what to write instead.
-_WHY: dict[UnknownKind, tuple[str, str]] = {
-    "environment": (
-        "which comes from the environment Packer runs in",
-        "Give the value in the template (a variable's default, or a *.auto.pkrvars.hcl file in "
-        "an HCL2 template's directory) or in the catalog's `variables`",
-    ),
-    "clock": (
-        "which changes with every run",
-        "Write the filter without it (`most_recent` already chooses the newest match)",
-    ),
-    "data source": (
-        "which another data source reads during the build",
-        "Give the value in the template or in the catalog's `variables`",
-    ),
-    "build": (
-        "which the bridge sets for each build",
-        "Use a variable of your own, with its value in the template or the catalog's `variables`",
-    ),
-    "unset": (
-        "which has no value (no default, no var file and no catalog value sets it), so Packer "
-        "would refuse the template too",
-        "Give it a default, a value in a var file, or one in the catalog's `variables`",
-    ),
-    "unsupported": (
-        "which the bridge does not evaluate (it evaluates variables, locals, string "
-        "interpolation, conditionals and the common string functions)",
-        "Write the value with those",
-    ),
-}
-_LEAVE_TO_PACKER = (
-    "or set `track_source: false` to leave the choice to Packer (and out of the fingerprint)."
+from bridge.hclfunctions import (
+    ARITHMETIC,
+    COMPARISONS,
+    FUNCTIONS,
+    UNKNOWABLE_FUNCTIONS,
+    boolean,
+    index_into,
+    number,
+    to_string,
 )
-
-
-class Unknowable(Exception):
-    """A value the bridge cannot know before the build; `expression` is the part that decides
-    it, `via` the variables and locals it was reached through, and `path` where it is in the
-    value written in place (`.name` of an object, `[0]` of a list)."""
-
-    def __init__(
-        self,
-        expression: str,
-        kind: UnknownKind,
-        detail: str = "",
-        via: tuple[str, ...] = (),
-        path: str = "",
-    ) -> None:
-        super().__init__(expression)
-        self.expression = expression
-        self.kind = kind
-        self.detail = detail
-        self.via = via
-        self.path = path
-
-    def through(self, step: str) -> Unknowable:
-        """The same, reached through the variable or local `step` (the path is inside it)."""
-        return Unknowable(self.expression, self.kind, self.detail, (step, *self.via))
-
-    def within(self, step: str) -> Unknowable:
-        """The same, in the element `step` (`.key`, `[0]`) of a value written in place."""
-        return Unknowable(self.expression, self.kind, self.detail, self.via, step + self.path)
-
-    @property
-    def reason(self) -> str:
-        """What the value depends on and why that is unknown, for a message."""
-        path = f" (through {', '.join(self.via)})" if self.via else ""
-        detail = f" ({self.detail})" if self.detail else ""
-        return f"{self.expression}{path}, {_WHY[self.kind][0]}{detail}"
-
-    @property
-    def fix(self) -> str:
-        """What to write instead, as a sentence."""
-        return f"{_WHY[self.kind][1]}, {_LEAVE_TO_PACKER}"
-
-
-@dataclass(frozen=True)
-class Expr:
-    """An HCL2 expression as written: in a variable's default (`functions`: Packer evaluates
-    defaults with functions but without variables) or a var file (neither)."""
-
-    document: Document
-    node: Node
-    functions: bool = False
-
-
-@dataclass(frozen=True)
-class Argument:
-    """A `-var name=text` value: Packer reads it as a string for a string, number or untyped
-    variable, and as an HCL2 expression for any other type."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Unknown:
-    """A value only the build knows (a variable the bridge sets per build)."""
-
-    expression: str
-    kind: UnknownKind
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Layer:
-    """Values of a template's variables from one place; in a list, later layers win."""
-
-    origin: str  # "base/base.json's defaults", "img/a.auto.pkrvars.hcl", "the catalog's ..."
-    values: Mapping[str, Any]  # Expr, Argument, Unknown, or a plain value (str, list, ...)
-
-
-def arguments(values: Mapping[str, object], origin: str) -> Layer:
-    """`-var` values: strings as Packer reads them (Argument), other JSON values as they are."""
-    return Layer(origin, {k: Argument(v) if isinstance(v, str) else v for k, v in values.items()})
-
-
-def unknown(values: Mapping[str, Unknown]) -> Layer:
-    """`-var` values only the build knows: the variables the bridge sets per build."""
-    return Layer("the bridge", values)
-
-
-# -- HCL2 -----------------------------------------------------------------------------------------
-
-
-def hcl_defaults(documents: Sequence[Document]) -> Layer:
-    """The `default`s of an HCL2 template's `variable` blocks (and `variables` blocks)."""
-    values: dict[str, Any] = {}
-    for doc in documents:
-        for block in blocks(doc.body, "variable"):
-            default = attributes(block_body(block)).get("default")
-            if default is not None:
-                values[block_labels(block)[0]] = Expr(doc, value_of(default), functions=True)
-        for block in blocks(doc.body, "variables"):
-            for name, attr in attributes(block_body(block)).items():
-                values[name] = Expr(doc, value_of(attr), functions=True)
-    where = documents[0].path if len(documents) == 1 else "the template"
-    return Layer(f"the defaults in {where}", values)
-
-
-def hcl_var_file(path: str, text: str) -> Layer:
-    """The values in an HCL2 var file (`name = value` lines)."""
-    doc = parse(path, text)
-    return Layer(path, {n: Expr(doc, value_of(a)) for n, a in attributes(doc.body).items()})
-
-
-def json_var_file(path: str, data: Mapping[str, Any]) -> Layer:
-    """The values in a JSON var file (an object), for an HCL2 or a JSON template."""
-    return Layer(path, dict(data))
-
-
-def hcl_var_file_order(loaded: Sequence[str], given: Sequence[str]) -> list[str]:
-    """The order Packer applies var files in (later wins): the HCL ones it loads itself, the HCL
-    ones it is given, then the JSON ones likewise. `loaded` are the directory's
-    `*.auto.pkrvars.*` file names in lexical order, `given` the `-var-file`s in their order."""
-    files = [*loaded, *given]
-    return [f for f in files if not f.endswith(".json")] + [f for f in files if f.endswith(".json")]
+from bridge.layers import Argument, Expr, Layer, Unknown
+from bridge.unknowable import Unknowable
 
 
 @dataclass(frozen=True)
@@ -418,7 +266,7 @@ class _HclEvaluation:
 
     def _conditional(self, node: Node) -> Any:
         condition, yes, no = self._trees(node)
-        chosen = _bool(self.value(condition), self.doc.source(condition))
+        chosen = boolean(self.value(condition), self.doc.source(condition))
         return self.value(yes if chosen else no)
 
     def _unary_op(self, node: Node) -> Any:
@@ -426,8 +274,8 @@ class _HclEvaluation:
         assert is_tree(term)
         value = self.value(term)
         if str(operator) == "!":
-            return not _bool(value, self.doc.source(node))
-        return -_number(value, self.doc.source(node))
+            return not boolean(value, self.doc.source(node))
+        return -number(value, self.doc.source(node))
 
     def _binary_op(self, node: Node) -> Any:
         left_node, term = self._trees(node)[:2]
@@ -436,19 +284,19 @@ class _HclEvaluation:
         where = self.doc.source(node)
         left = self.value(left_node)
         if operator in ("&&", "||"):
-            first = _bool(left, where)
+            first = boolean(left, where)
             if (operator == "&&") != first:
                 return first
-            return _bool(self.value(right_node), where)
+            return boolean(self.value(right_node), where)
         right = self.value(right_node)
         if operator in ("==", "!="):
             return (left == right) == (operator == "==")
-        a, b = _number(left, where), _number(right, where)
-        if operator in _COMPARISONS:
-            return _COMPARISONS[operator](a, b)
+        a, b = number(left, where), number(right, where)
+        if operator in COMPARISONS:
+            return COMPARISONS[operator](a, b)
         if operator in ("/", "%") and b == 0:
             raise Unknowable(where, "unsupported", "a division by zero")
-        return _ARITHMETIC[operator](a, b)
+        return ARITHMETIC[operator](a, b)
 
     def _get_attr_expr_term(self, node: Node) -> Any:
         return self._reference(node)
@@ -486,7 +334,7 @@ class _HclEvaluation:
         else:
             value, steps = self._root(name_of(root), steps, where)
         for kind, key in steps:
-            value = _step(value, kind, key, where)
+            value = index_into(value, kind, key, where)
         return value
 
     def _root(
@@ -514,10 +362,10 @@ class _HclEvaluation:
         name_node, *rest = self._trees(node)
         name = name_of(name_node)
         where = self.doc.source(node).strip()
-        for kind, names in _UNKNOWABLE_FUNCTIONS.items():
+        for kind, names in UNKNOWABLE_FUNCTIONS.items():
             if name in names:
                 raise Unknowable(where, kind)
-        function = _FUNCTIONS.get(name)
+        function = FUNCTIONS.get(name)
         if not self.functions or len(rest) > 1:  # Packer's place for it, or a namespace
             raise Unknowable(where, "unsupported")
         arguments = rest[0] if rest else None
@@ -533,128 +381,3 @@ class _HclEvaluation:
             raise
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as exc:
             raise Unknowable(where, "unsupported", f"Packer would fail: {exc}") from None
-
-
-def _step(value: Any, kind: str, key: Any, where: str) -> Any:
-    if isinstance(value, list) and kind == "index":
-        index = _number(key, where)
-        if isinstance(index, int) and 0 <= index < len(value):
-            return value[index]
-    elif isinstance(value, dict) and to_string(key, where) in value:
-        return value[to_string(key, where)]
-    raise Unknowable(where, "unsupported", f"Packer would fail: there is no {key!r} there")
-
-
-def to_string(value: Any, where: str) -> str:
-    """A value in a string (cty's conversion): strings, numbers and bools."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    if isinstance(value, str):
-        return value
-    shown = "null" if value is None else type(value).__name__
-    raise Unknowable(where, "unsupported", f"a {shown} where Packer needs a string")
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise Unknowable(where, "unsupported", "not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise Unknowable(where, "unsupported", f"{value!r} is not a number") from None
-    return int(number) if number.is_integer() and math.isfinite(number) else number
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return bool(value == "true")
-    raise Unknowable(where, "unsupported", f"{value!r} is not a bool")
-
-
-_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    ">=": lambda a, b: a >= b,
-}
-_ARITHMETIC: dict[str, Callable[[float, float], float]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "%": lambda a, b: math.fmod(a, b),
-}
-_UNKNOWABLE_FUNCTIONS: dict[UnknownKind, frozenset[str]] = {
-    "environment": frozenset({"env", "abspath", "pathexpand"}),
-    "clock": frozenset({"timestamp", "uuidv4", "bcrypt", "legacy_isotime"}),
-    "data source": frozenset(
-        {"aws_secretsmanager", "aws_secretsmanager_raw", "vault", "consul_key"}
-    ),
-}
-
-
-def _format(spec: str, *args: Any) -> str:
-    """HCL's format() for the verbs filters use: %s, %d, %v, %q and %%."""
-    out, i, used = [], 0, 0
-    while i < len(spec):
-        c = spec[i]
-        if c != "%":
-            out.append(c)
-            i += 1
-            continue
-        verb = spec[i + 1 : i + 2]
-        if verb == "%":
-            out.append("%")
-        elif verb in ("s", "v", "d", "q"):
-            arg = args[used]
-            used += 1
-            if verb == "d":
-                out.append(str(int(_number(arg, spec))))
-            elif verb == "q":
-                out.append(json.dumps(to_string(arg, spec)))
-            else:
-                out.append(to_string(arg, spec))
-        else:
-            raise ValueError(f"format verb %{verb} is not evaluated")
-        i += 2
-    return "".join(out)
-
-
-def _replace(value: str, old: str, new: str) -> str:
-    if len(old) > 1 and old.startswith("/") and old.endswith("/"):
-        raise ValueError("a regular expression is not evaluated")
-    return value.replace(old, new)
-
-
-def _element(items: list[Any], index: Any) -> Any:
-    return items[int(_number(index, "element")) % len(items)]
-
-
-def _coalesce(*values: Any) -> Any:
-    for value in values:
-        if value is not None and value != "":
-            return value
-    raise ValueError("no non-null, non-empty argument")
-
-
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "lower": lambda s: to_string(s, "lower").lower(),
-    "upper": lambda s: to_string(s, "upper").upper(),
-    "trimspace": lambda s: to_string(s, "trimspace").strip(),
-    "trimprefix": lambda s, p: to_string(s, "trimprefix").removeprefix(p),
-    "trimsuffix": lambda s, p: to_string(s, "trimsuffix").removesuffix(p),
-    "replace": _replace,
-    "format": _format,
-    "join": lambda sep, *lists: sep.join(to_string(v, "join") for items in lists for v in items),
-    "split": lambda sep, s: to_string(s, "split").split(sep),
-    "concat": lambda *lists: [v for items in lists for v in items],
-    "element": _element,
-    "lookup": lambda m, k, *default: m[k] if k in m or not default else default[0],
-    "coalesce": _coalesce,
-    "length": len,
-    "tostring": lambda v: to_string(v, "tostring"),
-}

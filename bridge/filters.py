@@ -14,13 +14,16 @@ from typing import Any
 from bridge import hcl
 from bridge.catalog import Definition
 from bridge.errors import FingerprintError
-from bridge.evaluate import HclScope, Layer, Unknowable, arguments, to_string
+from bridge.evaluate import HclScope
 from bridge.git import TreeIndex
+from bridge.hclfunctions import to_string
 from bridge.jsontemplate import JsonScope, json_defaults
+from bridge.layers import Layer, arguments
 from bridge.sources import SourceFilter, filter_from
 from bridge.templatefiles import hcl2_documents, json_template
 from bridge.templates import selected_origin
 from bridge.templatevars import bridge_values, hcl2_layers, var_file
+from bridge.unknowable import Unknowable
 
 
 def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:

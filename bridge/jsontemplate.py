@@ -2,9 +2,9 @@
 
 Packer's JSON templates use Go's text/template syntax: `{{user `name`}}` for a user variable,
 functions such as `lower` and `split`, pipelines (`{{user `x` | upper}}`) and parentheses. Each
-user variable's value (the template's default, a var file's or a `-var`'s, per evaluate.Layer)
+user variable's value (the template's default, a var file's or a `-var`'s, per layers.Layer)
 is a template too, so a value may use another variable. What only the build knows (`{{env}}`,
-`{{timestamp}}`, `{{vault}}`...) raises evaluate.Unknowable.
+`{{timestamp}}`, `{{vault}}`...) raises unknowable.Unknowable.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.evaluate import Argument, Layer, Unknowable, Unknown, UnknownKind, to_string
+from bridge.hclfunctions import to_string
+from bridge.layers import Argument, Layer, Unknown
+from bridge.unknowable import Unknowable, UnknownKind
 
 
 def json_defaults(path: str, variables: Mapping[str, Any]) -> Layer:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from bridge import hcl
 from bridge.catalog import Definition, normalize
 from bridge.errors import FingerprintError
-from bridge.evaluate import HclScope, Unknowable
+from bridge.evaluate import HclScope
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.jsontemplate import env_names
 from bridge.templatefiles import (
@@ -34,6 +34,7 @@ from bridge.templatefiles import (
     template_text,
 )
 from bridge.templatevars import hcl2_layers
+from bridge.unknowable import Unknowable
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A Packer template's variables: the names it declares (the `-var`s a build may pass), and
-where their values come from, as the layers evaluate.py evaluates expressions with, lowest
-precedence first: the template's defaults, its var files, the catalog's `variables`, and the
-values only the build knows (the bridge's own variables).
+where their values come from, as the layers (layers.py) evaluate.py evaluates expressions
+with, lowest precedence first: the template's defaults, its var files, the catalog's
+`variables`, and the values only the build knows (the bridge's own variables).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from bridge import hcl
 from bridge.build import ENDPOINT_VARIABLE
 from bridge.catalog import BRIDGE_VARIABLES, Definition
 from bridge.errors import FingerprintError
-from bridge.evaluate import (
+from bridge.git import TREE_MODE, TreeIndex
+from bridge.layers import (
     Layer,
     Unknown,
     arguments,
@@ -22,7 +23,6 @@ from bridge.evaluate import (
     json_var_file,
     unknown,
 )
-from bridge.git import TREE_MODE, TreeIndex
 from bridge.templatefiles import dicts, hcl2_values, hcl_string, json_template, template_text
 
 

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from bridge import hcl
-from bridge.evaluate import (
-    HclScope,
+from bridge.evaluate import HclScope
+from bridge.layers import (
     Layer,
-    Unknowable,
     Unknown,
     arguments,
     hcl_defaults,
@@ -20,6 +19,7 @@ from bridge.evaluate import (
     json_var_file,
     unknown,
 )
+from bridge.unknowable import Unknowable
 
 TEMPLATE = """
 variable "name" {

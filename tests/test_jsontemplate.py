@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.evaluate import Layer, Unknowable, Unknown, arguments, unknown
 from bridge.jsontemplate import JsonScope, json_defaults
+from bridge.layers import Layer, Unknown, arguments, unknown
+from bridge.unknowable import Unknowable
 
 VARIABLES = {
     "name": "ubuntu/images/*",
