@@ -20,8 +20,8 @@ from bridge.hclfunctions import to_string
 from bridge.jsontemplate import JsonScope, json_defaults
 from bridge.layers import Layer, arguments
 from bridge.sources import SourceFilter, filter_from
+from bridge.templateblocks import selected_origin
 from bridge.templatefiles import hcl2_documents, json_template
-from bridge.templates import selected_origin
 from bridge.templatevars import bridge_values, hcl2_layers, var_file
 from bridge.unknowable import Unknowable
 

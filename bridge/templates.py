@@ -3,10 +3,9 @@
 A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files, read from a tree
 (templatefiles.py), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
-and `${path.root}` expanded), the builds `packer build` runs and the one a definition's `only`
-selects (with the provisioners and post-processors that apply to it), the files its functions
-read (their paths evaluated with the template's variables, templatevars.py) and the environment
-variables it reads.
+and `${path.root}` expanded), those of the build a definition's `only` selects (its blocks and
+builds are in templateblocks.py), the files its functions read (their paths evaluated with the
+template's variables, templatevars.py) and the environment variables it reads.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 from bridge import hcl
 from bridge.catalog import Definition, normalize
@@ -25,11 +24,10 @@ from bridge.errors import FingerprintError
 from bridge.evaluate import HclScope
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.jsontemplate import env_names
+from bridge.templateblocks import applies, hcl2_blocks, json_blocks, selected, template_builds
 from bridge.templatefiles import (
-    dicts,
     hcl2_documents,
     hcl2_values,
-    hcl_string,
     json_template,
     template_text,
 )
@@ -80,9 +78,9 @@ _BUILDER_FILES: tuple[tuple[str, ...], tuple[str, ...]] = (
 def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     """The repository files a template makes Packer read (README: recognised references)."""
     if d.template_format == "json":
-        builders, provisioners, post_processors = _json_blocks(root, d, commit)
+        builders, provisioners, post_processors = json_blocks(root, d, commit)
     else:
-        builders, provisioners, post_processors = _hcl2_blocks(root, d, commit)
+        builders, provisioners, post_processors = hcl2_blocks(root, d, commit)
     found: list[str] = []
     for index, builder in enumerate(builders):
         found += _paths(d, f"builder {index}", builder, _BUILDER_FILES)
@@ -273,26 +271,6 @@ class Reads:
     builds: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class _Build:
-    name: str  # as `packer build -only` names it
-    source: str  # as provisioners' and post-processors' only/except name it
-    block: int  # the build block it is in (0 in a JSON template)
-    type: str
-    body: dict[str, Any]  # its builder or source block
-    # The top-level block it builds from: an HCL2 source's `<type>.<name>` before a build
-    # block renames it, or a JSON builder's name.
-    origin: str = ""
-
-
-@dataclass(frozen=True)
-class _Step:
-    kind: Literal["provisioner", "post-processor"]
-    index: int  # among the template's blocks of its kind, for messages
-    block: int  # the build block it is in (0 in a JSON template)
-    body: dict[str, Any]  # with its "type"
-
-
 def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
     """What Packer reads for `d` and the builds it runs (README: precise inputs).
 
@@ -301,21 +279,17 @@ def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
     except); in an HCL2 directory, the directory then counts through its Packer files, unless
     something in them may read what the bridge cannot name.
     """
-    builds, steps = (
-        _json_builds(root, d, commit)
-        if d.template_format == "json"
-        else _hcl2_builds(root, d, commit)
-    )
+    builds, steps = template_builds(root, d, commit)
     if d.only is None:
         paths = [d.directory, *d.var_files, *template_paths(root, d, commit)]
         return Reads(tuple(paths), tuple(b.name for b in builds))
-    build = _selected(d, builds)
+    build = selected(d, builds)
     unknown: list[str] = []
     block = "builder" if d.template_format == "json" else "source"
     found = _paths(d, f"{block} {build.source}", build.body, _BUILDER_FILES, unknown)
     if build.type not in _PRECISE_BUILDERS:
         unknown.append(f"its source is of type {build.type!r}")
-    for step in (s for s in steps if _applies(s, build)):
+    for step in (s for s in steps if applies(s, build)):
         kind = str(step.body.get("type", ""))
         where = f"{step.kind} {step.index}"
         if step.kind == "post-processor":
@@ -358,57 +332,6 @@ def template_reads(root: TreeIndex, d: Definition, commit: str) -> Reads:
     return Reads((d.directory, *d.var_files, *found), (build.name,))
 
 
-def selected_origin(root: TreeIndex, d: Definition, commit: str) -> str | None:
-    """The top-level block the build `d.only` selects builds from (an HCL2 source's
-    `<type>.<name>`, a JSON builder's name); None without `only` (every block counts)."""
-    if d.only is None:
-        return None
-    builds, _ = (
-        _json_builds(root, d, commit)
-        if d.template_format == "json"
-        else _hcl2_builds(root, d, commit)
-    )
-    return _selected(d, builds).origin
-
-
-def _selected(d: Definition, builds: list[_Build]) -> _Build:
-    """The one build `d.only` names."""
-    chosen = [b for b in builds if b.name == d.only]
-    if len(chosen) == 1:
-        return chosen[0]
-    names = ", ".join(sorted({b.name for b in builds})) or "none"
-    if not chosen:
-        raise FingerprintError(
-            f"The `only` of definition {d.name!r}, {d.only!r}, names no build of its template "
-            f"{d.template} (its builds: {names}). Use one of these names, as `packer build "
-            "-only` takes them."
-        )
-    raise FingerprintError(
-        f"The `only` of definition {d.name!r}, {d.only!r}, names {len(chosen)} builds of its "
-        f"template {d.template} (build blocks that run the same source), and a definition makes "
-        'one image. Name those build blocks (`name = "..."`) and select one as '
-        f"<build name>.{d.only}."
-    )
-
-
-def _applies(step: _Step, build: _Build) -> bool:
-    """Whether Packer runs `step` in `build`: its build block's, and its only/except lists let
-    it. A list the bridge cannot read (an expression) lets it: the step may run."""
-    if step.block != build.block:
-        return False
-    only, excepted = _names(step.body.get("only")), _names(step.body.get("except"))
-    if only and build.source not in only and build.name not in only:
-        return False
-    return not (excepted and build.source in excepted)
-
-
-def _names(value: Any) -> list[str] | None:
-    """The build names of an only/except list, or None when it is not a list of literals."""
-    if not isinstance(value, list) or not all(isinstance(v, str) and "{{" not in v for v in value):
-        return None
-    return value
-
-
 def _unreadable(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     """What in an HCL2 directory may make Packer read files the bridge cannot name: HCL2 in
     JSON (`.pkr.json`, which it does not parse), and calls of file functions."""
@@ -437,133 +360,6 @@ def _texts(value: Any) -> list[str]:
         elif isinstance(item, dict):
             pending += [*item.keys(), *item.values()]
     return found
-
-
-def _json_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
-    """A JSON template's builds (one per builder, named by `name` or type) and steps."""
-    builders, provisioners, post_processors = _json_blocks(root, d, commit)
-    builds: list[_Build] = []
-    for builder in builders:
-        name = str(builder.get("name") or builder.get("type", ""))
-        builds.append(_Build(name, name, 0, str(builder.get("type", "")), builder, name))
-    steps = [_Step("provisioner", i, 0, p) for i, p in enumerate(provisioners)]
-    steps += [_Step("post-processor", i, 0, p) for i, p in enumerate(post_processors)]
-    return builds, steps
-
-
-def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[_Build], list[_Step]]:
-    """An HCL2 template's builds (one per source of each build block, named
-    `[<build name>.]<type>.<name>`) and steps (chained post-processors included)."""
-    files = hcl2_values(root, d, commit)
-    sources: dict[str, tuple[str, dict[str, Any]]] = {}
-    for _, data in files:
-        for source in dicts(data.get("source")):
-            for type_label, named in source.items():
-                kind = hcl_string(type_label, d.directory)
-                for name, body in named.items() if isinstance(named, dict) else ():
-                    label = f"{kind}.{hcl_string(name, d.directory)}"
-                    sources[label] = (kind, _hcl_block(body, d.directory))
-    builds: list[_Build] = []
-    steps: list[_Step] = []
-    blocks = [build for _, data in files for build in dicts(data.get("build"))]
-    for block, build in enumerate(blocks):
-        name = hcl_string(build.get("name"), d.directory)
-        prefix = f"{name}." if isinstance(name, str) and name else ""
-        refs = build.get("sources")
-        for ref in refs if isinstance(refs, list) else []:
-            label = str(hcl_string(ref, d.directory)).removeprefix("source.")
-            kind, body = sources.get(label, (label.partition(".")[0], {}))
-            builds.append(_Build(prefix + label, label, block, kind, body, label))
-        for nested in dicts(build.get("source")):
-            for ref, body in nested.items():
-                origin = label = str(hcl_string(ref, d.directory)).removeprefix("source.")
-                kind, base = sources.get(label, (label.partition(".")[0], {}))
-                override = _hcl_block(body, d.directory)
-                renamed = override.pop("name", None)
-                if isinstance(renamed, str):
-                    label = f"{kind}.{renamed}"
-                builds.append(
-                    _Build(prefix + label, label, block, kind, {**base, **override}, origin)
-                )
-        chained = [
-            pp
-            for chain in dicts(build.get("post-processors"))
-            for pp in dicts(chain.get("post-processor"))
-        ]
-        items: list[tuple[Literal["provisioner", "post-processor"], dict[str, Any]]] = [
-            *(("provisioner", p) for p in dicts(build.get("provisioner"))),
-            *(("post-processor", p) for p in dicts(build.get("post-processor"))),
-            *(("post-processor", p) for p in chained),
-        ]
-        for key, item in items:
-            for kind, body in item.items():
-                index = sum(1 for s in steps if s.kind == key)
-                typed = {**_hcl_block(body, d.directory), "type": hcl_string(kind, d.directory)}
-                steps.append(_Step(key, index, block, typed))
-    return builds, steps
-
-
-Blocks = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
-
-
-def _json_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
-    """Builders, provisioners and post-processors of a JSON template."""
-    template = json_template(root, d, commit)
-    if not isinstance(template, dict):
-        return [], [], []
-    return (
-        _blocks(template.get("builders")),
-        _blocks(template.get("provisioners")),
-        _blocks(template.get("post-processors"), nested=True),
-    )
-
-
-def _hcl2_blocks(root: TreeIndex, d: Definition, commit: str) -> Blocks:
-    """Sources (builders), provisioners and post-processors of HCL2 files, as JSON-like blocks
-    whose string values are plain paths (`${path.root}` expanded; other expressions left as
-    `{{...}}`, which the reference check warns about)."""
-    builders: list[dict[str, Any]] = []
-    provisioners: list[dict[str, Any]] = []
-    post_processors: list[dict[str, Any]] = []
-    for path, data in hcl2_values(root, d, commit):
-        for source in dicts(data.get("source")):
-            for names in dicts(list(source.values())):
-                builders += [_hcl_block(body, d.directory) for body in names.values()]
-        for build in dicts(data.get("build")):
-            for key, into in (("provisioner", provisioners), ("post-processor", post_processors)):
-                for block in dicts(build.get(key)):
-                    into += [
-                        {**_hcl_block(body, d.directory), "type": hcl_string(kind, d.directory)}
-                        for kind, body in block.items()
-                    ]
-            if "post-processors" in build:
-                log.warning(
-                    "%s: %s chains post-processors (a `post-processors` block), whose files the "
-                    "bridge does not read; list the files they read under `inputs`",
-                    d.name,
-                    path,
-                )
-    return builders, provisioners, post_processors
-
-
-def _hcl_block(body: Any, template_dir: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        return {}
-    return {
-        key: [hcl_string(v, template_dir) for v in value]
-        if isinstance(value, list)
-        else hcl_string(value, template_dir)
-        for key, value in body.items()
-        if key != "__is_block__"
-    }
-
-
-def _blocks(value: Any, *, nested: bool = False) -> list[dict[str, Any]]:
-    """The object blocks of a template list (post-processors may nest one level of lists)."""
-    items = value if isinstance(value, list) else []
-    if nested:
-        items = [b for item in items for b in (item if isinstance(item, list) else [item])]
-    return [b for b in items if isinstance(b, dict)]
 
 
 def _paths(
