@@ -39,10 +39,10 @@ def number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise Unknowable(where, "unsupported", "not a number")
     try:
-        number = float(value)
+        parsed = float(value)
     except ValueError:
         raise Unknowable(where, "unsupported", f"{value!r} is not a number") from None
-    return int(number) if number.is_integer() and math.isfinite(number) else number
+    return int(parsed) if parsed.is_integer() and math.isfinite(parsed) else parsed
 
 
 def boolean(value: Any, where: str) -> bool:

@@ -1,5 +1,5 @@
 """A Packer template's blocks, read from its files in one git tree (templatefiles.py): its
-builders or sources, provisioners and post-processors as JSON-like blocks (`{{template_dir}}` and
+builders or sources, provisioners and post-processors as JSON-like blocks (an HCL2 template's
 `${path.root}` expanded), the builds `packer build` runs, and the one a definition's `only`
 selects with the provisioners and post-processors that apply to it (their `only` and `except`).
 templates.py reads what these make Packer read.
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Build:
+class TemplateBuild:
     """One build `packer build` runs: a source (or JSON builder) in a build block."""
 
     name: str  # as `packer build -only` names it
@@ -43,7 +43,9 @@ class Step:
     body: dict[str, Any]  # with its "type"
 
 
-def template_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[Build], list[Step]]:
+def template_builds(
+    root: TreeIndex, d: Definition, commit: str
+) -> tuple[list[TemplateBuild], list[Step]]:
     """`d`'s template's builds and its steps (provisioners and post-processors)."""
     if d.template_format == "json":
         return _json_builds(root, d, commit)
@@ -59,7 +61,7 @@ def selected_origin(root: TreeIndex, d: Definition, commit: str) -> str | None:
     return selected(d, builds).origin
 
 
-def selected(d: Definition, builds: list[Build]) -> Build:
+def selected(d: Definition, builds: list[TemplateBuild]) -> TemplateBuild:
     """The one build `d.only` names."""
     chosen = [b for b in builds if b.name == d.only]
     if len(chosen) == 1:
@@ -79,7 +81,7 @@ def selected(d: Definition, builds: list[Build]) -> Build:
     )
 
 
-def applies(step: Step, build: Build) -> bool:
+def applies(step: Step, build: TemplateBuild) -> bool:
     """Whether Packer runs `step` in `build`: its build block's, and its only/except lists let
     it. A list the bridge cannot read (an expression) lets it: the step may run."""
     if step.block != build.block:
@@ -97,19 +99,23 @@ def _names(value: Any) -> list[str] | None:
     return value
 
 
-def _json_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[Build], list[Step]]:
+def _json_builds(
+    root: TreeIndex, d: Definition, commit: str
+) -> tuple[list[TemplateBuild], list[Step]]:
     """A JSON template's builds (one per builder, named by `name` or type) and steps."""
     builders, provisioners, post_processors = json_blocks(root, d, commit)
-    builds: list[Build] = []
+    builds: list[TemplateBuild] = []
     for builder in builders:
         name = str(builder.get("name") or builder.get("type", ""))
-        builds.append(Build(name, name, 0, str(builder.get("type", "")), builder, name))
+        builds.append(TemplateBuild(name, name, 0, str(builder.get("type", "")), builder, name))
     steps = [Step("provisioner", i, 0, p) for i, p in enumerate(provisioners)]
     steps += [Step("post-processor", i, 0, p) for i, p in enumerate(post_processors)]
     return builds, steps
 
 
-def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[Build], list[Step]]:
+def _hcl2_builds(
+    root: TreeIndex, d: Definition, commit: str
+) -> tuple[list[TemplateBuild], list[Step]]:
     """An HCL2 template's builds (one per source of each build block, named
     `[<build name>.]<type>.<name>`) and steps (chained post-processors included)."""
     files = hcl2_values(root, d, commit)
@@ -121,7 +127,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[Buil
                 for name, body in named.items() if isinstance(named, dict) else ():
                     label = f"{kind}.{hcl_string(name, d.directory)}"
                     sources[label] = (kind, _hcl_block(body, d.directory))
-    builds: list[Build] = []
+    builds: list[TemplateBuild] = []
     steps: list[Step] = []
     blocks = [build for _, data in files for build in dicts(data.get("build"))]
     for block, build in enumerate(blocks):
@@ -131,7 +137,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[Buil
         for ref in refs if isinstance(refs, list) else []:
             label = str(hcl_string(ref, d.directory)).removeprefix("source.")
             kind, body = sources.get(label, (label.partition(".")[0], {}))
-            builds.append(Build(prefix + label, label, block, kind, body, label))
+            builds.append(TemplateBuild(prefix + label, label, block, kind, body, label))
         for nested in dicts(build.get("source")):
             for ref, body in nested.items():
                 origin = label = str(hcl_string(ref, d.directory)).removeprefix("source.")
@@ -141,7 +147,7 @@ def _hcl2_builds(root: TreeIndex, d: Definition, commit: str) -> tuple[list[Buil
                 if isinstance(renamed, str):
                     label = f"{kind}.{renamed}"
                 builds.append(
-                    Build(prefix + label, label, block, kind, {**base, **override}, origin)
+                    TemplateBuild(prefix + label, label, block, kind, {**base, **override}, origin)
                 )
         chained = [
             pp

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bridge import model
@@ -180,12 +181,17 @@ def test_a_forced_rebuild_made_in_the_same_second_as_the_build_it_replaces_is_th
     rebuild can carry the same one (the proxy answers so for every image). The rebuild is what
     resolves, what promote checks and what gc keeps as the newest, whichever AMI ID sorts
     first."""
-    second = re.compile(rb"<creationDate>[^<]*</creationDate>")
+    date = re.compile(rb"<creationDate>[^<]*</creationDate>")
+    # An hour ago: in the past for gc's ages, within any expiry.
+    when = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    rewritten: list[int] = []
 
     def same_second(method, path, headers, body, response):
         if b"Action=DescribeImages" not in body:
             return response
-        return second.sub(b"<creationDate>2026-12-05T10:00:00.000Z</creationDate>", response)
+        text, count = date.subn(f"<creationDate>{when}</creationDate>".encode(), response)
+        rewritten.append(count)
+        return text
 
     with FaultProxy(sandbox_server.endpoint, rate=0.0, rewrite=same_second) as proxy:
         env = env_for(
@@ -202,7 +208,7 @@ def test_a_forced_rebuild_made_in_the_same_second_as_the_build_it_replaces_is_th
         # neither, so an order by either (on a tied date) would pick an older build.
         builds = [made_since([])]
         while builds[-1] in (max(builds), max(builds, key=lambda b: b[1])):
-            assert len(builds) < 16, builds  # each rebuild has at least an even chance
+            assert len(builds) < 16, builds  # about 2.4 rebuilds on average
             forced = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], env)
             assert forced.code == 0, forced.stderr
             builds.append(made_since(builds))
@@ -220,6 +226,7 @@ def test_a_forced_rebuild_made_in_the_same_second_as_the_build_it_replaces_is_th
         swept = run_bridge([*gc, "--repo", str(repo.path)], env)
         assert swept.code == 0, swept.stderr
         assert [i["ImageId"] for i in own_images()] == [amis[-1]]
+    assert sum(rewritten) > len(builds)  # the bridge saw every image in one second
 
 
 def made_since(builds: list[tuple[str, str]]) -> tuple[str, str]:

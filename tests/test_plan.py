@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
+from bridge import model
 from bridge.catalog import Definition
 from bridge.errors import QueryError
 from bridge.model import (
@@ -497,3 +498,22 @@ def test_a_partial_image_is_pointed_at_a_copy_never_at_a_rebuild():
     text = not_found(settings, ROOT, partial, max_age_days=None, built_before=True)
     assert "copies it" in text and "no rebuild" in text
     assert "-replace=" not in text
+
+
+def test_images_of_one_second_are_ordered_by_when_their_build_started():
+    """EC2's CreationDate is in whole seconds: within one, the built-at tag orders images and
+    builds (one without it, a seed pipeline's, is the older), whatever their IDs say."""
+    second, later = "2026-12-05T10:00:00.000Z", "2026-12-05T10:00:01.000Z"
+
+    def built(ami: str, created: str, build_id: str, at: str | None) -> Image:
+        tags = {TAG_BUILD_ID: build_id, **({model.TAG_BUILT_AT: at} if at else {})}
+        return Image(ami, "us-east-1", "available", created, "1", MappingProxyType(tags), ())
+
+    seeded = built("ami-f3", second, "f" * 40, None)
+    first = built("ami-f2", second, "e" * 40, "2026-12-05T10:00:00.100000Z")
+    forced = built("ami-f1", second, "0" * 40, "2026-12-05T10:00:00.900000Z")
+    copied = built("ami-00", later, "1" * 40, "2026-12-05T09:59:59.000000Z")
+    newest_first = sorted([first, seeded, copied, forced], key=lambda i: i.recency, reverse=True)
+    assert newest_first == [copied, forced, first, seeded]
+    builds = model.builds_of([seeded, first, forced], tag_key="SHA")
+    assert max(builds, key=lambda b: b.recency).build_id == "0" * 40

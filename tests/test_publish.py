@@ -22,6 +22,7 @@ PROVENANCE = Provenance(
     build_url="https://ci.example/1",
     parent=ParentRef("base", "b" * 40, "ami-0123456789abcdef0"),
     build_id="d" * 40,
+    built_at="2026-12-05T10:00:00.123456Z",
 )
 
 
@@ -31,6 +32,7 @@ def test_image_tags_carry_fingerprint_and_provenance():
         "ImageSHA": FP,
         model.TAG_DEFINITION: "app",
         model.TAG_BUILD_ID: "d" * 40,
+        model.TAG_BUILT_AT: "2026-12-05T10:00:00.123456Z",
         model.TAG_COMMIT: "c" * 40,
         model.TAG_PACKER_VERSION: "1.6.6",
         model.TAG_BUILD_URL: "https://ci.example/1",
