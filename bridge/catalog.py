@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, TypeAlias
 
+from bridge import model
 from bridge.errors import CatalogError
 from bridge.sources import SourceFilter, filter_from
 from bridge.validation import count_errors, first_error
@@ -224,6 +225,21 @@ class WorkingTree:
 
     def names(self, rel: str) -> list[str]:
         return sorted(p.name for p in resolve_inside(self.root, rel, what="directory").iterdir())
+
+
+def _check_tag_room(name: str, tags: Mapping[str, str]) -> None:
+    """Refuse more tags than an image has room for beside the bridge's own: EC2 would refuse
+    them only when the bridge tags the image, after the build."""
+    room = model.TAGS_PER_RESOURCE - len(model.BRIDGE_TAGS) - 1
+    if len(tags) > room:
+        raise CatalogError(
+            f"Definition {name!r} has {len(tags)} tags, and EC2 allows "
+            f"{model.TAGS_PER_RESOURCE} on an image and on each of its snapshots. The bridge may "
+            f"put {len(model.BRIDGE_TAGS) + 1} of its own on them over the image's life (the "
+            "fingerprint, provenance, tests, revocation and retention), so a definition can have "
+            f"at most {room}, fewer when its template tags the image too. Remove "
+            f"{len(tags) - room} of them, or fold several into one tag."
+        )
 
 
 def load_catalog(
@@ -450,6 +466,7 @@ def _definition(
                 "hold in it (or a .gitkeep) and commit them, or remove it from `inputs`."
             )
         inputs.append(normalize(item))
+    _check_tag_room(name, spec.get("tags", {}))
     return Definition(
         name=name,
         template=template,

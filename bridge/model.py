@@ -62,6 +62,13 @@ TAG_PROVENANCE = TAG_PREFIX + "provenance"
 # (set before the first snapshot moves), or "restoring <time>" once `ami-bridge unarchive` asked
 # for them back. Not launchable, so never resolved, until unarchive removes the tag.
 TAG_ARCHIVED = TAG_PREFIX + "archived"
+# Every tag above: what the bridge may put on an image or its snapshots over its life, besides
+# the catalog's fingerprint tag. EC2 allows TAGS_PER_RESOURCE, so a definition's own tags must
+# leave room for them (catalog.py).
+BRIDGE_TAGS = tuple(
+    sorted(v for k, v in dict(globals()).items() if k.startswith("TAG_") and k != "TAG_PREFIX")
+)
+TAGS_PER_RESOURCE = 50
 
 # DescribeImages' ImageState values.
 ImageState = Literal[

@@ -237,3 +237,34 @@ def test_invalid_entries_are_named(repo, entry, message):
     with pytest.raises(CatalogError) as err:
         load_catalog(repo.path)
     assert message in str(err.value)
+
+
+def test_a_definition_with_more_tags_than_an_image_has_room_for_is_refused(repo):
+    """EC2 allows 50 tags on an image; the bridge's own (and the fingerprint) must fit beside a
+    definition's, or the build would fail only when it is tagged."""
+    from bridge import model
+
+    room = model.TAGS_PER_RESOURCE - len(model.BRIDGE_TAGS) - 1
+    assert model.TAG_BUILT_AT in model.BRIDGE_TAGS and 0 < room < 50
+    data = repo.catalog()
+    data["definitions"]["base"]["tags"] = {f"Tag{n}": "x" for n in range(room)}
+    repo.set_catalog(data)
+    assert len(load_catalog(repo.path).get("base").tags) == room
+    data["definitions"]["base"]["tags"]["OneMore"] = "x"
+    repo.set_catalog(data)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(repo.path)
+    message = " ".join(str(err.value).split())
+    assert f"'base' has {room + 1} tags" in message
+    assert f"at most {room}" in message and "Remove 1 of them" in message
+
+
+def test_the_readme_states_the_room_a_definition_has_for_tags():
+    from pathlib import Path
+
+    from bridge import model
+
+    own = len(model.BRIDGE_TAGS) + 1
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"at most {model.TAGS_PER_RESOURCE - own}, since EC2 allows 50" in readme
+    assert f"the bridge may put {own} of its own" in readme
