@@ -15,6 +15,7 @@ catalog's `source` (for templates that take `ami_base`).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from bridge.errors import AwsError, BuildError, FingerprintError
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import FilterTypeDef
+
+log = logging.getLogger(__name__)
 
 FilterKind = Literal["catalog", "json-builder", "hcl2-source", "hcl2-data"]
 
@@ -143,7 +146,24 @@ def find_source(
             "and does not ask for the most recent, so Packer would refuse it too. Set "
             "`most_recent = true`, or narrow the filter to one image."
         )
-    return SourcePick(source, images[0]["ImageId"], images[0].get("Name", ""), region)
+    newest = images[0]
+    tied = [i["ImageId"] for i in images if i.get("CreationDate") == newest.get("CreationDate")]
+    if len(tied) > 1:
+        # EC2's CreationDate is in whole seconds: Packer would take any of them.
+        log.warning(
+            "%s: its source image filter (%s: %s) matches %d images created in the same second "
+            "in %s (%s). The bridge builds on %s, the highest AMI ID, and pins it; Packer alone "
+            "would take any of them. Narrow the filter (an architecture, a name) so that its "
+            "newest match is one image.",
+            definition,
+            source.origin,
+            shown,
+            len(tied),
+            region,
+            ", ".join(tied),
+            newest["ImageId"],
+        )
+    return SourcePick(source, newest["ImageId"], newest.get("Name", ""), region)
 
 
 def pin(root: Path, picks: Sequence[SourcePick]) -> dict[str, str]:

@@ -4,6 +4,7 @@ fingerprinted, and pinned for Packer (sources.py, fingerprint.py, build.py)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import boto3
 import pytest
 
+from bridge.aws import AwsClients
 from bridge.errors import BuildError, FingerprintError
 from bridge.sandbox import BASE_IMAGE, access_key
-from bridge.sources import SourceFilter, SourcePick, pin
+from bridge.sources import SourceFilter, SourcePick, find_source, pin
 from testing.bridge import run_bridge
+from testing.faultproxy import FaultProxy
 from testing.fingerprint import rewrite_template
 from testing.sandbox import aws_client, builds_per_definition, tags_of
 
@@ -751,3 +754,44 @@ def test_only_the_selected_builds_filter_is_part_of_its_identity(sandbox_env, re
     assert code == 3 and after["fingerprint"] == first["fingerprint"]
     code, found = resolve_one(repo, sandbox_env, "other", "report")
     assert code == 3, found
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_filter_whose_newest_matches_share_a_second_is_warned_about(
+    sandbox_env, sandbox_server, monkeypatch, caplog, tie
+):
+    """EC2's CreationDate is in whole seconds: two matches made in the newest one (an amd64 and
+    an arm64 image, by a filter naming no architecture) leave Packer a choice. The bridge takes
+    the highest AMI ID, pins it, and says so."""
+    ec2 = aws_client("ec2")
+    instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
+    made = [
+        ec2.create_image(InstanceId=instance["InstanceId"], Name=f"vendor-{arch}")["ImageId"]
+        for arch in ("amd64", "arm64")
+    ]
+    date = re.compile(rb"<creationDate>[^<]*</creationDate>")
+    seconds = iter(range(10, 60))
+
+    def stamp(match: re.Match) -> bytes:
+        second = 10 if tie else next(seconds)  # one second for every image, or each its own
+        return f"<creationDate>2026-12-01T10:00:{second}.000Z</creationDate>".encode()
+
+    def dates(method, path, headers, body, response):
+        if b"Action=DescribeImages" not in body:
+            return response
+        return date.sub(stamp, response)
+
+    source = SourceFilter("builder 0", "json-builder", ("self",), (("name", "vendor-*"),), True)
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, rewrite=dates) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        with caplog.at_level("WARNING", logger="bridge.sources"):
+            pick = find_source(
+                AwsClients().ec2("us-east-1"), "us-east-1", source, definition="base"
+            )
+    warned = [r.getMessage() for r in caplog.records if "same second" in r.getMessage()]
+    if tie:
+        assert pick.ami_id == max(made)
+        (message,) = warned
+        assert all(ami in message for ami in made) and "Narrow the filter" in message
+    else:
+        assert pick.ami_id in made and warned == []
