@@ -52,7 +52,7 @@ from typing import Literal
 
 import git
 
-from bridge.catalog import Definition, canonical_value, entry_of, normalize
+from bridge.catalog import Definition, canonical_value, entry_of
 from bridge.errors import FingerprintError
 from bridge.filters import source_filters
 from bridge.git import (
@@ -65,6 +65,7 @@ from bridge.git import (
     is_head_sha,
     worktree_tree,
 )
+from bridge.repopaths import normalize
 from bridge.sources import SourceFilter, SourcePick
 from bridge.templatefiles import other_templates
 from bridge.templates import CREDENTIALS, Reads, env_reads, template_reads

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import model, registry
 from bridge.aws import aws_call
-from bridge.catalog import ImageTest, resolve_inside
+from bridge.catalog import ImageTest
 from bridge.errors import BuildError, QueryError
 from bridge.masking import mask, secrets_of
+from bridge.repopaths import resolve_inside
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

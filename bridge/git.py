@@ -19,8 +19,8 @@ from typing import Any, Literal
 import git
 from git.objects.fun import tree_entries_from_data
 
-from bridge.catalog import normalize
 from bridge.errors import CatalogError, FingerprintError
+from bridge.repopaths import normalize
 
 # Modes of git tree entries.
 TREE_MODE = 0o040000
@@ -149,7 +149,7 @@ class TreeIndex:
 
 
 class CommitFiles:
-    """A commit's tree as the place a catalog is read (catalog.Files): what `commit` pins."""
+    """A commit's tree as the place a catalog is read (repopaths.Files): what `commit` pins."""
 
     def __init__(self, repo: git.Repo, commit: str) -> None:
         found = find_commit(repo, commit)

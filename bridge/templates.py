@@ -19,11 +19,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from bridge import hcl
-from bridge.catalog import Definition, normalize
+from bridge.catalog import Definition
 from bridge.errors import FingerprintError
 from bridge.evaluate import HclScope
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.jsontemplate import env_names
+from bridge.repopaths import normalize
 from bridge.templateblocks import applies, hcl2_blocks, json_blocks, selected, template_builds
 from bridge.templatefiles import (
     hcl2_documents,

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from bridge.catalog import load_catalog, normalize
+from bridge.catalog import load_catalog
 from bridge.errors import CatalogError
+from bridge.repopaths import normalize
 
 
 def test_example_catalog_loads_in_chain_order(repo):
