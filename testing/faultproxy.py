@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,28 @@ FAULTS = [
     ("unavailable", 503, "Unavailable", "ServiceUnavailable"),
     ("drop", 0, "", ""),
 ]
+
+
+Rewrite = Callable[[str, str, Mapping[str, str], bytes, bytes], bytes]
+_CREATION_DATE = re.compile(rb"<creationDate>[^<]*</creationDate>")
+
+
+def creation_dates(stamp: Callable[[], str], counted: list[int] | None = None) -> Rewrite:
+    """A `rewrite` giving each image in a DescribeImages answer the CreationDate `stamp()`
+    returns (called once per image), as EC2 answers, in whole seconds; `counted` gets how many
+    images each answer had."""
+
+    def rewrite(method: str, path: str, headers: Mapping[str, str], body: bytes, data: bytes):
+        if b"Action=DescribeImages" not in body:
+            return data
+        text, count = _CREATION_DATE.subn(
+            lambda _: f"<creationDate>{stamp()}</creationDate>".encode(), data
+        )
+        if counted is not None:
+            counted.append(count)
+        return text
+
+    return rewrite
 
 
 def _last_attempt(header: str) -> bool:
@@ -74,7 +97,7 @@ class FaultProxy:
         lost_responses: bool = False,
         block: Callable[[str, str, Mapping[str, str], bytes], bool] | None = None,
         hold: Callable[[str, str, Mapping[str, str], bytes], None] | None = None,
-        rewrite: Callable[[str, str, Mapping[str, str], bytes, bytes], bytes] | None = None,
+        rewrite: Rewrite | None = None,
     ) -> None:
         """`block(method, path, headers, body)` true: the request fails with a 503 every time;
         `hold(method, path, headers, body)` runs before a request is forwarded;

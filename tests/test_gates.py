@@ -5,14 +5,13 @@ only with every test (and every check --require names) passed."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bridge import model
 from testing.bridge import run_bridge
-from testing.faultproxy import FaultProxy
+from testing.faultproxy import FaultProxy, creation_dates
 from testing.sandbox import BUCKET, aws_client, manifest_keys, own_images, tags_of
 
 SMOKE = """#!/bin/sh
@@ -181,18 +180,10 @@ def test_a_forced_rebuild_made_in_the_same_second_as_the_build_it_replaces_is_th
     rebuild can carry the same one (the proxy answers so for every image). The rebuild is what
     resolves, what promote checks and what gc keeps as the newest, whichever AMI ID sorts
     first."""
-    date = re.compile(rb"<creationDate>[^<]*</creationDate>")
     # An hour ago: in the past for gc's ages, within any expiry.
     when = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     rewritten: list[int] = []
-
-    def same_second(method, path, headers, body, response):
-        if b"Action=DescribeImages" not in body:
-            return response
-        text, count = date.subn(f"<creationDate>{when}</creationDate>".encode(), response)
-        rewritten.append(count)
-        return text
-
+    same_second = creation_dates(lambda: when, rewritten)
     with FaultProxy(sandbox_server.endpoint, rate=0.0, rewrite=same_second) as proxy:
         env = env_for(
             sandbox_env,

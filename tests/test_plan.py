@@ -8,16 +8,17 @@ from types import MappingProxyType
 
 import pytest
 
-from bridge import model
 from bridge.catalog import Definition
 from bridge.errors import QueryError
 from bridge.model import (
     TAG_BUILD_ID,
+    TAG_BUILT_AT,
     TAG_PARENT_AMI,
     TAG_REVOKE_REASON,
     TAG_REVOKED_AT,
     Image,
     ImageState,
+    builds_of,
 )
 from bridge.plan import (
     Decision,
@@ -506,7 +507,7 @@ def test_images_of_one_second_are_ordered_by_when_their_build_started():
     second, later = "2026-12-05T10:00:00.000Z", "2026-12-05T10:00:01.000Z"
 
     def built(ami: str, created: str, build_id: str, at: str | None) -> Image:
-        tags = {TAG_BUILD_ID: build_id, **({model.TAG_BUILT_AT: at} if at else {})}
+        tags = {TAG_BUILD_ID: build_id, **({TAG_BUILT_AT: at} if at else {})}
         return Image(ami, "us-east-1", "available", created, "1", MappingProxyType(tags), ())
 
     seeded = built("ami-f3", second, "f" * 40, None)
@@ -515,5 +516,5 @@ def test_images_of_one_second_are_ordered_by_when_their_build_started():
     copied = built("ami-00", later, "1" * 40, "2026-12-05T09:59:59.000000Z")
     newest_first = sorted([first, seeded, copied, forced], key=lambda i: i.recency, reverse=True)
     assert newest_first == [copied, forced, first, seeded]
-    builds = model.builds_of([seeded, first, forced], tag_key="SHA")
+    builds = builds_of([seeded, first, forced], tag_key="SHA")
     assert max(builds, key=lambda b: b.recency).build_id == "0" * 40

@@ -4,7 +4,6 @@ fingerprinted, and pinned for Packer (sources.py, fingerprint.py, build.py)."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,9 +16,9 @@ from bridge.errors import BuildError, FingerprintError
 from bridge.sandbox import BASE_IMAGE, access_key
 from bridge.sources import SourceFilter, SourcePick, find_source, pin
 from testing.bridge import run_bridge
-from testing.faultproxy import FaultProxy
+from testing.faultproxy import FaultProxy, creation_dates
 from testing.fingerprint import rewrite_template
-from testing.sandbox import aws_client, builds_per_definition, tags_of
+from testing.sandbox import aws_client, builds_per_definition, make_image, tags_of
 
 CANONICAL = "099720109477"
 FOCAL = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-"
@@ -763,24 +762,9 @@ def test_a_filter_whose_newest_matches_share_a_second_is_warned_about(
     """EC2's CreationDate is in whole seconds: two matches made in the newest one (an amd64 and
     an arm64 image, by a filter naming no architecture) leave Packer a choice. The bridge takes
     the highest AMI ID, pins it, and says so."""
-    ec2 = aws_client("ec2")
-    instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
-    made = [
-        ec2.create_image(InstanceId=instance["InstanceId"], Name=f"vendor-{arch}")["ImageId"]
-        for arch in ("amd64", "arm64")
-    ]
-    date = re.compile(rb"<creationDate>[^<]*</creationDate>")
-    seconds = iter(range(10, 60))
-
-    def stamp(match: re.Match) -> bytes:
-        second = 10 if tie else next(seconds)  # one second for every image, or each its own
-        return f"<creationDate>2026-12-01T10:00:{second}.000Z</creationDate>".encode()
-
-    def dates(method, path, headers, body, response):
-        if b"Action=DescribeImages" not in body:
-            return response
-        return date.sub(stamp, response)
-
+    made = [make_image(aws_client("ec2"), f"vendor-{arch}") for arch in ("amd64", "arm64")]
+    seconds = iter(range(10, 60))  # one second for every image, or each its own
+    dates = creation_dates(lambda: f"2026-12-01T10:00:{10 if tie else next(seconds)}.000Z")
     source = SourceFilter("builder 0", "json-builder", ("self",), (("name", "vendor-*"),), True)
     with FaultProxy(sandbox_server.endpoint, rate=0.0, rewrite=dates) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
