@@ -17,12 +17,12 @@ from bridge.errors import FingerprintError
 from bridge.evaluate import HclScope
 from bridge.git import TreeIndex
 from bridge.hclfunctions import to_string
-from bridge.jsontemplate import JsonScope, json_defaults
-from bridge.layers import Layer, arguments
+from bridge.jsontemplate import JsonScope
+from bridge.layers import Layer
 from bridge.sources import SourceFilter, filter_from
 from bridge.templateblocks import selected_origin
 from bridge.templatefiles import hcl2_documents, json_template
-from bridge.templatevars import bridge_values, hcl2_layers, var_file
+from bridge.templatevars import hcl2_layers, json_layers
 from bridge.unknowable import Unknowable
 
 
@@ -43,15 +43,7 @@ def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFil
     builders = template.get("builders") if isinstance(template, dict) else None
     declared = template.get("variables") if isinstance(template, dict) else None
     variables = declared if isinstance(declared, dict) else {}
-    scope = JsonScope(
-        list(variables),
-        [
-            json_defaults(d.template, variables),
-            *(var_file(root, d, commit, path) for path in d.var_files),
-            arguments(d.variables, "the catalog's `variables`"),
-            bridge_values(d),
-        ],
-    )
+    scope = JsonScope(list(variables), json_layers(root, d, commit, variables))
     found = []
     selected = selected_origin(root, d, commit)
     for index, builder in enumerate(builders if isinstance(builders, list) else []):
@@ -64,7 +56,7 @@ def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFil
         where = f"Builder {index} of {d.template} (definition {d.name!r})"
         source_ami = builder.get("source_ami")
         with _knowable(where, "source_ami"):
-            if source_ami and (not isinstance(source_ami, str) or scope.render(source_ami)):
+            if source_ami and (not isinstance(source_ami, str) or _given(scope.render, source_ami)):
                 continue
         spec = builder["source_ami_filter"]
         found.append(
@@ -97,12 +89,30 @@ def _json_spec(scope: JsonScope, spec: dict[str, Any], where: str) -> dict[str, 
         else filters,
         "owners": [render(o, f"owners[{i}]") for i, o in enumerate(owners)]
         if isinstance(owners, list)
+        else _string_list(render(owners, "owners"))
+        if isinstance(owners, str)
         else owners,
         # Packer decodes a string as Go's strconv.ParseBool does (and "" as false).
         "most_recent": most_recent in ("1", "t", "T", "true", "TRUE", "True")
         if isinstance(most_recent, str)
         else most_recent,
     }
+
+
+def _given(evaluate: Callable[..., Any], *args: Any) -> Any:
+    """A `source_ami`'s value, `evaluate(*args)`; the bridge's `ami_base` (a parent's AMI, or
+    the catalog's `source` image) stands for the AMI it always passes."""
+    try:
+        return evaluate(*args)
+    except Unknowable as exc:
+        if exc.kind == "build" and exc.expression == "ami_base":
+            return "ami_base"
+        raise
+
+
+def _string_list(text: str) -> list[str]:
+    """A string where Packer takes a list: it decodes it split at commas ("" is no item)."""
+    return text.split(",") if text else []
 
 
 def _hcl2_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
@@ -161,7 +171,7 @@ def _hcl2_source_filter(
         return None
     if source_ami is not None:
         with _knowable(where, "source_ami"):
-            value = scope().evaluate(doc, hcl.value_of(source_ami))
+            value = _given(scope().evaluate, doc, hcl.value_of(source_ami))
             if value is not None and to_string(value, "source_ami"):
                 return None
     return hcl.block_body(specs[0])

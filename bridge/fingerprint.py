@@ -52,7 +52,7 @@ from typing import Literal
 
 import git
 
-from bridge.catalog import Definition, canonical_value, entry_of
+from bridge.catalog import BRIDGE_VARIABLES, Definition, canonical_value, entry_of
 from bridge.errors import FingerprintError
 from bridge.filters import source_filters
 from bridge.git import (
@@ -67,8 +67,9 @@ from bridge.git import (
 )
 from bridge.repopaths import normalize
 from bridge.sources import SourceFilter, SourcePick
+from bridge.templateenv import EnvironmentReads, Variable, environment_reads
 from bridge.templatefiles import other_templates
-from bridge.templates import CREDENTIALS, Reads, env_reads, template_reads
+from bridge.templates import Reads, template_reads
 from bridge.templatevars import declared_variables
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
@@ -134,6 +135,9 @@ class Fingerprint:
     builds: tuple[str, ...] = ()
     # The variables its template declares, read from this tree: the `-var`s a build may pass.
     variables: frozenset[str] = frozenset()
+    # Every variable's value as Packer takes it, the layer it comes from and whether the build
+    # uses it (templateenv.py), for `inputs`.
+    values: tuple[Variable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ def fingerprint_all(
             if filters and pick_sources is not None:
                 picks = pick_sources(d, filters)
         _check_one_build(d, reads[d.name].builds)
-        _check_environment(root, d, commit_obj.hexsha)
+        found = _check_environment(root, d, commit_obj.hexsha, environment or {})
         values = {name: (environment or {}).get(name, "") for name in d.env}
         result[d.name] = _fingerprint(
             root,
@@ -247,6 +251,7 @@ def fingerprint_all(
             builds=reads[d.name].builds,
             env=values,
             variables=frozenset(declared),
+            values=found.variables,
         )
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
@@ -262,26 +267,40 @@ def _check_one_build(d: Definition, builds: Sequence[str]) -> None:
         )
 
 
-def _check_environment(root: TreeIndex, d: Definition, commit: str) -> None:
-    """A template may read from the environment only what the catalog's `env` lists (whose
-    values are in the fingerprint), and the builder's credentials."""
-    read = env_reads(root, d, commit) - CREDENTIALS
-    if "*" in read:
+def _check_environment(
+    root: TreeIndex, d: Definition, commit: str, environment: Mapping[str, str]
+) -> EnvironmentReads:
+    """A build may read from the environment only what the catalog's `env` lists (whose values
+    are in the fingerprint), and the builder's credentials (templateenv.py: what it reads)."""
+    found = environment_reads(root, d, commit, environment)
+    if "*" in found.reads:
         raise FingerprintError(
             f"The template {d.template} of definition {d.name!r} reads an environment variable "
-            "whose name it computes, so the bridge cannot tell which value builds the image. "
-            'Name it literally (env("X"), {{env `X`}}) and list it in the catalog\'s `env`.'
+            f"whose name it computes ({found.reads['*'].where}), so the bridge cannot tell which "
+            'value builds the image. Name it literally (env("X"), {{env `X`}}) and list it in '
+            "the catalog's `env`."
         )
-    unlisted = sorted(read - set(d.env))
-    if unlisted:
-        raise FingerprintError(
-            f"The template {d.template} of definition {d.name!r} reads the environment variable"
-            f"{'s' if len(unlisted) > 1 else ''} {', '.join(unlisted)}, which the fingerprint "
-            "does not know: whichever environment builds first would define the image for "
-            f"everyone. List {'them' if len(unlisted) > 1 else 'it'} in the catalog's `env` "
-            "(the values at resolve time become part of the identity), or pass the value as a "
-            "Packer variable in `variables`."
+    unlisted = found.unlisted(d)
+    if not unlisted:
+        return found
+    named = "; ".join(f"{n} ({found.reads[n].where})" for n in unlisted)
+    variables = sorted({v for n in unlisted if (v := found.reads[n].variable) is not None})
+    settable = [v for v in variables if v not in BRIDGE_VARIABLES]
+    plural = len(unlisted) > 1
+    raise FingerprintError(
+        f"The template {d.template} of definition {d.name!r} reads the environment "
+        f"variable{'s' if plural else ''} {named}, which the fingerprint does not know: "
+        "whichever environment builds first would define the image for everyone. List "
+        f"{'them' if plural else 'it'} in the catalog's `env` (the values at resolve time "
+        "become part of the identity)"
+        + (
+            f", or set {', '.join(f'`{v}`' for v in settable)} in the catalog's `variables` "
+            "(a value there wins over the default and the environment, so Packer reads neither)"
+            if settable
+            else ""
         )
+        + "."
+    )
 
 
 def _followed(root: TreeIndex, path: str) -> str:
@@ -377,6 +396,7 @@ def _fingerprint(
     builds: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
     variables: frozenset[str] = frozenset(),
+    values: tuple[Variable, ...] = (),
 ) -> Fingerprint:
     entries = tuple(_entry(root, d, p) for p in paths)
     seed = (
@@ -395,7 +415,7 @@ def _fingerprint(
         value = hashlib.sha1(
             encode(d, entries, parent_fp, sources, env=env or {}), usedforsecurity=False
         ).hexdigest()
-    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds, variables)
+    return Fingerprint(d.name, value, entries, parent_fp, tuple(sources), builds, variables, values)
 
 
 def _inputs(root: TreeIndex, d: Definition, reads: Reads, commit: str) -> list[str]:

@@ -173,6 +173,12 @@ def traversal(node: Node) -> list[str] | None:
         return None
 
 
+def first_argument(call: Node) -> Node | None:
+    """The first argument of a function call node, or None when it has none."""
+    args = [c for c in call.children if is_tree(c) and c.data == "arguments"]
+    return next((a for a in args[0].children if is_tree(a)), None) if args else None
+
+
 def walk(node: Node) -> Iterator[Node]:
     """`node` and every tree below it, outermost first."""
     yield node

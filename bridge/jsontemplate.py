@@ -63,10 +63,10 @@ class JsonScope:
         return found
 
     def _user(self, name: str) -> str:
-        if name not in self._declared:
-            return ""  # as Packer renders a variable the template does not declare
         layer = next((la for la in reversed(self._layers) if name in la.values), None)
         if layer is None:
+            if name not in self._declared:
+                return ""  # as Packer renders a variable nothing declares or sets
             raise Unknowable(_user(name), "unset")
         value = layer.values[name]
         if isinstance(value, Unknown):
@@ -145,9 +145,10 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def env_names(text: str) -> set[str]:
-    """The environment variables a template string reads (`{{env `X`}}`), "*" for one whose
-    name is not a literal; a string that is no valid template reads none (Packer refuses it)."""
+def called(text: str, function: str) -> set[str]:
+    """The literal first arguments of the calls of `function` in a template string (the
+    variables `{{env `X`}}` or `{{user `x`}}` read), "*" for one that is not a literal; a
+    string that is no valid template calls nothing (Packer refuses it)."""
     try:
         pieces = _actions(text)
     except Unknowable:
@@ -156,7 +157,7 @@ def env_names(text: str) -> set[str]:
 
     def commands(pipeline: list[list[Any]]) -> None:
         for command in pipeline:
-            if command and command[0] == _Name("env"):
+            if command and command[0] == _Name(function):
                 names.add(command[1] if len(command) == 2 and isinstance(command[1], str) else "*")
             for operand in command:
                 if isinstance(operand, list):

@@ -11,9 +11,11 @@ import re
 from collections.abc import Iterable, Mapping
 
 MASK = "***"
-# Environment variables whose values are secrets: AWS's, and any whose name says so.
+# Environment variables whose values are secrets: AWS's credentials in every spelling
+# (templateenv.CREDENTIALS), and any whose name says so.
 _SECRET_NAME = re.compile(
-    r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_SECURITY_TOKEN)$"
+    r"^(AWS_ACCESS_KEY|AWS_ACCESS_KEY_ID|AWS_SECRET_KEY|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN"
+    r"|AWS_SECURITY_TOKEN)$"
     r"|(SECRET|TOKEN|PASSWORD|PASSWD|PRIVATE_KEY|CREDENTIALS?)(_|$)",
     re.IGNORECASE,
 )

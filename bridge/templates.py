@@ -4,13 +4,12 @@ A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files, re
 (templatefiles.py), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
 and `${path.root}` expanded), those of the build a definition's `only` selects (its blocks and
-builds are in templateblocks.py), the files its functions read (their paths evaluated with the
-template's variables, templatevars.py) and the environment variables it reads.
+builds are in templateblocks.py), and the files its functions read (their paths evaluated with the
+template's variables, templatevars.py). What it reads from the environment is templateenv.py's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import re
@@ -23,14 +22,11 @@ from bridge.catalog import Definition
 from bridge.errors import FingerprintError
 from bridge.evaluate import HclScope
 from bridge.git import TREE_MODE, TreeIndex
-from bridge.jsontemplate import env_names
 from bridge.repopaths import normalize
 from bridge.templateblocks import applies, hcl2_blocks, json_blocks, selected, template_builds
 from bridge.templatefiles import (
     hcl2_documents,
     hcl2_values,
-    json_template,
-    template_text,
 )
 from bridge.templatevars import hcl2_layers
 from bridge.unknowable import Unknowable
@@ -118,65 +114,6 @@ def template_paths(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     return found
 
 
-# Environment variables a template may read without listing them in the catalog's `env`: the
-# builder's credentials, which choose who builds, not what is built.
-CREDENTIALS = frozenset(
-    {
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-    }
-)
-
-
-def env_reads(root: TreeIndex, d: Definition, commit: str) -> set[str]:
-    """The environment variables `d`'s template reads: `{{env `X`}}` in any string of a JSON
-    template or of the values it is given (Packer renders `-var` and `-var-file` values as
-    templates too), `env("X")` anywhere in its HCL2 files; "*" for a name that is not a literal."""
-    if d.template_format == "json":
-        names: set[str] = set()
-        pending: list[Any] = [json_template(root, d, commit), *d.variables.values()]
-        for path in d.var_files:
-            try:
-                pending.append(json.loads(template_text(root, path, d, commit)))
-            except ValueError:
-                continue  # refused where the var file is read for its values
-        while pending:
-            value = pending.pop()
-            if isinstance(value, str):
-                names |= env_names(value)
-            elif isinstance(value, dict):
-                pending += [*value.keys(), *value.values()]
-            elif isinstance(value, list):
-                pending += value
-        return names
-    found: set[str] = set()
-    for doc in hcl2_documents(root, d, commit):
-        for node in hcl.walk(doc.tree):
-            if node.data != "function_call" or hcl.name_of(node.children[0]) != "env":
-                continue
-            first = _first_argument(node)
-            found.add(_literal_name(doc.source(first)) if first is not None else "*")
-    return found
-
-
-def _first_argument(call: hcl.Node) -> hcl.Node | None:
-    """The first argument of a function call node, or None when it has none."""
-    args = [c for c in call.children if hcl.is_tree(c) and c.data == "arguments"]
-    return next((a for a in args[0].children if hcl.is_tree(a)), None) if args else None
-
-
-def _literal_name(source: str) -> str:
-    """The variable name a literal string argument spells, or "*" for any other expression."""
-    try:
-        value = json.loads(source)
-    except ValueError:
-        return "*"
-    return value if isinstance(value, str) and "${" not in value and value else "*"
-
-
 # HCL2 functions that read a file (their first argument, relative to where Packer runs: the
 # repository root), and fileset, which lists a directory (its first argument).
 _FILE_FUNCTIONS = frozenset(
@@ -209,7 +146,7 @@ def function_reads(root: TreeIndex, d: Definition, commit: str) -> list[str]:
     found = []
     for doc, node in calls:
         function = hcl.name_of(node.children[0])
-        first = _first_argument(node)
+        first = hcl.first_argument(node)
         if first is None:
             continue
         where = f"`{function}(...)` in {doc.path}"

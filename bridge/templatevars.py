@@ -7,12 +7,15 @@ with, lowest precedence first: the template's defaults, its var files, the catal
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from bridge import hcl
 from bridge.build import ENDPOINT_VARIABLE
 from bridge.catalog import BRIDGE_VARIABLES, Definition
 from bridge.errors import FingerprintError
 from bridge.git import TREE_MODE, TreeIndex
+from bridge.jsontemplate import json_defaults
 from bridge.layers import (
     Layer,
     Unknown,
@@ -99,6 +102,21 @@ def var_file(root: TreeIndex, d: Definition, commit: str, path: str) -> Layer:
         ) from None
 
 
+def json_layers(
+    root: TreeIndex, d: Definition, commit: str, defaults: Mapping[str, Any]
+) -> list[Layer]:
+    """A JSON template's layers, lowest first: its defaults, the var files (whose variables
+    Packer uses whether or not the template declares them), the catalog's `variables`, and the
+    bridge's own variables, which it passes only where the template declares them."""
+    bridge = bridge_values(d)
+    return [
+        json_defaults(d.template, defaults),
+        *(var_file(root, d, commit, path) for path in d.var_files),
+        arguments(d.variables, "the catalog's `variables`"),
+        Layer(bridge.origin, {k: v for k, v in bridge.values.items() if k in defaults}),
+    ]
+
+
 def bridge_values(d: Definition) -> Layer:
     """The variables the bridge passes to a root's build (build.packer_variables), whose values
     a filter cannot know: they are the build's."""
@@ -107,6 +125,8 @@ def bridge_values(d: Definition) -> Layer:
         for name in ("ami_sha", "ami_name", "region")
     }
     values[ENDPOINT_VARIABLE] = Unknown(ENDPOINT_VARIABLE, "environment", "AWS_ENDPOINT_URL")
-    if d.source is not None:  # the catalog's `source` image, passed as `ami_base`
+    if d.parent is not None:
+        values["ami_base"] = Unknown("ami_base", "build", BRIDGE_VARIABLES["ami_base"])
+    elif d.source is not None:  # the catalog's `source` image, passed as `ami_base`
         values["ami_base"] = Unknown("ami_base", "build", "the catalog's `source` image")
     return unknown(values)

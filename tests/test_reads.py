@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from bridge.cli import main
+from bridge.templateenv import CREDENTIALS
 from testing.bridge import external
 from testing.fingerprint import rewrite_template
 from testing.git import GitRepo
@@ -129,6 +130,9 @@ build {
 """
 
 
+USES_INIT = TOOLS.replace("${local.unused}", "${var.init}")
+
+
 def tools(extra: str = "", template: str = TOOLS, **spec: object) -> Step:
     """A `tools` root from one HCL2 file; `extra` goes into its `locals` block."""
     text = template.replace("  unused = 1", f"  unused = 1\n  {extra}") if extra else template
@@ -138,6 +142,45 @@ def tools(extra: str = "", template: str = TOOLS, **spec: object) -> Step:
         write("tools/tools.pkr.hcl", text),
         definition("tools", template="tools/tools.pkr.hcl", **spec),
     )
+
+
+def env_default(rel: str, name: str, variable: str) -> Step:
+    """Declare variable `name` in the JSON template at `rel`, its default read from the
+    environment variable `variable` (as the seed's `"ami_sha": "{{env `SHA`}}"`)."""
+    return lambda repo, env: rewrite_template(
+        repo, rel, lambda t: t.setdefault("variables", {}).update({name: f"{{{{env `{variable}`}}}}"})
+    )
+
+
+# A vendor's template for two clouds: the Azure source's secret defaults to the environment.
+CLOUDS = """
+variable "client_secret" {
+  type    = string
+  default = env("AZURE_CLIENT_SECRET")
+}
+variable "region" {
+  type    = string
+  default = "us-east-1"
+}
+source "null" "aws" {
+  communicator = "none"
+}
+source "null" "azure" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.aws", "source.null.azure"]
+  provisioner "shell-local" {
+    only   = ["null.aws"]
+    inline = ["echo ${var.region}"]
+  }
+  provisioner "shell-local" {
+    only   = ["null.azure"]
+    inline = ["echo ${var.client_secret}"]
+  }
+}
+"""
+CLOUDS_NO_ENV = CLOUDS.replace('env("AZURE_CLIENT_SECRET")', '""')
 
 
 def tools_local(extra: str) -> Step:
@@ -377,17 +420,139 @@ ROWS = {
         nothing, shell_local("echo {{env (user `x`)}}"), Refused("whose name it computes"), "base"
     ),
     "json {{env}} in a catalog variable's value": Row(
-        declare("base/base.json", "flavor"),
+        steps(declare("base/base.json", "flavor"), shell_local("echo {{user `flavor`}}")),
         definition("base", variables={"flavor": "{{env `FLAVOR`}}"}),
         Refused(UNLISTED_ENV),
         "base",
     ),
     "json {{env}} in a var file's value": Row(
-        steps(write("base/vars.json", '{"os": "focal"}'), definition("base", var_files=["base/vars.json"])),
+        steps(
+            write("base/vars.json", '{"os": "focal"}'),
+            definition("base", var_files=["base/vars.json"]),
+            shell_local("echo {{user `os`}}"),
+        ),
         write("base/vars.json", '{"os": "{{env `FLAVOR`}}"}'),
         Refused(UNLISTED_ENV),
         "base",
     ),
+    # Packer's variable layers: a default is read only when no later layer sets the variable and
+    # something the build runs uses it (templateenv.py)
+    "json {{env}} default the bridge overrides (the seed's ami_sha)": Row(
+        steps(env_default("base/base.json", "ami_sha", "SHA"), shell_local("echo {{user `ami_sha`}}"),
+              setenv("SHA", "a")),
+        setenv("SHA", "b"),
+        SAME,
+        "base",
+    ),
+    "json {{env}} default the catalog's variables override": Row(
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), shell_local("echo {{user `flavor`}}"),
+              definition("base", variables={"flavor": "lemon"}), setenv("FLAVOR", "a")),
+        setenv("FLAVOR", "b"),
+        SAME,
+        "base",
+    ),
+    "json {{env}} default a var file overrides": Row(
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), shell_local("echo {{user `flavor`}}"),
+              write("base/vars.json", '{"flavor": "lemon"}'), definition("base", var_files=["base/vars.json"]),
+              setenv("FLAVOR", "a")),
+        setenv("FLAVOR", "b"),
+        SAME,
+        "base",
+    ),
+    "json {{env}} in a var file's value the catalog overrides": Row(
+        steps(declare("base/base.json", "owner"), shell_local("echo {{user `owner`}}"),
+              write("base/vars.json", '{"owner": "{{env `USER`}}"}'),
+              definition("base", var_files=["base/vars.json"], variables={"owner": "platform"}),
+              setenv("USER", "a")),
+        setenv("USER", "b"),
+        SAME,
+        "base",
+    ),
+    "json {{env}} default of a variable nothing uses": Row(
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), setenv("FLAVOR", "a")),
+        setenv("FLAVOR", "b"),
+        SAME,
+        "base",
+    ),
+    "json {{env}} default the build uses": Row(
+        nothing,
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), shell_local("echo {{user `flavor`}}")),
+        Refused(r"reads the environment variable FLAVOR \(in variable `flavor`'s value from the defaults"
+                r".*set `flavor` in the catalog's `variables`"),
+        "base",
+    ),
+    "json {{env}} default reached through another variable": Row(
+        nothing,
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), declare("base/base.json", "label"),
+              definition("base", variables={"label": "x-{{user `flavor`}}"}), shell_local("echo {{user `label`}}")),
+        Refused(UNLISTED_ENV),
+        "base",
+    ),
+    "json {{env}} default in another build's step": Row(
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), setenv("FLAVOR", "a"),
+              json_step("base/base.json", {"type": "shell-local", "only": ["other"],
+                                           "inline": ["echo {{user `flavor`}}"]})),
+        setenv("FLAVOR", "b"),
+        SAME,
+        "base",
+    ),
+    "hcl2 env() default of an Azure-only variable": Row(
+        steps(write("clouds/build.pkr.hcl", CLOUDS), definition("aws", template="clouds", only="null.aws"),
+              setenv("AZURE_CLIENT_SECRET", "one-secret")),
+        setenv("AZURE_CLIENT_SECRET", "two-secret"),
+        SAME,
+        "aws",
+    ),
+    "hcl2 env() default the build uses": Row(
+        steps(write("clouds/build.pkr.hcl", CLOUDS_NO_ENV), definition("azure", template="clouds", only="null.azure")),
+        write("clouds/build.pkr.hcl", CLOUDS),
+        Refused(r"reads the environment variable AZURE_CLIENT_SECRET \(in variable `client_secret`'s default"),
+        "azure",
+    ),
+    "hcl2 env() default a var file overrides": Row(
+        steps(write("clouds/build.pkr.hcl", CLOUDS), write("clouds/secret.pkrvars.hcl", 'client_secret = "x"\n'),
+              definition("azure", template="clouds", only="null.azure", var_files=["clouds/secret.pkrvars.hcl"]),
+              setenv("AZURE_CLIENT_SECRET", "one-secret")),
+        setenv("AZURE_CLIENT_SECRET", "two-secret"),
+        SAME,
+        "azure",
+    ),
+    "hcl2 env() default reached through a local": Row(
+        steps(write("clouds/build.pkr.hcl", CLOUDS), definition("aws", template="clouds", only="null.aws")),
+        write("clouds/build.pkr.hcl", CLOUDS.replace("${var.region}", "${local.where}")
+              + 'locals {\n  where = "${var.client_secret}-x"\n}\n'),
+        Refused("AZURE_CLIENT_SECRET"),
+        "aws",
+    ),
+    "PKR_VAR_ of a variable the build uses": Row(
+        tools(template=USES_INIT), setenv("PKR_VAR_init", "../shared/other.yml"),
+        Refused(r"reads the environment variable PKR_VAR_init \(as the value of variable `init`\)"), "tools"
+    ),
+    "PKR_VAR_ listed in env: its value": Row(
+        steps(tools(template=USES_INIT, env=["PKR_VAR_init"]), setenv("PKR_VAR_init", "../shared/cloud-init.yml")),
+        setenv("PKR_VAR_init", "../shared/other.yml"),
+        NEW,
+        "tools",
+    ),
+    "PKR_VAR_ the catalog's variables override": Row(
+        tools(template=USES_INIT, variables={"init": "../shared/cloud-init.yml"}),
+        setenv("PKR_VAR_init", "../shared/other.yml"),
+        SAME,
+        "tools",
+    ),
+    "PKR_VAR_ of a JSON template (Packer reads none)": Row(
+        declare("base/base.json", "flavor"), setenv("PKR_VAR_flavor", "lemon"), SAME, "base"
+    ),
+    **{
+        f"credential {name} in a used default": Row(
+            steps(env_default("base/base.json", "key", name), shell_local("echo {{user `key`}}"),
+                  setenv(name, "AKIAONEONEONE")),
+            setenv(name, "AKIATWOTWOTWO"),
+            SAME,
+            "base",
+        )
+        for name in sorted(CREDENTIALS)
+    },
     "hcl2 env() not listed": Row(
         tools(), tools_local('flavor = env("FLAVOR")'), Refused(UNLISTED_ENV), "tools"
     ),
@@ -406,9 +571,7 @@ ROWS = {
         SAME,
         "base",
     ),
-    "PKR_VAR_ in the environment (never passed to Packer)": Row(
-        tools(), setenv("PKR_VAR_init", "../shared/other.yml"), SAME, "tools"
-    ),
+    "PKR_VAR_ of an undeclared variable": Row(tools(), setenv("PKR_VAR_nothing", "x"), SAME, "tools"),
     "an environment variable nothing reads": Row(nothing, setenv("FLAVOR", "b"), SAME),
     # Git checkout filters (the build would get the stored bytes)
     "checkout filter on an input": Row(

@@ -13,6 +13,7 @@ from bridge import render
 from bridge.catalog import Definition
 from bridge.errors import EXIT_OK
 from bridge.fingerprint import Fingerprint, fingerprint_all
+from bridge.masking import mask, secrets_of
 from bridge.sources import SourcePick
 from bridge.workspace import open_catalog, options
 
@@ -39,7 +40,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # parent's), and only a resolve chooses it.
     chain = [snapshot.fingerprints[a.name] for a in catalog.closure([d.name])]
     explained = explain(
-        d, fp, commit=snapshot.commit, upstream_known=not any(f.sources for f in chain)
+        d,
+        fp,
+        commit=snapshot.commit,
+        upstream_known=not any(f.sources for f in chain),
+        environment=env,
     )
     if args.json:
         json.dump(explained, sys.stdout, indent=2, sort_keys=True)
@@ -64,20 +69,39 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     if explained["upstream"]:
         out.write("\n")
-    if explained["variables"]:
+    if explained["template_variables"]:
         out.write("\n")
         render.table(
-            [("VARIABLE", "VALUE")]
-            + [(k, json.dumps(v)) for k, v in explained["variables"].items()],
+            [("VARIABLE", "VALUE", "FROM", "USED")]
+            + [
+                (v["name"], v["value"], v["origin"], "yes" if v["used"] else "no")
+                for v in explained["template_variables"]
+            ],
+            out,
+        )
+    if explained["environment"]:
+        out.write("\n")
+        render.table(
+            [("ENVIRONMENT", "VALUE (in the identity)")]
+            + [(k, json.dumps(v)) for k, v in explained["environment"].items()],
             out,
         )
     return EXIT_OK
 
 
-def explain(d: Definition, fp: Fingerprint, *, commit: str, upstream_known: bool) -> dict[str, Any]:
+def explain(
+    d: Definition,
+    fp: Fingerprint,
+    *,
+    commit: str,
+    upstream_known: bool,
+    environment: Mapping[str, str],
+) -> dict[str, Any]:
     """What `d`'s fingerprint at `commit` is made of, as plain data. Without `upstream_known`
-    (a tracked upstream image in the chain), the fingerprints are left to a resolve."""
+    (a tracked upstream image in the chain), the fingerprints are left to a resolve. Secret
+    values (masking.py) are masked."""
     unknown = "(depends on the upstream image a resolve chooses)"
+    secrets = secrets_of(environment)
     return {
         "definition": d.name,
         "commit": commit,
@@ -97,6 +121,13 @@ def explain(d: Definition, fp: Fingerprint, *, commit: str, upstream_known: bool
             for s in fp.sources
         ],
         "variables": dict(sorted(d.variables.items())),
+        # Each template variable's value as Packer takes it, and the layer it comes from.
+        "template_variables": [
+            {"name": v.name, "value": mask(v.value, secrets), "origin": v.origin, "used": v.used}
+            for v in fp.values
+        ],
+        # The environment variables in the identity (the catalog's `env`), as resolved now.
+        "environment": {name: mask(environment.get(name, ""), secrets) for name in d.env},
     }
 
 
