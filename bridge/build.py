@@ -168,7 +168,14 @@ def build_image(
     # Whole seconds: some filesystems keep coarse modification times.
     started = math.floor(time.time())
     result = runner.build(
-        d.template, variables, root, log_path, label=d.name, only=d.only, var_files=d.var_files
+        d.template,
+        variables,
+        root,
+        log_path,
+        label=d.name,
+        only=d.only,
+        var_files=d.var_files,
+        listed=d.env,
     )
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     if regions[0] not in amis:

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -107,21 +107,6 @@ def manifest_artifacts(path: Path) -> dict[str, str]:
 VARIABLE_ENV_PREFIX = "PKR_VAR_"
 
 
-def without_variables(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` without the PKR_VAR_* variables, each named in a warning: Packer gets the values
-    the bridge chose (the catalog's, in the fingerprint), never one the caller's environment
-    (a CI job's, Terraform's) adds behind the image's back."""
-    dropped = sorted(k for k in env if k.startswith(VARIABLE_ENV_PREFIX))
-    if dropped:
-        log.warning(
-            "not passing %s to Packer: a variable's value from the environment is no part of "
-            "the image's fingerprint, so it could build a different image under the same name. "
-            "Set it in the catalog's `variables` (or `var_files`) instead",
-            ", ".join(dropped),
-        )
-    return {k: v for k, v in env.items() if not k.startswith(VARIABLE_ENV_PREFIX)}
-
-
 class PackerRunner:
     """Runs the `packer` program with argv lists, never a shell."""
 
@@ -139,8 +124,14 @@ class PackerRunner:
         self._executable = executable
         self._verbose = verbose
         self._cache = cache
-        # Packer's update check would reach out to the internet on every run.
-        self._env = {**without_variables(env), "CHECKPOINT_DISABLE": "1"}
+        # Packer's update check would reach out to the internet on every run. A variable's value
+        # from the environment (PKR_VAR_*) reaches a build only where its definition's `env`
+        # lists it, so that its value is in the fingerprint (templateenv.py).
+        self._env = {
+            **{k: v for k, v in env.items() if not k.startswith(VARIABLE_ENV_PREFIX)},
+            "CHECKPOINT_DISABLE": "1",
+        }
+        self._variables = {k: v for k, v in env.items() if k.startswith(VARIABLE_ENV_PREFIX)}
         # Masked in all it writes: a provisioner may print its environment.
         self._secrets = secrets_of(self._env)
         self._echo = echo
@@ -152,8 +143,8 @@ class PackerRunner:
 
     @property
     def environment(self) -> Mapping[str, str]:
-        """The environment Packer runs in (the bridge's, without PKR_VAR_*); the image tests run
-        in it too (gates.py)."""
+        """The environment Packer runs in (the bridge's, without the PKR_VAR_* a definition does
+        not list); the image tests run in it too (gates.py)."""
         return self._env
 
     def interrupt(self) -> None:
@@ -298,10 +289,12 @@ class PackerRunner:
         label: str = "",
         only: str | None = None,
         var_files: Sequence[str] = (),
+        listed: Collection[str] = (),
     ) -> BuildResult:
         """Run `packer build` (of the build `only` names, with `var_files` in order, then
         `variables`, which win), streaming its output to `log_path` (and progress to echo, each
-        line prefixed with `label`, so concurrent builds read apart)."""
+        line prefixed with `label`, so concurrent builds read apart). The PKR_VAR_* variables
+        among `listed` (the definition's `env`) are passed on; no others."""
         args = ["build", "-machine-readable", "-color=false"]
         if only is not None:
             args.append(f"-only={only}")
@@ -324,7 +317,7 @@ class PackerRunner:
                 proc = subprocess.Popen(
                     argv,
                     cwd=cwd,
-                    env=self._env,
+                    env={**self._env, **{k: v for k, v in self._variables.items() if k in listed}},
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

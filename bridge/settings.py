@@ -21,6 +21,7 @@ from typing import Literal, get_args
 
 from bridge.catalog import Catalog
 from bridge.errors import QueryError
+from bridge.packer import VARIABLE_ENV_PREFIX
 from bridge.validation import first_error, load_schema
 
 OnMissing = Literal["build", "fail", "report"]
@@ -259,7 +260,7 @@ class Settings:
     packer_manifest_dir: Path | None = None
     packer: str = DEFAULT_PACKER
     # The values of the environment variables the catalog's definitions list in `env` (part of
-    # their fingerprints).
+    # their fingerprints), and every PKR_VAR_* set (Packer reads one as a variable's value).
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The catalog's ID (ownership.catalog_id), tagged on its images; "" counts every image.
     catalog_id: str = ""
@@ -319,6 +320,11 @@ class Settings:
             packer_manifest_dir=Path(manifests) if manifests else None,
             packer=env.get("AMI_BRIDGE_PACKER") or DEFAULT_PACKER,
             environment=MappingProxyType(
-                {name: env.get(name, "") for d in catalog.all() for name in d.env}
+                {
+                    name: value
+                    for name, value in env.items()
+                    if name.startswith(VARIABLE_ENV_PREFIX)
+                    or any(name in d.env for d in catalog.all())
+                }
             ),
         )

@@ -30,6 +30,7 @@ from bridge.catalog import Definition
 from bridge.git import TreeIndex
 from bridge.jsontemplate import called
 from bridge.layers import Argument, Expr, Layer, Unknown
+from bridge.packer import VARIABLE_ENV_PREFIX
 from bridge.templateblocks import Step, TemplateBuild, applies, selected, template_builds
 from bridge.templatefiles import hcl2_documents, json_template
 from bridge.templatevars import declared_variables, hcl2_layers, json_layers
@@ -48,9 +49,6 @@ CREDENTIALS = frozenset(
         "AWS_DEFAULT_PROFILE",
     }
 )
-
-# Packer reads a variable's value from PKR_VAR_<name> in its environment (HCL2 templates).
-VARIABLE_ENV_PREFIX = "PKR_VAR_"
 
 
 @dataclass(frozen=True)

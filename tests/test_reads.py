@@ -148,7 +148,9 @@ def env_default(rel: str, name: str, variable: str) -> Step:
     """Declare variable `name` in the JSON template at `rel`, its default read from the
     environment variable `variable` (as the seed's `"ami_sha": "{{env `SHA`}}"`)."""
     return lambda repo, env: rewrite_template(
-        repo, rel, lambda t: t.setdefault("variables", {}).update({name: f"{{{{env `{variable}`}}}}"})
+        repo,
+        rel,
+        lambda t: t.setdefault("variables", {}).update({name: f"{{{{env `{variable}`}}}}"}),
     )
 
 

@@ -419,9 +419,12 @@ def test_a_child_whose_template_cannot_take_its_parent_is_refused_before_any_bui
     assert own_images() == []  # not even the parent was built
 
 
-def test_pkr_var_in_the_environment_never_reaches_packer(sandbox_env, repo, packer):
-    """PKR_VAR_flavor in the CI job's (or Terraform's) environment would change what Packer
-    builds without changing the fingerprint: it is dropped, with a warning naming it."""
+def test_pkr_var_is_refused_until_the_catalog_lists_it_then_packer_builds_with_it(
+    sandbox_env, repo, packer
+):
+    """PKR_VAR_flavor in the CI job's (or Terraform's) environment sets `flavor` as Packer reads
+    it (HCL2): refused, with nothing built, unless the catalog's `env` lists it; then Packer
+    builds with that value, and another value is another image."""
     template = HCL_TEMPLATE.replace(
         'variable "ami_base" {',
         'variable "flavor" {\n  type    = string\n  default = "plain"\n}\nvariable "ami_base" {',
@@ -434,14 +437,24 @@ def test_pkr_var_in_the_environment_never_reaches_packer(sandbox_env, repo, pack
     data["definitions"]["tools"] = {"template": "tools", "parent": "base"}
     repo.set_catalog(data)
     repo.commit("tools with a flavor")
-    proc = external(
-        {**sandbox_env, "PKR_VAR_flavor": "spicy"}, {"definition": "tools", "repo": str(repo.path)}
-    )
-    assert proc.code == 0, proc.stderr
-    result = json.loads(proc.stdout)
-    images = {i["ImageId"]: i for i in own_images()}
-    assert images[result["ami_id"]]["Name"] == f"tools-plain-{result['fingerprint']}"
-    assert "PKR_VAR_flavor" in proc.stderr
+    query = {"definition": "tools", "repo": str(repo.path)}
+    proc = external({**sandbox_env, "PKR_VAR_flavor": "spicy"}, query)
+    assert proc.code == 1 and proc.stdout == ""
+    assert "PKR_VAR_flavor (as the value of variable `flavor`)" in proc.stderr
+    assert own_images() == []
+    # The refusal's advice, followed: list it in the catalog's `env`.
+    data["definitions"]["tools"]["env"] = ["PKR_VAR_flavor"]
+    repo.set_catalog(data)
+    repo.commit("tools takes its flavor from the environment")
+    names = {}
+    for flavor in ("spicy", "mild"):
+        proc = external({**sandbox_env, "PKR_VAR_flavor": flavor}, query)
+        assert proc.code == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        images = {i["ImageId"]: i for i in own_images()}
+        names[flavor] = images[result["ami_id"]]["Name"]
+        assert names[flavor] == f"tools-{flavor}-{result['fingerprint']}"
+    assert names["spicy"] != names["mild"].replace("mild", "spicy")  # two fingerprints
 
 
 def test_the_not_found_message_says_whether_the_image_was_ever_built(sandbox_env, repo, packer):

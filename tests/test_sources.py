@@ -779,3 +779,40 @@ def test_a_filter_whose_newest_matches_share_a_second_is_warned_about(
         assert all(ami in message for ami in made) and "Narrow the filter" in message
     else:
         assert pick.ami_id in made and warned == []
+
+
+def test_a_var_files_undeclared_source_ami_is_what_packer_builds_on(sandbox_env, repo, packer):
+    """Packer uses a var file's value for a variable a JSON template does not declare: a var
+    file that pins `source_ami` makes the filter only a check, and the build runs on the
+    pinned image, not the filter's newest match."""
+    templated_json(repo)
+    rewrite_template(repo, "base/base.json", lambda t: t["variables"].pop("source_ami_id"))
+    repo.write("base/pin.json", json.dumps({"source_ami_id": BASE_IMAGE}))
+    data = repo.catalog()
+    data["definitions"]["base"]["var_files"] = ["base/pin.json"]
+    repo.set_catalog(data)
+    repo.commit("a var file pins the source image")
+    newer = publish_upstream(FOCAL + "20261127")
+    code, built = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, built
+    assert launched_from(built["base"]) == BASE_IMAGE != newer
+    assert chosen_filters(repo, "base") == []  # the image is fixed: no filter chooses it
+
+
+@pytest.mark.parametrize(
+    ("owners", "expected"),
+    [(CANONICAL, (CANONICAL,)), (f"{CANONICAL},self", (CANONICAL, "self"))],
+)
+def test_a_templated_string_owners_is_decoded_into_a_list_as_packer_does(repo, owners, expected):
+    """`"owners": "{{user `x`}}"`: Packer decodes a string where it takes a list, split at
+    commas."""
+    templated_json(repo)
+
+    def change(template):
+        template["variables"]["filter_owners"] = owners
+        template["builders"][0]["source_ami_filter"]["owners"] = "{{user `filter_owners`}}"
+
+    rewrite_template(repo, "base/base.json", change)
+    repo.commit("owners as a templated string")
+    (found,) = chosen_filters(repo, "base")
+    assert found.owners == expected
