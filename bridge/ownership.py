@@ -7,13 +7,21 @@ deletes another's. The ID is the catalog's `id`, else derived from where it live
 repository's `origin` URL (normalised, so SSH and HTTPS clones agree) and the catalog's path,
 else, for a repository without a remote, its first commit and the catalog's path.
 
+The first commit is found without a git process on the common path: a commit's root commits never
+change, so they are cached by its SHA, and a new HEAD is read back (through the repository's one
+`git cat-file --batch`) to commits already cached. Only a history the cache does not reach within
+a few commits costs one `git rev-list` (which walks the whole history).
+
 An image without the tag was built before catalogs were told apart: a lookup still counts it
 (as any catalog's), a build run that uses it tags it as its own, and gc leaves it alone.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import model
@@ -29,22 +37,105 @@ _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?([^:/]+):(.+)$")  # git@github.com:owner/r
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/]+@)?([^/:]+)(?::\d+)?/(.+)$")
 
 
-def catalog_id(repo: git.Repo, catalog: Catalog) -> str:
-    """`catalog`'s ID: its `id`, else its repository's and path (see the module)."""
+# How many commits a new HEAD is read back to find cached ones before one `git rev-list` instead.
+_WALK_LIMIT = 64
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+def catalog_id(repo: git.Repo, catalog: Catalog, cache: Path | None = None) -> str:
+    """`catalog`'s ID: its `id`, else its repository's and path (see the module). `cache`: the
+    directory first commits are cached in (None: none)."""
     if catalog.id:
         return catalog.id
     url = _origin(repo)
     if url:
         return f"{url}:{catalog.path}"
-    if repo.git.rev_parse("--is-shallow-repository").strip() == "true":
+    if _is_shallow(repo):
         raise CatalogError(
             f"The catalog {catalog.path} has no `id`, and its repository has no `origin` remote "
             "and is a shallow clone, so the bridge cannot tell its images from another "
             "catalog's in the same account. Set `id` in the catalog (a name unique in the "
             "account, e.g. the repository's name), or clone with its history."
         )
-    roots = sorted(repo.git.rev_list("--max-parents=0", "HEAD").split())
-    return f"{roots[0][:12]}:{catalog.path}"
+    return f"{_first_commit(repo, cache)[:12]}:{catalog.path}"
+
+
+def _is_shallow(repo: git.Repo) -> bool:
+    """`git rev-parse --is-shallow-repository`, in-process: git marks a shallow clone by a
+    `shallow` file in its (common) git directory."""
+    return os.path.exists(os.path.join(repo.common_dir, "shallow"))
+
+
+def _first_commit(repo: git.Repo, cache: Path | None) -> str:
+    """The first of HEAD's root commits in SHA order, as `git rev-list --max-parents=0 HEAD`
+    sorted gives it (see the module for the cache)."""
+    import git as gitpython  # imported where needed, as the rest of this module needs no git
+
+    try:
+        head: str = gitpython.SymbolicReference.dereference_recursive(repo, "HEAD")
+    except ValueError:  # no commit yet: git says so
+        head = ""
+    if cache is None or not head:
+        return _rev_list_first(repo)
+    first = _cached(cache, head) or _walk(repo, cache, head) or _rev_list_first(repo)
+    _store(cache, head, first)
+    return first
+
+
+def _rev_list_first(repo: git.Repo) -> str:
+    """HEAD's first root commit from `git rev-list` (one process; it walks the whole history)."""
+    roots: list[str] = sorted(repo.git.rev_list("--max-parents=0", "HEAD").split())
+    return roots[0]
+
+
+def _walk(repo: git.Repo, cache: Path, head: str) -> str | None:
+    """HEAD's first root read back through its parents to cached commits (or roots): the least
+    of theirs; None when that takes more than _WALK_LIMIT commits."""
+    import git as gitpython
+
+    firsts: list[str] = []
+    seen: set[str] = set()
+    todo = [head]
+    while todo:
+        sha = todo.pop()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        known = _cached(cache, sha) if sha != head else None
+        if known is not None:
+            firsts.append(known)
+            continue
+        if len(seen) > _WALK_LIMIT:
+            return None
+        parents = [p.hexsha for p in gitpython.Commit(repo, bytes.fromhex(sha)).parents]
+        if not parents:
+            firsts.append(sha)
+        todo.extend(parents)
+    return min(firsts)
+
+
+def _cached(cache: Path, commit: str) -> str | None:
+    """The first root commit cached for `commit`, or None."""
+    try:
+        text = (cache / commit).read_text().strip()
+    except OSError:
+        return None
+    return text if _SHA.fullmatch(text) else None
+
+
+def _store(cache: Path, commit: str, first: str) -> None:
+    """Cache `first` as `commit`'s first root commit (atomically; a cache that cannot be written
+    costs time, never correctness)."""
+    if (cache / commit).exists():
+        return
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{commit}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(first + "\n")
+        os.replace(tmp, cache / commit)
+    except OSError:
+        pass
 
 
 def _origin(repo: git.Repo) -> str:

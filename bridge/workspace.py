@@ -91,7 +91,9 @@ def context(
     )
     from bridge.ownership import catalog_id
 
-    settings = replace(settings, catalog_id=catalog_id(repo, catalog))
+    settings = replace(
+        settings, catalog_id=catalog_id(repo, catalog, cache_dir(env) / "first-commits")
+    )
     if anywhere:
         settings = replace(settings, region_explicit=False)
     if not settings.manifest_bucket:
