@@ -746,3 +746,42 @@ def test_the_roles_beside_an_ansible_playbook_rebuild_the_image(
     first, second = rebuilt_after(env, repo, "base", "ansible/roles/web/tasks/main.yml")
     assert second["built"] == "true" and second["ami_id"] != first["ami_id"]
     assert log.read_text().split() == ["one", "two"]
+
+
+# ---- a refusal's advice, followed ------------------------------------------------------------
+# Each environment refusal offers two fixes: list the environment variable in the catalog's
+# `env`, or set the template variable that reads it in the catalog's `variables`. Both must work.
+
+ADVICE = {
+    "json default": (
+        steps(env_default("base/base.json", "flavor", "FLAVOR"), shell_local("echo {{user `flavor`}}")),
+        "base", "FLAVOR", "flavor",
+    ),
+    "hcl2 default": (
+        steps(write("clouds/build.pkr.hcl", CLOUDS), definition("azure", template="clouds", only="null.azure")),
+        "azure", "AZURE_CLIENT_SECRET", "client_secret",
+    ),
+    "PKR_VAR_": (
+        steps(tools(template=USES_INIT), setenv("PKR_VAR_init", "../shared/other.yml")),
+        "tools", "PKR_VAR_init", "init",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fix", ["env", "variables"])
+@pytest.mark.parametrize("case", ADVICE.values(), ids=ADVICE.keys())
+def test_each_refusals_advice_works_when_followed(repo, capsys, case, fix):
+    setup, name, read, variable = case
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKR_VAR_", "AWS_", "FLAVOR"))}
+    setup(repo, env)
+    repo.commit("a read the catalog does not know")
+    refused = identity(repo, name, env, capsys)
+    assert isinstance(refused, Refused), "not refused"
+    assert "List it in the catalog's `env`" in refused.message, refused.message
+    assert f"or set `{variable}` in the catalog's `variables`" in refused.message, refused.message
+    if fix == "env":
+        definition(name, env=[read])(repo, env)
+    else:
+        definition(name, variables={variable: "../shared/cloud-init.yml"})(repo, env)
+    repo.commit(f"the advice followed: {fix}")
+    assert isinstance(identity(repo, name, env, capsys), str)
