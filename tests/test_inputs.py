@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from testing import SEED_REPO
 from testing.bridge import run_bridge
 from testing.fingerprint import fingerprints
 from testing.git import make_repo
@@ -77,3 +78,30 @@ def test_a_var_file_is_an_input_named_as_the_catalogs(repo):
     shown = json.loads(inputs(repo, "snowflake", "--json").stdout)
     why = {i["path"]: i["why"] for i in shown["inputs"]}
     assert why["vars/common.json"].startswith("listed in the catalog's `var_files`")
+
+
+def test_each_variable_shows_its_value_and_layer_and_the_environment_its_value(tmp_path):
+    """The seed's snowflake: `ami_base` is the bridge's (its `{{env}}` default is dead), the
+    credentials' defaults are unused; a var file's, the catalog's and a listed PKR_VAR_'s
+    values show where they come from, and a secret's value is masked."""
+    repo = make_repo(tmp_path / "seed", SEED_REPO)
+    repo.write("snowflake/flavor.json", json.dumps({"ami_name": "x", "flavor": "lemon"}))
+    catalog = repo.catalog()
+    catalog["definitions"]["snowflake"].update(
+        var_files=["snowflake/flavor.json"], env=["DB_PASSWORD"]
+    )
+    repo.set_catalog(catalog)
+    repo.commit("a var file and an environment variable")
+    proc = run_bridge(
+        ["inputs", "--repo", str(repo.path), "snowflake", "--json"],
+        {**OFFLINE, "DB_PASSWORD": "hunter2-hunter2", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"},
+    )
+    assert proc.code == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    layers = {v["name"]: (v["origin"], v["used"]) for v in shown["template_variables"]}
+    assert layers["ami_base"] == ("the bridge", True)
+    assert layers["ami_name"] == ("the bridge", True)  # the bridge's -var wins over the file's
+    assert layers["flavor"] == ("snowflake/flavor.json", False)
+    assert layers["aws_secret_key"] == ("the defaults in snowflake/snowflake.json", False)
+    assert shown["environment"] == {"DB_PASSWORD": "***"}
+    assert "s3cr3t-value" not in proc.stdout and "hunter2" not in proc.stdout
