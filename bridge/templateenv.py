@@ -100,7 +100,11 @@ def environment_reads(
 
 
 def _json_reads(
-    root: TreeIndex, d: Definition, commit: str, chosen: Sequence[TemplateBuild], steps: Any
+    root: TreeIndex,
+    d: Definition,
+    commit: str,
+    chosen: Sequence[TemplateBuild],
+    steps: Sequence[Step],
 ) -> EnvironmentReads:
     template = json_template(root, d, commit)
     declared = template.get("variables") if isinstance(template, dict) else None
