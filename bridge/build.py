@@ -19,14 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bridge import seed
-from bridge.catalog import Definition, VariableValue, canonical_value
+from bridge.catalog import ENDPOINT_VARIABLE, Definition, VariableValue, canonical_value
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner
-from bridge.sources import SourcePick, pin
+from bridge.sources import SourcePick
+from bridge.templates import pin
 
 log = logging.getLogger(__name__)
-
-ENDPOINT_VARIABLE = "ec2_endpoint"
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,9 @@ def build_image(
 
     `parent` is (definition, AMI) of the image to build on; `sources`, the upstream images a
     root's fingerprint names, which the template in `root` is pinned to; `builds`, the builds
-    Packer runs for `d` (templates.py: one, or the build is refused); `declared`, the variables
-    its template declares (fingerprint.py reads them from the tree `root` was exported from).
+    Packer runs for `d` (templates/reads.py: one, or the build is refused); `declared`, the
+    variables its template declares (fingerprint.py reads them from the tree `root` was
+    exported from).
     Artifacts come from Packer's machine-readable output, or from a seed-style manifest file in
     `manifest_dir` (default `root`).
     """

@@ -37,7 +37,7 @@ from bridge.lease import Lease
 from bridge.model import Image
 from bridge.packer import PackerRunner
 from bridge.result import ResolvedAmi
-from bridge.templatefiles import required_plugins
+from bridge.templates import required_plugins
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,9 @@ VariableValue: TypeAlias = (
 )
 # Packer variables the bridge sets on every build (build.py): a catalog value would build an image
 # that its fingerprint, name or parent tag does not describe.
+# The variable the bridge passes a template the EC2 endpoint in (a sandbox's, or
+# AMI_BRIDGE_PACKER_EC2_ENDPOINT), where the template declares it.
+ENDPOINT_VARIABLE = "ec2_endpoint"
 BRIDGE_VARIABLES = {
     "ami_base": "the parent's AMI",
     "ami_sha": "the fingerprint",
@@ -72,7 +75,7 @@ class Definition:
     source: SourceFilter | None = None
     track_source: bool = True
     # The one build of a template with several that this definition makes, as `packer build
-    # -only` names it (templates.py selects it); None: the template's only build.
+    # -only` names it (templates/reads.py selects it); None: the template's only build.
     only: str | None = None
     # Packer variable files, in the order they are passed (-var-file), before `variables`.
     var_files: tuple[str, ...] = ()

@@ -25,8 +25,8 @@ A fingerprint names the content an image is built from, never the history that l
                                                               so a string is "<value>")
 
 Inputs are the definition's directory, its declared `inputs` and var files, the files its
-template (JSON or HCL2) makes Packer read (templates.py), and what every symlink among or below
-those points to (a tree's SHA covers a link's text, not its target). A definition that selects
+template (JSON or HCL2) makes Packer read (templates/reads.py), and what every symlink among or
+below those points to (a tree's SHA covers a link's text, not its target). A definition that selects
 its build with `only` from an HCL2 directory has that directory's Packer files in place of the
 directory, where the bridge knows everything Packer reads from it (templates.template_reads).
 An input inside another input's directory is dropped, since the directory's tree SHA covers it.
@@ -54,7 +54,6 @@ import git
 
 from bridge.catalog import BRIDGE_VARIABLES, Definition, canonical_value, entry_of
 from bridge.errors import FingerprintError
-from bridge.filters import source_filters
 from bridge.git import (
     GITLINK_MODE,
     LINK_MODE,
@@ -67,10 +66,16 @@ from bridge.git import (
 )
 from bridge.repopaths import normalize
 from bridge.sources import SourceFilter, SourcePick
-from bridge.templateenv import EnvironmentReads, Variable, environment_reads
-from bridge.templatefiles import other_templates
-from bridge.templates import Reads, template_reads
-from bridge.templatevars import declared_variables
+from bridge.templates import (
+    EnvironmentReads,
+    Reads,
+    Variable,
+    declared_variables,
+    environment_reads,
+    other_templates,
+    source_filters,
+    template_reads,
+)
 
 ENCODING_VERSION = "ami-chain-bridge/fingerprint/v2"
 
@@ -136,7 +141,7 @@ class Fingerprint:
     # The variables its template declares, read from this tree: the `-var`s a build may pass.
     variables: frozenset[str] = frozenset()
     # Every variable's value as Packer takes it, the layer it comes from and whether the build
-    # uses it (templateenv.py), for `inputs`.
+    # uses it (templates/environment.py), for `inputs`.
     values: tuple[Variable, ...] = ()
 
 
@@ -271,7 +276,8 @@ def _check_environment(
     root: TreeIndex, d: Definition, commit: str, environment: Mapping[str, str]
 ) -> EnvironmentReads:
     """A build may read from the environment only what the catalog's `env` lists (whose values
-    are in the fingerprint), and the builder's credentials (templateenv.py: what it reads)."""
+    are in the fingerprint), and the builder's credentials (templates/environment.py: what it
+    reads)."""
     found = environment_reads(root, d, commit, environment)
     if "*" in found.reads:
         raise FingerprintError(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 MASK = "***"
 # Environment variables whose values are secrets: AWS's credentials in every spelling
-# (templateenv.CREDENTIALS), and any whose name says so.
+# (templates.CREDENTIALS), and any whose name says so.
 _SECRET_NAME = re.compile(
     r"^(AWS_ACCESS_KEY|AWS_ACCESS_KEY_ID|AWS_SECRET_KEY|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN"
     r"|AWS_SECURITY_TOKEN)$"

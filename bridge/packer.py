@@ -126,7 +126,7 @@ class PackerRunner:
         self._cache = cache
         # Packer's update check would reach out to the internet on every run. A variable's value
         # from the environment (PKR_VAR_*) reaches a build only where its definition's `env`
-        # lists it, so that its value is in the fingerprint (templateenv.py).
+        # lists it, so that its value is in the fingerprint (templates/environment.py).
         self._env = {
             **{k: v for k, v in env.items() if not k.startswith(VARIABLE_ENV_PREFIX)},
             "CHECKPOINT_DISABLE": "1",

@@ -1,4 +1,4 @@
-"""HCL2 expressions evaluated as Packer evaluates them (evaluate.py): variables from their
+"""HCL2 expressions evaluated as Packer evaluates them (templates/evaluate.py): variables from their
 layers in Packer's precedence, locals, interpolation, and what only the build can know."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bridge import hcl
-from bridge.evaluate import HclScope
-from bridge.layers import (
+from bridge.templates import hcl
+from bridge.templates.evaluate import HclScope
+from bridge.templates.layers import (
     Layer,
     Unknown,
     arguments,
@@ -19,7 +19,7 @@ from bridge.layers import (
     json_var_file,
     unknown,
 )
-from bridge.unknowable import Unknowable
+from bridge.templates.unknowable import Unknowable
 
 TEMPLATE = """
 variable "name" {

@@ -1,12 +1,13 @@
-"""A JSON template's `{{ }}` strings rendered as Packer 1.x renders them (jsontemplate.py)."""
+"""A JSON template's `{{ }}` strings rendered as Packer 1.x renders them
+(templates/jsontemplate.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridge.jsontemplate import JsonScope, json_defaults
-from bridge.layers import Layer, Unknown, arguments, unknown
-from bridge.unknowable import Unknowable
+from bridge.templates.jsontemplate import JsonScope, json_defaults
+from bridge.templates.layers import Layer, Unknown, arguments, unknown
+from bridge.templates.unknowable import Unknowable
 
 VARIABLES = {
     "name": "ubuntu/images/*",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from bridge.cli import main
-from bridge.templateenv import CREDENTIALS
+from bridge.templates import CREDENTIALS
 from testing.bridge import external
 from testing.fingerprint import rewrite_template
 from testing.git import GitRepo
@@ -438,7 +438,7 @@ ROWS = {
         "base",
     ),
     # Packer's variable layers: a default is read only when no later layer sets the variable and
-    # something the build runs uses it (templateenv.py)
+    # something the build runs uses it (templates/environment.py)
     "json {{env}} default the bridge overrides (the seed's ami_sha)": Row(
         steps(env_default("base/base.json", "ami_sha", "SHA"), shell_local("echo {{user `ami_sha`}}"),
               setenv("SHA", "a")),

@@ -14,7 +14,8 @@ import pytest
 from bridge.aws import AwsClients
 from bridge.errors import BuildError, FingerprintError
 from bridge.sandbox import BASE_IMAGE, access_key
-from bridge.sources import SourceFilter, SourcePick, find_source, pin
+from bridge.sources import SourceFilter, SourcePick, find_source
+from bridge.templates import pin
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy, creation_dates
 from testing.fingerprint import rewrite_template

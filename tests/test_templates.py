@@ -1,4 +1,4 @@
-"""What a template makes Packer read (templates.py): JSON and HCL2 references, and their errors."""
+"""What a template makes Packer read (templates/reads.py): JSON and HCL2 references, and their errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bridge.errors import FingerprintError
 from bridge.git import TreeIndex, open_repo
 from bridge.packer import Plugin
 from bridge.sources import SourcePick
-from bridge.templatefiles import required_plugins
+from bridge.templates.files import required_plugins
 from testing.fingerprint import fingerprints, rewrite_template
 
 

@@ -1,6 +1,6 @@
 """A value the bridge cannot know before a build: what it depends on (the environment, the
 clock, another data source, a variable the bridge sets per build), why that is unknown, and what
-to write instead. evaluate.py, hclfunctions.py and jsontemplate.py raise it; the fingerprint's
+to write instead. evaluate.py, functions.py and jsontemplate.py raise it; the fingerprint's
 error says it.
 """
 

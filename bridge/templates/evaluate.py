@@ -7,7 +7,7 @@ locals and string interpolation. `HclScope` evaluates them over the variables' l
 What only the build can know (the environment, the clock, another data source, a variable the
 bridge sets per build such as the fingerprint itself) raises Unknowable (unknowable.py), which
 says why and what to do instead; so does what the bridge does not evaluate (a `for` expression,
-a function outside those in hclfunctions.py). Evaluation is lazy: a local or a variable no
+a function outside those in functions.py). Evaluation is lazy: a local or a variable no
 filter uses is never evaluated, so a `timestamp()` in an image name does not keep a filter from
 being known.
 """
@@ -18,7 +18,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.hcl import (
+from bridge.templates.functions import (
+    ARITHMETIC,
+    COMPARISONS,
+    FUNCTIONS,
+    UNKNOWABLE_FUNCTIONS,
+    boolean,
+    index_into,
+    number,
+    to_string,
+)
+from bridge.templates.hcl import (
     Document,
     Node,
     attributes,
@@ -32,18 +42,8 @@ from bridge.hcl import (
     unescape,
     value_of,
 )
-from bridge.hclfunctions import (
-    ARITHMETIC,
-    COMPARISONS,
-    FUNCTIONS,
-    UNKNOWABLE_FUNCTIONS,
-    boolean,
-    index_into,
-    number,
-    to_string,
-)
-from bridge.layers import Argument, Expr, Layer, Unknown
-from bridge.unknowable import Unknowable
+from bridge.templates.layers import Argument, Expr, Layer, Unknown
+from bridge.templates.unknowable import Unknowable
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 first, as Packer reads them: the template's defaults, the var files Packer loads itself (an HCL2
 directory's `*.auto.pkrvars.hcl`, then `*.auto.pkrvars.json`, each in lexical order), var files
 given to it, and `-var` arguments (the catalog's `variables`, then the variables the bridge sets
-per build). templatevars.py gathers a definition's layers; evaluate.HclScope and
+per build). variables.py gathers a definition's layers; evaluate.HclScope and
 jsontemplate.JsonScope evaluate expressions over them.
 """
 
@@ -12,8 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.hcl import Document, Node, attributes, block_body, block_labels, blocks, parse, value_of
-from bridge.unknowable import UnknownKind
+from bridge.templates.hcl import (
+    Document,
+    Node,
+    attributes,
+    block_body,
+    block_labels,
+    blocks,
+    parse,
+    value_of,
+)
+from bridge.templates.unknowable import UnknownKind
 
 
 @dataclass(frozen=True)

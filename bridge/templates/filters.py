@@ -1,7 +1,7 @@
 """Source filters: the `source_ami_filter` blocks and `data "amazon-ami"` sources that choose a
-root's upstream image, read from its template (templatefiles.py, templates.py) and their values
+root's upstream image, read from its template (files.py, reads.py) and their values
 evaluated as Packer would (evaluate.py, jsontemplate.py) with the template's variables
-(templatevars.py): its defaults, var files and the catalog's `variables`. What cannot be known
+(variables.py): its defaults, var files and the catalog's `variables`. What cannot be known
 before the build is refused, with the reason.
 """
 
@@ -11,19 +11,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bridge import hcl
 from bridge.catalog import Definition
 from bridge.errors import FingerprintError
-from bridge.evaluate import HclScope
 from bridge.git import TreeIndex
-from bridge.hclfunctions import to_string
-from bridge.jsontemplate import JsonScope
-from bridge.layers import Layer
 from bridge.sources import SourceFilter, filter_from
-from bridge.templateblocks import selected_origin
-from bridge.templatefiles import hcl2_documents, json_template
-from bridge.templatevars import hcl2_layers, json_layers
-from bridge.unknowable import Unknowable
+from bridge.templates import hcl
+from bridge.templates.blocks import selected_origin
+from bridge.templates.evaluate import HclScope
+from bridge.templates.files import hcl2_documents, json_template
+from bridge.templates.functions import to_string
+from bridge.templates.jsontemplate import JsonScope
+from bridge.templates.layers import Layer
+from bridge.templates.unknowable import Unknowable
+from bridge.templates.variables import hcl2_layers, json_layers
 
 
 def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:

@@ -10,13 +10,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bridge import hcl
-from bridge.build import ENDPOINT_VARIABLE
-from bridge.catalog import BRIDGE_VARIABLES, Definition
+from bridge.catalog import BRIDGE_VARIABLES, ENDPOINT_VARIABLE, Definition
 from bridge.errors import FingerprintError
 from bridge.git import TREE_MODE, TreeIndex
-from bridge.jsontemplate import json_defaults
-from bridge.layers import (
+from bridge.templates import hcl
+from bridge.templates.files import dicts, hcl2_values, hcl_string, json_template, template_text
+from bridge.templates.jsontemplate import json_defaults
+from bridge.templates.layers import (
     Layer,
     Unknown,
     arguments,
@@ -26,7 +26,6 @@ from bridge.layers import (
     json_var_file,
     unknown,
 )
-from bridge.templatefiles import dicts, hcl2_values, hcl_string, json_template, template_text
 
 
 def declared_variables(root: TreeIndex, d: Definition, commit: str) -> set[str]:

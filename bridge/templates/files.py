@@ -3,7 +3,7 @@ tree: a JSON template; an HCL2 file or directory, as python-hcl2's values (what 
 and as syntax trees (hcl.py, for the expressions evaluate.py evaluates); the plugins it
 requires; and whether its directory holds other templates than its own.
 
-templates.py reads what these files make Packer read; templatevars.py, their variables.
+reads.py reads what these files make Packer read; variables.py, their variables.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import json
 import posixpath
 from typing import Any
 
-from bridge import hcl
 from bridge.catalog import Definition
 from bridge.errors import FingerprintError
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.packer import Plugin
+from bridge.templates import hcl
 
 
 def template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:

@@ -1,11 +1,11 @@
 """What a Packer template makes Packer read, from its files in one git tree.
 
 A template is a JSON file, an HCL2 file, or a directory of `*.pkr.hcl` files, read from a tree
-(templatefiles.py), never from the working tree, for: the repository files its builders,
+(files.py), never from the working tree, for: the repository files its builders,
 provisioners and post-processors name (_PROVISIONER_FILES, _BUILDER_FILES; `{{template_dir}}`
 and `${path.root}` expanded), those of the build a definition's `only` selects (its blocks and
-builds are in templateblocks.py), and the files its functions read (their paths evaluated with the
-template's variables, templatevars.py). What it reads from the environment is templateenv.py's.
+builds are in blocks.py), and the files its functions read (their paths evaluated with the
+template's variables, variables.py). What it reads from the environment is environment.py's.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from bridge import hcl
 from bridge.catalog import Definition
 from bridge.errors import FingerprintError
-from bridge.evaluate import HclScope
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.repopaths import normalize
-from bridge.templateblocks import applies, hcl2_blocks, json_blocks, selected, template_builds
-from bridge.templatefiles import (
+from bridge.templates import hcl
+from bridge.templates.blocks import applies, hcl2_blocks, json_blocks, selected, template_builds
+from bridge.templates.evaluate import HclScope
+from bridge.templates.files import (
     hcl2_documents,
     hcl2_values,
 )
-from bridge.templatevars import hcl2_layers
-from bridge.unknowable import Unknowable
+from bridge.templates.unknowable import Unknowable
+from bridge.templates.variables import hcl2_layers
 
 log = logging.getLogger(__name__)
 

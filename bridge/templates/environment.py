@@ -3,7 +3,7 @@
 Packer reads the environment in two ways: `{{env `X`}}` (JSON) and `env("X")` (HCL2), which it
 allows only in a variable's default, and `PKR_VAR_<name>` (HCL2 only), a layer between the
 defaults and the var files. A variable's value comes from the last layer that sets it (README:
-the variable layers; layers.py, templatevars.py):
+the variable layers; layers.py, variables.py):
 
     defaults < PKR_VAR_<name> (HCL2) < var files (HCL2: *.auto.pkrvars.* first) < -var
     (the catalog's `variables`, then the bridge's own: ami_sha, ami_name, region, ami_base)
@@ -25,15 +25,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge import hcl
 from bridge.catalog import Definition
 from bridge.git import TreeIndex
-from bridge.jsontemplate import called
-from bridge.layers import Argument, Expr, Layer, Unknown
 from bridge.packer import VARIABLE_ENV_PREFIX
-from bridge.templateblocks import Step, TemplateBuild, applies, selected, template_builds
-from bridge.templatefiles import hcl2_documents, json_template
-from bridge.templatevars import declared_variables, hcl2_layers, json_layers
+from bridge.templates import hcl
+from bridge.templates.blocks import Step, TemplateBuild, applies, selected, template_builds
+from bridge.templates.files import hcl2_documents, json_template
+from bridge.templates.jsontemplate import called
+from bridge.templates.layers import Argument, Expr, Layer, Unknown
+from bridge.templates.variables import declared_variables, hcl2_layers, json_layers
 
 # The builder's credentials, in every spelling AWS's tools and Packer's amazon plugin read them
 # by: they choose who builds, not what is built.

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.hclfunctions import to_string
-from bridge.layers import Argument, Layer, Unknown
-from bridge.unknowable import Unknowable, UnknownKind
+from bridge.templates.functions import to_string
+from bridge.templates.layers import Argument, Layer, Unknown
+from bridge.templates.unknowable import Unknowable, UnknownKind
 
 
 def json_defaults(path: str, variables: Mapping[str, Any]) -> Layer:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bridge.unknowable import Unknowable, UnknownKind
+from bridge.templates.unknowable import Unknowable, UnknownKind
 
 
 def index_into(value: Any, kind: str, key: Any, where: str) -> Any:

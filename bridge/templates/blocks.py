@@ -1,8 +1,8 @@
-"""A Packer template's blocks, read from its files in one git tree (templatefiles.py): its
+"""A Packer template's blocks, read from its files in one git tree (files.py): its
 builders or sources, provisioners and post-processors as JSON-like blocks (an HCL2 template's
 `${path.root}` expanded), the builds `packer build` runs, and the one a definition's `only`
 selects with the provisioners and post-processors that apply to it (their `only` and `except`).
-templates.py reads what these make Packer read.
+reads.py reads what these make Packer read.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from bridge.catalog import Definition
 from bridge.errors import FingerprintError
 from bridge.git import TreeIndex
-from bridge.templatefiles import dicts, hcl2_values, hcl_string, json_template
+from bridge.templates.files import dicts, hcl2_values, hcl_string, json_template
 
 log = logging.getLogger(__name__)
 
