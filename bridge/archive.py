@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from bridge import model, ownership, registry
 from bridge.aws import aws_call
 from bridge.errors import QueryError
+from bridge.fanout import each_region
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -99,16 +100,19 @@ def archived_builds(
     """This catalog's archived builds of `d` with `fingerprint` (or the build of `ami`), in
     `regions`; a QueryError when there is none."""
     settings = ctx.settings
-    images = []
-    for region in regions:
+
+    def candidates(region: str) -> list[model.Image]:
         ec2 = ctx.clients.ec2(region)
         if ami is not None:
             found = registry.image_by_id(ec2, region, ami)
             key, values = model.TAG_BUILD_ID, [found.tag(model.TAG_BUILD_ID) or ""] if found else []
         else:
             key, values = settings.tag_key, [fingerprint]
-        if values:
-            images += registry.find_tagged(ec2, region, key, values, owners=settings.owners)
+        return (
+            registry.find_tagged(ec2, region, key, values, owners=settings.owners) if values else []
+        )
+
+    images = [i for found in each_region(regions, candidates).values() for i in found]
     builds = [
         b
         for b in model.builds_of(

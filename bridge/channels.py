@@ -71,8 +71,8 @@ def find_build(
 ) -> Build:
     """The images of one build (by its build-ID tag) in `regions`; each must be there, available
     and not revoked."""
-    images: dict[str, Image] = {}
-    for region in regions:
+
+    def newest(region: str) -> Image | None:
         found = [
             i
             for i in registry.find_tagged(
@@ -80,8 +80,9 @@ def find_build(
             )
             if i.state == "available" and i.tag(model.TAG_DEFINITION) == definition
         ]
-        if found:
-            images[region] = max(found, key=lambda i: i.recency)
+        return max(found, key=lambda i: i.recency) if found else None
+
+    images = {r: i for r, i in each_region(regions, newest).items() if i is not None}
     missing = [r for r in regions if r not in images]
     if missing:
         raise AwsError(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.aws import aws_call
 from bridge.errors import QueryError
+from bridge.fanout import each_region
 
 if TYPE_CHECKING:
     from bridge.aws import AwsClients
@@ -91,7 +92,7 @@ def look(
     """Whether the Recycle Bin would keep `builds` (every regional image and its snapshots) and
     the `leftovers` (region -> snapshots), were gc to delete them now."""
     regions = sorted({i.region for b in builds for i in b.images.values()} | set(leftovers))
-    rules = {region: _rules(clients, region) for region in regions}
+    rules = each_region(regions, lambda region: _rules(clients, region))
     snapshot_tags = _snapshot_tags(clients, rules, builds, leftovers)
     days: dict[tuple[str, str], int | None] = {}
     gaps: dict[tuple[str, str], str] = {}

@@ -54,6 +54,15 @@ def _check(what: str, region: str, permission: str) -> Iterator[None]:
         ) from None
 
 
+def _pages(
+    client: Any, operation: str, check: tuple[str, str, str], **params: Any
+) -> Iterator[dict[str, Any]]:
+    """Every page of a listing through botocore's paginator; a failure stops gc (`check`: what,
+    region and permission, as _check takes them)."""
+    with _check(*check):
+        yield from client.get_paginator(operation).paginate(**params)
+
+
 def scan(
     clients: AwsClients,
     regions: Sequence[str],
@@ -149,21 +158,16 @@ def regions_holding(
 
 def _own_images(ec2: EC2Client, region: str) -> list[Image]:
     """Every image this account owns that carries the bridge's definition tag."""
-    found: list[Image] = []
-    token: str | None = None
-    while True:
-        with _check("listing this account's images", region, "ec2:DescribeImages"):
-            page = ec2.describe_images(
-                Owners=["self"],
-                Filters=[{"Name": "tag-key", "Values": [model.TAG_DEFINITION]}],
-                # Disabled ones too (revoked with on_revoke=disable): gc may delete them.
-                IncludeDisabled=True,
-                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
-            )
-        found += [registry.parse_image(raw, region) for raw in page.get("Images", [])]
-        token = page.get("NextToken")
-        if not token:
-            return found
+    pages = _pages(
+        ec2,
+        "describe_images",
+        ("listing this account's images", region, "ec2:DescribeImages"),
+        Owners=["self"],
+        Filters=[{"Name": "tag-key", "Values": [model.TAG_DEFINITION]}],
+        # Disabled ones too (revoked with on_revoke=disable): gc may delete them.
+        IncludeDisabled=True,
+    )
+    return [registry.parse_image(raw, region) for page in pages for raw in page.get("Images", [])]
 
 
 @dataclass(frozen=True)
@@ -181,21 +185,14 @@ def _launch_templates(
 ) -> dict[str, _Template]:
     """Every version of every launch template (not only the default): launch template ID ->."""
     templates: dict[str, _Template] = {}
-    token: str | None = None
-    while True:
-        with _check("listing launch templates", region, "ec2:DescribeLaunchTemplates"):
-            page = ec2.describe_launch_templates(
-                MaxResults=200,
-                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
-            )
+    check = ("listing launch templates", region, "ec2:DescribeLaunchTemplates")
+    for page in _pages(ec2, "describe_launch_templates", check, MaxResults=200):
         for raw in page.get("LaunchTemplates", []):
             t = _versions(ec2, region, raw)
             templates[t.id] = t
             for version, image in sorted(t.images.items()):
                 uses[image].append(f"launch template {t.name} ({t.id}) version {version}")
-        token = page.get("NextToken")
-        if not token:
-            return templates
+    return templates
 
 
 def _versions(ec2: EC2Client, region: str, raw: Mapping[str, Any]) -> _Template:
@@ -205,27 +202,24 @@ def _versions(ec2: EC2Client, region: str, raw: Mapping[str, Any]) -> _Template:
     # Asked for by version range, so each page is complete whether or not the endpoint pages.
     for low in range(1, latest + 1, 200):
         high = min(low + 199, latest)
-        token: str | None = None
-        while True:
-            with _check(
+        pages = _pages(
+            ec2,
+            "describe_launch_template_versions",
+            (
                 f"reading the versions of launch template {template_id}",
                 region,
                 "ec2:DescribeLaunchTemplateVersions",
-            ):
-                page = ec2.describe_launch_template_versions(
-                    LaunchTemplateId=template_id,
-                    MinVersion=str(low),
-                    MaxVersion=str(high),
-                    MaxResults=200,
-                    **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
-                )
+            ),
+            LaunchTemplateId=template_id,
+            MinVersion=str(low),
+            MaxVersion=str(high),
+            MaxResults=200,
+        )
+        for page in pages:
             for version in page.get("LaunchTemplateVersions", []):
                 image = version.get("LaunchTemplateData", {}).get("ImageId")
                 if image:
                     images[int(version["VersionNumber"])] = str(image)
-            token = page.get("NextToken")
-            if not token:
-                break
     return _Template(
         template_id,
         str(raw.get("LaunchTemplateName", template_id)),
@@ -236,14 +230,14 @@ def _versions(ec2: EC2Client, region: str, raw: Mapping[str, Any]) -> _Template:
 
 
 def _instances(ec2: EC2Client, region: str, uses: dict[str, list[str]]) -> None:
-    token: str | None = None
-    while True:
-        with _check("listing instances", region, "ec2:DescribeInstances"):
-            page = ec2.describe_instances(
-                Filters=[{"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}],
-                MaxResults=1000,
-                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
-            )
+    pages = _pages(
+        ec2,
+        "describe_instances",
+        ("listing instances", region, "ec2:DescribeInstances"),
+        Filters=[{"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}],
+        MaxResults=1000,
+    )
+    for page in pages:
         for reservation in page.get("Reservations", []):
             for instance in reservation.get("Instances", []):
                 state = instance.get("State", {}).get("Name", "?")
@@ -252,9 +246,6 @@ def _instances(ec2: EC2Client, region: str, uses: dict[str, list[str]]) -> None:
                 image = instance.get("ImageId")
                 if image:
                     uses[image].append(f"instance {instance['InstanceId']} ({state})")
-        token = page.get("NextToken")
-        if not token:
-            return
 
 
 def _auto_scaling(
@@ -265,72 +256,63 @@ def _auto_scaling(
 ) -> None:
     """Auto Scaling groups' launch templates (named) and every launch configuration."""
     by_name = {t.name: t for t in templates.values()}
-    token: str | None = None
-    while True:
-        with _check("listing Auto Scaling groups", region, "autoscaling:DescribeAutoScalingGroups"):
-            page = autoscaling.describe_auto_scaling_groups(
-                MaxRecords=100, **({"NextToken": token} if token else {})
+    groups = _pages(
+        autoscaling,
+        "describe_auto_scaling_groups",
+        ("listing Auto Scaling groups", region, "autoscaling:DescribeAutoScalingGroups"),
+        MaxRecords=100,
+    )
+    for group in (g for page in groups for g in page.get("AutoScalingGroups", [])):
+        name = group.get("AutoScalingGroupName", "?")
+        specs = [group.get("LaunchTemplate")]
+        mixed = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {})
+        specs.append(mixed.get("LaunchTemplateSpecification"))
+        specs += [o.get("LaunchTemplateSpecification") for o in mixed.get("Overrides", [])]
+        for spec in specs:
+            if not spec:
+                continue
+            template = templates.get(spec.get("LaunchTemplateId", "")) or by_name.get(
+                spec.get("LaunchTemplateName", "")
             )
-        for group in page.get("AutoScalingGroups", []):
-            name = group.get("AutoScalingGroupName", "?")
-            specs = [group.get("LaunchTemplate")]
-            mixed = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {})
-            specs.append(mixed.get("LaunchTemplateSpecification"))
-            specs += [o.get("LaunchTemplateSpecification") for o in mixed.get("Overrides", [])]
-            for spec in specs:
-                if not spec:
-                    continue
-                template = templates.get(spec.get("LaunchTemplateId", "")) or by_name.get(
-                    spec.get("LaunchTemplateName", "")
+            if template is None:
+                raise RetentionError(
+                    f"The Auto Scaling group {name} in {region} uses the launch template "
+                    f"{spec.get('LaunchTemplateId') or spec.get('LaunchTemplateName')}, "
+                    "which DescribeLaunchTemplates did not list, so gc cannot tell which "
+                    "image it launches and deletes nothing. Check the group's launch "
+                    "template, then run gc again."
                 )
-                if template is None:
-                    raise RetentionError(
-                        f"The Auto Scaling group {name} in {region} uses the launch template "
-                        f"{spec.get('LaunchTemplateId') or spec.get('LaunchTemplateName')}, "
-                        "which DescribeLaunchTemplates did not list, so gc cannot tell which "
-                        "image it launches and deletes nothing. Check the group's launch "
-                        "template, then run gc again."
-                    )
-                wanted = str(spec.get("Version") or "$Default")
-                version = {"$Latest": template.latest, "$Default": template.default}.get(wanted)
-                if version is None and not wanted.isdigit():
-                    raise RetentionError(
-                        f"The Auto Scaling group {name} in {region} names version {wanted!r} of "
-                        f"the launch template {template.name}, which gc cannot read, so it "
-                        "deletes nothing. Check the group's launch template version, then run gc "
-                        "again."
-                    )
-                number = version if version is not None else int(wanted)
-                image = template.images.get(number)
-                if image:
-                    uses[image].append(
-                        f"auto scaling group {name} (launch template {template.name} "
-                        f"version {number})"
-                    )
-            if group.get("LaunchConfigurationName"):
-                uses["lc:" + group["LaunchConfigurationName"]].append(f"auto scaling group {name}")
-        token = page.get("NextToken")
-        if not token:
-            break
-    token = None
-    while True:
-        with _check(
-            "listing launch configurations", region, "autoscaling:DescribeLaunchConfigurations"
-        ):
-            page = autoscaling.describe_launch_configurations(
-                MaxRecords=100, **({"NextToken": token} if token else {})
-            )
-        for config in page.get("LaunchConfigurations", []):
-            name = config.get("LaunchConfigurationName", "?")
-            groups = uses.pop("lc:" + name, [])
-            image = config.get("ImageId")
+            wanted = str(spec.get("Version") or "$Default")
+            version = {"$Latest": template.latest, "$Default": template.default}.get(wanted)
+            if version is None and not wanted.isdigit():
+                raise RetentionError(
+                    f"The Auto Scaling group {name} in {region} names version {wanted!r} of "
+                    f"the launch template {template.name}, which gc cannot read, so it "
+                    "deletes nothing. Check the group's launch template version, then run gc "
+                    "again."
+                )
+            number = version if version is not None else int(wanted)
+            image = template.images.get(number)
             if image:
                 uses[image].append(
-                    f"launch configuration {name}" + (f" of {', '.join(groups)}" if groups else "")
+                    f"auto scaling group {name} (launch template {template.name} version {number})"
                 )
-        token = page.get("NextToken")
-        if not token:
-            break
+        if group.get("LaunchConfigurationName"):
+            uses["lc:" + group["LaunchConfigurationName"]].append(f"auto scaling group {name}")
+    configs = _pages(
+        autoscaling,
+        "describe_launch_configurations",
+        ("listing launch configurations", region, "autoscaling:DescribeLaunchConfigurations"),
+        MaxRecords=100,
+    )
+    for config in (c for page in configs for c in page.get("LaunchConfigurations", [])):
+        name = config.get("LaunchConfigurationName", "?")
+        users = uses.pop("lc:" + name, [])
+        image = config.get("ImageId")
+        if image:
+            uses[image].append(
+                f"launch configuration {name}" + (f" of {', '.join(users)}" if users else "")
+            )
     missing = sorted(k[3:] for k in uses if k.startswith("lc:"))
     if missing:
         raise RetentionError(
@@ -400,23 +382,18 @@ def _image_references(
     ]
     wanted = sorted(set(amis))
     for start in range(0, len(wanted), REFERENCE_BATCH):
-        batch = wanted[start : start + REFERENCE_BATCH]
-        token: str | None = None
-        while True:
-            with _check("asking EC2 for image references", region, "ec2:DescribeImageReferences"):
-                page = ec2.describe_image_references(
-                    ImageIds=batch,
-                    ResourceTypes=resource_types,
-                    MaxResults=1000,
-                    **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
-                )
-            for ref in page.get("ImageReferences", []):
-                uses[str(ref.get("ImageId", ""))].append(
-                    f"{ref.get('ResourceType')} {ref.get('Arn')} (DescribeImageReferences)"
-                )
-            token = page.get("NextToken")
-            if not token:
-                break
+        pages = _pages(
+            ec2,
+            "describe_image_references",
+            ("asking EC2 for image references", region, "ec2:DescribeImageReferences"),
+            ImageIds=wanted[start : start + REFERENCE_BATCH],
+            ResourceTypes=resource_types,
+            MaxResults=1000,
+        )
+        for ref in (r for page in pages for r in page.get("ImageReferences", [])):
+            uses[str(ref.get("ImageId", ""))].append(
+                f"{ref.get('ResourceType')} {ref.get('Arn')} (DescribeImageReferences)"
+            )
 
 
 def _launched(
@@ -457,20 +434,16 @@ def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:
     """Snapshots of images gc deregistered (TAG_GC) whose deletion did not happen: their image is
     gone (asked by ID, whatever its tags)."""
     marked: dict[str, str] = {}
-    token: str | None = None
-    while True:
-        with _check("listing snapshots gc left", region, "ec2:DescribeSnapshots"):
-            page = ec2.describe_snapshots(
-                OwnerIds=["self"],
-                Filters=[{"Name": "tag-key", "Values": [model.TAG_GC]}],
-                **({"NextToken": token} if token else {}),  # type: ignore[arg-type]
-            )
-        for snapshot in page.get("Snapshots", []):
-            tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
-            marked[snapshot["SnapshotId"]] = tags.get(model.TAG_GC, "")
-        token = page.get("NextToken")
-        if not token:
-            break
+    pages = _pages(
+        ec2,
+        "describe_snapshots",
+        ("listing snapshots gc left", region, "ec2:DescribeSnapshots"),
+        OwnerIds=["self"],
+        Filters=[{"Name": "tag-key", "Values": [model.TAG_GC]}],
+    )
+    for snapshot in (s for page in pages for s in page.get("Snapshots", [])):
+        tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
+        marked[snapshot["SnapshotId"]] = tags.get(model.TAG_GC, "")
     amis = sorted(set(marked.values()) - {""})
     registered: set[str] = set()
     for start in range(0, len(amis), registry.FILTER_BATCH):
