@@ -17,10 +17,9 @@ from bridge.settings import (
     DEFAULT_GC_RETIRE_DAYS,
     DEFAULT_JOBS,
     DEFAULT_ON_REVOKED,
-    EXTERNAL_ON_MISSING,
     ON_MISSING,
+    ON_MISSING_DEFAULTS,
     ON_REVOKED,
-    RESOLVE_ON_MISSING,
 )
 
 
@@ -164,9 +163,8 @@ def _shared() -> _Shared:
     revoked.add_argument(
         "--on-revoked",
         choices=ON_REVOKED,
-        default=DEFAULT_ON_REVOKED,
-        help="what a revoked image does: build (the default) treats it as missing (built "
-        "again with --on-missing build), fail fails naming the revocation",
+        help=f"what a revoked image does: {DEFAULT_ON_REVOKED} (the default) treats it as "
+        "missing (built again with --on-missing build), fail fails naming the revocation",
     )
     loud = _Parser(add_help=False)
     loud.add_argument(
@@ -204,7 +202,7 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
         help="Terraform external data source: query on stdin, result on stdout",
         description="Reads one JSON object of strings on stdin (Terraform's external data "
         "source query) and writes one on stdout. Default on_missing: "
-        f"{EXTERNAL_ON_MISSING}.",
+        f"{ON_MISSING_DEFAULTS['external']}.",
         epilog=query_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -223,8 +221,7 @@ def _image_commands(sub: Any, shared: _Shared) -> None:
     p.add_argument(
         "--on-missing",
         choices=ON_MISSING,
-        default=RESOLVE_ON_MISSING,
-        help=f"what a missing image does (default {RESOLVE_ON_MISSING}; exit status 3)",
+        help=f"what a missing image does (default {ON_MISSING_DEFAULTS['resolve']}; exit status 3)",
     )
     p.set_defaults(command_module="resolve", run="run")
 

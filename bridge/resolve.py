@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -24,7 +24,7 @@ from bridge.guard import Guard
 from bridge.lease import Lease
 from bridge.packer import PackerRunner
 from bridge.result import ResolvedAmi, not_found, outcome
-from bridge.settings import DEFAULT_ON_REVOKED, OnMissing, OnRevoked
+from bridge.settings import RunPolicy
 from bridge.survey import Survey, Surveyor
 
 log = logging.getLogger(__name__)
@@ -85,21 +85,11 @@ class Resolver:
             results[d.name] = self._result(decision, d, parent, survey.snapshot.commit)
         return results
 
-    def resolve(
-        self,
-        names: Sequence[str],
-        *,
-        on_missing: OnMissing = "build",
-        on_revoked: OnRevoked = DEFAULT_ON_REVOKED,
-        force: Iterable[str] = (),
-        expect_fingerprint: str | None = None,
-        jobs: int = 1,
-        fail_fast: bool = False,
-    ) -> dict[str, ResolvedAmi]:
-        """Resolve `names` (and their ancestors), acting on misses as `on_missing` says.
+    def resolve(self, names: Sequence[str], policy: RunPolicy) -> dict[str, ResolvedAmi]:
+        """Resolve `names` (and their ancestors), acting on misses as `policy.on_missing` says.
 
-        Up to `jobs` definitions are resolved (built) at once, each as soon as its parent has an
-        image where it is built (schedule.py): a child starts on a parent just built and
+        Up to `policy.jobs` definitions are resolved (built) at once, each as soon as its parent
+        has an image where it is built (schedule.py): a child starts on a parent just built and
         tagged there while the parent's copies to other regions are being made. A failure skips
         the failed definition's descendants not started yet, not its siblings (`fail_fast`
         stops everything), and is raised once the rest is done.
@@ -107,27 +97,18 @@ class Resolver:
         With `expect_fingerprint`, the one definition named must have that fingerprint, or
         nothing is done: what was reviewed (a saved plan) is what is built.
         """
-        forced = set(force)
-        survey = self.surveyor.survey(names, expect_fingerprint=expect_fingerprint)
+        survey = self.surveyor.survey(names, expect_fingerprint=policy.expect_fingerprint)
 
         def step(
             d: Definition, parent: ResolvedAmi | None, release: Callable[[ResolvedAmi], None]
         ) -> ResolvedAmi:
-            return self._resolve_one(
-                survey,
-                d,
-                parent,
-                on_missing=on_missing,
-                on_revoked=on_revoked,
-                forced=forced,
-                release=release,
-            )
+            return self._resolve_one(survey, d, parent, policy, release=release)
 
         outcome = schedule.run(
             survey.definitions,
             step,
-            jobs=jobs,
-            fail_fast=fail_fast,
+            jobs=policy.jobs,
+            fail_fast=policy.fail_fast,
             cancel=self.cancel,
             # A child is built on its parent's image in the child's first region.
             early=lambda child, parent: self.surveyor.regions(child)[0] in parent.amis,
@@ -146,19 +127,17 @@ class Resolver:
         survey: Survey,
         d: Definition,
         parent: ResolvedAmi | None,
+        policy: RunPolicy,
         *,
-        on_missing: OnMissing,
-        on_revoked: OnRevoked,
-        forced: set[str],
         release: Callable[[ResolvedAmi], None] = lambda result: None,
     ) -> ResolvedAmi:
         commit = survey.snapshot.commit
         decision = self._decide(survey, d, parent)
         step = plan.next_step(
             decision,
-            on_missing=on_missing,
-            on_revoked=on_revoked,
-            forced=d.name in forced,
+            on_missing=policy.on_missing,
+            on_revoked=policy.on_revoked,
+            forced=d.name in policy.force,
             parent_ready=parent is None or self.surveyor.regions(d)[0] in parent.amis,
         )
         if step == "wait":
@@ -166,22 +145,27 @@ class Resolver:
             step = "use"
         if step == "use":
             uri = None
-            if on_missing == "build" and plan.renamed(decision, d):
+            if policy.writes and plan.renamed(decision, d):
                 adopted = publish.adopt(self.ctx.clients, d, decision.images)
                 decision = replace(decision, images=MappingProxyType(adopted))
-            if on_missing == "build" and decision.state == "found":
+            if policy.writes and decision.state == "found":
                 claimed = publish.claim(
                     self.ctx.clients, self.ctx.settings.catalog_id, decision.images
                 )
                 decision = replace(decision, images=MappingProxyType(claimed))
-            if on_missing == "build" and plan.needs_manifest(decision, d.name):
+            if policy.writes and plan.needs_manifest(decision, d.name):
                 uri = self._restore_manifest(decision, d, parent)
-            if on_missing == "build" and decision.state == "found":
+            if policy.writes and decision.state == "found":
                 distribute.share_image(self.ctx, d, decision.images)
             return self._result(decision, d, parent, commit, manifest_uri=uri)
         if step == "build":
             return self._locked_build(
-                d, decision, parent, survey.snapshot, recheck=d.name not in forced, release=release
+                d,
+                decision,
+                parent,
+                survey.snapshot,
+                recheck=d.name not in policy.force,
+                release=release,
             )
         if step == "copy":
             return self._locked_copy(d, decision, parent, commit)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -165,10 +165,56 @@ def _on_revoked(value: str | None) -> OnRevoked | None:
     return None  # the schema's enum allows nothing else
 
 
-# Commands' own on_missing defaults: Terraform's data source builds, a person's `resolve` asks.
-EXTERNAL_ON_MISSING: OnMissing = "build"
-RESOLVE_ON_MISSING: OnMissing = "fail"
+# Commands' own on_missing defaults: Terraform's data source builds, a person's `resolve` asks,
+# `build` always builds.
+RunCommand = Literal["external", "resolve", "build"]
+ON_MISSING_DEFAULTS: Mapping[RunCommand, OnMissing] = MappingProxyType(
+    {"external": "build", "resolve": "fail", "build": "build"}
+)
 DEFAULT_JOBS = 4
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """What a run does about what it finds, decided once (run_policy) and passed to the
+    workflows: a missing or revoked image, forced rebuilds, the fingerprint a saved plan
+    reviewed, how many definitions at once, and whether the first failure stops the rest."""
+
+    on_missing: OnMissing
+    on_revoked: OnRevoked = DEFAULT_ON_REVOKED
+    force: frozenset[str] = frozenset()
+    expect_fingerprint: str | None = None
+    jobs: int = 1
+    fail_fast: bool = False
+
+    @property
+    def writes(self) -> bool:
+        """Whether the run may write to AWS (build, tag, share, copy, publish): only one that
+        builds what is missing; a look (fail, report) changes nothing."""
+        return self.on_missing == "build"
+
+
+def run_policy(
+    command: RunCommand,
+    options: Options,
+    env: Mapping[str, str],
+    catalog: Catalog,
+    *,
+    jobs_flag: str | None = None,
+    force: Iterable[str] = (),
+    fail_fast: bool = False,
+) -> RunPolicy:
+    """The run's policy: the options (flag or query), else the command's default."""
+    return RunPolicy(
+        on_missing="build"
+        if command == "build"
+        else options.on_missing or ON_MISSING_DEFAULTS[command],
+        on_revoked=options.on_revoked or DEFAULT_ON_REVOKED,
+        force=frozenset(force),
+        expect_fingerprint=options.expect_fingerprint,
+        jobs=jobs(jobs_flag, env, catalog),
+        fail_fast=fail_fast,
+    )
 
 
 def jobs(flag: str | None, env: Mapping[str, str], catalog: Catalog) -> int:

@@ -36,6 +36,8 @@ OPTION_FLAGS = (
     "manifest_bucket",
     "manifest_prefix",
     "expect_fingerprint",
+    "on_missing",
+    "on_revoked",
 )
 
 

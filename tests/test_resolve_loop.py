@@ -23,7 +23,7 @@ from bridge import manifests, model, publish, workspace
 from bridge.errors import NotFoundError
 from bridge.resolve import Resolver
 from bridge.revoke import Revoker
-from bridge.settings import cache_dir, cli_flag, parse_options
+from bridge.settings import RunPolicy, cache_dir, cli_flag, parse_options
 from testing.git import GitRepo
 from testing.sandbox import (
     aws_client,
@@ -102,7 +102,7 @@ def test_found_images_are_used_and_nothing_is_built(sandbox_env, repo):
     base = place(sandbox_env, repo, "base")
     snowflake = place(sandbox_env, repo, "snowflake")
 
-    results = resolver(sandbox_env, repo).resolve(["snowflake"], on_missing="build")
+    results = resolver(sandbox_env, repo).resolve(["snowflake"], RunPolicy("build"))
 
     assert results["base"].state == "found" and not results["base"].built
     assert results["base"].ami_id == base and dict(results["base"].amis) == {EAST: base}
@@ -121,7 +121,7 @@ def test_a_missing_image_is_built_with_the_planned_build_id(sandbox_env, repo, p
     planned = resolver(sandbox_env, repo).status(["base"])["base"]
     assert planned.state == "missing" and image_ids() == set()
 
-    result = resolver(sandbox_env, repo).resolve(["base"], on_missing="build")["base"]
+    result = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("build"))["base"]
 
     assert result.state == "built" and result.built
     assert image_ids() == {result.ami_id} and dict(result.amis) == {EAST: result.ami_id}
@@ -136,7 +136,7 @@ def test_a_missing_image_with_on_missing_fail_is_not_found_and_nothing_is_built(
     fingerprint = resolver(sandbox_env, repo).surveyor.fingerprints(["base"])["base"]
 
     with pytest.raises(NotFoundError) as caught:
-        resolver(sandbox_env, repo).resolve(["base"], on_missing="fail")
+        resolver(sandbox_env, repo).resolve(["base"], RunPolicy("fail"))
 
     assert fingerprint in str(caught.value)
     assert "no image carries that fingerprint" in str(caught.value)
@@ -146,7 +146,7 @@ def test_a_missing_image_with_on_missing_fail_is_not_found_and_nothing_is_built(
 def test_a_missing_image_with_on_missing_report_is_reported_missing(sandbox_env, repo):
     fingerprints = resolver(sandbox_env, repo).surveyor.fingerprints(["snowflake"])
 
-    results = resolver(sandbox_env, repo).resolve(["snowflake"], on_missing="report")
+    results = resolver(sandbox_env, repo).resolve(["snowflake"], RunPolicy("report"))
 
     for name in ("base", "snowflake"):
         result = results[name]
@@ -170,14 +170,14 @@ def test_a_child_on_a_rebuilt_parent_is_outdated_and_rebuilt_on_the_new_parent(
     deregister(EAST, first_base)
     base = place(sandbox_env, repo, "base")
 
-    reported = resolver(sandbox_env, repo).resolve(["snowflake"], on_missing="report")
+    reported = resolver(sandbox_env, repo).resolve(["snowflake"], RunPolicy("report"))
     assert reported["base"].state == "found" and reported["base"].ami_id == base
     assert reported["snowflake"].state == "outdated" and reported["snowflake"].ami_id == ""
     with pytest.raises(NotFoundError, match="outdated"):
-        resolver(sandbox_env, repo).resolve(["snowflake"], on_missing="fail")
+        resolver(sandbox_env, repo).resolve(["snowflake"], RunPolicy("fail"))
     assert image_ids() == {base, first_snowflake}
 
-    results = resolver(sandbox_env, repo).resolve(["snowflake"], on_missing="build")
+    results = resolver(sandbox_env, repo).resolve(["snowflake"], RunPolicy("build"))
 
     assert results["base"].state == "found" and results["base"].ami_id == base
     result = results["snowflake"]
@@ -195,13 +195,13 @@ def test_an_expired_image_is_rebuilt_under_its_fingerprint(sandbox_env, repo, pa
     catalog_change(repo, "base", max_age_days=OUTLIVED_DAYS)
     old = place(sandbox_env, repo, "base")
 
-    reported = resolver(sandbox_env, repo).resolve(["base"], on_missing="report")["base"]
+    reported = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("report"))["base"]
     assert reported.state == "expired" and reported.ami_id == ""
     with pytest.raises(NotFoundError, match="max_age_days"):
-        resolver(sandbox_env, repo).resolve(["base"], on_missing="fail")
+        resolver(sandbox_env, repo).resolve(["base"], RunPolicy("fail"))
     assert image_ids() == {old}
 
-    result = resolver(sandbox_env, repo).resolve(["base"], on_missing="build")["base"]
+    result = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("build"))["base"]
 
     assert result.state == "built" and result.ami_id not in (old, "")
     assert result.fingerprint == tags(old)["SHA"]
@@ -239,7 +239,7 @@ def test_a_revoked_image_with_on_revoked_fail_is_not_found_even_with_on_missing_
 ):
     revoked = revoke_base(sandbox_env, repo)
 
-    reported = resolver(sandbox_env, repo).resolve(["base"], on_missing="report")["base"]
+    reported = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("report"))["base"]
     assert reported.state == "revoked" and reported.revoked and reported.ami_id == ""
     assert reported.revoke_reason == "CVE-2026-1 in openssl"
     with pytest.raises(NotFoundError, match="revoked") as caught:
@@ -256,12 +256,12 @@ def test_an_image_in_one_of_two_regions_is_copied_not_rebuilt(sandbox_env, repo)
     catalog_change(repo, "base", regions=[EAST, WEST])
     east = place(sandbox_env, repo, "base", EAST)
 
-    reported = resolver(sandbox_env, repo).resolve(["base"], on_missing="report")["base"]
+    reported = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("report"))["base"]
     assert reported.state == "partial" and dict(reported.amis) == {EAST: east}
     assert dict(reported.region_states) == {EAST: "found", WEST: "missing"}
     assert image_ids(WEST) == set()
 
-    result = resolver(sandbox_env, repo).resolve(["base"], on_missing="build")["base"]
+    result = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("build"))["base"]
 
     assert result.state == "found" and not result.built
     (west,) = image_ids(WEST)
@@ -374,7 +374,7 @@ def test_a_pending_image_is_waited_for_and_used(pending_base, repo):
     assert resolver(env, repo).status(["base"])["base"].state == "pending"
     looked = proxy.pending_answers
 
-    result = resolver(env, repo).resolve(["base"], on_missing="build")["base"]
+    result = resolver(env, repo).resolve(["base"], RunPolicy("build"))["base"]
 
     # Seen pending by this resolve, then waited on.
     assert proxy.pending_answers > looked and proxy.polled.is_set()
@@ -397,4 +397,4 @@ def test_a_build_run_that_leaves_a_region_without_its_image_fails(sandbox_env, r
     place(sandbox_env, repo, "base")
     monkeypatch.setattr(distribute, "distribute", lambda ctx, d, images, regions: images)
     with pytest.raises(BuildError, match=r"no image of the build in eu-west-1 \(no image\)"):
-        resolver(sandbox_env, repo).resolve(["base"], on_missing="build")
+        resolver(sandbox_env, repo).resolve(["base"], RunPolicy("build"))

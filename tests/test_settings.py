@@ -14,10 +14,12 @@ from bridge.settings import (
     DEFAULT_OWNERS,
     DEFAULT_TAG_KEY,
     Options,
+    RunPolicy,
     Settings,
     cache_dir,
     parse_options,
     query_key,
+    run_policy,
     state_dir,
 )
 
@@ -190,3 +192,22 @@ def test_flags_and_queries_share_one_validator(key, value, capsys):
         f"query key {key!r}", f"option {flag}"
     )
     assert flag_message.strip() == f"ami-bridge: error: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("command", "given", "expected"),
+    [
+        ("external", None, "build"),  # Terraform's data source builds
+        ("resolve", None, "fail"),  # a person's resolve asks
+        ("build", None, "build"),
+        ("external", "report", "report"),
+        ("resolve", "build", "build"),
+        ("build", "fail", "build"),  # `build` always builds
+    ],
+)
+def test_the_run_policy_is_decided_once_from_the_options_then_the_commands_default(
+    command, given, expected
+):
+    policy = run_policy(command, Options(on_missing=given), {}, EMPTY, force=["base"])
+    assert policy == RunPolicy(expected, "build", frozenset({"base"}), None, 4, False)
+    assert policy.writes is (expected == "build")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from bridge.commands.resolve import report
 from bridge.errors import EXIT_OK, QueryError
-from bridge.settings import jobs
+from bridge.settings import run_policy
 from bridge.workspace import context, names, options, resolver
 
 _LOCAL_EXEC = re.compile(r"ami-bridge build ([a-z][a-z0-9_-]{0,62})")
@@ -26,15 +26,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.dry_run:
         report(args, the.status(wanted, expect_fingerprint=opts.expect_fingerprint))
         return EXIT_OK
-    results = the.resolve(
-        wanted,
-        on_missing="build",
-        on_revoked=args.on_revoked,
+    policy = run_policy(
+        "build",
+        opts,
+        env,
+        ctx.catalog,
+        jobs_flag=args.jobs,
         force=wanted if args.force else (),
-        expect_fingerprint=opts.expect_fingerprint,
-        jobs=jobs(args.jobs, env, ctx.catalog),
         fail_fast=args.fail_fast,
     )
+    results = the.resolve(wanted, policy)
     # The named definitions, and the ancestors this run built for them.
     return report(args, {n: r for n, r in results.items() if n in wanted or r.built})
 

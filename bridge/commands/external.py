@@ -11,13 +11,11 @@ from bridge import protocol
 from bridge.errors import EXIT_OK, QueryError
 from bridge.protocol import Query
 from bridge.settings import (
-    DEFAULT_ON_REVOKED,
-    EXTERNAL_ON_MISSING,
     cache_dir,
     channel_region,
-    jobs,
     module_variable,
     query_key,
+    run_policy,
 )
 from bridge.workspace import context, resolver
 
@@ -38,11 +36,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_OK
     ctx = context(query.options, env, spell)
     resolved = resolver(ctx, env, echo=None).resolve(
-        list(query.definitions),
-        on_missing=query.options.on_missing or EXTERNAL_ON_MISSING,
-        on_revoked=query.options.on_revoked or DEFAULT_ON_REVOKED,
-        expect_fingerprint=query.options.expect_fingerprint,
-        jobs=jobs(None, env, ctx.catalog),
+        list(query.definitions), run_policy("external", query.options, env, ctx.catalog)
     )
     if query.options.require_provenance:
         from bridge import provenance

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from bridge import render
 from bridge.errors import EXIT_MISSING, EXIT_OK
 from bridge.result import ResolvedAmi
-from bridge.settings import jobs
+from bridge.settings import run_policy
 from bridge.workspace import context, names, options, resolver
 
 
@@ -21,11 +21,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         ctx, env, echo=None if args.quiet else sys.stderr, verbose=args.verbose
     ).resolve(
         wanted,
-        on_missing=args.on_missing,
-        on_revoked=args.on_revoked,
-        expect_fingerprint=opts.expect_fingerprint,
-        jobs=jobs(args.jobs, env, ctx.catalog),
-        fail_fast=args.fail_fast,
+        run_policy(
+            "resolve", opts, env, ctx.catalog, jobs_flag=args.jobs, fail_fast=args.fail_fast
+        ),
     )
     return report(args, {n: r for n, r in results.items() if n in wanted})
 
