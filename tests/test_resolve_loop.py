@@ -223,7 +223,7 @@ def revoke_base(env: Mapping[str, str], repo: GitRepo) -> str:
 def test_a_revoked_image_is_built_again_with_on_revoked_build(sandbox_env, repo, packer):
     revoked = revoke_base(sandbox_env, repo)
 
-    results = resolver(sandbox_env, repo).resolve(["base"], on_missing="build", on_revoked="build")
+    results = resolver(sandbox_env, repo).resolve(["base"], RunPolicy("build", "build"))
     result = results["base"]
 
     assert result.state == "built" and result.ami_id not in (revoked, "")
@@ -243,7 +243,7 @@ def test_a_revoked_image_with_on_revoked_fail_is_not_found_even_with_on_missing_
     assert reported.state == "revoked" and reported.revoked and reported.ami_id == ""
     assert reported.revoke_reason == "CVE-2026-1 in openssl"
     with pytest.raises(NotFoundError, match="revoked") as caught:
-        resolver(sandbox_env, repo).resolve(["base"], on_missing="build", on_revoked="fail")
+        resolver(sandbox_env, repo).resolve(["base"], RunPolicy("build", "fail"))
 
     assert "CVE-2026-1 in openssl" in str(caught.value)
     assert image_ids() == {revoked}
