@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import git
 
-    from bridge.aws import AwsClients
+    from bridge.aws.clients import AwsClients
     from bridge.catalog import Catalog
     from bridge.settings import Settings
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from bridge.aws import aws_call
+from bridge.aws.clients import aws_call
 from bridge.errors import AwsError, FingerprintError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from bridge.aws import MAX_ATTEMPTS, RETRY_MODE, AwsClients, aws_call
+from bridge.aws.clients import MAX_ATTEMPTS, RETRY_MODE, AwsClients, aws_call
 from bridge.errors import AwsError
 from testing.faultproxy import FaultProxy
 
@@ -74,7 +74,7 @@ def test_other_exceptions_pass_through():
 
 
 def test_token_bucket_lets_a_burst_through_then_paces_at_the_rate():
-    from bridge.aws import TokenBucket
+    from bridge.aws.clients import TokenBucket
 
     now = [0.0]
     slept: list[float] = []
@@ -92,7 +92,7 @@ def test_token_bucket_lets_a_burst_through_then_paces_at_the_rate():
 def test_create_tags_takes_a_token_from_its_regions_bucket(monkeypatch):
     from botocore.stub import Stubber
 
-    from bridge import aws
+    from bridge.aws import clients as aws
 
     taken: list[float] = []
     monkeypatch.setattr(aws.TokenBucket, "take", lambda self: taken.append(self.rate))
@@ -108,7 +108,7 @@ def test_create_tags_takes_a_token_from_its_regions_bucket(monkeypatch):
 def test_sharing_and_channel_writes_take_tokens_from_their_regions_buckets(monkeypatch):
     from botocore.stub import Stubber
 
-    from bridge import aws
+    from bridge.aws import clients as aws
 
     taken: list[float] = []
     monkeypatch.setattr(aws.TokenBucket, "take", lambda self: taken.append(self.rate))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.build import build_image, packer_value, packer_variables
 from bridge.catalog import Definition, load_catalog
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner, parse_line
+from bridge.pipeline.build import build_image, packer_value, packer_variables
 from testing.bridge import run_bridge
 from testing.fingerprint import fingerprints
 from testing.sandbox import aws_client

@@ -7,8 +7,8 @@ import os
 import git
 import pytest
 
-from bridge.checkout import exported
 from bridge.errors import BuildError
+from bridge.pipeline.checkout import exported
 
 
 def test_the_export_holds_the_committed_bytes_modes_and_links(repo, tmp_path):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bridge.cli import main
+from bridge.cli.dispatch import main
 from bridge.settings import build_url
 from testing.bridge import run_bridge
 from testing.sandbox import aws_client, own_images
@@ -151,14 +151,14 @@ def test_manifest_command_prints_and_checks_the_manifest(sandbox_env, repo, pack
 
 
 def test_a_bug_exits_70_with_a_crash_log_and_no_traceback(monkeypatch, capsys, tmp_path):
-    import bridge.commands.status
+    import bridge.cli.commands.status
 
     def broken(args, env):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setenv("AMI_BRIDGE_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("AMI_BRIDGE_DEBUG", raising=False)
-    monkeypatch.setattr(bridge.commands.status, "run", broken)
+    monkeypatch.setattr(bridge.cli.commands.status, "run", broken)
     assert main(["status"]) == 70
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError: a bug" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bridge import model
-from bridge.aws import AwsClients, aws_call
+from bridge.aws.clients import AwsClients, aws_call
 from testing.bridge import external, external_many
 from testing.faultproxy import FaultProxy
 from testing.sandbox import builds_per_definition, manifest_keys, own_images, tags_of

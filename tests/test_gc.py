@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from bridge import model
-from bridge.lease import LeaseConfig, LeaseManager, lease_key
+from bridge.aws.lease import LeaseConfig, LeaseManager, lease_key
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy
 from testing.hold import wait_for

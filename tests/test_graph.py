@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from bridge.catalog import load_catalog
-from bridge.graph import render
+from bridge.cli.graph import render
 
 
 def test_dot_and_mermaid(repo):
@@ -95,7 +95,7 @@ def test_svg_and_png_are_drawn_by_graphviz(repo, tmp_path):
 
 
 def test_drawn_marks_say_revoked_and_expired(repo):
-    from bridge.graph import draw
+    from bridge.cli.graph import draw
 
     catalog = load_catalog(repo.path)
     svg = draw(render(catalog, "dot", {"base": "CVE-2026-7"}, ["snowflake"]), "svg").decode()
@@ -121,7 +121,7 @@ def test_a_drawn_graph_with_status_says_and_colours_each_state_as_the_report_doe
 ):
     import xml.etree.ElementTree as ET
 
-    from bridge.graph import COLOURS
+    from bridge.cli.graph import COLOURS
     from testing.bridge import run_bridge
 
     built = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)

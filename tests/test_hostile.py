@@ -118,8 +118,8 @@ def test_owner_is_checked_even_if_the_filter_lets_an_image_through():
     """Defence in depth: an image EC2 returns for our tag but owned by a stranger is dropped."""
     from botocore.stub import Stubber
 
-    from bridge.aws import AwsClients
-    from bridge.registry import find_images
+    from bridge.aws.clients import AwsClients
+    from bridge.aws.registry import find_images
 
     ec2 = AwsClients().ec2("us-east-1")
     fp = "a" * 40
@@ -159,8 +159,8 @@ def test_no_secrets_in_failures_crash_logs_or_debug_output(
     import io
     import sys
 
-    from bridge import registry
-    from bridge.cli import main
+    from bridge.aws import registry
+    from bridge.cli.dispatch import main
 
     secret, token = "SECRETzz" + "7" * 32, "TOKENzz" + "6" * 40
     state = tmp_path / "secrets-state"

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from bridge.aws.lease import LeaseConfig, LeaseManager, lease_key
 from bridge.errors import LeaseError
-from bridge.lease import LeaseConfig, LeaseManager, lease_key
 from testing.sandbox import BUCKET, aws_client
 
 FP = "f" * 40

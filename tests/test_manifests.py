@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.aws.manifests import Manifest, ParentRef, fetch, manifest_key, manifest_uri, publish
 from bridge.errors import ManifestError
-from bridge.manifests import Manifest, ParentRef, fetch, manifest_key, manifest_uri, publish
 from testing.sandbox import BUCKET, aws_client
 
 FP = "a" * 40

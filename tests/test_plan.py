@@ -20,7 +20,7 @@ from bridge.model import (
     ImageState,
     builds_of,
 )
-from bridge.plan import (
+from bridge.pipeline.plan import (
     Decision,
     build_id,
     decide,
@@ -490,7 +490,7 @@ def test_a_revocation_written_by_hand_without_a_zone_counts_as_utc():
 def test_a_partial_image_is_pointed_at_a_copy_never_at_a_rebuild():
     from pathlib import Path
 
-    from bridge.result import not_found
+    from bridge.pipeline.result import not_found
     from bridge.settings import Settings
 
     seen = {"eu-west-1": [image("ami-9", "eu-west-1")]}

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from bridge.cli.protocol import encode_result, parse_query
 from bridge.errors import QueryError
-from bridge.protocol import encode_result, parse_query
 from testing.bridge import external
 from testing.sandbox import manifest_keys, own_images, tags_of
 

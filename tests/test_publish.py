@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import model, registry
-from bridge.aws import AwsClients
+from bridge import model
+from bridge.aws import registry
+from bridge.aws.clients import AwsClients
+from bridge.aws.manifests import ParentRef, fetch
 from bridge.catalog import Definition
 from bridge.errors import BuildError
-from bridge.manifests import ParentRef, fetch
-from bridge.publish import Provenance, image_tags, publish
+from bridge.pipeline.publish import Provenance, image_tags, publish
 from testing.sandbox import BUCKET, aws_client, make_image, tags_of
 
 FP = "a" * 40
@@ -127,9 +128,9 @@ def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):
 
 
 def test_restore_leaves_a_manifest_that_describes_other_images_alone(sandbox_env):
-    from bridge.manifests import Manifest
-    from bridge.manifests import publish as write_manifest
-    from bridge.publish import restore_manifest
+    from bridge.aws.manifests import Manifest
+    from bridge.aws.manifests import publish as write_manifest
+    from bridge.pipeline.publish import restore_manifest
 
     ec2 = aws_client("ec2")
     ours, theirs = make_image(ec2, "ours"), make_image(ec2, "theirs")

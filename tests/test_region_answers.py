@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 
-from bridge import manifests
+from bridge.aws import manifests
 from bridge.catalog import load_catalog
-from bridge.cli import main
-from bridge.publish import Provenance, image_tags
+from bridge.cli.dispatch import main
+from bridge.pipeline.publish import Provenance, image_tags
 from testing.bridge import external, run_bridge
 from testing.fingerprint import fingerprints
 from testing.git import make_repo

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.aws import AwsClients
+from bridge.aws.clients import AwsClients
+from bridge.aws.registry import describe_image, find_images, tag_image
 from bridge.errors import AwsError
-from bridge.registry import describe_image, find_images, tag_image
 from testing.sandbox import aws_client, make_image
 
 
@@ -77,7 +77,7 @@ def test_pending_image_is_waited_for():
     """EC2's image_available waiter, against stubbed EC2 answers (the sandbox has no pending state)."""
     from botocore.stub import Stubber
 
-    from bridge.registry import wait_available
+    from bridge.aws.registry import wait_available
 
     ec2 = AwsClients().ec2("us-east-1")
     with Stubber(ec2) as stub:
@@ -91,7 +91,7 @@ def test_pending_image_is_waited_for():
 def test_image_that_fails_while_waited_for_is_an_error():
     from botocore.stub import Stubber
 
-    from bridge.registry import wait_available
+    from bridge.aws.registry import wait_available
 
     ec2 = AwsClients().ec2("us-east-1")
     with Stubber(ec2) as stub:

@@ -226,7 +226,7 @@ def test_hcl2_template_child(sandbox_env, repo, packer):
 
 
 def test_manifest_matches_schema_and_images(sandbox_env, repo, packer):
-    from bridge.manifests import validate
+    from bridge.aws.manifests import validate
 
     result = resolve(sandbox_env, repo)
     key = result["manifest_uri"].removeprefix(f"s3://{BUCKET}/")

@@ -19,10 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bridge import manifests, model, publish, workspace
+from bridge import model
+from bridge.aws import manifests
+from bridge.cli import workspace
 from bridge.errors import NotFoundError
-from bridge.resolve import Resolver
-from bridge.revoke import Revoker
+from bridge.lifecycle.revoke import Revoker
+from bridge.pipeline import publish
+from bridge.pipeline.resolve import Resolver
 from bridge.settings import RunPolicy, cache_dir, cli_flag, parse_options
 from testing.git import GitRepo
 from testing.sandbox import (
@@ -387,8 +390,8 @@ def test_a_pending_image_is_waited_for_and_used(pending_base, repo):
 def test_a_build_run_that_leaves_a_region_without_its_image_fails(sandbox_env, repo, monkeypatch):
     """The post-condition: were the copy step to do nothing, the run fails naming the region,
     never exits 0 with an image missing where the definition needs one."""
-    from bridge import distribute
     from bridge.errors import BuildError
+    from bridge.pipeline import distribute
 
     data = repo.catalog()
     data["regions"] = [EAST, "eu-west-1"]

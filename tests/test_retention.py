@@ -8,8 +8,9 @@ from types import MappingProxyType
 
 import pytest
 
-from bridge import model, retention
+from bridge import model
 from bridge.errors import QueryError
+from bridge.lifecycle import retention
 from bridge.model import Image
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)

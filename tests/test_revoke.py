@@ -279,8 +279,8 @@ def test_any_regional_copy_names_the_build_and_every_copy_is_revoked(sandbox_env
 
 def test_the_revocation_helpers_check_and_shape_their_values():
     from bridge.errors import QueryError
+    from bridge.lifecycle.revoke import check_reason, deprecate_at, parse_time
     from bridge.model import timestamp
-    from bridge.revoke import check_reason, deprecate_at, parse_time
 
     now = datetime(2026, 3, 1, 12, 0, 30, 500, tzinfo=timezone.utc)
     assert parse_time(None, now) == now.replace(microsecond=0)
@@ -316,8 +316,8 @@ def test_a_revocation_that_outlasts_the_minute_it_started_in_still_deprecates(
     """The minute boundary forced: the run started minutes ago (a slow machine, many images);
     each deprecation time is taken from the clock when it is sent, so EC2 never gets one in the
     past."""
-    from bridge import workspace
-    from bridge.revoke import Revoker
+    from bridge.cli import workspace
+    from bridge.lifecycle.revoke import Revoker
     from bridge.settings import cache_dir, cli_flag, parse_options
 
     code, first = resolve(repo, sandbox_env, "--on-missing", "build")
@@ -400,8 +400,8 @@ def test_revoking_a_definition_revokes_every_build_of_its_fingerprint(sandbox_en
     assert manifest("base", newer["fingerprint"])["revoked"]["reason"] == "CVE-2026-9 in glibc"
     # Run again (as to complete a run cut short), ten minutes later: it completes, and moves no
     # deprecation EC2 has already (the images stay deprecated).
-    from bridge import workspace
-    from bridge.revoke import Revoker
+    from bridge.cli import workspace
+    from bridge.lifecycle.revoke import Revoker
     from bridge.settings import cache_dir, cli_flag, parse_options
 
     deprecated = {r["ami_id"]: image(r["ami_id"])["DeprecationTime"] for r in (older, newer)}

@@ -16,11 +16,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bridge import model, workspace
-from bridge.aws import AwsClients
+from bridge import model
+from bridge.aws.clients import AwsClients
+from bridge.cli import workspace
 from bridge.context import Context
 from bridge.errors import BridgeError
-from bridge.revoke import Revoker
+from bridge.lifecycle.revoke import Revoker
 from bridge.settings import cli_flag, parse_options, state_dir
 from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, aws_client, tags_of

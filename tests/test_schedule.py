@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bridge import schedule
 from bridge.catalog import Definition
 from bridge.errors import BuildError, Cancelled
+from bridge.pipeline import schedule
 
 Release = Callable[[str], None] | None
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from bridge.aws import AwsClients
-from bridge.seed import build_artifacts, built_images
+from bridge.aws.clients import AwsClients
+from bridge.pipeline.seed import build_artifacts, built_images
 from testing.sandbox import aws_client, make_image
 
 OURS = {"fingerprint": "a" * 40, "tag_key": "SHA"}

@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import DataNotFoundError
 from botocore.loaders import JSONFileLoader, Loader
 
-from bridge import service_models
-from bridge.aws import AwsClients
+from bridge.aws import service_models
+from bridge.aws.clients import AwsClients
 
 BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
 

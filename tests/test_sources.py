@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from bridge.aws import AwsClients
+from bridge.aws.clients import AwsClients
 from bridge.errors import BuildError, FingerprintError
 from bridge.sandbox import BASE_IMAGE, access_key
 from bridge.sources import SourceFilter, SourcePick, find_source

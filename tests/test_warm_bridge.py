@@ -69,11 +69,11 @@ def test_every_command_imports_in_a_fresh_interpreter_as_the_cli_imports_it():
                 sys.executable,
                 "-c",
                 "import importlib, sys; import bridge.cli; "
-                "importlib.import_module('bridge.commands.' + sys.argv[1])",
+                "importlib.import_module('bridge.cli.dispatch.commands.' + sys.argv[1])",
                 command,
             ],
             capture_output=True,
             text=True,
             check=False,
         )
-        assert proc.returncode == 0, f"bridge.commands.{command}:\n{proc.stderr}"
+        assert proc.returncode == 0, f"bridge.cli.dispatch.commands.{command}:\n{proc.stderr}"

@@ -1,0 +1,419 @@
+"""Promotion channels: named pointers to images, kept as SSM parameters (AWS's own primitive).
+
+A channel of a definition is the parameter `/<prefix>/<definition>/<channel>` (DataType
+`aws:ec2:image`) in every region of the definition; its value is the image's AMI in that region,
+and its description names the build (`DESCRIPTION`), so any reader can tell which build a value
+is. Parameter versions are the channel's history: a promotion or a rollback is a new version.
+
+A channel always holds one build in every region: a promotion checks that the build has an
+available, unrevoked image in each region before it writes any parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from bridge import model
+from bridge.aws import registry
+from bridge.aws.clients import AwsClients, aws_call
+from bridge.aws.fanout import each_region
+from bridge.errors import AwsError, QueryError
+from bridge.model import Build, Image
+from bridge.pipeline import gates
+
+if TYPE_CHECKING:
+    from bridge.context import Context
+    from bridge.pipeline.result import ResolvedAmi
+
+# A channel's name: what people call stages (dev, staging, prod).
+CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+DESCRIPTION = "ami-chain {definition} build {build_id} fingerprint {fingerprint}"
+_DESCRIBED = re.compile(r"^ami-chain (\S+) build (\S+) fingerprint (\S+)$")
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a channel's parameter in one region."""
+
+    version: int
+    modified: str
+    ami_id: str
+    # From the description: "" for a value the bridge did not write.
+    build_id: str
+    fingerprint: str
+
+
+def parameter_name(prefix: str, definition: str, channel: str) -> str:
+    """The SSM parameter that holds `definition`'s `channel`."""
+    return f"/{prefix.strip('/')}/{definition}/{channel}"
+
+
+def described(description: str) -> tuple[str, str, str] | None:
+    """(definition, build ID, fingerprint) from a channel parameter's description, or None."""
+    match = _DESCRIBED.match(description or "")
+    return (match[1], match[2], match[3]) if match else None
+
+
+def check_channel(channel: str) -> str:
+    """`channel`, when it is a valid channel name."""
+    if not CHANNEL_NAME.match(channel):
+        raise QueryError(
+            f"{channel!r} is not a channel name: use lowercase letters, digits, - and _, "
+            "starting with a letter (dev, staging, prod)."
+        )
+    return channel
+
+
+def find_build(
+    clients: AwsClients, definition: str, build_id: str, regions: Sequence[str], *, tag_key: str
+) -> Build:
+    """The images of one build (by its build-ID tag) in `regions`; each must be there, available
+    and not revoked."""
+
+    def newest(region: str) -> Image | None:
+        found = [
+            i
+            for i in registry.find_tagged(
+                clients.ec2(region), region, model.TAG_BUILD_ID, [build_id], owners=["self"]
+            )
+            if i.state == "available" and i.tag(model.TAG_DEFINITION) == definition
+        ]
+        return max(found, key=lambda i: i.recency) if found else None
+
+    images = {r: i for r, i in each_region(regions, newest).items() if i is not None}
+    missing = [r for r in regions if r not in images]
+    if missing:
+        raise AwsError(
+            f"Build {build_id[:12]} of {definition!r} has no available image in "
+            f"{', '.join(missing)}, so a channel cannot point at it there. Distribute it first "
+            f"(`ami-bridge build {definition}` copies a partial image), then promote again."
+        )
+    now = datetime.now(timezone.utc)
+    revoked = sorted(
+        f"{i.ami_id} in {r} (since {i.tag(model.TAG_REVOKED_AT)})"
+        for r, i in images.items()
+        if model.is_revoked(i, now)
+    )
+    if revoked:
+        raise QueryError(
+            f"Build {build_id[:12]} of {definition!r} is revoked ({'; '.join(revoked)}), so it "
+            "cannot be promoted. Promote another build, or restore it first (`ami-bridge "
+            "restore`)."
+        )
+    archived = sorted(f"{i.ami_id} in {r}" for r, i in images.items() if i.tag(model.TAG_ARCHIVED))
+    if archived:
+        raise QueryError(
+            f"Build {build_id[:12]} of {definition!r} has its snapshots archived "
+            f"({'; '.join(archived)}), so nobody could launch it from a channel. Restore them "
+            f"first (`ami-bridge unarchive {definition} --ami {images[regions[0]].ami_id}`), or "
+            "promote another build."
+        )
+    return Build(
+        definition=definition,
+        fingerprint=images[regions[0]].tag(tag_key) or "",
+        build_id=build_id,
+        images=images,
+    )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Where a promotion (or rollback) left a channel."""
+
+    # region -> the parameter's version holding the build
+    versions: Mapping[str, int]
+    # The regions whose channel held the build already: no new version was written.
+    unchanged: frozenset[str] = frozenset()
+
+
+def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Promotion:
+    """Point `channel` at `build` in each of its regions. A region whose channel holds the
+    build's image already keeps its version: promoting twice is one promotion."""
+    from botocore.exceptions import ClientError
+
+    name = parameter_name(prefix, build.definition, check_channel(channel))
+    description = DESCRIPTION.format(
+        definition=build.definition, build_id=build.build_id, fingerprint=build.fingerprint
+    )
+
+    def point(region: str) -> tuple[int, bool]:
+        """The region's parameter at the build's image: (its version, whether it held it)."""
+        image = build.images[region]
+        ssm = clients.ssm(region)
+        with aws_call(f"reading {name} in {region}", "ssm:GetParameter"):
+            try:
+                held = ssm.get_parameter(Name=name)["Parameter"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                    raise
+                held = None
+        if held is not None and held["Value"] == image.ami_id:
+            return int(held["Version"]), True
+        with aws_call(f"writing {name} in {region}", "ssm:PutParameter"):
+            response = ssm.put_parameter(
+                Name=name,
+                Value=image.ami_id,
+                Type="String",
+                DataType="aws:ec2:image",
+                Description=description,
+                Overwrite=True,
+            )
+        return int(response["Version"]), False
+
+    # Every region at once.
+    pointed = each_region(sorted(build.images), point)
+    versions = {region: version for region, (version, _) in pointed.items()}
+    unchanged = {region for region, (_, held) in pointed.items() if held}
+    return Promotion(versions, frozenset(unchanged))
+
+
+def current(
+    clients: AwsClients, prefix: str, definition: str, channel: str, region: str
+) -> Version:
+    """What `channel` holds in `region`."""
+    name = parameter_name(prefix, definition, check_channel(channel))
+    ssm = clients.ssm(region)
+    from botocore.exceptions import ClientError
+
+    with aws_call(f"reading {name} in {region}", "ssm:GetParameter"):
+        try:
+            raw = ssm.get_parameter(Name=name)["Parameter"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                raise
+            raise QueryError(
+                f"Channel {channel!r} of {definition!r} does not exist in {region} (no SSM "
+                f"parameter {name}){_others(ssm, prefix, definition, channel)}. Promote an "
+                f"image to it first: `ami-bridge promote {definition} {channel}`; or check the "
+                "channel's name, the region and the channel prefix."
+            ) from None
+        # GetParameter has no description: the history's last entry has it.
+        history = versions(ssm, name)
+    last = history[-1] if history and history[-1].version == raw["Version"] else None
+    return Version(
+        version=int(raw["Version"]),
+        modified=_iso(raw.get("LastModifiedDate")),
+        ami_id=str(raw["Value"]),
+        build_id=last.build_id if last else "",
+        fingerprint=last.fingerprint if last else "",
+    )
+
+
+def history(
+    clients: AwsClients, prefix: str, definition: str, channel: str, region: str
+) -> list[Version]:
+    """Every version of `channel` in `region`, oldest first."""
+    name = parameter_name(prefix, definition, check_channel(channel))
+    with aws_call(f"reading the history of {name} in {region}", "ssm:GetParameterHistory"):
+        found = versions(clients.ssm(region), name)
+    if not found:
+        raise QueryError(
+            f"Channel {channel!r} of {definition!r} has no history in {region} (no SSM parameter "
+            f"{name}). Promote an image to it first: `ami-bridge promote {definition} {channel}`."
+        )
+    return found
+
+
+def _others(ssm: Any, prefix: str, definition: str, channel: str) -> str:
+    """For a channel that does not exist: the definition's channels in the region, and the
+    closest name (a typo), or nothing when they cannot be listed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        names = sorted(n.rsplit("/", 1)[1] for n in listed(ssm, f"{prefix}/{definition}"))
+    except (BotoCoreError, ClientError):  # ssm:GetParametersByPath not allowed: no hint
+        return ""
+    if not names:
+        return f"; {definition!r} has no channel there"
+    import difflib
+
+    close = difflib.get_close_matches(channel, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"; its channels there: {', '.join(names)}{hint}"
+
+
+def listed(ssm: Any, prefix: str) -> dict[str, str]:
+    """Every parameter under `prefix` (any depth): name -> current value. AWS errors are the
+    caller's to wrap (status and gc say different things about them)."""
+    found: dict[str, str] = {}
+    root = "/" + prefix.strip("/")
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=root, Recursive=True):
+        for raw in page.get("Parameters", []):
+            found[str(raw["Name"])] = str(raw["Value"])
+    return found
+
+
+def versions(ssm: Any, name: str) -> list[Version]:
+    """Every version of the parameter `name`, oldest first (none when it does not exist)."""
+    from botocore.exceptions import ClientError
+
+    versions: list[Version] = []
+    try:
+        for page in ssm.get_paginator("get_parameter_history").paginate(Name=name):
+            for raw in page.get("Parameters", []):
+                what = described(raw.get("Description", "")) or ("", "", "")
+                versions.append(
+                    Version(
+                        version=int(raw["Version"]),
+                        modified=_iso(raw.get("LastModifiedDate")),
+                        ami_id=str(raw["Value"]),
+                        build_id=what[1],
+                        fingerprint=what[2],
+                    )
+                )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+            raise
+    return sorted(versions, key=lambda v: v.version)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return model.timestamp(value)
+    return str(value or "")
+
+
+def chosen_build(
+    ctx: Context,
+    definition: str,
+    regions: Sequence[str],
+    resolved: Callable[[], ResolvedAmi],
+    *,
+    fingerprint: str | None = None,
+    ami: str | None = None,
+    from_channel: str | None = None,
+    require: Sequence[str] = (),
+) -> Build:
+    """The build a promotion names: the image of `definition` at the commit (`resolved`), or the
+    newest image with `fingerprint`, the build of the image `ami` (any of its regional copies),
+    or what `from_channel` holds (a gate: staging -> prod). `regions`: where `definition`'s
+    image must exist, the first where it is built. It must have passed the definition's tests
+    and the checks `require` names (gates.py)."""
+    d = ctx.catalog.get(definition)
+    clients, settings = ctx.clients, ctx.settings
+    build_id = ""
+    if from_channel is not None:
+        held = current(clients, ctx.catalog.channel_prefix, d.name, from_channel, regions[0])
+        build_id = held.build_id or _build_of(ctx, d.name, held.ami_id, regions)
+    elif ami is not None:
+        build_id = _build_of(ctx, d.name, ami, regions)
+    elif fingerprint is not None:
+        found = registry.find_images(
+            clients.ec2(regions[0]),
+            regions[0],
+            [fingerprint],
+            tag_key=settings.tag_key,
+            owners=["self"],
+        ).get(fingerprint, [])
+        ours = [i for i in found if i.tag(model.TAG_DEFINITION) == d.name]
+        if not ours:
+            raise QueryError(
+                f"No image of {d.name!r} carries the fingerprint {fingerprint} in {regions[0]}. "
+                f"List its images with `ami-bridge status`, or promote by --ami."
+            )
+        build_id = ours[0].tag(model.TAG_BUILD_ID) or ours[0].ami_id
+    else:
+        result = resolved()
+        if result.state != "found":
+            raise QueryError(
+                f"{d.name!r} has no usable image at commit {result.commit[:12]} (it is "
+                f"{result.state}), so there is nothing to promote. Build it first "
+                f"(`ami-bridge build {d.name}`), or name the image with --fingerprint or --ami."
+            )
+        build_id = result.build_id
+    build = find_build(clients, d.name, build_id, regions, tag_key=settings.tag_key)
+    gates.check_passed(build, [t.name for t in d.tests], require)
+    return build
+
+
+def _build_of(ctx: Context, definition: str, ami: str, regions: Sequence[str]) -> str:
+    """The build ID of the image `ami`, looked up in `regions` (AMI IDs are regional)."""
+    for region in regions:
+        try:
+            image = registry.describe_image(ctx.clients.ec2(region), region, ami)
+        except AwsError:
+            continue
+        if image.tag(model.TAG_DEFINITION) != definition:
+            raise QueryError(
+                f"{ami} is not an image of {definition!r} (its definition tag says "
+                f"{image.tag(model.TAG_DEFINITION) or 'nothing'}). Name an image the bridge "
+                f"built for {definition!r}."
+            )
+        return image.tag(model.TAG_BUILD_ID) or image.ami_id
+    raise QueryError(
+        f"No image {ami} exists in the regions of {definition!r} ({', '.join(regions)}). "
+        "Check the AMI ID."
+    )
+
+
+def rollback(
+    ctx: Context, definition: str, channel: str, to: int | None, regions: Sequence[str]
+) -> tuple[Build, Promotion]:
+    """Point `channel` back at the build its version `to` held (default: the version before the
+    current one), as a new version; the history keeps everything."""
+    d = ctx.catalog.get(definition)
+    versions = history(ctx.clients, ctx.catalog.channel_prefix, d.name, channel, regions[0])
+    latest = versions[-1]
+    if to is None:
+        if len(versions) < 2:
+            raise QueryError(
+                f"Channel {channel!r} of {d.name!r} has one version only, so there is nothing "
+                "to roll back to. Promote another build instead."
+            )
+        to = versions[-2].version
+    target = next((v for v in versions if v.version == to), None)
+    if target is None or to == latest.version:
+        known = ", ".join(str(v.version) for v in versions)
+        raise QueryError(
+            f"Channel {channel!r} of {d.name!r} has no earlier version {to} (its versions: "
+            f"{known}; {latest.version} is current). Pass --to with one of the earlier ones."
+        )
+    build_id = target.build_id or _build_of(ctx, d.name, target.ami_id, regions)
+    build = find_build(ctx.clients, d.name, build_id, regions, tag_key=ctx.settings.tag_key)
+    return build, promote(ctx.clients, ctx.catalog.channel_prefix, build, channel)
+
+
+def check_not_revoked(
+    clients: AwsClients, region: str, definition: str, channel: str, held: Version
+) -> None:
+    """Refuse a channel whose image is revoked (or gone): a consumer must never launch it."""
+    try:
+        image = registry.describe_image(clients.ec2(region), region, held.ami_id)
+    except AwsError:
+        raise QueryError(
+            f"Channel {channel!r} of {definition!r} holds {held.ami_id} (version "
+            f"{held.version}), which does not exist in {region} any more. Roll the channel back "
+            f"(`ami-bridge rollback {definition} {channel}`) or promote another build."
+        ) from None
+    if model.is_revoked(image, datetime.now(timezone.utc)):
+        reason = image.tag(model.TAG_REVOKE_REASON)
+        raise QueryError(
+            f"Channel {channel!r} of {definition!r} holds {held.ami_id} (version "
+            f"{held.version}), which is revoked since {image.tag(model.TAG_REVOKED_AT)}"
+            f"{': ' + reason if reason else ''}. "
+            f"Roll the channel back (`ami-bridge rollback {definition} {channel}`) or promote "
+            "another build."
+        )
+
+
+def held(clients: AwsClients, prefix: str, region: str) -> dict[str, dict[str, tuple[str, bool]]]:
+    """Every channel under `prefix` in `region`: definition -> channel -> (AMI, revoked now)."""
+    ssm = clients.ssm(region)
+    found: dict[str, dict[str, str]] = {}
+    root = "/" + prefix.strip("/")
+    with aws_call(f"listing the channels under {root} in {region}", "ssm:GetParametersByPath"):
+        parameters = listed(ssm, prefix)
+    for name, value in parameters.items():
+        parts = name[len(root) + 1 :].split("/")
+        if len(parts) == 2:
+            found.setdefault(parts[0], {})[parts[1]] = value
+    now = datetime.now(timezone.utc)
+    revoked: dict[str, bool] = {}
+    for ami in sorted({a for chans in found.values() for a in chans.values()}):
+        image = registry.image_by_id(clients.ec2(region), region, ami)
+        revoked[ami] = image is None or model.is_revoked(image, now)
+    return {d: {c: (a, revoked[a]) for c, a in sorted(chans.items())} for d, chans in found.items()}
