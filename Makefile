@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check graphviz-check browser-check demo test test-stress lint fmt docs bench clean
+.PHONY: setup packer-check graphviz-check browser-check demo test test-fast test-stress lint fmt docs bench clean
 
 setup: $(VENV)/.installed packer-check graphviz-check browser-check
 
@@ -45,6 +45,10 @@ demo: setup
 
 test: setup lint
 	$(BIN)/pytest -n auto
+
+# The tests that run none of Packer, Terraform or a browser (the sandbox and git still run).
+test-fast: $(VENV)/.installed
+	$(BIN)/pytest -n auto -m "not tools" -q
 
 # The suite under a CPU and I/O load on every core, RUNS times (default 3); ARGS go to pytest.
 test-stress: setup

@@ -98,6 +98,16 @@ def sandbox_env(
     return env
 
 
+# The fixtures that run Packer, Terraform or a browser: `make test-fast` leaves their tests out.
+_TOOL_FIXTURES = frozenset({"packer", "terraform_bin", "any_terraform", "terraform_env", "browser"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _TOOL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tools)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-terraform looks for `terraform` on PATH; use the pinned one from the virtualenv.
