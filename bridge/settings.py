@@ -69,7 +69,7 @@ class Options:
     manifest_prefix: str | None = None
     allow_dirty: bool = False
     expect_fingerprint: str | None = None
-    # Answer only with images whose provenance verifies (provenance.require), with this key.
+    # Answer only with images whose provenance verifies (verification.require), with this key.
     require_provenance: bool = False
     provenance_key: str | None = None
 

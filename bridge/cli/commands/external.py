@@ -39,9 +39,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         list(query.definitions), run_policy("external", query.options, env, ctx.catalog)
     )
     if query.options.require_provenance:
-        from bridge.pipeline import provenance
+        from bridge.pipeline import verification
 
-        provenance.require(
+        verification.require(
             ctx, [resolved[name] for name in query.definitions], key=query.options.provenance_key
         )
     if query.many:

@@ -1,4 +1,4 @@
-"""`ami-bridge verify`: check an image's signed provenance, and its ancestors' (provenance.py)."""
+"""`ami-bridge verify`: check an image's signed provenance, and its ancestors' (verification.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bridge.aws import registry
 from bridge.cli.workspace import context, options, resolver
 from bridge.context import Context
 from bridge.errors import EXIT_OK, QueryError
-from bridge.pipeline import provenance
+from bridge.pipeline import verification
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         definition, ami, fingerprint = d.name, result.ami_id, result.fingerprint
         # Its build's own statement when its tags name it (an owner), else beside its manifest.
         uri = result.provenance or None
-    chain = provenance.verify_image(
+    chain = verification.verify_image(
         ctx, trust, definition=definition, ami=ami, fingerprint=fingerprint, uri=uri
     )
     if args.json:
@@ -59,13 +59,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def _trust(ctx: Context, public_key: str | None) -> provenance.Trust:
+def _trust(ctx: Context, public_key: str | None) -> verification.Trust:
     if not public_key:
-        return provenance.trust(ctx)
+        return verification.trust(ctx)
     # A file on this machine, as the user names it (from the working directory): not an input
     # of the repository's.
     path = Path(public_key).expanduser()
     try:
-        return provenance.trust(ctx, public_key=path.read_bytes())
+        return verification.trust(ctx, public_key=path.read_bytes())
     except OSError as exc:
         raise QueryError(f"Cannot read the public key {public_key}: {exc.strerror}.") from None
