@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bridge.cli.dispatch import main
+from bridge.cli import main
 from bridge.settings import build_url
 from testing.bridge import run_bridge
 from testing.sandbox import aws_client, own_images

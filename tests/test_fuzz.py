@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 
-from bridge.cli.dispatch import main
+from bridge.cli import main
 from testing.bridge import run_bridge
 from testing.sandbox import aws_client, own_images
 

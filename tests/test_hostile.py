@@ -160,7 +160,7 @@ def test_no_secrets_in_failures_crash_logs_or_debug_output(
     import sys
 
     from bridge.aws import registry
-    from bridge.cli.dispatch import main
+    from bridge.cli import main
 
     secret, token = "SECRETzz" + "7" * 32, "TOKENzz" + "6" * 40
     state = tmp_path / "secrets-state"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bridge.cli.dispatch import main
+from bridge.cli import main
 from bridge.templates import CREDENTIALS
 from testing.bridge import external
 from testing.fingerprint import rewrite_template

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from bridge.aws import manifests
 from bridge.catalog import load_catalog
-from bridge.cli.dispatch import main
+from bridge.cli import main
 from bridge.pipeline.publish import Provenance, image_tags
 from testing.bridge import external, run_bridge
 from testing.fingerprint import fingerprints

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.catalog import Catalog
-from bridge.cli.dispatch import main
+from bridge.cli import main
 from bridge.errors import QueryError
 from bridge.settings import (
     DEFAULT_LEASE_TTL,

@@ -60,7 +60,9 @@ def test_every_command_imports_in_a_fresh_interpreter_as_the_cli_imports_it():
     the CLI and its command. An import that works only after another module was imported first
     would pass every warm test, and fails here."""
     commands = sorted(
-        path.stem for path in (ROOT / "bridge" / "commands").glob("*.py") if path.stem != "__init__"
+        path.stem
+        for path in (ROOT / "bridge" / "cli" / "commands").glob("*.py")
+        if path.stem != "__init__"
     )
     assert "external" in commands
     for command in commands:
@@ -69,11 +71,11 @@ def test_every_command_imports_in_a_fresh_interpreter_as_the_cli_imports_it():
                 sys.executable,
                 "-c",
                 "import importlib, sys; import bridge.cli; "
-                "importlib.import_module('bridge.cli.dispatch.commands.' + sys.argv[1])",
+                "importlib.import_module('bridge.cli.commands.' + sys.argv[1])",
                 command,
             ],
             capture_output=True,
             text=True,
             check=False,
         )
-        assert proc.returncode == 0, f"bridge.cli.dispatch.commands.{command}:\n{proc.stderr}"
+        assert proc.returncode == 0, f"bridge.cli.commands.{command}:\n{proc.stderr}"

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("AMI_BRIDGE_DEBUG") == "1"
     _logging(debug=debug, quiet=args.command == "external" or args.quiet)
     try:
-        command = importlib.import_module(f"bridge.cli.dispatch.commands.{args.command_module}")
+        command = importlib.import_module(f"bridge.cli.commands.{args.command_module}")
         code: int = getattr(command, args.run)(args, os.environ)
         return code
     except NotFoundError as exc:

@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 
 import bridge
-from bridge.cli.dispatch import main
+from bridge.cli import main
 
 
 def warm_up() -> None:
