@@ -83,3 +83,17 @@ def test_check_reports_an_input_behind_a_checkout_filter(repo, sandbox_env):
     assert proc.code == 1
     assert "base/tasks/cleanup.sh (filter=git-crypt)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_list_valued_root_comment_is_warned_about_as_packer_refuses_it(repo, tmp_path):
+    """The seed's published templates write `_readme` as a list, which Packer 1.5 and later
+    refuse at build time; check says so (and still passes: older Packer takes it)."""
+    env = {"AMI_BRIDGE_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    proc = check(repo, env)
+    assert proc.code == 0 and "root-level comment" not in proc.stderr
+    rewrite_template(repo, "base/base.json", lambda t: t.update(_readme=["Ubuntu", "LTS"]))
+    repo.commit("a list comment")
+    proc = check(repo, env)
+    assert proc.code == 0, proc.stderr
+    assert "base/base.json has the root-level comment '_readme' as a list" in proc.stderr
+    assert "write it as one string" in proc.stderr

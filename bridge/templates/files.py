@@ -9,6 +9,7 @@ reads.py reads what these files make Packer read; variables.py, their variables.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 from typing import Any
 
@@ -17,6 +18,8 @@ from bridge.errors import FingerprintError
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.packer import Plugin
 from bridge.templates import hcl
+
+log = logging.getLogger(__name__)
 
 
 def template_text(root: TreeIndex, path: str, d: Definition, commit: str) -> bytes:
@@ -41,7 +44,27 @@ def json_template(root: TreeIndex, d: Definition, commit: str) -> Any:
                 f"The JSON template {d.template} of definition {d.name!r} cannot be parsed: "
                 f"{exc}. Check it with `packer validate`."
             ) from None
+        _warn_comments(d, root.parsed[d.template])
     return root.parsed[d.template]
+
+
+def _warn_comments(d: Definition, template: Any) -> None:
+    """Packer 1.5 and later refuse a root-level comment (a key starting with `_`) that is not a
+    string ("Failed to cast root level comment value"), as older templates wrote `_readme`
+    lists: said when the catalog loads, not when the build fails."""
+    if not isinstance(template, dict):
+        return
+    for key, value in template.items():
+        if key.startswith("_") and not isinstance(value, str):
+            log.warning(
+                "%s: the JSON template %s has the root-level comment %r as a %s, which Packer "
+                '1.5 and later refuse ("Failed to cast root level comment value"): write it as '
+                "one string",
+                d.name,
+                d.template,
+                key,
+                type(value).__name__,
+            )
 
 
 def hcl2_paths(root: TreeIndex, d: Definition) -> list[str]:
