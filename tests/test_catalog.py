@@ -260,12 +260,12 @@ def test_a_definition_with_more_tags_than_an_image_has_room_for_is_refused(repo)
     assert f"at most {room}" in message and "Remove 1 of them" in message
 
 
-def test_the_readme_states_the_room_a_definition_has_for_tags():
+def test_the_catalog_docs_state_the_room_a_definition_has_for_tags():
     from pathlib import Path
 
     from bridge import model
 
     own = len(model.BRIDGE_TAGS) + 1
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "catalog.md").read_text()
     assert f"at most {model.TAGS_PER_RESOURCE - own}, since EC2 allows 50" in readme
     assert f"the bridge may put {own} of its own" in readme
