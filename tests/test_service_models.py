@@ -82,7 +82,7 @@ def test_every_operation_the_bridge_calls_is_in_the_slim_models():
             called_as = node.func.attr if isinstance(node.func, ast.Attribute) else ""
             called_as = called_as or (node.func.id if isinstance(node.func, ast.Name) else "")
             # An operation named as a string: a waiter's, or a paginator's (get_paginator, and
-            # references._pages, which pages through one).
+            # launchers.listed_pages, which pages through one).
             named = [
                 a.value
                 for a in node.args
@@ -91,7 +91,7 @@ def test_every_operation_the_bridge_calls_is_in_the_slim_models():
             if called_as == "get_waiter" and named:
                 name = named[0]
                 owners = {(s, w[name]) for s, w in waiters.items() if name in w}
-            elif called_as in ("get_paginator", "_pages") and named:
+            elif called_as in ("get_paginator", "listed_pages") and named:
                 name = named[0]
                 owners = {(s, m[name]) for s, m in apis.items() if name in m}
             elif isinstance(node.func, ast.Attribute):

@@ -5,7 +5,7 @@ In each region: every version of every launch template, instances not terminated
 groups and launch configurations, the promotion channels' SSM parameters (the current value and
 recent history), launch template images given as `resolve:ssm:`, EC2's own
 DescribeImageReferences, and the snapshots an earlier gc left. A scan that fails stops gc
-(`_check`): an image whose use cannot be checked is never deleted.
+(`launchers.check`): an image whose use cannot be checked is never deleted.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -24,8 +22,17 @@ from bridge import model, ownership
 from bridge.aws import registry
 from bridge.aws.clients import AwsClients, aws_call
 from bridge.aws.fanout import each_region
-from bridge.errors import AwsError, RetentionError
+from bridge.errors import AwsError
 from bridge.lifecycle import channels
+from bridge.lifecycle.launchers import (
+    LIVE_INSTANCE_STATES,
+    Template,
+    auto_scaling,
+    check,
+    instances,
+    launch_templates,
+    listed_pages,
+)
 from bridge.lifecycle.retention import World, builds_of
 from bridge.model import Image
 
@@ -34,35 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Instances that can still start: every state but terminated.
-LIVE_INSTANCE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 # DescribeImageReferences: at most this many image IDs per call.
 REFERENCE_BATCH = 100
 _RESOLVE_SSM = re.compile(r"^resolve:ssm:(.+)$")
-
-
-@contextmanager
-def _check(what: str, region: str, permission: str) -> Iterator[None]:
-    """A reference check: its failure stops gc (an image it cannot check is never deleted)."""
-    try:
-        with aws_call(f"{what} in {region}", permission):
-            yield
-    except AwsError as exc:
-        raise RetentionError(
-            f"gc cannot tell which images are in use: {what} in {region} ({permission}) "
-            f"failed. {exc} So gc deletes nothing it has not "
-            "checked (nothing at all when this happens before the first deletion): an image "
-            "whose use cannot be checked may still be in use. Fix the cause and run gc again."
-        ) from None
-
-
-def _pages(
-    client: Any, operation: str, check: tuple[str, str, str], **params: Any
-) -> Iterator[dict[str, Any]]:
-    """Every page of a listing through botocore's paginator; a failure stops gc (`check`: what,
-    region and permission, as _check takes them)."""
-    with _check(*check):
-        yield from client.get_paginator(operation).paginate(**params)
 
 
 def scan(
@@ -94,9 +75,9 @@ def scan(
         ]
         ours = [i for i in bridged if not catalog or ownership.own(i, catalog)]
         unclaimed = sum(1 for i in bridged if catalog and i.tag(model.TAG_CATALOG) is None)
-        templates = _launch_templates(ec2, region, uses)
-        _instances(ec2, region, uses)
-        _auto_scaling(clients.autoscaling(region), region, templates, uses)
+        templates = launch_templates(ec2, region, uses)
+        instances(ec2, region, uses)
+        auto_scaling(clients.autoscaling(region), region, templates, uses)
         ssm = clients.ssm(region)
         _channels(ssm, region, channel_prefix, keep_channel_versions, uses)
         _ssm_launch_references(ssm, region, templates, uses)
@@ -136,12 +117,12 @@ def regions_holding(
     other region. A build is kept when any copy of it is in use, wherever that copy is."""
     if not catalog:
         return tuple(known)
-    with _check("listing the account's regions", asked_in, "ec2:DescribeRegions"):
+    with check("listing the account's regions", asked_in, "ec2:DescribeRegions"):
         listed = clients.ec2(asked_in).describe_regions()["Regions"]
     others = [r for r in sorted(str(r["RegionName"]) for r in listed) if r not in known]
 
     def holds(region: str) -> bool:
-        with _check("looking for this catalog's images", region, "ec2:DescribeImages"):
+        with check("looking for this catalog's images", region, "ec2:DescribeImages"):
             page = clients.ec2(region).describe_images(
                 Owners=["self"],
                 Filters=[{"Name": f"tag:{model.TAG_CATALOG}", "Values": [catalog]}],
@@ -160,7 +141,7 @@ def regions_holding(
 
 def _own_images(ec2: EC2Client, region: str) -> list[Image]:
     """Every image this account owns that carries the bridge's definition tag."""
-    pages = _pages(
+    pages = listed_pages(
         ec2,
         "describe_images",
         ("listing this account's images", region, "ec2:DescribeImages"),
@@ -172,167 +153,14 @@ def _own_images(ec2: EC2Client, region: str) -> list[Image]:
     return [registry.parse_image(raw, region) for page in pages for raw in page.get("Images", [])]
 
 
-@dataclass(frozen=True)
-class _Template:
-    id: str
-    name: str
-    default: int
-    latest: int
-    # version -> its image (as written: an AMI ID or resolve:ssm:...)
-    images: Mapping[int, str]
-
-
-def _launch_templates(
-    ec2: EC2Client, region: str, uses: dict[str, list[str]]
-) -> dict[str, _Template]:
-    """Every version of every launch template (not only the default): launch template ID ->."""
-    templates: dict[str, _Template] = {}
-    check = ("listing launch templates", region, "ec2:DescribeLaunchTemplates")
-    for page in _pages(ec2, "describe_launch_templates", check, MaxResults=200):
-        for raw in page.get("LaunchTemplates", []):
-            t = _versions(ec2, region, raw)
-            templates[t.id] = t
-            for version, image in sorted(t.images.items()):
-                uses[image].append(f"launch template {t.name} ({t.id}) version {version}")
-    return templates
-
-
-def _versions(ec2: EC2Client, region: str, raw: Mapping[str, Any]) -> _Template:
-    template_id = str(raw["LaunchTemplateId"])
-    latest = int(raw.get("LatestVersionNumber", 1))
-    images: dict[int, str] = {}
-    # Asked for by version range, so each page is complete whether or not the endpoint pages.
-    for low in range(1, latest + 1, 200):
-        high = min(low + 199, latest)
-        pages = _pages(
-            ec2,
-            "describe_launch_template_versions",
-            (
-                f"reading the versions of launch template {template_id}",
-                region,
-                "ec2:DescribeLaunchTemplateVersions",
-            ),
-            LaunchTemplateId=template_id,
-            MinVersion=str(low),
-            MaxVersion=str(high),
-            MaxResults=200,
-        )
-        for page in pages:
-            for version in page.get("LaunchTemplateVersions", []):
-                image = version.get("LaunchTemplateData", {}).get("ImageId")
-                if image:
-                    images[int(version["VersionNumber"])] = str(image)
-    return _Template(
-        template_id,
-        str(raw.get("LaunchTemplateName", template_id)),
-        int(raw.get("DefaultVersionNumber", 1)),
-        latest,
-        MappingProxyType(images),
-    )
-
-
-def _instances(ec2: EC2Client, region: str, uses: dict[str, list[str]]) -> None:
-    pages = _pages(
-        ec2,
-        "describe_instances",
-        ("listing instances", region, "ec2:DescribeInstances"),
-        Filters=[{"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}],
-        MaxResults=1000,
-    )
-    for page in pages:
-        for reservation in page.get("Reservations", []):
-            for instance in reservation.get("Instances", []):
-                state = instance.get("State", {}).get("Name", "?")
-                if state == "terminated":
-                    continue
-                image = instance.get("ImageId")
-                if image:
-                    uses[image].append(f"instance {instance['InstanceId']} ({state})")
-
-
-def _auto_scaling(
-    autoscaling: Any,
-    region: str,
-    templates: Mapping[str, _Template],
-    uses: dict[str, list[str]],
-) -> None:
-    """Auto Scaling groups' launch templates (named) and every launch configuration."""
-    by_name = {t.name: t for t in templates.values()}
-    groups = _pages(
-        autoscaling,
-        "describe_auto_scaling_groups",
-        ("listing Auto Scaling groups", region, "autoscaling:DescribeAutoScalingGroups"),
-        MaxRecords=100,
-    )
-    for group in (g for page in groups for g in page.get("AutoScalingGroups", [])):
-        name = group.get("AutoScalingGroupName", "?")
-        specs = [group.get("LaunchTemplate")]
-        mixed = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {})
-        specs.append(mixed.get("LaunchTemplateSpecification"))
-        specs += [o.get("LaunchTemplateSpecification") for o in mixed.get("Overrides", [])]
-        for spec in specs:
-            if not spec:
-                continue
-            template = templates.get(spec.get("LaunchTemplateId", "")) or by_name.get(
-                spec.get("LaunchTemplateName", "")
-            )
-            if template is None:
-                raise RetentionError(
-                    f"The Auto Scaling group {name} in {region} uses the launch template "
-                    f"{spec.get('LaunchTemplateId') or spec.get('LaunchTemplateName')}, "
-                    "which DescribeLaunchTemplates did not list, so gc cannot tell which "
-                    "image it launches and deletes nothing. Check the group's launch "
-                    "template, then run gc again."
-                )
-            wanted = str(spec.get("Version") or "$Default")
-            version = {"$Latest": template.latest, "$Default": template.default}.get(wanted)
-            if version is None and not wanted.isdigit():
-                raise RetentionError(
-                    f"The Auto Scaling group {name} in {region} names version {wanted!r} of "
-                    f"the launch template {template.name}, which gc cannot read, so it "
-                    "deletes nothing. Check the group's launch template version, then run gc "
-                    "again."
-                )
-            number = version if version is not None else int(wanted)
-            image = template.images.get(number)
-            if image:
-                uses[image].append(
-                    f"auto scaling group {name} (launch template {template.name} version {number})"
-                )
-        if group.get("LaunchConfigurationName"):
-            uses["lc:" + group["LaunchConfigurationName"]].append(f"auto scaling group {name}")
-    configs = _pages(
-        autoscaling,
-        "describe_launch_configurations",
-        ("listing launch configurations", region, "autoscaling:DescribeLaunchConfigurations"),
-        MaxRecords=100,
-    )
-    for config in (c for page in configs for c in page.get("LaunchConfigurations", [])):
-        name = config.get("LaunchConfigurationName", "?")
-        users = uses.pop("lc:" + name, [])
-        image = config.get("ImageId")
-        if image:
-            uses[image].append(
-                f"launch configuration {name}" + (f" of {', '.join(users)}" if users else "")
-            )
-    missing = sorted(k[3:] for k in uses if k.startswith("lc:"))
-    if missing:
-        raise RetentionError(
-            f"Auto Scaling groups in {region} use the launch configurations "
-            f"{', '.join(missing)}, which DescribeLaunchConfigurations did not list, so gc "
-            "cannot tell which images they launch and deletes nothing. Run gc again; if it "
-            "persists, check those groups."
-        )
-
-
 def _channels(ssm: Any, region: str, prefix: str, keep: int, uses: dict[str, list[str]]) -> None:
     """The promotion channels (channels.py): each parameter's current value and its `keep`
     newest versions."""
     path = "/" + prefix.strip("/")  # every /<prefix>/<definition>/<channel> (channels.py)
-    with _check(f"listing the channels under {path}", region, "ssm:GetParametersByPath"):
+    with check(f"listing the channels under {path}", region, "ssm:GetParametersByPath"):
         names = channels.listed(ssm, prefix)
     for name in sorted(names):
-        with _check(f"reading the history of {name}", region, "ssm:GetParameterHistory"):
+        with check(f"reading the history of {name}", region, "ssm:GetParameterHistory"):
             history = channels.versions(ssm, name)
         newest = sorted(history, key=lambda v: v.version, reverse=True)
         for rank, version in enumerate(newest):
@@ -342,7 +170,7 @@ def _channels(ssm: Any, region: str, prefix: str, keep: int, uses: dict[str, lis
 
 
 def _ssm_launch_references(
-    ssm: Any, region: str, templates: Mapping[str, _Template], uses: dict[str, list[str]]
+    ssm: Any, region: str, templates: Mapping[str, Template], uses: dict[str, list[str]]
 ) -> None:
     """Launch template versions whose image is `resolve:ssm:NAME[:VERSION|:LABEL]`: the image
     that parameter (version) holds now."""
@@ -351,7 +179,7 @@ def _ssm_launch_references(
             match = _RESOLVE_SSM.match(image)
             if match is None:
                 continue
-            with _check(
+            with check(
                 f"reading {match[1]} (launch template {template.id} version {version})",
                 region,
                 "ssm:GetParameter",
@@ -384,7 +212,7 @@ def _image_references(
     ]
     wanted = sorted(set(amis))
     for start in range(0, len(wanted), REFERENCE_BATCH):
-        pages = _pages(
+        pages = listed_pages(
             ec2,
             "describe_image_references",
             ("asking EC2 for image references", region, "ec2:DescribeImageReferences"),
@@ -436,7 +264,7 @@ def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:
     """Snapshots of images gc deregistered (TAG_GC) whose deletion did not happen: their image is
     gone (asked by ID, whatever its tags)."""
     marked: dict[str, str] = {}
-    pages = _pages(
+    pages = listed_pages(
         ec2,
         "describe_snapshots",
         ("listing snapshots gc left", region, "ec2:DescribeSnapshots"),
@@ -449,7 +277,7 @@ def _leftover_snapshots(ec2: EC2Client, region: str) -> tuple[str, ...]:
     amis = sorted(set(marked.values()) - {""})
     registered: set[str] = set()
     for start in range(0, len(amis), registry.FILTER_BATCH):
-        with _check("looking up the images of marked snapshots", region, "ec2:DescribeImages"):
+        with check("looking up the images of marked snapshots", region, "ec2:DescribeImages"):
             page_images = ec2.describe_images(
                 Owners=["self"],
                 Filters=[
