@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
-from bridge import model
+from bridge.entries import (
+    TemplateFormat,
+    VariableValue,
+    check_tag_room,
+    check_value,
+    entry_of,
+)
 from bridge.errors import CatalogError
 from bridge.repopaths import Files, WorkingTree, normalize
 from bridge.sources import SourceFilter, filter_from
@@ -18,17 +23,11 @@ from bridge.validation import count_errors, first_error
 
 DEFAULT_CATALOG = "ami-chain.json"
 SCHEMA = "catalog.schema.json"
-TemplateFormat = Literal["json", "hcl2"]
-# A catalog variable's value: JSON without null, as Packer's string, number, bool, list and map
-# variable types take it (build.py renders it for -var).
-VariableValue: TypeAlias = (
-    "str | int | float | bool | list[VariableValue] | dict[str, VariableValue]"
-)
-# Packer variables the bridge sets on every build (build.py): a catalog value would build an image
-# that its fingerprint, name or parent tag does not describe.
 # The variable the bridge passes a template the EC2 endpoint in (a sandbox's, or
 # AMI_BRIDGE_PACKER_EC2_ENDPOINT), where the template declares it.
 ENDPOINT_VARIABLE = "ec2_endpoint"
+# Packer variables the bridge sets on every build (build.py): a catalog value would build an image
+# that its fingerprint, name or parent tag does not describe.
 BRIDGE_VARIABLES = {
     "ami_base": "the parent's AMI",
     "ami_sha": "the fingerprint",
@@ -183,21 +182,6 @@ class Catalog:
     def all(self) -> list[Definition]:
         """Every definition, parents before children."""
         return [self.definitions[n] for n in self._order]
-
-
-def _check_tag_room(name: str, tags: Mapping[str, str]) -> None:
-    """Refuse more tags than an image has room for beside the bridge's own: EC2 would refuse
-    them only when the bridge tags the image, after the build."""
-    room = model.TAGS_PER_RESOURCE - len(model.BRIDGE_TAGS) - 1
-    if len(tags) > room:
-        raise CatalogError(
-            f"Definition {name!r} has {len(tags)} tags, and EC2 allows "
-            f"{model.TAGS_PER_RESOURCE} on an image and on each of its snapshots. The bridge may "
-            f"put {len(model.BRIDGE_TAGS) + 1} of its own on them over the image's life (the "
-            "fingerprint, provenance, tests, revocation and retention), so a definition can have "
-            f"at most {room}, fewer when its template tags the image too. Remove "
-            f"{len(tags) - room} of them, or fold several into one tag."
-        )
 
 
 def load_catalog(
@@ -365,7 +349,7 @@ def _definition(
                 f"bridge sets itself ({BRIDGE_VARIABLES[variable]}): a catalog value would build "
                 "an image its tags do not describe. Remove it from `variables`."
             )
-        _check_value(rel, name, variable, value, fmt)
+        check_value(rel, name, variable, value, fmt)
     only = spec.get("only")
     if only is not None and any(c in only for c in "*?[]{},"):
         raise CatalogError(
@@ -398,7 +382,7 @@ def _definition(
                 "hold in it (or a .gitkeep) and commit them, or remove it from `inputs`."
             )
         inputs.append(normalize(item))
-    _check_tag_room(name, spec.get("tags", {}))
+    check_tag_room(name, spec.get("tags", {}))
     return Definition(
         name=name,
         template=template,
@@ -430,58 +414,6 @@ def _definition(
         env=tuple(spec.get("env", env)),
         entry=entry,
     )
-
-
-def _check_value(rel: str, name: str, variable: str, value: Any, fmt: TemplateFormat) -> None:
-    """A variable's value is one Packer can take: a string for a JSON template; any JSON value
-    but null and non-finite numbers for HCL2 (the schema refuses null)."""
-    where = f"$.definitions.{name}.variables.{variable}"
-    if fmt == "json" and not isinstance(value, str):
-        raise CatalogError(
-            f"The catalog {rel} is invalid at {where}: {json.dumps(value)} is not a string, and "
-            f"definition {name!r} has a JSON template, whose variables are strings. Write it as "
-            f"one ({json.dumps(json.dumps(value))}), or use an HCL2 template for typed variables."
-        )
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise CatalogError(
-                f"The catalog {rel} is invalid at {where}: it holds {item}, which Packer has no "
-                "number for. Use a finite number."
-            )
-        pending += item if isinstance(item, list) else []
-        pending += item.values() if isinstance(item, dict) else []
-
-
-def entry_of(data: Mapping[str, Any], name: str) -> str:
-    """The canonical JSON of what the catalog says about definition `name`: its entry, with the
-    catalog-wide `var_files` it inherits (they name its image too)."""
-    spec = data["definitions"][name]
-    if "var_files" in data and isinstance(spec, dict) and "var_files" not in spec:
-        spec = {**spec, "var_files": data["var_files"]}
-    return canonical_entry(spec)
-
-
-def canonical_entry(spec: Any) -> str:
-    """A catalog entry as canonical JSON, for comparing two versions of it."""
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical_value(value: VariableValue) -> str:
-    """A variable's value as canonical JSON: keys sorted, no spaces, a whole number without a
-    fraction (1.0 is 1), so one value has one spelling. A string is `json.dumps` of it."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
-
-
-def _plain(value: VariableValue) -> VariableValue:
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _topological_order(rel: str, definitions: Mapping[str, Definition]) -> list[str]:

@@ -52,7 +52,8 @@ from typing import Literal
 
 import git
 
-from bridge.catalog import Definition, canonical_value
+from bridge.catalog import Definition
+from bridge.entries import canonical_value
 from bridge.errors import FingerprintError
 from bridge.git import (
     GITLINK_MODE,

@@ -10,7 +10,8 @@ import json
 import posixpath
 from collections.abc import Mapping, Sequence
 
-from bridge.catalog import BRIDGE_VARIABLES, Definition, entry_of
+from bridge.catalog import BRIDGE_VARIABLES, Definition
+from bridge.entries import entry_of
 from bridge.errors import FingerprintError
 from bridge.git import (
     LINK_MODE,

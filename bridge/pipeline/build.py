@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bridge.catalog import ENDPOINT_VARIABLE, Definition, VariableValue, canonical_value
+from bridge.catalog import ENDPOINT_VARIABLE, Definition
+from bridge.entries import VariableValue, canonical_value
 from bridge.errors import BuildError
 from bridge.packer import PackerRunner
 from bridge.pipeline import seed
