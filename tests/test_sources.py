@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
 import pytest
 
+from bridge import model
 from bridge.aws.clients import AwsClients
 from bridge.errors import BuildError, FingerprintError
 from bridge.sandbox import BASE_IMAGE, access_key
@@ -19,22 +21,34 @@ from bridge.templates import pin
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy, creation_dates
 from testing.fingerprint import rewrite_template
+from testing.hold import wait_for
 from testing.sandbox import aws_client, builds_per_definition, make_image, tags_of
 
 CANONICAL = "099720109477"
 FOCAL = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-"
 
 
+_RELEASED: list[str] = []  # the CreationDate of the images published so far
+
+
 def publish_upstream(name: str, region: str = "us-east-1") -> str:
-    """A new public image in the upstream publisher's account (as Canonical releases one)."""
+    """A new public image in the upstream publisher's account (as Canonical releases one), in a
+    later second than the one before: EC2's CreationDate has whole seconds, and a release the
+    same second as another would tie with it (the bridge then warns and takes the higher ID)."""
     ec2 = boto3.client(
         "ec2",
         region_name=region,
         aws_access_key_id=access_key(CANONICAL),
         aws_secret_access_key="sandbox",
     )
+    if _RELEASED:
+        last = model.parse_time(_RELEASED[-1])
+        assert last is not None
+        wait_for(lambda: datetime.now(timezone.utc).replace(microsecond=0) > last)
     instance = ec2.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"][0]
     ami: str = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+    (image,) = ec2.describe_images(ImageIds=[ami])["Images"]
+    _RELEASED.append(image["CreationDate"])
     ec2.modify_image_attribute(
         ImageId=ami, LaunchPermission={"Add": [{"Group": "all"}]}, Attribute="launchPermission"
     )
