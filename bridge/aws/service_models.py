@@ -27,7 +27,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Every AWS operation the bridge calls. A call to one missing here fails with AttributeError,
-# and tests/test_service_models.py checks the bridge's sources against this list.
+# and tests/aws/test_service_models.py checks the bridge's sources against this list.
 OPERATIONS: Mapping[str, frozenset[str]] = {
     "ec2": frozenset(
         {

@@ -161,7 +161,7 @@ def test_a_revocation_scheduled_for_later_leaves_the_image_in_use_until_brought_
 ):
     """A scheduled revocation (an hour ahead: no race with a loaded machine) leaves the image in
     use and says when it goes; revoking again now brings it forward. That a scheduled one takes
-    effect at its time is the planner's (tests/test_plan.py, with the clock given)."""
+    effect at its time is the planner's (tests/pipeline/test_plan.py, with the clock given)."""
     code, first = resolve(repo, sandbox_env, "--on-missing", "build")
     assert code == 0, first
     at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)

@@ -15,8 +15,9 @@ from botocore.loaders import JSONFileLoader, Loader
 
 from bridge.aws import service_models
 from bridge.aws.clients import AwsClients
+from testing import ROOT
 
-BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
+BRIDGE = ROOT / "bridge"
 
 
 @pytest.mark.parametrize("service", sorted(service_models.OPERATIONS))

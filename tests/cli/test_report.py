@@ -20,8 +20,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from testing.bridge import run_bridge
-from tests.test_channels import change_base
-from tests.test_provenance import ALIAS, kms_key
+from tests.lifecycle.test_channels import change_base
+from tests.pipeline.test_provenance import ALIAS, kms_key
 
 
 @pytest.fixture

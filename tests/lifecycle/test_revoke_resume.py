@@ -25,7 +25,7 @@ from bridge.lifecycle.revoke import Revoker
 from bridge.settings import cli_flag, parse_options, state_dir
 from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, aws_client, tags_of
-from tests.test_resolve_loop import place
+from tests.pipeline.test_resolve_loop import place
 
 WRITES = (b"Action=CreateTags", b"Action=DeleteTags", b"Action=EnableImageDeprecation",
           b"Action=DisableImageDeprecation")  # fmt: skip
