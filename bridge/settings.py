@@ -343,6 +343,7 @@ class Settings:
             else catalog.manifest_prefix
         )
         lease_prefix = catalog.lease_prefix if catalog.lease_prefix is not None else prefix
+        listed = {name for d in catalog.all() for name in d.env}
         manifests = env.get("AMI_BRIDGE_PACKER_MANIFESTS")
         return cls(
             repo_root=repo_root,
@@ -369,8 +370,7 @@ class Settings:
                 {
                     name: value
                     for name, value in env.items()
-                    if name.startswith(VARIABLE_ENV_PREFIX)
-                    or any(name in d.env for d in catalog.all())
+                    if name.startswith(VARIABLE_ENV_PREFIX) or name in listed
                 }
             ),
         )

@@ -86,7 +86,12 @@ def applies(step: Step, build: TemplateBuild) -> bool:
     it. A list the bridge cannot read (an expression) lets it: the step may run."""
     if step.block != build.block:
         return False
-    only, excepted = _names(step.body.get("only")), _names(step.body.get("except"))
+    return lets(_names(step.body.get("only")), _names(step.body.get("except")), build)
+
+
+def lets(only: list[str] | None, excepted: list[str] | None, build: TemplateBuild) -> bool:
+    """Whether a step's `only` and `except` lists let it run in `build` (None: a list the bridge
+    cannot read, which lets it)."""
     if only and build.source not in only and build.name not in only:
         return False
     return not (excepted and build.source in excepted)

@@ -21,7 +21,7 @@ without the catalog's `env`, and their values are masked wherever the bridge wri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,8 @@ from bridge.catalog import Definition
 from bridge.git import TreeIndex
 from bridge.packer import VARIABLE_ENV_PREFIX
 from bridge.templates import hcl
-from bridge.templates.blocks import Step, TemplateBuild, applies, selected, template_builds
-from bridge.templates.files import hcl2_documents, json_template
+from bridge.templates.blocks import Step, TemplateBuild, applies, lets, selected, template_builds
+from bridge.templates.files import hcl2_documents, json_template, strings
 from bridge.templates.jsontemplate import called
 from bridge.templates.layers import Argument, Expr, Layer, Unknown
 from bridge.templates.variables import declared_variables, hcl2_layers, json_layers
@@ -112,14 +112,15 @@ def _json_reads(
     layers = json_layers(root, d, commit, defaults)
     reached: list[Any] = [b.body for b in chosen]
     reached += [s.body for s in steps if any(applies(s, b) for b in chosen)]
+    texts = strings(*reached)
     reads: dict[str, Read] = {}
-    for text in _strings(reached):
+    for text in texts:
         for name in called(text, "env"):
             reads.setdefault(name, Read("in a builder or step of the template"))
     # Packer renders the value of every variable it has (default, var file or -var) as a
     # template; `{{user}}` reaches one only from what the build uses, and a default only when
     # no later layer sets the variable.
-    pending = sorted({n for text in _strings(reached) for n in called(text, "user")})
+    pending = sorted({n for text in texts for n in called(text, "user")})
     used: set[str] = set()
     while pending:
         name = pending.pop()
@@ -137,21 +138,6 @@ def _json_reads(
             reads.setdefault(read, Read(f"in variable `{name}`'s value from {layer.origin}", name))
         pending += [n for n in called(value, "user") if n not in used]
     return EnvironmentReads(reads, _variables(layers, used))
-
-
-def _strings(values: Iterable[Any]) -> list[str]:
-    """Every string in JSON-like values, keys included."""
-    found: list[str] = []
-    pending = list(values)
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, dict):
-            pending += [*value.keys(), *value.values()]
-        elif isinstance(value, list):
-            pending += value
-    return found
 
 
 # -- HCL2 -----------------------------------------------------------------------------------------
@@ -268,13 +254,15 @@ def _reached_in_build(block: hcl.Node, build: TemplateBuild) -> list[hcl.Node]:
 
 
 def _runs_for(step: hcl.Node, build: TemplateBuild) -> bool:
-    """Whether a provisioner or post-processor block runs for `build` (templateblocks.applies,
-    on its only/except lists as literals; a list that is not literal lets it run)."""
+    """Whether a provisioner or post-processor block of `build`'s build block runs for it
+    (blocks.lets, on its only/except lists as literals)."""
     attrs = hcl.attributes(hcl.block_body(step))
-    body: dict[str, Any] = {
-        k: _literal_list(hcl.value_of(attrs[k])) for k in ("only", "except") if k in attrs
-    }
-    return applies(Step("provisioner", 0, build.block, body), build)
+    only, excepted = (attrs.get(k) for k in ("only", "except"))
+    return lets(
+        _literal_list(hcl.value_of(only)) if only is not None else None,
+        _literal_list(hcl.value_of(excepted)) if excepted is not None else None,
+        build,
+    )
 
 
 def _literal_list(node: hcl.Node) -> list[str] | None:

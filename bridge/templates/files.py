@@ -118,6 +118,21 @@ def dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def strings(*values: Any) -> list[str]:
+    """Every string in JSON-like values (a JSON template's, python-hcl2's), keys included."""
+    found: list[str] = []
+    pending = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
+    return found
+
+
 def hcl_string(value: Any, template_dir: str) -> Any:
     """An HCL2 string literal as text (python-hcl2 keeps the quotes); expressions stay marked."""
     if not isinstance(value, str):

@@ -27,6 +27,7 @@ from bridge.templates.evaluate import HclScope
 from bridge.templates.files import (
     hcl2_documents,
     hcl2_values,
+    strings,
 )
 from bridge.templates.unknowable import Unknowable
 from bridge.templates.variables import hcl2_layers
@@ -279,24 +280,11 @@ def _unreadable(root: TreeIndex, d: Definition, commit: str) -> list[str]:
         if name.endswith(".pkr.json")
     ]
     for path, data in hcl2_values(root, d, commit):
-        calls = sorted({m.group(1) for text in _texts(data) for m in _FILE_FUNCTION.finditer(text)})
+        # python-hcl2 writes an expression as a `${...}` string.
+        expressions = [text for text in strings(data) if "${" in text]
+        calls = sorted({m.group(1) for text in expressions for m in _FILE_FUNCTION.finditer(text)})
         if calls:
             found.append(f"{path} calls {', '.join(calls)}")
-    return found
-
-
-def _texts(value: Any) -> list[str]:
-    """The expressions in a python-hcl2 value (its `${...}` strings, keys included)."""
-    found: list[str] = []
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str) and "${" in item:
-            found.append(item)
-        elif isinstance(item, list):
-            pending += item
-        elif isinstance(item, dict):
-            pending += [*item.keys(), *item.values()]
     return found
 
 
