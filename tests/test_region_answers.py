@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 
-from bridge.aws import manifests
 from bridge.catalog import load_catalog
 from bridge.cli import main
-from bridge.pipeline.publish import Provenance, image_tags
+from bridge.pipeline.publish import image_tags
+from bridge.record import BuildRecord, Parent
 from testing.bridge import external, run_bridge
 from testing.fingerprint import fingerprints
 from testing.git import make_repo
@@ -132,17 +132,20 @@ def make_build(
     also its build's origin (it was built there)."""
     home = aws_client("ec2", regions[0])
     ami = make_image(home, f"{d.name}-{build_id}")
-    provenance = Provenance(
-        commit="0" * 40,
-        packer_version="1.6.6",
-        build_url="",
+    record = BuildRecord(
+        catalog="",
+        definition=d.name,
+        fingerprint=fingerprint,
         build_id=build_id,
-        parent=None if parent is None else manifests.ParentRef("base", parent[1], parent[0]),
-        parent_build_id=None if parent is None else parent[2],
-        origin=ami,
-        parent_origin="" if parent is None else parent[0],
+        commit="0" * 40,
+        region=regions[0],
+        amis={regions[0]: ami},
+        parent=None
+        if parent is None
+        else Parent("base", parent[1], parent[0], build_id=parent[2], origin=parent[0]),
+        packer_version="1.6.6",
     )
-    tags = image_tags(d, fingerprint, tag_key="SHA", provenance=provenance)
+    tags = image_tags(d, record, tag_key="SHA")
     home.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     amis = {regions[0]: ami}
     for region in regions[1:]:

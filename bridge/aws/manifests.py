@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.aws.clients import aws_call
 from bridge.errors import ManifestError
 from bridge.model import Revocation
+from bridge.record import BuildRecord, Parent
 from bridge.validation import first_error
 
 if TYPE_CHECKING:
@@ -19,23 +20,15 @@ SCHEMA = "manifest.schema.json"
 
 
 @dataclass(frozen=True)
-class ParentRef:
-    """The image a manifest's image was built on."""
-
-    definition: str
-    fingerprint: str
-    ami: str
-
-
-@dataclass(frozen=True)
 class Manifest:
-    """What one build produced and from what."""
+    """A build's record as S3 keeps it (manifest.schema.json), with its revocation."""
 
     definition: str
     fingerprint: str
     amis: Mapping[str, str]  # region -> AMI ID
-    parent: ParentRef | None
-    git_commit: str
+    parent: Parent | None
+    # The commit it was built from (`git_commit` in the manifest's JSON).
+    commit: str
     packer_version: str
     build_time: str
     build_url: str
@@ -44,6 +37,26 @@ class Manifest:
     catalog: str = ""
     # The tests the image passed before it was published (gates.Outcome.to_dict), in order.
     tests: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, record: BuildRecord, *, build_time: str) -> Manifest:
+        """The manifest of a build, published at `build_time`."""
+        parent = record.parent
+        return cls(
+            definition=record.definition,
+            fingerprint=record.fingerprint,
+            amis=dict(sorted(record.amis.items())),
+            # A manifest names the parent image; the rest is the build's to know.
+            parent=None
+            if parent is None
+            else Parent(parent.definition, parent.fingerprint, parent.ami),
+            commit=record.commit,
+            packer_version=record.packer_version,
+            build_time=build_time,
+            build_url=record.build_url,
+            catalog=record.catalog,
+            tests=record.tests,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-ready data, in the shape of manifest.schema.json."""
@@ -59,7 +72,7 @@ class Manifest:
                 "fingerprint": self.parent.fingerprint,
                 "ami": self.parent.ami,
             },
-            "git_commit": self.git_commit,
+            "git_commit": self.commit,
             "packer_version": self.packer_version,
             "build_time": self.build_time,
             "build_url": self.build_url,
@@ -85,8 +98,8 @@ class Manifest:
             definition=data["definition"],
             fingerprint=data["fingerprint"],
             amis=dict(sorted(data["amis"].items())),
-            parent=None if parent is None else ParentRef(**parent),
-            git_commit=data["git_commit"],
+            parent=None if parent is None else Parent(**parent),
+            commit=data["git_commit"],
             packer_version=data["packer_version"],
             build_time=data["build_time"],
             build_url=data["build_url"],

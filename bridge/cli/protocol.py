@@ -121,7 +121,7 @@ def result(resolved: ResolvedAmi) -> dict[str, str]:
         "regions_json": json.dumps(
             dict(resolved.region_states), sort_keys=True, separators=(",", ":")
         ),
-        "git_commit": resolved.git_commit,
+        "git_commit": resolved.image_commit,
         "commit": resolved.commit,
         "creation_date": resolved.creation_date,
         "build_id": resolved.build_id,

@@ -193,9 +193,7 @@ def _trust(d: Definition, r: ResolvedAmi) -> tuple[str, str]:
     e = html.escape
     if not r.ami_id:
         return "-", "-"
-    tests = ", ".join(e(t) for t in r.tests.split(",") if t) or (
-        "none recorded" if d.tests else "none defined"
-    )
+    tests = ", ".join(e(t) for t in r.tests) or ("none recorded" if d.tests else "none defined")
     link = console_link(r.provenance)
     signed = f'<a href="{e(link)}" title="{e(r.provenance)}">signed</a>' if link else "unsigned"
     return tests, signed

@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -28,6 +29,7 @@ from bridge.pipeline import checkout, distribute, gates, plan, provenance, publi
 from bridge.pipeline.build import build_image, image_name
 from bridge.pipeline.guard import Guard
 from bridge.pipeline.result import ResolvedAmi
+from bridge.record import BuildRecord, Parent
 from bridge.templates import required_plugins
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,6 @@ class Builder:
         there meanwhile)."""
         ctx, settings = self.ctx, self.ctx.settings
         begun = datetime.now(timezone.utc)
-        started = model.timestamp(begun)
         if ctx.catalog.provenance_key and not settings.manifest_bucket:
             raise BuildError(
                 "The catalog signs provenance (`provenance.key`), which is stored beside the "
@@ -155,32 +156,27 @@ class Builder:
             )
         if tested:
             self._confirm(d, lease, artifacts.amis)
-        provenance = publish.Provenance(
+        record = BuildRecord(
+            catalog=settings.catalog_id,
+            definition=d.name,
+            fingerprint=fp,
+            build_id=build_id,
             commit=commit,
+            region=regions[0],
+            amis=dict(artifacts.amis),
+            parent=None if parent is None else self._parent(parent, regions[0]),
+            source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
             packer_version=runner.version(settings.repo_root),
             build_url=settings.build_url,
-            parent=None
-            if parent is None
-            else manifests.ParentRef(
-                parent.definition, parent.fingerprint, parent.amis[regions[0]]
-            ),
-            build_id=build_id,
             built_at=model.precise_timestamp(begun),
-            parent_build_id=parent.build_id if parent else None,
-            source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
-            catalog=settings.catalog_id,
-            origin=artifacts.amis.get(regions[0], ""),
-            parent_origin=parent.origin if parent else "",
-            tests=tested,
+            tests=tuple(t.to_dict() for t in tested),
         )
         made = publish.publish(
             ctx.clients,
             d,
-            fp,
-            artifacts.amis,
+            record,
             tag_key=settings.tag_key,
             owners=settings.owners,
-            provenance=provenance,
             bucket=settings.manifest_bucket,
             prefix=settings.manifest_prefix,
         )
@@ -198,7 +194,7 @@ class Builder:
         distribute.protect(ctx, images)
         distribute.check_everywhere(ctx, d, fp, images, regions)
         if ctx.catalog.provenance_key and settings.manifest_bucket:
-            self._attest(d, fp, images, regions[0], parent, provenance, started)
+            self._attest(replace(record, amis={r: i.ami_id for r, i in images.items()}), images)
         return self._decision(d, fp, regions, images), made.manifest_uri
 
     def _decision(
@@ -236,64 +232,55 @@ class Builder:
         taken = registry.name_in_use(self.ctx.clients.ec2(region), region, image_name(d, fp))
         return image_name(d, fp, build_id if taken else None)
 
-    def _attest(
-        self,
-        d: Definition,
-        fp: str,
-        images: Mapping[str, Image],
-        region: str,
-        parent: ResolvedAmi | None,
-        made: publish.Provenance,
-        started: str,
-    ) -> None:
+    def _parent(self, parent: ResolvedAmi, region: str) -> Parent:
+        """The parent image of a build in `region`, as its record names it."""
+        settings = self.ctx.settings
+        bucket = settings.manifest_bucket
+        return Parent(
+            parent.definition,
+            parent.fingerprint,
+            parent.amis[region],
+            build_id=parent.build_id,
+            origin=parent.origin,
+            # The parent build's own statement (its tag; else where this bridge writes it),
+            # which no later build of its fingerprint replaces.
+            provenance=parent.provenance
+            or (
+                provenance.build_uri(
+                    bucket,
+                    settings.manifest_prefix,
+                    parent.definition,
+                    parent.fingerprint,
+                    parent.build_id,
+                )
+                if bucket
+                else ""
+            ),
+        )
+
+    def _attest(self, record: BuildRecord, images: Mapping[str, Image]) -> None:
         """Sign the build's provenance, store it beside the manifest and tag every image with
         where it is (provenance.py)."""
         settings = self.ctx.settings
-        bucket, prefix = str(settings.manifest_bucket), settings.manifest_prefix
         key = str(self.ctx.catalog.provenance_key)
         uri = provenance.record(
             self.ctx.clients,
             key=key,
-            bucket=bucket,
-            prefix=prefix,
-            build=provenance.Build(
-                catalog=settings.catalog_id,
-                definition=d.name,
-                fingerprint=fp,
-                commit=made.commit,
+            bucket=str(settings.manifest_bucket),
+            prefix=settings.manifest_prefix,
+            build=record,
+            run=provenance.Run(
+                account=images[record.region].owner_id,
                 repository=settings.catalog_id or str(settings.repo_root),
-                amis={r: i.ami_id for r, i in images.items()},
-                region=region,
-                account=images[region].owner_id,
-                source_amis=made.source_amis,
-                parent=None
-                if parent is None
-                else {
-                    "definition": parent.definition,
-                    "fingerprint": parent.fingerprint,
-                    "region": region,
-                    "ami": parent.amis[region],
-                    # The parent build's own statement (its tag; else where this bridge writes
-                    # it), which no later build of its fingerprint replaces.
-                    "provenance": parent.provenance
-                    or provenance.build_uri(
-                        bucket, prefix, parent.definition, parent.fingerprint, parent.build_id
-                    ),
-                },
-                builder=made.build_url or "ami-bridge",
-                packer_version=made.packer_version,
                 bridge_version=_version(),
-                build_id=made.build_id,
-                started=started,
                 finished=model.timestamp(datetime.now(timezone.utc)),
-                tests=[t.to_dict() for t in made.tests],
             ),
         )
         for image in images.values():
             registry.tag_image(
                 self.ctx.clients.ec2(image.region), image, {model.TAG_PROVENANCE: uri}
             )
-        log.info("signed the provenance of %s with %s: %s", d.name, key, uri)
+        log.info("signed the provenance of %s with %s: %s", record.definition, key, uri)
 
     def _confirm(self, d: Definition, lease: Lease | None, amis: Mapping[str, str]) -> None:
         """Refuse to publish a build whose lease was taken over meanwhile."""

@@ -27,13 +27,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from bridge.aws import manifests
 from bridge.aws.clients import aws_call
 from bridge.errors import QueryError
+from bridge.record import BuildRecord
 
 if TYPE_CHECKING:
     from bridge.aws.clients import AwsClients
@@ -90,32 +91,19 @@ def build_statement_key(
 
 
 @dataclass(frozen=True)
-class Build:
-    """What a statement says about one build."""
+class Run:
+    """What a statement says of the build beyond its record: where and by what it ran."""
 
-    catalog: str
-    definition: str
-    fingerprint: str
-    commit: str
-    repository: str
-    amis: Mapping[str, str]
-    region: str  # where it was built
-    account: str
-    source_amis: Sequence[str]
-    parent: Mapping[str, str] | None  # definition, fingerprint, region, ami, provenance
-    builder: str
-    packer_version: str
+    account: str  # the account the images belong to
+    repository: str  # where the commit is (the catalog's ID, else the repository's path)
     bridge_version: str
-    build_id: str
-    started: str
     finished: str
-    tests: Sequence[Mapping[str, Any]]
 
 
-def statement(b: Build) -> dict[str, Any]:
+def statement(b: BuildRecord, run: Run) -> dict[str, Any]:
     """The in-toto Statement with the SLSA v1 provenance predicate for one build."""
     dependencies: list[dict[str, Any]] = [
-        {"uri": f"git+{b.repository}@{b.commit}", "digest": {"gitCommit": b.commit}}
+        {"uri": f"git+{run.repository}@{b.commit}", "digest": {"gitCommit": b.commit}}
     ]
     dependencies += [
         {"name": "source-ami", "uri": f"ec2:{b.region}:{ami}"} for ami in b.source_amis
@@ -124,18 +112,18 @@ def statement(b: Build) -> dict[str, Any]:
         dependencies.append(
             {
                 "name": "parent",
-                "uri": f"ec2:{b.parent['region']}:{b.parent['ami']}",
-                "digest": {DIGEST: b.parent["fingerprint"]},
+                "uri": f"ec2:{b.region}:{b.parent.ami}",
+                "digest": {DIGEST: b.parent.fingerprint},
                 "annotations": {
-                    "definition": b.parent["definition"],
-                    "provenance": b.parent["provenance"],
+                    "definition": b.parent.definition,
+                    "provenance": b.parent.provenance,
                 },
             }
         )
     return {
         "_type": STATEMENT_TYPE,
         "subject": [
-            {"name": image_arn(region, b.account, ami), "digest": {DIGEST: b.fingerprint}}
+            {"name": image_arn(region, run.account, ami), "digest": {DIGEST: b.fingerprint}}
             for region, ami in sorted(b.amis.items())
         ],
         "predicateType": PREDICATE_TYPE,
@@ -152,13 +140,13 @@ def statement(b: Build) -> dict[str, Any]:
             },
             "runDetails": {
                 "builder": {
-                    "id": b.builder,
-                    "version": {"packer": b.packer_version, "ami-chain-bridge": b.bridge_version},
+                    "id": b.build_url or "ami-bridge",
+                    "version": {"packer": b.packer_version, "ami-chain-bridge": run.bridge_version},
                 },
                 "metadata": {
                     "invocationId": b.build_id,
                     "startedOn": b.started,
-                    "finishedOn": b.finished,
+                    "finishedOn": run.finished,
                 },
                 "byproducts": [
                     {"name": f"test:{t['name']}", "annotations": dict(t)} for t in b.tests
@@ -253,11 +241,12 @@ def record(
     key: str,
     bucket: str,
     prefix: str | None,
-    build: Build,
+    build: BuildRecord,
+    run: Run,
 ) -> str:
     """Sign `build`'s statement and store it as the build's own and beside its manifest: the
     build's own s3:// URI (what its images' tag names)."""
-    envelope = sign(clients, key, build.region, statement(build))
+    envelope = sign(clients, key, build.region, statement(build, run))
     own = store(
         clients,
         bucket,

@@ -19,37 +19,12 @@ from bridge.aws import manifests, registry
 from bridge.catalog import Definition
 from bridge.errors import BuildError
 from bridge.model import Image
-from bridge.pipeline import gates
+from bridge.record import BuildRecord, Parent
 
 if TYPE_CHECKING:
     from bridge.aws.clients import AwsClients
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a build came from, for its tags and manifest."""
-
-    commit: str
-    packer_version: str
-    build_url: str
-    parent: manifests.ParentRef | None
-    # plan.predicted_build_id, computed before the build
-    build_id: str
-    # When the build started, to the microsecond (model.TAG_BUILT_AT); "" tags none.
-    built_at: str = ""
-    # The parent image's build ID (None for a root)
-    parent_build_id: str | None = None
-    # The upstream images a root was built on (sources.py), when its filters are tracked.
-    source_amis: tuple[str, ...] = ()
-    # The catalog the build is of (ownership.py); "" tags none.
-    catalog: str = ""
-    # The AMI Packer made, in the build region (TAG_ORIGIN), and the parent build's origin.
-    origin: str = ""
-    parent_origin: str = ""
-    # The tests the image passed before it was published (gates.py).
-    tests: tuple[gates.Outcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,49 +35,40 @@ class Published:
     manifest_uri: str
 
 
-def image_tags(
-    d: Definition, fingerprint: str, *, tag_key: str, provenance: Provenance
-) -> dict[str, str]:
-    """Every tag a built image and its snapshots get."""
-    tags = {
-        **d.tags,
+def image_tags(d: Definition, record: BuildRecord, *, tag_key: str) -> dict[str, str]:
+    """Every tag a built image and its snapshots get: the definition's own, then the record's
+    (the fingerprint tag last, so a definition's tag can never replace it)."""
+    parent = record.parent
+    recorded = {
         model.TAG_DEFINITION: d.name,
-        model.TAG_COMMIT: provenance.commit,
-        model.TAG_PACKER_VERSION: provenance.packer_version,
-        model.TAG_BUILD_ID: provenance.build_id,
+        model.TAG_COMMIT: record.commit,
+        model.TAG_PACKER_VERSION: record.packer_version,
+        model.TAG_BUILD_ID: record.build_id,
+        model.TAG_BUILT_AT: record.built_at,
+        model.TAG_BUILD_URL: record.build_url,
+        model.TAG_PARENT_AMI: parent.ami if parent else "",
+        model.TAG_PARENT_FINGERPRINT: parent.fingerprint if parent else "",
+        model.TAG_PARENT_BUILD_ID: parent.build_id if parent else "",
+        model.TAG_SOURCE_AMI: ",".join(record.source_amis),
+        model.TAG_CATALOG: record.catalog,
+        model.TAG_ORIGIN: record.origin,
+        model.TAG_PARENT_ORIGIN: parent.origin if parent else "",
+        model.TAG_TESTS: ",".join(record.passed),
     }
-    if provenance.built_at:
-        tags[model.TAG_BUILT_AT] = provenance.built_at
-    if provenance.build_url:
-        tags[model.TAG_BUILD_URL] = provenance.build_url
-    if provenance.parent is not None:
-        tags[model.TAG_PARENT_AMI] = provenance.parent.ami
-        tags[model.TAG_PARENT_FINGERPRINT] = provenance.parent.fingerprint
-    if provenance.parent_build_id:
-        tags[model.TAG_PARENT_BUILD_ID] = provenance.parent_build_id
-    if provenance.source_amis:
-        tags[model.TAG_SOURCE_AMI] = ",".join(provenance.source_amis)
-    if provenance.catalog:
-        tags[model.TAG_CATALOG] = provenance.catalog
-    if provenance.origin:
-        tags[model.TAG_ORIGIN] = provenance.origin
-    if provenance.parent_origin:
-        tags[model.TAG_PARENT_ORIGIN] = provenance.parent_origin
-    if provenance.tests:
-        tags[model.TAG_TESTS] = ",".join(t.name for t in provenance.tests if t.passed)
-    tags[tag_key] = fingerprint
+    # The definition, commit, Packer version and build ID always; the rest when known.
+    always = {model.TAG_DEFINITION, model.TAG_COMMIT, model.TAG_PACKER_VERSION, model.TAG_BUILD_ID}
+    tags = {**d.tags, **{k: v for k, v in recorded.items() if v or k in always}}
+    tags[tag_key] = record.fingerprint
     return tags
 
 
 def publish(
     clients: AwsClients,
     d: Definition,
-    fingerprint: str,
-    amis: Mapping[str, str],
+    record: BuildRecord,
     *,
     tag_key: str,
     owners: Sequence[str],
-    provenance: Provenance,
     bucket: str | None,
     prefix: str | None,
 ) -> Published:
@@ -110,7 +76,8 @@ def publish(
 
     Images that `owners` would not count are refused before anything is tagged.
     """
-    tags = image_tags(d, fingerprint, tag_key=tag_key, provenance=provenance)
+    amis = record.amis
+    tags = image_tags(d, record, tag_key=tag_key)
     images = {
         region: registry.describe_image(clients.ec2(region), region, ami)
         for region, ami in amis.items()
@@ -130,17 +97,8 @@ def publish(
     images = {r: replace(i, tags=MappingProxyType({**i.tags, **tags})) for r, i in images.items()}
     uri = ""
     if bucket:
-        manifest = manifests.Manifest(
-            definition=d.name,
-            fingerprint=fingerprint,
-            amis=dict(sorted(amis.items())),
-            parent=provenance.parent,
-            git_commit=provenance.commit,
-            packer_version=provenance.packer_version,
-            build_time=model.timestamp(datetime.now(timezone.utc)),
-            build_url=provenance.build_url,
-            catalog=provenance.catalog,
-            tests=tuple(t.to_dict() for t in provenance.tests),
+        manifest = manifests.Manifest.of(
+            record, build_time=model.timestamp(datetime.now(timezone.utc))
         )
         uri = manifests.publish(clients.s3(next(iter(amis))), bucket, prefix, manifest)
         _mark_published(clients, images.values(), uri)
@@ -191,7 +149,7 @@ def restore_manifest(
     fingerprint: str,
     images: Mapping[str, Image],
     *,
-    parent: manifests.ParentRef | None,
+    parent: Parent | None,
     bucket: str,
     prefix: str | None,
 ) -> str:
@@ -221,7 +179,7 @@ def restore_manifest(
             fingerprint=fingerprint,
             amis=amis,
             parent=parent,
-            git_commit=primary.tag(model.TAG_COMMIT) or "",
+            commit=primary.tag(model.TAG_COMMIT) or "",
             packer_version=primary.tag(model.TAG_PACKER_VERSION) or "unknown",
             build_time=primary.creation_date,
             build_url=primary.tag(model.TAG_BUILD_URL) or "",

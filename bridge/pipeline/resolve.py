@@ -26,6 +26,7 @@ from bridge.pipeline.builder import Builder
 from bridge.pipeline.guard import Guard
 from bridge.pipeline.result import ResolvedAmi, not_found, outcome
 from bridge.pipeline.survey import Survey, Surveyor
+from bridge.record import Parent
 from bridge.settings import RunPolicy
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class Resolver:
                 decision.images,
                 parent=None
                 if parent is None
-                else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
+                else Parent(parent.definition, parent.fingerprint, parent.ami_id),
                 bucket=self.ctx.settings.manifest_bucket,
                 prefix=self.ctx.settings.manifest_prefix,
             )

@@ -43,7 +43,7 @@ class ResolvedAmi:
     state: ResultState
     manifest_uri: str
     # The commit the image was built from (its tag), and the commit fingerprinted now.
-    git_commit: str
+    image_commit: str
     commit: str
     creation_date: str
     # The image's build ID, or the one a build now would give it (plan.build_id).
@@ -57,9 +57,9 @@ class ResolvedAmi:
     revokes_at: str = ""
     # The origin AMI of the image's build (model.TAG_ORIGIN; "" when it has none).
     origin: str = ""
-    # The tests the image passed (model.TAG_TESTS, comma-separated; "" when none ran) and where
+    # The tests the image passed (model.TAG_TESTS; none when none ran) and where
     # its signed provenance is (model.TAG_PROVENANCE; "" when unsigned): as its tags record them.
-    tests: str = ""
+    tests: tuple[str, ...] = ()
     provenance: str = ""
 
     @property
@@ -115,7 +115,7 @@ def outcome(
         manifest_uri=manifest_uri,
         # "" when unknown (a seed pipeline's image): never the commit looked at now, which
         # would change with every commit while the image stays the same.
-        git_commit=(primary.tag(model.TAG_COMMIT) or "") if primary else "",
+        image_commit=(primary.tag(model.TAG_COMMIT) or "") if primary else "",
         commit=commit,
         creation_date=primary.creation_date if primary else "",
         build_id=plan.build_id(decision, parent.build_id if parent else None),
@@ -130,7 +130,9 @@ def outcome(
         )
         if decision.amis
         else "",
-        tests=(primary.tag(model.TAG_TESTS) or "") if primary else "",
+        tests=tuple(t for t in (primary.tag(model.TAG_TESTS) or "").split(",") if t)
+        if primary
+        else (),
         provenance=(primary.tag(model.TAG_PROVENANCE) or "") if primary else "",
     )
 

@@ -291,7 +291,7 @@ class Surveyor:
                 recorded = {
                     settings.tag_key: manifest.fingerprint,
                     model.TAG_DEFINITION: d.name,
-                    model.TAG_COMMIT: manifest.git_commit,
+                    model.TAG_COMMIT: manifest.commit,
                 }
                 if manifest.parent is not None:
                     recorded[model.TAG_PARENT_AMI] = manifest.parent.ami

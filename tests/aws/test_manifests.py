@@ -2,20 +2,21 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.aws.manifests import Manifest, ParentRef, fetch, manifest_key, manifest_uri, publish
+from bridge.aws.manifests import Manifest, fetch, manifest_key, manifest_uri, publish
 from bridge.errors import ManifestError
+from bridge.record import Parent
 from testing.sandbox import BUCKET, aws_client
 
 FP = "a" * 40
 
 
-def sample(parent: ParentRef | None = None) -> Manifest:
+def sample(parent: Parent | None = None) -> Manifest:
     return Manifest(
         definition="snowflake",
         fingerprint=FP,
         amis={"us-east-1": "ami-0123456789abcdef0"},
         parent=parent,
-        git_commit="b" * 40,
+        commit="b" * 40,
         packer_version="1.6.6",
         build_time="2026-11-27T10:00:00+00:00",
         build_url="",
@@ -30,7 +31,7 @@ def test_keys_and_uris():
 
 def test_publish_and_fetch_round_trip(sandbox_env):
     s3 = aws_client("s3")
-    manifest = sample(ParentRef("base", "c" * 40, "ami-0fedcba9876543210"))
+    manifest = sample(Parent("base", "c" * 40, "ami-0fedcba9876543210"))
     uri = publish(s3, BUCKET, "images", manifest)
     assert uri == f"s3://{BUCKET}/images/snowflake/{FP}.json"
     head = s3.head_object(Bucket=BUCKET, Key=f"images/snowflake/{FP}.json")

@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bridge import model
 from bridge.aws import registry
 from bridge.aws.clients import AwsClients
-from bridge.aws.manifests import ParentRef, fetch
+from bridge.aws.manifests import fetch
 from bridge.catalog import Definition
 from bridge.errors import BuildError
-from bridge.pipeline.publish import Provenance, image_tags, publish
+from bridge.pipeline.publish import image_tags, publish
+from bridge.record import BuildRecord, Parent
 from testing.sandbox import BUCKET, aws_client, make_image, tags_of
 
 FP = "a" * 40
 CHILD = Definition(
     "app", "app/app.json", "json", "app", (), parent="base", tags={"Team": "platform"}
 )
-PROVENANCE = Provenance(
+RECORD = BuildRecord(
+    catalog="",
+    definition="app",
+    fingerprint=FP,
+    build_id="d" * 40,
     commit="c" * 40,
+    region="us-east-1",
+    amis={},
+    parent=Parent("base", "b" * 40, "ami-0123456789abcdef0"),
     packer_version="1.6.6",
     build_url="https://ci.example/1",
-    parent=ParentRef("base", "b" * 40, "ami-0123456789abcdef0"),
-    build_id="d" * 40,
     built_at="2026-12-05T10:00:00.123456Z",
 )
 
 
+def root_record(**fields) -> BuildRecord:
+    """A root's record with no build URL, start time or AMIs yet."""
+    return BuildRecord(
+        catalog="", definition="base", fingerprint=FP, build_id="b" * 40, commit="c" * 40,
+        region="us-east-1", amis={}, parent=None, packer_version="1.6.6", **fields,
+    )  # fmt: skip
+
+
 def test_image_tags_carry_fingerprint_and_provenance():
-    assert image_tags(CHILD, FP, tag_key="ImageSHA", provenance=PROVENANCE) == {
+    assert image_tags(CHILD, RECORD, tag_key="ImageSHA") == {
         "Team": "platform",
         "ImageSHA": FP,
         model.TAG_DEFINITION: "app",
@@ -44,10 +60,7 @@ def test_image_tags_carry_fingerprint_and_provenance():
 
 def test_a_root_without_a_build_url_gets_no_parent_or_url_tags():
     root = Definition("base", "base/base.json", "json", "base", ())
-    provenance = Provenance(
-        commit="c" * 40, packer_version="1.6.6", build_url="", parent=None, build_id="b" * 40
-    )
-    tags = image_tags(root, FP, tag_key="SHA", provenance=provenance)
+    tags = image_tags(root, root_record(), tag_key="SHA")
     assert set(tags) == {
         "SHA",
         model.TAG_DEFINITION,
@@ -59,10 +72,7 @@ def test_a_root_without_a_build_url_gets_no_parent_or_url_tags():
 
 def test_a_catalog_tag_cannot_fake_the_fingerprint():
     sneaky = Definition("base", "b/b.json", "json", "b", (), tags={"SHA": "f" * 40})
-    provenance = Provenance(
-        commit="c" * 40, packer_version="1.6.6", build_url="", parent=None, build_id="b" * 40
-    )
-    assert image_tags(sneaky, FP, tag_key="SHA", provenance=provenance)["SHA"] == FP
+    assert image_tags(sneaky, root_record(), tag_key="SHA")["SHA"] == FP
 
 
 def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
@@ -71,11 +81,9 @@ def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
     published = publish(
         AwsClients(),
         CHILD,
-        FP,
-        amis,
+        replace(RECORD, amis=amis),
         tag_key="SHA",
         owners=("self",),
-        provenance=PROVENANCE,
         bucket=BUCKET,
         prefix="images",
     )
@@ -88,7 +96,7 @@ def test_publish_tags_every_region_and_writes_the_manifest(sandbox_env):
             assert tags_of(snap)[model.TAG_PARENT_AMI] == "ami-0123456789abcdef0"
     manifest = fetch(aws_client("s3"), BUCKET, "images", "app", FP)
     assert manifest is not None
-    assert dict(manifest.amis) == amis and manifest.parent == PROVENANCE.parent
+    assert dict(manifest.amis) == amis and manifest.parent == RECORD.parent
 
 
 def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_env):
@@ -97,11 +105,9 @@ def test_an_image_the_owners_would_not_find_is_refused_before_tagging(sandbox_en
         publish(
             AwsClients(),
             CHILD,
-            FP,
-            {"us-east-1": ami},
+            replace(RECORD, amis={"us-east-1": ami}),
             tag_key="SHA",
             owners=("111111111111",),
-            provenance=PROVENANCE,
             bucket=BUCKET,
             prefix="images",
         )
@@ -115,11 +121,9 @@ def test_publish_without_a_bucket_writes_no_manifest(sandbox_env):
     published = publish(
         AwsClients(),
         CHILD,
-        FP,
-        {"us-east-1": ami},
+        replace(RECORD, amis={"us-east-1": ami}),
         tag_key="SHA",
         owners=("self",),
-        provenance=PROVENANCE,
         bucket=None,
         prefix=None,
     )
@@ -136,7 +140,7 @@ def test_restore_leaves_a_manifest_that_describes_other_images_alone(sandbox_env
     ours, theirs = make_image(ec2, "ours"), make_image(ec2, "theirs")
     other = Manifest(
         definition="app", fingerprint=FP, amis={"us-east-1": theirs}, parent=None,
-        git_commit="c" * 40, packer_version="1.6.6", build_time="2026-01-01T00:00:00Z",
+        commit="c" * 40, packer_version="1.6.6", build_time="2026-01-01T00:00:00Z",
         build_url="",
     )  # fmt: skip
     write_manifest(aws_client("s3"), BUCKET, "images", other)

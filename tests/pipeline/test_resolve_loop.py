@@ -20,12 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bridge import model
-from bridge.aws import manifests
 from bridge.cli import workspace
 from bridge.errors import NotFoundError
 from bridge.lifecycle.revoke import Revoker
 from bridge.pipeline import publish
 from bridge.pipeline.resolve import Resolver
+from bridge.record import BuildRecord, Parent
 from bridge.settings import RunPolicy, cache_dir, cli_flag, parse_options
 from testing.git import GitRepo
 from testing.sandbox import (
@@ -62,20 +62,23 @@ def place(env: Mapping[str, str], repo: GitRepo, name: str, region: str = EAST) 
     publish.publish(
         ctx.clients,
         ctx.catalog.get(name),
-        result.fingerprint,
-        {region: ami},
-        tag_key=ctx.settings.tag_key,
-        owners=ctx.settings.owners,
-        provenance=publish.Provenance(
+        BuildRecord(
+            catalog=ctx.settings.catalog_id,
+            definition=name,
+            fingerprint=result.fingerprint,
+            build_id=result.build_id,
             commit=result.commit,
-            packer_version="1.6.6",
-            build_url="",
+            region=region,
+            amis={region: ami},
             parent=None
             if parent is None
-            else manifests.ParentRef(parent.definition, parent.fingerprint, parent.ami_id),
-            build_id=result.build_id,
-            parent_build_id=None if parent is None else parent.build_id,
+            else Parent(
+                parent.definition, parent.fingerprint, parent.ami_id, build_id=parent.build_id
+            ),
+            packer_version="1.6.6",
         ),
+        tag_key=ctx.settings.tag_key,
+        owners=ctx.settings.owners,
         bucket=ctx.settings.manifest_bucket,
         prefix=ctx.settings.manifest_prefix,
     )
