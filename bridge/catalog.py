@@ -126,6 +126,9 @@ class Catalog:
     # An image that failed its tests is kept, tagged rejected, for debugging (gc deletes it);
     # by default it is deregistered at once.
     keep_rejected: bool = False
+    # Whether builds run under strace, so that a read outside the identity fails the build
+    # (observe.py): required, auto (when strace can trace here) or off; None: the default.
+    observe: str | None = None
     # The KMS asymmetric key (ID, ARN or alias) every build's provenance is signed with
     # (provenance.py); None: no provenance is written.
     provenance_key: str | None = None
@@ -289,6 +292,7 @@ def load_catalog(
         require_recycle_bin=data.get("require_recycle_bin", True),
         archive_after_days=data.get("archive_after_days"),
         keep_rejected=data.get("keep_rejected", False),
+        observe=data.get("observe"),
         provenance_key=data.get("provenance", {}).get("key"),
         _order=tuple(order),
     )

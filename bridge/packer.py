@@ -22,6 +22,7 @@ from typing import TextIO
 
 from bridge.errors import BuildError, Cancelled
 from bridge.masking import mask, secrets_of
+from bridge.observe import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +291,14 @@ class PackerRunner:
         only: str | None = None,
         var_files: Sequence[str] = (),
         listed: Collection[str] = (),
+        traced: tuple[Tracer, Path] | None = None,
     ) -> BuildResult:
         """Run `packer build` (of the build `only` names, with `var_files` in order, then
         `variables`, which win), streaming its output to `log_path` (and progress to echo, each
         line prefixed with `label`, so concurrent builds read apart). The PKR_VAR_* variables
-        among `listed` (the definition's `env`) are passed on; no others."""
+        among `listed` (the definition's `env`) are passed on; no others. With `traced` (a tracer
+        and a directory), Packer and every process it starts run under the tracer, which writes
+        its traces there (observe.py)."""
         args = ["build", "-machine-readable", "-color=false"]
         if only is not None:
             args.append(f"-only={only}")
@@ -309,6 +313,8 @@ class PackerRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[Line] = []
         argv = self._argv(*args)
+        if traced is not None:
+            argv = traced[0].argv(argv, traced[1])
         started = time.monotonic()
         with log_path.open("w", encoding="utf-8") as logfile:
             with self._lock:

@@ -29,6 +29,51 @@ class Parent:
 
 
 @dataclass(frozen=True)
+class ObservedRead:
+    """A repository file a traced build read, with its git blob, and whether the identity
+    covered it (a build that read one it did not is refused, so a record's are all covered).
+    With the blobs, a later build could tell that what it read is unchanged (ccache's direct
+    mode) without another format."""
+
+    path: str
+    blob: str
+    covered: bool = True
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "blob": self.blob}
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a build was seen to read (observe.py, pipeline/referee.py)."""
+
+    traced: bool
+    reads: tuple[ObservedRead, ...] = ()
+    # Files outside the repository the build's own processes read (warned about).
+    outside: tuple[str, ...] = ()
+    # Why it was not traced ("" when it was).
+    why_not: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.traced:
+            return {"traced": False, "why_not": self.why_not}
+        return {
+            "traced": True,
+            "reads": [r.to_dict() for r in self.reads],
+            "outside": list(self.outside),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Observed:
+        return cls(
+            traced=bool(data["traced"]),
+            reads=tuple(ObservedRead(r["path"], r["blob"]) for r in data.get("reads", ())),
+            outside=tuple(data.get("outside", ())),
+            why_not=str(data.get("why_not", "")),
+        )
+
+
+@dataclass(frozen=True)
 class BuildRecord:
     """What one build made (its AMI in each region) and from what."""
 
@@ -46,6 +91,8 @@ class BuildRecord:
     built_at: str = ""  # when the build started, to the microsecond (model.TAG_BUILT_AT)
     # The tests the image passed before it was published, in order (gates.Outcome.to_dict).
     tests: tuple[Mapping[str, Any], ...] = ()
+    # What the build was seen to read; None where nothing says (a record from an image's tags).
+    observed: Observed | None = None
 
     @property
     def origin(self) -> str:

@@ -21,6 +21,8 @@ from typing import Literal, get_args
 
 from bridge.catalog import Catalog
 from bridge.errors import QueryError
+from bridge.observe import DEFAULT_OBSERVE, Observe
+from bridge.observe import mode as observe_mode
 from bridge.packer import VARIABLE_ENV_PREFIX
 from bridge.validation import first_error, load_schema
 
@@ -310,6 +312,8 @@ class Settings:
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The catalog's ID (ownership.catalog_id), tagged on its images; "" counts every image.
     catalog_id: str = ""
+    # Whether builds run under strace (observe.py): AMI_BRIDGE_OBSERVE, else the catalog's.
+    observe: Observe = DEFAULT_OBSERVE
 
     @property
     def log_dir(self) -> Path:
@@ -366,6 +370,9 @@ class Settings:
             lease_ttl=catalog.lease_ttl if catalog.lease_ttl is not None else DEFAULT_LEASE_TTL,
             packer_manifest_dir=Path(manifests) if manifests else None,
             packer=env.get("AMI_BRIDGE_PACKER") or DEFAULT_PACKER,
+            observe=observe_mode(env.get("AMI_BRIDGE_OBSERVE"), "AMI_BRIDGE_OBSERVE")
+            if env.get("AMI_BRIDGE_OBSERVE")
+            else observe_mode(catalog.observe, "The catalog's `observe`"),
             environment=MappingProxyType(
                 {
                     name: value

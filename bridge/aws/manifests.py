@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.aws.clients import aws_call
 from bridge.errors import ManifestError
 from bridge.model import Revocation
-from bridge.record import BuildRecord, Parent
+from bridge.record import BuildRecord, Observed, Parent
 from bridge.validation import first_error
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class Manifest:
     catalog: str = ""
     # The tests the image passed before it was published (gates.Outcome.to_dict), in order.
     tests: tuple[Mapping[str, Any], ...] = ()
+    # What the build was seen to read (record.Observed); None in manifests from before.
+    observed: Observed | None = None
 
     @classmethod
     def of(cls, record: BuildRecord, *, build_time: str) -> Manifest:
@@ -56,6 +58,7 @@ class Manifest:
             build_url=record.build_url,
             catalog=record.catalog,
             tests=record.tests,
+            observed=record.observed,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +84,8 @@ class Manifest:
             data["catalog"] = self.catalog
         if self.tests:
             data["tests"] = [dict(t) for t in self.tests]
+        if self.observed is not None:
+            data["observed"] = self.observed.to_dict()
         if self.revoked is not None:
             data["revoked"] = {
                 "at": self.revoked.at,
@@ -106,6 +111,7 @@ class Manifest:
             revoked=None if revoked is None else Revocation(**revoked),
             catalog=data.get("catalog", ""),
             tests=tuple(data.get("tests", ())),
+            observed=Observed.from_dict(data["observed"]) if "observed" in data else None,
         )
 
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bridge import observe
 from bridge.catalog import ENDPOINT_VARIABLE, Definition
 from bridge.entries import VariableValue, canonical_value
 from bridge.errors import BuildError
+from bridge.observe import Access, Tracer
 from bridge.packer import PackerRunner
 from bridge.pipeline import seed
 from bridge.sources import SourcePick
@@ -35,6 +38,8 @@ class Artifacts:
 
     amis: Mapping[str, str]  # region -> AMI ID, for every region of the definition
     log_path: Path
+    # What Packer and its processes read, opened and ran (observe.py); None when not traced.
+    accesses: tuple[Access, ...] | None = None
 
 
 def packer_variables(
@@ -121,6 +126,7 @@ def build_image(
     declared: Collection[str],
     manifest_dir: Path | None,
     ami_name: str | None = None,
+    tracer: Tracer | None = None,
 ) -> Artifacts:
     """Run Packer for `d` from `root`; the AMIs it reports for `regions` (the first, where it
     builds, at least; a template may copy to others itself with `ami_regions`).
@@ -168,16 +174,19 @@ def build_image(
     log.info("building %s (%s) with Packer; log: %s", d.name, fingerprint[:12], log_path)
     # Whole seconds: some filesystems keep coarse modification times.
     started = math.floor(time.time())
-    result = runner.build(
-        d.template,
-        variables,
-        root,
-        log_path,
-        label=d.name,
-        only=d.only,
-        var_files=d.var_files,
-        listed=d.env,
-    )
+    with tempfile.TemporaryDirectory(prefix=f"{d.name}-trace-", dir=_made(log_dir)) as traces:
+        result = runner.build(
+            d.template,
+            variables,
+            root,
+            log_path,
+            label=d.name,
+            only=d.only,
+            var_files=d.var_files,
+            listed=d.env,
+            traced=None if tracer is None else (tracer, Path(traces)),
+        )
+        accesses = None if tracer is None else tuple(observe.accesses(Path(traces)))
     amis = result.amis or seed.build_artifacts(manifest_dir or root, d.name, written_since=started)
     if regions[0] not in amis:
         raise BuildError(
@@ -185,4 +194,9 @@ def build_image(
             f"build (it reported {amis or 'none'}). Make the template build in its `region` "
             f"variable. Log: {log_path}."
         )
-    return Artifacts({r: amis[r] for r in regions if r in amis}, log_path)
+    return Artifacts({r: amis[r] for r in regions if r in amis}, log_path, accesses)
+
+
+def _made(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
-from bridge import model, validation
+from bridge import model, observe, validation
 from bridge.aws import manifests, registry
 from bridge.aws.clients import aws_call
 from bridge.aws.lease import Lease
@@ -22,14 +22,15 @@ from bridge.catalog import Definition
 from bridge.context import Context
 from bridge.errors import BuildError, LeaseError
 from bridge.fingerprint import Snapshot
-from bridge.git import TreeIndex
+from bridge.git import TREE_MODE, TreeIndex
 from bridge.model import Image
+from bridge.observe import Tracer
 from bridge.packer import PackerRunner
-from bridge.pipeline import checkout, distribute, gates, plan, provenance, publish
-from bridge.pipeline.build import build_image, image_name
+from bridge.pipeline import checkout, distribute, gates, plan, provenance, publish, referee
+from bridge.pipeline.build import Artifacts, build_image, image_name
 from bridge.pipeline.guard import Guard
 from bridge.pipeline.result import ResolvedAmi
-from bridge.record import BuildRecord, Parent
+from bridge.record import BuildRecord, Observed, Parent
 from bridge.templates import required_plugins
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Builder:
         # One at a time: concurrent inits would write the same plugin directory.
         self._inits: dict[tuple[str, str], BuildError | None] = {}
         self._init_lock = threading.Lock()
+        # The tracer builds run under (observe.py), looked for once per run; why there is none.
+        self._tracer: tuple[Tracer | None, str] | None = None
 
     def interrupt(self) -> None:
         """Running Packer builds cancel and clean up."""
@@ -145,15 +148,13 @@ class Builder:
                 log_dir=settings.log_dir,
                 manifest_dir=settings.packer_manifest_dir,
                 ami_name=self._image_name(d, fp, regions[0], build_id),
+                tracer=self._observer(runner),
             )
+            candidate = gates.Candidate(d, artifacts.amis, fp, build_id, regions[0])
+            observed = self._judge(snapshot, source, candidate, artifacts)
             self._confirm(d, lease, artifacts.amis)
             # Under the lease, from the same tree: the image is a candidate until they pass.
-            tested = gates.run(
-                ctx,
-                gates.Candidate(d, artifacts.amis, fp, build_id, regions[0]),
-                tree=source,
-                env=runner.environment,
-            )
+            tested = gates.run(ctx, candidate, tree=source, env=runner.environment)
         if tested:
             self._confirm(d, lease, artifacts.amis)
         record = BuildRecord(
@@ -170,6 +171,7 @@ class Builder:
             build_url=settings.build_url,
             built_at=model.precise_timestamp(begun),
             tests=tuple(t.to_dict() for t in tested),
+            observed=observed,
         )
         made = publish.publish(
             ctx.clients,
@@ -231,6 +233,66 @@ class Builder:
         build ID."""
         taken = registry.name_in_use(self.ctx.clients.ec2(region), region, image_name(d, fp))
         return image_name(d, fp, build_id if taken else None)
+
+    def _observer(self, runner: PackerRunner) -> Tracer | None:
+        """The tracer builds run under (observe.find), looked for once per run: None when
+        observe is off, or auto and strace cannot trace here (said once); an error when it is
+        required and cannot."""
+        setting = self.ctx.settings.observe
+        if setting == "off":
+            return None
+        with self._shared:
+            if self._tracer is None:
+                self._tracer = observe.find(runner.environment)
+                if self._tracer[0] is None and setting == "auto":
+                    log.warning(
+                        "builds are not observed: %s; a read outside an image's identity will "
+                        "not fail its build (observe = auto; `required` makes this an error)",
+                        self._tracer[1],
+                    )
+            tracer, why = self._tracer
+        if tracer is None and setting == "required":
+            raise observe.unobservable(why)
+        return tracer
+
+    def _judge(
+        self,
+        snapshot: Snapshot,
+        source: Path,
+        candidate: gates.Candidate,
+        artifacts: Artifacts,
+    ) -> Observed:
+        """What the build read, judged against its identity (referee.py): a read the identity
+        does not cover rejects the new image and fails the build."""
+        d = candidate.definition
+        if artifacts.accesses is None:
+            why = self._tracer[1] if self._tracer and self._tracer[1] else "observe is off"
+            return Observed(traced=False, why_not=why)
+        with self._git:
+            index = TreeIndex(self.ctx.repo, snapshot.tree)
+
+            def blob(path: str) -> str | None:
+                with self._git:
+                    found = index.lookup(path)
+                return None if found is None or found[0] == TREE_MODE else found[1]
+
+        verdict = referee.judge(
+            artifacts.accesses,
+            root=source,
+            inputs=snapshot.fingerprints[d.name].inputs,
+            blob=blob,
+        )
+        if verdict.uncovered:
+            fate = gates.reject(self.ctx, candidate, "read outside its identity")
+            raise BuildError(referee.refusal(d.name, verdict, fate=fate))
+        for path in verdict.observed.outside:
+            log.warning(
+                "%s: the build read %s, outside the repository; if it goes into the image, a "
+                "change to it will not rebuild the image (recorded in the manifest)",
+                d.name,
+                path,
+            )
+        return verdict.observed
 
     def _parent(self, parent: ResolvedAmi, region: str) -> Parent:
         """The parent image of a build in `region`, as its record names it."""

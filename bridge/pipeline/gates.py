@@ -126,14 +126,7 @@ def run(
         region: registry.describe_image(ctx.clients.ec2(region), region, ami)
         for region, ami in candidate.amis.items()
     }
-    marks = {
-        model.TAG_CANDIDATE: candidate.build_id,
-        model.TAG_DEFINITION: d.name,
-        model.TAG_BUILD_ID: candidate.build_id,
-    }
-    if ctx.settings.catalog_id:
-        marks[model.TAG_CATALOG] = ctx.settings.catalog_id
-    _tag(ctx, images, marks)
+    _tag(ctx, images, {model.TAG_CANDIDATE: candidate.build_id, **_marks(ctx, candidate)})
     outcomes = []
     for test in d.tests:
         log.info("testing %s (%s): %s", d.name, candidate.amis[candidate.region], test.name)
@@ -143,7 +136,7 @@ def run(
             outcome = _command(ctx, candidate, test, tree=tree, env=env)
         outcomes.append(outcome)
         if not outcome.passed:
-            kept = _reject(ctx, images, outcome)
+            kept = _reject(ctx, images, f"{outcome.name} failed")
             fate = (
                 "kept, tagged ami-chain:rejected, for debugging (keep_rejected; gc deletes it)"
                 if kept
@@ -292,12 +285,40 @@ def _boots(ctx: Context, candidate: Candidate, test: ImageTest) -> Outcome:
     return Outcome(test.name, True, time.monotonic() - started, ("boots",))
 
 
-def _reject(ctx: Context, images: Mapping[str, Image], outcome: Outcome) -> bool:
+def _marks(ctx: Context, candidate: Candidate) -> dict[str, str]:
+    """The tags that say whose build a candidate is (gc finds a rejected one by them)."""
+    marks = {
+        model.TAG_DEFINITION: candidate.definition.name,
+        model.TAG_BUILD_ID: candidate.build_id,
+    }
+    if ctx.settings.catalog_id:
+        marks[model.TAG_CATALOG] = ctx.settings.catalog_id
+    return marks
+
+
+def reject(ctx: Context, candidate: Candidate, why: str) -> str:
+    """Reject a new image that must not be published for the reason `why` (_reject): what
+    became of it, as an error says it."""
+    images = {
+        region: registry.describe_image(ctx.clients.ec2(region), region, ami)
+        for region, ami in candidate.amis.items()
+    }
+    if ctx.catalog.keep_rejected:
+        _tag(ctx, images, _marks(ctx, candidate))
+    kept = _reject(ctx, images, why)
+    return (
+        "kept, tagged ami-chain:rejected, for debugging (keep_rejected; gc deletes it)"
+        if kept
+        else "deregistered"
+    )
+
+
+def _reject(ctx: Context, images: Mapping[str, Image], why: str) -> bool:
     """Deregister the candidate and delete its snapshots, or with keep_rejected tag it rejected:
     whether it was kept."""
     if ctx.catalog.keep_rejected:
         when = model.timestamp(datetime.now(timezone.utc))
-        _tag(ctx, images, {model.TAG_REJECTED: f"{outcome.name} failed {when}"})
+        _tag(ctx, images, {model.TAG_REJECTED: f"{why} {when}"})
         return True
     for image in images.values():
         registry.delete_image(ctx.clients.ec2(image.region), image)

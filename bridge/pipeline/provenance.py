@@ -149,7 +149,12 @@ def statement(b: BuildRecord, run: Run) -> dict[str, Any]:
                     "finishedOn": run.finished,
                 },
                 "byproducts": [
-                    {"name": f"test:{t['name']}", "annotations": dict(t)} for t in b.tests
+                    *({"name": f"test:{t['name']}", "annotations": dict(t)} for t in b.tests),
+                    *(
+                        []
+                        if b.observed is None
+                        else [{"name": "observed-reads", "annotations": b.observed.to_dict()}]
+                    ),
                 ],
             },
         },
