@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check graphviz-check browser-check demo test test-fast test-stress lint fmt docs bench clean
+.PHONY: setup packer-check strace-check graphviz-check browser-check demo test test-fast test-stress lint fmt docs bench clean
 
-setup: $(VENV)/.installed packer-check graphviz-check browser-check
+setup: $(VENV)/.installed packer-check strace-check graphviz-check browser-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,14 @@ packer-check:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq packer; }
 	@packer version
+
+# Every build runs under strace (observe = auto), so that a read outside its identity fails it.
+strace-check:
+	@command -v strace >/dev/null 2>&1 || { \
+	  echo "strace not on PATH: installing Debian's strace package"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq strace; }
+	@strace -V | head -1
 
 # `ami-bridge graph --format svg|png` draws with Graphviz's dot (Debian's graphviz package).
 graphviz-check:

@@ -32,7 +32,10 @@ DEFAULT_OBSERVE: Observe = "auto"
 
 # What strace records: opens (the path as the kernel resolved it, through -y), directory
 # listings, program runs, and the forks that say which process a child came from.
-_SYSCALLS = "open,openat,openat2,creat,execve,execveat,getdents,getdents64,clone,clone3,fork,vfork"
+_SYSCALLS = (
+    "open,openat,openat2,creat,mkdir,mkdirat,execve,execveat,getdents,getdents64,"
+    "clone,clone3,fork,vfork"
+)
 # Longer arguments are cut by strace (a command line in a message needs no more).
 _STRING_LIMIT = 4096
 
@@ -41,7 +44,7 @@ _STRING_LIMIT = 4096
 class Access:
     """One file system access of a traced process."""
 
-    kind: Literal["read", "write", "list", "exec"]
+    kind: Literal["read", "write", "list", "exec", "mkdir"]
     path: str  # absolute, as the kernel resolved it
     pid: int
     command: tuple[str, ...]  # the command line of the process (its last program run)
@@ -173,6 +176,10 @@ def accesses(out_dir: Path) -> list[Access]:
                 kind = _open_kind(name, args)
                 if kind is not None:
                     found.append(Access(kind, _unescape(resolved["path"]), pid, command))
+            elif name in {"mkdir", "mkdirat"} and result == "0":
+                made = _made_path(name, args)
+                if made:
+                    found.append(Access("mkdir", made, pid, command))
             elif name in {"getdents", "getdents64"}:
                 fd = _FD.match(args)
                 if fd is not None:
@@ -199,6 +206,21 @@ def _commands_at_fork(
         return command
 
     return first
+
+
+def _made_path(name: str, args: str) -> str:
+    """The absolute path of a directory made ("" when it cannot be told: a relative mkdir)."""
+    strings = _strings(args)
+    if not strings:
+        return ""
+    path = strings[0]
+    if path.startswith("/"):
+        return path
+    if name == "mkdirat":
+        fd = _FD.match(args) or re.match(r"^AT_FDCWD<(?P<path>[^>]*)>", args)
+        if fd is not None:
+            return f"{_unescape(fd['path']).rstrip('/')}/{path}"
+    return ""
 
 
 def _open_kind(name: str, args: str) -> Literal["read", "write"] | None:
@@ -234,8 +256,16 @@ def _unescape(text: str) -> str:
 
 
 def reads(found: Iterable[Access]) -> list[Access]:
-    """The reads and listings among `found` of files the traced processes did not write
-    themselves (a script Packer wrote to /tmp, an output read back)."""
+    """The reads and listings among `found` of files the traced processes did not make
+    themselves: a file they wrote (a script Packer wrote to /tmp, an output read back), or
+    anything in a directory they made (Ansible's temporary directories)."""
     found = list(found)
     written = {a.path for a in found if a.kind == "write"}
-    return [a for a in found if a.kind in {"read", "list"} and a.path not in written]
+    made = tuple(sorted({a.path.rstrip("/") + "/" for a in found if a.kind == "mkdir"}))
+    return [
+        a
+        for a in found
+        if a.kind in {"read", "list"}
+        and a.path not in written
+        and not (a.path + "/").startswith(made)
+    ]

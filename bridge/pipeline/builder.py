@@ -285,12 +285,17 @@ class Builder:
         if verdict.uncovered:
             fate = gates.reject(self.ctx, candidate, "read outside its identity")
             raise BuildError(referee.refusal(d.name, verdict, fate=fate))
-        for path in verdict.observed.outside:
+        outside = verdict.observed.outside
+        if outside:
+            shown = ", ".join(outside[:5]) + (
+                f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            )
             log.warning(
-                "%s: the build read %s, outside the repository; if it goes into the image, a "
-                "change to it will not rebuild the image (recorded in the manifest)",
+                "%s: the build read %s, outside the repository; if that goes into the image, a "
+                "change to it will not rebuild the image (recorded in the manifest's observed "
+                "reads)",
                 d.name,
-                path,
+                shown,
             )
         return verdict.observed
 

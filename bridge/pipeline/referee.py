@@ -45,7 +45,7 @@ SYSTEM_PREFIXES = (
 )
 # /etc is the system's configuration, except what names this machine or holds a person's or a
 # service's own files: a provisioner that uploads one of these puts it in the image.
-ETC_CONTENT = ("/etc/hostname", "/etc/machine-id", "/etc/ssh/", "/etc/ansible/", "/etc/packer/")
+ETC_CONTENT = ("/etc/hostname", "/etc/machine-id", "/etc/ssh/")
 # Under a home directory: caches and configuration of the tools (Ansible's temporary files,
 # Packer's plugins and cache, pip's and Python's).
 HOME_TOOLING = (".ansible/", ".packer.d/", ".config/packer/", ".cache/", ".local/lib/", ".aws/")
@@ -71,7 +71,9 @@ def judge(
 
     `blob` gives the git blob of a repository path (None for a path the commit does not have,
     such as a file the build wrote)."""
+    found = list(found)
     base = os.path.realpath(root)
+    tooling = _installations(found)
     files = {e.path for e in inputs if e.kind == "blob"}
     trees = tuple(e.path.rstrip("/") + "/" for e in inputs if e.kind != "blob")
     everything = any(e.path in {"", "."} for e in inputs if e.kind != "blob")
@@ -95,7 +97,7 @@ def judge(
             repo_reads.setdefault(rel, ObservedRead(rel, sha, covered))
             if not covered:
                 uncovered.setdefault(rel, access)
-        elif access.kind == "read" and _content(path, access):
+        elif access.kind == "read" and not path.startswith(tooling) and _content(path, access):
             outside.setdefault(path, access)
     return Verdict(
         Observed(
@@ -105,6 +107,37 @@ def judge(
         ),
         tuple(sorted(uncovered.items())),
     )
+
+
+def _installations(found: Sequence[Access]) -> tuple[str, ...]:
+    """The installations of the programs the build ran (a virtualenv's Ansible and the Python
+    it runs on, a tool under /opt/x/bin): what a program reads from its own prefix is the
+    program, not content. A program is followed through its symlinks and its `#!` line."""
+    programs = {a.path for a in found if a.kind == "exec" and a.path.startswith("/")}
+    for program in list(programs):
+        interpreter = _interpreter(program)
+        if interpreter:
+            programs.add(interpreter)
+    prefixes = set()
+    for program in programs:
+        for path in {program, os.path.realpath(program)}:
+            bin_dir = os.path.dirname(path)
+            if os.path.basename(bin_dir) in {"bin", "sbin"}:
+                prefixes.add(os.path.dirname(bin_dir).rstrip("/") + "/")
+    return tuple(sorted(p for p in prefixes if p != "/"))
+
+
+def _interpreter(program: str) -> str:
+    """The interpreter a script's `#!` line names ("" for none, or a program not readable)."""
+    try:
+        with open(program, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return ""
+    if not head.startswith(b"#!"):
+        return ""
+    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    return words[0] if words and words[0].startswith("/") else ""
 
 
 def _holds_input(directory: str, files: set[str], trees: tuple[str, ...]) -> bool:

@@ -12,9 +12,10 @@ from typing import Any
 from bridge.catalog import Definition
 from bridge.cli import render
 from bridge.cli.workspace import open_catalog, options
-from bridge.errors import EXIT_OK
+from bridge.errors import EXIT_OK, BridgeError
 from bridge.fingerprint import Fingerprint, fingerprint_all
 from bridge.masking import mask, secrets_of
+from bridge.record import Observed
 from bridge.sources import SourcePick
 
 # Shown for a tracked upstream image: only a resolve (with EC2) chooses it.
@@ -39,13 +40,20 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # A tracked upstream image anywhere up the chain is in this fingerprint too (through the
     # parent's), and only a resolve chooses it.
     chain = [snapshot.fingerprints[a.name] for a in catalog.closure([d.name])]
+    upstream_known = not any(f.sources for f in chain)
     explained = explain(
         d,
         fp,
         commit=snapshot.commit,
-        upstream_known=not any(f.sources for f in chain),
+        upstream_known=upstream_known,
         environment=env,
     )
+    observed, why = (
+        _last_observed(args, env, d.name, fp.value)
+        if upstream_known
+        else (None, "the fingerprint depends on the upstream image a resolve chooses")
+    )
+    explained["observed"] = mark_reads(explained["inputs"], observed, why)
     if args.json:
         json.dump(explained, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
@@ -58,9 +66,16 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if d.parent:
         out.write(f"parent      {d.parent} (fingerprint {explained['parent_fingerprint']})\n")
     out.write("\n")
-    rows = [("INPUT", "KIND", "OBJECT", "WHY")]
-    rows += [(i["path"], i["kind"], i["object"][:12], i["why"]) for i in explained["inputs"]]
+    rows = [("INPUT", "KIND", "OBJECT", "READ", "WHY")]
+    rows += [
+        (i["path"], i["kind"], i["object"][:12], i["read"], i["why"]) for i in explained["inputs"]
+    ]
     render.table(rows, out)
+    seen = explained["observed"]
+    out.write(f"\nREAD: {seen['summary']}\n")
+    for i in explained["inputs"]:
+        for path in i.get("read_within", ()):
+            out.write(f"  read through the directory {i['path']}: {path}\n")
     for s in explained["upstream"]:
         filters = " ".join(f"{k}={v}" for k, v in s["filters"])
         out.write(
@@ -128,6 +143,65 @@ def explain(
         ],
         # The environment variables in the identity (the catalog's `env`), as resolved now.
         "environment": {name: mask(environment.get(name, ""), secrets) for name in d.env},
+    }
+
+
+def _last_observed(
+    args: argparse.Namespace, env: Mapping[str, str], definition: str, fingerprint: str
+) -> tuple[Observed | None, str]:
+    """What the last build of this fingerprint was seen to read (its manifest's `observed`),
+    or None and why it is not known."""
+    from bridge.aws import manifests
+    from bridge.cli.workspace import context
+
+    try:
+        ctx = context(options(args, env), env)
+        bucket = ctx.settings.manifest_bucket
+        if not bucket:
+            return None, "the catalog keeps no manifests (`manifest.bucket`)"
+        found = manifests.fetch(
+            ctx.clients.s3(ctx.settings.region),
+            bucket,
+            ctx.settings.manifest_prefix,
+            definition,
+            fingerprint,
+        )
+    except BridgeError as exc:
+        return None, f"its manifest could not be read ({str(exc).split('. ')[0]})"
+    if found is None:
+        return None, "no build of this fingerprint has a manifest yet"
+    if found.observed is None:
+        return None, "its build was made before builds were observed"
+    if not found.observed.traced:
+        return None, f"its build was not observed ({found.observed.why_not})"
+    return found.observed, ""
+
+
+def mark_reads(inputs: list[dict[str, Any]], observed: Observed | None, why: str) -> dict[str, Any]:
+    """Mark each input (explain's) as read or never read by the last build: `read` is yes, no
+    or unknown, and a directory input lists the files read within it (`read_within`), which the
+    identity covers only through the whole directory. A summary says how many were never read
+    (where rebuilds are wasted)."""
+    if observed is None:
+        for i in inputs:
+            i["read"] = "unknown"
+        return {"known": False, "summary": f"unknown: {why}"}
+    read = {r.path for r in observed.reads}
+    never = 0
+    for i in inputs:
+        if i["kind"] == "blob":
+            i["read"] = "yes" if i["path"] in read else "no"
+        else:
+            head = i["path"].rstrip("/") + "/"
+            within = sorted(p for p in read if p.startswith(head) or i["path"] in {"", "."})
+            i["read"] = "yes" if within else "no"
+            i["read_within"] = within
+        never += i["read"] == "no"
+    return {
+        "known": True,
+        "summary": f"{len(inputs) - never} of {len(inputs)} inputs were read by the last build"
+        + (f"; {never} never read (a change to one rebuilds for nothing)" if never else ""),
+        "outside": list(observed.outside),
     }
 
 
