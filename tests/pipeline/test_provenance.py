@@ -80,6 +80,11 @@ def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, r
     run = statement["predicate"]["runDetails"]
     assert run["builder"]["version"]["packer"] == "1.6.6"
     assert run["metadata"]["invocationId"] == snowflake["build_id"]
+    # What the build was seen to read (observe.py), each file with its git blob.
+    (observed,) = [b for b in run["byproducts"] if b["name"] == "observed-reads"]
+    reads = {r["path"]: r["blob"] for r in observed["annotations"]["reads"]}
+    blob = repo.git("rev-parse", "HEAD:snowflake/tasks/docker.sh").strip()
+    assert observed["annotations"]["traced"] is True and reads["snowflake/tasks/docker.sh"] == blob
     (image,) = [i for i in own_images() if i["ImageId"] == snowflake["ami_id"]]
     assert tags_of(image)[model.TAG_PROVENANCE] == f"s3://{BUCKET}/{key}"
 
