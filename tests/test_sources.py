@@ -310,6 +310,42 @@ def test_a_filter_through_a_variable_default_tracks_the_upstream_image(sandbox_e
     )
 
 
+def test_a_filter_under_unquoted_block_labels_tracks_the_upstream_image(sandbox_env, repo, packer):
+    """HCL takes a block's labels quoted or not (`source amazon-ebs templated {`): the filter
+    under such labels is tracked as under quoted ones, not skipped."""
+    unquoted = HCL_SOURCE.replace(
+        'source "amazon-ebs" "templated" {', "source amazon-ebs templated {"
+    )
+    assert unquoted != HCL_SOURCE
+    add_templated(repo, {"variables.pkr.hcl": HCL_VARIABLES, "main.pkr.hcl": unquoted})
+    rebuilds_on_each_new_match(
+        repo, sandbox_env, "templated", BASE_IMAGE, FOCAL + "20261127", AL2023 + "20261127"
+    )
+
+
+def test_two_roots_whose_filters_share_owners_each_get_their_own_image_in_one_run(
+    sandbox_env, tracking, packer
+):
+    """Filters of one publisher that match different names choose different images, also when
+    one run resolves both (the run looks each filter up once, by all of what it asks)."""
+    jammy = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-"
+    template = (tracking.path / "base" / "base.json").read_text()
+    assert FOCAL in template
+    tracking.write("jammy/jammy.json", template.replace(FOCAL, jammy))
+    data = tracking.catalog()
+    data["definitions"]["jammy"] = {"template": "jammy/jammy.json"}
+    tracking.set_catalog(data)
+    tracking.commit("a second root from the same publisher")
+    released = publish_upstream(jammy + "20261127")
+    code, built = resolve(tracking, sandbox_env, "--on-missing", "build")
+    assert code == 0, built
+    assert launched_from(built["base"]) == BASE_IMAGE
+    assert launched_from(built["jammy"]) == released
+    for name, upstream in (("base", BASE_IMAGE), ("jammy", released)):
+        (image,) = aws_client("ec2").describe_images(ImageIds=[built[name]["ami_id"]])["Images"]
+        assert tags_of(image)["ami-chain:source-ami"] == upstream
+
+
 def test_a_filter_through_an_auto_loaded_var_file_tracks_the_upstream_image(
     sandbox_env, repo, packer
 ):
