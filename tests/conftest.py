@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -125,6 +126,18 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(__file__).resolve().parent.parent
         for package in ("bridge", "testing"):
             compileall.compile_dir(root / package, quiet=1)
+        # The random tests' seeds, drawn once here so that every worker uses the same one and
+        # the header names the seed that ran (set one to replay it).
+        for name in SEEDS:
+            os.environ.setdefault(name, str(random.SystemRandom().randrange(2**32)))
+
+
+# The random tests' seeds: the fuzzer's (tests/test_fuzz.py) and the regions' (test_region_answers).
+SEEDS = ("AMI_BRIDGE_FUZZ_SEED", "AMI_BRIDGE_REGIONS_SEED")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"random seeds (set one to replay): {name}={os.environ.get(name)}" for name in SEEDS]
 
 
 _TERRAFORMS: list[tuple[str, str]] = []

@@ -6,7 +6,7 @@ that validates goes on to the catalog, git and EC2. Each plausible query asks no
 (`on_missing` fail or report; a mutation of it draws values that are not `build`), so any build
 is a defect: Packer is a stand-in that writes a canary file, and each case asserts there is no
 canary, no instance and no image. 400 cases in all: a fixed regression set, and as many from a
-fresh random seed (printed; set AMI_BRIDGE_FUZZ_SEED to replay one).
+fresh random seed (in the session header; set AMI_BRIDGE_FUZZ_SEED to replay one).
 """
 
 from __future__ import annotations
@@ -143,10 +143,6 @@ def test_fuzzed_raw_bytes_through_the_real_process(data, world, sandbox_env):
     }
     proc = run_bridge(["external"], env, stdin=data, cwd=Path.cwd())
     check_case(proc.code, proc.stdout, proc.stderr, world)
-
-
-def test_fuzz_seed_is_shown():
-    print(f"fuzz seed {RANDOM_SEED} (replay: AMI_BRIDGE_FUZZ_SEED={RANDOM_SEED})")
 
 
 def test_the_canary_packer_would_be_seen(world, capsys):

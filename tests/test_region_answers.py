@@ -240,7 +240,3 @@ _SETTINGS = {
 def test_every_answer_is_for_the_region_asked(case, world, monkeypatch, capsys, tmp_path_factory):
     note(f"regions seed {SEED} (replay: AMI_BRIDGE_REGIONS_SEED={SEED})")
     check_case(case, world, monkeypatch, capsys, tmp_path_factory)
-
-
-def test_the_regions_seed_is_shown():
-    print(f"regions seed {SEED} (replay: AMI_BRIDGE_REGIONS_SEED={SEED})")
