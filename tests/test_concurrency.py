@@ -440,3 +440,56 @@ def test_two_parallel_builds_of_the_whole_catalog_build_each_image_once(
         assert proc.returncode == 0, err
     assert builds_per_definition() == Counter({"base": 1, "snowflake": 1, "tools": 1, "agent": 1})
     assert leases() == []
+
+
+def test_two_machines_that_read_the_same_expired_lease_build_once(
+    sandbox_env, sandbox_server, repo, packer, tmp_path
+):
+    """A real race for an expired lease: two machines both read it, their takeover writes are
+    held at a proxy until both are in flight, then released together. The conditional write on
+    the ETag they read lets exactly one of them win; the other waits for its image."""
+    import threading
+
+    from bridge.aws.lease import lease_key
+
+    planned = run_bridge(
+        ["resolve", "base", "--repo", str(repo.path), "--json", "--on-missing", "report"],
+        sandbox_env,
+    )
+    fingerprint = json.loads(planned.stdout)["base"]["fingerprint"]
+    key = lease_key("images", "base", fingerprint)
+    dead = {"owner": "gone", "host": "crashed", "pid": 1, "started": "?", "expires": 0}
+    aws_client("s3").put_object(Bucket=BUCKET, Key=key, Body=json.dumps(dead).encode())
+    both = threading.Barrier(2, timeout=120)
+    held: list[str] = []
+
+    def takeover(method, path, headers, body) -> None:
+        """Hold each write of the lease that is not a create (a takeover) until both are in."""
+        if method == "PUT" and path.split("?")[0].endswith(key) and "If-None-Match" not in headers:
+            held.append(headers.get("If-Match", "(unconditional)"))
+            both.wait()
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, hold=takeover) as proxy:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bridge", "build", "base", "--repo", str(repo.path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={
+                    **sandbox_env,
+                    "AWS_ENDPOINT_URL": proxy.endpoint,
+                    "AMI_BRIDGE_PACKER_EC2_ENDPOINT": sandbox_server.endpoint,
+                    "AMI_BRIDGE_STATE_DIR": str(tmp_path / f"machine{i}"),
+                },
+            )
+            for i in range(2)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err.decode()
+    assert len(held) >= 2, held  # both takeovers were in flight at once
+    assert builds_per_definition() == Counter({"base": 1})
+    assert [tags_of(i)[model.TAG_DEFINITION] for i in own_images() if "SHA" in tags_of(i)] == [
+        "base"
+    ]
+    assert leases() == []
