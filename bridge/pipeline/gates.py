@@ -37,6 +37,7 @@ from bridge.repopaths import resolve_inside
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from botocore.exceptions import WaiterError
     from mypy_boto3_ec2.type_defs import WaiterConfigTypeDef
 
     from bridge.catalog import Definition
@@ -265,24 +266,46 @@ def _boots(ctx: Context, candidate: Candidate, test: ImageTest) -> Outcome:
         "Delay": 5,
         "MaxAttempts": max(1, int(test.timeout_seconds // 5)),
     }
+    failed: WaiterError | None = None
     try:
-        with aws_call(f"waiting for the test instance {instance}", "ec2:DescribeInstances"):
-            ec2.get_waiter("instance_running").wait(InstanceIds=[instance], WaiterConfig=attempts)
-        with aws_call(f"waiting for the test instance {instance}", "ec2:DescribeInstanceStatus"):
-            ec2.get_waiter("instance_status_ok").wait(InstanceIds=[instance], WaiterConfig=attempts)
-    except WaiterError as exc:
+        # A waiter that gives up is the test's failure, not AWS's: caught inside aws_call.
+        for waiter, permission in (
+            ("instance_running", "ec2:DescribeInstances"),
+            ("instance_status_ok", "ec2:DescribeInstanceStatus"),
+        ):
+            with aws_call(f"waiting for the test instance {instance}", permission):
+                try:
+                    ec2.get_waiter(waiter).wait(  # type: ignore[call-overload]
+                        InstanceIds=[instance], WaiterConfig=attempts
+                    )
+                except WaiterError as exc:
+                    failed = exc
+            if failed is not None:
+                break
+    finally:
+        with aws_call(f"terminating the test instance {instance}", "ec2:TerminateInstances"):
+            ec2.terminate_instances(InstanceIds=[instance])
+    if failed is not None:
         return Outcome(
             test.name,
             False,
             time.monotonic() - started,
             ("boots",),
             f"the instance {instance} launched from it did not run and pass EC2's status "
-            f"checks ({exc.last_response.get('Error', {}).get('Message') or exc}).",
+            f"checks ({_waited(failed)}).",
         )
-    finally:
-        with aws_call(f"terminating the test instance {instance}", "ec2:TerminateInstances"):
-            ec2.terminate_instances(InstanceIds=[instance])
     return Outcome(test.name, True, time.monotonic() - started, ("boots",))
+
+
+def _waited(exc: WaiterError) -> str:
+    """What a waiter that gave up last saw: the instance's state or status, else its reason."""
+    last: Any = exc.last_response or {}
+    statuses = [
+        s.get("InstanceStatus", {}).get("Status", "?") for s in last.get("InstanceStatuses", [])
+    ]
+    if statuses:
+        return f"its instance status is {', '.join(statuses)}"
+    return str(last.get("Error", {}).get("Message") or exc)
 
 
 def _marks(ctx: Context, candidate: Candidate) -> dict[str, str]:

@@ -50,6 +50,11 @@ stock moto server:
   DeleteSnapshot keeping what a rule covers until RestoreImageFromRecycleBin /
   RestoreSnapshotFromRecycleBin or the end of its retention period (the details, and what differs
   from AWS, are in `recycle_bin.py`).
+* An instance of an image tagged `sandbox:boot` = `impaired` (by its owner) fails EC2's
+  reachability check: DescribeInstanceStatus reports its `InstanceStatus` `impaired` (detail
+  `reachability` `failed`), as EC2 does for an instance whose operating system does not come
+  up. Stock moto reports every running instance `ok`, so an image that cannot boot could not be
+  told apart. The tag is the sandbox's stand-in for a broken image.
 * Writes are served one at a time. moto checks S3's conditional writes (`If-None-Match: *`,
   `If-Match`) and then writes, in separate steps; in a threaded server two racing requests could
   both pass the check, where S3 lets only one win. Build leases rely on that guarantee.

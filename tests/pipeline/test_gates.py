@@ -150,6 +150,25 @@ def test_boots_launches_an_instance_of_the_candidate_and_terminates_it(
     assert tags_of(image)[model.TAG_TESTS] == "boots"
 
 
+def test_boots_fails_an_image_whose_instance_fails_the_status_checks(sandbox_env, repo, packer):
+    """`boots` waits for EC2's status checks, not only for the instance to run: an image whose
+    instance never becomes reachable (the sandbox's `sandbox:boot` tag) fails it, is
+    deregistered, and its instance is terminated."""
+    template = json.loads((repo.path / "base" / "base.json").read_text())
+    template["builders"][0]["tags"] = {"sandbox:boot": "impaired"}
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    with_tests(repo, {"name": "boots", "builtin": "boots", "timeout_seconds": 5})
+    proc = build(repo, sandbox_env)
+    assert proc.code == 1, proc.stdout
+    assert "failed its test 'boots'" in proc.stderr and "status checks" in proc.stderr
+    assert own_images() == []  # deregistered: nothing resolvable
+    reservations = aws_client("ec2").describe_instances(
+        Filters=[{"Name": f"tag:{model.TAG_CANDIDATE}", "Values": ["*"]}]
+    )["Reservations"]
+    (instance,) = [i for r in reservations for i in r["Instances"]]
+    assert instance["State"]["Name"] == "terminated"
+
+
 def test_promote_refuses_an_untested_image_and_one_missing_a_required_check(
     sandbox_env, repo, packer, tmp_path
 ):
