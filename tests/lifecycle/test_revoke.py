@@ -420,3 +420,58 @@ def test_revoking_a_definition_revokes_every_build_of_its_fingerprint(sandbox_en
         assert not REVOCATION & set(tags_of(image(result["ami_id"]))), result["definition"]
     code, after = resolve(repo, sandbox_env, "--on-missing", "report")
     assert after["base"]["ami_id"] == newer["ami_id"] and after["base"]["state"] == "found"
+
+
+def with_leaf(repo) -> None:
+    """A third level: `leaf`, built on the snowflake (its template with a provisioner of its
+    own)."""
+    template = json.loads(repo.path.joinpath("snowflake/snowflake.json").read_text())
+    template["provisioners"] = [{"type": "shell-local", "inline": ["echo leaf"]}]
+    repo.write("leaf/leaf.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["definitions"]["leaf"] = {"template": "leaf/leaf.json", "parent": "snowflake"}
+    repo.set_catalog(data)
+    repo.commit("a grandchild of the base")
+
+
+def test_revoking_the_base_revokes_a_grandchild_and_restore_brings_it_back(
+    sandbox_env, repo, packer
+):
+    with_leaf(repo)
+    code, first = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, first
+    base, snow, leaf = first["base"], first["snowflake"], first["leaf"]
+    assert tags_of(image(leaf["ami_id"]))[model.TAG_PARENT_AMI] == snow["ami_id"]
+
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "CVE-2026-3 in zlib")
+    assert proc.code == 0, proc.stderr
+    tags = tags_of(image(leaf["ami_id"]))
+    assert tags[model.TAG_REVOKED_BY] == base["build_id"]
+    assert tags[model.TAG_REVOKE_REASON] == (
+        f"base {base['build_id'][:12]} ({base['ami_id']}) revoked: CVE-2026-3 in zlib"
+    )
+    assert {k: snapshot_tags(leaf["ami_id"]).get(k) for k in REVOCATION} == {
+        k: tags[k] for k in REVOCATION
+    }
+    at = datetime.fromisoformat(tags[model.TAG_REVOKED_AT].replace("Z", "+00:00"))
+    deprecated = datetime.fromisoformat(image(leaf["ami_id"])["DeprecationTime"][:19])
+    assert deprecated.replace(tzinfo=timezone.utc) > at
+    assert manifest("leaf", leaf["fingerprint"])["revoked"]["by"] == base["build_id"]
+    assert leaf["ami_id"] in proc.stdout
+
+    # Resolving the grandchild no longer gives its image.
+    code, report = resolve(repo, sandbox_env, "--on-missing", "report")
+    assert code == 3
+    assert report["leaf"]["state"] == "revoked" and report["leaf"]["ami_id"] == ""
+    fail = bridge(repo, sandbox_env, "resolve", "leaf")
+    assert fail.code == 3 and "CVE-2026-3" in fail.stderr and leaf["ami_id"] not in fail.stdout
+    assert builds_per_definition() == Counter({"base": 1, "snowflake": 1, "leaf": 1})
+
+    proc = bridge(repo, sandbox_env, "restore", "base")
+    assert proc.code == 0, proc.stderr
+    code, restored = resolve(repo, sandbox_env, "--on-missing", "fail")
+    assert code == 0, restored
+    assert restored["leaf"]["ami_id"] == leaf["ami_id"] and restored["leaf"]["revoked"] == "false"
+    assert not REVOCATION & set(tags_of(image(leaf["ami_id"])))
+    assert "DeprecationTime" not in image(leaf["ami_id"])
+    assert "revoked" not in manifest("leaf", leaf["fingerprint"])

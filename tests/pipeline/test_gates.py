@@ -9,7 +9,10 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from bridge import model
+from bridge.masking import MASK
 from testing.bridge import run_bridge
 from testing.faultproxy import FaultProxy, creation_dates
 from testing.sandbox import BUCKET, aws_client, manifest_keys, own_images, tags_of
@@ -279,3 +282,36 @@ def test_a_test_program_that_is_not_there_is_refused_before_anything_is_built(
         assert "run programs the repository does not have: tests/smok.sh (test 'smoke')" in error
         assert "Traceback" not in error and "packer" not in error.lower()  # Packer never ran
     assert own_images() == [] and manifest_keys() == []
+
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"  # made up: the sandbox takes any
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "why"),
+    [
+        ("exit 4", 600, "exited 4"),
+        ("sleep 300", 2, "ran longer than 2 s"),
+    ],
+    ids=["fails", "times-out"],
+)
+def test_a_failing_test_that_prints_a_credential_is_masked_in_its_log_and_the_error(
+    sandbox_env, repo, packer, tmp_path, script, timeout, why
+):
+    leaks = {
+        "name": "leaks",
+        "command": ["sh", "-c", f'echo "the key is $AWS_SECRET_ACCESS_KEY"; {script}'],
+        "timeout_seconds": timeout,
+    }
+    with_tests(repo, leaks)
+    proc = build(repo, env_for(sandbox_env, repo, tmp_path, AWS_SECRET_ACCESS_KEY=SECRET))
+    assert proc.code == 1
+    error = " ".join(proc.stderr.split())
+    assert "failed its test 'leaks'" in error and why in error
+    assert f"the key is {MASK}" in error  # the error quotes the test's last lines, masked
+    assert SECRET not in proc.stderr and SECRET not in proc.stdout
+    logs = Path(sandbox_env["AMI_BRIDGE_STATE_DIR"]) / "logs"
+    (test_log,) = logs.glob("base-*-test-leaks.log")
+    assert test_log.read_text().splitlines() == [f"the key is {MASK}"]
+    for path in logs.rglob("*"):  # nor in any other log the build wrote
+        assert not path.is_file() or SECRET not in path.read_text(errors="replace"), path

@@ -80,3 +80,23 @@ def test_three_matrix_jobs_at_once_build_each_image_once_children_after_their_pa
 def test_a_negative_wave_is_refused(sandbox_env, repo):
     proc = run_bridge(["matrix", "--all", "--wave", "-1", "--repo", str(repo.path)], sandbox_env)
     assert proc.code == 1 and "--wave is -1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_parent_whose_image_exists_takes_no_wave_its_children_are_the_first(
+    sandbox_env, repo, packer
+):
+    with_tools(repo)
+    built = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert built.code == 0, built.stderr
+    assert builds_per_definition() == {"base": 1}
+
+    # The base is settled: its children wait on nothing, so they are wave 0 (no empty wave
+    # before them that a CI job would run for nothing), and there is no second wave.
+    assert matrix(repo, sandbox_env) == {
+        "waves": [{"include": [{"definition": "snowflake"}, {"definition": "tools"}]}],
+        "count": 1,
+    }
+    assert matrix(repo, sandbox_env, "--wave", "0", "--format", "circleci") == {
+        "definition": ["snowflake", "tools"]
+    }
+    assert matrix(repo, sandbox_env, "--wave", "1") == {"include": []}

@@ -230,3 +230,40 @@ def test_a_key_that_cannot_sign_is_refused_before_anything_is_built(
     # manifest, no lease.
     assert own_images() == []
     assert aws_client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+
+
+def test_the_statement_of_another_build_of_the_same_fingerprint_does_not_verify(
+    sandbox_env, sandbox_server, repo, signed, tmp_path
+):
+    """A forced rebuild makes a second image of the same fingerprint: the first build's
+    statement, signed by the same key and stating the same fingerprint, still names another
+    AMI, so put in place of the second's it does not vouch for the second image."""
+    old = signed["base"]
+    proc = run_bridge(["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    new = json.loads(proc.stdout)["base"]
+    assert new["fingerprint"] == old["fingerprint"] and new["ami_id"] != old["ami_id"]
+    first = read(own_key(old))
+
+    # Where the new image's tag points.
+    (image,) = [i for i in own_images() if i["ImageId"] == new["ami_id"]]
+    assert tags_of(image)[model.TAG_PROVENANCE] == f"s3://{BUCKET}/{own_key(new)}"
+    own = read(own_key(new))
+    write(own_key(new), first)
+    refused(verify(repo, sandbox_env, new["ami_id"]), f"not {new['ami_id']} in us-east-1")
+    refused(verify(repo, sandbox_env, "base"), f"not {new['ami_id']} in us-east-1")
+    write(own_key(new), own)
+    assert verify(repo, sandbox_env, new["ami_id"]).code == 0
+
+    # Beside the manifest, where a workload account (no tags, no KMS) looks.
+    public = aws_client("kms").get_public_key(KeyId=ALIAS)["PublicKey"]
+    (tmp_path / "provenance.der").write_bytes(public)
+    consumer = {
+        **sandbox_env,
+        **sandbox_server.env(account=OTHER_ACCOUNT),
+        "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
+    }
+    args = ["base", "--owners", ACCOUNT, "--public-key", str(tmp_path / "provenance.der")]
+    assert verify(repo, consumer, *args).code == 0
+    write(envelope_key("base", new["fingerprint"]), first)
+    refused(verify(repo, consumer, *args), f"not {new['ami_id']} in us-east-1")
