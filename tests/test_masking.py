@@ -21,3 +21,16 @@ def test_every_spelling_of_a_credential_is_masked(name):
 
 def test_a_value_too_short_to_be_a_secret_is_left_alone():
     assert mask("a test run", secrets_of({"AWS_SECRET_ACCESS_KEY": "test"})) == "a test run"
+
+
+@pytest.mark.parametrize(("value", "masked"), [("12345678", True), ("1234567", False)])
+def test_a_secret_of_eight_characters_is_masked_and_one_of_seven_is_not(value, masked):
+    text = f"the key is {value}."
+    shown = mask(text, secrets_of({"AWS_SECRET_ACCESS_KEY": value}))
+    assert shown == (f"the key is {MASK}." if masked else text)
+
+
+def test_a_secret_that_contains_another_is_masked_whole():
+    env = {"AWS_SESSION_TOKEN": "token-abcdefgh", "API_TOKEN": "token-abcdefgh-and-more"}
+    assert secrets_of(env) == ("token-abcdefgh-and-more", "token-abcdefgh")
+    assert mask("t=token-abcdefgh-and-more", secrets_of(env)) == f"t={MASK}"
