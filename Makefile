@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
 
-.PHONY: setup packer-check strace-check graphviz-check browser-check demo test test-fast test-stress lint fmt docs bench clean
+.PHONY: setup packer-check strace-check graphviz-check browser-check demo test test-fast test-stress mutate lint fmt docs bench clean
 
 setup: $(VENV)/.installed packer-check strace-check graphviz-check browser-check
 
@@ -57,6 +57,11 @@ test: setup lint
 # The tests that run none of Packer, Terraform or a browser (the sandbox and git still run).
 test-fast: $(VENV)/.installed
 	$(BIN)/pytest -n auto -m "not tools" -q
+
+# Mutation testing of the modules that carry the guarantees (slow: not part of `make test`);
+# MODULES=bridge/masking.py picks some.
+mutate: setup
+	PYTHONPATH=$(CURDIR) $(PY) -m testing.mutate $(MODULES)
 
 # The suite under a CPU and I/O load on every core, RUNS times (default 3); ARGS go to pytest.
 test-stress: setup
