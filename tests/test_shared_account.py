@@ -9,10 +9,12 @@ from datetime import datetime, timedelta, timezone
 import boto3
 
 from bridge import model
+from bridge.aws.share import marker
 from bridge.sandbox import BASE_IMAGE, OTHER_ACCOUNT, access_key
 from testing.bridge import run_bridge
+from testing.faultproxy import FaultProxy
 from testing.git import make_repo
-from testing.sandbox import aws_client, own_images, recycle_bin, tags_of
+from testing.sandbox import aws_client, fake_build, own_images, recycle_bin, tags_of
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -166,6 +168,48 @@ def test_a_shared_image_a_workload_account_runs_survives_gc(sandbox_env, repo, p
     assert kept[first["ami_id"]]["action"] == "keep"
     assert any("lastLaunchedTime" in r for r in kept[first["ami_id"]]["reasons"])
     assert first["ami_id"] in images_of(EAST)
+
+
+def test_a_shared_image_whose_last_launch_cannot_be_read_is_kept(sandbox_env, sandbox_server, repo):
+    """gc cannot see a workload account's instances, and here EC2 cannot say when the image was
+    last launched (DescribeImageAttribute lastLaunchedTime fails): the image may be running
+    somewhere, so gc keeps it and says why, while an unshared build as old is deleted."""
+    recycle_bin((EAST, WEST))
+    shared = fake_build("base", "old-shared")
+    for region, ami in shared.items():
+        ec2 = aws_client("ec2", region)
+        ec2.modify_image_attribute(
+            ImageId=ami, LaunchPermission={"Add": [{"UserId": OTHER_ACCOUNT}]}
+        )
+        ec2.create_tags(
+            Resources=[ami], Tags=[{"Key": model.TAG_SHARED, "Value": marker([OTHER_ACCOUNT])}]
+        )
+    private = fake_build("base", "old-private")
+    flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--retire-days", "0", "--json"]
+
+    def block(method, path, headers, body):
+        return b"Action=DescribeImageAttribute" in body and b"lastLaunchedTime" in body
+
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=block) as proxy:
+        env = {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        applied = bridge(repo, env, *flags, "--apply")
+        assert proxy.counters.injected.get("blocked", 0) > 0
+    assert applied.code == 0, applied.stderr
+    fates = {b["build_id"]: b for b in json.loads(applied.stdout)["builds"]}
+    assert fates["old-private"]["action"] == "deleted"
+    assert fates["old-shared"]["action"] == "keep"
+    assert any(
+        "whose instances gc cannot see, and its last launch cannot be read" in r
+        for r in fates["old-shared"]["reasons"]
+    ), fates["old-shared"]["reasons"]
+    for region, ami in shared.items():
+        (image,) = aws_client("ec2", region).describe_images(ImageIds=[ami])["Images"]
+        assert "DeprecationTime" not in image and image["State"] == "available"
+        assert private[region] not in images_of(region)
+    # Once EC2 can say (never launched), nothing keeps it.
+    again = bridge(repo, sandbox_env, *flags, "--apply")
+    assert again.code == 0, again.stderr
+    assert shared[EAST] not in images_of(EAST) and shared[WEST] not in images_of(WEST)
 
 
 def test_built_images_are_protected_from_deregistration_and_gc_lifts_it_to_delete(

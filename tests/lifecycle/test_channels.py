@@ -8,7 +8,7 @@ import json
 import pytest
 
 from testing.bridge import external, run_bridge
-from testing.sandbox import aws_client
+from testing.sandbox import aws_client, deregister
 
 REGIONS = ["us-east-1", "eu-west-1"]
 
@@ -150,6 +150,23 @@ def test_a_channel_whose_image_is_revoked_is_reported_not_rolled_back(sandbox_en
     read = external(sandbox_env, query)
     assert read.code == 1
     assert "revoked" in read.stderr and "bad kernel" in read.stderr and "rollback" in read.stderr
+
+
+def test_a_channel_whose_image_was_deregistered_is_refused_not_answered(sandbox_env, repo, packer):
+    """Someone deregisters the image a channel holds: the channel query fails, naming the image
+    and the rollback, and never hands Terraform the dead AMI."""
+    base = built(repo, sandbox_env)["base"]
+    assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
+    query = {"definition": "base", "channel": "prod", "region": "us-east-1"}
+    assert json.loads(external(sandbox_env, query).stdout)["ami_id"] == base["ami_id"]
+    deregister("us-east-1", base["ami_id"])
+    assert parameter("/ami-chain/base/prod", "us-east-1")["Value"] == base["ami_id"]
+    read = external(sandbox_env, query)
+    assert read.code == 1, read.stdout
+    assert base["ami_id"] not in read.stdout
+    said = " ".join(read.stderr.split())
+    assert f"holds {base['ami_id']} (version 1), which does not exist in us-east-1" in said
+    assert "ami-bridge rollback base prod" in said and "Traceback" not in read.stderr
 
 
 def test_a_channel_query_needs_no_repository(sandbox_env, repo, packer, tmp_path):

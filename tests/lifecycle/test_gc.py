@@ -388,3 +388,26 @@ def test_snapshots_a_cut_short_gc_left_are_deleted_by_the_next(sandbox_env, repo
     assert proc.code == 0, proc.stderr
     remaining = {s["SnapshotId"] for s in us.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     assert snapshots[left] not in remaining and snapshots[kept] in remaining
+
+
+def test_gc_leaves_an_image_without_a_catalog_id_alone(sandbox_env, repo):
+    """An image built before catalogs had IDs is no provable part of this catalog: never a
+    candidate, never deleted, even with nothing keeping it; a tagged build beside it, just as
+    old and unused, is deleted."""
+    recycle_bin(REGIONS)
+    untagged = fake_build("base", "before-ids")
+    for region, ami in untagged.items():
+        ec2(region).delete_tags(Resources=[ami], Tags=[{"Key": model.TAG_CATALOG}])
+    tagged = fake_build("base", "old-unused")
+    argv = ["gc", "--repo", str(repo.path), "--keep", "0", "--min-age-hours", "0", "--apply"]
+    proc = run_bridge([*argv, "--json"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    images, _ = state()
+    assert {(r, a) for r, a in untagged.items()} <= images
+    assert not {(r, a) for r, a in tagged.items()} & images
+    listed = {ami for b in json.loads(proc.stdout)["builds"] for ami in b["images"].values()}
+    assert not listed & set(untagged.values())
+    assert "carry no catalog ID" in proc.stderr and "gc leaves them alone" in proc.stderr
+    for region, ami in untagged.items():
+        (image,) = ec2(region).describe_images(ImageIds=[ami])["Images"]
+        assert model.TAG_CATALOG not in tags_of(image)  # not claimed by gc either

@@ -167,3 +167,48 @@ def test_a_rollback_build_is_archived_and_resolves_again_only_once_unarchived(
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["base"]["ami_id"] == old
     ec2.run_instances(ImageId=old, MinCount=1, MaxCount=1)
+
+
+def snapshots_of(region: str, ami: str) -> list[str]:
+    (image,) = aws_client("ec2", region).describe_images(ImageIds=[ami])["Images"]
+    return [m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("EC2_IMAGE", "base"), ("EBS_SNAPSHOT", "base"), ("EC2_IMAGE", "snowflake")],
+)
+def test_a_region_level_rule_does_not_cover_what_it_excludes(sandbox_env, repo, kind, value):
+    """A region-level rule that excludes the bridge's images (or their snapshots) by a tag they
+    carry keeps none of them: gc --apply refuses, naming the gap, and deletes nothing. Excluding
+    another value of the tag leaves them covered: deleted into the bin."""
+    old = fake_build("base", "old")
+    for region, ami in old.items():  # the bridge tags a build's snapshots as its image
+        aws_client("ec2", region).create_tags(
+            Resources=snapshots_of(region, ami),
+            Tags=[{"Key": model.TAG_DEFINITION, "Value": "base"}],
+        )
+    excluded = [{"ResourceTagKey": model.TAG_DEFINITION, "ResourceTagValue": value}]
+    for region in (EAST, WEST):
+        for resource in ("EC2_IMAGE", "EBS_SNAPSHOT"):
+            aws_client("rbin", region).create_rule(
+                ResourceType=resource,
+                RetentionPeriod={"RetentionPeriodValue": 7, "RetentionPeriodUnit": "DAYS"},
+                **({"ExcludeResourceTags": excluded} if resource == kind else {}),
+            )
+    dry = run_bridge([*GC, "--repo", str(repo.path), "--json"], sandbox_env)
+    assert dry.code == 0, dry.stderr
+    (row,) = [b for b in json.loads(dry.stdout)["builds"] if b["build_id"] == "old"]
+    applied = run_bridge([*GC, "--repo", str(repo.path), "--apply"], sandbox_env)
+    if value != "base":
+        assert row["recovery"] == "the Recycle Bin keeps it 7 days"
+        assert applied.code == 0, applied.stderr
+        assert old[EAST] in binned(EAST) and old[WEST] in binned(WEST)
+        return
+    # Nothing deleted (the bin would not have kept it: gone for good), and gc says why.
+    assert old[EAST] in images(EAST) and old[WEST] in images(WEST)
+    assert not binned(EAST) and not binned(WEST)
+    assert applied.code == 1
+    assert "no Recycle Bin retention rule covers" in applied.stderr
+    assert f"no {kind} rule covers" in applied.stderr and "Traceback" not in applied.stderr
+    assert row["recovery"].startswith(f"not recoverable: no {kind} rule covers ")
