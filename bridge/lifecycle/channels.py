@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bridge import model
+from bridge import model, ownership
 from bridge.aws import registry
 from bridge.aws.clients import AwsClients, aws_call
 from bridge.aws.fanout import each_region
@@ -69,10 +69,17 @@ def check_channel(channel: str) -> str:
 
 
 def find_build(
-    clients: AwsClients, definition: str, build_id: str, regions: Sequence[str], *, tag_key: str
+    clients: AwsClients,
+    definition: str,
+    build_id: str,
+    regions: Sequence[str],
+    *,
+    tag_key: str,
+    catalog: str,
 ) -> Build:
-    """The images of one build (by its build-ID tag) in `regions`; each must be there, available
-    and not revoked."""
+    """The images of one build of `catalog` (by its build-ID tag) in `regions`; each must be
+    there, available and not revoked. Another catalog's build of the same content has the same
+    build ID: its images are never this build's."""
 
     def newest(region: str) -> Image | None:
         found = [
@@ -80,7 +87,9 @@ def find_build(
             for i in registry.find_tagged(
                 clients.ec2(region), region, model.TAG_BUILD_ID, [build_id], owners=["self"]
             )
-            if i.state == "available" and i.tag(model.TAG_DEFINITION) == definition
+            if i.state == "available"
+            and i.tag(model.TAG_DEFINITION) == definition
+            and not ownership.foreign(i, catalog)
         ]
         return max(found, key=lambda i: i.recency) if found else None
 
@@ -140,21 +149,24 @@ def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Pro
         definition=build.definition, build_id=build.build_id, fingerprint=build.fingerprint
     )
 
-    def point(region: str) -> tuple[int, bool]:
-        """The region's parameter at the build's image: (its version, whether it held it)."""
-        image = build.images[region]
+    def held(region: str) -> Mapping[str, Any] | None:
+        """The region's parameter as it is, or None."""
         ssm = clients.ssm(region)
         with aws_call(f"reading {name} in {region}", "ssm:GetParameter"):
             try:
-                held = ssm.get_parameter(Name=name)["Parameter"]
+                return dict(ssm.get_parameter(Name=name)["Parameter"])
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
                     raise
-                held = None
-        if held is not None and held["Value"] == image.ami_id:
-            return int(held["Version"]), True
+                return None
+
+    def point(region: str, before: Mapping[str, Any] | None) -> tuple[int, bool]:
+        """The region's parameter at the build's image: (its version, whether it held it)."""
+        image = build.images[region]
+        if before is not None and before["Value"] == image.ami_id:
+            return int(before["Version"]), True
         with aws_call(f"writing {name} in {region}", "ssm:PutParameter"):
-            response = ssm.put_parameter(
+            response = clients.ssm(region).put_parameter(
                 Name=name,
                 Value=image.ami_id,
                 Type="String",
@@ -164,11 +176,39 @@ def promote(clients: AwsClients, prefix: str, build: Build, channel: str) -> Pro
             )
         return int(response["Version"]), False
 
-    # Every region at once.
-    pointed = each_region(sorted(build.images), point)
+    # Every region at once: first what each holds (another catalog's image there is refused
+    # before anything is written), then the writes.
+    regions = sorted(build.images)
+    before = each_region(regions, held)
+    _check_same_catalog(clients, name, build, before)
+    pointed = each_region(regions, lambda region: point(region, before[region]))
     versions = {region: version for region, (version, _) in pointed.items()}
     unchanged = {region for region, (_, held) in pointed.items() if held}
     return Promotion(versions, frozenset(unchanged))
+
+
+def _check_same_catalog(
+    clients: AwsClients,
+    name: str,
+    build: Build,
+    before: Mapping[str, Mapping[str, Any] | None],
+) -> None:
+    """Refuse to point a channel that holds another catalog's image at this one: two catalogs
+    whose channels share a prefix would overwrite each other's promotions and rollbacks."""
+    for region, held in sorted(before.items()):
+        catalog = build.images[region].tag(model.TAG_CATALOG) or ""
+        if held is None or held["Value"] == build.images[region].ami_id or not catalog:
+            continue
+        image = registry.image_by_id(clients.ec2(region), region, str(held["Value"]))
+        if image is not None and ownership.foreign(image, catalog):
+            raise QueryError(
+                f"The channel parameter {name} in {region} holds {image.ami_id}, an image of "
+                f"another catalog ({image.tag(model.TAG_CATALOG)}), not of this one ({catalog}): "
+                "two catalogs share the channel prefix, and this promotion would replace that "
+                "catalog's. Nothing was changed. Give this catalog its own prefix (`channels` "
+                "`prefix` in the catalog), and point its workload accounts' channel queries at "
+                "it."
+            )
 
 
 def current(
@@ -309,7 +349,12 @@ def chosen_build(
             tag_key=settings.tag_key,
             owners=["self"],
         ).get(fingerprint, [])
-        ours = [i for i in found if i.tag(model.TAG_DEFINITION) == d.name]
+        ours = [
+            i
+            for i in found
+            if i.tag(model.TAG_DEFINITION) == d.name
+            and not ownership.foreign(i, settings.catalog_id)
+        ]
         if not ours:
             raise QueryError(
                 f"No image of {d.name!r} carries the fingerprint {fingerprint} in {regions[0]}. "
@@ -325,7 +370,9 @@ def chosen_build(
                 f"(`ami-bridge build {d.name}`), or name the image with --fingerprint or --ami."
             )
         build_id = result.build_id
-    build = find_build(clients, d.name, build_id, regions, tag_key=settings.tag_key)
+    build = find_build(
+        clients, d.name, build_id, regions, tag_key=settings.tag_key, catalog=settings.catalog_id
+    )
     gates.check_passed(build, [t.name for t in d.tests], require)
     return build
 
@@ -342,6 +389,14 @@ def _build_of(ctx: Context, definition: str, ami: str, regions: Sequence[str]) -
                 f"{ami} is not an image of {definition!r} (its definition tag says "
                 f"{image.tag(model.TAG_DEFINITION) or 'nothing'}). Name an image the bridge "
                 f"built for {definition!r}."
+            )
+        catalog = ctx.settings.catalog_id
+        if ownership.foreign(image, catalog):
+            raise QueryError(
+                f"{ami} is an image of another catalog ({image.tag(model.TAG_CATALOG)}), not of "
+                f"this one ({catalog}), so it cannot be put in this catalog's channels; nothing "
+                "was changed. Promote it from the repository whose catalog built it, or name an "
+                "image of this catalog."
             )
         return image.tag(model.TAG_BUILD_ID) or image.ami_id
     raise QueryError(
@@ -373,7 +428,14 @@ def rollback(
             f"{known}; {latest.version} is current). Pass --to with one of the earlier ones."
         )
     build_id = target.build_id or _build_of(ctx, d.name, target.ami_id, regions)
-    build = find_build(ctx.clients, d.name, build_id, regions, tag_key=ctx.settings.tag_key)
+    build = find_build(
+        ctx.clients,
+        d.name,
+        build_id,
+        regions,
+        tag_key=ctx.settings.tag_key,
+        catalog=ctx.settings.catalog_id,
+    )
     return build, promote(ctx.clients, ctx.catalog.channel_prefix, build, channel)
 
 

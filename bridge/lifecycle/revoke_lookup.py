@@ -170,21 +170,24 @@ class Lookup:
         return _builds(images, self.settings.tag_key)
 
     def _tagged(self, key: str, values: Iterable[str]) -> list[list[Image]]:
-        """Images tagged `key` = one of `values`, disabled ones too, in every region at once."""
+        """This catalog's images tagged `key` = one of `values`, disabled ones too, in every
+        region at once. Another catalog's build of the same content has the same build ID and
+        parent tags: its images are never this catalog's builds, copies or descendants."""
         wanted = sorted(set(values))
-        return list(
-            each_region(
-                self.regions(),
-                lambda region: registry.find_tagged(
-                    self.clients.ec2(region),
-                    region,
-                    key,
-                    wanted,
-                    owners=self.settings.owners,
-                    include_disabled=True,
-                ),
-            ).values()
-        )
+        catalog = self.settings.catalog_id
+
+        def tagged(region: str) -> list[Image]:
+            found = registry.find_tagged(
+                self.clients.ec2(region),
+                region,
+                key,
+                wanted,
+                owners=self.settings.owners,
+                include_disabled=True,
+            )
+            return [i for i in found if not ownership.foreign(i, catalog)]
+
+        return list(each_region(self.regions(), tagged).values())
 
     def descendants(self, root: Build) -> list[Build]:
         """Every build made on `root`, at any depth, parents before children: images whose
@@ -222,6 +225,8 @@ class Lookup:
                 owners=self.settings.owners,
                 include_disabled=True,
             ):
+                if ownership.foreign(image, self.settings.catalog_id):
+                    continue
                 name = image.tag(model.TAG_DEFINITION) or "?"
                 return (
                     f": it is revoked because its ancestor {name!r} (build {build_id[:12]}, "
