@@ -11,7 +11,7 @@ import boto3
 from bridge import model
 from bridge.aws.share import marker
 from bridge.sandbox import BASE_IMAGE, OTHER_ACCOUNT, access_key
-from testing.bridge import run_bridge
+from testing.bridge import external, run_bridge
 from testing.faultproxy import FaultProxy
 from testing.git import make_repo
 from testing.sandbox import aws_client, fake_build, own_images, recycle_bin, tags_of
@@ -311,3 +311,38 @@ def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_e
     retiring_since(old, "disabled", 8)
     assert fate()["action"] == "deleted"  # another week on
     assert ec2.describe_images(ImageIds=[old], IncludeDisabled=True)["Images"] == []
+
+
+def test_a_workload_account_never_gets_exit_0_with_no_image(sandbox_env, sandbox_server, repo,
+                                                             packer, tmp_path):  # fmt: skip
+    """A region's copy not shared with the workload account: `external` with the default
+    on_missing fails saying so, as `resolve` does, instead of answering an empty `ami_id`;
+    with on_missing=report it answers the state."""
+    from bridge.sandbox import ACCOUNT
+
+    data = repo.catalog()
+    data["share"] = [OTHER_ACCOUNT]
+    data["regions"] = ["us-east-1", "eu-west-1"]
+    repo.set_catalog(data)
+    repo.commit("shared in two regions")
+    built = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert built.code == 0, built.stderr
+    west = json.loads(json.loads(built.stdout)["base"]["amis_json"])["eu-west-1"]
+    aws_client("ec2", "eu-west-1").modify_image_attribute(
+        ImageId=west, LaunchPermission={"Remove": [{"UserId": OTHER_ACCOUNT}]}
+    )
+    consumer = {
+        **sandbox_env,
+        **sandbox_server.env(account=OTHER_ACCOUNT),
+        "AMI_BRIDGE_STATE_DIR": str(tmp_path / "consumer"),
+    }
+    query = {"definition": "base", "repo": str(repo.path), "owners": ACCOUNT, "region": "eu-west-1"}
+    proc = external(consumer, query)
+    assert proc.code == 3 and proc.stdout == "", proc.stdout  # missing, as `resolve` says
+    assert "its copy in eu-west-1 is missing or not shared" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    reported = external(consumer, {**query, "on_missing": "report"})
+    assert reported.code == 0, reported.stderr
+    answer = json.loads(reported.stdout)
+    assert answer["ami_id"] == "" and answer["found"] == "false"
+    assert answer["state"] in {"partial", "missing"}

@@ -181,7 +181,18 @@ class Resolver:
                     built_before=decision.state == "missing" and self._has_manifest(d, decision),
                 )
             )
-        return self._result(decision, d, parent, commit)
+        result = self._result(decision, d, parent, commit)
+        if not result.found and policy.on_missing != "report":
+            # Nothing this run may do gives an image (another account's partial image, which
+            # only its builder can copy or share): an answer without one is an error, as a
+            # missing image is, unless the caller asked for a report.
+            raise NotFoundError(
+                not_found(
+                    self.ctx.settings, d, decision, max_age_days=self.ctx.catalog.max_age_for(d)
+                )
+                + _not_shared(decision, self.ctx.settings.region)
+            )
+        return result
 
     def _has_manifest(self, d: Definition, decision: plan.Decision) -> bool:
         """Whether S3 holds a manifest for this fingerprint: it was built once (an image missing
@@ -386,3 +397,15 @@ def _combined(outcome: schedule.Results[ResolvedAmi]) -> BridgeError:
     if all(isinstance(e, NotFoundError) for e in failures.values()):
         return NotFoundError(text)
     return BridgeError(text)
+
+
+def _not_shared(decision: plan.Decision, region: str) -> str:
+    """For another account's image with no copy this account can see in `region`: who can fix
+    it ("" otherwise)."""
+    if not any(i.foreign for i in decision.images.values()):
+        return ""
+    return (
+        f" These are another account's images: its copy in {region} is missing or not shared "
+        "with this account, and only the builder can copy or share it (its catalog's `regions` "
+        "and `share`, then `ami-bridge build` there)."
+    )
