@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.aws.clients import aws_call
 from bridge.errors import AwsError
-from bridge.model import TAG_GC, Image
+from bridge.model import TAG_CANDIDATE, TAG_GC, TAG_REJECTED, Image
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -36,13 +36,16 @@ def find_images(
     """Images tagged `tag_key` = one of `fingerprints`, newest first, by fingerprint.
 
     Failed, deregistered and other unusable images are filtered out by EC2; one DescribeImages
-    call is made per 200 fingerprints.
+    call is made per 200 fingerprints. A candidate (a build not yet published: its tests may be
+    running) and a rejected image are never found, whatever the template tagged them.
     """
     found: dict[str, list[Image]] = defaultdict(list)
     # Disabled ones too (a revocation with on_revoke=disable): seen as revoked, never used.
     for image in find_tagged(
         ec2, region, tag_key, fingerprints, owners=owners, include_disabled=True
     ):
+        if image.tag(TAG_CANDIDATE) is not None or image.tag(TAG_REJECTED):
+            continue
         found[str(image.tag(tag_key))].append(image)
     for images in found.values():
         images.sort(key=lambda i: i.recency, reverse=True)

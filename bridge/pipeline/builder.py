@@ -151,6 +151,8 @@ class Builder:
                 tracer=self._observer(runner),
             )
             candidate = gates.Candidate(d, artifacts.amis, fp, build_id, regions[0])
+            # Not found by anyone until published, whatever the template tagged it.
+            gates.hold(ctx, candidate)
             observed = self._judge(snapshot, source, candidate, artifacts)
             self._confirm(d, lease, artifacts.amis)
             # Under the lease, from the same tree: the image is a candidate until they pass.

@@ -4,8 +4,10 @@ A definition's `tests` run after Packer has made the image and before it is publ
 under the build's lease, in order: a command (an argv list, run from the exported tree, with the
 image's IDs, fingerprint, region, build ID and definition in its environment) or the built-in
 `boots` (one instance launched from the image, run until EC2's status checks pass, terminated).
-Until every test passes the image is a candidate (TAG_CANDIDATE): it carries no fingerprint tag,
-so `resolve`, `external`, `promote` and Terraform never see it. A failing test fails the build
+From the moment Packer has made it until it is published the image is a candidate (TAG_CANDIDATE,
+hold()): it carries no fingerprint tag (one the template put there itself is taken off), and
+lookups skip candidates and rejected images, so `resolve`, `external`, `promote`, `status` and
+Terraform never see it. A failing test fails the build
 with the test's last lines; the candidate is deregistered with its snapshots, or, when the catalog
 says `keep_rejected`, kept and tagged TAG_REJECTED for debugging (gc deletes it). A passing run is
 recorded on the image (TAG_TESTS, the tests' names) and in its manifest (`tests`).
@@ -115,11 +117,38 @@ def check_programs(d: Definition, exists: Callable[[str], bool]) -> None:
         )
 
 
+def hold(ctx: Context, candidate: Candidate) -> dict[str, Image]:
+    """Mark the images Packer just made as a candidate (TAG_CANDIDATE, with whose build they
+    are), and take off the fingerprint tag if the template put it there itself (the seed's
+    templates tag `SHA` with `ami_sha`): until publish (publish.py) puts it back and lifts the
+    mark, no lookup counts them. The images as they are now, by region."""
+    tag_key = ctx.settings.tag_key
+    images = {
+        region: registry.describe_image(ctx.clients.ec2(region), region, ami)
+        for region, ami in candidate.amis.items()
+    }
+    _tag(ctx, images, {model.TAG_CANDIDATE: candidate.build_id, **_marks(ctx, candidate)})
+    tagged = [i for i in images.values() if i.tag(tag_key) is not None]
+    for image in tagged:
+        registry.untag_image(ctx.clients.ec2(image.region), image, (tag_key,))
+    if tagged:
+        log.info(
+            "%s: the template tagged its image %s itself; taken off until it is published",
+            candidate.definition.name,
+            tag_key,
+        )
+    return {
+        region: registry.describe_image(ctx.clients.ec2(region), region, ami)
+        for region, ami in candidate.amis.items()
+    }
+
+
 def run(
     ctx: Context, candidate: Candidate, *, tree: Path, env: Mapping[str, str]
 ) -> tuple[Outcome, ...]:
-    """Run the definition's tests on the candidate, in order; the first failure rejects it
-    (deregistered, or kept tagged rejected) and raises a BuildError quoting the test."""
+    """Run the definition's tests on the candidate (held: hold()), in order; the first failure
+    rejects it (deregistered, or kept tagged rejected) and raises a BuildError quoting the
+    test."""
     d = candidate.definition
     if not d.tests:
         return ()
@@ -127,7 +156,6 @@ def run(
         region: registry.describe_image(ctx.clients.ec2(region), region, ami)
         for region, ami in candidate.amis.items()
     }
-    _tag(ctx, images, {model.TAG_CANDIDATE: candidate.build_id, **_marks(ctx, candidate)})
     outcomes = []
     for test in d.tests:
         log.info("testing %s (%s): %s", d.name, candidate.amis[candidate.region], test.name)
@@ -150,8 +178,6 @@ def run(
                 f"was {fate}. Fix the image or the test, and build again."
             )
         log.info("%s passed %s in %.1f s", d.name, test.name, outcome.seconds)
-    for image in images.values():
-        registry.untag_image(ctx.clients.ec2(image.region), image, (model.TAG_CANDIDATE,))
     return tuple(outcomes)
 
 
@@ -326,8 +352,6 @@ def reject(ctx: Context, candidate: Candidate, why: str) -> str:
         region: registry.describe_image(ctx.clients.ec2(region), region, ami)
         for region, ami in candidate.amis.items()
     }
-    if ctx.catalog.keep_rejected:
-        _tag(ctx, images, _marks(ctx, candidate))
     kept = _reject(ctx, images, why)
     return (
         "kept, tagged ami-chain:rejected, for debugging (keep_rejected; gc deletes it)"

@@ -93,8 +93,19 @@ def publish(
             )
     for image in images.values():
         registry.tag_image(clients.ec2(image.region), image, tags)
+        # Published: no longer a candidate (gates.hold), so lookups count it from now.
+        if image.tag(model.TAG_CANDIDATE) is not None:
+            registry.untag_image(clients.ec2(image.region), image, (model.TAG_CANDIDATE,))
     # As EC2 now has them: what a later lookup would find.
-    images = {r: replace(i, tags=MappingProxyType({**i.tags, **tags})) for r, i in images.items()}
+    images = {
+        r: replace(
+            i,
+            tags=MappingProxyType(
+                {k: v for k, v in {**i.tags, **tags}.items() if k != model.TAG_CANDIDATE}
+            ),
+        )
+        for r, i in images.items()
+    }
     uri = ""
     if bucket:
         manifest = manifests.Manifest.of(

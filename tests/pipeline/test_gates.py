@@ -95,6 +95,41 @@ def test_a_passing_test_sees_a_candidate_nobody_can_resolve_then_the_image_publi
     assert recorded["command"] == ["tests/smoke.sh", "--quick"]
 
 
+def tags_itself(repo) -> None:
+    """The base's template tags its image with the fingerprint itself, as the seed's do
+    (`"SHA": "{{user `ami_sha`}}"` in the builder's tags)."""
+    template = json.loads((repo.path / "base" / "base.json").read_text())
+    template["variables"]["ami_sha"] = ""
+    template["builders"][0]["tags"] = {"SHA": "{{user `ami_sha`}}", "Name": "base"}
+    repo.write("base/base.json", json.dumps(template, indent=2))
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_an_image_that_tags_itself_with_its_fingerprint_is_a_candidate_until_it_passes(
+    sandbox_env, repo, packer, tmp_path, passes
+):
+    """Packer puts the fingerprint tag on the image before any test runs: the image is still
+    nobody's to resolve while its tests run, and a rejected one (kept) never resolves."""
+    tags_itself(repo)
+    with_tests(repo, SMOKE_TEST, keep_rejected=True)
+    env = env_for(sandbox_env, repo, tmp_path, **({} if passes else {"BREAK_IT": "1"}))
+    proc = build(repo, env)
+    during = json.loads((tmp_path / "record.resolve").read_text())["base"]
+    assert during["found"] == "false" and during["ami_id"] == ""
+    (image,) = own_images()
+    tags = tags_of(image)
+    if passes:
+        assert proc.code == 0, proc.stderr
+        assert tags["SHA"] == json.loads(proc.stdout)["base"]["fingerprint"]
+        assert model.TAG_CANDIDATE not in tags and tags[model.TAG_TESTS] == "smoke"
+        return
+    assert proc.code == 1 and "kept, tagged ami-chain:rejected" in proc.stderr
+    assert "SHA" not in tags and model.TAG_REJECTED in tags  # the error's word holds
+    assert run_bridge(["resolve", "base", "--repo", str(repo.path)], env).code == 3
+    status = run_bridge(["status", "--repo", str(repo.path), "--json"], env)
+    assert json.loads(status.stdout)["base"]["found"] == "false"
+
+
 def test_a_failing_test_fails_the_build_with_its_output_and_leaves_nothing_to_resolve(
     sandbox_env, repo, packer, tmp_path
 ):
