@@ -90,6 +90,9 @@ def find_build(
             if i.state == "available"
             and i.tag(model.TAG_DEFINITION) == definition
             and not ownership.foreign(i, catalog)
+            # Never a candidate or a rejected image (gates.py), whatever shares its build ID.
+            and i.tag(model.TAG_CANDIDATE) is None
+            and not i.tag(model.TAG_REJECTED)
         ]
         return max(found, key=lambda i: i.recency) if found else None
 
@@ -389,6 +392,15 @@ def _build_of(ctx: Context, definition: str, ami: str, regions: Sequence[str]) -
                 f"{ami} is not an image of {definition!r} (its definition tag says "
                 f"{image.tag(model.TAG_DEFINITION) or 'nothing'}). Name an image the bridge "
                 f"built for {definition!r}."
+            )
+        rejected = image.tag(model.TAG_REJECTED)
+        if rejected or image.tag(model.TAG_CANDIDATE) is not None:
+            raise QueryError(
+                f"{ami} is "
+                + (f"an image its tests rejected ({rejected})" if rejected else "a candidate")
+                + f" of {definition!r}, never published, so it cannot be put in a channel; "
+                "nothing was changed. Promote a published build (`ami-bridge status` lists "
+                "them)."
             )
         catalog = ctx.settings.catalog_id
         if ownership.foreign(image, catalog):

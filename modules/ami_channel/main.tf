@@ -8,10 +8,16 @@ locals {
 
 data "external" "channel" {
   program = concat(var.bridge_command, ["external", "--module"])
-  query = {
+  # Null inputs are left out.
+  query = { for key, value in {
     definition     = var.definition
     channel        = var.channel
     channel_prefix = var.channel_prefix
     region         = local.region
-  }
+    # The image the channel holds must verify (the builder's statement), or the plan fails.
+    require_provenance = var.require_provenance == null ? null : tostring(var.require_provenance)
+    provenance_key     = var.provenance_key
+    manifest_bucket    = var.manifest_bucket
+    manifest_prefix    = var.manifest_prefix
+  } : key => value if value != null }
 }

@@ -29,6 +29,30 @@ variable "channel_prefix" {
   }
 }
 
+variable "require_provenance" {
+  description = "Use the channel's image only when its signed provenance verifies up to the root against provenance_key (the builder's statement: the image's tag where this account sees it, else the one beside its manifest in manifest_bucket): an image that does not fails the plan. Null means false."
+  type        = bool
+  default     = null
+}
+
+variable "provenance_key" {
+  description = "The KMS key (ID, ARN or alias) require_provenance verifies with; required with it (a channel query reads no catalog)."
+  type        = string
+  default     = null
+}
+
+variable "manifest_bucket" {
+  description = "The builder's manifest bucket, where require_provenance finds the statement when this account cannot read the image's tags (a workload account). Null: none."
+  type        = string
+  default     = null
+}
+
+variable "manifest_prefix" {
+  description = "The builder's manifest key prefix (with manifest_bucket). Null: none."
+  type        = string
+  default     = null
+}
+
 variable "region" {
   description = "AWS region of the channel's parameter and image; null: the AWS provider's region."
   type        = string

@@ -350,3 +350,23 @@ def test_a_failing_test_that_prints_a_credential_is_masked_in_its_log_and_the_er
     assert test_log.read_text().splitlines() == [f"the key is {MASK}"]
     for path in logs.rglob("*"):  # nor in any other log the build wrote
         assert not path.is_file() or SECRET not in path.read_text(errors="replace"), path
+
+
+def test_a_rejected_image_cannot_be_promoted_even_where_no_tests_are_listed(
+    sandbox_env, repo, packer, tmp_path
+):
+    """A rejected image (kept for debugging) is never put in a channel: not by --ami at a
+    commit that lists no tests, and not through another build sharing its build ID."""
+    with_tests(repo, SMOKE_TEST, keep_rejected=True)
+    proc = build(repo, env_for(sandbox_env, repo, tmp_path, BREAK_IT="1"))
+    assert proc.code == 1
+    (rejected,) = own_images()
+    data = repo.catalog()
+    del data["definitions"]["base"]["tests"]  # a commit that dropped the test
+    repo.set_catalog(data)
+    repo.commit("no tests")
+    promote = ["promote", "base", "prod", "--ami", rejected["ImageId"], "--repo", str(repo.path)]
+    refused = run_bridge(promote, sandbox_env)
+    assert refused.code == 1 and "rejected" in refused.stderr, refused.stderr
+    held = aws_client("ssm").get_parameters(Names=["/ami-chain/base/prod"])["Parameters"]
+    assert held == []  # no channel was written

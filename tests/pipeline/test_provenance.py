@@ -267,3 +267,47 @@ def test_the_statement_of_another_build_of_the_same_fingerprint_does_not_verify(
     assert verify(repo, consumer, *args).code == 0
     write(envelope_key("base", new["fingerprint"]), first)
     refused(verify(repo, consumer, *args), f"not {new['ami_id']} in us-east-1")
+
+
+def test_require_provenance_holds_on_channel_queries(sandbox_env, repo, signed):
+    """A channel is how workload accounts consume images: with require_provenance, the image
+    the channel holds must verify (by its tag, or the statement beside its manifest); an image
+    nobody signed fails the query."""
+    from testing.bridge import external
+
+    assert run_bridge(["promote", "base", "prod", "--repo", str(repo.path)], sandbox_env).code == 0
+    query = {
+        "definition": "base",
+        "channel": "prod",
+        "region": "us-east-1",
+        "require_provenance": "true",
+        "provenance_key": ALIAS,
+    }
+    ok = external(sandbox_env, query)
+    assert ok.code == 0, ok.stderr
+    assert json.loads(ok.stdout)["ami_id"] == signed["base"]["ami_id"]
+    # As the ami_channel module asks (`external --module`, its variables' names).
+    module = run_bridge(["external", "--module"], sandbox_env, stdin=json.dumps(query))
+    assert module.code == 0, module.stderr
+    keyless = external(sandbox_env, {k: v for k, v in query.items() if k != "provenance_key"})
+    assert keyless.code == 1 and "needs `provenance_key`" in keyless.stderr
+    # The channel pointed by hand at an image nobody signed, described as the base's build.
+    ec2 = aws_client("ec2")
+    instance = ec2.run_instances(ImageId=signed["base"]["ami_id"], MinCount=1, MaxCount=1)
+    unsigned = ec2.create_image(
+        InstanceId=instance["Instances"][0]["InstanceId"], Name="hand-made"
+    )["ImageId"]
+    fingerprint = signed["base"]["fingerprint"]
+    aws_client("ssm").put_parameter(
+        Name="/ami-chain/base/prod", Value=unsigned, Type="String", DataType="aws:ec2:image",
+        Description=f"ami-chain base build x fingerprint {fingerprint}", Overwrite=True,
+    )  # fmt: skip
+    untold = external(sandbox_env, query)  # no tag, no bucket: where to look is unknown
+    assert untold.code == 1 and "manifest_bucket" in untold.stderr
+    failed = external(
+        sandbox_env, {**query, "manifest_bucket": BUCKET, "manifest_prefix": "images"}
+    )
+    assert failed.code == 1 and "does not verify" in failed.stderr, failed.stderr
+    assert unsigned in failed.stderr
+    without = external(sandbox_env, {k: v for k, v in query.items() if "provenance" not in k})
+    assert without.code == 0  # only require_provenance asks
