@@ -117,10 +117,17 @@ def lifecycle_commands(sub: Any, shared: Shared) -> None:
         help="check an image's signed provenance (and its ancestors') with the catalog's key",
     )
     p.add_argument("target", metavar="AMI|DEF", help="an AMI ID, or a definition at the commit")
-    p.add_argument(
+    pinned = p.add_mutually_exclusive_group()
+    pinned.add_argument(
         "--public-key",
         metavar="FILE",
-        help="verify with this public key (PEM or DER) instead of KMS (a path in the repository)",
+        help="verify with this public key (PEM or DER) instead of KMS (a file on this machine)",
+    )
+    pinned.add_argument(
+        "--key",
+        metavar="KEY",
+        help="verify with this KMS key (ID, ARN or alias), whatever the catalog names: the trust "
+        "root pinned, so a commit that switches provenance.key cannot move it",
     )
     p.set_defaults(command_module="verify", run="run")
 

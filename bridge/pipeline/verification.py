@@ -73,7 +73,13 @@ def _valid(clients: AwsClients, trust: Trust, message: bytes, signature: bytes) 
         )
 
         data = trust.public_key
-        public = load_pem_public_key(data) if b"BEGIN" in data else load_der_public_key(data)
+        try:
+            public = load_pem_public_key(data) if b"BEGIN" in data else load_der_public_key(data)
+        except (ValueError, TypeError):
+            raise QueryError(
+                "The public key file is not a public key (PEM or DER). Write it with `aws kms "
+                "get-public-key --key-id KEY --query PublicKey --output text | base64 -d`."
+            ) from None
         if not isinstance(public, ec.EllipticCurvePublicKey):
             raise QueryError("The public key file does not hold an ECC public key (ECC_NIST_P256).")
         try:

@@ -91,8 +91,9 @@ def test_a_built_chain_verifies_to_its_root_and_says_what_made_it(sandbox_env, r
     by_kms = verify(repo, sandbox_env, "snowflake")
     assert by_kms.code == 0, by_kms.stderr
     lines = by_kms.stdout.splitlines()
-    assert lines[0].startswith(f"verified snowflake {snowflake['ami_id']}")
-    assert lines[1].startswith(f"verified base {base['ami_id']}")
+    assert lines[0] == f"trusting the KMS key {ALIAS} (the catalog's provenance.key at this commit)"
+    assert lines[1].startswith(f"verified snowflake {snowflake['ami_id']}")
+    assert lines[2].startswith(f"verified base {base['ami_id']}")
     by_ami = verify(repo, sandbox_env, snowflake["ami_id"])
     assert by_ami.code == 0, by_ami.stderr
 
@@ -127,9 +128,9 @@ def test_a_workload_account_verifies_from_the_manifests_and_the_public_key_alone
     args = ["snowflake", "--owners", ACCOUNT, "--public-key", key]
     proc = verify(repo, consumer, *args)
     assert proc.code == 0, proc.stderr
-    assert proc.stdout.splitlines()[0].startswith(
-        f"verified snowflake {signed['snowflake']['ami_id']}"
-    )
+    trusted, first = proc.stdout.splitlines()[:2]
+    assert trusted == f"trusting the public key in {key}"
+    assert first.startswith(f"verified snowflake {signed['snowflake']['ami_id']}")
     without_key = verify(repo, consumer, "snowflake", "--owners", ACCOUNT)
     # The catalog names its key by an alias of the builder's account: not the consumer's.
     assert without_key.code == 1 and "Traceback" not in without_key.stderr
@@ -199,10 +200,10 @@ def test_a_build_replaced_by_a_rebuild_of_its_fingerprint_still_verifies(sandbox
     for ami in (old_base["ami_id"], new_base["ami_id"]):
         proc = verify(repo, sandbox_env, ami)
         assert proc.code == 0, proc.stderr
-        assert proc.stdout.startswith(f"verified base {ami}")
+        assert proc.stdout.splitlines()[1].startswith(f"verified base {ami}")
     proc = verify(repo, sandbox_env, old_child["ami_id"])  # built on the old base
     assert proc.code == 0, proc.stderr
-    assert proc.stdout.splitlines()[1].startswith(f"verified base {old_base['ami_id']}")
+    assert proc.stdout.splitlines()[2].startswith(f"verified base {old_base['ami_id']}")
     # Beside the manifest: the newest build, as the manifest describes it.
     newest = json.loads(
         base64.b64decode(read(envelope_key("base", new_base["fingerprint"]))["payload"])
@@ -311,3 +312,32 @@ def test_require_provenance_holds_on_channel_queries(sandbox_env, repo, signed):
     assert unsigned in failed.stderr
     without = external(sandbox_env, {k: v for k, v in query.items() if "provenance" not in k})
     assert without.code == 0  # only require_provenance asks
+
+
+def test_a_switched_catalog_key_verifies_only_against_itself_and_a_pinned_key_refuses_it(
+    sandbox_env, repo, signed
+):
+    """The trust root moves with the repository unless it is pinned: a commit that switches
+    `provenance.key`, then a rebuild, verifies with the catalog's (new) key, and `verify --key`
+    with the old one refuses it; each success says which key it trusted."""
+    pinned = verify(repo, sandbox_env, "base", "--key", ALIAS)
+    assert pinned.code == 0, pinned.stderr
+    assert pinned.stdout.splitlines()[0] == f"trusting the KMS key {ALIAS} (--key)"
+    kms = aws_client("kms")
+    other = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/someone-else", TargetKeyId=other)
+    data = repo.catalog()
+    data["provenance"] = {"key": "alias/someone-else"}
+    repo.set_catalog(data)
+    repo.commit("switch the provenance key")
+    rebuilt = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], sandbox_env)
+    assert rebuilt.code == 0, rebuilt.stderr
+    moved = verify(repo, sandbox_env, "base")
+    assert moved.code == 0, moved.stderr
+    assert "alias/someone-else (the catalog's provenance.key at this commit)" in moved.stdout
+    refused = verify(repo, sandbox_env, "base", "--key", ALIAS)
+    assert refused.code == 1 and "its signature does not match" in refused.stderr
+    junk = repo.path / "junk.pem"
+    junk.write_text("not a key\n")
+    unreadable = verify(repo, sandbox_env, "base", "--public-key", str(junk))
+    assert unreadable.code == 1 and "is not a public key" in unreadable.stderr

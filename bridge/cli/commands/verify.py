@@ -19,7 +19,7 @@ from bridge.pipeline import verification
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ctx = context(options(args, env), env)
     settings = ctx.settings
-    trust = _trust(ctx, args.public_key)
+    trust = _trust(ctx, args.public_key, args.key)
     region = settings.region
     if args.target.startswith("ami-"):
         image = registry.image_by_id(ctx.clients.ec2(region), region, args.target)
@@ -48,9 +48,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         ctx, trust, definition=definition, ami=ami, fingerprint=fingerprint, uri=uri
     )
     if args.json:
-        json.dump([v.__dict__ for v in chain], sys.stdout, indent=2)
+        json.dump(
+            {"trusted": _named(ctx, trust, args), "chain": [v.__dict__ for v in chain]},
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
         return EXIT_OK
+    print(f"trusting {_named(ctx, trust, args)}")
     for v in chain:
         print(
             f"verified {v.definition} {v.ami} in {v.region}: fingerprint {v.fingerprint[:12]}, "
@@ -59,9 +64,22 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def _trust(ctx: Context, public_key: str | None) -> verification.Trust:
+def _named(ctx: Context, trust: verification.Trust, args: argparse.Namespace) -> str:
+    """The trust root a verification used, and where it came from."""
+    if trust.public_key:
+        return f"the public key in {args.public_key}"
+    if args.key:
+        pinned = f"the KMS key {trust.key} (--key)"
+        catalog = ctx.catalog.provenance_key
+        if catalog and catalog != trust.key:
+            pinned += f"; the catalog names {catalog}, a different key"
+        return pinned
+    return f"the KMS key {trust.key} (the catalog's provenance.key at this commit)"
+
+
+def _trust(ctx: Context, public_key: str | None, key: str | None) -> verification.Trust:
     if not public_key:
-        return verification.trust(ctx)
+        return verification.trust(ctx, key=key)
     # A file on this machine, as the user names it (from the working directory): not an input
     # of the repository's.
     path = Path(public_key).expanduser()
