@@ -194,9 +194,20 @@ class Lookup:
         parent-AMI tag names an AMI of a build already found, looked up to a fixed point."""
         seen = {root.build_id}
         frontier = set(root.amis.values())
+        parents = {root.build_id}
         found: list[Build] = []
-        while frontier:
-            children = [i for found in self._tagged(model.TAG_PARENT_AMI, frontier) for i in found]
+        while frontier or parents:
+            # By the parent's AMIs, and by its build ID: a child stays found when the copy it
+            # was built on (the parent's home-region image) is gone and only other copies remain.
+            children = [
+                i
+                for tagged in (
+                    self._tagged(model.TAG_PARENT_AMI, frontier) if frontier else [],
+                    self._tagged(model.TAG_PARENT_BUILD_ID, parents) if parents else [],
+                )
+                for found_here in tagged
+                for i in found_here
+            ]
             new = {i.tag(model.TAG_BUILD_ID) or i.ami_id for i in children} - seen
             if not new:
                 break
@@ -207,7 +218,7 @@ class Lookup:
                 if build in new and build not in builds:
                     builds[build] = _builds([image], self.settings.tag_key)[build]
             seen |= new
-            frontier = set()
+            frontier, parents = set(), set(new)
             for build_id in sorted(new):
                 found.append(builds[build_id])
                 frontier |= set(builds[build_id].amis.values())

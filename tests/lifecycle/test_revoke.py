@@ -475,3 +475,26 @@ def test_revoking_the_base_revokes_a_grandchild_and_restore_brings_it_back(
     assert not REVOCATION & set(tags_of(image(leaf["ami_id"])))
     assert "DeprecationTime" not in image(leaf["ami_id"])
     assert "revoked" not in manifest("leaf", leaf["fingerprint"])
+
+
+def test_revoking_finds_descendants_after_the_parents_home_copy_is_gone(sandbox_env, repo, packer):
+    """A child records the AMI it was built on and its parent's build: when that AMI (the
+    parent's home-region copy) is deregistered and put back by a copy, the child is still found
+    through the build, and revoked with it."""
+    from testing.sandbox import deregister
+
+    data = repo.catalog()
+    data["regions"] = ["us-east-1", "eu-west-1"]
+    repo.set_catalog(data)
+    repo.commit("two regions")
+    code, built = resolve(repo, sandbox_env, "--on-missing", "build")
+    assert code == 0, built
+    base, snow = built["base"], built["snowflake"]
+    deregister("us-east-1", base["ami_id"])
+    repaired = bridge(repo, sandbox_env, "build", "base")  # copied back from eu-west-1
+    assert repaired.code == 0, repaired.stderr
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "lost and found")
+    assert proc.code == 0, proc.stderr
+    for region, ami in json.loads(snow["amis_json"]).items():
+        (found,) = aws_client("ec2", region).describe_images(ImageIds=[ami])["Images"]
+        assert tags_of(found)[model.TAG_REVOKED_BY] == base["build_id"], region
