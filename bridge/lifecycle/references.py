@@ -34,6 +34,7 @@ from bridge.lifecycle.launchers import (
     listed_pages,
 )
 from bridge.lifecycle.retention import World, builds_of
+from bridge.lifecycle.retention import bridged as is_bridged
 from bridge.model import Image
 
 if TYPE_CHECKING:
@@ -67,12 +68,9 @@ def scan(
         uses: dict[str, list[str]] = defaultdict(list)
         ec2 = clients.ec2(region)
         found = _own_images(ec2, region)
-        # The bridge's builds, and images that failed their tests, kept for debugging.
-        bridged = [
-            i
-            for i in found
-            if i.tag(model.TAG_DEFINITION) and (i.tag(tag_key) or i.tag(model.TAG_REJECTED))
-        ]
+        # The bridge's builds, images that failed their tests (kept for debugging), and the
+        # candidates of builds that never finished (interrupted while built or tested).
+        bridged = [i for i in found if is_bridged(i, tag_key)]
         ours = [i for i in bridged if not catalog or ownership.own(i, catalog)]
         unclaimed = sum(1 for i in bridged if catalog and i.tag(model.TAG_CATALOG) is None)
         templates = launch_templates(ec2, region, uses)

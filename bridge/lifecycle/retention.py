@@ -144,16 +144,27 @@ class World:
     leftovers: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
+def bridged(image: Image, tag_key: str) -> bool:
+    """One of the bridge's images: a definition's, and published (the fingerprint tag), rejected
+    by its tests, or a candidate (a build that has not finished, or never will)."""
+    return bool(image.tag(model.TAG_DEFINITION)) and bool(
+        image.tag(tag_key)
+        or image.tag(model.TAG_REJECTED)
+        or image.tag(model.TAG_CANDIDATE) is not None
+    )
+
+
 def builds_of(images: Iterable[Image], *, tag_key: str) -> tuple[Build, ...]:
-    """The bridge's images (definition and fingerprint tags, or rejected by their tests),
-    grouped by definition and build ID (an image without a build ID is a build of its own)."""
-    return model.builds_of(
-        (
-            i
-            for i in images
-            if i.tag(model.TAG_DEFINITION) and (i.tag(tag_key) or i.tag(model.TAG_REJECTED))
-        ),
-        tag_key=tag_key,
+    """The bridge's images (bridged), grouped by definition and build ID (an image without a
+    build ID is a build of its own)."""
+    return model.builds_of((i for i in images if bridged(i, tag_key)), tag_key=tag_key)
+
+
+def abandoned(b: Build) -> bool:
+    """A candidate neither published nor rejected: its build was interrupted (Packer or its
+    tests killed), or runs now (then its lease, under which gc deletes, protects it)."""
+    return rejected(b) is None and all(
+        i.tag(model.TAG_CANDIDATE) is not None for i in b.images.values()
     )
 
 
@@ -185,8 +196,9 @@ def decide(
     by_ami = {ami: b for b in builds for ami in b.amis.values()}
     ranked: dict[str, list[Build]] = defaultdict(list)
     for b in sorted(builds, key=lambda b: b.recency, reverse=True):
-        # A build rejected by its tests is no rollback: it counts toward no --keep.
-        ranked[b.definition if rejected(b) is None else ""].append(b)
+        # A build rejected by its tests, or never finished, is no rollback: it counts toward
+        # no --keep.
+        ranked[b.definition if rejected(b) is None and not abandoned(b) else ""].append(b)
     min_age = timedelta(hours=policy.min_age_hours)
     for definition, newest_first in ranked.items():
         for rank, b in enumerate(newest_first):
@@ -292,6 +304,11 @@ def _deletable(b: Build, policy: Policy, now: datetime) -> str:
     failed = rejected(b)
     if failed is not None:
         return f"rejected by its tests ({failed}), kept for debugging (keep_rejected)"
+    if abandoned(b):
+        return (
+            "a candidate whose build never finished (interrupted while it was built or tested), "
+            f"{how_old(b.created, now)} old"
+        )
     why = f"not current, used by nothing, {how_old(b.created, now)} old"
     if policy.keep:
         why += f", not one of the newest {policy.keep} builds of {b.definition}"

@@ -370,3 +370,51 @@ def test_a_rejected_image_cannot_be_promoted_even_where_no_tests_are_listed(
     assert refused.code == 1 and "rejected" in refused.stderr, refused.stderr
     held = aws_client("ssm").get_parameters(Names=["/ami-chain/base/prod"])["Parameters"]
     assert held == []  # no channel was written
+
+
+def test_gc_removes_the_candidate_of_a_build_killed_during_its_tests(
+    sandbox_env, repo, packer, tmp_path
+):
+    """A build killed while its test runs leaves a candidate nobody can use; once its lease has
+    expired gc lists it as a build that never finished and deletes it."""
+    import os
+    import signal
+    import subprocess
+
+    from testing.hold import wait_for
+
+    marker = tmp_path / "testing"
+    repo.write(
+        "tests/hang.sh",
+        f'#!/bin/sh\necho $$ > "{marker}.tmp"\nmv "{marker}.tmp" "{marker}"\nsleep 300\n',
+    )
+    (repo.path / "tests" / "hang.sh").chmod(0o755)
+    with_tests(
+        repo,
+        {"name": "hangs", "command": ["tests/hang.sh"]},
+        lease={"ttl_seconds": 3},
+        require_recycle_bin=False,
+    )
+    builder = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "build", "base", "--repo", str(repo.path)],
+        env=sandbox_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(marker.exists, timeout=120)
+    finally:
+        builder.kill()
+        builder.wait()
+        if marker.exists():
+            os.killpg(int(marker.read_text()), signal.SIGKILL)
+    (candidate,) = own_images()
+    assert model.TAG_CANDIDATE in tags_of(candidate) and "SHA" not in tags_of(candidate)
+    gc = run_bridge(
+        ["gc", "--min-age-hours", "0", "--repo", str(repo.path), "--apply", "--json"], sandbox_env
+    )
+    assert gc.code == 0, gc.stderr
+    (row,) = json.loads(gc.stdout)["builds"]
+    assert row["action"] == "deleted" and "never finished" in " ".join(row["reasons"])
+    assert own_images() == []
