@@ -194,6 +194,17 @@ def build_image(
             f"build (it reported {amis or 'none'}). Make the template build in its `region` "
             f"variable. Log: {log_path}."
         )
+    untracked = {r: a for r, a in sorted(amis.items()) if r not in regions}
+    if untracked:
+        # Copies the template makes itself (`ami_regions`): no bridge command would see them.
+        log.warning(
+            "%s: Packer also copied the image to %s (the template's own ami_regions), regions "
+            "the catalog does not list for it: those copies get no tags, so the bridge never "
+            "finds, shares, revokes or collects them. Remove ami_regions from the template and "
+            "list the regions in the definition's `regions` (the bridge copies and tracks them).",
+            d.name,
+            ", ".join(f"{r} ({a})" for r, a in untracked.items()),
+        )
     return Artifacts({r: amis[r] for r in regions if r in amis}, log_path, accesses)
 
 

@@ -473,3 +473,19 @@ def test_the_not_found_message_says_whether_the_image_was_ever_built(sandbox_env
     gone = external(sandbox_env, query)
     assert gone.code == 3
     assert "deregistered since" in gone.stderr and "-replace=" in gone.stderr
+
+
+def test_copies_packer_makes_itself_are_warned_about(sandbox_env, repo, packer):
+    """A template's own `ami_regions` copies are untracked (no tags): the build names them and
+    says how to let the bridge track them, instead of leaving them unseen."""
+    from testing.bridge import run_bridge
+
+    template = json.loads((repo.path / "base" / "base.json").read_text())
+    template["builders"][0]["ami_regions"] = ["eu-west-1"]
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    repo.commit("the template copies the image itself")
+    proc = run_bridge(["build", "base", "--repo", str(repo.path)], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    (copy,) = aws_client("ec2", "eu-west-1").describe_images(Owners=["self"])["Images"]
+    assert f"Packer also copied the image to eu-west-1 ({copy['ImageId']})" in proc.stderr
+    assert "list the regions in the definition's `regions`" in proc.stderr
