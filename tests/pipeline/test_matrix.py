@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bridge import model
 from testing.bridge import run_bridge
 from testing.sandbox import builds_per_definition, own_images, tags_of
@@ -100,3 +102,13 @@ def test_a_parent_whose_image_exists_takes_no_wave_its_children_are_the_first(
         "definition": ["snowflake", "tools"]
     }
     assert matrix(repo, sandbox_env, "--wave", "1") == {"include": []}
+
+
+@pytest.mark.parametrize("fmt", ["github", "circleci"])
+def test_a_wave_past_the_last_is_empty_not_an_error(fmt):
+    from bridge.pipeline.matrix import encoded
+
+    empty = {"include": []} if fmt == "github" else {"definition": []}
+    assert encoded([["base"], ["snowflake"]], fmt, 1) != empty
+    for wave in (2, 3, 10):
+        assert encoded([["base"], ["snowflake"]], fmt, wave) == empty
