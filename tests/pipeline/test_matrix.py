@@ -112,3 +112,13 @@ def test_a_wave_past_the_last_is_empty_not_an_error(fmt):
     assert encoded([["base"], ["snowflake"]], fmt, 1) != empty
     for wave in (2, 3, 10):
         assert encoded([["base"], ["snowflake"]], fmt, wave) == empty
+
+
+def test_the_format_named_on_the_command_line_is_the_one_given(sandbox_env, repo):
+    """`--format github` typed out (a string from argv, not the default's object) gives
+    GitHub's shape, and `--format circleci` CircleCI's."""
+    for fmt, key in (("github", "include"), ("circleci", "definition")):
+        args = ["matrix", "--all", "--wave", "0", "--format", fmt, "--repo", str(repo.path)]
+        proc = run_bridge(args, sandbox_env)
+        assert proc.code == 0, proc.stderr
+        assert list(json.loads(proc.stdout)) == [key], proc.stdout
