@@ -9,7 +9,7 @@ test holds. The binary-operator swaps (`+` for `**`, `<<` for `-`, ...), which m
 mutants that a type check or any run would catch, are left out.
 
 Prints the score per module and every surviving mutant with its line; a survivor listed in
-EQUIVALENT (testing/mutants-equivalent.toml: the same behaviour, said why) counts as neither.
+EQUIVALENT (testing/mutants-equivalent.json: the same behaviour, said why) counts as neither.
 Exit status 1 when a module scores under 90%.
 
     python -m testing.mutate [MODULE ...]      # default: every module in MODULES
@@ -24,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EQUIVALENT = ROOT / "testing" / "mutants-equivalent.toml"
+EQUIVALENT = ROOT / "testing" / "mutants-equivalent.json"
 TARGET = 0.90
 
 # Module -> the tests that cover it (fast ones: unit and sandbox tests).
@@ -72,13 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"not a module `make mutate` knows: {', '.join(unknown)}", file=sys.stderr)
         return 1
-    equivalent = tomllib.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
+    equivalent = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
     failed = []
     for module in chosen:
         started = time.monotonic()
         outcomes = run_module(module, MODULES[module], args.timeout)
         known = {
-            (e["line"], e["operator"]) for e in equivalent.get("mutant", []) if e["module"] == module
+            (e["line"], e["operator"])
+            for e in equivalent.get("mutant", [])
+            if e["module"] == module
         }
         killed = [o for o in outcomes if o["outcome"] == "killed"]
         survived = [o for o in outcomes if o["outcome"] == "survived"]
