@@ -17,7 +17,7 @@ from bridge.settings import OPTIONS_SCHEMA, Options, Spell, parse_options, query
 from bridge.validation import load_schema
 
 if TYPE_CHECKING:
-    from bridge.lifecycle.channels import Version
+    from bridge.aws.parameters import Version
     from bridge.pipeline.result import ResolvedAmi
 
 MAX_QUERY_BYTES = 1 << 20

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bridge.model import Build, parse_time
 
 if TYPE_CHECKING:
-    from bridge.lifecycle.channels import Promotion, Version
+    from bridge.aws.parameters import Promotion, Version
     from bridge.pipeline.result import ResolvedAmi
 
 

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bridge.aws.parameters import Version
 from bridge.catalog import Catalog, Definition
 from bridge.cli.graph import COLOURS, draw, render
-from bridge.lifecycle.channels import Version
 from bridge.lifecycle.retention import how_old
 from bridge.pipeline.result import ResolvedAmi
 
@@ -130,7 +130,7 @@ def _svg(catalog: Catalog, results: Mapping[str, ResolvedAmi], errors: Mapping[s
     return svg[svg.index("<svg") :]
 
 
-# Channel -> its versions in the report's region, oldest first (channels.versions).
+# Channel -> its versions in the report's region, oldest first (parameters.versions).
 History = Mapping[str, Sequence[Version]]
 # How many of a channel's versions the report lists (the newest).
 HISTORY_SHOWN = 10

@@ -19,11 +19,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bridge import model, ownership
-from bridge.aws import registry
+from bridge.aws import parameters, registry
 from bridge.aws.clients import AwsClients, aws_call
 from bridge.aws.fanout import each_region
 from bridge.errors import AwsError
-from bridge.lifecycle import channels
 from bridge.lifecycle.launchers import (
     LIVE_INSTANCE_STATES,
     Template,
@@ -156,10 +155,10 @@ def _channels(ssm: Any, region: str, prefix: str, keep: int, uses: dict[str, lis
     newest versions."""
     path = "/" + prefix.strip("/")  # every /<prefix>/<definition>/<channel> (channels.py)
     with check(f"listing the channels under {path}", region, "ssm:GetParametersByPath"):
-        names = channels.listed(ssm, prefix)
+        names = parameters.listed(ssm, prefix)
     for name in sorted(names):
         with check(f"reading the history of {name}", region, "ssm:GetParameterHistory"):
-            history = channels.versions(ssm, name)
+            history = parameters.versions(ssm, name)
         newest = sorted(history, key=lambda v: v.version, reverse=True)
         for rank, version in enumerate(newest):
             if rank == 0 or rank < keep:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Mapping
 
+from bridge.aws import parameters
 from bridge.cli import render
 from bridge.cli.workspace import context, options, resolver
 from bridge.errors import EXIT_OK
@@ -15,9 +16,9 @@ from bridge.model import Build
 
 
 def promote(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    channels.check_channel(args.channel)
+    parameters.check_channel(args.channel)
     if args.from_channel is not None:
-        channels.check_channel(args.from_channel)
+        parameters.check_channel(args.from_channel)
     ctx = context(options(args, env), env)
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
     d = ctx.catalog.get(args.definition)
@@ -31,13 +32,13 @@ def promote(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         from_channel=args.from_channel,
         require=args.require or (),
     )
-    done = channels.promote(ctx.clients, ctx.catalog.channel_prefix, build, args.channel)
+    done = parameters.promote(ctx.clients, ctx.catalog.channel_prefix, build, args.channel)
     _report(args, ctx.catalog.channel_prefix, build, done)
     return EXIT_OK
 
 
 def rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    channels.check_channel(args.channel)
+    parameters.check_channel(args.channel)
     ctx = context(options(args, env), env)
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
     d = ctx.catalog.get(args.definition)
@@ -47,18 +48,20 @@ def rollback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    channels.check_channel(args.channel)
+    parameters.check_channel(args.channel)
     ctx = context(options(args, env), env)
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
     d = ctx.catalog.get(args.definition)
     region = the.surveyor.regions(d)[0]
-    versions = channels.history(
+    versions = parameters.history(
         ctx.clients, ctx.catalog.channel_prefix, d.name, args.channel, region
     )
     render.channel_history(versions, region, sys.stdout, as_json=args.json)
     return EXIT_OK
 
 
-def _report(args: argparse.Namespace, prefix: str, build: Build, done: channels.Promotion) -> None:
-    name = channels.parameter_name(prefix, build.definition, args.channel)
+def _report(
+    args: argparse.Namespace, prefix: str, build: Build, done: parameters.Promotion
+) -> None:
+    name = parameters.parameter_name(prefix, build.definition, args.channel)
     render.channel_report(name, args.channel, build, done, sys.stdout, as_json=args.json)

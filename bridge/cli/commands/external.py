@@ -23,7 +23,7 @@ from bridge.settings import (
 
 if TYPE_CHECKING:
     from bridge.aws.clients import AwsClients
-    from bridge.lifecycle.channels import Version
+    from bridge.aws.parameters import Version
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _through_channel(query: Query, env: Mapping[str, str]) -> dict[str, str]:
     """The result of a channel query: what the channel holds in the region (no repository)."""
+    from bridge.aws import parameters
     from bridge.aws.clients import AwsClients
     from bridge.lifecycle import channels
 
@@ -67,14 +68,14 @@ def _through_channel(query: Query, env: Mapping[str, str]) -> dict[str, str]:
     definition = query.definitions[0]
     region = channel_region(query.options.region, env)
     clients = AwsClients(model_cache=cache_dir(env) / "models")
-    held = channels.current(clients, query.channel_prefix, definition, query.channel, region)
+    held = parameters.current(clients, query.channel_prefix, definition, query.channel, region)
     channels.check_not_revoked(clients, region, definition, query.channel, held)
     if query.options.require_provenance:
         _verify_held(clients, query, definition, region, held)
     return protocol.channel_result(
         definition,
         query.channel,
-        channels.parameter_name(query.channel_prefix, definition, query.channel),
+        parameters.parameter_name(query.channel_prefix, definition, query.channel),
         region,
         held,
     )

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from bridge.aws import parameters
 from bridge.cli import report
 from bridge.cli.workspace import context, options, resolver, survey_each
 from bridge.errors import EXIT_ERROR, EXIT_OK, AwsError, QueryError
-from bridge.lifecycle import channels
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     results, errors = survey_each(the, [d.name for d in ctx.catalog.all()])
     region = ctx.settings.region
     try:  # the channels `status` shows: one listing, and each held image looked at once
-        held = channels.held(ctx.clients, ctx.catalog.channel_prefix, region)
+        held = parameters.held(ctx.clients, ctx.catalog.channel_prefix, region)
         # Their history: one GetParameterHistory per channel (none per definition without one).
         history = {
             d: {
-                c: channels.history(ctx.clients, ctx.catalog.channel_prefix, d, c, region)
+                c: parameters.history(ctx.clients, ctx.catalog.channel_prefix, d, c, region)
                 for c in chans
             }
             for d, chans in held.items()

@@ -28,11 +28,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _channel_notes(ctx: Context, results: Mapping[str, ResolvedAmi]) -> dict[str, str]:
     """Definition -> its channels, those holding a revoked (or vanished) image marked: a channel
     is rolled back only when someone asks (`ami-bridge rollback`)."""
+    from bridge.aws import parameters
     from bridge.errors import AwsError
-    from bridge.lifecycle import channels
 
     try:
-        found = channels.held(ctx.clients, ctx.catalog.channel_prefix, ctx.settings.region)
+        found = parameters.held(ctx.clients, ctx.catalog.channel_prefix, ctx.settings.region)
     except AwsError as exc:
         log.warning("channels are not shown: %s", exc)
         return {}
