@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.sandbox import kms_autoscaling
+from bridge.sandbox import instances, kms_autoscaling
 
 
 def patch() -> None:
@@ -37,7 +37,7 @@ def patch() -> None:
     _patch_disable_image()
     _patch_deregistration_protection()
     _patch_archived_launch()
-    _patch_impaired_instances()
+    instances.patch()
 
 
 def _patch_accounts() -> None:
@@ -433,31 +433,3 @@ def _patch_root_volume() -> None:
         add_block_device(self, size, device_path, snapshot_id, *args, **kwargs)
 
     Instance.add_block_device = add_root_aware  # type: ignore[method-assign]
-
-
-# The tag that makes an image's instances fail EC2's reachability check (sandbox/__init__.py).
-IMPAIRED_TAG = ("sandbox:boot", "impaired")
-
-
-def _patch_impaired_instances() -> None:
-    """DescribeInstanceStatus reports an instance of an image tagged IMPAIRED_TAG `impaired`, as
-    EC2 does for an instance whose operating system does not come up."""
-    from datetime import datetime, timezone
-
-    from moto.ec2.models.instances import Instance
-
-    healthy = Instance.instance_status
-
-    def instance_status(self: Any) -> dict[str, Any]:
-        status: dict[str, Any] = healthy.fget(self)  # type: ignore[attr-defined]
-        key, value = IMPAIRED_TAG
-        tags = self.ec2_backend.tags.get(self.image_id, {})
-        if status.get("Status") != "ok" or tags.get(key) != value:
-            return status
-        since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return {
-            "Details": [{"Name": "reachability", "Status": "failed", "ImpairedSince": since}],
-            "Status": "impaired",
-        }
-
-    Instance.instance_status = property(instance_status)  # type: ignore[method-assign,assignment]
