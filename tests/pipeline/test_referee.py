@@ -12,6 +12,7 @@ import pytest
 from bridge import model
 from testing.bridge import external, run_bridge
 from testing.sandbox import BUCKET, aws_client, manifest_keys, own_images, tags_of
+from tests.pipeline.test_resolve import HCL_TEMPLATE
 
 READS_SHARED = "#!/bin/sh\necho baseline\ncat shared/motd.txt\n"
 
@@ -168,35 +169,10 @@ if args[:1] == ["build"]:
 os.execv({real!r}, [{real!r}, *args])
 """
 
-FILE_TEMPLATE = """
-variable "ami_sha" {
-  type    = string
-  default = ""
-}
-variable "ami_base" {
-  type    = string
-  default = ""
-}
-variable "ec2_endpoint" {
-  type    = string
-  default = ""
-}
-source "amazon-ebs" "tools" {
-  region                 = "us-east-1"
-  source_ami             = var.ami_base
-  instance_type          = "t3.micro"
-  ami_name               = "tools-${var.ami_sha}"
-  communicator           = "none"
-  custom_endpoint_ec2    = var.ec2_endpoint
-  skip_region_validation = true
-}
-build {
-  sources = ["source.amazon-ebs.tools"]
-  provisioner "shell-local" {
-    inline = ["echo '${file("motd.txt")}'"]
-  }
-}
-"""
+# The tools template of the resolve tests, its provisioner echoing a file() it reads.
+FILE_TEMPLATE = HCL_TEMPLATE.replace(
+    'inline = ["echo tools"]', """inline = ["echo '${file("motd.txt")}'"]"""
+)
 
 
 def test_a_file_path_packer_resolves_differently_from_the_static_model_fails_the_build(
