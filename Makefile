@@ -54,9 +54,10 @@ demo: setup
 test: setup lint
 	$(BIN)/pytest -n auto
 
-# The tests that run none of Packer, Terraform or a browser (the sandbox and git still run).
+# The tests that run none of Packer, Terraform or a browser, nor install the wheel (the sandbox
+# and git still run).
 test-fast: $(VENV)/.installed
-	$(BIN)/pytest -n auto -m "not tools" -q
+	$(BIN)/pytest -n auto -m "not tools and not install" -q
 
 # Mutation testing of the modules that carry the guarantees (slow: not part of `make test`);
 # MODULES=bridge/masking.py picks some.

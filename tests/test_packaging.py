@@ -11,9 +11,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from testing import ROOT
 
 
+@pytest.mark.install
 def test_the_wheel_installs_into_a_fresh_venv_and_resolves(sandbox_env, repo, tmp_path):
     # Built from a copy: a build writes its metadata into the source tree.
     source = tmp_path / "source"
