@@ -205,7 +205,11 @@ def _command(
     started = time.monotonic()
     logs = ctx.settings.log_dir
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{candidate.definition.name}-{candidate.build_id}-test-{test.name}.log"
+    # Each attempt's own log: a rebuild after a rejection may share the rejected build's ID.
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    log_path = logs / (
+        f"{candidate.definition.name}-{candidate.build_id[:12]}-{stamp}-test-{test.name}.log"
+    )
     try:
         # An argv list from the catalog, never a shell; in a session of its own, so a timeout
         # stops everything it started (a server it backgrounded, a `sleep` in a script).
@@ -241,7 +245,8 @@ def _command(
             time.monotonic() - started,
             test.command,
             f"it ran longer than {test.timeout_seconds:g} s (timeout_seconds) and was stopped."
-            + _tail(output),
+            + _tail(output)
+            + f" Its output is in {log_path}.",
         )
     finally:
         _stop_group(proc)  # what it left running in the background ends with it
@@ -255,7 +260,9 @@ def _command(
         False,
         seconds,
         test.command,
-        f"`{' '.join(test.command)}` exited {proc.returncode}." + _tail(output),
+        f"`{' '.join(test.command)}` exited {proc.returncode}."
+        + _tail(output)
+        + f" Its output is in {log_path}.",
     )
 
 

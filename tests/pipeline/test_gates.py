@@ -418,3 +418,24 @@ def test_gc_removes_the_candidate_of_a_build_killed_during_its_tests(
     (row,) = json.loads(gc.stdout)["builds"]
     assert row["action"] == "deleted" and "never finished" in " ".join(row["reasons"])
     assert own_images() == []
+
+
+def test_each_attempt_keeps_its_own_test_log_and_the_error_names_it(
+    sandbox_env, repo, packer, tmp_path
+):
+    """A rejected build's next attempt may share its build ID: each attempt's test output is a
+    log of its own, and the build's error says where it is."""
+    import re
+
+    with_tests(repo, SMOKE_TEST)
+    env = env_for(sandbox_env, repo, tmp_path, BREAK_IT="1")
+    named = []
+    for _ in range(2):
+        proc = build(repo, env)
+        assert proc.code == 1
+        found = re.search(r"Its output is in (\S+\.log)\.", " ".join(proc.stderr.split()))
+        assert found, proc.stderr
+        named.append(Path(found.group(1)))
+    assert named[0] != named[1]
+    for log in named:
+        assert "E: nginx is not installed on ami-" in log.read_text()
