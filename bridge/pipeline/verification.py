@@ -87,9 +87,23 @@ def _valid(clients: AwsClients, trust: Trust, message: bytes, signature: bytes) 
         except InvalidSignature:
             return False
         return True
+    kms = clients.kms(key_region(trust.key, trust.region))
+    try:
+        answer = _kms_verify(kms, trust, message, signature)
+    except AwsError as exc:
+        # A workload account is often not allowed to use the builder's key: it has another way.
+        raise AwsError(
+            f"{exc} An account that cannot use the key verifies with its public half instead: "
+            "`ami-bridge verify --public-key FILE`, FILE from `aws kms get-public-key --key-id "
+            "KEY --query PublicKey --output text | base64 -d` run where the key can be read."
+        ) from None
+    return answer
+
+
+def _kms_verify(kms: Any, trust: Trust, message: bytes, signature: bytes) -> bool:
+    """KMS's verdict on one signature (False for one that does not match)."""
     from botocore.exceptions import ClientError
 
-    kms = clients.kms(key_region(trust.key, trust.region))
     with aws_call(f"verifying a signature with {trust.key}", "kms:Verify"):
         try:
             answer = kms.verify(

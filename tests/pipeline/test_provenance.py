@@ -134,6 +134,7 @@ def test_a_workload_account_verifies_from_the_manifests_and_the_public_key_alone
     without_key = verify(repo, consumer, "snowflake", "--owners", ACCOUNT)
     # The catalog names its key by an alias of the builder's account: not the consumer's.
     assert without_key.code == 1 and "Traceback" not in without_key.stderr
+    assert "--public-key FILE" in without_key.stderr  # the way an account without the key has
 
 
 def refused(proc, *phrases: str) -> None:
