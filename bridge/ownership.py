@@ -47,7 +47,7 @@ def catalog_id(repo: git.Repo, catalog: Catalog, cache: Path | None = None) -> s
     directory first commits are cached in (None: none)."""
     if catalog.id:
         return catalog.id
-    url = _origin(repo)
+    url = origin(repo)
     if url:
         return f"{url}:{catalog.path}"
     if _is_shallow(repo):
@@ -138,7 +138,7 @@ def _store(cache: Path, commit: str, first: str) -> None:
         pass
 
 
-def _origin(repo: git.Repo) -> str:
+def origin(repo: git.Repo) -> str:
     """The `origin` remote's URL as host/path (no scheme, user, port or .git), or ""."""
     # Read in-process (no git subprocess): this runs as every command starts.
     url = str(repo.config_reader().get_value('remote "origin"', "url", default="")).strip()

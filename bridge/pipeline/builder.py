@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
-from bridge import model, observe, validation
+from bridge import model, observe, ownership, validation
 from bridge.aws import manifests, registry
 from bridge.aws.clients import aws_call
 from bridge.aws.lease import Lease
@@ -340,7 +340,7 @@ class Builder:
             build=record,
             run=provenance.Run(
                 account=images[record.region].owner_id,
-                repository=settings.catalog_id or str(settings.repo_root),
+                repository=_repository(self.ctx),
                 bridge_version=_version(),
                 finished=model.timestamp(datetime.now(timezone.utc)),
             ),
@@ -416,3 +416,13 @@ def _version() -> str:
         return version("ami-chain-bridge")
     except PackageNotFoundError:
         return "unknown"
+
+
+def _repository(ctx: Context) -> str:
+    """Where a statement says the commit is: the `origin` remote's URL (https, no user), else
+    the catalog's ID, else the repository's path."""
+    url = ownership.origin(ctx.repo)
+    if not url:
+        return ctx.settings.catalog_id or str(ctx.settings.repo_root)
+    # A remote on this machine (a path) stays one; a host's is reached over https.
+    return f"file://{url}" if url.startswith(("/", ".")) else f"https://{url}"

@@ -342,3 +342,24 @@ def test_a_switched_catalog_key_verifies_only_against_itself_and_a_pinned_key_re
     junk.write_text("not a key\n")
     unreadable = verify(repo, sandbox_env, "base", "--public-key", str(junk))
     assert unreadable.code == 1 and "is not a public key" in unreadable.stderr
+
+
+def test_the_statement_names_the_repository_by_its_remote(sandbox_env, repo, packer):
+    """The git dependency is the repository's `origin` URL (https, without the credentials a
+    CI clone's URL may carry), not the catalog's ID."""
+    kms_key()
+    repo.git("remote", "add", "origin", "https://ci-token@git.example.com/platform/images.git")
+    data = repo.catalog()
+    data["provenance"] = {"key": ALIAS}
+    repo.set_catalog(data)
+    repo.commit("signed")
+    proc = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    base = json.loads(proc.stdout)["base"]
+    statement = json.loads(base64.b64decode(read(own_key(base))["payload"]))
+    (source,) = [
+        d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        if "gitCommit" in d.get("digest", {})
+    ]  # fmt: skip
+    assert source["uri"] == f"git+https://git.example.com/platform/images@{base['git_commit']}"
+    assert "ci-token" not in json.dumps(statement)
