@@ -117,11 +117,11 @@ def check_programs(d: Definition, exists: Callable[[str], bool]) -> None:
         )
 
 
-def hold(ctx: Context, candidate: Candidate) -> dict[str, Image]:
+def hold(ctx: Context, candidate: Candidate) -> None:
     """Mark the images Packer just made as a candidate (TAG_CANDIDATE, with whose build they
     are), and take off the fingerprint tag if the template put it there itself (the seed's
     templates tag `SHA` with `ami_sha`): until publish (publish.py) puts it back and lifts the
-    mark, no lookup counts them. The images as they are now, by region."""
+    mark, no lookup counts them."""
     tag_key = ctx.settings.tag_key
     images = {
         region: registry.describe_image(ctx.clients.ec2(region), region, ami)
@@ -137,10 +137,6 @@ def hold(ctx: Context, candidate: Candidate) -> dict[str, Image]:
             candidate.definition.name,
             tag_key,
         )
-    return {
-        region: registry.describe_image(ctx.clients.ec2(region), region, ami)
-        for region, ami in candidate.amis.items()
-    }
 
 
 def run(
