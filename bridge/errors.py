@@ -53,3 +53,4 @@ EXIT_ERROR = 1  # bad input (usage, query, catalog) or a failed operation; one p
 EXIT_MISSING = 3  # a definition has no usable image and the caller asked not to build it
 EXIT_INTERNAL = 70  # a bug in ami-bridge (EX_SOFTWARE); the traceback is in a crash log
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it ended

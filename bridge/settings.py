@@ -36,7 +36,7 @@ DEFAULT_ON_REVOKED: OnRevoked = "build"
 
 DEFAULT_TAG_KEY = "SHA"
 DEFAULT_OWNERS: tuple[str, ...] = ("self",)
-DEFAULT_LEASE_TTL = 300.0
+DEFAULT_LEASE_TTL = 120.0
 # A concurrent build of the same image, or a pending image, is waited for this long: a real AMI
 # build takes 5-40 minutes.
 DEFAULT_WAIT_TIMEOUT = 3600.0

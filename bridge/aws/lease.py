@@ -5,6 +5,11 @@ conditional write (`If-None-Match: *`) so only one creator wins. Its holder rene
 (`If-Match: <ETag>`) while Packer runs and deletes it when done. A lease past its expiry (holder
 killed) is taken over with a conditional write on the ETag the taker read, so of two takers only
 one wins. Everyone else waits for the holder's image.
+
+A holder stopped by Ctrl-C or SIGTERM releases its lease. One killed outright (SIGKILL, the OOM
+killer) cannot; its lease records which process held it (boot, PID namespace, PID and the PID's
+start time), so a taker on the same machine sees at once that the holder is gone and takes it
+over without waiting for it to expire. On other machines the lease expires after `ttl`.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class LeaseConfig:
 
     bucket: str
     prefix: str = ""
-    ttl: float = 300.0
+    ttl: float = 120.0
     wait_timeout: float = 3600.0
     poll_min: float = 1.0
     poll_max: float = 15.0
@@ -55,6 +60,34 @@ class Lease:
     token: str
     etag: str
     lost: bool = False
+
+
+def _process_identity(pid: int | str) -> str | None:
+    """`<boot id>/<PID namespace>/<pid>/<start time>` of a process on this machine (Linux), or
+    None where that cannot be read (another system; the process is gone)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+        stat = Path(f"/proc/{int(pid)}/stat").read_text(encoding="ascii", errors="replace")
+        # Field 22, after the command name (which may hold spaces and parentheses).
+        start = stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"{boot}/{namespace}/{int(pid)}/{start}"
+
+
+def _holder_gone(data: dict[str, Any]) -> bool:
+    """Whether the lease's holder was a process of this machine (same boot, same PID namespace)
+    that no longer runs: its PID is free or now another process's."""
+    recorded = data.get("process")
+    ours = _process_identity(os.getpid())
+    if not isinstance(recorded, str) or ours is None:
+        return False
+    machine = recorded.rsplit("/", 2)[0]
+    if machine != ours.rsplit("/", 2)[0]:
+        return False  # another machine, container or boot: only the expiry can tell
+    pid = recorded.rsplit("/", 2)[1]
+    return _process_identity(pid) != recorded
 
 
 def lease_key(prefix: str, definition: str, fingerprint: str) -> str:
@@ -84,6 +117,7 @@ class LeaseManager:
                 "owner": token,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "process": _process_identity(os.getpid()),
                 "definition": definition,
                 "fingerprint": fingerprint,
                 "started": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
@@ -147,10 +181,12 @@ class LeaseManager:
         data, seen = current
         if data.get("owner") == token:  # our create succeeded but its response was lost
             return Lease(key, token, seen)
-        if float(data["expires"]) > self.clock():
+        gone = _holder_gone(data)
+        if float(data["expires"]) > self.clock() and not gone:
             return None
         log.warning(
-            "taking over the expired build lease of %s (pid %s, started %s)",
+            "taking over the %s build lease of %s (pid %s, started %s)",
+            "dead holder's" if gone else "expired",
             data.get("host"),
             data.get("pid"),
             data.get("started"),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -21,6 +23,7 @@ from bridge.errors import (
     EXIT_INTERRUPTED,
     EXIT_MISSING,
     EXIT_OK,
+    EXIT_TERMINATED,
     BridgeError,
     NotFoundError,
 )
@@ -37,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         unrecognized(parser, args, extra)
     debug = args.debug or os.environ.get("AMI_BRIDGE_DEBUG") == "1"
     _logging(debug=debug, quiet=args.command == "external" or args.quiet)
+    _stop_on_sigterm()
     try:
         command = importlib.import_module(f"bridge.cli.commands.{args.command_module}")
         code: int = getattr(command, args.run)(args, os.environ)
@@ -47,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         print(f"ami-bridge: error: {_told(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        print(
+            "ami-bridge: stopped by SIGTERM (what was running was cancelled and cleaned up)",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("ami-bridge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -74,6 +84,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: a cancelled CI job, `kill`, a supervisor stopping the bridge."""
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM stop a run as Ctrl-C does (Packer cancels and cleans up, test commands are
+    stopped, leases are released) instead of ending the process where it stands. A second
+    SIGTERM during that cleanup ends it at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # main() called from a thread (an embedding program): its signals are its own
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _told(exc: BaseException) -> str:

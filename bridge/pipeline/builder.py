@@ -156,7 +156,9 @@ class Builder:
             observed = self._judge(snapshot, source, candidate, artifacts)
             self._confirm(d, lease, artifacts.amis)
             # Under the lease, from the same tree: the image is a candidate until they pass.
-            tested = gates.run(ctx, candidate, tree=source, env=runner.environment)
+            tested = gates.run(
+                ctx, candidate, tree=source, env=runner.environment, cancelled=self._cancelled
+            )
         if tested:
             self._confirm(d, lease, artifacts.amis)
         record = BuildRecord(

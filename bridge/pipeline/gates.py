@@ -15,12 +15,15 @@ recorded on the image (TAG_TESTS, the tests' names) and in its manifest (`tests`
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import posixpath
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from bridge import model
 from bridge.aws import registry
 from bridge.aws.clients import aws_call
 from bridge.catalog import ImageTest
-from bridge.errors import BuildError, QueryError
+from bridge.errors import BuildError, Cancelled, QueryError
 from bridge.masking import mask, secrets_of
 from bridge.repopaths import resolve_inside
 
@@ -62,6 +65,8 @@ class Outcome:
     command: tuple[str, ...]
     # Why it failed, and its last lines (empty when it passed).
     detail: str = ""
+    # Stopped because the run was interrupted: neither passed nor failed.
+    cancelled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,11 +145,19 @@ def hold(ctx: Context, candidate: Candidate) -> None:
 
 
 def run(
-    ctx: Context, candidate: Candidate, *, tree: Path, env: Mapping[str, str]
+    ctx: Context,
+    candidate: Candidate,
+    *,
+    tree: Path,
+    env: Mapping[str, str],
+    cancelled: threading.Event | None = None,
 ) -> tuple[Outcome, ...]:
     """Run the definition's tests on the candidate (held: hold()), in order; the first failure
     rejects it (deregistered, or kept tagged rejected) and raises a BuildError quoting the
-    test."""
+    test. When `cancelled` is set (Ctrl-C, SIGTERM, --fail-fast) a running test command is
+    stopped with everything it started, the candidate is rejected the same way, and Cancelled
+    is raised."""
+    cancelled = cancelled if cancelled is not None else threading.Event()
     d = candidate.definition
     if not d.tests:
         return ()
@@ -158,8 +171,19 @@ def run(
         if test.builtin == "boots":
             outcome = _boots(ctx, candidate, test)
         else:
-            outcome = _command(ctx, candidate, test, tree=tree, env=env)
+            outcome = _command(ctx, candidate, test, tree=tree, env=env, cancelled=cancelled)
         outcomes.append(outcome)
+        if outcome.cancelled:
+            fate = (
+                "kept, tagged rejected" if _reject(ctx, images, "interrupted") else "deregistered"
+            )
+            stopped = Cancelled(
+                f"Interrupted while testing the new image of {d.name!r} "
+                f"({candidate.amis[candidate.region]}): its test {test.name!r} was stopped with "
+                f"everything it started, and the untested image was {fate}."
+            )
+            log.warning("%s", stopped)  # the run ends as interrupted: say what became of it
+            raise stopped
         if not outcome.passed:
             kept = _reject(ctx, images, f"{outcome.name} failed")
             fate = (
@@ -192,7 +216,13 @@ def _stop_group(proc: subprocess.Popen[str]) -> None:
 
 
 def _command(
-    ctx: Context, candidate: Candidate, test: ImageTest, *, tree: Path, env: Mapping[str, str]
+    ctx: Context,
+    candidate: Candidate,
+    test: ImageTest,
+    *,
+    tree: Path,
+    env: Mapping[str, str],
+    cancelled: threading.Event,
 ) -> Outcome:
     argv = list(test.command)
     if "/" in argv[0]:
@@ -219,6 +249,8 @@ def _command(
             text=True,
             errors="replace",
             start_new_session=True,
+            # Ended by the kernel if the bridge is killed outright (SIGKILL): no orphaned test.
+            preexec_fn=_die_with_parent,
         )
     except FileNotFoundError:
         return Outcome(
@@ -230,7 +262,9 @@ def _command(
             "repository root).",
         )
     try:
-        stdout, _ = proc.communicate(timeout=test.timeout_seconds)
+        stdout = _communicate(proc, test.timeout_seconds, cancelled)
+    except _Stopped:
+        return Outcome(test.name, False, time.monotonic() - started, test.command, cancelled=True)
     except subprocess.TimeoutExpired:
         _stop_group(proc)
         output = mask(proc.communicate()[0] or "", secrets)
@@ -260,6 +294,49 @@ def _command(
         + _tail(output)
         + f" Its output is in {log_path}.",
     )
+
+
+class _Stopped(Exception):
+    """The run was cancelled while a test ran."""
+
+
+def _communicate(proc: subprocess.Popen[str], timeout: float, cancelled: threading.Event) -> str:
+    """The test's output once it exits; TimeoutExpired past `timeout`, _Stopped as soon as
+    `cancelled` is set (looked at twice a second: a Ctrl-C must not wait out a long test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cancelled.is_set():
+            raise _Stopped
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            return proc.communicate(timeout=min(left, 0.5))[0]
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _die_with_parent() -> None:
+    """In a test's process, before it runs the test: ask Linux to send it SIGKILL when the bridge
+    dies (PR_SET_PDEATHSIG). Elsewhere, or if the call fails, a SIGKILLed bridge may leave the
+    test running; Ctrl-C and SIGTERM stop it on every system."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _prctl() -> Callable[..., int] | None:
+    # Looked up once, in the bridge: a forked child must not load libraries.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PR_SET_PDEATHSIG = 1
+_PRCTL = _prctl()
 
 
 def _tail(output: str) -> str:

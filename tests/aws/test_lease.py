@@ -104,3 +104,34 @@ def test_confirm_notices_a_takeover_without_a_failed_renewal(sandbox_env):
     assert holder.confirm(lease)
     manager(clock=lambda: 10**10).try_acquire(key, "base", FP)
     assert not holder.confirm(lease) and lease.lost
+
+
+def test_a_live_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(sandbox_env):
+    """A SIGKILLed holder cannot release its lease; a taker on the same machine (same boot and
+    PID namespace) sees that the recorded process is gone and does not wait for the expiry."""
+    import os
+    import subprocess
+    import sys
+
+    from bridge.aws import lease as leases
+
+    key = lease_key("images", "base", FP)
+    held = manager().try_acquire(key, "base", FP)
+    assert held is not None
+    data, _ = manager().read(key)
+    assert data["process"] == leases._process_identity(os.getpid())
+    # A live holder in this process: not taken.
+    assert manager().try_acquire(key, "base", FP) is None
+    # The same lease, recorded by a process that has since exited.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    gone = leases._process_identity(child.pid)
+    child.communicate(b"")
+    assert gone is not None and leases._process_identity(child.pid) is None
+    s3 = aws_client("s3")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**data, "process": gone}).encode())
+    taken = manager().try_acquire(key, "base", FP)
+    assert taken is not None, "a dead holder's unexpired lease was not taken over"
+    # Another machine's holder (another boot) is never judged from here: only its expiry counts.
+    other = "0" * 36 + gone[36:]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**data, "process": other}).encode())
+    assert manager().try_acquire(key, "base", FP) is None
