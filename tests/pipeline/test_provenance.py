@@ -330,12 +330,25 @@ def test_a_switched_catalog_key_verifies_only_against_itself_and_a_pinned_key_re
     data = repo.catalog()
     data["provenance"] = {"key": "alias/someone-else"}
     repo.set_catalog(data)
-    repo.commit("switch the provenance key")
+    change = f"provenance.key changed from {ALIAS} to alias/someone-else"
+    # Reported as a trust change before it is committed (a pre-commit hook) and after (CI).
+    for when in ("(uncommitted)", "at commit "):
+        checked = run_bridge(["check", "--repo", str(repo.path)], sandbox_env)
+        assert checked.code == 0, checked.stderr
+        assert f"trust change: {change} {when}" in " ".join(checked.stderr.split())
+        if when == "(uncommitted)":
+            repo.commit("switch the provenance key")
+    switched = repo.git("rev-parse", "HEAD").strip()
     rebuilt = run_bridge(["build", "base", "--force", "--repo", str(repo.path)], sandbox_env)
     assert rebuilt.code == 0, rebuilt.stderr
     moved = verify(repo, sandbox_env, "base")
     assert moved.code == 0, moved.stderr
     assert "alias/someone-else (the catalog's provenance.key at this commit)" in moved.stdout
+    assert f"trust change: {change} at commit {switched[:12]}" in moved.stdout
+    repo.write("README.md", "unrelated\n")
+    repo.commit("an unrelated change")
+    quiet = run_bridge(["check", "--repo", str(repo.path)], sandbox_env)
+    assert quiet.code == 0 and "trust change" not in quiet.stderr, quiet.stderr
     refused = verify(repo, sandbox_env, "base", "--key", ALIAS)
     assert refused.code == 1 and "its signature does not match" in refused.stderr
     junk = repo.path / "junk.pem"

@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 
+from bridge import trustroot
 from bridge.cli import render
 from bridge.cli.workspace import open_catalog, options
 from bridge.errors import EXIT_OK
@@ -46,6 +47,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
         rows.append((d.name, d.template, str(len(fp.inputs)), upstream))
     render.table(rows, sys.stdout)
+    change = trustroot.pending_change(repo, catalog.path, catalog.provenance_key)
+    if change is not None:
+        print(
+            f"ami-bridge: trust change: {change.describe()}. Images built from here on are "
+            f"signed with {change.after or 'no key'}; whoever verifies with the old key (`verify "
+            "--key`, `--public-key`, a pinned provenance_key in Terraform) will refuse them "
+            "until they trust the new one. Make sure this change is meant.",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

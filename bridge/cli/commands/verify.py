@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from bridge import model
+from bridge import model, trustroot
 from bridge.aws import registry
 from bridge.cli.workspace import context, options, resolver
 from bridge.context import Context
@@ -47,15 +47,30 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     chain = verification.verify_image(
         ctx, trust, definition=definition, ami=ami, fingerprint=fingerprint, uri=uri
     )
+    change = None
+    if not (args.public_key or args.key) and ctx.catalog.provenance_key:
+        # Trusting the catalog: say when it last changed whom to trust.
+        change = trustroot.last_change(
+            ctx.repo, ctx.catalog.path, settings.commit or ctx.repo.head.commit.hexsha
+        )
     if args.json:
         json.dump(
-            {"trusted": _named(ctx, trust, args), "chain": [v.__dict__ for v in chain]},
+            {
+                "trusted": _named(ctx, trust, args),
+                "trust_change": change.describe() if change else None,
+                "chain": [v.__dict__ for v in chain],
+            },
             sys.stdout,
             indent=2,
         )
         sys.stdout.write("\n")
         return EXIT_OK
     print(f"trusting {_named(ctx, trust, args)}")
+    if change is not None:
+        print(
+            f"trust change: {change.describe()}; pin the key you trust with --key or "
+            "--public-key to refuse images signed after a change you did not make"
+        )
     for v in chain:
         print(
             f"verified {v.definition} {v.ami} in {v.region}: fingerprint {v.fingerprint[:12]}, "
