@@ -16,6 +16,7 @@ recorded on the image (TAG_TESTS, the tests' names) and in its manifest (`tests`
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -444,12 +445,30 @@ def _reject(ctx: Context, images: Mapping[str, Image], why: str) -> bool:
     """Deregister the candidate and delete its snapshots, or with keep_rejected tag it rejected:
     whether it was kept."""
     if ctx.catalog.keep_rejected:
-        when = model.timestamp(datetime.now(timezone.utc))
-        _tag(ctx, images, {model.TAG_REJECTED: f"{why} {when}"})
+        now = datetime.now(timezone.utc)
+        when = model.timestamp(now)
+        planned = next(iter(images.values())).tag(model.TAG_BUILD_ID) or ""
+        _tag(
+            ctx,
+            images,
+            {
+                model.TAG_REJECTED: f"{why} {when}",
+                # The attempt's own ID: the next attempt is planned with the same one, and a
+                # kept rejection must never be taken for it (promote, gc, the report).
+                model.TAG_BUILD_ID: attempt_id(planned, now),
+            },
+        )
         return True
     for image in images.values():
         registry.delete_image(ctx.clients.ec2(image.region), image)
     return False
+
+
+def attempt_id(planned: str, rejected_at: datetime) -> str:
+    """The build ID a kept, rejected attempt is retagged with: derived from the ID it was planned
+    with and the moment it was rejected, so no two attempts share one."""
+    text = f"ami-chain rejected-attempt v1\nplanned {planned}\nat {rejected_at.isoformat()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def check_passed(build: Build, tests: Sequence[str], require: Sequence[str]) -> None:

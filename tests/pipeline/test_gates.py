@@ -162,13 +162,18 @@ def test_a_rejected_image_may_be_kept_for_debugging_and_gc_deletes_it(
     assert tags[model.TAG_REJECTED].startswith("smoke failed ")
     assert "SHA" not in tags  # never resolvable
     assert run_bridge(["resolve", "base", "--repo", str(repo.path)], env).code == 3
+    # The next attempt is planned with the same build ID; the rejected one keeps its own.
+    fixed = build(repo, env_for(sandbox_env, repo, tmp_path))
+    assert fixed.code == 0, fixed.stderr
+    good = json.loads(fixed.stdout)["base"]
+    assert tags[model.TAG_BUILD_ID] not in (good["build_id"], "")
     gc = run_bridge(
         ["gc", "--min-age-hours", "0", "--repo", str(repo.path), "--apply", "--json"], env
     )
     assert gc.code == 0, gc.stderr
     (row,) = [b for b in json.loads(gc.stdout)["builds"] if kept["ImageId"] in b["images"].values()]
     assert row["action"] == "deleted" and "rejected by its tests" in " ".join(row["reasons"])
-    assert own_images() == []
+    assert [i["ImageId"] for i in own_images()] == [good["ami_id"]]
 
 
 def test_boots_launches_an_instance_of_the_candidate_and_terminates_it(
