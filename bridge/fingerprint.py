@@ -43,6 +43,7 @@ definitions and commits there are.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -71,6 +72,7 @@ from bridge.templates import (
     Reads,
     Variable,
     declared_variables,
+    fixed_source_amis,
     other_templates,
     source_filters,
     template_reads,
@@ -106,6 +108,8 @@ class Fingerprint:
     # Every variable's value as Packer takes it, the layer it comes from and whether the build
     # uses it (templates/environment.py), for `inputs`.
     values: tuple[Variable, ...] = ()
+    # The upstream images a root's template names outright (`source_ami`), for its provenance.
+    fixed_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,9 @@ def fingerprint_all(
             variables=frozenset(declared),
             values=found.variables,
         )
+        if d.parent is None:
+            fixed = fixed_source_amis(root, d, commit_obj.hexsha)
+            result[d.name] = dataclasses.replace(result[d.name], fixed_sources=fixed)
     return Snapshot(commit=commit_obj.hexsha, tree=root.sha, dirty=dirty, fingerprints=result)
 
 

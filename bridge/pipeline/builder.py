@@ -21,7 +21,7 @@ from bridge.aws.lease import Lease
 from bridge.catalog import Definition
 from bridge.context import Context
 from bridge.errors import BuildError, LeaseError
-from bridge.fingerprint import Snapshot
+from bridge.fingerprint import Fingerprint, Snapshot
 from bridge.git import TREE_MODE, TreeIndex
 from bridge.model import Image
 from bridge.observe import Tracer
@@ -170,7 +170,7 @@ class Builder:
             region=regions[0],
             amis=dict(artifacts.amis),
             parent=None if parent is None else self._parent(parent, regions[0]),
-            source_amis=tuple(sorted({s.ami_id for s in snapshot.fingerprints[d.name].sources})),
+            source_amis=_upstream(snapshot.fingerprints[d.name]),
             packer_version=runner.version(settings.repo_root),
             build_url=settings.build_url,
             built_at=model.precise_timestamp(begun),
@@ -428,3 +428,9 @@ def _repository(ctx: Context) -> str:
         return ctx.settings.catalog_id or str(ctx.settings.repo_root)
     # A remote on this machine (a path) stays one; a host's is reached over https.
     return f"file://{url}" if url.startswith(("/", ".")) else f"https://{url}"
+
+
+def _upstream(fp: Fingerprint) -> tuple[str, ...]:
+    """The upstream images a root was built on: its tracked filters' picks, and what its
+    template names outright (`source_ami`)."""
+    return tuple(sorted({s.ami_id for s in fp.sources} | set(fp.fixed_sources)))

@@ -30,7 +30,7 @@ from bridge.templates.environment import (
     environment_reads,
 )
 from bridge.templates.files import other_templates, required_plugins
-from bridge.templates.filters import source_filters
+from bridge.templates.filters import fixed_source_amis, source_filters
 from bridge.templates.pinning import pin
 from bridge.templates.reads import Reads, template_reads
 from bridge.templates.variables import declared_variables
@@ -42,6 +42,7 @@ __all__ = [
     "Variable",
     "declared_variables",
     "environment_reads",
+    "fixed_source_amis",
     "other_templates",
     "pin",
     "required_plugins",

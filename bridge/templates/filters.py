@@ -38,6 +38,54 @@ def source_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFi
     return found + _hcl2_filters(root, d, commit)
 
 
+def fixed_source_amis(root: TreeIndex, d: Definition, commit: str) -> tuple[str, ...]:
+    """The upstream images `d`'s selected amazon builders or sources name outright: a
+    `source_ami` whose value (evaluated as Packer would) is an AMI ID, for the provenance of a
+    root that tracks no filter. A value only the build can know is left out."""
+    found: set[str] = set()
+    selected = selected_origin(root, d, commit)
+    if d.template_format == "json":
+        template = json_template(root, d, commit)
+        builders = template.get("builders") if isinstance(template, dict) else None
+        declared = template.get("variables") if isinstance(template, dict) else None
+        variables = declared if isinstance(declared, dict) else {}
+        scope = JsonScope(list(variables), json_layers(root, d, commit, variables))
+        for builder in builders if isinstance(builders, list) else []:
+            if not isinstance(builder, dict) or not str(builder.get("type", "")).startswith(
+                "amazon-"
+            ):
+                continue
+            if selected not in (None, str(builder.get("name") or builder.get("type", ""))):
+                continue
+            value = builder.get("source_ami")
+            if isinstance(value, str):
+                found.add(_known(scope.render, value))
+    else:
+        documents = hcl2_documents(root, d, commit)
+        layers = hcl2_layers(root, d, commit, documents)
+        hcl_scope = HclScope(documents, layers, template_dir=d.directory)
+        for doc in documents:
+            for block in hcl.blocks(doc.body, "source"):
+                labels = hcl.block_labels(block)
+                if len(labels) != 2 or not labels[0].startswith("amazon-"):
+                    continue
+                if selected not in (None, f"{labels[0]}.{labels[1]}"):
+                    continue
+                attribute = hcl.attributes(hcl.block_body(block)).get("source_ami")
+                if attribute is not None:
+                    found.add(_known(hcl_scope.evaluate, doc, hcl.value_of(attribute)))
+    return tuple(sorted(a for a in found if a.startswith("ami-")))
+
+
+def _known(evaluate: Callable[..., Any], *args: Any) -> str:
+    """A value as a string, or "" when only the build can know it."""
+    try:
+        value = evaluate(*args)
+    except Unknowable:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def _json_filters(root: TreeIndex, d: Definition, commit: str) -> list[SourceFilter]:
     template = json_template(root, d, commit)
     builders = template.get("builders") if isinstance(template, dict) else None

@@ -376,3 +376,38 @@ def test_the_statement_names_the_repository_by_its_remote(sandbox_env, repo, pac
     ]  # fmt: skip
     assert source["uri"] == f"git+https://git.example.com/platform/images@{base['git_commit']}"
     assert "ci-token" not in json.dumps(statement)
+
+
+@pytest.mark.parametrize("how", ["literal", "variable"])
+def test_a_root_with_a_fixed_source_ami_names_it_as_a_dependency(sandbox_env, repo, packer, how):
+    """A root that names its upstream image outright (`source_ami`, literally or through a
+    variable's default) lists it as its `source-ami` dependency, as a tracked filter's pick is."""
+    kms_key()
+    ec2 = aws_client("ec2")
+    upstream = ec2.describe_images(
+        Owners=["099720109477"],
+        Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-*"]}],
+    )["Images"][0]["ImageId"]
+    template = json.loads((repo.path / "base/base.json").read_text())
+    builder = template["builders"][0]
+    del builder["source_ami_filter"]
+    if how == "literal":
+        builder["source_ami"] = upstream
+    else:
+        template["variables"]["upstream"] = upstream
+        builder["source_ami"] = "{{user `upstream`}}"
+    repo.write("base/base.json", json.dumps(template, indent=2))
+    data = repo.catalog()
+    data["provenance"] = {"key": ALIAS}
+    repo.set_catalog(data)
+    repo.commit("a fixed upstream image")
+    proc = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert proc.code == 0, proc.stderr
+    base = json.loads(proc.stdout)["base"]
+    statement = json.loads(base64.b64decode(read(own_key(base))["payload"]))
+    named = [
+        d["uri"]
+        for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        if d.get("name") == "source-ami"
+    ]
+    assert named == [f"ec2:us-east-1:{upstream}"]
