@@ -729,3 +729,71 @@ def test_require_provenance_fails_the_plan_for_an_unsigned_image_and_passes_sign
     signed = root_tf.run("plan", "-input=false", "-detailed-exitcode", *strict, check=False)
     assert signed.returncode == 2, signed.stderr  # the signed images replace the old ones
     assert "does not verify" not in signed.stderr
+
+
+CHANNEL_ROOT = """
+variable "bridge_command" { type = list(string) }
+variable "provenance_key" { type = string }
+variable "manifest_bucket" { type = string }
+
+provider "aws" {
+  region = "us-east-1"
+}
+
+module "channel" {
+  source             = "../modules/ami_channel"
+  definition         = "base"
+  channel            = "prod"
+  require_provenance = true
+  provenance_key     = var.provenance_key
+  manifest_bucket    = var.manifest_bucket
+  manifest_prefix    = "images"
+  bridge_command     = var.bridge_command
+}
+
+output "ami_id" {
+  value = module.channel.ami_id
+}
+"""
+
+
+def test_ami_channel_with_require_provenance_refuses_an_unsigned_image_and_takes_a_signed_one(
+    tmp_path, sandbox_env, any_terraform, terraform_env, repo, packer
+):
+    """A workload account consumes images through a channel: with `require_provenance` and its
+    own pinned key, the plan fails while the channel holds an unsigned image and reads the
+    signed one once it is promoted (the statement beside the builder's manifest)."""
+    kms = aws_client("kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    unsigned = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert unsigned.code == 0, unsigned.stderr
+    promote = ["promote", "base", "prod", "--repo", str(repo.path)]
+    assert run_bridge(promote, sandbox_env).code == 0
+    root = copy_tree(tmp_path / "tf").parent / "channel"
+    root.mkdir()
+    (root / "main.tf").write_text(CHANNEL_ROOT)
+    tf = Terraform(any_terraform, root, {**sandbox_env, **terraform_env})
+    tf.init()
+    strict = [
+        *("-var", f"bridge_command={json.dumps(bridge_command())}"),
+        *("-var", f"provenance_key={key}"),
+        *("-var", f"manifest_bucket={BUCKET}"),
+    ]
+    refused = tf.run("plan", "-input=false", *strict, check=False)
+    assert refused.returncode == 1
+    old = json.loads(unsigned.stdout)["base"]["ami_id"]
+    assert f"The provenance of base ({old} in us-east-1) does not verify" in " ".join(
+        refused.stderr.split()
+    )
+
+    data = repo.catalog()
+    data["provenance"] = {"key": key}
+    repo.set_catalog(data)
+    repo.commit("signed provenance")
+    signed = run_bridge(
+        ["build", "base", "--force", "--repo", str(repo.path), "--json"], sandbox_env
+    )
+    assert signed.code == 0, signed.stderr
+    assert run_bridge(promote, sandbox_env).code == 0
+    tf.apply(*strict)
+    assert tf.outputs()["ami_id"] == json.loads(signed.stdout)["base"]["ami_id"] != old
