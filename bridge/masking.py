@@ -12,11 +12,14 @@ from collections.abc import Iterable, Mapping
 
 MASK = "***"
 # Environment variables whose values are secrets: AWS's credentials in every spelling
-# (templates.CREDENTIALS), and any whose name says so.
+# (templates.CREDENTIALS), and any whose name says so in one of its `_`-separated words: a word
+# that begins with SECRET, PASSWORD, PASSWD or CREDENTIAL (CLIENT_SECRETS, MY_SECRETKEY,
+# DB_PASSWORDS), a TOKEN(S) word, or a private or API key (PRIVATE_KEY, APIKEY).
 _SECRET_NAME = re.compile(
     r"^(AWS_ACCESS_KEY|AWS_ACCESS_KEY_ID|AWS_SECRET_KEY|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN"
     r"|AWS_SECURITY_TOKEN)$"
-    r"|(SECRET|TOKEN|PASSWORD|PASSWD|PRIVATE_KEY|CREDENTIALS?)(_|$)",
+    r"|(^|_)(SECRET|PASSWORD|PASSWD|CREDENTIAL)[A-Z0-9]*(_|$)"
+    r"|(^|_)(TOKENS?|PRIVATE_?KEYS?|API_?KEYS?)(_|$)",
     re.IGNORECASE,
 )
 # Shorter values are left alone: masking them would garble ordinary words.

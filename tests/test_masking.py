@@ -34,3 +34,21 @@ def test_a_secret_that_contains_another_is_masked_whole():
     env = {"AWS_SESSION_TOKEN": "token-abcdefgh", "API_TOKEN": "token-abcdefgh-and-more"}
     assert secrets_of(env) == ("token-abcdefgh-and-more", "token-abcdefgh")
     assert mask("t=token-abcdefgh-and-more", secrets_of(env)) == f"t={MASK}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CLIENT_SECRETS", "DB_PASSWORDS", "MY_SECRETKEY", "GITHUB_TOKEN", "VAULT_TOKENS",
+        "SSH_PRIVATE_KEY", "STRIPE_APIKEY", "DB_PASSWD", "GOOGLE_CREDENTIALS", "SECRET",
+    ],
+)  # fmt: skip
+def test_a_name_that_says_secret_in_any_word_is_masked(name):
+    env = {name: "s3cr3t-value-42"}
+    assert mask("got s3cr3t-value-42", secrets_of(env)) == f"got {MASK}"
+
+
+@pytest.mark.parametrize("name", ["TOKENIZER_PATH", "KEYBOARD_LAYOUT", "HOME"])
+def test_a_name_that_only_contains_such_letters_is_not(name):
+    env = {name: "/usr/share/tokenizer"}
+    assert mask("at /usr/share/tokenizer", secrets_of(env)) == "at /usr/share/tokenizer"
