@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
+# Python caches compiled modules, and pytest its rewritten test modules, in __pycache__ (ignored by
+# git): where the environment forbids it (CI images often do), every test worker compiled the whole
+# suite again, 7 s each run.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup packer-check strace-check graphviz-check browser-check demo test test-fast test-stress mutate lint fmt docs bench clean
 

@@ -42,6 +42,9 @@ FAULTS = [
     ("unavailable", 503, "Unavailable", "ServiceUnavailable"),
     ("drop", 0, "", ""),
 ]
+# What `block` may answer with instead of a 503: a refusal no retry changes (an IAM policy
+# without the action), as EC2 and S3 send it.
+DENIED = ("denied", 403, "UnauthorizedOperation", "AccessDenied")
 
 
 Rewrite = Callable[[str, str, Mapping[str, str], bytes, bytes], bytes]
@@ -96,14 +99,17 @@ class FaultProxy:
         *,
         lost_responses: bool = False,
         block: Callable[[str, str, Mapping[str, str], bytes], bool] | None = None,
+        blocked: tuple[str, int, str, str] = FAULTS[2],
         hold: Callable[[str, str, Mapping[str, str], bytes], None] | None = None,
         rewrite: Rewrite | None = None,
     ) -> None:
-        """`block(method, path, headers, body)` true: the request fails with a 503 every time;
+        """`block(method, path, headers, body)` true: the request fails with a 503 every time
+        (or with `blocked`, e.g. DENIED);
         `hold(method, path, headers, body)` runs before a request is forwarded;
         `rewrite(method, path, headers, body, response)` is the response body sent back."""
         self.upstream = urlsplit(upstream)
         self.block = block
+        self.blocked = blocked
         self.hold = hold
         self.rewrite = rewrite
         self.rate = rate
@@ -129,7 +135,7 @@ class FaultProxy:
                     self.command, self.path, dict(self.headers.items()), body
                 ):
                     proxy.counters.add("blocked")
-                    self._fault(FAULTS[2], body)
+                    self._fault(proxy.blocked, body)
                     return
                 if _last_attempt(self.headers.get("amz-sdk-request", "")):
                     roll = 1.0  # transient faults: the retry budget outlasts them

@@ -12,7 +12,7 @@ from bridge import model
 from bridge.aws.share import marker
 from bridge.sandbox import BASE_IMAGE, OTHER_ACCOUNT, access_key
 from testing.bridge import external, run_bridge
-from testing.faultproxy import FaultProxy
+from testing.faultproxy import DENIED, FaultProxy
 from testing.git import make_repo
 from testing.sandbox import aws_client, fake_build, own_images, recycle_bin, tags_of
 
@@ -190,7 +190,9 @@ def test_a_shared_image_whose_last_launch_cannot_be_read_is_kept(sandbox_env, sa
     def block(method, path, headers, body):
         return b"Action=DescribeImageAttribute" in body and b"lastLaunchedTime" in body
 
-    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=block) as proxy:
+    # Refused, as for credentials without the permission (a 503 would be the same to gc, after
+    # botocore's retries).
+    with FaultProxy(sandbox_server.endpoint, rate=0.0, block=block, blocked=DENIED) as proxy:
         env = {**sandbox_env, "AWS_ENDPOINT_URL": proxy.endpoint}
         applied = bridge(repo, env, *flags, "--apply")
         assert proxy.counters.injected.get("blocked", 0) > 0

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,33 @@ OPERATIONS: Mapping[str, frozenset[str]] = {
 
 def loader(cache: Path) -> Any:
     """A botocore Loader that reads only the slim tree under `cache` (written on demand), or
-    botocore's own Loader when that tree cannot be written."""
+    botocore's own Loader when that tree cannot be written.
+
+    One per tree and process: a Loader keeps every file it has parsed, so the clients of every
+    region (and every `main` a long-running program calls) parse each model once.
+    """
     from botocore.loaders import Loader
 
-    full = Loader()
+    full = Loader()  # botocore's search path as it is now (~/.aws/models may change)
     root = cache / _key(full)
-    if not (root / _COMPLETE).is_file():
-        try:
-            _write_tree(full, root)
-        except OSError as exc:
-            log.debug("cannot write the slim models under %s (%s); using botocore's", root, exc)
-            return full
-    return Loader(extra_search_paths=[str(root)], include_default_search_paths=False)
+    with _LOADERS_LOCK:
+        if not (root / _COMPLETE).is_file():
+            _LOADERS.pop(root, None)
+            try:
+                _write_tree(full, root)
+            except OSError as exc:
+                log.debug("cannot write the slim models under %s (%s); using botocore's", root, exc)
+                return full
+        if root not in _LOADERS:
+            _LOADERS[root] = Loader(
+                extra_search_paths=[str(root)], include_default_search_paths=False
+            )
+        return _LOADERS[root]
+
+
+# The Loaders of the slim trees made so far.
+_LOADERS: dict[Path, Any] = {}
+_LOADERS_LOCK = threading.Lock()
 
 
 def slim(model: Mapping[str, Any], operations: frozenset[str]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -70,9 +71,12 @@ def unrecognized(
     command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
+@functools.cache
 def build() -> argparse.ArgumentParser:
     """The parser; each command sets `command_module` (bridge.cli.commands.<module>) and `run` (the
-    function in it)."""
+    function in it). Built once per process (it depends on nothing but this code, and parsing
+    leaves it unchanged): a program that runs `main` many times, the test suite among them, pays
+    for its 17 commands once."""
     parser = Parser(
         prog="ami-bridge",
         description="Resolve or build fingerprinted Packer AMI chains (Terraform external "
