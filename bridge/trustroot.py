@@ -49,14 +49,15 @@ def key_at(repo: git.Repo, catalog: str, commit: git.Commit) -> str | None:
 
 def last_change(repo: git.Repo, catalog: str, commit: str) -> KeyChange | None:
     """The newest commit, at or before `commit` on its first-parent line, whose catalog names
-    another provenance key than the commit before it; None when the key never changed."""
+    another provenance key than the commit before it did (a switch, or signing turned off:
+    turning it on trusts nobody new); None when the key never changed."""
     newer: git.Commit | None = None
     newer_key: str | None = None
     for older in repo.iter_commits(
         commit, paths=catalog, first_parent=True, max_count=HISTORY_LIMIT
     ):
         key = key_at(repo, catalog, older)
-        if newer is not None and key != newer_key:
+        if newer is not None and key != newer_key and key is not None:
             return _change(newer, key, newer_key)
         newer, newer_key = older, key
     return None
@@ -72,11 +73,11 @@ def pending_change(repo: git.Repo, catalog: str, key: str | None) -> KeyChange |
         return None
     committed = key_at(repo, catalog, head)
     if key != committed:
-        return KeyChange("", "uncommitted", committed, key)
+        return KeyChange("", "uncommitted", committed, key) if committed else None
     if not head.parents or not _has(head.parents[0], catalog):
         return None  # a new catalog starts with its key: nothing was trusted before
     before = key_at(repo, catalog, head.parents[0])
-    if before == committed:
+    if before == committed or before is None:
         return None
     return _change(head, before, committed)
 

@@ -96,13 +96,13 @@ def test_ami_channel_example_needs_no_repository(promoted, ami_channel_example):
     assert out["ami_id"] == promoted["regions"]["us-east-1"]["ami_id"]
     assert out["channel_version"] == 2
     assert out["build_id"] == promoted["build_id"]
-    assert out["parameter_name"] == "/ami-chain/snowflake/prod"
+    assert out["parameter_name"] == "/ami-chain/example/snowflake/prod"
     ec2 = aws_client("ec2")
     data = ec2.describe_launch_template_versions(
         LaunchTemplateId=out["launch_template_id"], Versions=["1"]
     )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
     # EC2 resolves the parameter at each launch: instances follow the channel.
-    assert data["ImageId"] == "resolve:ssm:/ami-chain/snowflake/prod"
+    assert data["ImageId"] == "resolve:ssm:/ami-chain/example/snowflake/prod"
     assert out["launch_template_image"] == data["ImageId"]
 
 

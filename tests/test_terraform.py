@@ -742,6 +742,7 @@ provider "aws" {
 
 module "channel" {
   source             = "../modules/ami_channel"
+  catalog_id         = "example"
   definition         = "base"
   channel            = "prod"
   require_provenance = true

@@ -39,12 +39,21 @@ def test_the_last_change_is_found_behind_unrelated_commits(repo):
     change = trustroot.last_change(g, CATALOG, head(repo))
     assert change is not None
     assert (change.commit, change.before, change.after) == (switched, "alias/a", "alias/b")
-    # At the commit before, the last change was signing being turned on.
-    first = trustroot.last_change(g, CATALOG, signed)
-    assert first is not None and (first.before, first.after) == (None, "alias/a")
+    # Turning signing on trusts nobody new: not a change.
+    assert trustroot.last_change(g, CATALOG, signed) is None
+    # Turning it off is.
+    keyed(repo, None, "unsigned")
+    off = trustroot.last_change(g, CATALOG, head(repo))
+    assert off is not None and (off.before, off.after) == ("alias/b", None)
+    assert "to none (unsigned)" in off.describe()
     # Checked at a commit that does not touch the key: nothing pending.
-    assert trustroot.pending_change(g, CATALOG, "alias/b") is None
+    repo.write("README.md", "unrelated again\n")
+    repo.commit("unrelated again")
+    assert trustroot.pending_change(g, CATALOG, None) is None
     # An uncommitted edit of the key is pending against HEAD.
+    keyed(repo, "alias/b", "signed again")
+    repo.write("README.md", "unrelated, once more\n")
+    repo.commit("unrelated, once more")
     pending = trustroot.pending_change(g, CATALOG, "alias/c")
     assert pending is not None and (pending.before, pending.after) == ("alias/b", "alias/c")
     assert "(uncommitted)" in pending.describe()

@@ -102,13 +102,15 @@ class AwsClients:
             from botocore.config import Config
 
             if self._session is None:
-                self._session = botocore.session.get_session()
-                if self._model_cache is not None:
-                    from bridge.aws import service_models
+                from bridge.aws import service_models
 
-                    self._session.register_component(
-                        "data_loader", service_models.loader(self._model_cache)
-                    )
+                self._session = botocore.session.get_session()
+                self._session.register_component(
+                    "data_loader",
+                    service_models.loader(self._model_cache)
+                    if self._model_cache is not None
+                    else service_models.botocores(),
+                )
             config = Config(
                 retries={"mode": self._retry_mode, "total_max_attempts": self._max_attempts},
                 connect_timeout=10,

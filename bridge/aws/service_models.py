@@ -99,6 +99,18 @@ def loader(cache: Path) -> Any:
         return _LOADERS[root]
 
 
+def botocores() -> Any:
+    """botocore's own Loader (its whole data directory), one per process: for clients made
+    without a slim tree, each of which would otherwise parse the service models again."""
+    from botocore.loaders import Loader
+
+    with _LOADERS_LOCK:
+        if _FULL not in _LOADERS:
+            _LOADERS[_FULL] = Loader()
+        return _LOADERS[_FULL]
+
+
+_FULL = Path("-")  # botocore's own, in _LOADERS
 # The Loaders of the slim trees made so far.
 _LOADERS: dict[Path, Any] = {}
 _LOADERS_LOCK = threading.Lock()

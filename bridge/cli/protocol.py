@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge.catalog import default_channel_prefix
 from bridge.errors import QueryError
 from bridge.settings import OPTIONS_SCHEMA, Options, Spell, parse_options, query_key
 from bridge.validation import load_schema
@@ -97,7 +98,8 @@ def parse_query(text: str, *, cache_dir: Path | None = None, spell: Spell = quer
             definitions=(data["definition"],),
             options=options,
             channel=data["channel"],
-            channel_prefix=data.get("channel_prefix") or "ami-chain",
+            channel_prefix=data.get("channel_prefix")
+            or default_channel_prefix(data.get("catalog_id") or None),
         )
     if data.get("definitions"):
         names = tuple(dict.fromkeys(data["definitions"].split(",")))

@@ -12,6 +12,7 @@ data "external" "channel" {
   query = { for key, value in {
     definition     = var.definition
     channel        = var.channel
+    catalog_id     = var.catalog_id
     channel_prefix = var.channel_prefix
     region         = local.region
     # The image the channel holds must verify (the builder's statement), or the plan fails.

@@ -18,13 +18,19 @@ variable "channel" {
   }
 }
 
-variable "channel_prefix" {
-  description = "The channels' SSM path prefix (the catalog's channels.prefix)."
+variable "catalog_id" {
+  description = "The ID of the catalog whose channel is read (its `id`): its channels live under ami-chain/<catalog_id>. Null: a catalog without an ID, or one whose channels.prefix is given as channel_prefix."
   type        = string
-  default     = "ami-chain"
+  default     = null
+}
+
+variable "channel_prefix" {
+  description = "The channels' SSM path prefix, when the catalog sets channels.prefix. Null: ami-chain/<catalog_id> (ami-chain without catalog_id)."
+  type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){0,8}$", var.channel_prefix))
+    condition     = var.channel_prefix == null || can(regex("^[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){0,8}$", var.channel_prefix))
     error_message = "The channel_prefix must be an SSM path without leading or trailing slash, e.g. ami-chain or platform/images."
   }
 }

@@ -50,10 +50,10 @@ def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follo
     proc = bridge(repo, sandbox_env, "promote", "base", "prod", "--json")
     assert proc.code == 0, proc.stderr
     promoted = json.loads(proc.stdout)
-    assert promoted["parameter"] == "/ami-chain/base/prod"
+    assert promoted["parameter"] == "/ami-chain/example/base/prod"
     assert promoted["build_id"] == first["build_id"]
     for region in REGIONS:
-        held = parameter("/ami-chain/base/prod", region)
+        held = parameter("/ami-chain/example/base/prod", region)
         assert held["Value"] == json.loads(first["amis_json"])[region]
         assert held["DataType"] == "aws:ec2:image" and held["Version"] == 1
         assert promoted["regions"][region]["changed"] is True
@@ -61,13 +61,13 @@ def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follo
     again = bridge(repo, sandbox_env, "promote", "base", "prod")
     assert again.code == 0, again.stderr
     assert again.stdout.count("held already: nothing changed") == 2
-    assert {parameter("/ami-chain/base/prod", r)["Version"] for r in REGIONS} == {1}
+    assert {parameter("/ami-chain/example/base/prod", r)["Version"] for r in REGIONS} == {1}
 
     change_base(repo, "patched")
     second = built(repo, sandbox_env)["base"]
     assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
     assert (
-        parameter("/ami-chain/base/prod", "eu-west-1")["Value"]
+        parameter("/ami-chain/example/base/prod", "eu-west-1")["Value"]
         == (json.loads(second["amis_json"])["eu-west-1"])
     )
 
@@ -75,7 +75,7 @@ def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follo
     assert proc.code == 0, proc.stderr
     assert json.loads(proc.stdout)["build_id"] == first["build_id"]
     for region in REGIONS:
-        held = parameter("/ami-chain/base/prod", region)
+        held = parameter("/ami-chain/example/base/prod", region)
         assert held["Value"] == json.loads(first["amis_json"])[region]
         assert held["Version"] == 3  # a rollback is a new version; the history keeps all
 
@@ -88,7 +88,7 @@ def test_promote_writes_the_build_in_every_region_and_history_and_rollback_follo
         first["build_id"],
     ]
     assert bridge(repo, sandbox_env, "rollback", "base", "prod", "--to", "2").code == 0
-    assert parameter("/ami-chain/base/prod", "us-east-1")["Value"] == second["ami_id"]
+    assert parameter("/ami-chain/example/base/prod", "us-east-1")["Value"] == second["ami_id"]
 
 
 def test_a_gate_promotes_only_what_the_earlier_channel_holds(sandbox_env, repo, packer):
@@ -103,7 +103,7 @@ def test_a_gate_promotes_only_what_the_earlier_channel_holds(sandbox_env, repo, 
     assert "its channels there: staging; did you mean 'staging'?" in said, said
     proc = bridge(repo, sandbox_env, "promote", "snowflake", "prod", "--from", "staging")
     assert proc.code == 0, proc.stderr
-    assert parameter("/ami-chain/snowflake/prod", "us-east-1")["Value"] == first["ami_id"]
+    assert parameter("/ami-chain/example/snowflake/prod", "us-east-1")["Value"] == first["ami_id"]
 
 
 def test_a_revoked_build_cannot_be_promoted(sandbox_env, repo, packer):
@@ -145,8 +145,13 @@ def test_a_channel_whose_image_is_revoked_is_reported_not_rolled_back(sandbox_en
     status = bridge(repo, sandbox_env, "status")
     assert "prod:REVOKED" in status.stdout
     # Rolled back only when asked: the channel still holds the revoked image.
-    assert parameter("/ami-chain/base/prod", "us-east-1")["Value"] == base["ami_id"]
-    query = {"definition": "base", "channel": "prod", "region": "us-east-1"}
+    assert parameter("/ami-chain/example/base/prod", "us-east-1")["Value"] == base["ami_id"]
+    query = {
+        "definition": "base",
+        "channel": "prod",
+        "catalog_id": "example",
+        "region": "us-east-1",
+    }
     read = external(sandbox_env, query)
     assert read.code == 1
     assert "revoked" in read.stderr and "bad kernel" in read.stderr and "rollback" in read.stderr
@@ -157,10 +162,15 @@ def test_a_channel_whose_image_was_deregistered_is_refused_not_answered(sandbox_
     and the rollback, and never hands Terraform the dead AMI."""
     base = built(repo, sandbox_env)["base"]
     assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
-    query = {"definition": "base", "channel": "prod", "region": "us-east-1"}
+    query = {
+        "definition": "base",
+        "channel": "prod",
+        "catalog_id": "example",
+        "region": "us-east-1",
+    }
     assert json.loads(external(sandbox_env, query).stdout)["ami_id"] == base["ami_id"]
     deregister("us-east-1", base["ami_id"])
-    assert parameter("/ami-chain/base/prod", "us-east-1")["Value"] == base["ami_id"]
+    assert parameter("/ami-chain/example/base/prod", "us-east-1")["Value"] == base["ami_id"]
     read = external(sandbox_env, query)
     assert read.code == 1, read.stdout
     assert base["ami_id"] not in read.stdout
@@ -172,7 +182,12 @@ def test_a_channel_whose_image_was_deregistered_is_refused_not_answered(sandbox_
 def test_a_channel_query_needs_no_repository(sandbox_env, repo, packer, tmp_path):
     base = built(repo, sandbox_env)["base"]
     assert bridge(repo, sandbox_env, "promote", "base", "prod").code == 0
-    query = {"definition": "base", "channel": "prod", "region": "us-east-1"}
+    query = {
+        "definition": "base",
+        "channel": "prod",
+        "catalog_id": "example",
+        "region": "us-east-1",
+    }
     # Run where there is no git repository at all, as in an infrastructure repository's CI.
     read = run_bridge(["external"], sandbox_env, stdin=json.dumps(query), cwd=tmp_path)
     assert read.code == 0, read.stderr

@@ -103,7 +103,7 @@ def two_region_world(repo, env) -> World:
     ec2("us-east-1").stop_instances(InstanceIds=[instance["Instances"][0]["InstanceId"]])
     # A channel whose previous version is the old image.
     ssm = aws_client("ssm", "us-east-1")
-    name = "/ami-chain/base/prod"
+    name = "/ami-chain/example/base/prod"
     for ami in (in_channel["us-east-1"], current["base"]["us-east-1"]):
         ssm.put_parameter(
             Name=name, Value=ami, Type="String", DataType="aws:ec2:image", Overwrite=True
@@ -198,7 +198,8 @@ def test_gc_deletes_only_what_nothing_protects_in_both_regions(sandbox_env, repo
     )
     assert any("instance i-" in r and "stopped" in r for r in by_build["old-instance"]["reasons"])
     assert any(
-        "channel /ami-chain/base/prod version 1" in r for r in by_build["old-channel"]["reasons"]
+        "channel /ami-chain/example/base/prod version 1" in r
+        for r in by_build["old-channel"]["reasons"]
     )
     assert any("auto scaling group workers" in r for r in by_build["old-asg"]["reasons"])
     assert any(

@@ -105,16 +105,41 @@ def test_promote_puts_only_this_catalogs_build_in_its_channel(sandbox_env, teams
     for how in (["--fingerprint", fingerprint], []):
         proc = bridge(a, sandbox_env, "promote", "base", "staging", *how)
         assert proc.code == 0, proc.stderr
-        held = aws_client("ssm").get_parameter(Name="/ami-chain/base/staging")["Parameter"]
+        held = aws_client("ssm").get_parameter(Name="/ami-chain/team-a/base/staging")["Parameter"]
         assert held["Value"] == a.amis["base"], how
     refused = bridge(a, sandbox_env, "promote", "base", "staging", "--ami", b.amis["base"])
     assert refused.code == 1 and "another catalog (team-b)" in refused.stderr
-    held = aws_client("ssm").get_parameter(Name="/ami-chain/base/staging")["Parameter"]
+    held = aws_client("ssm").get_parameter(Name="/ami-chain/team-a/base/staging")["Parameter"]
     assert held["Value"] == a.amis["base"]
 
 
-def test_a_channel_shared_by_two_catalogs_is_never_overwritten_by_the_other(sandbox_env, teams):
+def test_each_catalog_has_channels_of_its_own_by_default(sandbox_env, teams):
+    """Channels live under the catalog's ID: the same channel of the same definition in two
+    catalogs is two parameters, each read by its own catalog's ID."""
     a, b = teams
+    for team in (a, b):
+        assert bridge(team, sandbox_env, "promote", "base", "prod").code == 0
+    ssm = aws_client("ssm")
+    for team, other in ((a, b), (b, a)):
+        catalog_id = team.repo.catalog()["id"]
+        held = ssm.get_parameter(Name=f"/ami-chain/{catalog_id}/base/prod")["Parameter"]
+        assert held["Value"] == team.amis["base"] != other.amis["base"]
+        query = {"definition": "base", "channel": "prod", "catalog_id": catalog_id}
+        read = run_bridge(["external"], sandbox_env, stdin=json.dumps(query))
+        assert read.code == 0, read.stderr
+        assert json.loads(read.stdout)["ami_id"] == team.amis["base"]
+    assert ssm.get_parameters(Names=["/ami-chain/base/prod"])["Parameters"] == []
+
+
+def test_a_channel_shared_by_two_catalogs_is_never_overwritten_by_the_other(sandbox_env, teams):
+    """Two catalogs that keep the old shared names (`channels.prefix` = ami-chain) never
+    overwrite each other's channel."""
+    a, b = teams
+    for team in (a, b):
+        data = team.repo.catalog()
+        data["channels"] = {"prefix": "ami-chain"}
+        team.repo.set_catalog(data)
+        team.repo.commit("the channels' old names")
     assert bridge(a, sandbox_env, "promote", "base", "prod").code == 0
     proc = bridge(b, sandbox_env, "promote", "base", "prod")
     assert proc.code == 1

@@ -373,7 +373,7 @@ def test_a_rejected_image_cannot_be_promoted_even_where_no_tests_are_listed(
     promote = ["promote", "base", "prod", "--ami", rejected["ImageId"], "--repo", str(repo.path)]
     refused = run_bridge(promote, sandbox_env)
     assert refused.code == 1 and "rejected" in refused.stderr, refused.stderr
-    held = aws_client("ssm").get_parameters(Names=["/ami-chain/base/prod"])["Parameters"]
+    held = aws_client("ssm").get_parameters(Names=["/ami-chain/example/base/prod"])["Parameters"]
     assert held == []  # no channel was written
 
 

@@ -281,6 +281,7 @@ def test_require_provenance_holds_on_channel_queries(sandbox_env, repo, signed):
     query = {
         "definition": "base",
         "channel": "prod",
+        "catalog_id": "example",
         "region": "us-east-1",
         "require_provenance": "true",
         "provenance_key": ALIAS,
@@ -301,7 +302,7 @@ def test_require_provenance_holds_on_channel_queries(sandbox_env, repo, signed):
     )["ImageId"]
     fingerprint = signed["base"]["fingerprint"]
     aws_client("ssm").put_parameter(
-        Name="/ami-chain/base/prod", Value=unsigned, Type="String", DataType="aws:ec2:image",
+        Name="/ami-chain/example/base/prod", Value=unsigned, Type="String", DataType="aws:ec2:image",
         Description=f"ami-chain base build x fingerprint {fingerprint}", Overwrite=True,
     )  # fmt: skip
     untold = external(sandbox_env, query)  # no tag, no bucket: where to look is unknown

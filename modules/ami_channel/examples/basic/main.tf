@@ -22,6 +22,7 @@ provider "aws" {
 module "ami_channel" {
   source = "../.."
 
+  catalog_id     = "example" # the catalog's `id`: its channels are /ami-chain/example/...
   definition     = "snowflake"
   channel        = "prod"
   bridge_command = var.bridge_command
