@@ -348,3 +348,31 @@ def test_a_workload_account_never_gets_exit_0_with_no_image(sandbox_env, sandbox
     answer = json.loads(reported.stdout)
     assert answer["ami_id"] == "" and answer["found"] == "false"
     assert answer["state"] in {"partial", "missing"}
+
+
+def test_revoke_ami_refuses_an_image_another_account_owns(sandbox_env, repo, packer):
+    """`owners` = self means this account's images: an image another account shared with this
+    one (or made public) is not this catalog's to revoke, whatever the caller can see of it."""
+    mine = build(repo, sandbox_env)["base"]
+    workload = boto3.client(
+        "ec2",
+        region_name=EAST,
+        aws_access_key_id=access_key(OTHER_ACCOUNT),
+        aws_secret_access_key="sandbox",
+    )
+    (reservation,) = workload.run_instances(ImageId=BASE_IMAGE, MinCount=1, MaxCount=1)["Instances"]
+    theirs = workload.create_image(InstanceId=reservation["InstanceId"], Name="theirs")["ImageId"]
+    workload.create_tags(
+        Resources=[theirs],
+        Tags=[
+            {"Key": model.TAG_DEFINITION, "Value": "base"},
+            {"Key": "SHA", "Value": mine["fingerprint"]},
+        ],
+    )
+    workload.modify_image_attribute(ImageId=theirs, LaunchPermission={"Add": [{"Group": "all"}]})
+    proc = bridge(repo, sandbox_env, "revoke", "base", "--ami", theirs, "--reason", "not ours")
+    assert proc.code == 1
+    said = " ".join(proc.stderr.split())
+    assert f"No image {theirs} of owners self exists" in said, said
+    (image,) = workload.describe_images(ImageIds=[theirs])["Images"]
+    assert not set(model.REVOCATION_TAGS) & {t["Key"] for t in image.get("Tags", [])}

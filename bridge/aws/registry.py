@@ -156,13 +156,20 @@ def enable(ec2: EC2Client, image: Image) -> None:
         ec2.enable_image(ImageId=image.ami_id)
 
 
-def image_by_id(ec2: EC2Client, region: str, ami_id: str) -> Image | None:
-    """One image by ID, or None when `region` has none by that ID."""
+def image_by_id(
+    ec2: EC2Client, region: str, ami_id: str, *, owners: Sequence[str] = ()
+) -> Image | None:
+    """One image by ID, or None when `region` has none by that ID (of `owners`, "self" or account
+    IDs, when given: EC2 itself says whose an image is, so "self" means the caller's account and
+    not any image the caller can see, a public one included)."""
     from botocore.exceptions import ClientError
 
     with aws_call(f"describing {ami_id} in {region}", "ec2:DescribeImages"):
         try:
-            response = ec2.describe_images(ImageIds=[ami_id])
+            if owners:
+                response = ec2.describe_images(ImageIds=[ami_id], Owners=list(owners))
+            else:
+                response = ec2.describe_images(ImageIds=[ami_id])
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code.startswith("InvalidAMIID"):

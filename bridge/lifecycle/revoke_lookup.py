@@ -125,11 +125,11 @@ class Lookup:
                 "Pass the ID of any regional copy of the image."
             )
         for region in self.regions():
-            image = registry.image_by_id(self.clients.ec2(region), region, ami)
+            image = registry.image_by_id(
+                self.clients.ec2(region), region, ami, owners=self.settings.owners
+            )
             if image is None:
                 continue
-            if not registry.owned_by(image, self.settings.owners):
-                break
             named = image.tag(model.TAG_DEFINITION)
             if named is None or image.tag(self.settings.tag_key) is None:
                 raise QueryError(

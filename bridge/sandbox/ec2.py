@@ -43,7 +43,8 @@ def patch() -> None:
 def _patch_accounts() -> None:
     """Accounts as AWS has them: the access key AKIA<account ID>SBOX acts as that account, and
     an image another account shared with this one (a UserId launch permission) is described
-    like AWS describes it: listed with `Owners` naming its owner (or none), found by ID, and
+    like AWS describes it: listed with `Owners` naming its owner (or none), found by ID (with
+    `Owners`, only when they name its owner: "self" is never another account's image), and
     without the owner's tags, which never leave the owner's account (the viewer sees its own)."""
     import copy
 
@@ -103,14 +104,16 @@ def _patch_accounts() -> None:
         if not shared:
             return describe_images(self, ami_ids, filters, exec_users, owners)
         ids = {ami.id for ami in shared}
+        # `Owners` applies to images asked for by ID too; "self" is the viewer's account, which
+        # never owns an image shared with it.
+        wanted = set(owners or ())
+        extra = [ami for ami in shared if not wanted or ami.owner_id in wanted]
         if ami_ids:
             own = [i for i in ami_ids if i not in ids]
             images = describe_images(self, own, filters, exec_users, owners) if own else []
-            extra = [ami for ami in shared if ami.id in ami_ids]
+            extra = [ami for ami in extra if ami.id in ami_ids]
         else:
             images = describe_images(self, ami_ids, filters, exec_users, owners)
-            wanted = set(owners or ())
-            extra = [ami for ami in shared if not wanted or ami.owner_id in wanted]
         return images + (generic_filter(filters, extra) if filters else extra)
 
     AmiBackend.describe_images = describe_with_shared  # type: ignore[method-assign]
