@@ -376,3 +376,36 @@ def test_revoke_ami_refuses_an_image_another_account_owns(sandbox_env, repo, pac
     assert f"No image {theirs} of owners self exists" in said, said
     (image,) = workload.describe_images(ImageIds=[theirs])["Images"]
     assert not set(model.REVOCATION_TAGS) & {t["Key"] for t in image.get("Tags", [])}
+
+
+def test_a_retiring_build_back_in_use_is_reinstated(sandbox_env, repo, packer):
+    """gc deprecated a shared build it no longer saw in use; a revert makes it current again: the
+    next gc lifts the deprecation and the retirement, so other accounts stop seeing it go."""
+    recycle_bin()
+    data = repo.catalog()
+    data["share"] = [OTHER_ACCOUNT]
+    repo.set_catalog(data)
+    repo.commit("shared with a workload account")
+    old = build(repo, sandbox_env, "base")["base"]["ami_id"]
+    baseline = repo.path / "base" / "tasks" / "baseline.sh"
+    before = baseline.read_text()
+    commit_change(repo, "patched")
+    build(repo, sandbox_env, "base")
+    flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--json", "--apply"]
+
+    def fate() -> dict:
+        proc = bridge(repo, sandbox_env, *flags)
+        assert proc.code == 0, proc.stderr
+        (row,) = [b for b in json.loads(proc.stdout)["builds"] if old in b["images"].values()]
+        return row
+
+    assert fate()["action"] == "deprecated"
+    baseline.write_text(before)
+    repo.commit("revert the patch")  # the old build is current again
+    resolved = bridge(repo, sandbox_env, "resolve", "base", "--json")
+    assert json.loads(resolved.stdout)["base"]["ami_id"] == old, resolved.stderr
+    back = fate()
+    assert back["action"] == "reinstated" and "back in use" in " ".join(back["reasons"])
+    (image,) = aws_client("ec2").describe_images(ImageIds=[old])["Images"]
+    assert "DeprecationTime" not in image and model.TAG_RETIRING not in tags_of(image)
+    assert fate()["action"] == "keep"

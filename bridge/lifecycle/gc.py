@@ -44,19 +44,22 @@ log = logging.getLogger(__name__)
 # -- acting ---------------------------------------------------------------------------------------
 
 
-# keep / delete / deprecate / disable / archive: decided (a dry run); deleted, deprecated,
-# disabled, archived: done (deprecated and disabled: steps of a shared build's retirement;
-# archived: a rollback build's snapshots); gone: deleted meanwhile by someone else.
+# keep / delete / deprecate / disable / archive / reinstate: decided (a dry run); deleted,
+# deprecated, disabled, archived, reinstated: done (deprecated and disabled: steps of a shared
+# build's retirement; archived: a rollback build's snapshots; reinstated: a retiring build back in
+# use); gone: deleted meanwhile by someone else.
 Done = Literal[
     "keep",
     "delete",
     "deprecate",
     "disable",
     "archive",
+    "reinstate",
     "deleted",
     "deprecated",
     "disabled",
     "archived",
+    "reinstated",
     "gone",
 ]
 
@@ -119,6 +122,9 @@ def apply(
             if fresh.action == "archive":
                 archive(clients, fresh.build)
                 return Fate(fresh, "archived")
+            if fresh.action == "reinstate":
+                reinstate(clients, fresh.build)
+                return Fate(fresh, "reinstated")
             delete_build(clients, fresh.build)
             return Fate(fresh, "deleted")
 
@@ -160,6 +166,18 @@ def retire(clients: AwsClients, build: Build, stage: Literal["deprecated", "disa
             if image.state != "disabled":
                 registry.disable(ec2, image)
         log.info("%s build %s in %s: %s", build.definition, build.build_id, image.region, stage)
+
+
+def reinstate(clients: AwsClients, build: Build) -> None:
+    """Undo the first step of a retirement (deprecated) for a build back in use: its deprecation
+    time cleared and TAG_RETIRING removed, in every region."""
+    from bridge.aws import registry
+
+    for image in build.images.values():
+        ec2 = clients.ec2(image.region)
+        registry.deprecate(ec2, image, None)
+        registry.untag_image(ec2, image, [model.TAG_RETIRING])
+        log.info("%s build %s in %s: back in use", build.definition, build.build_id, image.region)
 
 
 def delete_build(clients: AwsClients, build: Build) -> None:

@@ -25,7 +25,7 @@ from bridge.settings import (
 
 # keep; delete; or, for a shared build, a step of its retirement: deprecate, then disable; or,
 # for a build kept only for rollback, archive its snapshots.
-Action = Literal["keep", "delete", "deprecate", "disable", "archive"]
+Action = Literal["keep", "delete", "deprecate", "disable", "archive", "reinstate"]
 
 DEFAULT_KEEP = DEFAULT_GC_KEEP
 DEFAULT_MIN_AGE_HOURS = DEFAULT_GC_MIN_AGE_HOURS
@@ -234,7 +234,14 @@ def decide(
     verdicts = []
     for b in sorted(builds, key=lambda b: b.recency, reverse=True):
         why = reasons[b.key]
-        if why:
+        if why and retirement(b)[0] == "deprecated":
+            # Back in use (current again after a revert, say) while gc was retiring it: the
+            # retirement is undone, or other accounts keep seeing it as going.
+            kept = tuple(dict.fromkeys(why))
+            verdicts.append(
+                Verdict(b, "reinstate", (*kept, "back in use: its deprecation is lifted"))
+            )
+        elif why:
             verdicts.append(_archived(Verdict(b, "keep", tuple(dict.fromkeys(why))), policy, now))
         else:
             verdicts.append(_retired(b, _deletable(b, policy, now), policy, now))
