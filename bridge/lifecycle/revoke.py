@@ -22,6 +22,7 @@ from bridge.aws import manifests, registry
 from bridge.aws.fanout import each_region
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
+from bridge.lifecycle import intents
 from bridge.lifecycle.revoke_lookup import Lookup
 from bridge.model import Build, Image
 from bridge.pipeline import distribute
@@ -118,6 +119,17 @@ class Revoker:
         d = self.catalog.get(name)
         text = check_reason(reason)
         when = parse_time(at, now)
+        recorded = intents.pending(self._ctx, d.name)
+        intents.refuse_other(recorded, "revoke")
+        if recorded is not None:
+            # A revocation cut short is completed as it was recorded, whatever is given now.
+            if recorded.reason != text:
+                log.warning(
+                    "completing the %s; the reason given now (%s) is not used",
+                    recorded.describe(),
+                    text,
+                )
+            text, when = recorded.reason, model.revocation_time(recorded.at)
         refused: QueryError | None = None
         unfinished: list[tuple[Build, model.Revocation]] = []
         if ami is not None:
@@ -151,6 +163,20 @@ class Revoker:
                     seen.add(change.build.build_id)
                     changes.append(change)
         written = [c for c in changes if not c.kept]
+        intents.begin(
+            self._ctx,
+            intents.Intent(
+                "revoke",
+                d.name,
+                started=recorded.started if recorded else model.timestamp(now),
+                builds=tuple(c.build.build_id for c in written),
+                reason=text,
+                at=model.timestamp(when),
+            ),
+        )
+        # The manifests first: workload accounts, which cannot read the tags, see the
+        # revocation from the first moment the owner's account can.
+        self._record([(c.build, c.revocation) for c in written])
 
         def write(region: str) -> None:
             # In each region the revoked build first, then what was built on it, parents before
@@ -189,9 +215,7 @@ class Revoker:
                 ", ".join(change.build.amis.values()),
                 change.revocation.at,
             )
-        self._record(
-            [(c.build, c.revocation) for c in changes if not c.kept],
-        )
+        intents.done(self._ctx, d.name)
         return changes
 
     def _revocation(
@@ -232,8 +256,27 @@ class Revoker:
         The named build's own revocation tags go last: a restore cut short at any step leaves
         them, so running the same command again completes it (each step is idempotent)."""
         d = self.catalog.get(name)
-        found = self.look.targets(d, fingerprint=fingerprint, ami=ami, revoked=True)
+        recorded = intents.pending(self._ctx, d.name)
+        intents.refuse_other(recorded, "restore")
+        try:
+            found = self.look.targets(d, fingerprint=fingerprint, ami=ami, revoked=True)
+        except QueryError:
+            if recorded is None:
+                raise
+            # Cut short after its last change to the images: only the record is left.
+            intents.done(self._ctx, d.name)
+            log.info("the %s was complete", recorded.describe())
+            return []
         newest = found[0].revocation
+        intents.begin(
+            self._ctx,
+            intents.Intent(
+                "restore",
+                d.name,
+                started=recorded.started if recorded else model.timestamp(self._clock()),
+                builds=tuple(b.build_id for b in found),
+            ),
+        )
         # The newest revoked build, and the other builds of the fingerprint the same revocation
         # (`revoke DEF` revokes every build of it) revoked.
         changes: list[Change] = []
@@ -245,6 +288,7 @@ class Revoker:
                 and (own.at, own.reason) == (newest.at, newest.reason)
             ):
                 changes += self._restore_one(d, target)
+        intents.done(self._ctx, d.name)
         return changes
 
     def _restore_one(self, d: Definition, target: Build) -> list[Change]:
@@ -294,15 +338,17 @@ class Revoker:
 
         if deprecation:
             each_region(regions, clear_deprecation)
-        if untag:
-            each_region(regions, clear_tags)
         if deprecation and build.definition in self.catalog.definitions:
-            # Shared again as the catalog says (EC2 dropped the permissions of a disabled one).
+            # Shared again as the catalog says (EC2 dropped the permissions of a disabled one),
+            # before the tags go: a run cut short in between still sees it revoked, and the
+            # next run shares it.
             enabled = {
                 r: replace(i, state="available") if i.state == "disabled" else i
                 for r, i in build.images.items()
             }
             distribute.share_image(self._ctx, self.catalog.get(build.definition), enabled)
+        if untag:
+            each_region(regions, clear_tags)
         if untag:
             log.info(
                 "restored %s %s (%s)",
@@ -335,10 +381,10 @@ class Revoker:
                 failed.append(build.definition)
         if failed:
             raise BridgeError(
-                f"The images are tagged, but the manifests of {', '.join(failed)} were not "
-                "updated (see the warnings above), so workload accounts, which read the "
-                "manifests, do not see the change yet. Fix the access to the manifest bucket "
-                "and run the same command again."
+                f"The manifests of {', '.join(failed)} were not updated (see the warnings "
+                "above), so workload accounts, which read the manifests, do not see the change "
+                "yet. Fix the access to the manifest bucket and run the same command again: it "
+                "completes what was started."
             )
 
 

@@ -20,15 +20,18 @@ from bridge import model
 from bridge.aws.clients import AwsClients
 from bridge.cli import workspace
 from bridge.context import Context
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, QueryError
+from bridge.lifecycle import intents
 from bridge.lifecycle.revoke import Revoker
+from bridge.sandbox import OTHER_ACCOUNT
 from bridge.settings import cli_flag, parse_options, state_dir
 from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, aws_client, tags_of
 from tests.pipeline.test_resolve_loop import place
 
 WRITES = (b"Action=CreateTags", b"Action=DeleteTags", b"Action=EnableImageDeprecation",
-          b"Action=DisableImageDeprecation")  # fmt: skip
+          b"Action=DisableImageDeprecation", b"Action=DisableImage&", b"Action=EnableImage&",
+          b"Action=ModifyImageAttribute", b"Action=ModifySnapshotAttribute")  # fmt: skip
 
 
 class LostAt:
@@ -80,8 +83,20 @@ def cut_short(
 
 
 def image(ami: str) -> dict:
-    (found,) = aws_client("ec2").describe_images(ImageIds=[ami])["Images"]
+    (found,) = aws_client("ec2").describe_images(ImageIds=[ami], IncludeDisabled=True)["Images"]
     return found
+
+
+@pytest.fixture(params=["deprecate", "disable"])
+def on_revoke(request, repo) -> str:
+    """The catalog's on_revoke, its images shared with a workload account (a disabled image
+    loses its launch permissions; a restore gives them back)."""
+    data = repo.catalog()
+    data["on_revoke"] = request.param
+    data["share"] = [OTHER_ACCOUNT]
+    repo.set_catalog(data)
+    repo.commit(f"on_revoke {request.param}")
+    return str(request.param)
 
 
 def manifest_of(name: str) -> dict:
@@ -90,10 +105,11 @@ def manifest_of(name: str) -> dict:
     return json.loads(aws_client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-def assert_revoked(amis: dict[str, str], reason: str) -> None:
+def assert_revoked(amis: dict[str, str], reason: str, on_revoke: str = "deprecate") -> None:
     by = tags_of(image(amis["base"]))[model.TAG_BUILD_ID]
     for name, ami in amis.items():
         found = image(ami)
+        assert (found["State"] == "disabled") == (on_revoke == "disable"), name
         tags = tags_of(found)
         assert tags[model.TAG_REVOKED_BY] == by, name
         assert reason in tags[model.TAG_REVOKE_REASON], name
@@ -102,9 +118,15 @@ def assert_revoked(amis: dict[str, str], reason: str) -> None:
         assert manifest_of(name)["revoked"]["by"] == by, name
 
 
-def assert_restored(amis: dict[str, str]) -> None:
+def assert_restored(amis: dict[str, str], on_revoke: str = "deprecate") -> None:
     for name, ami in amis.items():
         found = image(ami)
+        assert found["State"] == "available", name
+        if on_revoke == "disable":  # shared again as the catalog says
+            permissions = aws_client("ec2").describe_image_attribute(
+                ImageId=ami, Attribute="launchPermission"
+            )["LaunchPermissions"]
+            assert {"UserId": OTHER_ACCOUNT} in permissions, name
         assert not set(model.REVOCATION_TAGS) & set(tags_of(found)), name
         assert "DeprecationTime" not in found, name
         assert "revoked" not in manifest_of(name), name
@@ -119,7 +141,7 @@ def restore(r: Revoker) -> object:
 
 
 def test_a_revoke_cut_short_at_any_write_is_completed_by_running_it_again(
-    sandbox_server, sandbox_env, repo, monkeypatch
+    sandbox_server, sandbox_env, repo, monkeypatch, on_revoke
 ):
     ctx = context(sandbox_env, repo)
     chain(sandbox_server, sandbox_env, repo)
@@ -128,12 +150,21 @@ def test_a_revoke_cut_short_at_any_write_is_completed_by_running_it_again(
     for k in range(1, steps + 1):
         amis = chain(sandbox_server, sandbox_env, repo)
         cut_short(sandbox_server, ctx, monkeypatch, k, revoke)
-        Revoker(context(sandbox_env, repo)).revoke("base", reason="CVE-1", at=None)
-        assert_revoked(amis, "CVE-1")
+        fresh = context(sandbox_env, repo)
+        # Once its intent is recorded (the first write), it is incomplete until the last, and
+        # status says so; run again, with any reason, it completes as recorded.
+        shown = intents.notes(fresh, ["base"])
+        assert bool(shown) == (k > 1), (k, shown)
+        if shown:
+            assert "INCOMPLETE revoke of base" in shown["base"]
+            assert "ami-bridge revoke base --reason CVE-1" in shown["base"]
+        Revoker(fresh).revoke("base", reason="CVE-2 (a retry)", at=None)
+        assert_revoked(amis, "CVE-1" if k > 1 else "CVE-2 (a retry)", on_revoke)
+        assert intents.notes(fresh, ["base"]) == {}
 
 
 def test_a_restore_cut_short_at_any_write_is_completed_by_running_it_again(
-    sandbox_server, sandbox_env, repo, monkeypatch
+    sandbox_server, sandbox_env, repo, monkeypatch, on_revoke
 ):
     ctx = context(sandbox_env, repo)
     chain(sandbox_server, sandbox_env, repo)
@@ -144,5 +175,14 @@ def test_a_restore_cut_short_at_any_write_is_completed_by_running_it_again(
         amis = chain(sandbox_server, sandbox_env, repo)
         revoke(Revoker(context(sandbox_env, repo)))
         cut_short(sandbox_server, ctx, monkeypatch, k, restore)
-        Revoker(context(sandbox_env, repo)).restore("base")
-        assert_restored(amis)
+        fresh = context(sandbox_env, repo)
+        shown = intents.notes(fresh, ["base"])
+        assert bool(shown) == (k > 1), (k, shown)
+        if shown:
+            assert "INCOMPLETE restore of base" in shown["base"]
+            # Nothing else starts on top of it.
+            with pytest.raises(QueryError, match="Finish it first: `ami-bridge restore base`"):
+                Revoker(fresh).revoke("base", reason="CVE-3", at=None)
+        Revoker(fresh).restore("base")
+        assert_restored(amis, on_revoke)
+        assert intents.notes(fresh, ["base"]) == {}

@@ -21,8 +21,23 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     the = resolver(ctx, env, echo=None if args.quiet else sys.stderr)
     # One broken definition does not hide the others: its row shows its error.
     results, errors = survey_each(the, [d.name for d in ctx.catalog.all()])
-    report(args, results, channels=_channel_notes(ctx, results), errors=errors)
+    notes = _channel_notes(ctx, results)
+    for name, note in _incomplete(ctx, list(results)).items():
+        notes[name] = f"{note}; {notes[name]}" if name in notes else note
+    report(args, results, channels=notes, errors=errors)
     return EXIT_ERROR if errors else EXIT_OK
+
+
+def _incomplete(ctx: Context, names: list[str]) -> dict[str, str]:
+    """Definition -> its revoke or restore cut short, and the command that finishes it."""
+    from bridge.errors import AwsError
+    from bridge.lifecycle import intents
+
+    try:
+        return intents.notes(ctx, names)
+    except AwsError as exc:
+        log.warning("incomplete revocations are not shown: %s", exc)
+        return {}
 
 
 def _channel_notes(ctx: Context, results: Mapping[str, ResolvedAmi]) -> dict[str, str]:
