@@ -61,7 +61,7 @@ test: setup lint
 # The tests that run none of Packer, Terraform or a browser, nor install the wheel (the sandbox
 # and git still run).
 test-fast: $(VENV)/.installed
-	$(BIN)/pytest -n auto -m "not tools and not install" -q
+	$(BIN)/pytest -n auto -m "not tools and not install and not sweep" -q
 
 # Mutation testing of the modules that carry the guarantees (slow: not part of `make test`);
 # MODULES=bridge/masking.py picks some.

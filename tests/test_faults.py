@@ -57,6 +57,7 @@ def test_faults_are_retried_by_the_shared_retry_policy(faulty, monkeypatch):
     assert len(sent) == 20 + sum(proxy.counters.injected.values())
 
 
+@pytest.mark.sweep
 def test_the_proxys_faults_never_fall_on_a_calls_last_attempt(sandbox_server, sandbox_env):
     """Transient faults: even at a rate of 1, each call gets through on its last attempt, so a
     test's outcome does not depend on how concurrent processes' requests interleave."""

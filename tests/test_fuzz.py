@@ -26,6 +26,9 @@ from bridge.cli import main
 from testing.bridge import run_bridge
 from testing.sandbox import aws_client, own_images
 
+# Every kill point or many generated inputs: `make test-fast` leaves it out.
+pytestmark = pytest.mark.sweep
+
 KEYS = [
     "definition", "repo", "catalog", "commit", "region", "tag_key", "owners",
     "manifest_bucket", "manifest_prefix", "allow_dirty", "expect_fingerprint", "definitions",

@@ -234,6 +234,7 @@ _SETTINGS = {
 }
 
 
+@pytest.mark.sweep
 @seed(SEED)
 @settings(max_examples=CASES, **_SETTINGS)  # type: ignore[arg-type]
 @given(case=cases())

@@ -409,3 +409,35 @@ def test_a_retiring_build_back_in_use_is_reinstated(sandbox_env, repo, packer):
     (image,) = aws_client("ec2").describe_images(ImageIds=[old])["Images"]
     assert "DeprecationTime" not in image and model.TAG_RETIRING not in tags_of(image)
     assert fate()["action"] == "keep"
+
+
+def test_an_image_shared_by_hand_that_another_account_launched_survives_gc(
+    sandbox_env, repo, packer
+):
+    """Someone shared an image with the console, not through the catalog's `share`: gc cannot
+    see that account's instances either, so it reads the image's last launch as it does for the
+    catalog's own shares, and keeps it."""
+    recycle_bin()
+    first = build(repo, sandbox_env, "base")["base"]["ami_id"]
+    aws_client("ec2").modify_image_attribute(
+        ImageId=first, LaunchPermission={"Add": [{"UserId": OTHER_ACCOUNT}]}
+    )
+    workload = boto3.client(
+        "ec2",
+        region_name=EAST,
+        aws_access_key_id=access_key(OTHER_ACCOUNT),
+        aws_secret_access_key="sandbox",
+    )
+    workload.run_instances(ImageId=first, MinCount=1, MaxCount=1)
+    commit_change(repo, "patched")
+    build(repo, sandbox_env, "base")
+    flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--retire-days", "0", "--json"]
+    applied = bridge(repo, sandbox_env, *flags, "--apply")
+    assert applied.code == 0, applied.stderr
+    (row,) = [b for b in json.loads(applied.stdout)["builds"] if first in b["images"].values()]
+    assert row["action"] == "keep", row
+    assert any(
+        f"shared with {OTHER_ACCOUNT} (by hand, not through the catalog)" in r
+        for r in row["reasons"]
+    ), row["reasons"]
+    assert first in images_of(EAST)

@@ -79,7 +79,9 @@ def scan(
         _channels(ssm, region, channel_prefix, keep_channel_versions, uses)
         _ssm_launch_references(ssm, region, templates, uses)
         _image_references(ec2, region, [i.ami_id for i in ours], uses)
-        _launched(ec2, region, [i for i in ours if i.tag(model.TAG_SHARED)], launched_since, uses)
+        shared = [(i, str(i.tag(model.TAG_SHARED))) for i in ours if i.tag(model.TAG_SHARED)]
+        shared += _shared_by_hand(ec2, region, [i for i in ours if not i.tag(model.TAG_SHARED)])
+        _launched(ec2, region, shared, launched_since, uses)
         return ours, uses, _leftover_snapshots(ec2, region), unclaimed
 
     images: list[Image] = []
@@ -223,17 +225,50 @@ def _image_references(
             )
 
 
+def _shared_by_hand(
+    ec2: EC2Client, region: str, images: Sequence[Image]
+) -> list[tuple[Image, str]]:
+    """Images the catalog did not share (no TAG_SHARED) that someone shared by hand (a launch
+    permission added with the console or the CLI, or made public), with whom: gc cannot see
+    those accounts' instances either. One DescribeImageAttribute per image; an image whose
+    permissions cannot be read counts as shared."""
+    found = []
+    for image in images:
+        try:
+            with aws_call(
+                f"reading who may launch {image.ami_id} in {region}", "ec2:DescribeImageAttribute"
+            ):
+                permissions = ec2.describe_image_attribute(
+                    ImageId=image.ami_id, Attribute="launchPermission"
+                ).get("LaunchPermissions", [])
+        except AwsError:
+            found.append((image, "accounts its launch permissions, which cannot be read, may name"))
+            continue
+        whom = sorted(
+            str(
+                p.get("UserId")
+                or p.get("Group")
+                or p.get("OrganizationArn")
+                or p.get("OrganizationalUnitArn")
+            )
+            for p in permissions
+        )
+        if whom:
+            found.append((image, ",".join(whom) + " (by hand, not through the catalog)"))
+    return found
+
+
 def _launched(
     ec2: EC2Client,
     region: str,
-    shared: Sequence[Image],
+    shared: Sequence[tuple[Image, str]],
     since: datetime | None,
     uses: dict[str, list[str]],
 ) -> None:
-    """Images shared with other accounts: in use when EC2's lastLaunchedTime (launches by any
-    account) is after `since`, or cannot be read. One DescribeImageAttribute per image."""
-    for image in shared:
-        whom = image.tag(model.TAG_SHARED)
+    """Images shared with other accounts (and with whom): in use when EC2's lastLaunchedTime
+    (launches by any account) is after `since`, or cannot be read. One DescribeImageAttribute
+    per image."""
+    for image, whom in shared:
         try:
             with aws_call(
                 f"reading when {image.ami_id} was last launched in {region}",

@@ -29,6 +29,9 @@ from testing.faultproxy import FaultProxy
 from testing.sandbox import BUCKET, aws_client, tags_of
 from tests.pipeline.test_resolve_loop import place
 
+# Every kill point or many generated inputs: `make test-fast` leaves it out.
+pytestmark = pytest.mark.sweep
+
 WRITES = (b"Action=CreateTags", b"Action=DeleteTags", b"Action=EnableImageDeprecation",
           b"Action=DisableImageDeprecation", b"Action=DisableImage&", b"Action=EnableImage&",
           b"Action=ModifyImageAttribute", b"Action=ModifySnapshotAttribute")  # fmt: skip
