@@ -101,14 +101,21 @@ def archived_builds(
     """This catalog's archived builds of `d` with `fingerprint` (or the build of `ami`), in
     `regions`; a QueryError when there is none."""
     settings = ctx.settings
+    key, values = settings.tag_key, [fingerprint]
+    if ami is not None:
+        # The AMI is one region's copy: its build ID finds the build's copies in every region.
+
+        def build_of(region: str) -> str:
+            found = registry.image_by_id(
+                ctx.clients.ec2(region), region, ami, owners=settings.owners
+            )
+            return (found.tag(model.TAG_BUILD_ID) or "") if found else ""
+
+        key = model.TAG_BUILD_ID
+        values = sorted({b for b in each_region(regions, build_of).values() if b})
 
     def candidates(region: str) -> list[model.Image]:
         ec2 = ctx.clients.ec2(region)
-        if ami is not None:
-            found = registry.image_by_id(ec2, region, ami)
-            key, values = model.TAG_BUILD_ID, [found.tag(model.TAG_BUILD_ID) or ""] if found else []
-        else:
-            key, values = settings.tag_key, [fingerprint]
         return (
             registry.find_tagged(ec2, region, key, values, owners=settings.owners) if values else []
         )

@@ -212,3 +212,38 @@ def test_a_region_level_rule_does_not_cover_what_it_excludes(sandbox_env, repo, 
     assert "no Recycle Bin retention rule covers" in applied.stderr
     assert f"no {kind} rule covers" in applied.stderr and "Traceback" not in applied.stderr
     assert row["recovery"].startswith(f"not recoverable: no {kind} rule covers ")
+
+
+def test_unarchive_by_one_regions_ami_restores_the_build_in_every_region(sandbox_env, repo, packer):
+    """`unarchive DEF --ami AMI` names one regional copy; the build is restored everywhere it
+    was archived, not only in that copy's region."""
+    data = repo.catalog()
+    data["archive_after_days"] = 0
+    data["regions"] = [EAST, WEST]
+    repo.set_catalog(data)
+    repo.commit("archive rollback builds, in two regions")
+    old, _, _ = two_builds(repo, sandbox_env)
+    gc = run_bridge(
+        ["gc", "--min-age-hours", "0", "--repo", str(repo.path), "--apply", "--json"], sandbox_env
+    )
+    assert gc.code == 0, gc.stderr
+    (row,) = [b for b in json.loads(gc.stdout)["builds"] if old in b["images"].values()]
+    assert row["action"] == "archived" and set(row["images"]) == {EAST, WEST}
+
+    def tiers() -> dict[str, str]:
+        found = {}
+        for region, ami in row["images"].items():
+            ec2 = aws_client("ec2", region)
+            (snapshot,) = snapshots_of(region, ami)
+            (status,) = ec2.describe_snapshot_tier_status(
+                Filters=[{"Name": "snapshot-id", "Values": [snapshot]}]
+            )["SnapshotTierStatuses"]
+            found[region] = status["StorageTier"]
+        return found
+
+    assert tiers() == {EAST: "archive", WEST: "archive"}
+    proc = run_bridge(
+        ["unarchive", "base", "--ami", row["images"][EAST], "--repo", str(repo.path)], sandbox_env
+    )
+    assert proc.code == 0, proc.stderr
+    assert tiers() == {EAST: "standard", WEST: "standard"}
