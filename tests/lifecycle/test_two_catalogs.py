@@ -155,3 +155,49 @@ def test_a_channel_shared_by_two_catalogs_is_never_overwritten_by_the_other(sand
     assert bridge(b, sandbox_env, "promote", "base", "prod").code == 0
     held = aws_client("ssm").get_parameter(Name="/team-b/base/prod")["Parameter"]
     assert held["Value"] == b.amis["base"]
+
+
+def launchers(ami: str) -> list[dict]:
+    return aws_client("ec2").describe_image_attribute(ImageId=ami, Attribute="launchPermission")[
+        "LaunchPermissions"
+    ]
+
+
+def test_rollback_moves_only_this_catalogs_channel(sandbox_env, teams):
+    """Both catalogs promote two builds of the same content; A's rollback moves A's channel back
+    and leaves B's where B put it."""
+    a, b = teams
+    ssm = aws_client("ssm")
+    first = {}
+    for team in (a, b):
+        assert bridge(team, sandbox_env, "promote", "base", "prod").code == 0
+        first[team.repo.catalog()["id"]] = team.amis["base"]
+        rebuilt = bridge(team, sandbox_env, "build", "base", "--force", "--json")
+        assert rebuilt.code == 0, rebuilt.stderr
+        assert bridge(team, sandbox_env, "promote", "base", "prod").code == 0
+    held_b = ssm.get_parameter(Name="/ami-chain/team-b/base/prod")["Parameter"]
+    assert held_b["Version"] == 2
+    proc = bridge(a, sandbox_env, "rollback", "base", "prod")
+    assert proc.code == 0, proc.stderr
+    held_a = ssm.get_parameter(Name="/ami-chain/team-a/base/prod")["Parameter"]
+    assert held_a["Value"] == first["team-a"] and held_a["Version"] == 3
+    assert ssm.get_parameter(Name="/ami-chain/team-b/base/prod")["Parameter"] == held_b
+
+
+def test_a_share_change_in_one_catalog_leaves_the_others_permissions_alone(sandbox_env, teams):
+    """A shares with a workload account, then stops; B's images, of the same content and shared
+    with that account by B, keep B's permissions throughout."""
+    from bridge.sandbox import OTHER_ACCOUNT
+
+    a, b = teams
+    for team, entries in ((b, [OTHER_ACCOUNT]), (a, [OTHER_ACCOUNT]), (a, [])):
+        data = team.repo.catalog()
+        data["share"] = entries
+        team.repo.set_catalog(data)
+        team.repo.commit(f"share with {entries}")
+        built = bridge(team, sandbox_env, "build", "--all", "--json")
+        assert built.code == 0, built.stderr
+        for ami in team.amis.values():  # the same images, their sharing brought in line
+            assert ({"UserId": OTHER_ACCOUNT} in launchers(ami)) == bool(entries), ami
+    for ami in b.amis.values():
+        assert launchers(ami) == [{"UserId": OTHER_ACCOUNT}], ami
