@@ -310,6 +310,11 @@ def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_e
     assert image["State"] == "disabled"
     permissions = ec2.describe_image_attribute(ImageId=old, Attribute="launchPermission")
     assert permissions["LaunchPermissions"] == []
+    snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    volumes = ec2.describe_snapshot_attribute(
+        SnapshotId=snapshot, Attribute="createVolumePermission"
+    )["CreateVolumePermissions"]
+    assert volumes == []  # nor can its disk be copied
     retiring_since(old, "disabled", 8)
     assert fate()["action"] == "deleted"  # another week on
     assert ec2.describe_images(ImageIds=[old], IncludeDisabled=True)["Images"] == []

@@ -112,6 +112,14 @@ def apply(ec2: EC2Client, image: Image, entries: Sequence[str], *, fresh: bool =
     tag_image(ec2, image, {TAG_SHARED: marker(entries)})
 
 
+def withdraw_snapshots(ec2: EC2Client, image: Image) -> None:
+    """Remove every account's volume permission from a disabled image's snapshots: EC2 drops
+    the image's launch permissions when it disables it, not its snapshots', so the accounts it
+    was shared with could still copy its disk. A restore shares both again (`apply`)."""
+    for snapshot in image.snapshot_ids:
+        _share_snapshot(ec2, snapshot, [], image.region, fresh=False)
+
+
 def _share_snapshot(
     ec2: EC2Client, snapshot: str, accounts: list[str], region: str, *, fresh: bool
 ) -> None:

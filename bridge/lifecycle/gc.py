@@ -146,7 +146,7 @@ def retire(clients: AwsClients, build: Build, stage: Literal["deprecated", "disa
     """A step of a shared build's retirement, in every region, recorded in TAG_RETIRING:
     deprecated (other accounts see it going), or disabled (nobody can launch it; EC2 drops its
     launch permissions, which the shared tag then says)."""
-    from bridge.aws import registry
+    from bridge.aws import registry, share
     from bridge.lifecycle.revoke import deprecate_at
 
     now = datetime.now(timezone.utc)
@@ -165,6 +165,7 @@ def retire(clients: AwsClients, build: Build, stage: Literal["deprecated", "disa
             )
             if image.state != "disabled":
                 registry.disable(ec2, image)
+            share.withdraw_snapshots(ec2, image)
         log.info("%s build %s in %s: %s", build.definition, build.build_id, image.region, stage)
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from bridge import model
-from bridge.aws import manifests, registry
+from bridge.aws import manifests, registry, share
 from bridge.aws.fanout import each_region
 from bridge.catalog import Definition
 from bridge.errors import AwsError, BridgeError, ManifestError, QueryError
@@ -203,6 +203,7 @@ class Revoker:
                     registry.tag_image(ec2, image, {model.TAG_SHARED: ""})
                     if image.state != "disabled":
                         registry.disable(ec2, image)
+                    share.withdraw_snapshots(ec2, image)
 
         # Every region at once (each region's writes are one after another, paced by its
         # client), so twenty regions take one region's writes, not twenty.

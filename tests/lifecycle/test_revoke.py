@@ -355,13 +355,27 @@ def test_with_on_revoke_disable_nobody_can_launch_a_revoked_image_until_it_is_re
             "LaunchPermissions"
         ]
 
+    def volume_permissions(ami: str) -> list:
+        (image,) = ec2.describe_images(ImageIds=[ami], IncludeDisabled=True)["Images"]
+        return [
+            p
+            for m in image["BlockDeviceMappings"]
+            if "Ebs" in m
+            for p in ec2.describe_snapshot_attribute(
+                SnapshotId=m["Ebs"]["SnapshotId"], Attribute="createVolumePermission"
+            )["CreateVolumePermissions"]
+        ]
+
     assert all(permissions(a) == [{"UserId": OTHER_ACCOUNT}] for a in amis)
+    assert all(volume_permissions(a) == [{"UserId": OTHER_ACCOUNT}] for a in amis)
     proc = bridge(repo, sandbox_env, "revoke", "base", "--reason", "CVE-2026-2")
     assert proc.code == 0, proc.stderr
     assert ec2.describe_images(ImageIds=amis)["Images"] == []  # EC2 hides disabled images
     disabled = ec2.describe_images(ImageIds=amis, IncludeDisabled=True)["Images"]
     assert {i["State"] for i in disabled} == {"disabled"}
     assert all(permissions(a) == [] for a in amis)
+    # Nor can the workload account copy their disks: the snapshots are withdrawn too.
+    assert all(volume_permissions(a) == [] for a in amis)
     code, report = resolve(repo, sandbox_env, "--on-missing", "report")
     assert code == 3 and report["base"]["state"] == "revoked"
     assert report["base"]["revoke_reason"] == "CVE-2026-2"
@@ -370,6 +384,7 @@ def test_with_on_revoke_disable_nobody_can_launch_a_revoked_image_until_it_is_re
     assert proc.code == 0, proc.stderr
     assert {i["State"] for i in ec2.describe_images(ImageIds=amis)["Images"]} == {"available"}
     assert all(permissions(a) == [{"UserId": OTHER_ACCOUNT}] for a in amis)  # shared again
+    assert all(volume_permissions(a) == [{"UserId": OTHER_ACCOUNT}] for a in amis)
     code, restored = resolve(repo, sandbox_env, "--on-missing", "fail")
     assert code == 0, restored
     assert [restored[name]["ami_id"] for name in ("base", "snowflake")] == amis
