@@ -94,6 +94,9 @@ class Image:
     kms_key_ids: tuple[str, ...] = ()
     # Another account's image, found through its manifest: never tagged, shared or copied here.
     foreign: bool = False
+    # EC2's DeregistrationProtection ("disabled", "enabled", "enabled-with-cooldown"; "" when
+    # not reported).
+    protection: str = ""
 
     def tag(self, key: str) -> str | None:
         """The value of tag `key`, or None."""

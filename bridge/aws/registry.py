@@ -298,6 +298,7 @@ def _image(raw: Mapping[str, Any], region: str) -> Image:
         snapshot_ids=snapshots,
         name=raw.get("Name", ""),
         deprecation_time=str(raw.get("DeprecationTime") or ""),
+        protection=str(raw.get("DeregistrationProtection") or ""),
         kms_key_ids=tuple(
             sorted(
                 {

@@ -159,6 +159,12 @@ class Resolver:
                 uri = self._restore_manifest(decision, d, parent)
             if policy.writes and decision.state == "found":
                 distribute.share_image(self.ctx, d, decision.images)
+                # Protected again when it lost its protection: an image brought back from the
+                # Recycle Bin (gc lifted it to delete), or one someone unprotected.
+                distribute.protect(
+                    self.ctx,
+                    {r: i for r, i in decision.images.items() if i.protection == "disabled"},
+                )
             return self._result(decision, d, parent, commit, manifest_uri=uri)
         if step == "build":
             return self._locked_build(

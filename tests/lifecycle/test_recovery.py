@@ -120,6 +120,14 @@ def test_what_gc_deleted_under_a_rule_is_restored_and_resolves_again(sandbox_env
     again = run_bridge(["resolve", "base", "--repo", str(repo.path), "--json"], sandbox_env)
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["base"]["ami_id"] == old
+    # It came back unprotected (gc lifted the protection to delete it); the next run that may
+    # write, finding it in use again, protects it.
+    assert restored["DeregistrationProtection"] == "disabled"
+    used = run_bridge(["build", "base", "--repo", str(repo.path), "--json"], sandbox_env)
+    assert used.code == 0, used.stderr
+    assert json.loads(used.stdout)["base"]["ami_id"] == old  # found, not rebuilt
+    (protected,) = ec2.describe_images(ImageIds=[old])["Images"]
+    assert protected["DeregistrationProtection"].startswith("enabled")
 
 
 def test_a_rollback_build_is_archived_and_resolves_again_only_once_unarchived(
