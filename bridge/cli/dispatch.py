@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
@@ -13,6 +14,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from bridge.cli.parser import build as build_parser
 from bridge.cli.parser import unrecognized
@@ -40,7 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         unrecognized(parser, args, extra)
     debug = args.debug or os.environ.get("AMI_BRIDGE_DEBUG") == "1"
     _logging(debug=debug, quiet=args.command == "external" or args.quiet)
-    _stop_on_sigterm()
+    before = _stop_on_sigterm()
+    try:
+        return _run(args, debug)
+    finally:
+        if before is not None:  # a program that calls main() keeps its own handling after it
+            signal.signal(signal.SIGTERM, before)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """The command, and the one error handler: exit statuses and messages."""
     try:
         command = importlib.import_module(f"bridge.cli.commands.{args.command_module}")
         code: int = getattr(command, args.run)(args, os.environ)
@@ -90,18 +101,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: a cancelled CI job, `kill`, a supervisor stopping the bridge."""
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> Any:
     """Make SIGTERM stop a run as Ctrl-C does (Packer cancels and cleans up, test commands are
     stopped, leases are released) instead of ending the process where it stands. A second
-    SIGTERM during that cleanup ends it at once."""
+    SIGTERM during that cleanup ends it at once. The handling it replaced (None: none)."""
     if threading.current_thread() is not threading.main_thread():
-        return  # main() called from a thread (an embedding program): its signals are its own
+        return None  # main() called from a thread (an embedding program): its signals are its own
 
     def stop(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise Terminated
 
-    signal.signal(signal.SIGTERM, stop)
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _told(exc: BaseException) -> str:

@@ -362,3 +362,20 @@ def test_status_shows_every_row_when_every_definition_is_broken(sandbox_env, rep
         "snowflake": "error",
     }
     assert "base/base.json" in rows["base"] and "cannot be parsed" in rows["snowflake"]
+
+
+def test_main_stops_on_sigterm_only_while_it_runs(tmp_path, monkeypatch):
+    """In-process callers (a program embedding the bridge, the test suite) keep their own SIGTERM
+    handling once main() returns; the bridge's is in place only while a command runs."""
+    import signal
+
+    def ours(signum, frame):
+        raise AssertionError("not sent")
+
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        monkeypatch.chdir(tmp_path)
+        assert main(["check"]) == 1  # no repository here: refused, and returns
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
