@@ -170,6 +170,17 @@ STEPS = [
     ("partial", "fail", False, True, "fail"),
     ("partial", "report", False, True, "report"),
     ("partial", "build", True, True, "build"),
+    # An archived build is restored by `unarchive`, never built again, whatever on_missing says.
+    ("archived", "build", False, True, "fail"),
+    ("archived", "fail", False, True, "fail"),
+    ("archived", "report", False, True, "report"),
+    ("archived", "build", False, False, "fail"),
+    # A revoked image is a miss: on_missing decides (on_revoked=fail: tests below).
+    ("revoked", "build", False, True, "build"),
+    ("revoked", "report", False, True, "report"),
+    ("revoked", "build", False, False, "report"),
+    ("expired", "build", False, True, "build"),
+    ("expired", "fail", False, True, "fail"),
 ]
 
 
