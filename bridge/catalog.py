@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+from bridge import ownership
 from bridge.entries import (
     TemplateFormat,
     VariableValue,
@@ -23,8 +23,6 @@ from bridge.sources import SourceFilter, filter_from
 from bridge.validation import count_errors, first_error
 
 DEFAULT_CATALOG = "ami-chain.json"
-# The channels' SSM path: /ami-chain/<catalog ID>/<definition>/<channel> by default.
-CHANNEL_ROOT = "ami-chain"
 SCHEMA = "catalog.schema.json"
 # The variable the bridge passes a template the EC2 endpoint in (a sandbox's, or
 # AMI_BRIDGE_PACKER_EC2_ENDPOINT), where the template declares it.
@@ -191,15 +189,6 @@ class Catalog:
         return [self.definitions[n] for n in self._order]
 
 
-def default_channel_prefix(catalog_id: str | None) -> str:
-    """Where a catalog's channels live unless `channels.prefix` says: under its ID, so that two
-    catalogs in one account never share a parameter (`ami-chain` for a catalog without one). An
-    ID's characters that an SSM name cannot hold (`:@+=`) become `-`."""
-    if not catalog_id:
-        return CHANNEL_ROOT
-    return f"{CHANNEL_ROOT}/{re.sub(r'[^A-Za-z0-9_./-]', '-', catalog_id).strip('/')}"
-
-
 def load_catalog(
     repo_root: Path,
     catalog_path: str | None = None,
@@ -296,7 +285,7 @@ def load_catalog(
         lease_ttl=float(lease["ttl_seconds"]) if "ttl_seconds" in lease else None,
         jobs=data.get("jobs"),
         channel_prefix=data.get("channels", {}).get("prefix")
-        or default_channel_prefix(data.get("id")),
+        or ownership.default_channel_prefix(data.get("id")),
         encrypted=data.get("encrypted", False),
         kms_keys=MappingProxyType(dict(data.get("kms_keys", {}))),
         share=tuple(data.get("share", ())),

@@ -160,3 +160,16 @@ def foreign(image: Image, catalog: str) -> bool:
 def own(image: Image, catalog: str) -> bool:
     """The image is tagged as this catalog's."""
     return bool(catalog) and image.tag(model.TAG_CATALOG) == catalog
+
+
+# The channels' SSM path: /ami-chain/<catalog ID>/<definition>/<channel> by default.
+CHANNEL_ROOT = "ami-chain"
+
+
+def default_channel_prefix(catalog_id: str | None) -> str:
+    """Where a catalog's channels live unless `channels.prefix` says: under its ID, so that two
+    catalogs in one account never share a parameter (`ami-chain` for a catalog without one). An
+    ID's characters that an SSM name cannot hold (`:@+=`) become `-`."""
+    if not catalog_id:
+        return CHANNEL_ROOT
+    return f"{CHANNEL_ROOT}/{re.sub(r'[^A-Za-z0-9_./-]', '-', catalog_id).strip('/')}"

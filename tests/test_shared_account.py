@@ -4,6 +4,7 @@ images, and images another account may be running are never deleted from under i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -279,23 +280,30 @@ def retiring_since(ami: str, stage: str, days: float) -> None:
     )
 
 
-def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_env, repo, packer):
+def shared_then_replaced(repo, env) -> tuple[str, Callable[[], dict]]:
+    """The base shared with a workload account, built, then replaced by a patched build: the
+    old build's AMI, and a function that runs `gc --apply` and returns the old build's row."""
     recycle_bin()
     data = repo.catalog()
     data["share"] = [OTHER_ACCOUNT]
     repo.set_catalog(data)
     repo.commit("shared with a workload account")
-    old = build(repo, sandbox_env, "base")["base"]["ami_id"]
+    old = build(repo, env, "base")["base"]["ami_id"]
     commit_change(repo, "patched")
-    build(repo, sandbox_env, "base")
+    build(repo, env, "base")
     flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--json", "--apply"]
 
     def fate() -> dict:
-        proc = bridge(repo, sandbox_env, *flags)
+        proc = bridge(repo, env, *flags)
         assert proc.code == 0, proc.stderr
         (row,) = [b for b in json.loads(proc.stdout)["builds"] if old in b["images"].values()]
         return row
 
+    return old, fate
+
+
+def test_a_shared_build_leaves_service_in_steps_other_accounts_can_see(sandbox_env, repo, packer):
+    old, fate = shared_then_replaced(repo, sandbox_env)
     ec2 = aws_client("ec2")
     assert fate()["action"] == "deprecated"  # first, a step the workload account sees
     (image,) = ec2.describe_images(ImageIds=[old])["Images"]
@@ -386,27 +394,9 @@ def test_revoke_ami_refuses_an_image_another_account_owns(sandbox_env, repo, pac
 def test_a_retiring_build_back_in_use_is_reinstated(sandbox_env, repo, packer):
     """gc deprecated a shared build it no longer saw in use; a revert makes it current again: the
     next gc lifts the deprecation and the retirement, so other accounts stop seeing it go."""
-    recycle_bin()
-    data = repo.catalog()
-    data["share"] = [OTHER_ACCOUNT]
-    repo.set_catalog(data)
-    repo.commit("shared with a workload account")
-    old = build(repo, sandbox_env, "base")["base"]["ami_id"]
-    baseline = repo.path / "base" / "tasks" / "baseline.sh"
-    before = baseline.read_text()
-    commit_change(repo, "patched")
-    build(repo, sandbox_env, "base")
-    flags = ["gc", "--min-age-hours", "0", "--keep", "0", "--json", "--apply"]
-
-    def fate() -> dict:
-        proc = bridge(repo, sandbox_env, *flags)
-        assert proc.code == 0, proc.stderr
-        (row,) = [b for b in json.loads(proc.stdout)["builds"] if old in b["images"].values()]
-        return row
-
+    old, fate = shared_then_replaced(repo, sandbox_env)
     assert fate()["action"] == "deprecated"
-    baseline.write_text(before)
-    repo.commit("revert the patch")  # the old build is current again
+    repo.git("revert", "--no-edit", "HEAD")  # the patch undone: the old build is current again
     resolved = bridge(repo, sandbox_env, "resolve", "base", "--json")
     assert json.loads(resolved.stdout)["base"]["ami_id"] == old, resolved.stderr
     back = fate()

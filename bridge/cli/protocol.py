@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.catalog import default_channel_prefix
 from bridge.errors import QueryError
+from bridge.ownership import default_channel_prefix
 from bridge.settings import OPTIONS_SCHEMA, Options, Spell, parse_options, query_key
 from bridge.validation import load_schema
 

@@ -15,15 +15,11 @@ recorded on the image (TAG_TESTS, the tests' names) and in its manifest (`tests`
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
-import os
 import posixpath
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +34,7 @@ from bridge.aws.clients import aws_call
 from bridge.catalog import ImageTest
 from bridge.errors import BuildError, Cancelled, QueryError
 from bridge.masking import mask, secrets_of
+from bridge.pipeline import sessions
 from bridge.repopaths import resolve_inside
 
 if TYPE_CHECKING:
@@ -207,15 +204,6 @@ def _tag(ctx: Context, images: Mapping[str, Image], tags: Mapping[str, str]) -> 
         registry.tag_image(ctx.clients.ec2(image.region), image, tags)
 
 
-def _stop_group(proc: subprocess.Popen[str]) -> None:
-    """Kill every process of a test's session (it leads its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # all gone already
-        pass
-    proc.wait()
-
-
 def _command(
     ctx: Context,
     candidate: Candidate,
@@ -251,7 +239,7 @@ def _command(
             errors="replace",
             start_new_session=True,
             # Ended by the kernel if the bridge is killed outright (SIGKILL): no orphaned test.
-            preexec_fn=_die_with_parent,
+            preexec_fn=sessions.die_with_parent,
         )
     except FileNotFoundError:
         return Outcome(
@@ -263,11 +251,11 @@ def _command(
             "repository root).",
         )
     try:
-        stdout = _communicate(proc, test.timeout_seconds, cancelled)
-    except _Stopped:
+        stdout = sessions.communicate(proc, test.timeout_seconds, cancelled)
+    except sessions.Stopped:
         return Outcome(test.name, False, time.monotonic() - started, test.command, cancelled=True)
     except subprocess.TimeoutExpired:
-        _stop_group(proc)
+        sessions.stop_group(proc)
         output = mask(proc.communicate()[0] or "", secrets)
         log_path.write_text(output)
         return Outcome(
@@ -280,7 +268,7 @@ def _command(
             + f" Its output is in {log_path}.",
         )
     finally:
-        _stop_group(proc)  # what it left running in the background ends with it
+        sessions.stop_group(proc)  # what it left running in the background ends with it
     output = mask(stdout, secrets)
     log_path.write_text(output)
     seconds = time.monotonic() - started
@@ -295,49 +283,6 @@ def _command(
         + _tail(output)
         + f" Its output is in {log_path}.",
     )
-
-
-class _Stopped(Exception):
-    """The run was cancelled while a test ran."""
-
-
-def _communicate(proc: subprocess.Popen[str], timeout: float, cancelled: threading.Event) -> str:
-    """The test's output once it exits; TimeoutExpired past `timeout`, _Stopped as soon as
-    `cancelled` is set (looked at twice a second: a Ctrl-C must not wait out a long test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if cancelled.is_set():
-            raise _Stopped
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise subprocess.TimeoutExpired(proc.args, timeout)
-        try:
-            return proc.communicate(timeout=min(left, 0.5))[0]
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _die_with_parent() -> None:
-    """In a test's process, before it runs the test: ask Linux to send it SIGKILL when the bridge
-    dies (PR_SET_PDEATHSIG). Elsewhere, or if the call fails, a SIGKILLed bridge may leave the
-    test running; Ctrl-C and SIGTERM stop it on every system."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _prctl() -> Callable[..., int] | None:
-    # Looked up once, in the bridge: a forked child must not load libraries.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-        return prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PR_SET_PDEATHSIG = 1
-_PRCTL = _prctl()
 
 
 def _tail(output: str) -> str:
