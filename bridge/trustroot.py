@@ -34,7 +34,7 @@ class KeyChange:
         return f"provenance.key changed from {_named(self.before)} to {_named(self.after)} {where}"
 
 
-def key_at(repo: git.Repo, catalog: str, commit: git.Commit) -> str | None:
+def key_at(catalog: str, commit: git.Commit) -> str | None:
     """The provenance key the catalog names at `commit` (None: no catalog, no key, or a catalog
     that is not JSON there)."""
     try:
@@ -56,7 +56,7 @@ def last_change(repo: git.Repo, catalog: str, commit: str) -> KeyChange | None:
     for older in repo.iter_commits(
         commit, paths=catalog, first_parent=True, max_count=HISTORY_LIMIT
     ):
-        key = key_at(repo, catalog, older)
+        key = key_at(catalog, older)
         if newer is not None and key != newer_key and key is not None:
             return _change(newer, key, newer_key)
         newer, newer_key = older, key
@@ -71,12 +71,12 @@ def pending_change(repo: git.Repo, catalog: str, key: str | None) -> KeyChange |
         head = repo.head.commit
     except ValueError:  # no commit yet
         return None
-    committed = key_at(repo, catalog, head)
+    committed = key_at(catalog, head)
     if key != committed:
         return KeyChange("", "uncommitted", committed, key) if committed else None
     if not head.parents or not _has(head.parents[0], catalog):
         return None  # a new catalog starts with its key: nothing was trusted before
-    before = key_at(repo, catalog, head.parents[0])
+    before = key_at(catalog, head.parents[0])
     if before == committed or before is None:
         return None
     return _change(head, before, committed)

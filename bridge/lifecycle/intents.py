@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from bridge.aws import manifests
 from bridge.aws.clients import aws_call
 from bridge.errors import QueryError
 
@@ -37,7 +38,6 @@ class Intent:
     operation: Operation
     definition: str
     started: str
-    builds: tuple[str, ...]
     # A revocation's, as it is recorded on every image (revoke only).
     reason: str = ""
     at: str = ""
@@ -55,9 +55,8 @@ class Intent:
 
 
 def key(prefix: str | None, definition: str) -> str:
-    head = (prefix or "").strip("/")
-    name = f"intents/{definition}.json"
-    return f"{head}/{name}" if head else name
+    """`<prefix>/intents/<definition>.json`: laid out as a manifest's key is."""
+    return manifests.manifest_key(prefix, "intents", definition)
 
 
 def pending(ctx: Context, definition: str) -> Intent | None:
@@ -78,7 +77,7 @@ def pending(ctx: Context, definition: str) -> Intent | None:
             raise
     try:
         data = json.loads(raw)
-        return Intent(**{**data, "builds": tuple(data["builds"])})
+        return Intent(**data)
     except (ValueError, TypeError, KeyError):
         log.warning("s3://%s/%s is not an intent record; ignored", bucket, where)
         return None
@@ -90,7 +89,7 @@ def begin(ctx: Context, intent: Intent) -> None:
     if not bucket:
         return
     where = key(ctx.settings.manifest_prefix, intent.definition)
-    body = json.dumps({**asdict(intent), "builds": list(intent.builds)}, sort_keys=True)
+    body = json.dumps(asdict(intent), sort_keys=True)
     with aws_call(f"recording the {intent.operation} in s3://{bucket}/{where}", "s3:PutObject"):
         ctx.clients.s3(ctx.settings.region).put_object(
             Bucket=bucket, Key=where, Body=body.encode(), ContentType="application/json"

@@ -169,7 +169,6 @@ class Revoker:
                 "revoke",
                 d.name,
                 started=recorded.started if recorded else model.timestamp(now),
-                builds=tuple(c.build.build_id for c in written),
                 reason=text,
                 at=model.timestamp(when),
             ),
@@ -275,7 +274,6 @@ class Revoker:
                 "restore",
                 d.name,
                 started=recorded.started if recorded else model.timestamp(self._clock()),
-                builds=tuple(b.build_id for b in found),
             ),
         )
         # The newest revoked build, and the other builds of the fingerprint the same revocation
